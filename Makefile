@@ -1,0 +1,42 @@
+# UdaConnect — top-level build.  See README.md.
+#   make            build everything
+#   make install    install the extension into the PostgreSQL named by pg_config
+#   make run        install missing packages, build, start the local stack, load the seed data
+#   make stop       stop the local stack
+#   make check      the same set-up, then every test ("N passed, N failed")
+#   make bench      benchmarks against their baselines
+PG_CONFIG ?= pg_config
+export PG_CONFIG
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SUBDIRS := pg_udaconnect gateway scripts test/unit
+
+.PHONY: all install deps run stop check bench clean $(SUBDIRS)
+
+all: $(SUBDIRS)
+
+$(SUBDIRS):
+	@if [ -f $@/Makefile ]; then $(MAKE) -C $@; fi
+
+install: all
+	$(SUDO) $(MAKE) -C pg_udaconnect install PG_CONFIG=$(PG_CONFIG)
+
+deps:
+	@scripts/deps.sh
+
+run: deps
+	$(MAKE) install
+	scripts/as-user.sh scripts/stack.sh start
+
+stop:
+	scripts/as-user.sh scripts/stack.sh stop
+
+check: deps
+	$(MAKE) install
+	scripts/as-user.sh test/run.sh
+
+bench: deps
+	$(MAKE) install
+	scripts/as-user.sh test/bench/run.sh
+
+clean:
+	for d in $(SUBDIRS); do [ -f $$d/Makefile ] && $(MAKE) -C $$d clean || true; done

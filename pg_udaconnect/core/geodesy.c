@@ -1,0 +1,390 @@
+/*
+ * geodesy.c — PostgreSQL-independent geodesy and cell-key covering.
+ * See geodesy.h for the contract.
+ */
+#include "geodesy.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#define DEG2RAD (M_PI / 180.0)
+#define RAD2DEG (180.0 / M_PI)
+
+/* Most fine cells enumerated one by one before switching to coarse ranges. */
+#define UDC_FINE_MAX 128
+/* Most coarse cells a covering may use. */
+#define UDC_COARSE_MAX 16
+
+udc_coord_check
+udc_check_coordinates(double latitude, double longitude)
+{
+	if (!isfinite(latitude) || latitude < -90.0 || latitude > 90.0)
+		return UDC_COORD_BAD_LATITUDE;
+	if (!isfinite(longitude) || longitude < -180.0 || longitude > 180.0)
+		return UDC_COORD_BAD_LONGITUDE;
+	return UDC_COORD_OK;
+}
+
+/* Longitude difference in radians, folded into [-pi, pi]. */
+static double
+lon_delta(double lon1, double lon2)
+{
+	double		d = (lon2 - lon1);
+
+	if (d > 180.0)
+		d -= 360.0;
+	else if (d < -180.0)
+		d += 360.0;
+	return d * DEG2RAD;
+}
+
+double
+udc_geodesic_distance(double lat1, double lon1, double lat2, double lon2)
+{
+	const double a = UDC_WGS84_A;
+	const double f = UDC_WGS84_F;
+	const double b = a * (1.0 - f);
+	double		L = lon_delta(lon1, lon2);
+	double		U1 = atan((1.0 - f) * tan(lat1 * DEG2RAD));
+	double		U2 = atan((1.0 - f) * tan(lat2 * DEG2RAD));
+	double		sinU1 = sin(U1),
+				cosU1 = cos(U1);
+	double		sinU2 = sin(U2),
+				cosU2 = cos(U2);
+	double		lambda = L,
+				lambdaP;
+	double		sinSigma,
+				cosSigma,
+				sigma,
+				sinAlpha,
+				cosSqAlpha,
+				cos2SigmaM;
+	int			iter = 0;
+
+	if (lat1 == lat2 && L == 0.0)
+		return 0.0;
+
+	/* at the poles tan() is huge but atan() brings it back to +-pi/2 */
+	do
+	{
+		double		sinLambda = sin(lambda),
+					cosLambda = cos(lambda);
+		double		t1 = cosU2 * sinLambda;
+		double		t2 = cosU1 * sinU2 - sinU1 * cosU2 * cosLambda;
+		double		C;
+
+		sinSigma = sqrt(t1 * t1 + t2 * t2);
+		if (sinSigma == 0.0)
+			return 0.0;			/* coincident points */
+		cosSigma = sinU1 * sinU2 + cosU1 * cosU2 * cosLambda;
+		sigma = atan2(sinSigma, cosSigma);
+		sinAlpha = cosU1 * cosU2 * sinLambda / sinSigma;
+		cosSqAlpha = 1.0 - sinAlpha * sinAlpha;
+		cos2SigmaM = (cosSqAlpha != 0.0) ?
+			cosSigma - 2.0 * sinU1 * sinU2 / cosSqAlpha : 0.0;
+		C = f / 16.0 * cosSqAlpha * (4.0 + f * (4.0 - 3.0 * cosSqAlpha));
+		lambdaP = lambda;
+		lambda = L + (1.0 - C) * f * sinAlpha *
+			(sigma + C * sinSigma *
+			 (cos2SigmaM + C * cosSigma * (-1.0 + 2.0 * cos2SigmaM * cos2SigmaM)));
+	} while (fabs(lambda - lambdaP) > 1e-13 && ++iter < 200);
+
+	if (iter >= 200)
+		return -1.0;
+
+	{
+		double		uSq = cosSqAlpha * (a * a - b * b) / (b * b);
+		double		A = 1.0 + uSq / 16384.0 *
+			(4096.0 + uSq * (-768.0 + uSq * (320.0 - 175.0 * uSq)));
+		double		B = uSq / 1024.0 *
+			(256.0 + uSq * (-128.0 + uSq * (74.0 - 47.0 * uSq)));
+		double		deltaSigma = B * sinSigma *
+			(cos2SigmaM + B / 4.0 *
+			 (cosSigma * (-1.0 + 2.0 * cos2SigmaM * cos2SigmaM) -
+			  B / 6.0 * cos2SigmaM * (-3.0 + 4.0 * sinSigma * sinSigma) *
+			  (-3.0 + 4.0 * cos2SigmaM * cos2SigmaM)));
+
+		return b * A * (sigma - deltaSigma);
+	}
+}
+
+double
+udc_approx_distance(double lat1, double lon1, double lat2, double lon2)
+{
+	const double a = UDC_WGS84_A;
+	const double f = UDC_WGS84_F;
+	const double e2 = f * (2.0 - f);
+	double		phim = 0.5 * (lat1 + lat2) * DEG2RAD;
+	double		s = sin(phim);
+	double		w = sqrt(1.0 - e2 * s * s);
+	double		M = a * (1.0 - e2) / (w * w * w);
+	double		N = a / w;
+	double		dy = M * (lat2 - lat1) * DEG2RAD;
+	double		dx = N * cos(phim) * lon_delta(lon1, lon2);
+
+	return sqrt(dx * dx + dy * dy);
+}
+
+int
+udc_approx_ok(double lat1, double lat2)
+{
+	return fabs(lat1) <= 80.0 && fabs(lat2) <= 80.0;
+}
+
+static uint32_t
+lat_index(double lat)
+{
+	double		v = floor((lat + 90.0) / 180.0 * (double) UDC_GRID_SIZE);
+
+	if (v < 0.0)
+		return 0;
+	if (v > (double) (UDC_GRID_SIZE - 1))
+		return UDC_GRID_SIZE - 1;
+	return (uint32_t) v;
+}
+
+static uint32_t
+lon_index(double lon)
+{
+	double		v = floor((lon + 180.0) / 360.0 * (double) UDC_GRID_SIZE);
+
+	if (v < 0.0)
+		return 0;
+	if (v > (double) (UDC_GRID_SIZE - 1))
+		return UDC_GRID_SIZE - 1;
+	return (uint32_t) v;
+}
+
+static uint64_t
+spread_bits(uint32_t v)
+{
+	uint64_t	x = v;
+
+	x = (x | (x << 16)) & 0x0000FFFF0000FFFFULL;
+	x = (x | (x << 8)) & 0x00FF00FF00FF00FFULL;
+	x = (x | (x << 4)) & 0x0F0F0F0F0F0F0F0FULL;
+	x = (x | (x << 2)) & 0x3333333333333333ULL;
+	x = (x | (x << 1)) & 0x5555555555555555ULL;
+	return x;
+}
+
+static uint32_t
+gather_bits(uint64_t x)
+{
+	x &= 0x5555555555555555ULL;
+	x = (x | (x >> 1)) & 0x3333333333333333ULL;
+	x = (x | (x >> 2)) & 0x0F0F0F0F0F0F0F0FULL;
+	x = (x | (x >> 4)) & 0x00FF00FF00FF00FFULL;
+	x = (x | (x >> 8)) & 0x0000FFFF0000FFFFULL;
+	x = (x | (x >> 16)) & 0x00000000FFFFFFFFULL;
+	return (uint32_t) x;
+}
+
+int64_t
+udc_morton(uint32_t lat_idx, uint32_t lon_idx)
+{
+	return (int64_t) ((spread_bits(lat_idx) << 1) | spread_bits(lon_idx));
+}
+
+void
+udc_unmorton(int64_t key, uint32_t *lat_idx, uint32_t *lon_idx)
+{
+	*lat_idx = gather_bits(((uint64_t) key) >> 1);
+	*lon_idx = gather_bits((uint64_t) key);
+}
+
+int64_t
+udc_cell_key(double latitude, double longitude)
+{
+	return udc_morton(lat_index(latitude), lon_index(longitude));
+}
+
+typedef struct idx_range
+{
+	uint32_t	lo;
+	uint32_t	hi;
+} idx_range;
+
+static int
+cmp_key_range(const void *a, const void *b)
+{
+	const udc_key_range *x = a;
+	const udc_key_range *y = b;
+
+	if (x->lo != y->lo)
+		return x->lo < y->lo ? -1 : 1;
+	return (x->hi < y->hi) ? -1 : (x->hi > y->hi);
+}
+
+/* Shift longitude index ranges to a coarser level, merging what now touches. */
+static int
+shift_lon_ranges(const idx_range *in, int n, int s, idx_range *out)
+{
+	int			m = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		idx_range	r = {in[i].lo >> s, in[i].hi >> s};
+
+		if (m > 0 && r.lo <= out[m - 1].hi + 1)
+		{
+			if (r.hi > out[m - 1].hi)
+				out[m - 1].hi = r.hi;
+		}
+		else
+			out[m++] = r;
+	}
+	return m;
+}
+
+int
+udc_cover(double latitude, double longitude, double radius_m, udc_key_range *out)
+{
+	const double a = UDC_WGS84_A;
+	const double f = UDC_WGS84_F;
+	const double b = a * (1.0 - f);
+	const double e2 = f * (2.0 - f);
+	const double m_min = a * (1.0 - e2);	/* smallest meridional radius */
+	double		dlat,
+				la0,
+				la1;
+	int			full_lon = 0;
+	idx_range	lon_r[2];
+	int			nlon = 0;
+	uint32_t	i0,
+				i1;
+	uint64_t	nfine;
+	int			n = 0;
+
+	/* Any path between two parallels is at least the meridian arc. */
+	dlat = radius_m / m_min * RAD2DEG * 1.001 + 1e-9;
+	la0 = latitude - dlat;
+	la1 = latitude + dlat;
+	if (la0 <= -90.0)
+	{
+		la0 = -90.0;
+		full_lon = 1;
+	}
+	if (la1 >= 90.0)
+	{
+		la1 = 90.0;
+		full_lon = 1;
+	}
+
+	if (!full_lon)
+	{
+		/*
+		 * Bound the longitude difference with the haversine inequality on the
+		 * auxiliary sphere of radius b: hav(sigma) >= cos^2(phimax) hav(dlon),
+		 * where sigma <= s / b.  Reduced latitudes are no larger than
+		 * geodetic ones and the ellipsoidal longitude difference is no larger
+		 * than the auxiliary-sphere one; a 1 % margin is added on top.
+		 */
+		double		phimax = fmax(fabs(la0), fabs(la1)) * DEG2RAD;
+		double		sigma = radius_m / b * 1.001;
+		double		x = sin(sigma / 2.0) / cos(phimax);
+
+		if (x >= 0.5)
+			full_lon = 1;
+		else
+		{
+			double		dlon = 2.0 * asin(x) * RAD2DEG * 1.01 + 1e-9;
+			double		lo = longitude - dlon,
+						hi = longitude + dlon;
+
+			if (dlon >= 90.0)
+				full_lon = 1;
+			else if (lo < -180.0)
+			{
+				lon_r[nlon++] = (idx_range) {0, lon_index(hi)};
+				lon_r[nlon++] = (idx_range) {lon_index(lo + 360.0), UDC_GRID_SIZE - 1};
+			}
+			else if (hi > 180.0)
+			{
+				lon_r[nlon++] = (idx_range) {0, lon_index(hi - 360.0)};
+				lon_r[nlon++] = (idx_range) {lon_index(lo), UDC_GRID_SIZE - 1};
+			}
+			else
+				lon_r[nlon++] = (idx_range) {lon_index(lo), lon_index(hi)};
+		}
+	}
+	if (full_lon)
+	{
+		nlon = 1;
+		lon_r[0] = (idx_range) {0, UDC_GRID_SIZE - 1};
+	}
+	if (nlon == 2 && lon_r[0].hi + 1 >= lon_r[1].lo)
+	{
+		lon_r[0].hi = lon_r[1].hi;
+		nlon = 1;
+	}
+
+	i0 = lat_index(la0);
+	i1 = lat_index(la1);
+
+	nfine = 0;
+	for (int k = 0; k < nlon; k++)
+		nfine += (uint64_t) (lon_r[k].hi - lon_r[k].lo + 1);
+	nfine *= (uint64_t) (i1 - i0 + 1);
+
+	if (nfine <= UDC_FINE_MAX)
+	{
+		for (uint32_t i = i0; i <= i1; i++)
+			for (int k = 0; k < nlon; k++)
+				for (uint32_t j = lon_r[k].lo; j <= lon_r[k].hi; j++)
+				{
+					int64_t		key = udc_morton(i, j);
+
+					out[n].lo = key;
+					out[n].hi = key;
+					n++;
+				}
+		qsort(out, n, sizeof(udc_key_range), cmp_key_range);
+		return n;
+	}
+
+	for (int s = 1; s <= UDC_GRID_BITS; s++)
+	{
+		idx_range	cl[2];
+		int			ncl = shift_lon_ranges(lon_r, nlon, s, cl);
+		uint32_t	ci0 = i0 >> s,
+					ci1 = i1 >> s;
+		uint64_t	count = 0;
+
+		for (int k = 0; k < ncl; k++)
+			count += (uint64_t) (cl[k].hi - cl[k].lo + 1);
+		count *= (uint64_t) (ci1 - ci0 + 1);
+		if (count > UDC_COARSE_MAX && s < UDC_GRID_BITS)
+			continue;
+
+		for (uint32_t ci = ci0; ci <= ci1; ci++)
+			for (int k = 0; k < ncl; k++)
+				for (uint32_t cj = cl[k].lo; cj <= cl[k].hi; cj++)
+				{
+					int64_t		base = udc_morton(ci << s, cj << s);
+
+					out[n].lo = base;
+					out[n].hi = base + (int64_t) ((1ULL << (2 * s)) - 1);
+					n++;
+				}
+		break;
+	}
+	qsort(out, n, sizeof(udc_key_range), cmp_key_range);
+	/* merge ranges that touch */
+	{
+		int			m = 0;
+
+		for (int k = 0; k < n; k++)
+		{
+			if (m > 0 && out[k].lo <= out[m - 1].hi + 1)
+			{
+				if (out[k].hi > out[m - 1].hi)
+					out[m - 1].hi = out[k].hi;
+			}
+			else
+				out[m++] = out[k];
+		}
+		n = m;
+	}
+	return n;
+}
