@@ -37,7 +37,7 @@ CONF
   fi
   if ! psql -d postgres -XtAc "select 1 from pg_database where datname='$DB'" | grep -q 1; then
     createdb "$DB"
-    psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION pg_udaconnect CASCADE"
+    PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION pg_udaconnect CASCADE"
     if [ "$UDACONNECT_SEED" = 1 ]; then
       "$TOP/scripts/run_db_command.sh" | sed 's/^/  seed: /'
     fi

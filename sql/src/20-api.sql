@@ -6,7 +6,7 @@
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION create_person(first_name text, last_name text, company_name text)
 RETURNS udaconnect.person
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
 DECLARE
@@ -45,7 +45,7 @@ $$;
 CREATE FUNCTION record_location(person_id integer, latitude float8, longitude float8,
                                 creation_time timestamptz DEFAULT now())
 RETURNS udaconnect.location
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
 DECLARE
@@ -61,6 +61,7 @@ BEGIN
         RAISE EXCEPTION 'creation_time must be finite, not %', creation_time
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM udaconnect.make_point(latitude, longitude);
     IF NOT EXISTS (SELECT 1 FROM udaconnect.person p WHERE p.id = record_location.person_id) THEN
         RAISE EXCEPTION 'person % does not exist', person_id
             USING ERRCODE = 'foreign_key_violation',
@@ -101,7 +102,7 @@ CREATE FUNCTION connected_persons(person_id integer, start_date date, end_date d
 RETURNS TABLE (person_id integer, first_name text, last_name text, company_name text,
                first_met timestamptz, last_met timestamptz, meetings bigint,
                min_distance_m float8)
-LANGUAGE sql STABLE PARALLEL RESTRICTED
+LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
     SELECT p.id, p.first_name, p.last_name, p.company_name,
@@ -111,3 +112,15 @@ AS $$
      GROUP BY p.id
      ORDER BY min(f.creation_time), p.id
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Privileges.  The API functions read and write the tables with the
+-- extension owner's rights (find_connections, in C, reads them directly), so
+-- EXECUTE is the gate: it is not granted to PUBLIC.  Grant it to the roles
+-- that may use the API (the HTTP gateway's role udaconnect_api gets it in
+-- 60-http.sql).
+-- ---------------------------------------------------------------------------
+REVOKE ALL ON FUNCTION create_person(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION record_location(integer, float8, float8, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION find_connections(integer, date, date, float8, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION connected_persons(integer, date, date, float8, interval) FROM PUBLIC;

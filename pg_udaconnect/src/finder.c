@@ -1,0 +1,583 @@
+/*
+ * finder.c — udaconnect.find_connections(): who crossed paths with a person.
+ *
+ * Algorithm (see docs/design.md):
+ *  1. Read the person's own locations in [t0, t1) through the btree
+ *     (person_id, creation_time).
+ *  2. For each of them, core/geodesy.c gives the grid cells (as ranges of
+ *     fine cell keys) that can hold a point within `meters`; group the
+ *     (cell range, own location) pairs by cell range and merge the time
+ *     intervals [t - window, t + window] of each group.
+ *  3. Scan the btree (cell, creation_time) once per (cell range, merged
+ *     interval): with single-cell ranges both columns bound the scan, so only
+ *     candidates that are close in space and time are ever read.
+ *  4. Keep a candidate of another person if the exact geodesic distance
+ *     (Vincenty on WGS84) to some own location within the window is at most
+ *     `meters`, remembering the smallest such distance.  Each location is
+ *     reported once (a hash on its id merges the rare overlapping ranges).
+ *
+ * Memory: the person's own locations, their cell ranges, and the output.
+ * Nothing depends on the size of the table.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/skey.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "common/int.h"
+#include "executor/tuptable.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/float.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "geodesy.h"
+#include "udc_pg.h"
+
+typedef struct OwnPoint
+{
+	double		lat;
+	double		lon;
+	TimestampTz t;
+} OwnPoint;
+
+typedef struct Probe
+{
+	int64		lo;
+	int64		hi;
+	int			own;			/* index into own points (time order) */
+} Probe;
+
+typedef struct Hit
+{
+	int64		id;
+	int32		person_id;
+	double		lat;
+	double		lon;
+	TimestampTz t;
+	double		dist;
+} Hit;
+
+typedef struct HitEntry
+{
+	int64		id;				/* hash key */
+	int			idx;			/* into hits[] */
+} HitEntry;
+
+/* Relations and attribute numbers the finder works with. */
+typedef struct FinderRels
+{
+	Relation	person;
+	Relation	person_pkey;
+	Relation	location;
+	Relation	loc_person_time;
+	Relation	loc_cell_time;
+	AttrNumber	att_id;
+	AttrNumber	att_person;
+	AttrNumber	att_coord;
+	AttrNumber	att_time;
+} FinderRels;
+
+static Oid
+udc_relid(Oid nsp, const char *name)
+{
+	Oid			relid = get_relname_relid(name, nsp);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation udaconnect.%s does not exist", name),
+				 errhint("Reinstall the extension: DROP EXTENSION pg_udaconnect; CREATE EXTENSION pg_udaconnect CASCADE.")));
+	return relid;
+}
+
+static AttrNumber
+udc_attnum(Oid relid, const char *name)
+{
+	AttrNumber	a = get_attnum(relid, name);
+
+	if (a == InvalidAttrNumber)
+		elog(ERROR, "column udaconnect.location.%s does not exist", name);
+	return a;
+}
+
+static void
+open_rels(FinderRels *r)
+{
+	Oid			nsp = get_namespace_oid("udaconnect", false);
+	Oid			loc = udc_relid(nsp, "location");
+
+	r->person = table_open(udc_relid(nsp, "person"), AccessShareLock);
+	r->person_pkey = index_open(udc_relid(nsp, "person_pkey"), AccessShareLock);
+	r->location = table_open(loc, AccessShareLock);
+	r->loc_person_time = index_open(udc_relid(nsp, "location_person_time_idx"), AccessShareLock);
+	r->loc_cell_time = index_open(udc_relid(nsp, "location_cell_time_idx"), AccessShareLock);
+	r->att_id = udc_attnum(loc, "id");
+	r->att_person = udc_attnum(loc, "person_id");
+	r->att_coord = udc_attnum(loc, "coordinate");
+	r->att_time = udc_attnum(loc, "creation_time");
+}
+
+static void
+close_rels(FinderRels *r)
+{
+	index_close(r->loc_cell_time, AccessShareLock);
+	index_close(r->loc_person_time, AccessShareLock);
+	table_close(r->location, AccessShareLock);
+	index_close(r->person_pkey, AccessShareLock);
+	table_close(r->person, AccessShareLock);
+}
+
+static bool
+person_exists(FinderRels *r, int32 pid)
+{
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(r->person, NULL);
+	bool		found;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(pid));
+	scan = index_beginscan(r->person, r->person_pkey, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return found;
+}
+
+/* The person's own locations in [t0, t1), in time order. */
+static OwnPoint *
+read_own_points(FinderRels *r, int32 pid, TimestampTz t0, TimestampTz t1, int *count)
+{
+	ScanKeyData keys[3];
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(r->location, NULL);
+	int			n = 0,
+				cap = 256;
+	OwnPoint   *pts = palloc(sizeof(OwnPoint) * cap);
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(pid));
+	ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE, TimestampTzGetDatum(t0));
+	ScanKeyInit(&keys[2], 2, BTLessStrategyNumber, F_TIMESTAMPTZ_LT, TimestampTzGetDatum(t1));
+	scan = index_beginscan(r->location, r->loc_person_time, GetActiveSnapshot(), 3, 0);
+	index_rescan(scan, keys, 3, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d;
+
+		CHECK_FOR_INTERRUPTS();
+		if (n == cap)
+		{
+			cap *= 2;
+			pts = repalloc_huge(pts, sizeof(OwnPoint) * cap);
+		}
+		d = slot_getattr(slot, r->att_coord, &isnull);
+		if (isnull)
+			continue;
+		udc_point_coordinates(d, &pts[n].lat, &pts[n].lon);
+		pts[n].t = DatumGetTimestampTz(slot_getattr(slot, r->att_time, &isnull));
+		n++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	*count = n;
+	return pts;
+}
+
+static int
+cmp_probe(const void *a, const void *b)
+{
+	const Probe *x = a;
+	const Probe *y = b;
+
+	if (x->lo != y->lo)
+		return x->lo < y->lo ? -1 : 1;
+	if (x->hi != y->hi)
+		return x->hi < y->hi ? -1 : 1;
+	return (x->own > y->own) - (x->own < y->own);
+}
+
+static int
+cmp_hit(const void *a, const void *b)
+{
+	const Hit  *x = a;
+	const Hit  *y = b;
+
+	if (x->t != y->t)
+		return x->t < y->t ? -1 : 1;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+typedef struct FinderState
+{
+	FinderRels *rels;
+	int32		pid;
+	double		meters;
+	bool		has_window;
+	int64		window;			/* microseconds */
+	OwnPoint   *own;
+	Hit		   *hits;
+	int			nhits;
+	int			caphits;
+	HTAB	   *seen;
+	TupleTableSlot *slot;
+	IndexScanDesc scan_cell;	/* cell = x and time range: 3 keys */
+	IndexScanDesc scan_range;	/* cell range and time range: 4 keys */
+} FinderState;
+
+/* Smallest exact distance <= meters from (lat, lon, t) to the group's points. */
+static double
+nearest_own(FinderState *st, const Probe *group, int ngroup, double lat, double lon,
+			TimestampTz t)
+{
+	double		best = -1.0;
+	double		cut = st->meters * (1.0 + 1e-3) + 1e-3;
+	int			from = 0;
+
+	if (st->has_window)
+	{
+		/* first own point with time >= t - window (group is in time order) */
+		int			lo = 0,
+					hi = ngroup;
+		TimestampTz tmin = (t < PG_INT64_MIN + st->window) ? PG_INT64_MIN : t - st->window;
+
+		while (lo < hi)
+		{
+			int			mid = lo + (hi - lo) / 2;
+
+			if (st->own[group[mid].own].t < tmin)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		from = lo;
+	}
+	for (int k = from; k < ngroup; k++)
+	{
+		const OwnPoint *p = &st->own[group[k].own];
+		double		d;
+
+		if (st->has_window)
+		{
+			int64		dt;
+
+			if (pg_sub_s64_overflow(p->t, t, &dt) || dt > st->window)
+				break;			/* later points are later still */
+		}
+		if (udc_approx_ok(lat, p->lat) &&
+			udc_approx_distance(lat, lon, p->lat, p->lon) > cut)
+			continue;
+		d = udc_geodesic_distance(lat, lon, p->lat, p->lon);
+		if (d >= 0.0 && d <= st->meters && (best < 0.0 || d < best))
+			best = d;
+	}
+	return best;
+}
+
+static void
+add_hit(FinderState *st, int64 id, int32 person, double lat, double lon,
+		TimestampTz t, double dist)
+{
+	bool		found;
+	HitEntry   *e = hash_search(st->seen, &id, HASH_ENTER, &found);
+
+	if (found)
+	{
+		if (dist < st->hits[e->idx].dist)
+			st->hits[e->idx].dist = dist;
+		return;
+	}
+	if (st->nhits == st->caphits)
+	{
+		st->caphits *= 2;
+		st->hits = repalloc_huge(st->hits, sizeof(Hit) * st->caphits);
+	}
+	e->idx = st->nhits;
+	st->hits[st->nhits++] = (Hit) {id, person, lat, lon, t, dist};
+}
+
+/* Scan one cell range over [a, b] and check candidates against the group. */
+static void
+scan_segment(FinderState *st, const Probe *group, int ngroup,
+			 TimestampTz a, TimestampTz b)
+{
+	FinderRels *r = st->rels;
+	ScanKeyData keys[4];
+	int			nkeys;
+	IndexScanDesc scan;
+
+	if (group[0].lo == group[0].hi)
+	{
+		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(group[0].lo));
+		nkeys = 1;
+	}
+	else
+	{
+		ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(group[0].lo));
+		ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(group[0].hi));
+		nkeys = 2;
+	}
+	ScanKeyInit(&keys[nkeys++], 2, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE, TimestampTzGetDatum(a));
+	ScanKeyInit(&keys[nkeys++], 2, BTLessEqualStrategyNumber, F_TIMESTAMPTZ_LE, TimestampTzGetDatum(b));
+	/* an index scan takes the same number of keys at every rescan */
+	scan = (nkeys == 3) ? st->scan_cell : st->scan_range;
+	index_rescan(scan, keys, nkeys, NULL, 0);
+
+	while (index_getnext_slot(scan, ForwardScanDirection, st->slot))
+	{
+		bool		isnull;
+		int32		person;
+		double		lat,
+					lon,
+					d;
+		TimestampTz t;
+		Datum		coord;
+
+		CHECK_FOR_INTERRUPTS();
+		person = DatumGetInt32(slot_getattr(st->slot, r->att_person, &isnull));
+		if (isnull || person == st->pid)
+			continue;
+		coord = slot_getattr(st->slot, r->att_coord, &isnull);
+		if (isnull)
+			continue;
+		t = DatumGetTimestampTz(slot_getattr(st->slot, r->att_time, &isnull));
+		udc_point_coordinates(coord, &lat, &lon);
+		d = nearest_own(st, group, ngroup, lat, lon, t);
+		if (d >= 0.0)
+			add_hit(st, DatumGetInt64(slot_getattr(st->slot, r->att_id, &isnull)),
+					person, lat, lon, t, d);
+	}
+}
+
+static TimestampTz
+sat_add(TimestampTz t, int64 d)
+{
+	TimestampTz r;
+
+	if (pg_add_s64_overflow(t, d, &r))
+		return d < 0 ? PG_INT64_MIN : PG_INT64_MAX;
+	return r;
+}
+
+static TimestampTz
+utc_midnight(DateADT d)
+{
+	int			overflow = 0;
+	Timestamp	ts;
+
+	if (DATE_IS_NOBEGIN(d))
+		return DT_NOBEGIN;
+	if (DATE_IS_NOEND(d))
+		return DT_NOEND;
+	ts = date2timestamp_opt_overflow(d, &overflow);
+	if (overflow < 0)
+		return DT_NOBEGIN;
+	if (overflow > 0)
+		return DT_NOEND;
+	/* a timestamp's midnight, read as UTC: same microseconds since 2000 */
+	return (TimestampTz) ts;
+}
+
+static void
+null_arg_error(const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+			 errmsg("%s must not be null", name)));
+}
+
+PG_FUNCTION_INFO_V1(udc_find_connections);
+Datum
+udc_find_connections(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int32		pid;
+	DateADT		start_date,
+				end_date;
+	double		meters;
+	TimestampTz t0,
+				t1;
+	FinderRels	rels;
+	FinderState st = {0};
+	int			nown;
+	Probe	   *probes;
+	int			nprobes = 0;
+	udc_key_range ranges[UDC_COVER_MAX];
+	HASHCTL		hctl;
+
+	if (PG_ARGISNULL(0))
+		null_arg_error("person_id");
+	if (PG_ARGISNULL(1))
+		null_arg_error("start_date");
+	if (PG_ARGISNULL(2))
+		null_arg_error("end_date");
+	if (PG_ARGISNULL(3))
+		null_arg_error("meters");
+	pid = PG_GETARG_INT32(0);
+	start_date = PG_GETARG_DATEADT(1);
+	end_date = PG_GETARG_DATEADT(2);
+	meters = PG_GETARG_FLOAT8(3);
+
+	if (start_date > end_date)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("start_date must not be after end_date"),
+				 errdetail("start_date is %s, end_date is %s.",
+						   DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(start_date))),
+						   DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(end_date))))));
+	if (!(meters > 0.0) || !isfinite(meters) || meters > UDC_MAX_METERS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("meters must be greater than 0 and at most %g, not %s",
+						UDC_MAX_METERS, float8out_internal(meters)),
+				 errdetail("meters is the largest geodesic distance, in metres, between two locations that counts as a connection.")));
+	if (!PG_ARGISNULL(4))
+	{
+		Interval   *w = PG_GETARG_INTERVAL_P(4);
+		int64		us;
+
+		if (w->month != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("time_window must not contain months or years"),
+					 errhint("Express it in days, hours, minutes or seconds.")));
+		if (pg_mul_s64_overflow((int64) w->day, USECS_PER_DAY, &us) ||
+			pg_add_s64_overflow(us, w->time, &us))
+			us = (w->day < 0) ? -1 : PG_INT64_MAX / 4;
+		if (us < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("time_window must not be negative"),
+					 errdetail("time_window is %s.",
+							   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(w))))));
+		st.has_window = true;
+		st.window = Min(us, PG_INT64_MAX / 4);
+	}
+
+	t0 = utc_midnight(start_date);
+	t1 = DATE_IS_NOEND(end_date) ? DT_NOEND : utc_midnight(end_date + 1);
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	open_rels(&rels);
+	if (!person_exists(&rels, pid))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("person %d does not exist", pid)));
+
+	st.rels = &rels;
+	st.pid = pid;
+	st.meters = meters;
+	st.own = read_own_points(&rels, pid, t0, t1, &nown);
+
+	/* (cell range, own point) pairs, grouped by cell range */
+	{
+		Size		cap = 1024;
+
+		probes = palloc(sizeof(Probe) * cap);
+		for (int i = 0; i < nown; i++)
+		{
+			int			n = udc_cover(st.own[i].lat, st.own[i].lon, meters, ranges);
+
+			CHECK_FOR_INTERRUPTS();
+			if (nprobes + n > cap)
+			{
+				cap = Max(cap * 2, (Size) (nprobes + n));
+				probes = repalloc_huge(probes, sizeof(Probe) * cap);
+			}
+			for (int k = 0; k < n; k++)
+				probes[nprobes++] = (Probe) {ranges[k].lo, ranges[k].hi, i};
+		}
+		qsort(probes, nprobes, sizeof(Probe), cmp_probe);
+	}
+
+	memset(&hctl, 0, sizeof(hctl));
+	hctl.keysize = sizeof(int64);
+	hctl.entrysize = sizeof(HitEntry);
+	hctl.hcxt = CurrentMemoryContext;
+	st.seen = hash_create("udaconnect finder hits", 1024, &hctl,
+						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	st.caphits = 256;
+	st.hits = palloc(sizeof(Hit) * st.caphits);
+	st.slot = table_slot_create(rels.location, NULL);
+
+	st.scan_cell = index_beginscan(rels.location, rels.loc_cell_time, GetActiveSnapshot(), 3, 0);
+	st.scan_range = index_beginscan(rels.location, rels.loc_cell_time, GetActiveSnapshot(), 4, 0);
+	for (int g = 0; g < nprobes;)
+	{
+		int			ng = 1;
+
+		while (g + ng < nprobes && probes[g + ng].lo == probes[g].lo &&
+			   probes[g + ng].hi == probes[g].hi)
+			ng++;
+
+		if (!st.has_window)
+			scan_segment(&st, &probes[g], ng, t0, t1 - 1);
+		else
+		{
+			/* merge [t - w, t + w] of the group's points (time order) */
+			TimestampTz seg_a = 0,
+						seg_b = 0;
+			bool		open = false;
+
+			for (int k = 0; k < ng; k++)
+			{
+				TimestampTz t = st.own[probes[g + k].own].t;
+				TimestampTz a = Max(t0, sat_add(t, -st.window));
+				TimestampTz b = Min(t1 - 1, sat_add(t, st.window));
+
+				if (open && a <= seg_b + 1)
+				{
+					if (b > seg_b)
+						seg_b = b;
+					continue;
+				}
+				if (open)
+					scan_segment(&st, &probes[g], ng, seg_a, seg_b);
+				seg_a = a;
+				seg_b = b;
+				open = true;
+			}
+			if (open)
+				scan_segment(&st, &probes[g], ng, seg_a, seg_b);
+		}
+		g += ng;
+	}
+	index_endscan(st.scan_cell);
+	index_endscan(st.scan_range);
+	ExecDropSingleTupleTableSlot(st.slot);
+	close_rels(&rels);
+
+	qsort(st.hits, st.nhits, sizeof(Hit), cmp_hit);
+	for (int i = 0; i < st.nhits; i++)
+	{
+		Datum		values[6];
+		bool		nulls[6] = {false, false, false, false, false, false};
+		Hit		   *h = &st.hits[i];
+
+		values[0] = Int64GetDatum(h->id);
+		values[1] = Int32GetDatum(h->person_id);
+		values[2] = Float8GetDatum(h->lat);
+		values[3] = Float8GetDatum(h->lon);
+		values[4] = TimestampTzGetDatum(h->t);
+		values[5] = Float8GetDatum(h->dist);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
