@@ -29,6 +29,10 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/visibilitymap.h"
+#include "storage/bufmgr.h"
+#include "storage/predicate.h"
+#include "access/itup.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
@@ -170,30 +174,51 @@ read_own_points(FinderRels *r, int32 pid, TimestampTz t0, TimestampTz t1, int *c
 	int			n = 0,
 				cap = 256;
 	OwnPoint   *pts = palloc(sizeof(OwnPoint) * cap);
+	ItemPointer tid;
+	Buffer		vmbuf = InvalidBuffer;
 
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(pid));
 	ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE, TimestampTzGetDatum(t0));
 	ScanKeyInit(&keys[2], 2, BTLessStrategyNumber, F_TIMESTAMPTZ_LT, TimestampTzGetDatum(t1));
 	scan = index_beginscan(r->location, r->loc_person_time, GetActiveSnapshot(), 3, 0);
+	scan->xs_want_itup = true;
 	index_rescan(scan, keys, 3, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	/* index-only where possible: (person_id, creation_time) INCLUDE (coordinate) */
+	while ((tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
 	{
 		bool		isnull;
-		Datum		d;
+		Datum		coord;
+		TimestampTz t;
 
 		CHECK_FOR_INTERRUPTS();
+		if (!VM_ALL_VISIBLE(r->location, ItemPointerGetBlockNumber(tid), &vmbuf))
+		{
+			if (!index_fetch_heap(scan, slot))
+				continue;
+			coord = slot_getattr(slot, r->att_coord, &isnull);
+			if (isnull)
+				continue;
+			t = DatumGetTimestampTz(slot_getattr(slot, r->att_time, &isnull));
+		}
+		else
+		{
+			PredicateLockPage(r->location, ItemPointerGetBlockNumber(tid), scan->xs_snapshot);
+			coord = index_getattr(scan->xs_itup, 3, scan->xs_itupdesc, &isnull);
+			if (isnull)
+				continue;
+			t = DatumGetTimestampTz(index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &isnull));
+		}
 		if (n == cap)
 		{
 			cap *= 2;
 			pts = repalloc_huge(pts, sizeof(OwnPoint) * cap);
 		}
-		d = slot_getattr(slot, r->att_coord, &isnull);
-		if (isnull)
-			continue;
-		udc_point_coordinates(d, &pts[n].lat, &pts[n].lon);
-		pts[n].t = DatumGetTimestampTz(slot_getattr(slot, r->att_time, &isnull));
+		udc_point_coordinates(coord, &pts[n].lat, &pts[n].lon);
+		pts[n].t = t;
 		n++;
 	}
+	if (BufferIsValid(vmbuf))
+		ReleaseBuffer(vmbuf);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	*count = n;
@@ -239,7 +264,15 @@ typedef struct FinderState
 	TupleTableSlot *slot;
 	IndexScanDesc scan_cell;	/* cell = x and time range: 3 keys */
 	IndexScanDesc scan_range;	/* cell range and time range: 4 keys */
+	Buffer		vmbuf;			/* visibility map page in use */
+	bool		dedupe;			/* can a location be seen twice? */
 } FinderState;
+
+/* Columns of location_cell_time_idx: (cell, creation_time) INCLUDE (person_id, id, coordinate) */
+#define IDX_TIME	2
+#define IDX_PERSON	3
+#define IDX_ID		4
+#define IDX_COORD	5
 
 /* Smallest exact distance <= meters from (lat, lon, t) to the group's points. */
 static double
@@ -294,21 +327,24 @@ static void
 add_hit(FinderState *st, int64 id, int32 person, double lat, double lon,
 		TimestampTz t, double dist)
 {
-	bool		found;
-	HitEntry   *e = hash_search(st->seen, &id, HASH_ENTER, &found);
-
-	if (found)
+	if (st->dedupe)
 	{
-		if (dist < st->hits[e->idx].dist)
-			st->hits[e->idx].dist = dist;
-		return;
+		bool		found;
+		HitEntry   *e = hash_search(st->seen, &id, HASH_ENTER, &found);
+
+		if (found)
+		{
+			if (dist < st->hits[e->idx].dist)
+				st->hits[e->idx].dist = dist;
+			return;
+		}
+		e->idx = st->nhits;
 	}
 	if (st->nhits == st->caphits)
 	{
 		st->caphits *= 2;
 		st->hits = repalloc_huge(st->hits, sizeof(Hit) * st->caphits);
 	}
-	e->idx = st->nhits;
 	st->hits[st->nhits++] = (Hit) {id, person, lat, lon, t, dist};
 }
 
@@ -321,6 +357,7 @@ scan_segment(FinderState *st, const Probe *group, int ngroup,
 	ScanKeyData keys[4];
 	int			nkeys;
 	IndexScanDesc scan;
+	ItemPointer tid;
 
 	if (group[0].lo == group[0].hi)
 	{
@@ -339,10 +376,16 @@ scan_segment(FinderState *st, const Probe *group, int ngroup,
 	scan = (nkeys == 3) ? st->scan_cell : st->scan_range;
 	index_rescan(scan, keys, nkeys, NULL, 0);
 
-	while (index_getnext_slot(scan, ForwardScanDirection, st->slot))
+	/*
+	 * Index-only where the heap page is all-visible: the index carries
+	 * person_id, id and coordinate (INCLUDE), so most candidates never touch
+	 * the heap (as nodeIndexonlyscan.c does).
+	 */
+	while ((tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
 	{
 		bool		isnull;
 		int32		person;
+		int64		id;
 		double		lat,
 					lon,
 					d;
@@ -350,18 +393,38 @@ scan_segment(FinderState *st, const Probe *group, int ngroup,
 		Datum		coord;
 
 		CHECK_FOR_INTERRUPTS();
-		person = DatumGetInt32(slot_getattr(st->slot, r->att_person, &isnull));
-		if (isnull || person == st->pid)
-			continue;
-		coord = slot_getattr(st->slot, r->att_coord, &isnull);
-		if (isnull)
-			continue;
-		t = DatumGetTimestampTz(slot_getattr(st->slot, r->att_time, &isnull));
+		if (!VM_ALL_VISIBLE(r->location, ItemPointerGetBlockNumber(tid), &st->vmbuf))
+		{
+			if (!index_fetch_heap(scan, st->slot))
+				continue;		/* not visible to our snapshot */
+			person = DatumGetInt32(slot_getattr(st->slot, r->att_person, &isnull));
+			if (isnull || person == st->pid)
+				continue;
+			coord = slot_getattr(st->slot, r->att_coord, &isnull);
+			if (isnull)
+				continue;
+			t = DatumGetTimestampTz(slot_getattr(st->slot, r->att_time, &isnull));
+			id = DatumGetInt64(slot_getattr(st->slot, r->att_id, &isnull));
+		}
+		else
+		{
+			IndexTuple	itup = scan->xs_itup;
+			TupleDesc	itd = scan->xs_itupdesc;
+
+			PredicateLockPage(r->location, ItemPointerGetBlockNumber(tid), scan->xs_snapshot);
+			person = DatumGetInt32(index_getattr(itup, IDX_PERSON, itd, &isnull));
+			if (isnull || person == st->pid)
+				continue;
+			coord = index_getattr(itup, IDX_COORD, itd, &isnull);
+			if (isnull)
+				continue;
+			t = DatumGetTimestampTz(index_getattr(itup, IDX_TIME, itd, &isnull));
+			id = DatumGetInt64(index_getattr(itup, IDX_ID, itd, &isnull));
+		}
 		udc_point_coordinates(coord, &lat, &lon);
 		d = nearest_own(st, group, ngroup, lat, lon, t);
 		if (d >= 0.0)
-			add_hit(st, DatumGetInt64(slot_getattr(st->slot, r->att_id, &isnull)),
-					person, lat, lon, t, d);
+			add_hit(st, id, person, lat, lon, t, d);
 	}
 }
 
@@ -502,7 +565,12 @@ udc_find_connections(PG_FUNCTION_ARGS)
 				probes = repalloc_huge(probes, sizeof(Probe) * cap);
 			}
 			for (int k = 0; k < n; k++)
+			{
 				probes[nprobes++] = (Probe) {ranges[k].lo, ranges[k].hi, i};
+				/* single cells never overlap, and merged intervals are disjoint */
+				if (ranges[k].lo != ranges[k].hi)
+					st.dedupe = true;
+			}
 		}
 		qsort(probes, nprobes, sizeof(Probe), cmp_probe);
 	}
@@ -519,6 +587,9 @@ udc_find_connections(PG_FUNCTION_ARGS)
 
 	st.scan_cell = index_beginscan(rels.location, rels.loc_cell_time, GetActiveSnapshot(), 3, 0);
 	st.scan_range = index_beginscan(rels.location, rels.loc_cell_time, GetActiveSnapshot(), 4, 0);
+	st.scan_cell->xs_want_itup = true;
+	st.scan_range->xs_want_itup = true;
+	st.vmbuf = InvalidBuffer;
 	for (int g = 0; g < nprobes;)
 	{
 		int			ng = 1;
@@ -561,6 +632,8 @@ udc_find_connections(PG_FUNCTION_ARGS)
 	}
 	index_endscan(st.scan_cell);
 	index_endscan(st.scan_range);
+	if (BufferIsValid(st.vmbuf))
+		ReleaseBuffer(st.vmbuf);
 	ExecDropSingleTupleTableSlot(st.slot);
 	close_rels(&rels);
 

@@ -64,8 +64,8 @@ CREATE TABLE location (
 COMMENT ON TABLE location IS 'Reported positions: coordinate is WGS84 (x = longitude, y = latitude).';
 COMMENT ON COLUMN location.cell IS 'Grid cell key (cell_key(latitude, longitude)); used by the connection finder.';
 
-CREATE INDEX location_person_time_idx ON location (person_id, creation_time);
-CREATE INDEX location_cell_time_idx ON location (cell, creation_time);
+CREATE INDEX location_person_time_idx ON location (person_id, creation_time) INCLUDE (coordinate);
+CREATE INDEX location_cell_time_idx ON location (cell, creation_time) INCLUDE (person_id, id, coordinate);
 
 -- ---------------------------------------------------------------------------
 -- Referential integrity between location and person, checked once per
