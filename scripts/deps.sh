@@ -8,9 +8,10 @@ PKGS=(
   librdkafka-dev kcat
   libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
   libgrpc-dev libmicrohttpd-dev libpq-dev libjansson-dev
-  python3 python3-grpcio python3-grpc-tools python3-psycopg2 python3-flask
+  python3 python3-grpcio python3-grpc-tools python3-psycopg2 python3-flask python3-kafka
   libipc-run-perl wrk
   chromium
+  python3-yaml tini
 )
 PKGS+=(${UDACONNECT_EXTRA_PKGS:-})
 missing=()

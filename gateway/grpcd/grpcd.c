@@ -1,0 +1,1831 @@
+/*
+ * udaconnect-grpcd — the gRPC ingest gateway.
+ *
+ * gRPC core C API (no C++) + protobuf-c; produces validated locations to
+ * Kafka with librdkafka (idempotent producer, acks=all) and answers only
+ * after the broker's delivery report.  See docs/grpc.md.
+ *
+ * Threads
+ *   main        configuration, start-up, sigwait(), orderly shutdown
+ *   worker N    one completion queue each; every call is bound to the queue
+ *               it arrived on, so one call's events never run concurrently
+ *   kafka       rd_kafka_poll(): delivery reports answer the calls; also
+ *               the deadline sweeper (UNAVAILABLE before a call's deadline
+ *               when the broker has not acknowledged)
+ *   db N        libpq, one connection each, for FindConnections
+ *
+ * Call lifetime: a reference count.  The "flow" holds one reference until
+ * the call's final batch completed (or failed); every message handed to
+ * librdkafka holds one until its delivery report.  `answered` (an atomic
+ * flag) makes sure exactly one party sends the final status.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/log.h>
+#include <grpc/support/time.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "grpcd.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "original/location.pb-c.h"
+#include "udaconnect/v1/location.pb-c.h"
+#include "udaconnect/v1/location_service.pb-c.h"
+
+#define GRPCD_VERSION "1.0"
+#define MAX_KAFKA_OPTS 64
+#define MAX_LISTED_REJECTIONS 1000
+#define REASON_LEN 256
+
+/* ------------------------------------------------------------------------
+ * Configuration
+ * ------------------------------------------------------------------------ */
+static struct
+{
+	const char *bind;
+	int			port;
+	const char *brokers;
+	const char *topic;
+	const char *dburl;
+	int			threads;
+	int			db_threads;
+	int			requests;		/* outstanding requests per method and queue */
+	int			max_message;
+	int			max_stream;
+	int			max_rows;
+	int			max_skew;
+	int			kafka_timeout_ms;
+	double		linger_ms;
+	double		grace;
+	int			nkopts;
+	char	   *kopt_name[MAX_KAFKA_OPTS];
+	char	   *kopt_value[MAX_KAFKA_OPTS];
+}			cfg = {
+	.bind = "0.0.0.0",
+	.port = 30005,
+	.topic = "locations",
+	.threads = 2,
+	.db_threads = 2,
+	.requests = 32,
+	.max_message = 16384,
+	.max_stream = 1000000,
+	.max_rows = 100000,
+	.max_skew = 300,
+	.kafka_timeout_ms = 10000,
+	.linger_ms = 1,
+	.grace = 10,
+};
+
+/* ------------------------------------------------------------------------
+ * Global state
+ * ------------------------------------------------------------------------ */
+static grpc_server *server;
+static rd_kafka_t *rk;
+static rd_kafka_topic_t *rkt;
+static atomic_int stopping;		/* SIGTERM received */
+static atomic_int kafka_fatal;	/* producer unusable */
+static atomic_int poll_stop;
+static atomic_long live_calls;
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t live_cv = PTHREAD_COND_INITIALIZER;
+
+enum method_kind
+{
+	M_RECORD,
+	M_RECORDS,
+	M_LEGACY,
+	M_HEALTH,
+	M_FIND,
+	M_COUNT,
+	M_UNKNOWN = M_COUNT
+};
+
+static const struct
+{
+	const char *path;
+	bool		payload;		/* unary request read with the call */
+}			methods[M_COUNT] = {
+	[M_RECORD] = {"/udaconnect.v1.LocationService/RecordLocation", true},
+	[M_RECORDS] = {"/udaconnect.v1.LocationService/RecordLocations", false},
+	[M_LEGACY] = {"/LocationService/updateLocation", true},
+	[M_HEALTH] = {"/grpc.health.v1.Health/Check", true},
+	[M_FIND] = {"/udaconnect.v1.ConnectionService/FindConnections", true},
+};
+static void *method_handle[M_COUNT];
+
+typedef struct tag
+{
+	void		(*done) (struct tag *t, bool ok);
+} tag;
+
+typedef struct worker
+{
+	int			id;
+	grpc_completion_queue *cq;
+	pthread_t	thread;
+} worker;
+
+static worker *workers;
+
+typedef struct request
+{
+	tag			t;
+	worker	   *w;
+	int			kind;
+	grpc_call  *call;
+	gpr_timespec deadline;
+	grpc_metadata_array md;
+	grpc_byte_buffer *payload;
+	grpc_call_details details;	/* unregistered methods only */
+} request;
+
+typedef struct rejection
+{
+	int32_t		index;
+	char		reason[REASON_LEN];
+} rejection;
+
+typedef struct call
+{
+	tag			t;				/* the call's current batch */
+	worker	   *w;
+	int			kind;
+	grpc_call  *gc;
+	int64_t		deadline_ms;	/* INT64_MAX: none */
+
+	atomic_int	refs;
+	atomic_int	answered;
+	atomic_int	pending;		/* produced, delivery report outstanding */
+	atomic_int	failed;			/* delivery reports with an error */
+	atomic_int	half_closed;	/* no more messages will be produced */
+	atomic_int	err_set;
+	char		kafka_err[REASON_LEN];
+	int32_t		partition;
+	int64_t		offset;
+
+	/* batch state */
+	grpc_op		ops[6];
+	grpc_byte_buffer *recv_buf;
+	grpc_byte_buffer *send_buf;
+	grpc_slice	details;
+	bool		has_details;
+	bool		sent_initial;
+	int			cancelled;
+
+	/* client stream */
+	int32_t		index;
+	int32_t		valid;
+	int32_t		rejected;
+	int			nrej;
+	rejection  *rej;
+
+	/* deadline sweeper list (under sweep_mu) */
+	struct call *sprev,
+			   *snext;
+	bool		in_sweep;
+	int64_t		answer_by_ms;
+
+	/* FindConnections */
+	Udaconnect__V1__FindConnectionsRequest *freq;
+	PGresult   *res;
+	int			row;
+	int			nrows;
+	bool		truncated;
+	struct call *qnext;
+} call;
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+timespec_ms(gpr_timespec t)
+{
+	t = gpr_convert_clock_type(t, GPR_CLOCK_REALTIME);
+	if (gpr_time_cmp(t, gpr_inf_future(GPR_CLOCK_REALTIME)) == 0 || t.tv_sec > INT64_MAX / 2000)
+		return INT64_MAX;
+	return t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------------
+ * Byte buffers
+ * ------------------------------------------------------------------------ */
+static grpc_slice
+buffer_slice(grpc_byte_buffer *bb)
+{
+	grpc_byte_buffer_reader r;
+	grpc_slice	s;
+
+	if (!grpc_byte_buffer_reader_init(&r, bb))
+		return grpc_empty_slice();
+	s = grpc_byte_buffer_reader_readall(&r);
+	grpc_byte_buffer_reader_destroy(&r);
+	return s;
+}
+
+static grpc_byte_buffer *
+pack_message(const ProtobufCMessage *m)
+{
+	size_t		n = protobuf_c_message_get_packed_size(m);
+	grpc_slice	s = grpc_slice_malloc(n);
+	grpc_byte_buffer *bb;
+
+	protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
+	bb = grpc_raw_byte_buffer_create(&s, 1);
+	grpc_slice_unref(s);
+	return bb;
+}
+
+/* ------------------------------------------------------------------------
+ * Call life cycle
+ * ------------------------------------------------------------------------ */
+static call *
+call_new(worker *w, int kind, grpc_call *gc, int64_t deadline_ms)
+{
+	call	   *c = calloc(1, sizeof(call));
+
+	if (c == NULL)
+		return NULL;
+	c->w = w;
+	c->kind = kind;
+	c->gc = gc;
+	c->deadline_ms = deadline_ms;
+	atomic_init(&c->refs, 1);
+	atomic_fetch_add(&live_calls, 1);
+	return c;
+}
+
+static void
+call_unref(call *c)
+{
+	if (atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	if (c->gc)
+		grpc_call_unref(c->gc);
+	if (c->recv_buf)
+		grpc_byte_buffer_destroy(c->recv_buf);
+	if (c->send_buf)
+		grpc_byte_buffer_destroy(c->send_buf);
+	if (c->has_details)
+		grpc_slice_unref(c->details);
+	if (c->res)
+		PQclear(c->res);
+	if (c->freq)
+		udaconnect__v1__find_connections_request__free_unpacked(c->freq, NULL);
+	free(c->rej);
+	free(c);
+	if (atomic_fetch_sub(&live_calls, 1) == 1 && atomic_load(&stopping))
+	{
+		pthread_mutex_lock(&live_mu);
+		pthread_cond_broadcast(&live_cv);
+		pthread_mutex_unlock(&live_mu);
+	}
+}
+
+static void
+final_done(tag *t, bool ok)
+{
+	call	   *c = (call *) t;
+
+	(void) ok;
+	call_unref(c);				/* the flow's reference */
+}
+
+/*
+ * Send the final status (and optionally a response message) and release
+ * the flow's reference when it completed.  May be called from any thread,
+ * but only once per call and never while another batch of the call is in
+ * flight.
+ */
+static void
+call_finish(call *c, grpc_status_code code, const char *msg, const ProtobufCMessage *resp)
+{
+	size_t		n = 0;
+	grpc_call_error e;
+
+	if (!c->sent_initial)
+	{
+		memset(&c->ops[n], 0, sizeof(grpc_op));
+		c->ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+		c->sent_initial = true;
+	}
+	if (resp != NULL && code == GRPC_STATUS_OK)
+	{
+		if (c->send_buf)
+			grpc_byte_buffer_destroy(c->send_buf);
+		c->send_buf = pack_message(resp);
+		memset(&c->ops[n], 0, sizeof(grpc_op));
+		c->ops[n].op = GRPC_OP_SEND_MESSAGE;
+		c->ops[n++].data.send_message.send_message = c->send_buf;
+	}
+	memset(&c->ops[n], 0, sizeof(grpc_op));
+	c->ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	c->ops[n].data.send_status_from_server.status = code;
+	if (msg != NULL)
+	{
+		if (c->has_details)
+			grpc_slice_unref(c->details);
+		c->details = grpc_slice_from_copied_string(msg);
+		c->has_details = true;
+		c->ops[n].data.send_status_from_server.status_details = &c->details;
+	}
+	n++;
+	memset(&c->ops[n], 0, sizeof(grpc_op));
+	c->ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	c->ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+	c->t.done = final_done;
+	e = grpc_call_start_batch(c->gc, c->ops, n, &c->t, NULL);
+	if (e != GRPC_CALL_OK)
+	{
+		logmsg(LOG_ERROR, "grpc_call_start_batch (final status) failed: error %d", (int) e);
+		call_unref(c);
+	}
+	if (code != GRPC_STATUS_OK)
+		logmsg(LOG_DEBUG, "%s -> status %d: %s",
+			   c->kind < M_COUNT ? methods[c->kind].path : "unknown method", (int) code,
+			   msg ? msg : "");
+}
+
+/* Final status without a response; used by every error path. */
+static void
+call_fail(call *c, grpc_status_code code, const char *fmt,...) __attribute__((format(printf, 3, 4)));
+static void
+call_fail(call *c, grpc_status_code code, const char *fmt,...)
+{
+	char		msg[512];
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	atomic_store(&c->answered, 1);
+	call_finish(c, code, msg, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Deadline sweeper: calls waiting for delivery reports
+ * ------------------------------------------------------------------------ */
+static pthread_mutex_t sweep_mu = PTHREAD_MUTEX_INITIALIZER;
+static call *sweep_head;
+
+static void
+sweep_add(call *c)
+{
+	int64_t		now = now_ms();
+	int64_t		left;
+
+	if (c->deadline_ms == INT64_MAX)
+		return;
+	left = c->deadline_ms - now;
+	/* answer a little before the client gives up */
+	c->answer_by_ms = c->deadline_ms - (left / 4 < 250 ? (left > 0 ? left / 4 : 0) : 250);
+	pthread_mutex_lock(&sweep_mu);
+	c->sprev = NULL;
+	c->snext = sweep_head;
+	if (sweep_head)
+		sweep_head->sprev = c;
+	sweep_head = c;
+	c->in_sweep = true;
+	pthread_mutex_unlock(&sweep_mu);
+}
+
+static void
+sweep_unlink_locked(call *c)
+{
+	if (c->sprev)
+		c->sprev->snext = c->snext;
+	else
+		sweep_head = c->snext;
+	if (c->snext)
+		c->snext->sprev = c->sprev;
+	c->sprev = c->snext = NULL;
+	c->in_sweep = false;
+}
+
+static void
+sweep_remove(call *c)
+{
+	pthread_mutex_lock(&sweep_mu);
+	if (c->in_sweep)
+		sweep_unlink_locked(c);
+	pthread_mutex_unlock(&sweep_mu);
+}
+
+static void
+sweep_expired(void)
+{
+	static long expired_calls;
+	static int64_t last_log_ms;
+	call	   *batch[64];
+	int			n = 0;
+	int64_t		now = now_ms();
+
+	pthread_mutex_lock(&sweep_mu);
+	for (call *c = sweep_head, *next; c != NULL && n < 64; c = next)
+	{
+		next = c->snext;
+		if (c->answer_by_ms <= now)
+		{
+			sweep_unlink_locked(c);
+			atomic_fetch_add(&c->refs, 1);
+			batch[n++] = c;
+		}
+	}
+	pthread_mutex_unlock(&sweep_mu);
+	for (int i = 0; i < n; i++)
+	{
+		call	   *c = batch[i];
+
+		if (atomic_exchange(&c->answered, 1) == 0)
+		{
+			expired_calls++;
+			call_finish(c, GRPC_STATUS_UNAVAILABLE,
+						"the Kafka broker did not acknowledge the location(s) before the call's deadline; nothing was accepted",
+						NULL);
+		}
+		call_unref(c);
+	}
+	/* one line per 10 s at most (only the poll thread gets here) */
+	if (expired_calls > 0 && now - last_log_ms >= 10000)
+	{
+		logmsg(LOG_WARNING, "%ld call(s) answered UNAVAILABLE: Kafka did not acknowledge them before their deadline",
+			   expired_calls);
+		expired_calls = 0;
+		last_log_ms = now;
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Kafka
+ * ------------------------------------------------------------------------ */
+
+/* All delivery reports have arrived (or the stream ended): answer. */
+static void
+ingest_complete(call *c)
+{
+	int			failed;
+
+	if (atomic_exchange(&c->answered, 1) != 0)
+		return;
+	sweep_remove(c);
+	failed = atomic_load(&c->failed);
+	switch (c->kind)
+	{
+		case M_RECORD:
+			if (failed)
+				call_finish(c, GRPC_STATUS_UNAVAILABLE,
+							"the Kafka broker did not acknowledge the location; it was not accepted", NULL);
+			else
+			{
+				Udaconnect__V1__RecordLocationResponse r = UDACONNECT__V1__RECORD_LOCATION_RESPONSE__INIT;
+
+				r.partition = c->partition;
+				r.offset = c->offset;
+				call_finish(c, GRPC_STATUS_OK, NULL, &r.base);
+			}
+			break;
+		case M_LEGACY:
+			if (failed)
+				call_finish(c, GRPC_STATUS_UNAVAILABLE,
+							"the Kafka broker did not acknowledge the location; it was not accepted", NULL);
+			else
+			{
+				Status		s = STATUS__INIT;
+
+				s.currentstate = "Received";
+				call_finish(c, GRPC_STATUS_OK, NULL, &s.base);
+			}
+			break;
+		case M_RECORDS:
+			if (failed)
+			{
+				char		msg[512];
+
+				snprintf(msg, sizeof(msg),
+						 "%d of %d valid locations were not acknowledged by the Kafka broker (%s); none is reported as accepted",
+						 failed, c->valid, atomic_load(&c->err_set) ? c->kafka_err : "unknown error");
+				call_finish(c, GRPC_STATUS_UNAVAILABLE, msg, NULL);
+			}
+			else
+			{
+				Udaconnect__V1__RecordLocationsResponse r = UDACONNECT__V1__RECORD_LOCATIONS_RESPONSE__INIT;
+				Udaconnect__V1__Rejection *rv = NULL;
+				Udaconnect__V1__Rejection **rp = NULL;
+
+				r.accepted = c->valid;
+				r.rejected = c->rejected;
+				if (c->nrej > 0)
+				{
+					rv = calloc(c->nrej, sizeof(*rv));
+					rp = calloc(c->nrej, sizeof(*rp));
+				}
+				if (c->nrej > 0 && (rv == NULL || rp == NULL))
+				{
+					free(rv);
+					free(rp);
+					call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+					break;
+				}
+				for (int i = 0; i < c->nrej; i++)
+				{
+					udaconnect__v1__rejection__init(&rv[i]);
+					rv[i].index = c->rej[i].index;
+					rv[i].reason = c->rej[i].reason;
+					rp[i] = &rv[i];
+				}
+				r.n_rejections = c->nrej;
+				r.rejections = rp;
+				call_finish(c, GRPC_STATUS_OK, NULL, &r.base);
+				free(rv);
+				free(rp);
+			}
+			break;
+	}
+}
+
+static void
+delivery_report(rd_kafka_t *k, const rd_kafka_message_t *m, void *opaque)
+{
+	call	   *c = m->_private;
+
+	(void) k;
+	(void) opaque;
+	if (c == NULL)
+		return;
+	if (m->err)
+	{
+		atomic_fetch_add(&c->failed, 1);
+		if (atomic_exchange(&c->err_set, 1) == 0)
+			snprintf(c->kafka_err, sizeof(c->kafka_err), "%s", rd_kafka_err2str(m->err));
+	}
+	else
+	{
+		c->partition = m->partition;
+		c->offset = m->offset;
+	}
+	if (atomic_fetch_sub(&c->pending, 1) == 1 && atomic_load(&c->half_closed))
+		ingest_complete(c);
+	call_unref(c);
+}
+
+static void
+kafka_error(rd_kafka_t *k, int err, const char *reason, void *opaque)
+{
+	static int	last_err;
+	static int64_t last_ms;
+	int64_t		now = now_ms();
+
+	(void) opaque;
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+	{
+		char		buf[256];
+		rd_kafka_resp_err_t orig = rd_kafka_fatal_error(k, buf, sizeof(buf));
+
+		atomic_store(&kafka_fatal, 1);
+		logmsg(LOG_ERROR, "fatal Kafka producer error %s: %s; every call now fails with UNAVAILABLE; restart the daemon",
+			   rd_kafka_err2name(orig), buf);
+		return;
+	}
+	/* at most one line per error code per 10 s (called from the poll thread only) */
+	if (err == last_err && now - last_ms < 10000)
+		return;
+	last_err = err;
+	last_ms = now;
+	logmsg(LOG_WARNING, "Kafka: %s: %s", rd_kafka_err2name(err), reason);
+}
+
+static void
+kafka_log(const rd_kafka_t *k, int level, const char *fac, const char *buf)
+{
+	(void) k;
+	/* connection failures also reach kafka_error(), which rate-limits them */
+	if (strcmp(fac, "FAIL") == 0 && log_min_level > LOG_DEBUG)
+		return;
+	logmsg(level <= 3 ? LOG_ERROR : level <= 5 ? LOG_WARNING : level == 6 ? LOG_INFO : LOG_DEBUG,
+		   "librdkafka %s: %s", fac, buf);
+}
+
+/*
+ * Produce one location for call c.  Returns 0 or the librdkafka error; the
+ * call's pending count and reference are taken here.
+ */
+static rd_kafka_resp_err_t
+produce_location(call *c, const Udaconnect__V1__Location *loc)
+{
+	uint8_t		value[128];
+	char		key[16];
+	size_t		vlen;
+	int			klen;
+	rd_kafka_resp_err_t err;
+
+	if (atomic_load(&kafka_fatal))
+		return RD_KAFKA_RESP_ERR__FATAL;
+	vlen = udaconnect__v1__location__get_packed_size(loc);
+	if (vlen > sizeof(value))
+		return RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;	/* cannot happen */
+	udaconnect__v1__location__pack(loc, value);
+	klen = snprintf(key, sizeof(key), "%d", loc->person_id);
+	atomic_fetch_add(&c->refs, 1);
+	atomic_fetch_add(&c->pending, 1);
+	err = rd_kafka_producev(rk,
+							RD_KAFKA_V_RKT(rkt),
+							RD_KAFKA_V_KEY(key, (size_t) klen),
+							RD_KAFKA_V_VALUE(value, vlen),
+							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY | RD_KAFKA_MSG_F_BLOCK),
+							RD_KAFKA_V_OPAQUE(c),
+							RD_KAFKA_V_END);
+	if (err)
+	{
+		atomic_fetch_sub(&c->pending, 1);
+		atomic_fetch_sub(&c->refs, 1);	/* the flow still holds one */
+	}
+	return err;
+}
+
+static pthread_t poll_thread;
+
+static void *
+poll_main(void *arg)
+{
+	(void) arg;
+	while (!atomic_load(&poll_stop))
+	{
+		rd_kafka_poll(rk, 20);
+		sweep_expired();
+	}
+	return NULL;
+}
+
+static int
+kafka_start(void)
+{
+	char		errstr[512];
+	char		num[32];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	const char *names[32],
+			   *values[32];
+	int			n = 0;
+
+#define SET(k, v) (names[n] = (k), values[n] = (v), n++)
+	SET("bootstrap.servers", cfg.brokers);
+	SET("client.id", "udaconnect-grpcd");
+	SET("enable.idempotence", "true");
+	SET("acks", "all");
+	SET("queue.buffering.max.messages", "200000");
+	SET("socket.nagle.disable", "true");
+	SET("reconnect.backoff.max.ms", "1000");
+#undef SET
+	for (int i = 0; i < n; i++)
+		if (rd_kafka_conf_set(conf, names[i], values[i], errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+		{
+			logmsg(LOG_FATAL, "Kafka setting %s=%s: %s", names[i], values[i], errstr);
+			rd_kafka_conf_destroy(conf);
+			return -1;
+		}
+	snprintf(num, sizeof(num), "%d", cfg.kafka_timeout_ms);
+	if (rd_kafka_conf_set(conf, "message.timeout.ms", num, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+	{
+		logmsg(LOG_FATAL, "Kafka setting message.timeout.ms=%s: %s", num, errstr);
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
+	snprintf(num, sizeof(num), "%g", cfg.linger_ms);
+	if (rd_kafka_conf_set(conf, "linger.ms", num, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+	{
+		logmsg(LOG_FATAL, "Kafka setting linger.ms=%s: %s", num, errstr);
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
+	for (int i = 0; i < cfg.nkopts; i++)
+		if (rd_kafka_conf_set(conf, cfg.kopt_name[i], cfg.kopt_value[i], errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+		{
+			logmsg(LOG_FATAL, "Kafka setting %s (from --kafka-opt): %s", cfg.kopt_name[i], errstr);
+			rd_kafka_conf_destroy(conf);
+			return -1;
+		}
+	rd_kafka_conf_set_dr_msg_cb(conf, delivery_report);
+	rd_kafka_conf_set_error_cb(conf, kafka_error);
+	rd_kafka_conf_set_log_cb(conf, kafka_log);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (rk == NULL)
+	{
+		logmsg(LOG_FATAL, "cannot create the Kafka producer: %s", errstr);
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
+	rkt = rd_kafka_topic_new(rk, cfg.topic, NULL);
+	if (rkt == NULL)
+	{
+		logmsg(LOG_FATAL, "cannot create the Kafka topic handle %s: %s", cfg.topic,
+			   rd_kafka_err2str(rd_kafka_last_error()));
+		return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Location RPCs
+ * ------------------------------------------------------------------------ */
+
+/* Decode + validate a v1 Location from a slice; NULL + err on failure. */
+static Udaconnect__V1__Location *
+decode_v1(grpc_slice s, char *err, size_t errlen)
+{
+	Udaconnect__V1__Location *loc;
+
+	loc = udaconnect__v1__location__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	if (loc == NULL)
+	{
+		snprintf(err, errlen, "the request is not a valid udaconnect.v1.Location message");
+		return NULL;
+	}
+	if (!validate_location(&v1_fields, loc->person_id, loc->latitude, loc->longitude,
+						   loc->creation_time, time(NULL), cfg.max_skew, err, errlen))
+	{
+		udaconnect__v1__location__free_unpacked(loc, NULL);
+		return NULL;
+	}
+	return loc;
+}
+
+static void
+produce_unary(call *c, Udaconnect__V1__Location *loc)
+{
+	rd_kafka_resp_err_t err;
+
+	sweep_add(c);
+	atomic_store(&c->half_closed, 1);
+	err = produce_location(c, loc);
+	if (err)
+	{
+		if (atomic_exchange(&c->answered, 1) == 0)
+		{
+			char		msg[256];
+
+			sweep_remove(c);
+			snprintf(msg, sizeof(msg), "the Kafka producer refused the location: %s; it was not accepted",
+					 rd_kafka_err2str(err));
+			call_finish(c, GRPC_STATUS_UNAVAILABLE, msg, NULL);
+		}
+	}
+}
+
+static void
+handle_record(call *c, grpc_byte_buffer *payload)
+{
+	char		err[256];
+	grpc_slice	s;
+	Udaconnect__V1__Location *loc;
+
+	if (payload == NULL)
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
+		return;
+	}
+	s = buffer_slice(payload);
+	loc = decode_v1(s, err, sizeof(err));
+	grpc_slice_unref(s);
+	if (loc == NULL)
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+		return;
+	}
+	produce_unary(c, loc);
+	udaconnect__v1__location__free_unpacked(loc, NULL);
+}
+
+static void
+handle_legacy(call *c, grpc_byte_buffer *payload)
+{
+	char		err[256];
+	grpc_slice	s;
+	Location   *old;
+	Udaconnect__V1__Location loc = UDACONNECT__V1__LOCATION__INIT;
+
+	if (payload == NULL)
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
+		return;
+	}
+	s = buffer_slice(payload);
+	old = location__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	grpc_slice_unref(s);
+	if (old == NULL)
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid Location message");
+		return;
+	}
+	if (!validate_location(&legacy_fields, old->personid, old->latitude, old->longitude,
+						   old->createdtime, time(NULL), cfg.max_skew, err, sizeof(err)))
+	{
+		location__free_unpacked(old, NULL);
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+		return;
+	}
+	loc.person_id = old->personid;
+	loc.latitude = old->latitude;
+	loc.longitude = old->longitude;
+	loc.creation_time = old->createdtime;
+	produce_unary(c, &loc);
+	location__free_unpacked(old, NULL);
+}
+
+/* client streaming */
+static void stream_recv_done(tag *t, bool ok);
+
+static void
+stream_next(call *c)
+{
+	grpc_call_error e;
+
+	memset(&c->ops[0], 0, sizeof(grpc_op));
+	c->ops[0].op = GRPC_OP_RECV_MESSAGE;
+	c->ops[0].data.recv_message.recv_message = &c->recv_buf;
+	c->t.done = stream_recv_done;
+	e = grpc_call_start_batch(c->gc, c->ops, 1, &c->t, NULL);
+	if (e != GRPC_CALL_OK)
+	{
+		logmsg(LOG_ERROR, "grpc_call_start_batch (receive) failed: error %d", (int) e);
+		atomic_store(&c->answered, 1);
+		call_unref(c);
+	}
+}
+
+static void
+stream_reject(call *c, int32_t index, const char *reason)
+{
+	c->rejected++;
+	if (c->nrej >= MAX_LISTED_REJECTIONS)
+		return;
+	if (c->rej == NULL)
+	{
+		c->rej = malloc(sizeof(rejection) * MAX_LISTED_REJECTIONS);
+		if (c->rej == NULL)
+			return;
+	}
+	c->rej[c->nrej].index = index;
+	snprintf(c->rej[c->nrej].reason, REASON_LEN, "%s", reason);
+	c->nrej++;
+}
+
+static void
+stream_recv_done(tag *t, bool ok)
+{
+	call	   *c = (call *) t;
+	grpc_slice	s;
+	char		err[256];
+	int32_t		index;
+	Udaconnect__V1__Location *loc;
+
+	if (!ok)
+	{
+		/* cancelled, deadline exceeded or the connection went away */
+		atomic_store(&c->answered, 1);
+		call_unref(c);
+		return;
+	}
+	if (c->recv_buf == NULL)
+	{
+		/* half-close: answer once every delivery report arrived */
+		sweep_add(c);
+		atomic_store(&c->half_closed, 1);
+		if (atomic_load(&c->pending) == 0)
+			ingest_complete(c);
+		return;
+	}
+	s = buffer_slice(c->recv_buf);
+	grpc_byte_buffer_destroy(c->recv_buf);
+	c->recv_buf = NULL;
+	index = c->index++;
+	if (index >= cfg.max_stream)
+	{
+		grpc_slice_unref(s);
+		call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+				  "the stream carries more than %d locations; split it into several calls",
+				  cfg.max_stream);
+		return;
+	}
+	loc = decode_v1(s, err, sizeof(err));
+	grpc_slice_unref(s);
+	if (loc == NULL)
+		stream_reject(c, index, err);
+	else
+	{
+		rd_kafka_resp_err_t e = produce_location(c, loc);
+
+		c->valid++;
+		if (e)
+		{
+			atomic_fetch_add(&c->failed, 1);
+			if (atomic_exchange(&c->err_set, 1) == 0)
+				snprintf(c->kafka_err, sizeof(c->kafka_err), "%s", rd_kafka_err2str(e));
+		}
+		udaconnect__v1__location__free_unpacked(loc, NULL);
+	}
+	stream_next(c);
+}
+
+/* ------------------------------------------------------------------------
+ * Health
+ * ------------------------------------------------------------------------ */
+static void
+handle_health(call *c, grpc_byte_buffer *payload)
+{
+	Grpc__Health__V1__HealthCheckRequest *req = NULL;
+	Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+	const char *svc = "";
+	static const char *const known[] = {
+		"", "udaconnect.v1.LocationService", "udaconnect.v1.ConnectionService",
+		"LocationService", "grpc.health.v1.Health", NULL
+	};
+	bool		found = false;
+
+	if (payload != NULL)
+	{
+		grpc_slice	s = buffer_slice(payload);
+
+		req = grpc__health__v1__health_check_request__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+		grpc_slice_unref(s);
+		if (req == NULL)
+		{
+			call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid grpc.health.v1.HealthCheckRequest message");
+			return;
+		}
+		svc = req->service;
+	}
+	for (int i = 0; known[i]; i++)
+		if (strcmp(svc, known[i]) == 0)
+			found = true;
+	if (!found)
+	{
+		call_fail(c, GRPC_STATUS_NOT_FOUND, "unknown service \"%.200s\"", svc);
+		if (req)
+			grpc__health__v1__health_check_request__free_unpacked(req, NULL);
+		return;
+	}
+	if (strcmp(svc, "udaconnect.v1.ConnectionService") == 0)
+		r.status = (atomic_load(&stopping) || cfg.dburl == NULL)
+			? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+			: GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+	else
+		r.status = (atomic_load(&stopping) || atomic_load(&kafka_fatal))
+			? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+			: GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+	if (req)
+		grpc__health__v1__health_check_request__free_unpacked(req, NULL);
+	atomic_store(&c->answered, 1);
+	call_finish(c, GRPC_STATUS_OK, NULL, &r.base);
+}
+
+/* ------------------------------------------------------------------------
+ * FindConnections (libpq, db threads)
+ * ------------------------------------------------------------------------ */
+#define DB_QUEUE_MAX 256
+static pthread_mutex_t dbq_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t dbq_cv = PTHREAD_COND_INITIALIZER;
+static call *dbq_head,
+		   *dbq_tail;
+static int	dbq_len;
+static bool dbq_stop;
+static pthread_t *db_threads;
+
+static void find_send_done(tag *t, bool ok);
+
+static void
+find_send_next(call *c)
+{
+	Udaconnect__V1__Connection m = UDACONNECT__V1__CONNECTION__INIT;
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	size_t		n = 0;
+	int64_t		us;
+	grpc_call_error e;
+	int			r = c->row;
+
+	if (r >= c->nrows)
+	{
+		atomic_store(&c->answered, 1);
+		if (c->truncated)
+		{
+			char		msg[256];
+
+			snprintf(msg, sizeof(msg),
+					 "more than %d connections; only the first %d were sent (narrow the date range)",
+					 cfg.max_rows, cfg.max_rows);
+			call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, NULL);
+		}
+		else
+			call_finish(c, GRPC_STATUS_OK, NULL, NULL);
+		return;
+	}
+	m.location_id = strtoll(PQgetvalue(c->res, r, 0), NULL, 10);
+	m.person_id = (int32_t) strtol(PQgetvalue(c->res, r, 1), NULL, 10);
+	m.latitude = strtod(PQgetvalue(c->res, r, 2), NULL);
+	m.longitude = strtod(PQgetvalue(c->res, r, 3), NULL);
+	us = strtoll(PQgetvalue(c->res, r, 4), NULL, 10);
+	ts.seconds = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
+	ts.nanos = (int32_t) ((us - ts.seconds * 1000000) * 1000);
+	m.creation_time = &ts;
+	m.distance_m = strtod(PQgetvalue(c->res, r, 5), NULL);
+	c->row++;
+
+	if (c->send_buf)
+		grpc_byte_buffer_destroy(c->send_buf);
+	c->send_buf = pack_message(&m.base);
+	if (!c->sent_initial)
+	{
+		memset(&c->ops[n], 0, sizeof(grpc_op));
+		c->ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+		c->sent_initial = true;
+	}
+	memset(&c->ops[n], 0, sizeof(grpc_op));
+	c->ops[n].op = GRPC_OP_SEND_MESSAGE;
+	c->ops[n++].data.send_message.send_message = c->send_buf;
+	c->t.done = find_send_done;
+	e = grpc_call_start_batch(c->gc, c->ops, n, &c->t, NULL);
+	if (e != GRPC_CALL_OK)
+	{
+		logmsg(LOG_ERROR, "grpc_call_start_batch (send) failed: error %d", (int) e);
+		atomic_store(&c->answered, 1);
+		call_unref(c);
+	}
+}
+
+static void
+find_send_done(tag *t, bool ok)
+{
+	call	   *c = (call *) t;
+
+	if (!ok)
+	{
+		atomic_store(&c->answered, 1);
+		call_unref(c);
+		return;
+	}
+	find_send_next(c);
+}
+
+static grpc_status_code
+sqlstate_to_status(const char *st)
+{
+	if (st == NULL)
+		return GRPC_STATUS_UNAVAILABLE;
+	if (strcmp(st, "P0002") == 0)
+		return GRPC_STATUS_NOT_FOUND;
+	if (strcmp(st, "57014") == 0)
+		return GRPC_STATUS_DEADLINE_EXCEEDED;
+	if (strncmp(st, "22", 2) == 0)
+		return GRPC_STATUS_INVALID_ARGUMENT;
+	if (strncmp(st, "08", 2) == 0 || strncmp(st, "57", 2) == 0 || strncmp(st, "53", 2) == 0)
+		return GRPC_STATUS_UNAVAILABLE;
+	return GRPC_STATUS_INTERNAL;
+}
+
+static PGconn *
+db_connect(int id)
+{
+	PGconn	   *conn = PQconnectdb(cfg.dburl);
+
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		logmsg(LOG_WARNING, "db thread %d: cannot connect to the database: %s", id, PQerrorMessage(conn));
+		PQfinish(conn);
+		return NULL;
+	}
+	PQclear(PQexec(conn, "SET application_name = 'udaconnect-grpcd'; SET statement_timeout = '30s'"));
+	logmsg(LOG_INFO, "db thread %d: connected to the database", id);
+	return conn;
+}
+
+static void
+db_run(call *c, PGconn **connp, int id)
+{
+	Udaconnect__V1__FindConnectionsRequest *q = c->freq;
+	char		p1[16],
+				p4[40],
+				p5[40],
+				p6[16];
+	const char *params[6];
+	PGresult   *res;
+	static const char *sql =
+		"SELECT location_id, person_id, latitude, longitude,"
+		"       (extract(epoch FROM creation_time) * 1000000)::int8, distance_m"
+		"  FROM udaconnect.find_connections($1::int4, $2::date, $3::date, $4::float8,"
+		"                                   CASE WHEN $5::float8 > 0 THEN make_interval(secs => $5::float8) END)"
+		" LIMIT $6::int8";
+
+	if (now_ms() >= c->deadline_ms)
+	{
+		call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed before the query started");
+		return;
+	}
+	if (*connp == NULL)
+		*connp = db_connect(id);
+	if (*connp == NULL)
+	{
+		call_fail(c, GRPC_STATUS_UNAVAILABLE, "the database is unavailable");
+		return;
+	}
+	snprintf(p1, sizeof(p1), "%d", q->person_id);
+	snprintf(p4, sizeof(p4), "%.17g", q->meters > 0 ? q->meters : 5.0);
+	snprintf(p5, sizeof(p5), "%.17g", q->time_window_seconds);
+	snprintf(p6, sizeof(p6), "%d", cfg.max_rows + 1);
+	params[0] = p1;
+	params[1] = q->start_date;
+	params[2] = q->end_date;
+	params[3] = p4;
+	params[4] = p5;
+	params[5] = p6;
+	res = PQexecParams(*connp, sql, 6, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		const char *pm = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		const char *dt = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+		grpc_status_code code = sqlstate_to_status(st);
+
+		if (PQstatus(*connp) != CONNECTION_OK)
+		{
+			logmsg(LOG_WARNING, "db thread %d: lost the database connection: %s", id, PQerrorMessage(*connp));
+			PQfinish(*connp);
+			*connp = NULL;
+			code = GRPC_STATUS_UNAVAILABLE;
+		}
+		if (code == GRPC_STATUS_INTERNAL)
+			logmsg(LOG_ERROR, "FindConnections: database error %s: %s", st ? st : "?", pm ? pm : PQresultErrorMessage(res));
+		call_fail(c, code, "%s%s%s", pm ? pm : "the database query failed",
+				  dt ? ": " : "", dt ? dt : "");
+		PQclear(res);
+		return;
+	}
+	c->res = res;
+	c->nrows = PQntuples(res);
+	if (c->nrows > cfg.max_rows)
+	{
+		c->nrows = cfg.max_rows;
+		c->truncated = true;
+	}
+	find_send_next(c);
+}
+
+static void *
+db_main(void *arg)
+{
+	int			id = (int) (intptr_t) arg;
+	PGconn	   *conn = NULL;
+
+	for (;;)
+	{
+		call	   *c;
+
+		pthread_mutex_lock(&dbq_mu);
+		while (dbq_head == NULL && !dbq_stop)
+			pthread_cond_wait(&dbq_cv, &dbq_mu);
+		if (dbq_head == NULL)
+		{
+			pthread_mutex_unlock(&dbq_mu);
+			break;
+		}
+		c = dbq_head;
+		dbq_head = c->qnext;
+		if (dbq_head == NULL)
+			dbq_tail = NULL;
+		dbq_len--;
+		pthread_mutex_unlock(&dbq_mu);
+		db_run(c, &conn, id);
+	}
+	if (conn)
+		PQfinish(conn);
+	return NULL;
+}
+
+static void
+handle_find(call *c, grpc_byte_buffer *payload)
+{
+	grpc_slice	s;
+	Udaconnect__V1__FindConnectionsRequest *q;
+	bool		queued = false;
+
+	if (payload == NULL)
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
+		return;
+	}
+	s = buffer_slice(payload);
+	q = udaconnect__v1__find_connections_request__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	grpc_slice_unref(s);
+	if (q == NULL)
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid udaconnect.v1.FindConnectionsRequest message");
+		return;
+	}
+	c->freq = q;
+	if (q->person_id <= 0)
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "person_id must be a positive integer, got %d", q->person_id);
+		return;
+	}
+	if (q->start_date[0] == '\0')
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "start_date is required (YYYY-MM-DD)");
+		return;
+	}
+	if (q->end_date[0] == '\0')
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "end_date is required (YYYY-MM-DD)");
+		return;
+	}
+	if (!isfinite(q->meters) || q->meters < 0)
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "meters must be a finite number >= 0 (0 = 5 m), got %g", q->meters);
+		return;
+	}
+	if (!isfinite(q->time_window_seconds) || q->time_window_seconds < 0)
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "time_window_seconds must be a finite number >= 0 (0 = none), got %g",
+				  q->time_window_seconds);
+		return;
+	}
+	if (cfg.dburl == NULL)
+	{
+		call_fail(c, GRPC_STATUS_UNAVAILABLE, "no database configured (UDACONNECT_DATABASE_URL / --database-url)");
+		return;
+	}
+	pthread_mutex_lock(&dbq_mu);
+	if (dbq_len < DB_QUEUE_MAX && !dbq_stop)
+	{
+		c->qnext = NULL;
+		if (dbq_tail)
+			dbq_tail->qnext = c;
+		else
+			dbq_head = c;
+		dbq_tail = c;
+		dbq_len++;
+		queued = true;
+		pthread_cond_signal(&dbq_cv);
+	}
+	pthread_mutex_unlock(&dbq_mu);
+	if (!queued)
+		call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many FindConnections calls are waiting for the database (%d)",
+				  DB_QUEUE_MAX);
+}
+
+/* ------------------------------------------------------------------------
+ * Requests and dispatch
+ * ------------------------------------------------------------------------ */
+static void request_done(tag *t, bool ok);
+
+static void
+request_arm(request *r)
+{
+	grpc_call_error e;
+
+	if (atomic_load(&stopping))
+	{
+		free(r);
+		return;
+	}
+	r->t.done = request_done;
+	r->call = NULL;
+	r->payload = NULL;
+	grpc_metadata_array_init(&r->md);
+	if (r->kind == M_UNKNOWN)
+	{
+		grpc_call_details_init(&r->details);
+		e = grpc_server_request_call(server, &r->call, &r->details, &r->md, r->w->cq, r->w->cq, r);
+	}
+	else
+		e = grpc_server_request_registered_call(server, method_handle[r->kind], &r->call,
+												&r->deadline, &r->md,
+												methods[r->kind].payload ? &r->payload : NULL,
+												r->w->cq, r->w->cq, r);
+	if (e != GRPC_CALL_OK)
+	{
+		logmsg(LOG_ERROR, "cannot request calls for %s: grpc error %d",
+			   r->kind == M_UNKNOWN ? "unregistered methods" : methods[r->kind].path, (int) e);
+		grpc_metadata_array_destroy(&r->md);
+		if (r->kind == M_UNKNOWN)
+			grpc_call_details_destroy(&r->details);
+		free(r);
+	}
+}
+
+static void
+request_done(tag *t, bool ok)
+{
+	request    *r = (request *) t;
+	grpc_byte_buffer *payload = r->payload;
+	call	   *c;
+	int64_t		deadline;
+	char		method[256] = "";
+
+	grpc_metadata_array_destroy(&r->md);
+	if (r->kind == M_UNKNOWN)
+	{
+		deadline = timespec_ms(r->details.deadline);
+		snprintf(method, sizeof(method), "%.*s", (int) GRPC_SLICE_LENGTH(r->details.method),
+				 (const char *) GRPC_SLICE_START_PTR(r->details.method));
+		grpc_call_details_destroy(&r->details);
+	}
+	else
+		deadline = timespec_ms(r->deadline);
+	if (!ok)
+	{
+		/* server shutting down */
+		if (payload)
+			grpc_byte_buffer_destroy(payload);
+		if (r->call)
+			grpc_call_unref(r->call);
+		free(r);
+		return;
+	}
+	c = call_new(r->w, r->kind, r->call, deadline);
+	/* re-arm before handling the call */
+	request_arm(r);
+	if (c == NULL)
+	{
+		logmsg(LOG_ERROR, "out of memory accepting a call");
+		if (payload)
+			grpc_byte_buffer_destroy(payload);
+		return;					/* the call leaks its grpc_call: cannot answer without memory */
+	}
+	switch (c->kind)
+	{
+		case M_RECORD:
+			handle_record(c, payload);
+			break;
+		case M_LEGACY:
+			handle_legacy(c, payload);
+			break;
+		case M_RECORDS:
+			stream_next(c);
+			break;
+		case M_HEALTH:
+			handle_health(c, payload);
+			break;
+		case M_FIND:
+			handle_find(c, payload);
+			break;
+		default:
+			call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method %s", method);
+			break;
+	}
+	if (payload)
+		grpc_byte_buffer_destroy(payload);
+}
+
+static void *
+worker_main(void *arg)
+{
+	worker	   *w = arg;
+
+	for (int k = 0; k <= M_UNKNOWN; k++)
+	{
+		int			n = (k == M_UNKNOWN || k == M_HEALTH || k == M_FIND) ? 2 : cfg.requests;
+
+		for (int i = 0; i < n; i++)
+		{
+			request    *r = calloc(1, sizeof(request));
+
+			if (r == NULL)
+				break;
+			r->w = w;
+			r->kind = k;
+			request_arm(r);
+		}
+	}
+	for (;;)
+	{
+		grpc_event	ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+
+		if (ev.type == GRPC_QUEUE_SHUTDOWN)
+			break;
+		if (ev.type == GRPC_OP_COMPLETE)
+			((tag *) ev.tag)->done((tag *) ev.tag, ev.success != 0);
+	}
+	return NULL;
+}
+
+static void
+grpc_log_to_ours(gpr_log_func_args *a)
+{
+	int			level = a->severity == GPR_LOG_SEVERITY_ERROR ? LOG_ERROR
+		: a->severity == GPR_LOG_SEVERITY_INFO ? LOG_INFO : LOG_DEBUG;
+
+	logmsg(level, "grpc %s:%d: %s", a->file, a->line, a->message);
+}
+
+/* ------------------------------------------------------------------------
+ * Configuration parsing
+ * ------------------------------------------------------------------------ */
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+			"usage: udaconnect-grpcd [options]\n"
+			"  -p, --port N              listen port (env UDACONNECT_GRPC_PORT, default 30005)\n"
+			"      --bind ADDR           listen address (env UDACONNECT_GRPC_BIND, default 0.0.0.0)\n"
+			"  -b, --brokers LIST        Kafka bootstrap servers (env UDACONNECT_KAFKA_BROKERS; required)\n"
+			"  -t, --topic NAME          Kafka topic (env UDACONNECT_KAFKA_TOPIC, default locations)\n"
+			"  -d, --database-url URL    libpq conninfo for FindConnections (env UDACONNECT_DATABASE_URL)\n"
+			"  -j, --threads N           worker threads = completion queues (default 2)\n"
+			"      --db-threads N        database connections (default 2)\n"
+			"      --max-message-bytes N largest request message (default 16384)\n"
+			"      --max-stream N        most locations in one RecordLocations stream (default 1000000)\n"
+			"      --max-rows N          most rows one FindConnections call streams (default 100000)\n"
+			"      --max-future-skew S   seconds a creation_time may lie in the future (default 300)\n"
+			"      --kafka-timeout-ms N  message.timeout.ms: give up on the broker after N ms (default 10000)\n"
+			"      --linger-ms X         linger.ms (default 1)\n"
+			"  -X, --kafka-opt K=V       any other librdkafka producer setting (repeatable)\n"
+			"      --grace S             seconds SIGTERM waits for calls before cancelling them (default 10)\n"
+			"  -l, --log-level LEVEL     debug, info, warning, error (env UDACONNECT_LOG_LEVEL, default info)\n"
+			"  -h, --help, -V, --version\n");
+}
+
+static long
+parse_long(const char *s, const char *what, long lo, long hi)
+{
+	char	   *end;
+	long		v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+	{
+		fprintf(stderr, "udaconnect-grpcd: %s must be an integer in [%ld, %ld], got \"%s\"\n", what, lo, hi, s);
+		exit(2);
+	}
+	return v;
+}
+
+static double
+parse_double(const char *s, const char *what, double lo, double hi)
+{
+	char	   *end;
+	double		v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < lo || v > hi)
+	{
+		fprintf(stderr, "udaconnect-grpcd: %s must be a number in [%g, %g], got \"%s\"\n", what, lo, hi, s);
+		exit(2);
+	}
+	return v;
+}
+
+static void
+configure(int argc, char **argv)
+{
+	const char *e;
+	enum
+	{
+		O_BIND = 256, O_DBT, O_MAXMSG, O_MAXSTREAM, O_MAXROWS, O_SKEW, O_KTO, O_LINGER, O_GRACE
+	};
+	static const struct option opts[] = {
+		{"port", required_argument, NULL, 'p'},
+		{"bind", required_argument, NULL, O_BIND},
+		{"brokers", required_argument, NULL, 'b'},
+		{"topic", required_argument, NULL, 't'},
+		{"database-url", required_argument, NULL, 'd'},
+		{"threads", required_argument, NULL, 'j'},
+		{"db-threads", required_argument, NULL, O_DBT},
+		{"max-message-bytes", required_argument, NULL, O_MAXMSG},
+		{"max-stream", required_argument, NULL, O_MAXSTREAM},
+		{"max-rows", required_argument, NULL, O_MAXROWS},
+		{"max-future-skew", required_argument, NULL, O_SKEW},
+		{"kafka-timeout-ms", required_argument, NULL, O_KTO},
+		{"linger-ms", required_argument, NULL, O_LINGER},
+		{"kafka-opt", required_argument, NULL, 'X'},
+		{"grace", required_argument, NULL, O_GRACE},
+		{"log-level", required_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0}
+	};
+	int			o;
+
+	if ((e = getenv("UDACONNECT_GRPC_PORT")) && *e)
+		cfg.port = (int) parse_long(e, "UDACONNECT_GRPC_PORT", 0, 65535);
+	if ((e = getenv("UDACONNECT_GRPC_BIND")) && *e)
+		cfg.bind = e;
+	if ((e = getenv("UDACONNECT_KAFKA_BROKERS")) && *e)
+		cfg.brokers = e;
+	if ((e = getenv("UDACONNECT_KAFKA_TOPIC")) && *e)
+		cfg.topic = e;
+	if ((e = getenv("UDACONNECT_DATABASE_URL")) && *e)
+		cfg.dburl = e;
+	if ((e = getenv("UDACONNECT_LOG_LEVEL")) && *e)
+	{
+		if ((log_min_level = log_level_from_name(e)) < 0)
+		{
+			fprintf(stderr, "udaconnect-grpcd: UDACONNECT_LOG_LEVEL must be debug, info, warning or error, got \"%s\"\n", e);
+			exit(2);
+		}
+	}
+	while ((o = getopt_long(argc, argv, "p:b:t:d:j:X:l:hV", opts, NULL)) != -1)
+	{
+		switch (o)
+		{
+			case 'p':
+				cfg.port = (int) parse_long(optarg, "--port", 0, 65535);
+				break;
+			case O_BIND:
+				cfg.bind = optarg;
+				break;
+			case 'b':
+				cfg.brokers = optarg;
+				break;
+			case 't':
+				cfg.topic = optarg;
+				break;
+			case 'd':
+				cfg.dburl = optarg;
+				break;
+			case 'j':
+				cfg.threads = (int) parse_long(optarg, "--threads", 1, 64);
+				break;
+			case O_DBT:
+				cfg.db_threads = (int) parse_long(optarg, "--db-threads", 1, 64);
+				break;
+			case O_MAXMSG:
+				cfg.max_message = (int) parse_long(optarg, "--max-message-bytes", 64, 64 * 1024 * 1024);
+				break;
+			case O_MAXSTREAM:
+				cfg.max_stream = (int) parse_long(optarg, "--max-stream", 1, INT32_MAX - 1);
+				break;
+			case O_MAXROWS:
+				cfg.max_rows = (int) parse_long(optarg, "--max-rows", 1, 100000000);
+				break;
+			case O_SKEW:
+				cfg.max_skew = (int) parse_long(optarg, "--max-future-skew", 0, 100000000);
+				break;
+			case O_KTO:
+				cfg.kafka_timeout_ms = (int) parse_long(optarg, "--kafka-timeout-ms", 1, 900000);
+				break;
+			case O_LINGER:
+				cfg.linger_ms = parse_double(optarg, "--linger-ms", 0, 900000);
+				break;
+			case O_GRACE:
+				cfg.grace = parse_double(optarg, "--grace", 0, 3600);
+				break;
+			case 'X':
+				{
+					char	   *eq = strchr(optarg, '=');
+
+					if (eq == NULL || eq == optarg)
+					{
+						fprintf(stderr, "udaconnect-grpcd: --kafka-opt takes NAME=VALUE, got \"%s\"\n", optarg);
+						exit(2);
+					}
+					if (cfg.nkopts >= MAX_KAFKA_OPTS)
+					{
+						fprintf(stderr, "udaconnect-grpcd: at most %d --kafka-opt settings\n", MAX_KAFKA_OPTS);
+						exit(2);
+					}
+					cfg.kopt_name[cfg.nkopts] = strndup(optarg, (size_t) (eq - optarg));
+					cfg.kopt_value[cfg.nkopts] = eq + 1;
+					cfg.nkopts++;
+					break;
+				}
+			case 'l':
+				if ((log_min_level = log_level_from_name(optarg)) < 0)
+				{
+					fprintf(stderr, "udaconnect-grpcd: --log-level must be debug, info, warning or error, got \"%s\"\n", optarg);
+					exit(2);
+				}
+				break;
+			case 'h':
+				usage(stdout);
+				exit(0);
+			case 'V':
+				printf("udaconnect-grpcd %s (gRPC core %s, librdkafka %s)\n", GRPCD_VERSION,
+					   grpc_version_string(), rd_kafka_version_str());
+				exit(0);
+			default:
+				usage(stderr);
+				exit(2);
+		}
+	}
+	if (optind < argc)
+	{
+		fprintf(stderr, "udaconnect-grpcd: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		exit(2);
+	}
+	if (cfg.brokers == NULL)
+	{
+		fprintf(stderr, "udaconnect-grpcd: no Kafka brokers: set UDACONNECT_KAFKA_BROKERS or --brokers\n");
+		exit(2);
+	}
+	if (cfg.topic[0] == '\0' || strlen(cfg.topic) > 249)
+	{
+		fprintf(stderr, "udaconnect-grpcd: the Kafka topic name must have 1..249 characters\n");
+		exit(2);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * main
+ * ------------------------------------------------------------------------ */
+int
+main(int argc, char **argv)
+{
+	sigset_t	sigs;
+	int			sig;
+	char		addr[300];
+	grpc_server_credentials *creds;
+	int			bound;
+	grpc_arg	args[3];
+	grpc_channel_args chargs;
+	grpc_completion_queue *shutdown_cq;
+	grpc_event	ev;
+	int			shutdown_tag;
+
+	configure(argc, argv);
+
+	/* signals are handled by sigwait() in main only */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	gpr_set_log_function(grpc_log_to_ours);
+	gpr_set_log_verbosity(GPR_LOG_SEVERITY_ERROR);
+	grpc_init();
+
+	if (kafka_start() != 0)
+		return 1;
+
+	args[0].type = GRPC_ARG_INTEGER;
+	args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+	args[0].value.integer = cfg.max_message;
+	args[1].type = GRPC_ARG_INTEGER;
+	args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+	args[1].value.integer = 4 * 1024 * 1024;
+	args[2].type = GRPC_ARG_INTEGER;
+	args[2].key = GRPC_ARG_ALLOW_REUSEPORT;
+	args[2].value.integer = 0;
+	chargs.num_args = 3;
+	chargs.args = args;
+	server = grpc_server_create(&chargs, NULL);
+	for (int k = 0; k < M_COUNT; k++)
+	{
+		method_handle[k] = grpc_server_register_method(server, methods[k].path, NULL,
+													   methods[k].payload ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER
+													   : GRPC_SRM_PAYLOAD_NONE, 0);
+		if (method_handle[k] == NULL)
+		{
+			logmsg(LOG_FATAL, "cannot register method %s", methods[k].path);
+			return 1;
+		}
+	}
+	workers = calloc(cfg.threads, sizeof(worker));
+	for (int i = 0; i < cfg.threads; i++)
+	{
+		workers[i].id = i;
+		workers[i].cq = grpc_completion_queue_create_for_next(NULL);
+		grpc_server_register_completion_queue(server, workers[i].cq, NULL);
+	}
+	shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
+	snprintf(addr, sizeof(addr), strchr(cfg.bind, ':') ? "[%s]:%d" : "%s:%d", cfg.bind, cfg.port);
+	creds = grpc_insecure_server_credentials_create();
+	bound = grpc_server_add_http2_port(server, addr, creds);
+	grpc_server_credentials_release(creds);
+	if (bound == 0)
+	{
+		logmsg(LOG_FATAL, "cannot listen on %s (address in use or not available)", addr);
+		return 1;
+	}
+	grpc_server_start(server);
+
+	pthread_create(&poll_thread, NULL, poll_main, NULL);
+	if (cfg.dburl)
+	{
+		db_threads = calloc(cfg.db_threads, sizeof(pthread_t));
+		for (int i = 0; i < cfg.db_threads; i++)
+			pthread_create(&db_threads[i], NULL, db_main, (void *) (intptr_t) i);
+	}
+	for (int i = 0; i < cfg.threads; i++)
+		pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+
+	logmsg(LOG_INFO, "listening on %s:%d (%d worker threads); Kafka %s topic %s; database %s",
+		   cfg.bind, bound, cfg.threads, cfg.brokers, cfg.topic, cfg.dburl ? "configured" : "not configured (FindConnections answers UNAVAILABLE)");
+
+	for (;;)
+	{
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig == SIGHUP)
+		{
+			logmsg(LOG_INFO, "SIGHUP ignored (settings are read at start only)");
+			continue;
+		}
+		break;
+	}
+
+	/* ---- orderly shutdown ---- */
+	logmsg(LOG_INFO, "%s received: draining %ld call(s), %.0f s grace", strsignal(sig),
+		   atomic_load(&live_calls), cfg.grace);
+	atomic_store(&stopping, 1);
+	grpc_server_shutdown_and_notify(server, shutdown_cq, &shutdown_tag);
+	ev = grpc_completion_queue_pluck(shutdown_cq, &shutdown_tag,
+									 gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+												  gpr_time_from_millis((int64_t) (cfg.grace * 1000), GPR_TIMESPAN)),
+									 NULL);
+	if (ev.type == GRPC_QUEUE_TIMEOUT)
+	{
+		logmsg(LOG_WARNING, "grace period over: cancelling %ld call(s)", atomic_load(&live_calls));
+		grpc_server_cancel_all_calls(server);
+		grpc_completion_queue_pluck(shutdown_cq, &shutdown_tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+	}
+	/* calls still waiting for delivery reports or the database */
+	{
+		int64_t		purge_at = now_ms() + cfg.kafka_timeout_ms + 1000;
+		bool		purged = false;
+
+		pthread_mutex_lock(&live_mu);
+		while (atomic_load(&live_calls) > 0)
+		{
+			struct timespec ts;
+
+			if (!purged && now_ms() >= purge_at)
+			{
+				/* the broker never answered: fail what is left (UNAVAILABLE) */
+				logmsg(LOG_WARNING, "%d Kafka message(s) still unacknowledged; purging them",
+					   rd_kafka_outq_len(rk));
+				rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+				purged = true;
+			}
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 200 * 1000000;
+			if (ts.tv_nsec >= 1000000000)
+			{
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&live_cv, &live_mu, &ts);
+		}
+		pthread_mutex_unlock(&live_mu);
+	}
+
+	logmsg(LOG_DEBUG, "shutdown: all calls finished");
+	if (cfg.dburl)
+	{
+		pthread_mutex_lock(&dbq_mu);
+		dbq_stop = true;
+		pthread_cond_broadcast(&dbq_cv);
+		pthread_mutex_unlock(&dbq_mu);
+		for (int i = 0; i < cfg.db_threads; i++)
+			pthread_join(db_threads[i], NULL);
+	}
+	for (int i = 0; i < cfg.threads; i++)
+		grpc_completion_queue_shutdown(workers[i].cq);
+	for (int i = 0; i < cfg.threads; i++)
+	{
+		pthread_join(workers[i].thread, NULL);
+		grpc_completion_queue_destroy(workers[i].cq);
+	}
+	grpc_server_destroy(server);
+	grpc_completion_queue_shutdown(shutdown_cq);
+	grpc_completion_queue_destroy(shutdown_cq);
+
+	logmsg(LOG_DEBUG, "shutdown: gRPC server destroyed");
+	atomic_store(&poll_stop, 1);
+	pthread_join(poll_thread, NULL);
+	if (rd_kafka_flush(rk, cfg.kafka_timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		logmsg(LOG_WARNING, "%d Kafka message(s) still unacknowledged at exit", rd_kafka_outq_len(rk));
+	logmsg(LOG_DEBUG, "shutdown: Kafka producer flushed");
+	rd_kafka_topic_destroy(rkt);
+	rd_kafka_destroy(rk);
+	logmsg(LOG_DEBUG, "shutdown: Kafka producer destroyed");
+	grpc_shutdown();
+	free(workers);
+	free(db_threads);
+	for (int i = 0; i < cfg.nkopts; i++)
+		free(cfg.kopt_name[i]);
+	logmsg(LOG_INFO, "stopped");
+	return 0;
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# gRPC ingest benchmark: acknowledged unary RecordLocation calls per second at
+# 64 concurrent calls, and streamed locations per second (RecordLocations),
+# for udaconnect-grpcd and, in the same run and against the same broker, the
+# reference server built the way the original was (test/bench/ref_grpc_server.py:
+# Python grpcio, kafka-python, flush on every call).  Load generator:
+# test/bench/grpcload (gRPC core C API), built here into $BENCH_DIR.
+#
+# Both servers produce to topic $TOPIC (not the ingest workers' topic, so the
+# database does not ingest the benchmark's millions of points meanwhile).
+#   UDACONNECT_BENCH_QUICK=1            2 s per run instead of 10
+#   UDACONNECT_BENCH_GRPC_SECONDS       seconds per run
+#   UDACONNECT_BENCH_GRPC_STREAM_SIZE   locations per stream (default 10000)
+#   UDACONNECT_BENCH_GRPC_STREAMS       concurrent streams (default 4)
+set -euo pipefail
+: "${BENCH_DIR:?}" "${TOP:?}" "${UDACONNECT_KAFKA_BROKERS:?}"
+PY=/usr/bin/python3
+QUICK=${UDACONNECT_BENCH_QUICK:-0}
+SECS=${UDACONNECT_BENCH_GRPC_SECONDS:-$([ "$QUICK" = 1 ] && echo 2 || echo 10)}
+SSIZE=${UDACONNECT_BENCH_GRPC_STREAM_SIZE:-10000}
+NSTREAMS=${UDACONNECT_BENCH_GRPC_STREAMS:-4}
+TOPIC=grpcbench
+CONC=64
+
+make -s -C "$TOP/test/bench/grpcload" OUT="$BENCH_DIR" >/dev/null
+LOAD=$BENCH_DIR/grpcload
+rm -rf "$BENCH_DIR/gen" && mkdir -p "$BENCH_DIR/gen"
+$PY -m grpc_tools.protoc -I"$TOP/proto" -I/usr/include --python_out="$BENCH_DIR/gen" \
+  --grpc_python_out="$BENCH_DIR/gen" udaconnect/v1/location.proto udaconnect/v1/location_service.proto
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+# udaconnect-grpcd (a private instance on an ephemeral port, same binary and
+# defaults as the stack's)
+UDACONNECT_KAFKA_BROKERS=$UDACONNECT_KAFKA_BROKERS "$TOP/gateway/grpcd/udaconnect-grpcd" \
+  --bind 127.0.0.1 --port 0 --topic "$TOPIC" >"$BENCH_DIR/grpcd.log" 2>&1 &
+pids+=($!)
+# the reference
+$PY "$TOP/test/bench/ref_grpc_server.py" --gen "$BENCH_DIR/gen" --brokers "$UDACONNECT_KAFKA_BROKERS" \
+  --topic "$TOPIC" --port-file "$BENCH_DIR/ref.port" >"$BENCH_DIR/ref.log" 2>&1 &
+pids+=($!)
+GPORT=; RPORT=
+for _ in $(seq 1 100); do
+  GPORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_DIR/grpcd.log" | head -1)
+  RPORT=$(cat "$BENCH_DIR/ref.port" 2>/dev/null || true)
+  [ -n "$GPORT" ] && [ -n "$RPORT" ] && break
+  sleep 0.1
+done
+if [ -z "$GPORT" ] || [ -z "$RPORT" ]; then
+  echo "30-grpc: a server did not start"; tail -n 5 "$BENCH_DIR/grpcd.log" "$BENCH_DIR/ref.log"; exit 1
+fi
+
+run() {  # name port mode concurrency [stream-size]
+  local out
+  out=$("$LOAD" --addr "127.0.0.1:$2" --mode "$3" --concurrency "$4" --stream-size "${5:-1}" --seconds "$SECS")
+  echo "$1 $out" >> "$BENCH_DIR/results.txt"
+  echo "$out"
+}
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+: > "$BENCH_DIR/results.txt"
+# warm-up (connections, metadata, producer id)
+"$LOAD" --addr "127.0.0.1:$GPORT" --mode unary --concurrency 8 --seconds 0.5 >/dev/null
+"$LOAD" --addr "127.0.0.1:$RPORT" --mode unary --concurrency 8 --seconds 0.5 >/dev/null
+g_unary=$(run grpcd "$GPORT" unary $CONC)
+g_legacy=$(run grpcd "$GPORT" legacy $CONC)
+g_stream=$(run grpcd "$GPORT" stream "$NSTREAMS" "$SSIZE")
+r_unary=$(run ref "$RPORT" unary $CONC)
+r_stream=$(run ref "$RPORT" stream "$NSTREAMS" "$SSIZE")
+h=$(run grpcd "$GPORT" health $CONC)
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }'; }
+verdict() { awk -v v="$1" -v t="$2" -v r="$3" -v rt=10 'BEGIN { print (v >= t && r >= rt) ? "met" : "NOT met" }'; }
+gu=$(field calls_per_s "$g_unary"); ru=$(field calls_per_s "$r_unary")
+gs=$(field locations_per_s "$g_stream"); rs=$(field locations_per_s "$r_stream")
+gl=$(field calls_per_s "$g_legacy"); gh=$(field calls_per_s "$h")
+ur=$(awk -v a="$gu" -v b="$ru" 'BEGIN { print (b > 0) ? a / b : 0 }')
+sr=$(awk -v a="$gs" -v b="$rs" 'BEGIN { print (b > 0) ? a / b : 0 }')
+
+echo
+echo "gRPC ingest, $SECS s per run, load generator on the same $(nproc)-core machine (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%-44s %16s %16s %8s  %s\n' "metric" "udaconnect-grpcd" "reference (py)" "ratio" "target (>= value and >= 10x)"
+printf '%-44s %16s %16s %8s  %s\n' "acknowledged RecordLocation/s, $CONC concurrent" "$gu" "$ru" "$(ratio "$gu" "$ru")" \
+  ">= 20000: $(verdict "$gu" 20000 "$ur")"
+printf '%-44s %16s %16s %8s  %s\n' "streamed locations/s, $NSTREAMS streams x $SSIZE" "$gs" "$rs" "$(ratio "$gs" "$rs")" \
+  ">= 300000: $(verdict "$gs" 300000 "$sr")"
+printf '%-44s %16s %16s\n' "RecordLocation p50 / p99 latency, ms" \
+  "$(field p50_ms "$g_unary") / $(field p99_ms "$g_unary")" "$(field p50_ms "$r_unary") / $(field p99_ms "$r_unary")"
+printf '%-44s %16s\n' "original updateLocation/s, $CONC concurrent" "$gl"
+printf '%-44s %16s\n' "health Check/s (gRPC alone, no Kafka)" "$gh"
+for v in "$g_unary" "$g_stream" "$r_unary" "$r_stream" "$g_legacy"; do
+  if [ "$(field failed "$v")" != 0 ]; then echo "note: failed calls in: $v"; fi
+done

@@ -1,0 +1,602 @@
+#!/usr/bin/python3
+"""Tests for udaconnect-grpcd with clients generated from proto/ by Debian's
+python3-grpcio + python3-grpc-tools (stubs generated into $SUITE_DIR by
+test/suites/50-grpc.sh).  Output: TAP lines ("ok N - ..." / "not ok N - ...").
+
+Uses the running stack (UDACONNECT_GRPC_ADDR, UDACONNECT_KAFKA_BROKERS,
+PostgreSQL through the libpq environment) and, for the broker-outage and
+shutdown tests, a private broker (udaconnect-devkafka) and private daemons
+started in $SUITE_DIR.
+"""
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import traceback
+
+SUITE_DIR = os.environ["SUITE_DIR"]
+TOP = os.environ["TOP"]
+sys.path[:0] = [os.path.join(SUITE_DIR, "gen"), os.path.join(SUITE_DIR, "gen_health"),
+                os.path.join(SUITE_DIR, "gen_orig")]
+
+import grpc  # noqa: E402
+from google.protobuf import timestamp_pb2  # noqa: E402
+from udaconnect.v1 import location_pb2 as v1  # noqa: E402
+from udaconnect.v1 import location_service_pb2 as svc  # noqa: E402
+from udaconnect.v1 import location_service_pb2_grpc as svc_grpc  # noqa: E402
+import health_pb2  # noqa: E402
+import health_pb2_grpc  # noqa: E402
+import location_pb2 as orig  # noqa: E402  (the original proto, no package)
+import location_pb2_grpc as orig_grpc  # noqa: E402
+
+ADDR = os.environ["UDACONNECT_GRPC_ADDR"]
+BROKERS = os.environ["UDACONNECT_KAFKA_BROKERS"]
+TOPIC = os.environ.get("UDACONNECT_KAFKA_TOPIC", "locations")
+GRPCD = os.path.join(TOP, "gateway/grpcd/udaconnect-grpcd")
+DEVKAFKA = os.path.join(TOP, "scripts/devkafka/udaconnect-devkafka")
+
+n_tests = 0
+n_failed = 0
+
+
+def tap(ok, desc, diag=None):
+    global n_tests, n_failed
+    n_tests += 1
+    if not ok:
+        n_failed += 1
+    print(("ok" if ok else "not ok"), n_tests, "-", desc, flush=True)
+    if diag and not ok:
+        for line in str(diag).splitlines():
+            print("#", line, flush=True)
+
+
+def test(desc):
+    """Decorator: run now, report one TAP line; an exception is a failure."""
+    def run(fn):
+        try:
+            r = fn()
+            if isinstance(r, tuple):
+                tap(r[0], desc, r[1])
+            else:
+                tap(bool(r) or r is None, desc)
+        except Exception:
+            tap(False, desc, traceback.format_exc())
+        return fn
+    return run
+
+
+def rpc_error(fn, *a, **kw):
+    """Call fn, expect grpc.RpcError; return (code, details)."""
+    try:
+        r = fn(*a, **kw)
+    except grpc.RpcError as e:
+        return e.code(), e.details()
+    raise AssertionError("expected an error, got a response: %r" % (r,))
+
+
+def psql(sql, *args):
+    cmd = ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-F", "\t", "-c", sql]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def kafka_read(brokers, topic, partition, offset):
+    """(key, value) of one message, read with kcat."""
+    out = subprocess.run(["kcat", "-C", "-b", brokers, "-t", topic, "-p", str(partition),
+                          "-o", str(offset), "-c", "1", "-e", "-q", "-f", "%k\n%S\n%s"],
+                         check=True, capture_output=True, timeout=30).stdout
+    key, size, rest = out.split(b"\n", 2)
+    return key.decode(), rest[:int(size)]
+
+
+def kafka_all(brokers, topic):
+    """Every message of the topic as a list of (key, value)."""
+    out = subprocess.run(["kcat", "-C", "-b", brokers, "-t", topic, "-o", "beginning", "-e", "-q",
+                          "-f", "%k\n%S\n%s\n"], check=True, capture_output=True, timeout=60).stdout
+    msgs = []
+    while out:
+        key, size, rest = out.split(b"\n", 2)
+        n = int(size)
+        msgs.append((key.decode(), rest[:n]))
+        out = rest[n + 1:]
+    return msgs
+
+
+def ts(seconds, nanos=0):
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+
+ch = grpc.insecure_channel(ADDR)
+grpc.channel_ready_future(ch).result(timeout=30)
+health = health_pb2_grpc.HealthStub(ch)
+locs = svc_grpc.LocationServiceStub(ch)
+conns = svc_grpc.ConnectionServiceStub(ch)
+legacy = orig_grpc.LocationServiceStub(ch)
+NOW = int(time.time())
+
+# ---------------------------------------------------------------- health
+S = health_pb2.HealthCheckResponse
+
+
+@test("health: Check('') is SERVING")
+def _():
+    return health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == S.SERVING
+
+
+@test("health: Check of each served service is SERVING")
+def _():
+    for s in ("udaconnect.v1.LocationService", "udaconnect.v1.ConnectionService", "LocationService"):
+        r = health.Check(health_pb2.HealthCheckRequest(service=s), timeout=10)
+        if r.status != S.SERVING:
+            return False, "%s: %s" % (s, r)
+    return True
+
+
+@test("health: Check of an unknown service is NOT_FOUND")
+def _():
+    code, det = rpc_error(health.Check, health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=10)
+    return code == grpc.StatusCode.NOT_FOUND and "no.such.Service" in det, (code, det)
+
+
+@test("health: Watch is UNIMPLEMENTED")
+def _():
+    code, det = rpc_error(lambda: list(health.Watch(health_pb2.HealthCheckRequest(), timeout=10)))
+    return code == grpc.StatusCode.UNIMPLEMENTED, (code, det)
+
+# ---------------------------------------------------------------- RecordLocation
+SENT = v1.Location(person_id=5, latitude=37.553441, longitude=-122.290524, creation_time=ts(NOW - 60, 123456789))
+resp = None
+
+
+@test("RecordLocation: OK with the partition and offset the broker acknowledged")
+def _():
+    global resp
+    resp = locs.RecordLocation(SENT, timeout=30)
+    return resp.partition >= 0 and resp.offset >= 0, resp
+
+
+@test("RecordLocation: the Kafka message at that offset has key = person id, value = the serialised Location")
+def _():
+    key, value = kafka_read(BROKERS, TOPIC, resp.partition, resp.offset)
+    got = v1.Location.FromString(value)
+    return key == "5" and got == SENT, (key, got)
+
+
+@test("RecordLocation: without creation_time is accepted and produced without one")
+def _():
+    r = locs.RecordLocation(v1.Location(person_id=6, latitude=-33.5, longitude=151.25), timeout=30)
+    key, value = kafka_read(BROKERS, TOPIC, r.partition, r.offset)
+    got = v1.Location.FromString(value)
+    return key == "6" and not got.HasField("creation_time") and got.latitude == -33.5, (key, got)
+
+
+@test("RecordLocation: boundary coordinates (+-90, +-180) are accepted")
+def _():
+    for lat, lon in ((90, 180), (-90, -180), (0, 0)):
+        locs.RecordLocation(v1.Location(person_id=1, latitude=lat, longitude=lon), timeout=30)
+    return True
+
+
+@test("RecordLocation: one person's points land in one partition, in order")
+def _():
+    parts, offs = set(), []
+    for i in range(5):
+        r = locs.RecordLocation(v1.Location(person_id=8, latitude=10 + i, longitude=20), timeout=30)
+        parts.add(r.partition)
+        offs.append(r.offset)
+    return len(parts) == 1 and offs == sorted(offs) and len(set(offs)) == 5, (parts, offs)
+
+
+BAD = [
+    ("person_id 0", v1.Location(person_id=0, latitude=1, longitude=1), "person_id"),
+    ("person_id -7", v1.Location(person_id=-7, latitude=1, longitude=1), "person_id"),
+    ("latitude 90.0001", v1.Location(person_id=1, latitude=90.0001, longitude=1), "latitude"),
+    ("latitude NaN", v1.Location(person_id=1, latitude=math.nan, longitude=1), "latitude"),
+    ("latitude -inf", v1.Location(person_id=1, latitude=-math.inf, longitude=1), "latitude"),
+    ("longitude -180.5", v1.Location(person_id=1, latitude=1, longitude=-180.5), "longitude"),
+    ("longitude inf", v1.Location(person_id=1, latitude=1, longitude=math.inf), "longitude"),
+    ("nanos -1", v1.Location(person_id=1, latitude=1, longitude=1, creation_time=ts(NOW, -1)), "creation_time.nanos"),
+    ("nanos 1e9", v1.Location(person_id=1, latitude=1, longitude=1, creation_time=ts(NOW, 1000000000)), "creation_time.nanos"),
+    ("creation_time a day ahead", v1.Location(person_id=1, latitude=1, longitude=1, creation_time=ts(NOW + 86400)), "creation_time"),
+    ("creation_time year 10000", v1.Location(person_id=1, latitude=1, longitude=1, creation_time=ts(253402300800)), "creation_time.seconds"),
+]
+for what, msg, field in BAD:
+    @test("RecordLocation: %s -> INVALID_ARGUMENT naming %s" % (what, field))
+    def _(msg=msg, field=field):
+        code, det = rpc_error(locs.RecordLocation, msg, timeout=10)
+        return code == grpc.StatusCode.INVALID_ARGUMENT and det.startswith(field + " "), (code, det)
+
+
+@test("RecordLocation: undecodable bytes -> INVALID_ARGUMENT")
+def _():
+    raw = ch.unary_unary("/udaconnect.v1.LocationService/RecordLocation")
+    code, det = rpc_error(raw, b"\xff\xff\xff\xff\x0f garbage", timeout=10)
+    return code == grpc.StatusCode.INVALID_ARGUMENT and "udaconnect.v1.Location" in det, (code, det)
+
+
+@test("RecordLocation: a 100 kB message -> RESOURCE_EXHAUSTED")
+def _():
+    raw = ch.unary_unary("/udaconnect.v1.LocationService/RecordLocation")
+    # field 15, length-delimited, 100 000 bytes: valid protobuf, unknown field
+    big = v1.Location(person_id=1, latitude=1, longitude=1).SerializeToString() + b"\x7a" + \
+        bytes([0xa0, 0x8d, 0x06]) + b"x" * 100000
+    code, det = rpc_error(raw, big, timeout=10)
+    return code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, det)
+
+
+@test("unknown method -> UNIMPLEMENTED")
+def _():
+    raw = ch.unary_unary("/udaconnect.v1.LocationService/NoSuchMethod")
+    code, det = rpc_error(raw, b"", timeout=10)
+    return code == grpc.StatusCode.UNIMPLEMENTED, (code, det)
+
+
+@test("unknown service -> UNIMPLEMENTED")
+def _():
+    raw = ch.unary_unary("/no.Such/Thing")
+    code, det = rpc_error(raw, b"", timeout=10)
+    return code == grpc.StatusCode.UNIMPLEMENTED, (code, det)
+
+# ---------------------------------------------------------------- RecordLocations
+
+
+@test("RecordLocations: counts accepted and rejected points and lists each rejection's index and field")
+def _():
+    pts = []
+    bad_idx = {}
+    for i in range(200):
+        if i % 50 == 7:
+            pts.append(v1.Location(person_id=0, latitude=1, longitude=1)); bad_idx[i] = "person_id"
+        elif i % 50 == 21:
+            pts.append(v1.Location(person_id=1, latitude=math.nan, longitude=1)); bad_idx[i] = "latitude"
+        else:
+            pts.append(v1.Location(person_id=1 + i % 5, latitude=i / 10.0, longitude=-i / 10.0))
+    r = locs.RecordLocations(iter(pts), timeout=60)
+    got = {x.index: x.reason.split(" ")[0] for x in r.rejections}
+    return (r.accepted == 200 - len(bad_idx) and r.rejected == len(bad_idx) and got == bad_idx), r
+
+
+@test("RecordLocations: an empty stream is OK with nothing accepted")
+def _():
+    r = locs.RecordLocations(iter([]), timeout=30)
+    return r.accepted == 0 and r.rejected == 0, r
+
+
+@test("RecordLocations: undecodable stream messages are rejected, the others accepted")
+def _():
+    raw = ch.stream_unary("/udaconnect.v1.LocationService/RecordLocations",
+                          response_deserializer=svc.RecordLocationsResponse.FromString)
+    good = v1.Location(person_id=1, latitude=2, longitude=3).SerializeToString()
+    r = raw(iter([good, b"\xff\xff\xff", good]), timeout=30)
+    return r.accepted == 2 and r.rejected == 1 and r.rejections[0].index == 1, r
+
+
+@test("RecordLocations: a stream message over the size limit -> RESOURCE_EXHAUSTED")
+def _():
+    raw = ch.stream_unary("/udaconnect.v1.LocationService/RecordLocations")
+    good = v1.Location(person_id=1, latitude=2, longitude=3).SerializeToString()
+    code, det = rpc_error(raw, iter([good, good + b"\x7a\xa0\x8d\x06" + b"x" * 100000]), timeout=30)
+    return code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, det)
+
+# ---------------------------------------------------------------- original clients
+
+
+@test("original client: /LocationService/updateLocation answers currentState 'Received'")
+def _():
+    r = legacy.updateLocation(orig.Location(personId=6, latitude=-12, longitude=130,
+                                            createdTime=ts(NOW - 3600)), timeout=30)
+    return r.currentState == "Received", r
+
+
+@test("original client: the point is produced as a udaconnect.v1.Location")
+def _():
+    # find it: the newest message with key 6 whose latitude is -12
+    for key, value in reversed(kafka_all(BROKERS, TOPIC)):
+        m = v1.Location.FromString(value)
+        if key == "6" and m.latitude == -12:
+            return (m.longitude == 130 and m.creation_time.seconds == NOW - 3600), m
+    return False, "not found on the topic"
+
+
+@test("original client: personId 0 -> INVALID_ARGUMENT naming personId")
+def _():
+    code, det = rpc_error(legacy.updateLocation, orig.Location(personId=0, latitude=1, longitude=1), timeout=10)
+    return code == grpc.StatusCode.INVALID_ARGUMENT and det.startswith("personId "), (code, det)
+
+
+@test("original client: latitude 100 -> INVALID_ARGUMENT naming latitude")
+def _():
+    code, det = rpc_error(legacy.updateLocation, orig.Location(personId=1, latitude=100, longitude=1), timeout=10)
+    return code == grpc.StatusCode.INVALID_ARGUMENT and det.startswith("latitude "), (code, det)
+
+# ---------------------------------------------------------------- FindConnections
+
+
+def sql_connections(pid, start, end, meters):
+    rows = psql("SELECT location_id, person_id, latitude, longitude,"
+                " (extract(epoch FROM creation_time) * 1000000)::int8, distance_m"
+                " FROM udaconnect.find_connections(%d, '%s', '%s', %r)" % (pid, start, end, meters))
+    out = []
+    for line in rows.splitlines():
+        a = line.split("\t")
+        out.append((int(a[0]), int(a[1]), float(a[2]), float(a[3]), int(a[4]), float(a[5])))
+    return out
+
+
+def grpc_rows(stream):
+    return [(c.location_id, c.person_id, c.latitude, c.longitude,
+             c.creation_time.seconds * 1000000 + c.creation_time.nanos // 1000, c.distance_m) for c in stream]
+
+
+@test("FindConnections: streams exactly the rows of udaconnect.find_connections (seed data, person 1, 2020)")
+def _():
+    want = sql_connections(1, "2020-01-01", "2020-12-31", 5.0)
+    got = grpc_rows(conns.FindConnections(svc.FindConnectionsRequest(
+        person_id=1, start_date="2020-01-01", end_date="2020-12-31"), timeout=30))
+    return len(want) > 0 and got == want, "want %d rows, got %d\n%r\n%r" % (len(want), len(got), want[:3], got[:3])
+
+
+@test("FindConnections: meters and time_window_seconds are passed through")
+def _():
+    want = psql("SELECT count(*) FROM udaconnect.find_connections(1, '2020-01-01', '2020-12-31', 1000,"
+                " interval '1 hour')").strip()
+    got = list(conns.FindConnections(svc.FindConnectionsRequest(
+        person_id=1, start_date="2020-01-01", end_date="2020-12-31", meters=1000,
+        time_window_seconds=3600), timeout=30))
+    return str(len(got)) == want, (want, len(got))
+
+
+@test("FindConnections: unknown person -> NOT_FOUND")
+def _():
+    code, det = rpc_error(lambda: list(conns.FindConnections(svc.FindConnectionsRequest(
+        person_id=987654, start_date="2020-01-01", end_date="2020-12-31"), timeout=30)))
+    return code == grpc.StatusCode.NOT_FOUND, (code, det)
+
+
+FIND_BAD = [
+    ("person_id 0", dict(person_id=0, start_date="2020-01-01", end_date="2020-12-31"), "person_id"),
+    ("missing start_date", dict(person_id=1, end_date="2020-12-31"), "start_date"),
+    ("missing end_date", dict(person_id=1, start_date="2020-01-01"), "end_date"),
+    ("negative meters", dict(person_id=1, start_date="2020-01-01", end_date="2020-12-31", meters=-1), "meters"),
+    ("NaN time window", dict(person_id=1, start_date="2020-01-01", end_date="2020-12-31",
+                             time_window_seconds=math.nan), "time_window_seconds"),
+]
+for what, req, field in FIND_BAD:
+    @test("FindConnections: %s -> INVALID_ARGUMENT naming %s" % (what, field))
+    def _(req=req, field=field):
+        code, det = rpc_error(lambda: list(conns.FindConnections(svc.FindConnectionsRequest(**req), timeout=30)))
+        return code == grpc.StatusCode.INVALID_ARGUMENT and det.startswith(field + " "), (code, det)
+
+
+@test("FindConnections: malformed date -> INVALID_ARGUMENT (from PostgreSQL)")
+def _():
+    code, det = rpc_error(lambda: list(conns.FindConnections(svc.FindConnectionsRequest(
+        person_id=1, start_date="2020-13-45", end_date="2020-12-31"), timeout=30)))
+    return code == grpc.StatusCode.INVALID_ARGUMENT and "2020-13-45" in det, (code, det)
+
+# ---------------------------------------------------------------- end to end
+
+
+@test("end to end: a point sent over gRPC appears in udaconnect.location (ingest workers)")
+def _():
+    if psql("SELECT to_regclass('udaconnect.ingest_status') IS NOT NULL").strip() != "t":
+        print("# SKIP: this build has no Kafka ingest workers (udaconnect.ingest_status missing)")
+        return True
+    pid = int(psql("SELECT min(id) FROM udaconnect.person").strip())
+    t = NOW - 7 * 86400
+    lat, lon = 41.123456, 2.654321
+    locs.RecordLocation(v1.Location(person_id=pid, latitude=lat, longitude=lon,
+                                    creation_time=ts(t, 250000000)), timeout=30)
+    q = ("SELECT count(*) FROM udaconnect.location WHERE person_id = %d AND creation_time = "
+         "to_timestamp(%d.25) AND abs(ST_Y(coordinate) - %r) < 1e-9 AND abs(ST_X(coordinate) - %r) < 1e-9"
+         % (pid, t, lat, lon))
+    err = ""
+    for _ in range(600):                          # bounded wait: 60 s
+        try:
+            n = psql(q).strip()
+        except subprocess.CalledProcessError as e:  # e.g. PostgreSQL restarting
+            err = e.stderr
+            time.sleep(0.1)
+            continue
+        if n != "0":
+            return n == "1", "rows: " + n
+        time.sleep(0.1)
+    return False, "the point did not reach udaconnect.location within 60 s " + err
+
+# ---------------------------------------------------------------- private broker + daemon
+
+
+class Daemon:
+    """A private udaconnect-grpcd on an ephemeral port."""
+
+    def __init__(self, name, brokers, *args):
+        self.log = os.path.join(SUITE_DIR, name + ".log")
+        env = dict(os.environ, UDACONNECT_KAFKA_BROKERS=brokers)
+        env.pop("UDACONNECT_DATABASE_URL", None)
+        self.p = subprocess.Popen([GRPCD, "--bind", "127.0.0.1", "--port", "0"] + list(args),
+                                  env=env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        self.port = None
+        for _ in range(300):
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", open(self.log).read())
+            if m:
+                self.port = int(m.group(1))
+                break
+            if self.p.poll() is not None:
+                break
+            time.sleep(0.1)
+        if self.port is None:
+            raise RuntimeError("daemon did not start: " + open(self.log).read())
+        self.addr = "127.0.0.1:%d" % self.port
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+        return self.p.wait(timeout=60)
+
+
+class Broker:
+    def __init__(self, name):
+        self.boot = os.path.join(SUITE_DIR, name + ".bootstrap")
+        self.pidf = os.path.join(SUITE_DIR, name + ".pid")
+        self.p = subprocess.Popen([DEVKAFKA, "-q", "-t", "locations", "-p", "2", "-f", self.boot,
+                                   "-P", self.pidf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if os.path.exists(self.boot) and open(self.boot).read().strip():
+                break
+            time.sleep(0.1)
+        self.brokers = open(self.boot).read().strip()
+
+    def down(self):
+        self.p.send_signal(signal.SIGUSR1)
+
+    def up(self):
+        self.p.send_signal(signal.SIGUSR2)
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        self.p.wait(timeout=30)
+
+
+broker = daemon = None
+try:
+    broker = Broker("outage-broker")
+    daemon = Daemon("outage-grpcd", broker.brokers, "--kafka-timeout-ms", "3000", "--max-stream", "50",
+                    "--database-url", "host=127.0.0.1 port=1 dbname=nothing connect_timeout=5")
+    dch = grpc.insecure_channel(daemon.addr)
+    dlocs = svc_grpc.LocationServiceStub(dch)
+    dlegacy = orig_grpc.LocationServiceStub(dch)
+    accepted = []
+
+    @test("private daemon: RecordLocation OK while the broker is up")
+    def _():
+        m = v1.Location(person_id=11, latitude=1, longitude=1)
+        dlocs.RecordLocation(m, timeout=30)
+        accepted.append(m)
+
+    @test("FindConnections: database unreachable -> UNAVAILABLE")
+    def _():
+        dconns = svc_grpc.ConnectionServiceStub(dch)
+        code, det = rpc_error(lambda: list(dconns.FindConnections(svc.FindConnectionsRequest(
+            person_id=1, start_date="2020-01-01", end_date="2020-12-31"), timeout=30)))
+        return code == grpc.StatusCode.UNAVAILABLE and "database" in det, (code, det)
+
+    @test("RecordLocations: a stream longer than --max-stream -> RESOURCE_EXHAUSTED")
+    def _():
+        pts = [v1.Location(person_id=12, latitude=1, longitude=i / 100) for i in range(60)]
+        code, det = rpc_error(dlocs.RecordLocations, iter(pts), timeout=30)
+        return code == grpc.StatusCode.RESOURCE_EXHAUSTED and "50" in det, (code, det)
+
+    broker.down()
+    time.sleep(0.5)
+    outage_ok = []
+
+    @test("broker down: RecordLocation -> UNAVAILABLE before a 2 s deadline (not DEADLINE_EXCEEDED)")
+    def _():
+        m = v1.Location(person_id=13, latitude=1, longitude=1)
+        try:
+            dlocs.RecordLocation(m, timeout=2)
+            outage_ok.append(m)
+            return False, "answered OK with the broker down"
+        except grpc.RpcError as e:
+            return e.code() == grpc.StatusCode.UNAVAILABLE, (e.code(), e.details())
+
+    @test("broker down: RecordLocation without a short deadline -> UNAVAILABLE after the Kafka timeout")
+    def _():
+        m = v1.Location(person_id=14, latitude=1, longitude=1)
+        try:
+            dlocs.RecordLocation(m, timeout=60)
+            outage_ok.append(m)
+            return False, "answered OK with the broker down"
+        except grpc.RpcError as e:
+            return e.code() == grpc.StatusCode.UNAVAILABLE, (e.code(), e.details())
+
+    @test("broker down: RecordLocations -> UNAVAILABLE, nothing reported as accepted")
+    def _():
+        pts = [v1.Location(person_id=15, latitude=1, longitude=i / 100) for i in range(10)]
+        try:
+            r = dlocs.RecordLocations(iter(pts), timeout=60)
+            return False, "answered OK: %r" % r
+        except grpc.RpcError as e:
+            return e.code() == grpc.StatusCode.UNAVAILABLE, (e.code(), e.details())
+
+    @test("broker down: original updateLocation -> UNAVAILABLE")
+    def _():
+        code, det = rpc_error(dlegacy.updateLocation, orig.Location(personId=16, latitude=1, longitude=1), timeout=60)
+        return code == grpc.StatusCode.UNAVAILABLE, (code, det)
+
+    broker.up()
+
+    @test("broker back: RecordLocation OK again")
+    def _():
+        m = v1.Location(person_id=17, latitude=1, longitude=1)
+        deadline = time.time() + 60
+        while True:
+            try:
+                dlocs.RecordLocation(m, timeout=10)
+                accepted.append(m)
+                return True
+            except grpc.RpcError as e:
+                if time.time() > deadline:
+                    return False, (e.code(), e.details())
+                time.sleep(0.5)
+
+    @test("every point reported accepted is on the topic")
+    def _():
+        on_topic = [(k, v1.Location.FromString(v)) for k, v in kafka_all(broker.brokers, "locations")]
+        missing = [m for m in accepted if (str(m.person_id), m) not in on_topic]
+        return not missing and not outage_ok, ("missing: %r, OK during outage: %r" % (missing, outage_ok))
+
+    @test("SIGTERM: an open stream is drained (accepted) and the daemon exits with status 0")
+    def _():
+        pts = [v1.Location(person_id=18, latitude=1, longitude=i / 100) for i in range(20)]
+
+        def gen():
+            for i, p in enumerate(pts):
+                if i == 10:
+                    daemon.p.send_signal(signal.SIGTERM)
+                    time.sleep(0.5)
+                yield p
+        r = dlocs.RecordLocations(gen(), timeout=60)
+        rc = daemon.p.wait(timeout=60)
+        log = open(daemon.log).read()
+        return r.accepted == 20 and rc == 0 and "stopped" in log, (r, rc, log[-2000:])
+
+    @test("SIGTERM: new calls after shutdown fail with UNAVAILABLE")
+    def _():
+        code, det = rpc_error(dlocs.RecordLocation, v1.Location(person_id=19, latitude=1, longitude=1), timeout=5)
+        return code == grpc.StatusCode.UNAVAILABLE, (code, det)
+finally:
+    if daemon:
+        daemon.stop()
+    if broker:
+        broker.stop()
+
+# ---------------------------------------------------------------- configuration errors
+
+
+@test("bad flag value: exit status 2 with a message naming the flag")
+def _():
+    r = subprocess.run([GRPCD, "--threads", "0"], capture_output=True, text=True,
+                       env=dict(os.environ, UDACONNECT_KAFKA_BROKERS="127.0.0.1:1"))
+    return r.returncode == 2 and "--threads" in r.stderr, (r.returncode, r.stderr)
+
+
+@test("no brokers configured: exit status 2 naming UDACONNECT_KAFKA_BROKERS")
+def _():
+    env = dict(os.environ)
+    env.pop("UDACONNECT_KAFKA_BROKERS", None)
+    r = subprocess.run([GRPCD], capture_output=True, text=True, env=env)
+    return r.returncode == 2 and "UDACONNECT_KAFKA_BROKERS" in r.stderr, (r.returncode, r.stderr)
+
+
+@test("bad librdkafka setting in --kafka-opt: refused with librdkafka's message")
+def _():
+    r = subprocess.run([GRPCD, "--port", "0", "-X", "no.such.setting=1"], capture_output=True, text=True,
+                       env=dict(os.environ, UDACONNECT_KAFKA_BROKERS="127.0.0.1:1"), timeout=30)
+    return r.returncode != 0 and "no.such.setting" in r.stderr, (r.returncode, r.stderr)
+
+
+print("1..%d" % n_tests)
+sys.exit(1 if n_failed else 0)
