@@ -1,0 +1,52 @@
+-- First-start initialisation of the udaconnect/postgres image, run by
+-- entrypoint.sh as the superuser over the local socket with psql 15:
+--   psql -v ON_ERROR_STOP=1 -v db=geoconnections -f init.sql
+-- Passwords come from the environment (\getenv), never from the command line.
+-- Idempotent: safe to run again by hand (it then resets the two passwords).
+
+\getenv api_password UDACONNECT_API_PASSWORD
+\getenv reader_password UDACONNECT_READER_PASSWORD
+\if :{?api_password}
+\else
+  \warn 'UDACONNECT_API_PASSWORD is not set'
+  SELECT 1/0 AS udaconnect_api_password_missing;
+\endif
+\if :{?reader_password}
+\else
+  \warn 'UDACONNECT_READER_PASSWORD is not set'
+  SELECT 1/0 AS udaconnect_reader_password_missing;
+\endif
+
+SELECT format('CREATE DATABASE %I', :'db')
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
+
+\connect :db
+
+-- PostGIS comes with it (CASCADE).  The extension also creates the role
+-- udaconnect_api with EXECUTE on its api_* functions (SECURITY DEFINER):
+-- the HTTP gateway needs no table privilege at all.
+CREATE EXTENSION IF NOT EXISTS pg_udaconnect CASCADE;
+
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+
+-- udaconnect-httpd logs in as udaconnect_api.
+SELECT 'CREATE ROLE udaconnect_api NOINHERIT'
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'udaconnect_api') \gexec
+ALTER ROLE udaconnect_api LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+    PASSWORD :'api_password';
+
+-- udaconnect-grpcd logs in as udaconnect_reader for FindConnections: EXECUTE
+-- on the two finder functions (SECURITY DEFINER), nothing else.
+SELECT 'CREATE ROLE udaconnect_reader NOINHERIT'
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'udaconnect_reader') \gexec
+ALTER ROLE udaconnect_reader LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
+    PASSWORD :'reader_password';
+GRANT USAGE ON SCHEMA udaconnect TO udaconnect_reader;
+SELECT format('GRANT EXECUTE ON FUNCTION %s TO udaconnect_reader', p.oid::regprocedure)
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'udaconnect' AND p.proname IN ('find_connections', 'connected_persons')
+ ORDER BY 1 \gexec
+
+-- A bounded statement time for every gateway connection unless it sets its own.
+ALTER ROLE udaconnect_api SET statement_timeout = '30s';
+ALTER ROLE udaconnect_reader SET statement_timeout = '30s';

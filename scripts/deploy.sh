@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Deploy UdaConnect to the Kubernetes cluster kubectl points at (K3s in the
+# Vagrant VM, or any cluster >= 1.27), into namespace "udaconnect".
+#
+#   scripts/deploy.sh [--build] [--seed] [--no-wait]
+#
+#   --build    build the two images from this tree first (docker build with
+#              deployment/docker/*.Dockerfile) and, on K3s, import them into
+#              K3s' containerd (k3s ctr images import)
+#   --seed     load the sample data once everything is up
+#              (scripts/run_db_command.sh postgres-0)
+#   --no-wait  apply and return without waiting for the pods
+#
+# Steps: namespace; the Secret udaconnect-secrets (random passwords,
+# generated here on the first deploy and kept afterwards: never in the tree);
+# kubectl apply -k deployment/; wait for PostgreSQL, Kafka, the topic Job and
+# the gateways; show `kubectl get pods,svc -n udaconnect`.
+#
+# Environment: KUBECTL (default kubectl), DOCKER (default docker),
+# UDACONNECT_API_TOKEN (if set on the first deploy: bearer token required by
+# the HTTP write routes; default none, as the original API).
+set -euo pipefail
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+NS=udaconnect
+SECRET=udaconnect-secrets
+KUBECTL=${KUBECTL:-kubectl}
+DOCKER=${DOCKER:-docker}
+VERSION=1.0.0
+TIMEOUT=${UDACONNECT_DEPLOY_TIMEOUT:-600s}
+
+build=0 seed=0 wait=1
+for a in "$@"; do
+  case "$a" in
+    --build) build=1 ;;
+    --seed) seed=1 ;;
+    --no-wait) wait=0 ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "deploy.sh: unknown option '$a' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+say() { echo "deploy: $*"; }
+die() { echo "deploy: error: $*" >&2; exit 1; }
+k() { "$KUBECTL" "$@"; }
+
+command -v "$KUBECTL" >/dev/null 2>&1 || die "kubectl not found (set KUBECTL=...)"
+
+if [ $build = 1 ]; then
+  command -v "$DOCKER" >/dev/null 2>&1 || die "--build needs docker (set DOCKER=...)"
+  for img in postgres gateway; do
+    say "building udaconnect/$img:$VERSION"
+    "$DOCKER" build -f "$TOP/deployment/docker/$img.Dockerfile" -t "udaconnect/$img:$VERSION" "$TOP"
+    if command -v k3s >/dev/null 2>&1; then
+      say "importing udaconnect/$img:$VERSION into K3s"
+      SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+      "$DOCKER" save "udaconnect/$img:$VERSION" | $SUDO k3s ctr images import -
+    fi
+  done
+fi
+
+k cluster-info >/dev/null 2>&1 || die "kubectl cannot reach a cluster (KUBECONFIG? on the Vagrant VM: export KUBECONFIG=/etc/rancher/k3s/k3s.yaml)"
+
+say "namespace $NS"
+k apply -f "$TOP/deployment/namespace.yaml"
+
+# --- the Secret: generated once, never written into the tree ---------------
+if k -n "$NS" get secret "$SECRET" >/dev/null 2>&1; then
+  say "secret $SECRET exists: keeping its passwords (the database was initialised with them)"
+else
+  say "generating secret $SECRET"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  chmod 700 "$tmp"
+  pw() { head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32; }
+  {
+    echo "postgres-password=$(pw)"
+    echo "api-password=$(pw)"
+    echo "reader-password=$(pw)"
+    if [ -n "${UDACONNECT_API_TOKEN:-}" ]; then echo "api-token=$UDACONNECT_API_TOKEN"; fi
+  } > "$tmp/secret.env"
+  k -n "$NS" create secret generic "$SECRET" --from-env-file="$tmp/secret.env" \
+      --dry-run=client -o yaml | k apply -f -
+  rm -rf "$tmp"
+fi
+
+# --- everything else ---------------------------------------------------------
+# A Job's pod template is immutable: drop the finished topic Job so that the
+# apply creates (and runs) it again.  It is idempotent.
+k -n "$NS" delete job kafka-create-topic --ignore-not-found >/dev/null
+say "kubectl apply -k deployment/"
+k apply -k "$TOP/deployment"
+
+if [ $wait = 1 ]; then
+  say "waiting for PostgreSQL (first start: initdb + CREATE EXTENSION)"
+  k -n "$NS" rollout status statefulset/postgres --timeout="$TIMEOUT"
+  say "waiting for Kafka"
+  k -n "$NS" rollout status statefulset/kafka --timeout="$TIMEOUT"
+  say "waiting for the topic"
+  k -n "$NS" wait --for=condition=complete job/kafka-create-topic --timeout="$TIMEOUT"
+  say "waiting for the gateways"
+  k -n "$NS" rollout status deployment/udaconnect-grpcd --timeout="$TIMEOUT"
+  k -n "$NS" rollout status deployment/udaconnect-httpd --timeout="$TIMEOUT"
+fi
+
+if [ $seed = 1 ]; then
+  [ -x "$TOP/scripts/run_db_command.sh" ] || die "scripts/run_db_command.sh is missing"
+  say "loading the sample data into postgres-0"
+  UDACONNECT_NAMESPACE=$NS "$TOP/scripts/run_db_command.sh" postgres-0
+fi
+
+k get pods,svc -n "$NS"
+cat <<EOF
+
+UdaConnect is deployed in namespace $NS:
+  web app     http://<node>:30000/
+  REST API    http://<node>:30001/api/persons   (OpenAPI: /api/openapi.json)
+  gRPC        <node>:30005                      (udaconnect.v1.LocationService)
+  seed data   scripts/run_db_command.sh postgres-0
+  psql        kubectl exec -it -n $NS postgres-0 -c postgres -- psql -U postgres -d geoconnections
+  remove it   scripts/teardown.sh
+EOF

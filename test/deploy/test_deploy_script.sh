@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# scripts/deploy.sh and scripts/teardown.sh against a recording kubectl (no
+# cluster here): the stand-in logs every call, hands `create secret
+# --dry-run=client` and `kustomize` to the real kubectl, and keeps what is
+# applied.  Checks the order of the steps, the generated Secret (keys the
+# manifests use, random values, kept on a second deploy, never written into
+# the tree) and that what is applied is `kubectl kustomize deployment/`.
+# Prints "ok - ..." / "not ok - ..." lines; the suite numbers them.
+set -uo pipefail
+TOP=${TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+SUITE_DIR=${SUITE_DIR:-$(mktemp -d)}
+W=$SUITE_DIR/deploy-script
+REAL_KUBECTL=${REAL_KUBECTL:-$(command -v kubectl)}
+
+ok() { echo "ok - $1"; }
+nok() { echo "not ok - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
+
+rm -rf "$W"; mkdir -p "$W/bin" "$W/state"
+cat > "$W/bin/kubectl" <<'STUB'
+#!/usr/bin/env bash
+# recording stand-in for kubectl (test/deploy/test_deploy_script.sh)
+S=$STUB_STATE
+echo "$*" >> "$S/calls.log"
+args=" $* "
+case "$args" in
+  *" cluster-info "*) exit 0 ;;
+  *" get secret "*) [ -f "$S/secret.yaml" ] ;;
+  *" create secret "*"--dry-run=client"*) exec "$REAL_KUBECTL" "$@" ;;
+  *" apply -f - "*) cat > "$S/applied-stdin.yaml"; grep -q '^kind: Secret' "$S/applied-stdin.yaml" && cp "$S/applied-stdin.yaml" "$S/secret.yaml"; exit 0 ;;
+  *" apply -f "*) exit 0 ;;
+  *" apply -k "*) exec "$REAL_KUBECTL" kustomize "${@: -1}" > "$S/applied-k.yaml" ;;
+  *" delete "*|*" rollout status "*|*" wait "*) exit 0 ;;
+  *" get pods,svc "*) echo "NAME READY STATUS"; exit 0 ;;
+  *) echo "stub kubectl: unexpected call: $*" >&2; exit 3 ;;
+esac
+STUB
+chmod +x "$W/bin/kubectl"
+export STUB_STATE=$W/state REAL_KUBECTL
+K=$W/bin/kubectl
+
+# --- first deploy ---------------------------------------------------------------
+out=$(KUBECTL=$K UDACONNECT_API_TOKEN='' "$TOP/scripts/deploy.sh" 2>&1); rc=$?
+if [ $rc -eq 0 ]; then ok "deploy.sh runs through (recording kubectl)"; else nok "deploy.sh runs through (recording kubectl)" "rc=$rc" "$out"; fi
+
+calls=$W/state/calls.log
+line() { grep -n -- "$1" "$calls" | head -n 1 | cut -d: -f1; }
+ns=$(line 'apply -f .*deployment/namespace.yaml'); sec=$(line 'create secret generic udaconnect-secrets')
+job=$(line 'delete job kafka-create-topic'); app=$(line 'apply -k'); wt=$(line 'wait --for=condition=complete job/kafka-create-topic')
+if [ -n "$ns" ] && [ -n "$sec" ] && [ -n "$job" ] && [ -n "$app" ] && [ -n "$wt" ] &&
+   [ "$ns" -lt "$sec" ] && [ "$sec" -lt "$app" ] && [ "$job" -lt "$app" ] && [ "$app" -lt "$wt" ]; then
+  ok "order: namespace, Secret, old topic Job deleted, apply -k, then waits"
+else
+  nok "order: namespace, Secret, old topic Job deleted, apply -k, then waits" "$(cat "$calls")"
+fi
+
+secret_check=$(python3 - "$W/state/secret.yaml" "$TOP" <<'PY'
+import base64, re, sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+probs = []
+if d.get("kind") != "Secret" or d["metadata"].get("name") != "udaconnect-secrets" or d["metadata"].get("namespace") != "udaconnect":
+    probs.append(f"not Secret udaconnect/udaconnect-secrets: {d.get('kind')} {d.get('metadata')}")
+data = {k: base64.b64decode(v).decode() for k, v in (d.get("data") or {}).items()}
+want = {"postgres-password", "api-password", "reader-password"}
+if set(data) != want:
+    probs.append(f"keys {sorted(data)}, want {sorted(want)} (no api-token unless UDACONNECT_API_TOKEN is set)")
+for k, v in data.items():
+    if not re.fullmatch(r"[A-Za-z0-9]{32}", v):
+        probs.append(f"{k} is not 32 random letters and digits")
+if len(set(data.values())) != len(data):
+    probs.append("two passwords are equal")
+print("\n".join(probs))
+print("VALUES " + " ".join(data.values()))
+PY
+)
+probs=$(grep -v '^VALUES ' <<<"$secret_check")
+values=$(sed -n 's/^VALUES //p' <<<"$secret_check")
+if [ -z "$probs" ] && [ -n "$values" ]; then
+  ok "the Secret has the three passwords the manifests use, 32 random characters each"
+else
+  nok "the Secret has the three passwords the manifests use, 32 random characters each" "$probs"
+fi
+
+leak=""
+for v in $values; do
+  if grep -rqF -- "$v" "$TOP/deployment" "$TOP/scripts" "$TOP/test/deploy" 2>/dev/null; then leak="$leak $v"; fi
+  if grep -qF -- "$v" "$calls"; then leak="$leak (on a kubectl command line)"; fi
+done
+if [ -z "$leak" ] && [ -n "$values" ]; then
+  ok "no generated password is written into the tree or passed on a command line"
+else
+  nok "no generated password is written into the tree or passed on a command line" "$leak"
+fi
+
+if "$REAL_KUBECTL" kustomize "$TOP/deployment" | cmp -s - "$W/state/applied-k.yaml"; then
+  ok "what deploy.sh applies is exactly kubectl kustomize deployment/"
+else
+  nok "what deploy.sh applies is exactly kubectl kustomize deployment/"
+fi
+
+# --- second deploy keeps the Secret --------------------------------------------------
+cp "$W/state/secret.yaml" "$W/secret.first"
+: > "$calls"
+out=$(KUBECTL=$K "$TOP/scripts/deploy.sh" --no-wait 2>&1); rc=$?
+if [ $rc -eq 0 ] && ! grep -q 'create secret' "$calls" && cmp -s "$W/state/secret.yaml" "$W/secret.first" &&
+   grep -q 'apply -k' "$calls" && ! grep -q 'rollout status' "$calls"; then
+  ok "a second deploy keeps the existing Secret (the database was initialised with it); --no-wait does not wait"
+else
+  nok "a second deploy keeps the existing Secret; --no-wait does not wait" "rc=$rc" "$(cat "$calls")"
+fi
+
+# --- API token on request ----------------------------------------------------------
+rm -f "$W/state/secret.yaml"
+out=$(KUBECTL=$K UDACONNECT_API_TOKEN=tok-$$ "$TOP/scripts/deploy.sh" --no-wait 2>&1); rc=$?
+if [ $rc -eq 0 ] && python3 -c '
+import base64, sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))["data"]
+sys.exit(0 if base64.b64decode(d.get("api-token", "")).decode() == sys.argv[2] else 1)' "$W/state/secret.yaml" "tok-$$"; then
+  ok "UDACONNECT_API_TOKEN on the first deploy becomes the Secret's api-token"
+else
+  nok "UDACONNECT_API_TOKEN on the first deploy becomes the Secret's api-token" "$out"
+fi
+
+out=$(KUBECTL=$K "$TOP/scripts/deploy.sh" --bogus 2>&1); rc=$?
+if [ $rc -eq 2 ] && grep -q "unknown option '--bogus'" <<<"$out"; then
+  ok "deploy.sh rejects an unknown option by name"
+else
+  nok "deploy.sh rejects an unknown option by name" "rc=$rc $out"
+fi
+
+# --- teardown --------------------------------------------------------------------------
+: > "$calls"
+out=$(KUBECTL=$K "$TOP/scripts/teardown.sh" --keep-data 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -q -- '-n udaconnect delete .*-l app.kubernetes.io/part-of=udaconnect' "$calls" &&
+   ! grep -qE 'namespace|pvc|persistentvolumeclaim|secret' "$calls"; then
+  ok "teardown.sh --keep-data deletes the labelled objects, not the namespace, PVCs or Secret"
+else
+  nok "teardown.sh --keep-data deletes the labelled objects, not the namespace, PVCs or Secret" "rc=$rc" "$(cat "$calls")"
+fi
+: > "$calls"
+out=$(KUBECTL=$K "$TOP/scripts/teardown.sh" 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -qx 'delete namespace udaconnect --ignore-not-found --wait=true' "$calls"; then
+  ok "teardown.sh deletes namespace udaconnect"
+else
+  nok "teardown.sh deletes namespace udaconnect" "rc=$rc" "$(cat "$calls")"
+fi
+# the generated Secrets exist only in the stand-in's state
+rm -rf "$W/state/secret.yaml" "$W/state/applied-stdin.yaml" "$W/secret.first"
+exit 0

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Runs the udaconnect/postgres image's entrypoint and init.sql for real, on
+# this machine's PostgreSQL 15 (the image installs the same Debian packages
+# at the same paths), with the ConfigMap's postgresql-udaconnect.conf:
+# first start (initdb, extension, roles), what the gateways' roles may and
+# may not do, the seed path that scripts/run_db_command.sh POD uses
+# (psql -U postgres -d geoconnections on the local socket, SQL on stdin),
+# a restart that keeps the data, and a refused start without passwords.
+#
+# Must not run as root (the entrypoint refuses root, as in the image).
+# Prints "ok - ..." / "not ok - ..." lines; the suite numbers them.
+set -uo pipefail
+TOP=${TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+SUITE_DIR=${SUITE_DIR:-$(mktemp -d)}
+W=$SUITE_DIR/pgimage
+PORT=${UDACONNECT_DEPLOY_TEST_PGPORT:-$(( ${UDACONNECT_PGPORT:-54330} + 7 ))}
+PGBIN=${PGBIN:-$(pg_config --bindir)}
+ENTRY=$TOP/deployment/docker/postgres/entrypoint.sh
+
+ok() { echo "ok - $1"; }
+nok() { echo "not ok - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
+t() { # t DESC CMD...: ok when CMD succeeds
+  local d=$1; shift
+  local out
+  if out=$("$@" 2>&1); then ok "$d"; else nok "$d" "${out:0:400}"; fi
+}
+
+rm -rf "$W"
+mkdir -p "$W/share" "$W/sock"
+cp "$TOP/deployment/docker/postgres/init.sql" "$W/share/init.sql"
+# The image's settings, pointed at this test's copy of the ConfigMap file and
+# listening on loopback only.
+sed -e "s|'/etc/udaconnect/postgresql/udaconnect.conf'|'$W/udaconnect.conf'|" \
+    -e "s|^listen_addresses = .*|listen_addresses = '127.0.0.1'|" \
+    "$TOP/deployment/docker/postgres/postgresql.conf" > "$W/share/postgresql.conf"
+# The ConfigMap's file as deployed, except: no broker (this server is not the
+# stack's, its workers stay idle) and less memory.
+sed -e "s|^udaconnect.kafka_brokers = .*|udaconnect.kafka_brokers = ''|" \
+    -e "s|^shared_buffers = .*|shared_buffers = 64MB|" \
+    "$TOP/deployment/config/postgresql-udaconnect.conf" > "$W/udaconnect.conf"
+
+export PGDATA=$W/pgdata PGPORT=$PORT PGHOST=$W/sock UDACONNECT_SHARE=$W/share PGBIN
+unset PGUSER PGDATABASE PGPASSWORD
+SUPER_PW=super-$RANDOM$RANDOM API_PW=api-$RANDOM$RANDOM READER_PW=reader-$RANDOM$RANDOM
+
+pid=""
+stop_server() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -INT "$pid"
+    for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  fi
+  pid=""
+}
+trap 'stop_server; rm -rf "$W/pgdata"' EXIT
+
+start_server() { # start_server LOG: entrypoint in the background, wait for TCP
+  env POSTGRES_PASSWORD="$SUPER_PW" UDACONNECT_API_PASSWORD="$API_PW" UDACONNECT_READER_PASSWORD="$READER_PW" \
+    bash "$ENTRY" >"$1" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 240); do
+    "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.5
+  done
+  return 1
+}
+
+if "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PORT"; then
+  nok "port $PORT is free for the image test's server" "something already answers there (set UDACONNECT_DEPLOY_TEST_PGPORT)"
+  exit 0
+fi
+
+# --- refused without passwords: clear message, nothing half-initialised ----
+out=$(env -u POSTGRES_PASSWORD bash "$ENTRY" 2>&1); rc=$?
+if [ $rc -ne 0 ] && grep -q 'POSTGRES_PASSWORD is not set' <<<"$out" && [ ! -e "$PGDATA/PG_VERSION" ]; then
+  ok "entrypoint refuses to initialise without POSTGRES_PASSWORD, naming it"
+else
+  nok "entrypoint refuses to initialise without POSTGRES_PASSWORD, naming it" "rc=$rc" "$out"
+fi
+
+# --- first start ---------------------------------------------------------------
+if ! start_server "$W/first.log"; then
+  nok "first start: initdb, init.sql, server accepts TCP connections" "$(tail -n 30 "$W/first.log")" "$(tail -n 30 "$PGDATA/init.log" 2>/dev/null)"
+  exit 1
+fi
+ok "first start: initdb, init.sql, server accepts TCP connections"
+
+# kubectl exec -i postgres-0 -- psql -U postgres -d geoconnections (local socket, no password)
+sock_psql() { psql -X -q -At -v ON_ERROR_STOP=1 -h "$W/sock" -p "$PORT" -U postgres -d geoconnections "$@"; }
+tcp_psql() { # tcp_psql USER PASSWORD SQL
+  PGPASSWORD=$2 psql -X -q -At -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -h 127.0.0.1 -p "$PORT" -U "$1" -d geoconnections -c "$3"
+}
+expect_fail() { # expect_fail SQLSTATE-or-text CMD...: the command fails with that text
+  local want=$1; shift
+  local out
+  out=$("$@" 2>&1) && { echo "succeeded: $out"; return 1; }
+  grep -q -- "$want" <<<"$out" || { echo "failed differently: $out"; return 1; }
+}
+
+out=$(echo "SELECT extversion FROM pg_extension WHERE extname = 'pg_udaconnect'; SELECT count(*) FROM pg_extension WHERE extname = 'postgis';" | sock_psql 2>&1)
+if grep -qE '^[0-9][0-9.]*$' <<<"$(head -n1 <<<"$out")" && [ "$(tail -n1 <<<"$out")" = 1 ]; then
+  ok "psql -U postgres -d geoconnections on the local socket, SQL on stdin: pg_udaconnect and postgis installed"
+else
+  nok "psql -U postgres -d geoconnections on the local socket, SQL on stdin: pg_udaconnect and postgis installed" "$out"
+fi
+
+t "superuser over TCP needs its password (scram-sha-256)" \
+  bash -c "$(declare -f expect_fail tcp_psql); expect_fail 'password authentication failed' tcp_psql postgres wrong-password 'SELECT 1' && tcp_psql postgres '$SUPER_PW' 'SELECT 1' >/dev/null"
+
+out=$(sock_psql -c "SHOW shared_preload_libraries" 2>&1)
+if grep -qw pg_udaconnect <<<"$out"; then ok "shared_preload_libraries loads pg_udaconnect"; else nok "shared_preload_libraries loads pg_udaconnect" "$out"; fi
+
+# The ConfigMap's ingest settings are real settings of the library.
+probs=()
+while read -r name value; do
+  got=$(sock_psql -c "SHOW $name" 2>&1) || { probs+=("SHOW $name: $got"); continue; }
+  [ "$got" = "$value" ] || probs+=("$name is '$got', the ConfigMap says '$value'")
+done < <(sed -n "s/^\(udaconnect\.[a-z_]*\) = '\{0,1\}\([^'#]*\)'\{0,1\}.*/\1 \2/p" "$W/udaconnect.conf" | sed 's/ *$//')
+if grep -iE 'unrecognized configuration parameter|invalid configuration parameter|invalid value for parameter' "$W/first.log" >/dev/null; then
+  probs+=("$(grep -iE 'unrecognized configuration parameter|invalid configuration parameter|invalid value for parameter' "$W/first.log" | head -n 3)")
+fi
+if [ ${#probs[@]} -eq 0 ]; then
+  ok "the ConfigMap's udaconnect.* settings are accepted and in force ($(grep -c '^udaconnect\.' "$W/udaconnect.conf") settings)"
+else
+  nok "the ConfigMap's udaconnect.* settings are accepted and in force" "${probs[@]}"
+fi
+
+# --- the seed path of scripts/run_db_command.sh POD (same psql, same socket) ----
+if [ -x "$TOP/scripts/run_db_command.sh" ]; then
+  out=$(PGHOST=$W/sock PGPORT=$PORT PGUSER=postgres PGDATABASE=geoconnections "$TOP/scripts/run_db_command.sh" 2>&1)
+  n=$(sock_psql -c "SELECT count(*) FROM udaconnect.person" 2>&1)
+  if [ "${n:-0}" -gt 0 ] 2>/dev/null; then
+    ok "the seed data loads through psql -U postgres -d geoconnections on the pod's socket ($n persons)"
+  else
+    nok "the seed data loads through psql -U postgres -d geoconnections on the pod's socket" "$out" "$n"
+  fi
+else
+  ok "the seed data loads through psql on the pod's socket # SKIP scripts/run_db_command.sh missing"
+fi
+
+# --- the gateways' roles ------------------------------------------------------------
+t "udaconnect_api (httpd) logs in with its password and calls the API functions" \
+  tcp_psql udaconnect_api "$API_PW" "SELECT udaconnect.api_persons() IS NOT NULL"
+t "udaconnect_api cannot read or change tables directly, nor create objects" \
+  bash -c "$(declare -f expect_fail tcp_psql); expect_fail 'ERROR:  42501' tcp_psql udaconnect_api '$API_PW' 'SELECT * FROM udaconnect.location LIMIT 1' &&
+           expect_fail 'ERROR:  42501' tcp_psql udaconnect_api '$API_PW' 'DELETE FROM udaconnect.person' &&
+           expect_fail 'ERROR:  42501' tcp_psql udaconnect_api '$API_PW' 'CREATE TABLE public.t (i int)'"
+t "udaconnect_api with a wrong password is refused" \
+  bash -c "$(declare -f expect_fail tcp_psql); expect_fail 'password authentication failed' tcp_psql udaconnect_api wrong 'SELECT 1'"
+pid1=$(sock_psql -c "SELECT min(id) FROM udaconnect.person" 2>/dev/null)
+t "udaconnect_reader (grpcd) runs find_connections and connected_persons" \
+  tcp_psql udaconnect_reader "$READER_PW" "SELECT count(*) >= 0 FROM udaconnect.find_connections(${pid1:-1}, '2020-01-01', '2020-12-30', 5);
+                                           SELECT count(*) >= 0 FROM udaconnect.connected_persons(${pid1:-1}, '2020-01-01', '2020-12-30', 5)"
+t "udaconnect_reader can neither write nor read tables directly" \
+  bash -c "$(declare -f expect_fail tcp_psql); expect_fail 'ERROR:  42501' tcp_psql udaconnect_reader '$READER_PW' \"SELECT udaconnect.create_person('a', 'b', 'c')\" &&
+           expect_fail 'ERROR:  42501' tcp_psql udaconnect_reader '$READER_PW' 'SELECT * FROM udaconnect.person LIMIT 1'"
+
+# --- restart: no second initialisation, data kept -------------------------------------
+before=$(sock_psql -c "SELECT count(*) FROM udaconnect.person" 2>&1)
+stop_server
+if start_server "$W/second.log" && ! grep -q initialising "$W/second.log" &&
+   [ "$(sock_psql -c "SELECT count(*) FROM udaconnect.person" 2>&1)" = "$before" ]; then
+  ok "a restart keeps the data and does not initialise again ($before persons)"
+else
+  nok "a restart keeps the data and does not initialise again" "$(tail -n 20 "$W/second.log")"
+fi
+stop_server
+exit 0
