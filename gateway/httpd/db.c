@@ -1,0 +1,187 @@
+/*
+ * udaconnect-httpd: one libpq connection per worker thread.
+ *
+ * libmicrohttpd's thread pool keeps a connection on one worker thread and
+ * calls the handler synchronously, so a thread-local PGconn needs no lock.
+ * The connection is made on first use and again after it broke (with a short
+ * back-off, so an unreachable database costs one attempt per 500 ms per
+ * thread, not one per request).  Every statement is prepared once per
+ * connection.
+ */
+#include "httpd.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const struct
+{
+    const char *name;
+    const char *sql;
+    int         nparams;
+} stmts[S_COUNT] = {
+    [S_PERSONS] = {"persons", "SELECT udaconnect.api_persons()", 0},
+    [S_PERSON] = {"person", "SELECT udaconnect.api_person($1::integer)", 1},
+    [S_CREATE_PERSON] = {"create_person",
+                         "SELECT udaconnect.api_create_person($1::text, $2::text, $3::text)", 3},
+    [S_CONNECTION] = {"connection",
+                      "SELECT udaconnect.api_connection($1::integer, $2::date, $3::date, "
+                      "$4::float8, $5::float8)", 5},
+    [S_CONNECTIONS] = {"connections",
+                       "SELECT udaconnect.api_connections($1::integer, $2::date, $3::date, "
+                       "$4::float8, $5::float8)", 5},
+    [S_LOCATIONS] = {"locations",
+                     "SELECT body, next_cursor FROM udaconnect.api_locations($1::integer, "
+                     "$2::bigint, $3::bigint, $4::integer, $5::date, $6::date)", 6},
+    [S_LOCATION] = {"location", "SELECT udaconnect.api_location($1::bigint)", 1},
+    [S_CREATE_LOCATION] = {"create_location",
+                           "SELECT udaconnect.api_create_location($1::integer, $2::float8, "
+                           "$3::float8, $4::text)", 4},
+    [S_HEALTH] = {"health", "SELECT 1", 0},
+};
+
+static pthread_key_t conn_key;
+static __thread PGconn *tconn;
+static __thread double next_attempt;   /* monotonic seconds */
+static __thread int    reported_down;
+static __thread char   last_error[256];
+
+const char *
+db_last_error(void)
+{
+    return last_error;
+}
+
+static void
+set_last_error(const char *prefix, const char *msg)
+{
+    snprintf(last_error, sizeof last_error, "%s%s", prefix, msg ? msg : "");
+    /* one line: drop libpq's trailing newline(s) */
+    for (char *p = last_error; *p; p++)
+        if (*p == '\n' || *p == '\r')
+        {
+            *p = 0;
+            break;
+        }
+}
+
+static double
+mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void
+conn_destructor(void *p)
+{
+    if (p)
+    {
+        PQfinish((PGconn *) p);
+        metrics_db_conn(-1);
+    }
+}
+
+void
+db_init(void)
+{
+    pthread_key_create(&conn_key, conn_destructor);
+}
+
+const char *
+db_stmt_name(enum stmt s)
+{
+    return stmts[s].name;
+}
+
+void
+db_drop(void)
+{
+    if (tconn)
+    {
+        PQfinish(tconn);
+        metrics_db_conn(-1);
+        tconn = NULL;
+        pthread_setspecific(conn_key, NULL);
+    }
+}
+
+static PGconn *
+connect_once(void)
+{
+    char options[160];
+    const char *keys[8], *vals[8];
+    int n = 0;
+
+    snprintf(options, sizeof options,
+             "-c statement_timeout=%d -c TimeZone=UTC -c DateStyle=ISO",
+             cfg.statement_timeout_ms);
+    keys[n] = "dbname"; vals[n++] = cfg.database_url ? cfg.database_url : "";
+    if (cfg.db_user && *cfg.db_user)
+    {
+        keys[n] = "user"; vals[n++] = cfg.db_user;
+    }
+    keys[n] = "options"; vals[n++] = options;
+    keys[n] = "application_name"; vals[n++] = "udaconnect-httpd";
+    keys[n] = "client_encoding"; vals[n++] = "UTF8";
+    keys[n] = "connect_timeout"; vals[n++] = "3";
+    keys[n] = NULL; vals[n] = NULL;
+
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(c) != CONNECTION_OK)
+    {
+        if (!reported_down)
+            fprintf(stderr, "udaconnect-httpd: cannot connect to the database: %s",
+                    PQerrorMessage(c));
+        reported_down = 1;
+        /* the details (host, port, role) go to the log, not to clients */
+        set_last_error("cannot connect to the database", NULL);
+        metrics_db_error("connect");
+        PQfinish(c);
+        return NULL;
+    }
+    for (int i = 0; i < S_COUNT; i++)
+    {
+        PGresult *r = PQprepare(c, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        {
+            fprintf(stderr, "udaconnect-httpd: cannot prepare %s: %s",
+                    stmts[i].name, PQresultErrorMessage(r));
+            set_last_error("the database lacks the HTTP API (is the pg_udaconnect extension installed "
+                           "and up to date?): ", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
+            metrics_db_error("prepare");
+            PQclear(r);
+            PQfinish(c);
+            return NULL;
+        }
+        PQclear(r);
+    }
+    if (reported_down)
+        fprintf(stderr, "udaconnect-httpd: connected to the database again\n");
+    reported_down = 0;
+    last_error[0] = 0;
+    return c;
+}
+
+PGconn *
+db_conn(void)
+{
+    if (tconn && PQstatus(tconn) == CONNECTION_OK)
+        return tconn;
+    db_drop();
+    double now = mono_now();
+    if (now < next_attempt)
+        return NULL;
+    tconn = connect_once();
+    if (!tconn)
+    {
+        next_attempt = now + 0.5;
+        return NULL;
+    }
+    metrics_db_conn(+1);
+    pthread_setspecific(conn_key, tconn);
+    return tconn;
+}

@@ -1,0 +1,1375 @@
+/*
+ * udaconnect-httpd: the REST/JSON API and the web app of UdaConnect.
+ *
+ * A thin gateway: it parses and validates the request, calls one
+ * udaconnect.api_* SQL function with parameters (sql/src/60-http.sql) and
+ * passes the JSON text it returns straight through (zero-copy: the response
+ * owns the PGresult).  Everything else under / is a static file of the web
+ * app (gateway/web).  See docs/http.md.
+ */
+#define _GNU_SOURCE
+#include "httpd.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define VERSION "1.0"
+
+struct config cfg;
+
+const char *const route_names[R_COUNT] = {
+    [R_PERSONS] = "/api/persons",
+    [R_PERSON] = "/api/persons/{id}",
+    [R_CONNECTION] = "/api/persons/{id}/connection",
+    [R_CONNECTIONS] = "/api/persons/{id}/connections",
+    [R_LOCATIONS] = "/api/locations",
+    [R_LOCATION] = "/api/locations/{id}",
+    [R_OPENAPI] = "/api/openapi.json",
+    [R_HEALTHZ] = "/healthz",
+    [R_METRICS] = "/metrics",
+    [R_STATIC] = "static",
+    [R_NOT_FOUND] = "not_found",
+};
+
+static char *openapi_doc;
+static size_t openapi_len;
+static char web_root_real[PATH_MAX];
+
+/* Per-request state (MHD's con_cls), freed in request_completed(). */
+struct request
+{
+    struct timespec t0;
+    enum route route;
+    unsigned    status;
+    int         is_post;
+    const char *allow;        /* methods of the route (405) */
+    const char *id_str;       /* points into the url copy */
+    char       *url;          /* copy of the path */
+    char       *body;
+    size_t      body_len;
+    int         body_too_big;
+};
+
+/* ======================================================================= */
+/* responses                                                               */
+/* ======================================================================= */
+
+static void
+common_headers(struct MHD_Response *resp, const char *content_type)
+{
+    if (content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (cfg.cors_origin)
+    {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", cfg.cors_origin);
+        if (strcmp(cfg.cors_origin, "*") != 0)
+            MHD_add_response_header(resp, "Vary", "Origin");
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                                "X-Next-Cursor, Link, Location");
+    }
+}
+
+static enum MHD_Result
+queue(struct MHD_Connection *c, struct request *r, unsigned status, struct MHD_Response *resp)
+{
+    enum MHD_Result ret;
+
+    if (!resp)
+        return MHD_NO;      /* out of memory: MHD closes the connection */
+    r->status = status;
+    ret = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* A malloc'ed body. */
+static enum MHD_Result
+send_owned(struct MHD_Connection *c, struct request *r, unsigned status,
+           char *body, size_t len, const char *content_type)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+    {
+        free(body);
+        return MHD_NO;
+    }
+    common_headers(resp, content_type);
+    if (strncmp(r->url, "/api/", 5) == 0)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    return queue(c, r, status, resp);
+}
+
+/* Printable ASCII only, at most 40 characters: safe to echo in a message. */
+static const char *
+shown(const char *s, char *buf, size_t size)
+{
+    size_t i = 0;
+
+    for (; *s && i + 4 < size && i < 40; s++)
+        buf[i++] = (*s >= 0x20 && *s < 0x7f && *s != '"' && *s != '\\') ? *s : '?';
+    if (*s)
+    {
+        buf[i++] = '.'; buf[i++] = '.'; buf[i++] = '.';
+    }
+    buf[i] = 0;
+    return buf;
+}
+
+/* The one error shape:
+ *   {"error": {"status": 400, "code": "...", "message": "...", "field": ...}}
+ * plus "sqlstate" (and "detail"/"hint" when present) for database errors. */
+static enum MHD_Result
+send_error_ex(struct MHD_Connection *c, struct request *r, unsigned status, const char *code,
+              const char *message, const char *field, const char *sqlstate,
+              const char *detail, const char *hint, const char *allow)
+{
+    json_t *err = json_object();
+    json_t *msg = json_string(message);
+
+    if (!msg)   /* not UTF-8 */
+        msg = json_string("the request was refused");
+    json_object_set_new(err, "status", json_integer(status));
+    json_object_set_new(err, "code", json_string(code));
+    json_object_set_new(err, "message", msg);
+    json_object_set_new(err, "field", field ? json_string(field) : json_null());
+    if (sqlstate)
+        json_object_set_new(err, "sqlstate", json_string(sqlstate));
+    json_t *d = detail ? json_string(detail) : NULL;    /* NULL if not UTF-8 */
+    if (d)
+        json_object_set_new(err, "detail", d);
+    json_t *h = hint ? json_string(hint) : NULL;
+    if (h)
+        json_object_set_new(err, "hint", h);
+    json_t *doc = json_pack("{s:o}", "error", err);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (!text)
+        return MHD_NO;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+    {
+        free(text);
+        return MHD_NO;
+    }
+    common_headers(resp, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    if (status == 401)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (status == 503)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    return queue(c, r, status, resp);
+}
+
+static enum MHD_Result
+send_error(struct MHD_Connection *c, struct request *r, unsigned status, const char *code,
+           const char *message, const char *field)
+{
+    return send_error_ex(c, r, status, code, message, field, NULL, NULL, NULL, NULL);
+}
+
+static enum MHD_Result
+bad_param(struct MHD_Connection *c, struct request *r, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static enum MHD_Result
+bad_param(struct MHD_Connection *c, struct request *r, const char *field, const char *fmt, ...)
+{
+    char msg[300];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return send_error(c, r, 400, "invalid_parameter", msg, field);
+}
+
+static void
+free_pgresult(void *cls)
+{
+    PQclear((PGresult *) cls);
+}
+
+/* Pass column `col` of the single-row result through as the body. */
+static enum MHD_Result
+send_result(struct MHD_Connection *c, struct request *r, unsigned status, PGresult *res,
+            int col, const char *location_header)
+{
+    char *text = PQgetvalue(res, 0, col);
+    size_t len = (size_t) PQgetlength(res, 0, col);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback_cls(len, text, free_pgresult, res);
+    if (!resp)
+    {
+        PQclear(res);
+        return MHD_NO;
+    }
+    common_headers(resp, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (location_header)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location_header);
+    return queue(c, r, status, resp);
+}
+
+/* ======================================================================= */
+/* database calls and SQLSTATE -> HTTP                                     */
+/* ======================================================================= */
+
+struct sqlmap
+{
+    const char *prefix;
+    unsigned    status;
+    const char *code;
+};
+
+/* PostgREST's mapping, first match wins (see docs/http.md). */
+static const struct sqlmap sqlmap[] = {
+    {"23503", 409, "foreign_key_violation"},
+    {"23505", 409, "conflict"},
+    {"23502", 400, "invalid_parameter"},
+    {"23514", 400, "invalid_parameter"},
+    {"25006", 405, "read_only"},
+    {"42501", 403, "forbidden"},
+    {"57014", 504, "statement_timeout"},
+    {"57P", 503, "database_unavailable"},
+    {"P0002", 404, "not_found"},
+    {"P0001", 400, "invalid_parameter"},
+    {"08", 503, "database_unavailable"},
+    {"53", 503, "database_unavailable"},
+    {"40", 503, "retry"},
+    {"28", 403, "forbidden"},
+    {"0L", 403, "forbidden"},
+    {"0P", 403, "forbidden"},
+    {"22", 400, "invalid_parameter"},
+    {"23", 400, "invalid_parameter"},
+    {"42", 500, "server_misconfigured"},
+    {"", 500, "internal_error"},
+};
+
+/* The request field an error is about: the COLUMN the SQL function named,
+ * else the one field name the message mentions as a word.  An entry of
+ * `fields` is "name" or "sqlname:fieldname" (the SQL API's argument name and
+ * the request's name for it). */
+static const char *
+match_field(const char *entry, const char *word, size_t wlen)
+{
+    const char *colon = strchr(entry, ':');
+    size_t n = colon ? (size_t) (colon - entry) : strlen(entry);
+
+    if (n == wlen && strncmp(entry, word, n) == 0)
+        return colon ? colon + 1 : entry;
+    return NULL;
+}
+
+static const char *
+error_field(const PGresult *res, const char *const *fields)
+{
+    const char *col = PQresultErrorField(res, PG_DIAG_COLUMN_NAME);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *f;
+
+    if (!fields)
+        return NULL;
+    if (col)
+        for (int i = 0; fields[i]; i++)
+            if ((f = match_field(fields[i], col, strlen(col))))
+                return f;
+    if (!msg)
+        return NULL;
+    /* every identifier-like word of the message */
+    for (const char *p = msg; *p;)
+    {
+        if (!(isalnum((unsigned char) *p) || *p == '_'))
+        {
+            p++;
+            continue;
+        }
+        const char *w = p;
+        while (isalnum((unsigned char) *p) || *p == '_')
+            p++;
+        for (int i = 0; fields[i]; i++)
+            if ((f = match_field(fields[i], w, (size_t) (p - w))))
+                return f;       /* the first one mentioned: the subject */
+    }
+    return NULL;
+}
+
+/*
+ * Run a prepared statement on the thread's connection.  Returns the result
+ * (PGRES_TUPLES_OK) or NULL after queueing the error response in *ret.
+ * A GET is retried once on a fresh connection when the old one broke (e.g.
+ * the server restarted).
+ */
+static PGresult *
+db_call(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
+        const char *const *values, const char *const *fields, const char *fallback_field,
+        enum MHD_Result *ret)
+{
+    for (int attempt = 0;; attempt++)
+    {
+        PGconn *conn = db_conn();
+        if (!conn)
+        {
+            char msg[320];
+            const char *why = db_last_error();
+            snprintf(msg, sizeof msg, "the database is unavailable; retry later%s%s%s",
+                     *why ? " (" : "", why, *why ? ")" : "");
+            *ret = send_error(c, r, 503, "database_unavailable", msg, NULL);
+            return NULL;
+        }
+        metrics_db_busy(+1);
+        PGresult *res = PQexecPrepared(conn, db_stmt_name(s), n, values, NULL, NULL, 0);
+        metrics_db_busy(-1);
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_TUPLES_OK && PQnfields(res) > 0 && PQntuples(res) == 1)
+            return res;
+        if (st == PGRES_TUPLES_OK)
+        {
+            PQclear(res);
+            *ret = send_error(c, r, 500, "internal_error", "unexpected result shape", NULL);
+            return NULL;
+        }
+        if (PQstatus(conn) != CONNECTION_OK)
+        {
+            PQclear(res);
+            db_drop();
+            metrics_db_error("connection_lost");
+            if (attempt == 0 && !r->is_post)
+                continue;
+            *ret = send_error(c, r, 503, "database_unavailable",
+                              "the database connection was lost; retry later", NULL);
+            return NULL;
+        }
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        if (!state)
+            state = "XX000";
+        if (!msg)
+            msg = "database error";
+        /* the prepared statement vanished (e.g. DISCARD ALL by a pooler) */
+        if (strcmp(state, "26000") == 0 && attempt == 0)
+        {
+            PQclear(res);
+            db_drop();
+            continue;
+        }
+        const struct sqlmap *m = sqlmap;
+        while (strncmp(state, m->prefix, strlen(m->prefix)) != 0)
+            m++;
+        if (m->status == 504)
+            metrics_db_error("timeout");
+        else if (m->status >= 500)
+            metrics_db_error("server_error");
+        else
+            metrics_db_error("client_error");
+        if (m->status >= 500 && m->status != 503 && m->status != 504)
+            fprintf(stderr, "udaconnect-httpd: %s: SQLSTATE %s: %s\n",
+                    db_stmt_name(s), state, msg);
+        const char *field = error_field(res, fields);
+        /* an unknown referenced id is about the fallback field */
+        if (!field && (strcmp(state, "P0002") == 0 || strcmp(state, "23503") == 0))
+            field = fallback_field;
+        const char *message = msg;
+        if (m->status == 504)
+            message = "the query took longer than the statement timeout";
+        *ret = send_error_ex(c, r, m->status, m->code, message, field, state,
+                             PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
+                             PQresultErrorField(res, PG_DIAG_MESSAGE_HINT), NULL);
+        PQclear(res);
+        return NULL;
+    }
+}
+
+/* ======================================================================= */
+/* parameter parsing                                                       */
+/* ======================================================================= */
+
+static int
+parse_int64(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+
+    if (!s || !*s || isspace((unsigned char) *s))
+        return -1;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end)
+        return -1;
+    if (errno == ERANGE || v < min || v > max)
+        return -2;
+    *out = v;
+    return 0;
+}
+
+static int
+parse_number(const char *s, double *out)
+{
+    char *end;
+
+    if (!s || !*s || isspace((unsigned char) *s))
+        return -1;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end || errno == ERANGE || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Strict YYYY-MM-DD of a real calendar day. */
+static int
+valid_date(const char *s)
+{
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+
+    if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+        return 0;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && !isdigit((unsigned char) s[i]))
+            return 0;
+    int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
+    if (y < 1 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
+        return 0;
+    if (m == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return 0;
+    return 1;
+}
+
+static const char *
+arg(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* Checks start_date/end_date (both required when `required`). */
+static int
+check_dates(struct MHD_Connection *c, struct request *r, int required,
+            const char **start, const char **end, enum MHD_Result *ret)
+{
+    char b[64];
+
+    *start = arg(c, "start_date");
+    *end = arg(c, "end_date");
+    if (required && !*start)
+        return *ret = bad_param(c, r, "start_date", "start_date is required (YYYY-MM-DD)"), -1;
+    if (required && !*end)
+        return *ret = bad_param(c, r, "end_date", "end_date is required (YYYY-MM-DD)"), -1;
+    if (*start && !valid_date(*start))
+        return *ret = bad_param(c, r, "start_date",
+                                "start_date must be a date as YYYY-MM-DD, not \"%s\"",
+                                shown(*start, b, sizeof b)), -1;
+    if (*end && !valid_date(*end))
+        return *ret = bad_param(c, r, "end_date",
+                                "end_date must be a date as YYYY-MM-DD, not \"%s\"",
+                                shown(*end, b, sizeof b)), -1;
+    if (*start && *end && strcmp(*start, *end) > 0)
+        return *ret = bad_param(c, r, "start_date", "start_date must not be after end_date"), -1;
+    return 0;
+}
+
+/* The path id: an integer; anything else is a 400 naming "id". */
+static int
+path_id(struct MHD_Connection *c, struct request *r, long long max, long long *id,
+        enum MHD_Result *ret)
+{
+    char b[64];
+    int e = parse_int64(r->id_str, LLONG_MIN, LLONG_MAX, id);
+
+    if (e == -1)
+        return *ret = bad_param(c, r, "id", "id must be an integer, not \"%s\"",
+                                shown(r->id_str, b, sizeof b)), -1;
+    if (e == -2 || *id > max || *id < -max)
+        return *ret = bad_param(c, r, "id", "id %s is out of range", shown(r->id_str, b, sizeof b)), -1;
+    return 0;
+}
+
+/* ======================================================================= */
+/* handlers                                                                */
+/* ======================================================================= */
+
+static enum MHD_Result
+get_one(struct MHD_Connection *c, struct request *r, enum stmt s, long long max, const char *what)
+{
+    enum MHD_Result ret;
+    long long id;
+    char idbuf[24];
+    static const char *const fields[] = {"id", NULL};
+
+    if (path_id(c, r, max, &id, &ret) < 0)
+        return ret;
+    snprintf(idbuf, sizeof idbuf, "%lld", id);
+    const char *vals[] = {idbuf};
+    PGresult *res = db_call(c, r, s, 1, vals, fields, "id", &ret);
+    if (!res)
+        return ret;
+    if (PQgetisnull(res, 0, 0))
+    {
+        char msg[80];
+        PQclear(res);
+        snprintf(msg, sizeof msg, "%s %lld does not exist", what, id);
+        return send_error(c, r, 404, "not_found", msg, "id");
+    }
+    return send_result(c, r, 200, res, 0, NULL);
+}
+
+static enum MHD_Result
+get_connection(struct MHD_Connection *c, struct request *r, enum stmt s)
+{
+    enum MHD_Result ret;
+    long long id;
+    const char *start, *end, *d, *w;
+    char b[64], idbuf[24], dbuf[40], wbuf[40];
+    double distance = 5, window = 0;
+
+    if (path_id(c, r, INT_MAX, &id, &ret) < 0)
+        return ret;
+    if (check_dates(c, r, 1, &start, &end, &ret) < 0)
+        return ret;
+    d = arg(c, "distance");
+    if (d && parse_number(d, &distance) < 0)
+        return bad_param(c, r, "distance", "distance must be a number of metres, not \"%s\"",
+                         shown(d, b, sizeof b));
+    if (distance <= 0)
+        return bad_param(c, r, "distance", "distance must be greater than 0, not %s",
+                         shown(d, b, sizeof b));
+    w = arg(c, "window");
+    if (w && *w && (parse_number(w, &window) < 0 || window < 0))
+        return bad_param(c, r, "window",
+                         "window must be a non-negative number of seconds, not \"%s\"",
+                         shown(w, b, sizeof b));
+    if (w && *w && window > 1e9)
+        return bad_param(c, r, "window", "window is out of range (at most 1e9 seconds)");
+    snprintf(idbuf, sizeof idbuf, "%lld", id);
+    snprintf(dbuf, sizeof dbuf, "%.17g", distance);
+    snprintf(wbuf, sizeof wbuf, "%.17g", window);
+    const char *vals[] = {idbuf, start, end, dbuf, (w && *w) ? wbuf : NULL};
+    /* "meters" / "time_window" in the finder's messages are our distance/window */
+    static const char *const fields[] = {"start_date", "end_date", "meters:distance",
+                                         "time_window:window", "distance", "window", NULL};
+    PGresult *res = db_call(c, r, s, 5, vals, fields, "id", &ret);
+    if (!res)
+        return ret;
+    return send_result(c, r, 200, res, 0, NULL);
+}
+
+static enum MHD_Result
+get_locations(struct MHD_Connection *c, struct request *r)
+{
+    enum MHD_Result ret;
+    const char *start, *end, *s;
+    char b[64], lim[16], after[24], off[24], pid[16];
+    long long v;
+    const char *vals[6] = {NULL};
+    int e;
+    static const char *const fields[] = {"limit", "after", "offset", "person_id",
+                                         "start_date", "end_date", NULL};
+
+    long long limit = 100;
+    if ((s = arg(c, "limit")))
+    {
+        if ((e = parse_int64(s, 1, 1000, &limit)) < 0)
+            return bad_param(c, r, "limit", "limit must be an integer between 1 and 1000, not \"%s\"",
+                             shown(s, b, sizeof b));
+    }
+    snprintf(lim, sizeof lim, "%lld", limit);
+    vals[0] = lim;
+    const char *a = arg(c, "after");
+    if (!a)
+        a = arg(c, "cursor");
+    if (a)
+    {
+        if (parse_int64(a, 0, LLONG_MAX, &v) < 0)
+            return bad_param(c, r, "after", "after (the cursor) must be a non-negative integer, not \"%s\"",
+                             shown(a, b, sizeof b));
+        snprintf(after, sizeof after, "%lld", v);
+        vals[1] = after;
+    }
+    if ((s = arg(c, "offset")))
+    {
+        if (parse_int64(s, 0, 1000000000, &v) < 0)
+            return bad_param(c, r, "offset", "offset must be an integer between 0 and 1000000000, not \"%s\"",
+                             shown(s, b, sizeof b));
+        if (a)
+            return bad_param(c, r, "offset", "use either offset or the cursor (after), not both");
+        snprintf(off, sizeof off, "%lld", v);
+        vals[2] = off;
+    }
+    if ((s = arg(c, "person_id")))
+    {
+        if (parse_int64(s, INT_MIN, INT_MAX, &v) < 0)
+            return bad_param(c, r, "person_id", "person_id must be an integer, not \"%s\"",
+                             shown(s, b, sizeof b));
+        snprintf(pid, sizeof pid, "%lld", v);
+        vals[3] = pid;
+    }
+    if (check_dates(c, r, 0, &start, &end, &ret) < 0)
+        return ret;
+    vals[4] = start;
+    vals[5] = end;
+
+    PGresult *res = db_call(c, r, S_LOCATIONS, 6, vals, fields, NULL, &ret);
+    if (!res)
+        return ret;
+    /* column 1: the cursor of the next page (NULL on the last page) */
+    char *text = PQgetvalue(res, 0, 0);
+    size_t len = (size_t) PQgetlength(res, 0, 0);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback_cls(len, text, free_pgresult, res);
+    if (!resp)
+    {
+        PQclear(res);
+        return MHD_NO;
+    }
+    common_headers(resp, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (!PQgetisnull(res, 0, 1))
+    {
+        char link[256];
+        const char *next = PQgetvalue(res, 0, 1);
+        MHD_add_response_header(resp, "X-Next-Cursor", next);
+        int n = snprintf(link, sizeof link, "</api/locations?limit=%s&after=%s%s%s%s%s%s%s>; rel=\"next\"",
+                         lim, next,
+                         vals[3] ? "&person_id=" : "", vals[3] ? vals[3] : "",
+                         start ? "&start_date=" : "", start ? start : "",
+                         end ? "&end_date=" : "", end ? end : "");
+        if (n > 0 && (size_t) n < sizeof link)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_LINK, link);
+    }
+    return queue(c, r, 200, resp);
+}
+
+/* ---- POST bodies --------------------------------------------------------- */
+
+static json_t *
+parse_body(struct MHD_Connection *c, struct request *r, enum MHD_Result *ret)
+{
+    json_error_t err;
+    char msg[300];
+
+    if (r->body_len == 0)
+    {
+        *ret = send_error(c, r, 400, "invalid_json", "the request body is empty; send a JSON object", NULL);
+        return NULL;
+    }
+    json_t *doc = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
+    if (!doc)
+    {
+        snprintf(msg, sizeof msg, "malformed JSON at line %d, column %d: %s",
+                 err.line, err.column, err.text);
+        *ret = send_error(c, r, 400, "invalid_json", msg, NULL);
+        return NULL;
+    }
+    if (!json_is_object(doc))
+    {
+        json_decref(doc);
+        *ret = send_error(c, r, 400, "invalid_json", "the request body must be a JSON object", NULL);
+        return NULL;
+    }
+    return doc;
+}
+
+static enum MHD_Result
+post_person(struct MHD_Connection *c, struct request *r)
+{
+    static const char *const fields[] = {"first_name", "last_name", "company_name", NULL};
+    enum MHD_Result ret;
+    const char *vals[3];
+    char msg[120];
+    json_t *doc = parse_body(c, r, &ret);
+
+    if (!doc)
+        return ret;
+    for (int i = 0; i < 3; i++)
+    {
+        json_t *v = json_object_get(doc, fields[i]);
+        if (!v || json_is_null(v))
+        {
+            json_decref(doc);
+            snprintf(msg, sizeof msg, "%s is required", fields[i]);
+            return send_error(c, r, 400, "missing_field", msg, fields[i]);
+        }
+        if (!json_is_string(v))
+        {
+            json_decref(doc);
+            snprintf(msg, sizeof msg, "%s must be a string", fields[i]);
+            return send_error(c, r, 400, "invalid_type", msg, fields[i]);
+        }
+        vals[i] = json_string_value(v);
+    }
+    PGresult *res = db_call(c, r, S_CREATE_PERSON, 3, vals, fields, NULL, &ret);
+    json_decref(doc);
+    if (!res)
+        return ret;
+    json_t *created = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    char loc[64] = "";
+    if (created)
+    {
+        snprintf(loc, sizeof loc, "/api/persons/%lld",
+                 (long long) json_integer_value(json_object_get(created, "id")));
+        json_decref(created);
+    }
+    return send_result(c, r, 201, res, 0, created ? loc : NULL);
+}
+
+static enum MHD_Result
+post_location(struct MHD_Connection *c, struct request *r)
+{
+    static const char *const fields[] = {"person_id", "latitude", "longitude", "creation_time", NULL};
+    enum MHD_Result ret;
+    char pid[24], lat[40], lon[40], msg[120];
+    const char *vals[4] = {pid, lat, lon, NULL};
+    json_t *doc = parse_body(c, r, &ret);
+
+    if (!doc)
+        return ret;
+    for (int i = 0; i < 3; i++)
+    {
+        json_t *v = json_object_get(doc, fields[i]);
+        if (!v || json_is_null(v))
+        {
+            json_decref(doc);
+            snprintf(msg, sizeof msg, "%s is required", fields[i]);
+            return send_error(c, r, 400, "missing_field", msg, fields[i]);
+        }
+        if (i == 0 ? !json_is_integer(v) : !json_is_number(v))
+        {
+            json_decref(doc);
+            snprintf(msg, sizeof msg, "%s must be %s", fields[i], i == 0 ? "an integer" : "a number");
+            return send_error(c, r, 400, "invalid_type", msg, fields[i]);
+        }
+        if (i == 0)
+        {
+            json_int_t id = json_integer_value(v);
+            if (id < INT_MIN || id > INT_MAX)
+            {
+                json_decref(doc);
+                return send_error(c, r, 400, "invalid_parameter", "person_id is out of range", fields[i]);
+            }
+            snprintf(pid, sizeof pid, "%lld", (long long) id);
+        }
+        else
+            snprintf(i == 1 ? lat : lon, 40, "%.17g", json_number_value(v));
+    }
+    json_t *t = json_object_get(doc, "creation_time");
+    if (t && !json_is_null(t))
+    {
+        if (!json_is_string(t))
+        {
+            json_decref(doc);
+            return send_error(c, r, 400, "invalid_type",
+                              "creation_time must be a string (ISO 8601)", "creation_time");
+        }
+        vals[3] = json_string_value(t);
+    }
+    PGresult *res = db_call(c, r, S_CREATE_LOCATION, 4, vals, fields, "person_id", &ret);
+    json_decref(doc);
+    if (!res)
+        return ret;
+    json_t *created = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    char loc[64] = "";
+    if (created)
+    {
+        snprintf(loc, sizeof loc, "/api/locations/%lld",
+                 (long long) json_integer_value(json_object_get(created, "id")));
+        json_decref(created);
+    }
+    return send_result(c, r, 201, res, 0, created ? loc : NULL);
+}
+
+/* ---- health, metrics, openapi, static ---------------------------------- */
+
+static enum MHD_Result
+healthz(struct MHD_Connection *c, struct request *r)
+{
+    enum MHD_Result ret;
+    PGresult *res = db_call(c, r, S_HEALTH, 0, NULL, NULL, NULL, &ret);
+
+    if (!res)
+        return ret;
+    PQclear(res);
+    char *body = strdup("{\"status\":\"ok\",\"database\":\"up\"}");
+    return send_owned(c, r, 200, body, strlen(body), "application/json");
+}
+
+static enum MHD_Result
+metrics(struct MHD_Connection *c, struct request *r)
+{
+    size_t len;
+    char *text = metrics_render(&len);
+
+    if (!text)
+        return MHD_NO;
+    return send_owned(c, r, 200, text, len, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+static enum MHD_Result
+openapi(struct MHD_Connection *c, struct request *r)
+{
+    if (!openapi_doc)
+        return send_error(c, r, 404, "not_found", "no OpenAPI document was loaded", NULL);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(openapi_len, openapi_doc, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    common_headers(resp, "application/json");
+    return queue(c, r, 200, resp);
+}
+
+static const char *
+mime_type(const char *path)
+{
+    static const struct { const char *ext, *type; } types[] = {
+        {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
+        {".svg", "image/svg+xml"}, {".json", "application/json"}, {".png", "image/png"},
+        {".ico", "image/x-icon"}, {".txt", "text/plain; charset=utf-8"},
+    };
+    const char *dot = strrchr(path, '.');
+
+    if (dot && !strchr(dot, '/'))
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+            if (strcasecmp(dot, types[i].ext) == 0)
+                return types[i].type;
+    return "application/octet-stream";
+}
+
+static enum MHD_Result
+static_file(struct MHD_Connection *c, struct request *r)
+{
+    char path[PATH_MAX], real[PATH_MAX];
+    const char *url = r->url;
+    struct stat st;
+
+    memset(&st, 0, sizeof st);
+    /* no hidden files, no "..", no backslashes, no NULs (MHD unescaped %00) */
+    if (strstr(url, "/.") || strchr(url, '\\') || url[0] != '/')
+        return send_error(c, r, 404, "not_found", "no such file", NULL);
+    int n = snprintf(path, sizeof path, "%s%s%s", web_root_real, url,
+                     url[strlen(url) - 1] == '/' ? "index.html" : "");
+    if (n < 0 || (size_t) n >= sizeof path)
+        return send_error(c, r, 404, "not_found", "no such file", NULL);
+    if (!realpath(path, real) || strncmp(real, web_root_real, strlen(web_root_real)) != 0 ||
+        (real[strlen(web_root_real)] != '/' && real[strlen(web_root_real)] != 0))
+        return send_error(c, r, 404, "not_found", "no such file", NULL);
+    int fd = open(real, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return send_error(c, r, 404, "not_found", "no such file", NULL);
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+    {
+        close(fd);
+        if (S_ISDIR(st.st_mode))
+        {
+            /* /dir -> /dir/ */
+            char loc[PATH_MAX + 2];
+            snprintf(loc, sizeof loc, "%s/", url);
+            struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+            if (!resp)
+                return MHD_NO;
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, loc);
+            return queue(c, r, 301, resp);
+        }
+        return send_error(c, r, 404, "not_found", "no such file", NULL);
+    }
+    struct MHD_Response *resp = MHD_create_response_from_fd((size_t) st.st_size, fd);
+    if (!resp)
+    {
+        close(fd);
+        return MHD_NO;
+    }
+    common_headers(resp, mime_type(real));
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'");
+    return queue(c, r, 200, resp);
+}
+
+/* ======================================================================= */
+/* routing                                                                 */
+/* ======================================================================= */
+
+/* Sets r->route / r->id_str; returns the allowed methods for 405. */
+static const char *
+route(struct request *r)
+{
+    char *u = r->url;
+    size_t n = strlen(u);
+
+    if (strncmp(u, "/api/", 5) != 0 && strcmp(u, "/api") != 0)
+    {
+        if (strcmp(u, "/healthz") == 0)
+            return r->route = R_HEALTHZ, "GET, HEAD";
+        if (strcmp(u, "/metrics") == 0)
+            return r->route = R_METRICS, "GET, HEAD";
+        return r->route = R_STATIC, "GET, HEAD";
+    }
+    if (n > 5 && u[n - 1] == '/')
+        u[--n] = 0;    /* /api/persons/ == /api/persons */
+    if (strcmp(u, "/api/openapi.json") == 0)
+        return r->route = R_OPENAPI, "GET, HEAD";
+    if (strcmp(u, "/api/persons") == 0)
+        return r->route = R_PERSONS, "GET, HEAD, POST";
+    if (strcmp(u, "/api/locations") == 0)
+        return r->route = R_LOCATIONS, "GET, HEAD, POST";
+    if (strncmp(u, "/api/persons/", 13) == 0)
+    {
+        char *id = u + 13, *slash = strchr(id, '/');
+        r->id_str = id;
+        if (!slash)
+            return r->route = R_PERSON, "GET, HEAD";
+        *slash = 0;
+        if (strcmp(slash + 1, "connection") == 0)
+            return r->route = R_CONNECTION, "GET, HEAD";
+        if (strcmp(slash + 1, "connections") == 0)
+            return r->route = R_CONNECTIONS, "GET, HEAD";
+        *slash = '/';
+    }
+    else if (strncmp(u, "/api/locations/", 15) == 0 || strncmp(u, "/api/location/", 14) == 0)
+    {
+        char *id = u + (u[13] == 's' ? 15 : 14);
+        if (!strchr(id, '/'))
+        {
+            r->id_str = id;
+            return r->route = R_LOCATION, "GET, HEAD";
+        }
+    }
+    r->route = R_NOT_FOUND;
+    return NULL;
+}
+
+static int
+token_ok(struct MHD_Connection *c)
+{
+    if (!cfg.api_token)
+        return 1;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return 0;
+    h += 7;
+    size_t a = strlen(h), b = strlen(cfg.api_token);
+    unsigned char diff = a != b;
+    for (size_t i = 0; i < a && i < b; i++)
+        diff |= (unsigned char) (h[i] ^ cfg.api_token[i]);
+    return diff == 0;
+}
+
+static int
+is_json_type(const char *ct)
+{
+    if (!ct)
+        return 0;
+    while (*ct == ' ')
+        ct++;
+    if (strncasecmp(ct, "application/json", 16) != 0)
+        return 0;
+    ct += 16;
+    return *ct == 0 || *ct == ';' || *ct == ' ';
+}
+
+static enum MHD_Result
+dispatch(struct MHD_Connection *c, struct request *r, const char *method)
+{
+    int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
+    if (r->route == R_NOT_FOUND)
+        return send_error(c, r, 404, "not_found", "no such route", NULL);
+    if (strcmp(method, "OPTIONS") == 0 && cfg.cors_origin)
+    {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+            return MHD_NO;
+        common_headers(resp, NULL);
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", r->allow);
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Content-Type, Authorization");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+        return queue(c, r, 204, resp);
+    }
+    if (!is_get)
+    {
+        char msg[120];
+        snprintf(msg, sizeof msg, "method %.16s is not allowed here; allowed: %s", method, r->allow);
+        return send_error_ex(c, r, 405, "method_not_allowed", msg, NULL, NULL, NULL, NULL, r->allow);
+    }
+    switch (r->route)
+    {
+        case R_PERSONS:
+        {
+            enum MHD_Result ret;
+            PGresult *res = db_call(c, r, S_PERSONS, 0, NULL, NULL, NULL, &ret);
+            return res ? send_result(c, r, 200, res, 0, NULL) : ret;
+        }
+        case R_PERSON: return get_one(c, r, S_PERSON, INT_MAX, "person");
+        case R_CONNECTION: return get_connection(c, r, S_CONNECTION);
+        case R_CONNECTIONS: return get_connection(c, r, S_CONNECTIONS);
+        case R_LOCATIONS: return get_locations(c, r);
+        case R_LOCATION: return get_one(c, r, S_LOCATION, LLONG_MAX, "location");
+        case R_OPENAPI: return openapi(c, r);
+        case R_HEALTHZ: return healthz(c, r);
+        case R_METRICS: return metrics(c, r);
+        default: return static_file(c, r);
+    }
+}
+
+static enum MHD_Result
+handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+        const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    struct request *r = *con_cls;
+    (void) cls; (void) version;
+
+    if (!r)
+    {
+        /* first call: headers only */
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return MHD_NO;
+        clock_gettime(CLOCK_MONOTONIC, &r->t0);
+        r->url = strdup(url);
+        if (!r->url)
+        {
+            free(r);
+            return MHD_NO;
+        }
+        *con_cls = r;
+        r->allow = route(r);
+        r->is_post = strcmp(method, "POST") == 0 && r->allow && strstr(r->allow, "POST");
+        if (!r->is_post)
+        {
+            /* answered on the next call, which keeps the connection alive;
+             * a request with a body we would not read is answered now (and
+             * the connection closed) */
+            const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                         MHD_HTTP_HEADER_CONTENT_LENGTH);
+            if ((cl && strcmp(cl, "0") != 0) ||
+                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+                return dispatch(c, r, method);
+            return MHD_YES;
+        }
+        /* POST: check everything we can before reading the body */
+        if (!token_ok(c))
+            return send_error(c, r, 401, "unauthorized",
+                              "this route needs the header Authorization: Bearer <token>", NULL);
+        if (!is_json_type(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)))
+            return send_error(c, r, 415, "unsupported_media_type",
+                              "the request body must be JSON (Content-Type: application/json)", NULL);
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        long long len;
+        if (cl && parse_int64(cl, 0, LLONG_MAX, &len) == 0 && (unsigned long long) len > cfg.max_body)
+        {
+            char msg[120];
+            snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", cfg.max_body);
+            return send_error(c, r, 413, "payload_too_large", msg, NULL);
+        }
+        return MHD_YES;
+    }
+
+    if (*upload_data_size)
+    {
+        /* body data (chunked bodies have no Content-Length to check early) */
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (!r->is_post)
+            return MHD_YES;     /* a body on a GET: ignored */
+        if (r->body_too_big || r->body_len + n > cfg.max_body)
+        {
+            r->body_too_big = 1;
+            free(r->body);
+            r->body = NULL;
+            return MHD_YES;
+        }
+        char *nb = realloc(r->body, r->body_len + n + 1);
+        if (!nb)
+            return MHD_NO;
+        memcpy(nb + r->body_len, upload_data, n);
+        r->body = nb;
+        r->body_len += n;
+        r->body[r->body_len] = 0;
+        return MHD_YES;
+    }
+
+    if (!r->is_post)
+        return dispatch(c, r, method);
+    /* final call of a POST */
+    if (r->body_too_big)
+    {
+        char msg[120];
+        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", cfg.max_body);
+        return send_error(c, r, 413, "payload_too_large", msg, NULL);
+    }
+    if (r->route == R_PERSONS)
+        return post_person(c, r);
+    return post_location(c, r);
+}
+
+static void
+request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                  enum MHD_RequestTerminationCode toe)
+{
+    struct request *r = *con_cls;
+    struct timespec t1;
+    (void) cls; (void) c; (void) toe;
+
+    if (!r)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    metrics_request(r->route, r->status,
+                    (t1.tv_sec - r->t0.tv_sec) + (t1.tv_nsec - r->t0.tv_nsec) / 1e9);
+    free(r->body);
+    free(r->url);
+    free(r);
+    *con_cls = NULL;
+}
+
+static void
+log_mhd(void *cls, const char *fmt, va_list ap)
+{
+    (void) cls;
+    fputs("udaconnect-httpd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
+/* ======================================================================= */
+/* configuration and main                                                  */
+/* ======================================================================= */
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+"usage: udaconnect-httpd [options]\n"
+"  --port N                    listen port (UDACONNECT_HTTP_PORT, default 30001)\n"
+"  --bind ADDR                 listen address (UDACONNECT_HTTP_BIND, default 0.0.0.0)\n"
+"  --database-url CONNINFO     libpq conninfo or URI (UDACONNECT_DATABASE_URL)\n"
+"  --db-user ROLE              connect as ROLE (UDACONNECT_HTTP_DB_USER)\n"
+"  --threads N                 worker threads = database connections\n"
+"                              (UDACONNECT_HTTP_THREADS, default: 2 x CPUs, at most 16)\n"
+"  --statement-timeout MS      per statement (UDACONNECT_HTTP_STATEMENT_TIMEOUT, default 5000)\n"
+"  --max-body BYTES            request body cap (UDACONNECT_HTTP_MAX_BODY, default 65536)\n"
+"  --max-connections N         (UDACONNECT_HTTP_MAX_CONNECTIONS, default 1024)\n"
+"  --max-connections-per-ip N  (UDACONNECT_HTTP_MAX_PER_IP, default 256)\n"
+"  --connection-timeout S      idle connection timeout (UDACONNECT_HTTP_CONNECTION_TIMEOUT, default 30)\n"
+"  --connection-memory BYTES   per-connection memory for headers (UDACONNECT_HTTP_CONNECTION_MEMORY, default 32768)\n"
+"  --cors-origin ORIGIN        enable CORS for ORIGIN or * (UDACONNECT_HTTP_CORS_ORIGIN; default off)\n"
+"  --web-root DIR              the web app (UDACONNECT_WEB_ROOT, default <binary>/../web)\n"
+"  --openapi FILE              OpenAPI document (default <binary>/openapi.json)\n"
+"  UDACONNECT_API_TOKEN        if set, POST routes need Authorization: Bearer <token>\n");
+}
+
+static long
+num_opt(const char *name, const char *v, long min, long max)
+{
+    long long x;
+
+    if (!v || parse_int64(v, min, max, &x) < 0)
+    {
+        fprintf(stderr, "udaconnect-httpd: %s must be an integer between %ld and %ld, not \"%s\"\n",
+                name, min, max, v ? v : "");
+        exit(2);
+    }
+    return (long) x;
+}
+
+static const char *
+env(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : def;
+}
+
+static char *
+read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0, k;
+    do
+    {
+        if (n + 4096 > cap)
+        {
+            cap = cap ? cap * 2 : 65536;
+            char *nb = realloc(buf, cap);
+            if (!nb)
+            {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nb;
+        }
+        k = fread(buf + n, 1, cap - n, f);
+        n += k;
+    } while (k > 0);
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+int
+main(int argc, char **argv)
+{
+    char exe_dir[PATH_MAX] = ".", defweb[PATH_MAX + 8], defopenapi[PATH_MAX + 16];
+    ssize_t n = readlink("/proc/self/exe", exe_dir, sizeof exe_dir - 1);
+    if (n > 0)
+    {
+        exe_dir[n] = 0;
+        char *s = strrchr(exe_dir, '/');
+        if (s)
+            *s = 0;
+    }
+    snprintf(defweb, sizeof defweb, "%s/../web", exe_dir);
+    snprintf(defopenapi, sizeof defopenapi, "%s/openapi.json", exe_dir);
+    /* CPUs this process may run on (not the whole machine's) */
+    cpu_set_t cpus;
+    long ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus)
+                                                             : sysconf(_SC_NPROCESSORS_ONLN);
+
+    cfg.port = (int) num_opt("UDACONNECT_HTTP_PORT", env("UDACONNECT_HTTP_PORT", "30001"), 0, 65535);
+    cfg.bind = env("UDACONNECT_HTTP_BIND", "0.0.0.0");
+    cfg.database_url = env("UDACONNECT_DATABASE_URL", "");
+    cfg.db_user = env("UDACONNECT_HTTP_DB_USER", NULL);
+    /* a worker blocks while its statement runs: two per CPU keep both busy;
+     * at most 16 by default (each is a database connection) */
+    cfg.threads = ncpu > 0 ? (int) (2 * ncpu) : 4;
+    if (cfg.threads > 16)
+        cfg.threads = 16;
+    if (getenv("UDACONNECT_HTTP_THREADS"))
+        cfg.threads = (int) num_opt("UDACONNECT_HTTP_THREADS", getenv("UDACONNECT_HTTP_THREADS"), 1, 256);
+    cfg.statement_timeout_ms = (int) num_opt("UDACONNECT_HTTP_STATEMENT_TIMEOUT",
+                                             env("UDACONNECT_HTTP_STATEMENT_TIMEOUT", "5000"), 1, 3600000);
+    cfg.max_body = (size_t) num_opt("UDACONNECT_HTTP_MAX_BODY", env("UDACONNECT_HTTP_MAX_BODY", "65536"),
+                                    1, 64L << 20);
+    cfg.max_connections = (unsigned) num_opt("UDACONNECT_HTTP_MAX_CONNECTIONS",
+                                             env("UDACONNECT_HTTP_MAX_CONNECTIONS", "1024"), 1, 100000);
+    cfg.max_per_ip = (unsigned) num_opt("UDACONNECT_HTTP_MAX_PER_IP", env("UDACONNECT_HTTP_MAX_PER_IP", "256"),
+                                        1, 100000);
+    cfg.connection_timeout_s = (unsigned) num_opt("UDACONNECT_HTTP_CONNECTION_TIMEOUT",
+                                                  env("UDACONNECT_HTTP_CONNECTION_TIMEOUT", "30"), 1, 86400);
+    cfg.connection_memory = (size_t) num_opt("UDACONNECT_HTTP_CONNECTION_MEMORY",
+                                             env("UDACONNECT_HTTP_CONNECTION_MEMORY", "32768"), 4096, 1 << 24);
+    cfg.cors_origin = env("UDACONNECT_HTTP_CORS_ORIGIN", NULL);
+    cfg.api_token = env("UDACONNECT_API_TOKEN", NULL);
+    cfg.web_root = env("UDACONNECT_WEB_ROOT", defweb);
+    cfg.openapi_path = defopenapi;
+
+    for (int i = 1; i < argc; i++)
+    {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define OPT(name) (strcmp(a, name) == 0 && (v || (fprintf(stderr, "udaconnect-httpd: %s needs a value\n", name), exit(2), 0)) && ++i)
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+        {
+            usage(stdout);
+            return 0;
+        }
+        else if (strcmp(a, "--version") == 0)
+        {
+            printf("udaconnect-httpd %s (libmicrohttpd %s, libpq %d)\n", VERSION, MHD_get_version(),
+                   PQlibVersion());
+            return 0;
+        }
+        else if (OPT("--port")) cfg.port = (int) num_opt("--port", v, 0, 65535);
+        else if (OPT("--bind")) cfg.bind = v;
+        else if (OPT("--database-url")) cfg.database_url = v;
+        else if (OPT("--db-user")) cfg.db_user = v;
+        else if (OPT("--threads")) cfg.threads = (int) num_opt("--threads", v, 1, 256);
+        else if (OPT("--statement-timeout")) cfg.statement_timeout_ms = (int) num_opt("--statement-timeout", v, 1, 3600000);
+        else if (OPT("--max-body")) cfg.max_body = (size_t) num_opt("--max-body", v, 1, 64L << 20);
+        else if (OPT("--max-connections")) cfg.max_connections = (unsigned) num_opt("--max-connections", v, 1, 100000);
+        else if (OPT("--max-connections-per-ip")) cfg.max_per_ip = (unsigned) num_opt("--max-connections-per-ip", v, 1, 100000);
+        else if (OPT("--connection-timeout")) cfg.connection_timeout_s = (unsigned) num_opt("--connection-timeout", v, 1, 86400);
+        else if (OPT("--connection-memory")) cfg.connection_memory = (size_t) num_opt("--connection-memory", v, 4096, 1 << 24);
+        else if (OPT("--cors-origin")) cfg.cors_origin = v;
+        else if (OPT("--web-root")) cfg.web_root = v;
+        else if (OPT("--openapi")) cfg.openapi_path = v;
+        else
+        {
+            fprintf(stderr, "udaconnect-httpd: unknown option %s\n", a);
+            usage(stderr);
+            return 2;
+        }
+#undef OPT
+    }
+    if (cfg.max_connections < (unsigned) cfg.threads)
+        cfg.max_connections = (unsigned) cfg.threads;
+    if (!realpath(cfg.web_root, web_root_real))
+    {
+        fprintf(stderr, "udaconnect-httpd: web root %s: %s\n", cfg.web_root, strerror(errno));
+        return 1;
+    }
+    openapi_doc = read_file(cfg.openapi_path, &openapi_len);
+    if (!openapi_doc)
+        fprintf(stderr, "udaconnect-httpd: warning: cannot read %s: %s\n", cfg.openapi_path, strerror(errno));
+
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t) cfg.port);
+    if (inet_pton(AF_INET, cfg.bind, &sa.sin_addr) != 1)
+    {
+        fprintf(stderr, "udaconnect-httpd: --bind must be an IPv4 address, not \"%s\"\n", cfg.bind);
+        return 2;
+    }
+
+    /* signals: handled synchronously in main; worker threads inherit the mask */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    db_init();
+
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO,
+        (uint16_t) cfg.port, NULL, NULL, handler, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
+        /* one thread: no pool (MHD warns about a pool of size 1) */
+        cfg.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_CONNECTION_TIMEOUT,
+        cfg.threads > 1 ? (unsigned int) cfg.threads : cfg.connection_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, cfg.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg.max_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, cfg.connection_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg.connection_memory,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+        MHD_OPTION_END);
+    if (!d)
+    {
+        fprintf(stderr, "udaconnect-httpd: cannot listen on %s:%d\n", cfg.bind, cfg.port);
+        return 1;
+    }
+    fprintf(stderr, "udaconnect-httpd %s listening on http://%s:%d/ (%d threads, web root %s)\n",
+            VERSION, cfg.bind, cfg.port, cfg.threads, web_root_real);
+
+    int sig = 0;
+    sigwait(&set, &sig);
+    fprintf(stderr, "udaconnect-httpd: signal %d, stopping\n", sig);
+    MHD_stop_daemon(d);
+    free(openapi_doc);
+    return 0;
+}

@@ -1,0 +1,65 @@
+/*
+ * udaconnect-httpd: shared declarations.
+ */
+#ifndef UDC_HTTPD_H
+#define UDC_HTTPD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <libpq-fe.h>
+
+/* ---- configuration (flags and environment, see usage()) ---------------- */
+struct config
+{
+    const char *bind;            /* listen address */
+    int         port;
+    const char *database_url;    /* libpq conninfo */
+    const char *db_user;         /* overrides the conninfo's user */
+    int         threads;
+    int         statement_timeout_ms;
+    size_t      max_body;
+    unsigned    max_connections;
+    unsigned    max_per_ip;
+    unsigned    connection_timeout_s;
+    size_t      connection_memory;
+    const char *cors_origin;     /* NULL = CORS off */
+    const char *api_token;       /* NULL = writes need no token */
+    const char *web_root;
+    const char *openapi_path;
+};
+extern struct config cfg;
+
+/* ---- routes (also the metrics label) ------------------------------------ */
+enum route
+{
+    R_PERSONS, R_PERSON, R_CONNECTION, R_CONNECTIONS,
+    R_LOCATIONS, R_LOCATION, R_OPENAPI, R_HEALTHZ, R_METRICS,
+    R_STATIC, R_NOT_FOUND, R_COUNT
+};
+extern const char *const route_names[R_COUNT];
+
+/* ---- database (one connection per worker thread) ------------------------ */
+enum stmt
+{
+    S_PERSONS, S_PERSON, S_CREATE_PERSON, S_CONNECTION, S_CONNECTIONS,
+    S_LOCATIONS, S_LOCATION, S_CREATE_LOCATION, S_HEALTH, S_COUNT
+};
+void db_init(void);
+/* Returns the thread's connection, (re)connecting when needed; NULL when the
+ * database is unreachable. */
+PGconn *db_conn(void);
+/* Drops the thread's connection (after it broke). */
+void db_drop(void);
+const char *db_stmt_name(enum stmt s);
+/* Why the thread's last connection attempt failed ("" if it did not). */
+const char *db_last_error(void);
+
+/* ---- metrics -------------------------------------------------------------- */
+void metrics_request(enum route r, unsigned status, double seconds);
+void metrics_db_error(const char *kind);
+void metrics_db_conn(int delta);
+void metrics_db_busy(int delta);
+/* Prometheus text; malloc'ed, *len set. */
+char *metrics_render(size_t *len);
+
+#endif

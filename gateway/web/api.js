@@ -1,0 +1,45 @@
+// UdaConnect REST client (same origin).  Every failure becomes an ApiError
+// carrying the server's error body: {"error": {status, code, message, field}}.
+export class ApiError extends Error {
+  constructor(status, code, message, field) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+async function call(method, path, body) {
+  const init = { method, headers: { Accept: 'application/json' } };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let resp;
+  try {
+    resp = await fetch(path, init);
+  } catch (e) {
+    throw new ApiError(0, 'network_error', 'The server cannot be reached. Is UdaConnect running?', null);
+  }
+  let data = null;
+  try {
+    data = await resp.json();
+  } catch (e) {
+    if (resp.ok) throw new ApiError(resp.status, 'bad_response', 'The server sent an unreadable answer.', null);
+  }
+  if (!resp.ok) {
+    const err = (data && data.error) || {};
+    throw new ApiError(resp.status, err.code || 'http_error',
+                       err.message || `The server answered ${resp.status}.`, err.field || null);
+  }
+  return data;
+}
+
+const qs = (params) => new URLSearchParams(
+  Object.entries(params).filter(([, v]) => v !== undefined && v !== null && v !== '')).toString();
+
+export const listPersons = () => call('GET', '/api/persons');
+export const createPerson = (p) => call('POST', '/api/persons', p);
+export const connectedPersons = (id, f) => call('GET', `/api/persons/${encodeURIComponent(id)}/connections?${qs(f)}`);
+export const connections = (id, f) => call('GET', `/api/persons/${encodeURIComponent(id)}/connection?${qs(f)}`);
+export const locationsOf = (id, f) => call('GET', `/api/locations?${qs({ person_id: id, start_date: f.start_date, end_date: f.end_date, limit: 1000 })}`);

@@ -1,0 +1,258 @@
+-- pg_udaconnect: the JSON API behind udaconnect-httpd (gateway/httpd).
+--
+-- Each api_* function produces a complete JSON response body, so the HTTP
+-- gateway only parses the request, calls one function with parameters and
+-- passes the text through.  They are PL/pgSQL so that their query plans are
+-- cached per session (a non-inlined SQL function is planned on every call,
+-- which halves the throughput of the person lookup).  They run as SECURITY DEFINER with a fixed
+-- search_path and TimeZone (timestamps are rendered in UTC, ISO 8601), so the
+-- gateway's role, udaconnect_api, needs EXECUTE on these functions and
+-- nothing else: no table privileges at all.
+--
+-- Errors name the offending request field in the COLUMN error field where
+-- the gateway cannot know it (e.g. an unparsable creation_time).
+
+-- ---------------------------------------------------------------------------
+-- The gateway's least-privilege role (roles are cluster-wide: create it only
+-- if it does not exist yet).  NOLOGIN is not set: the gateway logs in as it.
+-- ---------------------------------------------------------------------------
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'udaconnect_api') THEN
+        CREATE ROLE udaconnect_api LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;
+    END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- JSON renderings of one row (the original's field names; latitude and
+-- longitude are numbers, the right way round: latitude = y, longitude = x).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION api_person_json(p udaconnect.person) RETURNS json
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT json_build_object('id', p.id, 'first_name', p.first_name,
+                             'last_name', p.last_name, 'company_name', p.company_name)
+$$;
+
+CREATE FUNCTION api_location_json(l udaconnect.location) RETURNS json
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT json_build_object('id', l.id, 'person_id', l.person_id,
+                             'latitude', public.ST_Y(l.coordinate),
+                             'longitude', public.ST_X(l.coordinate),
+                             'creation_time', l.creation_time)
+$$;
+
+-- ---------------------------------------------------------------------------
+-- GET /api/persons
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION api_persons() RETURNS json
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN (
+        SELECT coalesce(json_agg(udaconnect.api_person_json(p) ORDER BY p.id), '[]'::json)
+          FROM udaconnect.person p);
+END;
+$$;
+
+-- GET /api/persons/{id}: NULL when there is no such person (-> 404)
+CREATE FUNCTION api_person(id integer) RETURNS json
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN (
+        SELECT udaconnect.api_person_json(p) FROM udaconnect.person p WHERE p.id = $1);
+END;
+$$;
+
+-- POST /api/persons
+CREATE FUNCTION api_create_person(first_name text, last_name text, company_name text)
+RETURNS json
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN (
+        SELECT udaconnect.api_person_json(udaconnect.create_person($1, $2, $3)));
+END;
+$$;
+
+-- ---------------------------------------------------------------------------
+-- GET /api/persons/{id}/connection: the original's shape, one entry per
+-- qualifying location of another person (see find_connections).
+-- window_seconds NULL = no time window.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION api_connection(person_id integer, start_date date, end_date date,
+                               meters float8, window_seconds float8)
+RETURNS json
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+SET TimeZone = 'UTC'
+AS $$
+#variable_conflict use_column
+BEGIN
+    -- the person of each row by primary key (a join would scan all persons)
+    RETURN (
+        SELECT coalesce(json_agg(json_build_object(
+                   'location', json_build_object('id', f.location_id, 'person_id', f.person_id,
+                                                 'latitude', f.latitude, 'longitude', f.longitude,
+                                                 'creation_time', f.creation_time),
+                   'person', (SELECT udaconnect.api_person_json(p)
+                                FROM udaconnect.person p WHERE p.id = f.person_id))
+                 ORDER BY f.creation_time, f.location_id), '[]'::json)
+          FROM udaconnect.find_connections($1, $2, $3, $4,
+                   CASE WHEN $5 IS NULL THEN NULL ELSE make_interval(secs => $5) END) f);
+END;
+$$;
+
+-- ---------------------------------------------------------------------------
+-- GET /api/persons/{id}/connections: one entry per connected person, the
+-- connected_persons summary plus where they first met (latitude, longitude
+-- of the earliest qualifying location).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION api_connections(person_id integer, start_date date, end_date date,
+                                meters float8, window_seconds float8)
+RETURNS json
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+SET TimeZone = 'UTC'
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN (
+        SELECT coalesce(json_agg(
+                   (SELECT json_build_object(
+                               'person_id', p.id, 'first_name', p.first_name,
+                               'last_name', p.last_name, 'company_name', p.company_name,
+                               'first_met', g.first_met, 'last_met', g.last_met,
+                               'meetings', g.meetings, 'min_distance_m', g.min_distance_m,
+                               'latitude', g.latitude, 'longitude', g.longitude)
+                      FROM udaconnect.person p WHERE p.id = g.person_id)
+                 ORDER BY g.first_met, g.person_id), '[]'::json)
+          FROM (SELECT f.person_id,
+                       min(f.creation_time) AS first_met,
+                       max(f.creation_time) AS last_met,
+                       count(*) AS meetings,
+                       min(f.distance_m) AS min_distance_m,
+                       (array_agg(f.latitude ORDER BY f.creation_time, f.location_id))[1] AS latitude,
+                       (array_agg(f.longitude ORDER BY f.creation_time, f.location_id))[1] AS longitude
+                  FROM udaconnect.find_connections($1, $2, $3, $4,
+                           CASE WHEN $5 IS NULL THEN NULL ELSE make_interval(secs => $5) END) f
+                 GROUP BY f.person_id) g);
+END;
+$$;
+
+-- ---------------------------------------------------------------------------
+-- GET /api/locations: a page of locations in id order.
+--   lim       page size (the gateway enforces 1..1000)
+--   after_id  keyset cursor: only ids greater than this (NULL = from the start)
+--   skip      offset (NULL = 0)
+--   person, start_date, end_date  optional filters (dates are UTC days,
+--             end_date inclusive, as in find_connections)
+-- next_cursor is the last id of a full page (NULL when this page is the last).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION api_locations(lim integer, after_id bigint, skip bigint, person integer,
+                              start_date date, end_date date,
+                              OUT body json, OUT next_cursor bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+SET TimeZone = 'UTC'
+AS $$
+DECLARE
+    t0 timestamptz := (start_date::timestamp AT TIME ZONE 'UTC');
+    t1 timestamptz := ((end_date + 1)::timestamp AT TIME ZONE 'UTC');
+BEGIN
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit must be between 1 and 1000, not %', lim
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'limit';
+    END IF;
+    IF skip < 0 THEN
+        RAISE EXCEPTION 'offset must not be negative, not %', skip
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'offset';
+    END IF;
+    IF start_date > end_date THEN
+        RAISE EXCEPTION 'start_date % must not be after end_date %', start_date, end_date
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'start_date';
+    END IF;
+    -- one plan per filter combination keeps the indexes usable
+    EXECUTE format(
+        'WITH page AS (SELECT l.* FROM udaconnect.location l WHERE true %s %s %s %s
+                        ORDER BY l.id LIMIT $1 OFFSET $3)
+         SELECT coalesce(json_agg(udaconnect.api_location_json(page) ORDER BY page.id), ''[]''::json),
+                CASE WHEN count(*) = $1 THEN max(page.id) END
+           FROM page',
+        CASE WHEN after_id IS NOT NULL THEN 'AND l.id > $2' ELSE '' END,
+        CASE WHEN person IS NOT NULL THEN 'AND l.person_id = $4' ELSE '' END,
+        CASE WHEN start_date IS NOT NULL THEN 'AND l.creation_time >= $5' ELSE '' END,
+        CASE WHEN end_date IS NOT NULL THEN 'AND l.creation_time < $6' ELSE '' END)
+    INTO body, next_cursor
+    USING lim, after_id, coalesce(skip, 0), person, t0, t1;
+END;
+$$;
+
+-- GET /api/locations/{id}: NULL when there is no such location (-> 404)
+CREATE FUNCTION api_location(id bigint) RETURNS json
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+SET TimeZone = 'UTC'
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN (
+        SELECT udaconnect.api_location_json(l) FROM udaconnect.location l WHERE l.id = $1);
+END;
+$$;
+
+-- POST /api/locations.  creation_time is ISO 8601 text (no zone = UTC);
+-- NULL means now().
+CREATE FUNCTION api_create_location(person_id integer, latitude float8, longitude float8,
+                                    creation_time text)
+RETURNS json
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+SET TimeZone = 'UTC'
+AS $$
+DECLARE
+    ts timestamptz;
+BEGIN
+    IF creation_time IS NULL THEN
+        ts := now();
+    ELSE
+        BEGIN
+            ts := creation_time::timestamptz;
+        EXCEPTION WHEN data_exception THEN
+            RAISE EXCEPTION 'creation_time is not a valid timestamp: "%"', creation_time
+                USING ERRCODE = 'invalid_datetime_format', COLUMN = 'creation_time',
+                      HINT = 'Use ISO 8601, e.g. 2020-08-15T10:37:06Z.';
+        END;
+    END IF;
+    RETURN udaconnect.api_location_json(
+        udaconnect.record_location(person_id, latitude, longitude, ts));
+END;
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Privileges: udaconnect_api may call exactly these functions.
+-- ---------------------------------------------------------------------------
+REVOKE ALL ON FUNCTION api_persons(), api_person(integer),
+    api_create_person(text, text, text),
+    api_connection(integer, date, date, float8, float8),
+    api_connections(integer, date, date, float8, float8),
+    api_locations(integer, bigint, bigint, integer, date, date),
+    api_location(bigint),
+    api_create_location(integer, float8, float8, text) FROM PUBLIC;
+GRANT USAGE ON SCHEMA udaconnect TO udaconnect_api;
+GRANT EXECUTE ON FUNCTION api_persons(), api_person(integer),
+    api_create_person(text, text, text),
+    api_connection(integer, date, date, float8, float8),
+    api_connections(integer, date, date, float8, float8),
+    api_locations(integer, bigint, bigint, integer, date, date),
+    api_location(bigint),
+    api_create_location(integer, float8, float8, text) TO udaconnect_api;

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# HTTP benchmark: wrk against udaconnect-httpd and, in the same run and from
+# the same database, against the original's stack (Flask + psycopg2,
+# test/bench/ref_flask_server.py), on two routes:
+#   person      GET /api/persons/5
+#   connection  GET /api/persons/1/connection?start_date=2020-01-01&end_date=2020-12-30&distance=5
+# (the seed data).  Prints requests/s, p50 and p99 latency and the speed-up.
+#
+# Settings: UDACONNECT_BENCH_HTTP_SECONDS (default 10; 3 with
+# UDACONNECT_BENCH_QUICK=1), UDACONNECT_BENCH_HTTP_CONNECTIONS (default 32),
+# UDACONNECT_BENCH_HTTP_WRK_THREADS (default 2).
+set -uo pipefail
+: "${UDACONNECT_HTTP_URL:?udaconnect-httpd is not running}"
+: "${UDACONNECT_DATABASE_URL:?}"
+TOP=${TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
+OUT=${BENCH_DIR:-$(mktemp -d)}
+if [ "${UDACONNECT_BENCH_QUICK:-0}" = 1 ]; then SECS=${UDACONNECT_BENCH_HTTP_SECONDS:-3}
+else SECS=${UDACONNECT_BENCH_HTTP_SECONDS:-10}; fi
+CONNS=${UDACONNECT_BENCH_HTTP_CONNECTIONS:-32}
+WT=${UDACONNECT_BENCH_HTTP_WRK_THREADS:-2}
+FLASK_PORT=$(( ${UDACONNECT_HTTP_PORT:-30001} + 2 ))
+FLASK_URL=http://127.0.0.1:$FLASK_PORT
+
+command -v wrk >/dev/null || { echo "bench 40-http: wrk is not installed"; exit 1; }
+
+python3 "$TOP/test/bench/ref_flask_server.py" "$FLASK_PORT" >"$OUT/flask.log" 2>&1 &
+FLASK_PID=$!
+trap 'kill $FLASK_PID 2>/dev/null; wait $FLASK_PID 2>/dev/null' EXIT
+for _ in $(seq 1 100); do
+  curl -fsS -o /dev/null "$FLASK_URL/api/persons/5" 2>/dev/null && break
+  sleep 0.1
+done
+
+PERSON=/api/persons/5
+CONN="/api/persons/1/connection?start_date=2020-01-01&end_date=2020-12-30&distance=5"
+
+# both servers must give the same answers before we time them
+same=$(python3 - "$UDACONNECT_HTTP_URL" "$FLASK_URL" "$PERSON" "$CONN" <<'PY'
+import json, sys, urllib.request
+from datetime import datetime
+a, b = sys.argv[1], sys.argv[2]
+def get(u): return json.load(urllib.request.urlopen(u, timeout=30))
+def norm(x):
+    if isinstance(x, dict):
+        return {k: (datetime.fromisoformat(v).timestamp() if k == "creation_time" else norm(v)) for k, v in x.items()}
+    if isinstance(x, list):
+        return [norm(v) for v in x]
+    return x
+ok = all(norm(get(a + p)) == norm(get(b + p)) for p in sys.argv[3:])
+print("yes" if ok else "NO")
+PY
+)
+
+# wrk latency figures -> milliseconds
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.2f", v}'; }
+
+run() {  # name url -> "rps p50 p99 errors"
+  local name=$1 url=$2 f="$OUT/wrk-$1.txt"
+  wrk -t"$WT" -c"$CONNS" -d1s "$url" >/dev/null 2>&1      # warm-up
+  wrk -t"$WT" -c"$CONNS" -d"${SECS}s" --latency "$url" >"$f" 2>&1
+  local rps p50 p99 errs
+  rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$f")
+  p50=$(awk '$1=="50%" {print $2}' "$f" | to_ms)
+  p99=$(awk '$1=="99%" {print $2}' "$f" | to_ms)
+  errs=$(awk '/Non-2xx or 3xx responses:/ {e += $NF}
+              /Socket errors:/ {for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) {x = $i; sub(",", "", x); e += x}}
+              END {print e + 0}' "$f")
+  echo "${rps:-0} ${p50:-?} ${p99:-?} ${errs:-0}"
+}
+
+echo "wrk: $WT threads, $CONNS connections, ${SECS}s per run (after a 1 s warm-up); $(nproc) CPUs; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "same answers from both servers: $same"
+printf '%-12s %-22s %10s %10s %10s %8s\n' route server req/s p50_ms p99_ms errors
+declare -A R
+for route in person connection; do
+  path=$PERSON; [ $route = connection ] && path=$CONN
+  for srv in httpd flask; do
+    base=$UDACONNECT_HTTP_URL; [ $srv = flask ] && base=$FLASK_URL
+    read -r rps p50 p99 errs < <(run "$route-$srv" "$base$path")
+    R[$route-$srv]=$rps
+    label=udaconnect-httpd; [ $srv = flask ] && label="Flask+psycopg2 (ref)"
+    printf '%-12s %-22s %10s %10s %10s %8s\n' "$route" "$label" "$rps" "$p50" "$p99" "$errs"
+  done
+done
+for route in person connection; do
+  awk -v a="${R[$route-httpd]}" -v b="${R[$route-flask]}" -v r="$route" \
+    'BEGIN { if (b > 0) printf "speed-up %-11s %.1fx  (target >= 15x)\n", r, a / b }'
+done
+awk -v a="${R[person-httpd]}" 'BEGIN { printf "person lookup: %d req/s (target >= 20000 on 2 cores, wrk included)\n", a }'
+echo "raw wrk output: $OUT"

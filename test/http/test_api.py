@@ -1,0 +1,699 @@
+#!/usr/bin/env python3
+"""udaconnect-httpd over real HTTP: every route and error case, the original's
+API collection, limits, bearer token, CORS, 503/504 and reconnection.
+
+Prints TAP lines ("ok N - ...").  Needs the stack's environment
+(UDACONNECT_HTTP_URL, UDACONNECT_DATABASE_URL, PGHOST/PGPORT/...), TOP and
+SUITE_DIR.  Extra daemons for the limit tests listen on UDACONNECT_HTTP_PORT+1..+3.
+"""
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import traceback
+import urllib.parse
+
+BASE = os.environ["UDACONNECT_HTTP_URL"]
+U = urllib.parse.urlparse(BASE)
+HOST, PORT = U.hostname, U.port
+TOP = os.environ["TOP"]
+SUITE_DIR = os.environ["SUITE_DIR"]
+BIN = os.path.join(TOP, "gateway/httpd/udaconnect-httpd")
+HTTP_PORT = int(os.environ.get("UDACONNECT_HTTP_PORT", PORT))
+
+n = 0
+failed = 0
+
+
+def tap(ok, desc, diag=None):
+    global n, failed
+    n += 1
+    print(("ok" if ok else "not ok") + " %d - %s" % (n, desc), flush=True)
+    if not ok:
+        failed += 1
+        if diag is not None:
+            for line in str(diag).splitlines()[:20]:
+                print("#   " + line, flush=True)
+
+
+def check(desc, fn):
+    try:
+        r = fn()
+        tap(r is None or r is True, desc, None if r in (None, True) else r)
+    except Exception:
+        tap(False, desc, traceback.format_exc())
+
+
+def req(method, path, body=None, headers=None, port=None, host=None, raw=None):
+    """One request on a fresh connection: (status, headers dict lower-case, body bytes)."""
+    c = http.client.HTTPConnection(host or HOST, port or PORT, timeout=30)
+    h = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        h.setdefault("Content-Type", "application/json")
+    if raw is not None:
+        data = raw
+    c.request(method, path, body=data, headers=h)
+    r = c.getresponse()
+    b = r.read()
+    hs = {k.lower(): v for k, v in r.getheaders()}
+    c.close()
+    return r.status, hs, b
+
+
+def jreq(method, path, body=None, headers=None, **kw):
+    s, h, b = req(method, path, body, headers, **kw)
+    try:
+        j = json.loads(b) if b else None
+    except ValueError:
+        j = ("NOT JSON", b[:200])
+    return s, h, j
+
+
+def psql(sql):
+    out = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def is_error(j, status, code=None, field="__any__"):
+    """The one error shape."""
+    if not isinstance(j, dict) or set(j) != {"error"}:
+        return "not an error body: %r" % (j,)
+    e = j["error"]
+    for k in ("status", "code", "message", "field"):
+        if k not in e:
+            return "missing %s in %r" % (k, e)
+    if e["status"] != status:
+        return "status %r != %r" % (e["status"], status)
+    if code and e["code"] != code:
+        return "code %r != %r" % (e["code"], code)
+    if field != "__any__" and e["field"] != field:
+        return "field %r != %r (%r)" % (e["field"], field, e)
+    if not isinstance(e["message"], str) or not e["message"]:
+        return "empty message"
+    return True
+
+
+def expect_error(method, path, status, code=None, field="__any__", **kw):
+    def f():
+        s, h, j = jreq(method, path, **kw)
+        if s != status:
+            return "HTTP %d != %d: %r" % (s, status, j)
+        if h.get("content-type", "").split(";")[0] != "application/json":
+            return "content-type %r" % h.get("content-type")
+        return is_error(j, status, code, field)
+    return f
+
+
+# ---------------------------------------------------------------------------
+# extra daemons (token, CORS, limits, unreachable database, timeouts)
+# ---------------------------------------------------------------------------
+procs = []
+
+
+def start_daemon(port, args=(), env_extra=None, dburl=None):
+    env = dict(os.environ)
+    env["UDACONNECT_DATABASE_URL"] = dburl or os.environ["UDACONNECT_DATABASE_URL"]
+    env["UDACONNECT_HTTP_DB_USER"] = "udaconnect_api"
+    env.pop("UDACONNECT_API_TOKEN", None)
+    env.update(env_extra or {})
+    log = open(os.path.join(SUITE_DIR, "httpd-%d.log" % port), "ab")
+    p = subprocess.Popen([BIN, "--bind", "127.0.0.1", "--port", str(port),
+                          "--web-root", os.path.join(TOP, "gateway/web")] + list(args),
+                         env=env, stdout=log, stderr=log)
+    procs.append(p)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return p
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("daemon on %d did not start" % port)
+
+
+def stop_daemon(p):
+    p.terminate()
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    if p in procs:
+        procs.remove(p)
+
+
+def main():
+    # ------------------------------------------------------------------ basics
+    def t_health():
+        s, h, j = jreq("GET", "/healthz")
+        return s == 200 and j.get("status") == "ok" or (s, j)
+    check("GET /healthz answers 200 when the database answers", t_health)
+
+    # ---------------------------------------- the original's API collection
+    created = {}
+
+    def t_post_person():
+        s, h, j = jreq("POST", "/api/persons",
+                       {"first_name": "Ada", "last_name": "Lovelace", "company_name": "Analytical Engines"})
+        if s != 201:
+            return (s, j)
+        created.update(j)
+        return (isinstance(j.get("id"), int) and j["first_name"] == "Ada"
+                and h.get("location") == "/api/persons/%d" % j["id"]) or (h, j)
+    check("collection: POST /api/persons -> 201 with the person and Location", t_post_person)
+
+    def t_persons():
+        s, h, j = jreq("GET", "/api/persons")
+        ids = [p["id"] for p in j]
+        want = {1, 5, 6, 8, 9, created.get("id")}
+        if s != 200 or not want <= set(ids):
+            return (s, ids)
+        p = [p for p in j if p["id"] == 1][0]
+        return set(p) == {"id", "first_name", "last_name", "company_name"} or p
+    check("collection: GET /api/persons lists the seed persons and the new one", t_persons)
+
+    def t_person5():
+        s, h, j = jreq("GET", "/api/persons/5")
+        return (s == 200 and j == {"id": 5, "first_name": "Taco", "last_name": "Fargo",
+                                   "company_name": "Alpha Omega Upholstery"}) or (s, j)
+    check("collection: GET /api/persons/5 is Taco Fargo", t_person5)
+
+    def t_locations_all():
+        s, h, j = jreq("GET", "/api/locations")
+        total = int(psql("select count(*) from udaconnect.location"))
+        if s != 200 or not isinstance(j, list):
+            return (s, j)
+        return len(j) == min(total, 100) or (len(j), total)
+    check("collection: GET /api/locations returns the first page (default limit 100)", t_locations_all)
+
+    def t_location29():
+        s, h, j = jreq("GET", "/api/location/29")
+        lat, lon = map(float, psql("select st_y(coordinate), st_x(coordinate) from udaconnect.location "
+                                   "where id = 29").split("|"))
+        if s != 200:
+            return (s, j)
+        ok = (j["id"] == 29 and j["person_id"] == 1 and isinstance(j["latitude"], float)
+              and isinstance(j["longitude"], float) and abs(j["latitude"] - lat) < 1e-9
+              and abs(j["longitude"] - lon) < 1e-9 and 37 < j["latitude"] < 38
+              and -123 < j["longitude"] < -122)
+        return ok or (j, lat, lon)
+    check("collection: GET /api/location/29: latitude/longitude are numbers, the right way round",
+          t_location29)
+
+    def t_location_alias():
+        a = jreq("GET", "/api/location/29")
+        b = jreq("GET", "/api/locations/29")
+        return (a[0] == b[0] == 200 and a[2] == b[2]) or (a, b)
+    check("GET /api/locations/29 equals the alias /api/location/29", t_location_alias)
+
+    def t_start_after_end():
+        s, h, j = jreq("GET", "/api/persons/1/connection?distance=10&end_date=2020-01-01&start_date=2020-12-30")
+        if s != 400:
+            return (s, j)
+        r = is_error(j, 400, "invalid_parameter", "start_date")
+        return r if r is not True else ("after" in j["error"]["message"] or j)
+    check("collection: connection with start_date after end_date -> 400 with the error body",
+          t_start_after_end)
+
+    finder_rows = []
+
+    def t_web_client_request():
+        path = "/api/persons/1/connection?start_date=2020-01-01&end_date=2020-12-30&distance=5"
+        s, h, j = jreq("GET", path)
+        if s != 200 or not isinstance(j, list):
+            return (s, j)
+        want = psql("select coalesce(string_agg(location_id::text || ':' || person_id, ',' "
+                    "order by creation_time, location_id), '') from "
+                    "udaconnect.find_connections(1, '2020-01-01', '2020-12-30', 5)")
+        got = ",".join("%d:%d" % (e["location"]["id"], e["location"]["person_id"]) for e in j)
+        if want != got:
+            return ("finder", want, "api", got)
+        for e in j:
+            if set(e) != {"location", "person"}:
+                return e
+            if set(e["location"]) != {"id", "person_id", "latitude", "longitude", "creation_time"}:
+                return e
+            if set(e["person"]) != {"id", "first_name", "last_name", "company_name"}:
+                return e
+            if e["person"]["id"] != e["location"]["person_id"] or e["person"]["id"] == 1:
+                return e
+            if not all(isinstance(e["location"][k], (int, float)) for k in ("latitude", "longitude")):
+                return e
+        finder_rows.extend(j)
+        return True
+    check("collection: the web client's connection request matches find_connections row for row",
+          t_web_client_request)
+
+    # ----------------------------------------------------------- persons
+    def t_created_get():
+        s, h, j = jreq("GET", "/api/persons/%d" % created["id"])
+        return (s == 200 and j == created) or (s, j)
+    check("GET /api/persons/{id} returns the created person", t_created_get)
+
+    check("GET /api/persons/{unknown} -> 404 field id",
+          expect_error("GET", "/api/persons/2000000000", 404, "not_found", "id"))
+    check("GET /api/persons/abc -> 400 field id",
+          expect_error("GET", "/api/persons/abc", 400, "invalid_parameter", "id"))
+    check("GET /api/persons/99999999999 (out of integer range) -> 400",
+          expect_error("GET", "/api/persons/99999999999", 400, "invalid_parameter", "id"))
+    check("GET /api/persons/ (trailing slash) is the list",
+          lambda: jreq("GET", "/api/persons/")[0] == 200)
+
+    def t_trim():
+        s, h, j = jreq("POST", "/api/persons", {"first_name": "  Grace ", "last_name": "Hopper",
+                                                "company_name": "Navy", "unknown": 1})
+        return (s == 201 and j["first_name"] == "Grace") or (s, j)
+    check("POST /api/persons trims names (the extension's rule), ignores unknown fields", t_trim)
+
+    P = "/api/persons"
+    check("POST person with an empty name -> 400 field first_name",
+          expect_error("POST", P, 400, "invalid_parameter", "first_name",
+                       body={"first_name": "  ", "last_name": "x", "company_name": "y"}))
+    check("POST person with a 201-character name -> 400 field last_name",
+          expect_error("POST", P, 400, None, "last_name",
+                       body={"first_name": "a", "last_name": "x" * 201, "company_name": "y"}))
+    check("POST person without company_name -> 400 missing_field",
+          expect_error("POST", P, 400, "missing_field", "company_name",
+                       body={"first_name": "a", "last_name": "b"}))
+    check("POST person with a number as first_name -> 400 invalid_type",
+          expect_error("POST", P, 400, "invalid_type", "first_name",
+                       body={"first_name": 5, "last_name": "b", "company_name": "c"}))
+    check("POST person with malformed JSON -> 400 invalid_json",
+          expect_error("POST", P, 400, "invalid_json", None,
+                       raw=b'{"first_name": "a",', headers={"Content-Type": "application/json"}))
+    check("POST person with a JSON array -> 400",
+          expect_error("POST", P, 400, "invalid_json", raw=b'[1,2]',
+                       headers={"Content-Type": "application/json"}))
+    check("POST person with duplicate keys -> 400",
+          expect_error("POST", P, 400, "invalid_json",
+                       raw=b'{"first_name":"a","first_name":"b","last_name":"c","company_name":"d"}',
+                       headers={"Content-Type": "application/json"}))
+    check("POST person with an empty body -> 400",
+          expect_error("POST", P, 400, "invalid_json", raw=b'',
+                       headers={"Content-Type": "application/json"}))
+    check("POST person with invalid UTF-8 -> 400",
+          expect_error("POST", P, 400, "invalid_json",
+                       raw=b'{"first_name":"\xff","last_name":"c","company_name":"d"}',
+                       headers={"Content-Type": "application/json"}))
+    check("POST person as text/plain -> 415",
+          expect_error("POST", P, 415, "unsupported_media_type", raw=b'{}',
+                       headers={"Content-Type": "text/plain"}))
+    check("POST person without Content-Type -> 415",
+          expect_error("POST", P, 415, "unsupported_media_type", raw=b'{}'))
+    check("POST person with 100 KB body (Content-Length) -> 413",
+          expect_error("POST", P, 413, "payload_too_large", raw=b' ' * 100000,
+                       headers={"Content-Type": "application/json"}))
+
+    def t_413_early():
+        # the 413 comes back without the body being sent at all
+        sk = socket.create_connection((HOST, PORT), timeout=10)
+        sk.sendall(b"POST /api/persons HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: 10000000000\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sk.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        sk.close()
+        return data.startswith(b"HTTP/1.1 413") or data[:200]
+    check("POST with Content-Length 10 GB is refused with 413 before any body is sent", t_413_early)
+
+    def t_413_chunked():
+        c = http.client.HTTPConnection(HOST, PORT, timeout=30)
+        c.putrequest("POST", "/api/persons")
+        c.putheader("Content-Type", "application/json")
+        c.putheader("Transfer-Encoding", "chunked")
+        c.endheaders()
+        for _ in range(20):
+            c.send(b"1000\r\n" + b" " * 4096 + b"\r\n")
+        c.send(b"0\r\n\r\n")
+        r = c.getresponse()
+        j = json.loads(r.read())
+        return (r.status == 413 and is_error(j, 413, "payload_too_large") is True) or (r.status, j)
+    check("POST with an 80 KB chunked body -> 413", t_413_chunked)
+
+    # -------------------------------------------------------- methods, routes
+    def t_405():
+        s, h, j = jreq("DELETE", "/api/persons/5")
+        r = is_error(j, 405, "method_not_allowed")
+        return (s == 405 and r is True and h.get("allow") == "GET, HEAD") or (s, h, j)
+    check("DELETE /api/persons/5 -> 405 with Allow: GET, HEAD", t_405)
+
+    def t_405b():
+        s, h, j = jreq("PUT", "/api/persons", body={})
+        return (s == 405 and h.get("allow") == "GET, HEAD, POST") or (s, h, j)
+    check("PUT /api/persons -> 405 with Allow: GET, HEAD, POST", t_405b)
+    check("POST /api/persons/5 -> 405",
+          expect_error("POST", "/api/persons/5", 405, "method_not_allowed", body={}))
+    check("GET /api/unknown -> 404", expect_error("GET", "/api/unknown", 404, "not_found"))
+    check("GET /api/persons/5/unknown -> 404", expect_error("GET", "/api/persons/5/unknown", 404))
+    check("OPTIONS without CORS -> 405", expect_error("OPTIONS", "/api/persons", 405))
+
+    def t_head():
+        s, h, b = req("HEAD", "/api/persons/5")
+        return (s == 200 and b == b"") or (s, b)
+    check("HEAD /api/persons/5 -> 200 without a body", t_head)
+
+    def t_keepalive():
+        c = http.client.HTTPConnection(HOST, PORT, timeout=10)
+        out = []
+        for path in ("/api/persons/5", "/api/persons/6", "/api/persons/abc", "/api/location/29"):
+            c.request("GET", path)
+            r = c.getresponse()
+            r.read()
+            out.append(r.status)
+            if r.getheader("Connection", "").lower() == "close":
+                return ("closed after", path)
+        c.close()
+        return out == [200, 200, 400, 200] or out
+    check("keep-alive: four requests on one connection", t_keepalive)
+
+    # ----------------------------------------------------------- connection
+    C1 = "/api/persons/1/connection?start_date=2020-01-01&end_date=2020-12-30"
+    check("connection without start_date -> 400 field start_date",
+          expect_error("GET", "/api/persons/1/connection?end_date=2020-12-30", 400, None, "start_date"))
+    check("connection without end_date -> 400 field end_date",
+          expect_error("GET", "/api/persons/1/connection?start_date=2020-12-30", 400, None, "end_date"))
+    check("connection with 2020-02-30 -> 400 field end_date",
+          expect_error("GET", "/api/persons/1/connection?start_date=2020-01-01&end_date=2020-02-30",
+                       400, "invalid_parameter", "end_date"))
+    check("connection with start_date=yesterday -> 400",
+          expect_error("GET", "/api/persons/1/connection?start_date=yesterday&end_date=2020-02-03",
+                       400, "invalid_parameter", "start_date"))
+    check("connection with distance=abc -> 400 field distance",
+          expect_error("GET", C1 + "&distance=abc", 400, "invalid_parameter", "distance"))
+    check("connection with distance=-1 -> 400 field distance",
+          expect_error("GET", C1 + "&distance=-1", 400, "invalid_parameter", "distance"))
+    check("connection with distance=nan -> 400",
+          expect_error("GET", C1 + "&distance=nan", 400, "invalid_parameter", "distance"))
+    check("connection with distance=1e12 (above the finder's cap) -> 400 field distance",
+          expect_error("GET", C1 + "&distance=1e12", 400, None, "distance"))
+    check("connection with window=-5 -> 400 field window",
+          expect_error("GET", C1 + "&window=-5", 400, "invalid_parameter", "window"))
+    check("connection of an unknown person -> 404",
+          expect_error("GET", "/api/persons/2000000000/connection?start_date=2020-01-01&end_date=2020-12-30",
+                       404, "not_found", "id"))
+
+    def t_default_distance():
+        a = jreq("GET", C1)
+        b = jreq("GET", C1 + "&distance=5")
+        return (a[0] == 200 and a[2] == b[2]) or (a, b)
+    check("connection: distance defaults to 5 m", t_default_distance)
+
+    def t_window():
+        s, h, j = jreq("GET", C1 + "&distance=5&window=60")
+        want = psql("select count(*) from udaconnect.find_connections(1, '2020-01-01', '2020-12-30', 5, "
+                    "interval '60 seconds')")
+        return (s == 200 and len(j) == int(want)) or (s, j, want)
+    check("connection with window=60 matches find_connections with a 60 s window", t_window)
+
+    def t_connections():
+        s, h, j = jreq("GET", "/api/persons/1/connections?start_date=2020-01-01&end_date=2020-12-30&distance=5")
+        want = psql("select coalesce(string_agg(person_id || ':' || meetings, ',' order by first_met, person_id), '') "
+                    "from udaconnect.connected_persons(1, '2020-01-01', '2020-12-30', 5)")
+        got = ",".join("%d:%d" % (e["person_id"], e["meetings"]) for e in j) if s == 200 else None
+        if got != want:
+            return (s, want, got)
+        for e in j:
+            for k in ("person_id", "first_name", "last_name", "company_name", "first_met", "last_met",
+                      "meetings", "min_distance_m", "latitude", "longitude"):
+                if k not in e:
+                    return ("missing", k, e)
+        return True
+    check("GET /api/persons/1/connections matches connected_persons", t_connections)
+
+    # ------------------------------------------------------------ locations
+    def t_paging():
+        all_ = jreq("GET", "/api/locations?limit=1000")[2]
+        got, path, pages = [], "/api/locations?limit=7", 0
+        while path and pages < 100:
+            s, h, j = jreq("GET", path)
+            if s != 200:
+                return (s, j)
+            got += j
+            pages += 1
+            nxt = h.get("x-next-cursor")
+            if nxt:
+                if "after=%s" % nxt not in h.get("link", ""):
+                    return ("link", h)
+                path = "/api/locations?limit=7&after=" + nxt
+            else:
+                path = None
+        return (got == all_ and len(all_) > 7) or (len(got), len(all_))
+    check("GET /api/locations pages with the cursor (X-Next-Cursor, Link) through every location", t_paging)
+
+    def t_offset():
+        all_ = jreq("GET", "/api/locations?limit=1000")[2]
+        s, h, j = jreq("GET", "/api/locations?limit=3&offset=2")
+        return (s == 200 and j == all_[2:5]) or (s, j)
+    check("GET /api/locations with offset", t_offset)
+
+    def t_filters():
+        s, h, j = jreq("GET", "/api/locations?person_id=5&start_date=2020-08-15&end_date=2020-08-15&limit=1000")
+        want = psql("select coalesce(string_agg(id::text, ',' order by id), '') from udaconnect.location "
+                    "where person_id = 5 and creation_time >= '2020-08-15 00:00+00' "
+                    "and creation_time < '2020-08-16 00:00+00'")
+        got = ",".join(str(e["id"]) for e in j) if s == 200 else None
+        return (got == want and got != "") or (s, want, got)
+    check("GET /api/locations filters by person_id and UTC date range", t_filters)
+
+    for q, field in (("limit=0", "limit"), ("limit=1001", "limit"), ("limit=abc", "limit"),
+                     ("offset=-1", "offset"), ("after=x", "after"), ("after=3&offset=2", "offset"),
+                     ("person_id=1.5", "person_id"), ("start_date=2020-13-01", "start_date"),
+                     ("start_date=2020-02-02&end_date=2020-02-01", "start_date")):
+        check("GET /api/locations?%s -> 400 field %s" % (q, field),
+              expect_error("GET", "/api/locations?" + q, 400, "invalid_parameter", field))
+    check("GET /api/locations/999999999 -> 404",
+          expect_error("GET", "/api/locations/999999999", 404, "not_found", "id"))
+    check("GET /api/locations/x -> 400", expect_error("GET", "/api/locations/x", 400, None, "id"))
+
+    L = "/api/locations"
+
+    def t_post_location():
+        s, h, j = jreq("POST", L, {"person_id": 5, "latitude": 37.5536, "longitude": -122.2908,
+                                   "creation_time": "2020-08-15T10:37:06Z"})
+        if s != 201:
+            return (s, j)
+        g = jreq("GET", h.get("location", "/nowhere"))
+        return (j["latitude"] == 37.5536 and j["longitude"] == -122.2908 and j["person_id"] == 5
+                and j["creation_time"].startswith("2020-08-15T10:37:06") and g[2] == j) or (j, g)
+    check("POST /api/locations -> 201, stored the right way round, readable at Location", t_post_location)
+
+    def t_post_location_now():
+        s, h, j = jreq("POST", L, {"person_id": 5, "latitude": 1, "longitude": 2})
+        return (s == 201 and j["latitude"] == 1 and bool(j["creation_time"])) or (s, j)
+    check("POST /api/locations without creation_time uses now()", t_post_location_now)
+
+    check("POST location with latitude 95 -> 400 field latitude",
+          expect_error("POST", L, 400, None, "latitude", body={"person_id": 5, "latitude": 95, "longitude": 2}))
+    check("POST location with longitude -181 -> 400 field longitude",
+          expect_error("POST", L, 400, None, "longitude", body={"person_id": 5, "latitude": 5, "longitude": -181}))
+    check("POST location of an unknown person -> 409 field person_id",
+          expect_error("POST", L, 409, None, "person_id",
+                       body={"person_id": 2000000000, "latitude": 5, "longitude": 2}))
+    check("POST location with latitude as a string -> 400 invalid_type",
+          expect_error("POST", L, 400, "invalid_type", "latitude",
+                       body={"person_id": 5, "latitude": "5", "longitude": 2}))
+    check("POST location with person_id 1.5 -> 400 invalid_type",
+          expect_error("POST", L, 400, "invalid_type", "person_id",
+                       body={"person_id": 1.5, "latitude": 5, "longitude": 2}))
+    check("POST location without longitude -> 400 missing_field",
+          expect_error("POST", L, 400, "missing_field", "longitude", body={"person_id": 5, "latitude": 5}))
+    check("POST location with creation_time 'soon' -> 400 field creation_time",
+          expect_error("POST", L, 400, None, "creation_time",
+                       body={"person_id": 5, "latitude": 5, "longitude": 2, "creation_time": "soon"}))
+    check("POST location with creation_time 'infinity' -> 400 field creation_time",
+          expect_error("POST", L, 400, None, "creation_time",
+                       body={"person_id": 5, "latitude": 5, "longitude": 2, "creation_time": "infinity"}))
+
+    # ------------------------------------------------------- openapi, metrics
+    def t_openapi():
+        s, h, j = jreq("GET", "/api/openapi.json")
+        if s != 200 or not str(j.get("openapi", "")).startswith("3.0"):
+            return (s, j)
+        want = {"/api/persons", "/api/persons/{id}", "/api/persons/{id}/connection",
+                "/api/persons/{id}/connections", "/api/locations", "/api/locations/{id}",
+                "/api/location/{id}", "/healthz", "/metrics"}
+        missing = want - set(j.get("paths", {}))
+        return not missing or ("missing", missing)
+    check("GET /api/openapi.json is an OpenAPI 3.0 document of every route", t_openapi)
+
+    def t_metrics():
+        s, h, b = req("GET", "/metrics")
+        t = b.decode()
+        need = ['udaconnect_http_requests_total{route="/api/persons/{id}",status="200"}',
+                'udaconnect_http_requests_total{route="/api/persons/{id}",status="404"}',
+                'udaconnect_http_request_duration_seconds_bucket{route="/api/persons",le="+Inf"}',
+                'udaconnect_http_db_errors_total{kind="client_error"}',
+                'udaconnect_http_db_connections ', 'udaconnect_http_db_pool_size ']
+        missing = [x for x in need if x not in t]
+        return (s == 200 and h["content-type"].startswith("text/plain") and not missing) or missing
+    check("GET /metrics: Prometheus text with requests, latency histogram, db errors, pool", t_metrics)
+
+    # --------------------------------------------------------------- static
+    def t_static():
+        s, h, b = req("GET", "/")
+        s2, h2, b2 = req("GET", "/app.js")
+        return (s == 200 and h["content-type"].startswith("text/html") and b"<html" in b.lower()
+                and s2 == 200 and h2["content-type"].startswith("text/javascript")) or (s, h, s2, h2)
+    check("GET / serves the web app (index.html, JavaScript modules)", t_static)
+    check("GET /nothing.html -> 404", expect_error("GET", "/nothing.html", 404))
+
+    def t_traversal():
+        for path in ("/../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/.hidden", "/..%2fhttpd.c"):
+            s, h, b = req("GET", path)
+            if s != 404 or b"root:" in b:
+                return (path, s, b[:100])
+        return True
+    check("static files: no path traversal, no hidden files", t_traversal)
+
+    # ---------------------------------------------------- reconnect by itself
+    def t_reconnect():
+        killed = psql("select count(pg_terminate_backend(pid)) from pg_stat_activity "
+                      "where application_name = 'udaconnect-httpd'")
+        statuses = [jreq("GET", "/api/persons/5")[0] for _ in range(6)]
+        return (int(killed) >= 1 and statuses == [200] * 6) or (killed, statuses)
+    check("after its database sessions are terminated, the next requests reconnect and succeed",
+          t_reconnect)
+
+    # ------------------------------------------------- token, CORS (port +1)
+    p1 = HTTP_PORT + 1
+    d = start_daemon(p1, ["--cors-origin", "https://example.org"],
+                     {"UDACONNECT_API_TOKEN": "s3cret-token"})
+    try:
+        body = {"first_name": "Tok", "last_name": "En", "company_name": "Auth"}
+        check("with UDACONNECT_API_TOKEN: POST without a token -> 401",
+              expect_error("POST", "/api/persons", 401, "unauthorized", body=body, port=p1))
+        check("with UDACONNECT_API_TOKEN: POST with a wrong token -> 401",
+              expect_error("POST", "/api/persons", 401, "unauthorized", body=body, port=p1,
+                           headers={"Authorization": "Bearer nope"}))
+        check("with UDACONNECT_API_TOKEN: POST with the token -> 201",
+              lambda: jreq("POST", "/api/persons", body, port=p1,
+                           headers={"Authorization": "Bearer s3cret-token"})[0] == 201)
+        check("with UDACONNECT_API_TOKEN: GET needs no token",
+              lambda: jreq("GET", "/api/persons/5", port=p1)[0] == 200)
+
+        def t_cors():
+            s, h, j = jreq("GET", "/api/persons/5", port=p1, headers={"Origin": "https://example.org"})
+            s2, h2, b2 = req("OPTIONS", "/api/persons", port=p1,
+                             headers={"Origin": "https://example.org",
+                                      "Access-Control-Request-Method": "POST"})
+            return (h.get("access-control-allow-origin") == "https://example.org" and s2 == 204
+                    and "POST" in h2.get("access-control-allow-methods", "")
+                    and "Authorization" in h2.get("access-control-allow-headers", "")) or (h, s2, h2)
+        check("CORS when configured: Allow-Origin on responses, 204 preflight", t_cors)
+
+        def t_no_cors():
+            s, h, j = jreq("GET", "/api/persons/5", headers={"Origin": "https://example.org"})
+            return "access-control-allow-origin" not in h or h
+        check("CORS is off by default", t_no_cors)
+    finally:
+        stop_daemon(d)
+
+    # --------------------- limits: per-IP, idle timeout, body cap (port +2)
+    p2 = HTTP_PORT + 2
+    d = start_daemon(p2, ["--max-connections-per-ip", "2", "--connection-timeout", "1",
+                          "--max-body", "100", "--threads", "1"])
+    try:
+        def t_per_ip():
+            time.sleep(0.5)     # the start-up probe's connection is gone
+            a = socket.create_connection(("127.0.0.1", p2), timeout=10)
+            b = socket.create_connection(("127.0.0.1", p2), timeout=10)
+            for s_ in (a, b):   # both established and counted
+                s_.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                if not s_.recv(100).startswith(b"HTTP/1.1 200"):
+                    return "the first two connections should work"
+            c = socket.create_connection(("127.0.0.1", p2), timeout=10)
+            try:
+                c.sendall(b"GET /api/persons/5 HTTP/1.1\r\nHost: x\r\n\r\n")
+                data = c.recv(100)
+            except OSError:
+                data = b""
+            for s_ in (a, b, c):
+                s_.close()
+            return data == b"" or data
+        check("--max-connections-per-ip 2: a third connection from the same IP is refused", t_per_ip)
+
+        def t_idle():
+            a = socket.create_connection(("127.0.0.1", p2), timeout=20)
+            t0 = time.time()
+            try:
+                data = a.recv(100)
+            except OSError:
+                data = b""
+            a.close()
+            return (data == b"" and time.time() - t0 < 20) or data
+        check("--connection-timeout 1: an idle connection is closed by the server", t_idle)
+
+        check("--max-body 100: a 101-byte body -> 413",
+              expect_error("POST", "/api/persons", 413, "payload_too_large", port=p2,
+                           raw=b"{" + b" " * 99 + b"}", headers={"Content-Type": "application/json"}))
+        check("--max-body 100: a small body still works",
+              lambda: jreq("POST", "/api/persons", {"first_name": "S", "last_name": "M", "company_name": "L"},
+                           port=p2)[0] == 201)
+    finally:
+        stop_daemon(d)
+
+    # ----------------------- statement timeout -> 504 (port +3, 300 ms)
+    p3 = HTTP_PORT + 3
+    d = start_daemon(p3, ["--statement-timeout", "300"])
+    locker = None
+    try:
+        locker = subprocess.Popen(["psql", "-X", "-q", "-c",
+                                   "begin; lock table udaconnect.person in access exclusive mode; "
+                                   "select pg_sleep(5); commit;"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                if psql("select count(*) from pg_locks l join pg_class c on c.oid = l.relation "
+                        "where c.relname = 'person' and l.mode = 'AccessExclusiveLock' "
+                        "and l.granted") == "1":
+                    break
+            except subprocess.CalledProcessError:
+                pass
+            time.sleep(0.05)
+        check("a statement past --statement-timeout -> 504",
+              expect_error("GET", "/api/persons/5", 504, "statement_timeout", port=p3))
+    finally:
+        if locker:
+            locker.terminate()
+            locker.wait()
+        stop_daemon(d)
+
+    # ------------------------- database unreachable -> 503 (port +3 again)
+    dead = "host=127.0.0.1 port=1 dbname=geoconnections connect_timeout=2"
+    d = start_daemon(p3, [], dburl=dead)
+    try:
+        check("database unreachable: GET /healthz -> 503",
+              expect_error("GET", "/healthz", 503, "database_unavailable", port=p3))
+        check("database unreachable: GET /api/persons -> 503",
+              expect_error("GET", "/api/persons", 503, "database_unavailable", port=p3))
+        check("database unreachable: static files are still served",
+              lambda: req("GET", "/", port=p3)[0] == 200)
+    finally:
+        stop_daemon(d)
+
+    # ------------------------------------------------------- least privilege
+    def t_role():
+        r = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-U", "udaconnect_api", "-c",
+                            "select count(*) from udaconnect.person"], capture_output=True, text=True)
+        r2 = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-U", "udaconnect_api", "-c",
+                             "select udaconnect.api_person(5)::text"], capture_output=True, text=True)
+        return (r.returncode != 0 and "permission denied" in r.stderr and r2.returncode == 0
+                and "Taco" in r2.stdout) or (r.stderr, r2.stdout, r2.stderr)
+    check("udaconnect_api may call the API functions but not read the tables", t_role)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        for p in list(procs):
+            stop_daemon(p)
+    sys.exit(1 if failed else 0)

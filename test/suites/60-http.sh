@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# udaconnect-httpd: every route and error case over real HTTP (python3
+# http.client), the original's API collection, and the web app in headless
+# Chromium (its DevTools protocol over a stdlib WebSocket client).
+# Screenshots: $SUITE_DIR/webapp-*.png.
+set -uo pipefail
+: "${UDACONNECT_HTTP_URL:?the stack did not start udaconnect-httpd}"
+cd "$TOP"
+rc=0
+python3 test/http/test_api.py > "$SUITE_DIR/api.tap" 2>&1 || rc=1
+cat "$SUITE_DIR/api.tap"
+last=$(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/api.tap")
+if [ -x /usr/bin/chromium ] || [ -n "${CHROMIUM:-}" ]; then
+  HOME=$SUITE_DIR TAP_START=$((last + 1)) \
+    python3 test/http/browser_test.py || rc=1
+else
+  echo "not ok $((last + 1)) - chromium is not installed (scripts/deps.sh installs it)"
+  rc=1
+fi
+exit $rc
