@@ -9,6 +9,7 @@
 #include "utils/float.h"
 
 #include "geodesy.h"
+#include "ingest.h"
 #include "udc_pg.h"
 
 PG_MODULE_MAGIC;
@@ -19,6 +20,7 @@ void
 _PG_init(void)
 {
 	/* components that need shared_preload_libraries register here */
+	udc_ingest_init();
 }
 
 void

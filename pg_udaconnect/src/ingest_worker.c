@@ -1,0 +1,1639 @@
+/*
+ * ingest_worker.c — the Kafka ingest background worker.
+ *
+ * Each worker consumes the partitions p of udaconnect.kafka_topic with
+ * p % udaconnect.ingest_workers == its number, in batches.  One batch = one
+ * transaction: the valid messages go into udaconnect.location through
+ * PostgreSQL's COPY machinery (binary format from memory), the invalid ones
+ * into udaconnect.ingest_rejects, and the next offset of every partition in
+ * the batch into udaconnect.ingest_offset.  Consumption always (re)starts
+ * from the offsets stored in that table, so a crash at any instant neither
+ * loses nor duplicates a message.  See docs/ingest.md.
+ *
+ * librdkafka runs its own threads; they never touch PostgreSQL: their log
+ * and error callbacks only append to a mutex-protected queue that the
+ * worker's main loop drains into the server log.
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/copy.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_node.h"
+#include "parser/parse_relation.h"
+#include "pgstat.h"
+#include "port/pg_bswap.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "udaconnect/v1/location.pb-c.h"
+
+#include "ingest.h"
+
+/* ------------------------------------------------------------------------
+ * librdkafka log queue (written by librdkafka threads, read by the worker)
+ * ------------------------------------------------------------------------ */
+#define LOGQ_SIZE 128
+#define LOGQ_MSGLEN 512
+
+typedef struct LogEntry
+{
+	int			level;
+	char		fac[32];
+	char		msg[LOGQ_MSGLEN];
+} LogEntry;
+
+static pthread_mutex_t logq_mutex = PTHREAD_MUTEX_INITIALIZER;
+static LogEntry logq[LOGQ_SIZE];
+static int	logq_head = 0;
+static int	logq_count = 0;
+static unsigned long logq_dropped = 0;
+
+static void
+logq_push(int level, const char *fac, const char *msg)
+{
+	pthread_mutex_lock(&logq_mutex);
+	if (logq_count == LOGQ_SIZE)
+		logq_dropped++;
+	else
+	{
+		LogEntry   *e = &logq[(logq_head + logq_count) % LOGQ_SIZE];
+
+		e->level = level;
+		strlcpy(e->fac, fac, sizeof(e->fac));
+		strlcpy(e->msg, msg, sizeof(e->msg));
+		logq_count++;
+	}
+	pthread_mutex_unlock(&logq_mutex);
+}
+
+static void
+kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	(void) rk;
+	logq_push(level, fac, buf);
+}
+
+static void
+kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	char		msg[LOGQ_MSGLEN];
+
+	(void) rk;
+	(void) opaque;
+	snprintf(msg, sizeof(msg), "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t) err), reason);
+	logq_push(3, "ERROR", msg);
+}
+
+/* ------------------------------------------------------------------------
+ * worker state
+ * ------------------------------------------------------------------------ */
+typedef struct PartState
+{
+	int32		partition;
+	int64		next_offset;	/* next offset we expect; -1 = unknown */
+} PartState;
+
+static int	worker_index = 0;
+static rd_kafka_t *rk = NULL;
+static rd_kafka_topic_t *rkt = NULL;
+static rd_kafka_queue_t *rkq = NULL;
+static char *consumer_brokers = NULL;	/* settings the consumer was made with */
+static char *consumer_topic = NULL;
+static char *consumer_group = NULL;
+static char *consumer_options = NULL;
+static bool config_broken = false;	/* bad settings: wait for a reload */
+
+static PartState *parts = NULL;		/* partitions assigned to this worker */
+static int	nparts = 0;
+static int	topic_partitions = -1;	/* partition count of the topic */
+static bool assigned = false;
+static bool need_reassign = true;
+static bool paused = false;
+static TimestampTz next_metadata_at = 0;
+static int	backoff_ms = 0;
+
+static rd_kafka_message_t **batch = NULL;
+static int	batch_alloc = 0;
+static MemoryContext batch_cxt = NULL;
+
+/* rate-limited error logging */
+static TimestampTz last_error_logged_at = 0;
+static int	suppressed_errors = 0;
+static char last_error_text[UDC_ERRLEN];
+
+/* ------------------------------------------------------------------------
+ * shared status
+ * ------------------------------------------------------------------------ */
+static void
+set_state(const char *state)
+{
+	UdcWorkerSlot *w;
+
+	if (udc_ingest_shared == NULL)
+	{
+		if (!IsTransactionState())
+			pgstat_report_activity(STATE_IDLE, state);
+		return;
+	}
+	w = &udc_ingest_shared->workers[worker_index];
+	SpinLockAcquire(&udc_ingest_shared->mutex);
+	w->pid = MyProcPid;
+	strlcpy(w->state, state, UDC_STATELEN);
+	SpinLockRelease(&udc_ingest_shared->mutex);
+	/* also visible in pg_stat_activity.query while the worker waits */
+	if (!IsTransactionState())
+		pgstat_report_activity(STATE_IDLE, state);
+}
+
+static void
+clear_partition_slots(void)
+{
+	int			i;
+
+	if (udc_ingest_shared == NULL)
+		return;
+	SpinLockAcquire(&udc_ingest_shared->mutex);
+	for (i = 0; i < UDC_MAX_PARTITIONS; i++)
+	{
+		if (udc_ingest_shared->partitions[i].worker == worker_index)
+		{
+			udc_ingest_shared->partitions[i].worker = -1;
+			udc_ingest_shared->partitions[i].low_watermark = -1;
+			udc_ingest_shared->partitions[i].high_watermark = -1;
+		}
+	}
+	SpinLockRelease(&udc_ingest_shared->mutex);
+}
+
+static void
+publish_partitions(void)
+{
+	int			i;
+
+	if (udc_ingest_shared == NULL)
+		return;
+	clear_partition_slots();
+	SpinLockAcquire(&udc_ingest_shared->mutex);
+	strlcpy(udc_ingest_shared->topic, udc_kafka_topic, UDC_TOPICLEN);
+	for (i = 0; i < nparts; i++)
+	{
+		if (parts[i].partition < UDC_MAX_PARTITIONS)
+			udc_ingest_shared->partitions[parts[i].partition].worker = worker_index;
+	}
+	SpinLockRelease(&udc_ingest_shared->mutex);
+}
+
+static void
+publish_watermarks(bool ask_broker)
+{
+	int			i;
+
+	if (udc_ingest_shared == NULL || rk == NULL)
+		return;
+	for (i = 0; i < nparts; i++)
+	{
+		int64_t		lo = -1,
+					hi = -1;
+		int32		p = parts[i].partition;
+
+		if (p >= UDC_MAX_PARTITIONS)
+			continue;
+		if (ask_broker)
+		{
+			/* not consuming (paused): ask the partition leader, briefly */
+			if (rd_kafka_query_watermark_offsets(rk, consumer_topic, p, &lo, &hi, 200) != RD_KAFKA_RESP_ERR_NO_ERROR)
+				continue;
+		}
+		else if (rd_kafka_get_watermark_offsets(rk, consumer_topic, p, &lo, &hi) != RD_KAFKA_RESP_ERR_NO_ERROR)
+			continue;
+		SpinLockAcquire(&udc_ingest_shared->mutex);
+		if (lo >= 0)
+			udc_ingest_shared->partitions[p].low_watermark = lo;
+		if (hi >= 0)
+			udc_ingest_shared->partitions[p].high_watermark = hi;
+		SpinLockRelease(&udc_ingest_shared->mutex);
+	}
+}
+
+/*
+ * Record a problem: always in shared memory (ingest_status.last_error), in
+ * the server log at most once per udaconnect.ingest_error_log_interval.
+ */
+static void
+report_problem(int elevel, const char *fmt,...) pg_attribute_printf(2, 3);
+
+static void
+report_problem(int elevel, const char *fmt,...)
+{
+	va_list		ap;
+	char		msg[UDC_ERRLEN];
+	TimestampTz now = GetCurrentTimestamp();
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+
+	if (udc_ingest_shared != NULL)
+	{
+		UdcWorkerSlot *w = &udc_ingest_shared->workers[worker_index];
+
+		SpinLockAcquire(&udc_ingest_shared->mutex);
+		strlcpy(w->last_error, msg, UDC_ERRLEN);
+		w->last_error_at = now;
+		SpinLockRelease(&udc_ingest_shared->mutex);
+	}
+	strlcpy(last_error_text, msg, sizeof(last_error_text));
+
+	if (last_error_logged_at == 0 ||
+		TimestampDifferenceExceeds(last_error_logged_at, now, udc_ingest_error_log_interval * 1000))
+	{
+		if (suppressed_errors > 0)
+			ereport(elevel,
+					(errmsg("udaconnect ingest worker %d: %s", worker_index, msg),
+					 errdetail("%d similar message(s) were suppressed in the last %d s.",
+							   suppressed_errors, udc_ingest_error_log_interval)));
+		else
+			ereport(elevel,
+					(errmsg("udaconnect ingest worker %d: %s", worker_index, msg)));
+		last_error_logged_at = now;
+		suppressed_errors = 0;
+	}
+	else
+		suppressed_errors++;
+}
+
+static void
+drain_kafka_log(void)
+{
+	for (;;)
+	{
+		LogEntry	e;
+		unsigned long dropped;
+		bool		have = false;
+
+		pthread_mutex_lock(&logq_mutex);
+		dropped = logq_dropped;
+		logq_dropped = 0;
+		if (logq_count > 0)
+		{
+			e = logq[logq_head];
+			logq_head = (logq_head + 1) % LOGQ_SIZE;
+			logq_count--;
+			have = true;
+		}
+		pthread_mutex_unlock(&logq_mutex);
+
+		if (dropped > 0)
+			ereport(LOG,
+					(errmsg("udaconnect ingest worker %d: %lu librdkafka log messages were dropped (queue full)",
+							worker_index, dropped)));
+		if (!have)
+			break;
+		e.fac[sizeof(e.fac) - 1] = '\0';
+		e.msg[sizeof(e.msg) - 1] = '\0';
+		if (e.level <= 4)
+			report_problem(e.level <= 3 ? WARNING : LOG, "librdkafka %s: %s", e.fac, e.msg);
+		else
+			ereport(DEBUG1,
+					(errmsg_internal("udaconnect ingest worker %d: librdkafka %s: %s",
+									 worker_index, e.fac, e.msg)));
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * waiting
+ * ------------------------------------------------------------------------ */
+static void
+wait_ms(long ms)
+{
+	int			rc;
+
+	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+				   ms, PG_WAIT_EXTENSION);
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+static void
+backoff(void)
+{
+	backoff_ms = backoff_ms == 0 ? 500 : Min(backoff_ms * 2, 30000);
+	next_metadata_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms);
+}
+
+/* ------------------------------------------------------------------------
+ * the consumer
+ * ------------------------------------------------------------------------ */
+static bool
+set_one_option(const char *key, const char *value, void *arg, char **err)
+{
+	rd_kafka_conf_t *conf = (rd_kafka_conf_t *) arg;
+	char		errstr[512];
+
+	if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+	{
+		*err = psprintf("librdkafka rejected option \"%s\": %s", key, errstr);
+		return false;
+	}
+	return true;
+}
+
+static void
+consumer_destroy(void)
+{
+	if (rk == NULL)
+		return;
+	if (rkq)
+		rd_kafka_queue_destroy(rkq);
+	if (rkt)
+		rd_kafka_topic_destroy(rkt);
+	rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+	rk = NULL;
+	rkt = NULL;
+	rkq = NULL;
+	assigned = false;
+	need_reassign = true;
+	nparts = 0;
+	topic_partitions = -1;
+	clear_partition_slots();
+	drain_kafka_log();
+}
+
+static void
+consumer_exit_cb(int code, Datum arg)
+{
+	/* no consumer-group state to leave: just stop librdkafka's threads */
+	if (rk != NULL)
+	{
+		rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+		rk = NULL;
+	}
+	if (udc_ingest_shared != NULL)
+	{
+		clear_partition_slots();
+		SpinLockAcquire(&udc_ingest_shared->mutex);
+		udc_ingest_shared->workers[worker_index].pid = 0;
+		strlcpy(udc_ingest_shared->workers[worker_index].state, "stopped", UDC_STATELEN);
+		SpinLockRelease(&udc_ingest_shared->mutex);
+	}
+}
+
+static bool
+conf_set_checked(rd_kafka_conf_t *conf, const char *key, const char *value)
+{
+	char		errstr[512];
+
+	if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+	{
+		report_problem(WARNING, "librdkafka rejected \"%s\" = \"%s\": %s", key, value, errstr);
+		return false;
+	}
+	return true;
+}
+
+static bool
+consumer_create(void)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char		errstr[512];
+	char		client_id[64];
+	char	   *err = NULL;
+	sigset_t	all,
+				old;
+
+	snprintf(client_id, sizeof(client_id), "udaconnect-ingest-%d", worker_index);
+	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+	rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
+
+	/* the user's pass-through settings first: ours below win */
+	if (!udc_parse_kafka_options(udc_kafka_options, set_one_option, conf, &err))
+	{
+		report_problem(WARNING, "invalid udaconnect.kafka_options: %s", err);
+		rd_kafka_conf_destroy(conf);
+		return false;
+	}
+	if (!conf_set_checked(conf, "bootstrap.servers", udc_kafka_brokers) ||
+		!conf_set_checked(conf, "group.id", udc_kafka_group) ||
+		!conf_set_checked(conf, "client.id", client_id) ||
+		!conf_set_checked(conf, "enable.auto.commit", "false") ||
+		!conf_set_checked(conf, "enable.auto.offset.store", "false") ||
+		!conf_set_checked(conf, "enable.partition.eof", "false") ||
+		!conf_set_checked(conf, "auto.offset.reset", "error"))
+	{
+		rd_kafka_conf_destroy(conf);
+		return false;
+	}
+
+	/*
+	 * librdkafka's threads inherit our signal mask: block everything while
+	 * they are created so PostgreSQL's signal handlers only ever run in the
+	 * main thread.
+	 */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rk == NULL)
+	{
+		/* conf is freed by rd_kafka_new only on success */
+		rd_kafka_conf_destroy(conf);
+		report_problem(WARNING, "cannot create the Kafka consumer: %s", errstr);
+		return false;
+	}
+	rkt = rd_kafka_topic_new(rk, udc_kafka_topic, NULL);
+	if (rkt == NULL)
+	{
+		report_problem(WARNING, "cannot create a handle for topic \"%s\": %s",
+					   udc_kafka_topic, rd_kafka_err2str(rd_kafka_last_error()));
+		rd_kafka_destroy(rk);
+		rk = NULL;
+		return false;
+	}
+	rd_kafka_poll_set_consumer(rk);
+	rkq = rd_kafka_queue_get_consumer(rk);
+	if (rkq == NULL)
+	{
+		report_problem(WARNING, "cannot get the Kafka consumer queue");
+		consumer_destroy();
+		return false;
+	}
+
+	if (consumer_brokers)
+		pfree(consumer_brokers);
+	if (consumer_topic)
+		pfree(consumer_topic);
+	if (consumer_group)
+		pfree(consumer_group);
+	if (consumer_options)
+		pfree(consumer_options);
+	consumer_brokers = MemoryContextStrdup(TopMemoryContext, udc_kafka_brokers);
+	consumer_topic = MemoryContextStrdup(TopMemoryContext, udc_kafka_topic);
+	consumer_group = MemoryContextStrdup(TopMemoryContext, udc_kafka_group);
+	consumer_options = MemoryContextStrdup(TopMemoryContext, udc_kafka_options ? udc_kafka_options : "");
+	assigned = false;
+	need_reassign = true;
+	next_metadata_at = 0;
+	ereport(LOG,
+			(errmsg("udaconnect ingest worker %d: consuming topic \"%s\" from %s",
+					worker_index, udc_kafka_topic, udc_kafka_brokers)));
+	return true;
+}
+
+static bool
+consumer_settings_changed(void)
+{
+	if (rk == NULL)
+		return false;
+	return strcmp(consumer_brokers, udc_kafka_brokers) != 0 ||
+		strcmp(consumer_topic, udc_kafka_topic) != 0 ||
+		strcmp(consumer_group, udc_kafka_group) != 0 ||
+		strcmp(consumer_options, udc_kafka_options ? udc_kafka_options : "") != 0;
+}
+
+/* ------------------------------------------------------------------------
+ * database helpers (must run inside a transaction with SPI connected)
+ * ------------------------------------------------------------------------ */
+static bool
+extension_ready(void)
+{
+	return OidIsValid(get_extension_oid("pg_udaconnect", true)) &&
+		OidIsValid(get_relname_relid("ingest_offset", get_namespace_oid("udaconnect", true)));
+}
+
+static void
+begin_tx(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_tx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* is ingest paused?  (FOR SHARE: ingest_pause() waits for us) */
+static bool
+read_paused(bool lock)
+{
+	int			rc;
+	bool		isnull;
+	Datum		d;
+
+	rc = SPI_execute(lock ? "SELECT paused FROM udaconnect.ingest_control FOR SHARE"
+					 : "SELECT paused FROM udaconnect.ingest_control", false, 1);
+	if ((rc != SPI_OK_SELECT && rc != SPI_OK_SELINTO) || SPI_processed == 0)
+		return false;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return !isnull && DatumGetBool(d);
+}
+
+/* stored next offset of partition p, or -1 */
+static int64
+stored_offset_of(int32 partition, bool lock)
+{
+	static SPIPlanPtr plan_lock = NULL;
+	static SPIPlanPtr plan_nolock = NULL;
+	SPIPlanPtr *planp = lock ? &plan_lock : &plan_nolock;
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
+	int			rc;
+	bool		isnull;
+	Datum		d;
+
+	if (*planp == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(lock ?
+									"SELECT next_offset FROM udaconnect.ingest_offset WHERE topic = $1 AND \"partition\" = $2 FOR UPDATE" :
+									"SELECT next_offset FROM udaconnect.ingest_offset WHERE topic = $1 AND \"partition\" = $2",
+									2, types);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*planp = p;
+	}
+	values[0] = CStringGetTextDatum(consumer_topic);
+	values[1] = Int32GetDatum(partition);
+	rc = SPI_execute_plan(*planp, values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reading udaconnect.ingest_offset failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		return -1;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? -1 : DatumGetInt64(d);
+}
+
+/* ------------------------------------------------------------------------
+ * partition assignment
+ * ------------------------------------------------------------------------ */
+static void
+unassign(void)
+{
+	if (rk != NULL && assigned)
+		rd_kafka_assign(rk, NULL);
+	assigned = false;
+}
+
+/*
+ * Learn the topic's partitions (metadata, 500 ms at most) and assign ours,
+ * starting from the offsets stored in the database.  Returns false (after
+ * scheduling a retry with backoff) when the broker or topic is unavailable
+ * or the extension does not exist.
+ */
+static bool
+refresh_assignment(void)
+{
+	const rd_kafka_metadata_t *md = NULL;
+	rd_kafka_resp_err_t err;
+	int			npartitions;
+	rd_kafka_topic_partition_list_t *list;
+	int			i;
+	bool		ok = true;
+
+	if (!need_reassign && GetCurrentTimestamp() < next_metadata_at)
+		return true;
+	if (need_reassign && GetCurrentTimestamp() < next_metadata_at && backoff_ms > 0)
+		return false;
+
+	err = rd_kafka_metadata(rk, 0, rkt, &md, 500);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		set_state("waiting for Kafka");
+		report_problem(WARNING, "cannot read the metadata of topic \"%s\" from %s: %s (retrying in %d ms)",
+					   consumer_topic, consumer_brokers, rd_kafka_err2str(err),
+					   backoff_ms == 0 ? 500 : Min(backoff_ms * 2, 30000));
+		backoff();
+		return false;
+	}
+	if (md->topic_cnt < 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR ||
+		md->topics[0].partition_cnt <= 0)
+	{
+		rd_kafka_resp_err_t terr = md->topic_cnt < 1 ? RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART : md->topics[0].err;
+
+		rd_kafka_metadata_destroy(md);
+		set_state("waiting for topic");
+		report_problem(WARNING, "topic \"%s\" is not available on %s: %s (retrying in %d ms)",
+					   consumer_topic, consumer_brokers,
+					   terr == RD_KAFKA_RESP_ERR_NO_ERROR ? "no partitions" : rd_kafka_err2str(terr),
+					   backoff_ms == 0 ? 500 : Min(backoff_ms * 2, 30000));
+		backoff();
+		return false;
+	}
+	npartitions = md->topics[0].partition_cnt;
+	rd_kafka_metadata_destroy(md);
+	backoff_ms = 0;
+	next_metadata_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10000);
+
+	if (!need_reassign && npartitions == topic_partitions)
+		return true;
+
+	/* our share of the partitions */
+	if (parts)
+		pfree(parts);
+	parts = MemoryContextAlloc(TopMemoryContext, sizeof(PartState) * Max(npartitions, 1));
+	nparts = 0;
+	for (i = 0; i < npartitions; i++)
+	{
+		if (i % udc_ingest_workers == worker_index)
+		{
+			parts[nparts].partition = i;
+			parts[nparts].next_offset = -1;
+			nparts++;
+		}
+	}
+	topic_partitions = npartitions;
+
+	/* offsets and pause state from the database */
+	begin_tx("udaconnect ingest: reading offsets");
+	if (!extension_ready())
+		ok = false;
+	else
+	{
+		paused = read_paused(false);
+		for (i = 0; i < nparts; i++)
+			parts[i].next_offset = stored_offset_of(parts[i].partition, false);
+	}
+	end_tx();
+
+	if (!ok)
+	{
+		set_state("waiting for CREATE EXTENSION");
+		unassign();
+		next_metadata_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 2000);
+		return false;
+	}
+	publish_partitions();
+	if (paused)
+	{
+		unassign();
+		set_state("paused");
+		publish_watermarks(true);
+		need_reassign = true;
+		next_metadata_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 500);
+		return false;
+	}
+	if (nparts == 0)
+	{
+		unassign();
+		set_state("idle: no partition for this worker");
+		need_reassign = false;
+		return true;
+	}
+
+	list = rd_kafka_topic_partition_list_new(nparts);
+	for (i = 0; i < nparts; i++)
+	{
+		rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(list, consumer_topic, parts[i].partition);
+
+		tp->offset = parts[i].next_offset >= 0 ? parts[i].next_offset : RD_KAFKA_OFFSET_BEGINNING;
+	}
+	err = rd_kafka_assign(rk, list);
+	rd_kafka_topic_partition_list_destroy(list);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		report_problem(WARNING, "cannot assign the partitions of topic \"%s\": %s",
+					   consumer_topic, rd_kafka_err2str(err));
+		backoff();
+		return false;
+	}
+	assigned = true;
+	need_reassign = false;
+	set_state("consuming");
+	ereport(DEBUG1,
+			(errmsg_internal("udaconnect ingest worker %d: assigned %d of %d partitions of \"%s\"",
+							 worker_index, nparts, npartitions, consumer_topic)));
+	return true;
+}
+
+static PartState *
+find_part(int32 partition)
+{
+	int			i;
+
+	for (i = 0; i < nparts; i++)
+		if (parts[i].partition == partition)
+			return &parts[i];
+	return NULL;
+}
+
+/*
+ * A partition's stored offset is no longer on the broker (topic recreated,
+ * retention): restart it from the earliest available offset, loudly.
+ */
+static void
+handle_offset_reset(int32 partition, const char *why)
+{
+	int64_t		lo = -1,
+				hi = -1;
+	rd_kafka_resp_err_t err;
+
+	err = rd_kafka_query_watermark_offsets(rk, consumer_topic, partition, &lo, &hi, 1000);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR || lo < 0)
+	{
+		report_problem(WARNING, "partition %d of topic \"%s\": %s; cannot read its watermarks: %s",
+					   partition, consumer_topic, why, rd_kafka_err2str(err));
+		need_reassign = true;
+		backoff();
+		return;
+	}
+	begin_tx("udaconnect ingest: offset reset");
+	if (extension_ready())
+	{
+		Oid			types[3] = {TEXTOID, INT4OID, INT8OID};
+		Datum		values[3];
+		int64		stored = stored_offset_of(partition, true);
+
+		/* only move forward to the earliest offset, or restart a recreated topic */
+		if (stored < 0 || stored < lo || stored > hi)
+		{
+			values[0] = CStringGetTextDatum(consumer_topic);
+			values[1] = Int32GetDatum(partition);
+			values[2] = Int64GetDatum(lo);
+			SPI_execute_with_args("INSERT INTO udaconnect.ingest_offset (topic, \"partition\", next_offset) VALUES ($1, $2, $3) "
+								  "ON CONFLICT (topic, \"partition\") DO UPDATE SET next_offset = excluded.next_offset",
+								  3, types, values, NULL, false, 0);
+			ereport(WARNING,
+					(errmsg("udaconnect ingest worker %d: partition %d of topic \"%s\" restarts at offset %lld",
+							worker_index, partition, consumer_topic, (long long) lo),
+					 errdetail("%s: the stored offset %lld lies outside the broker's offsets [%lld, %lld).",
+							   why, (long long) stored, (long long) lo, (long long) hi),
+					 errhint("Messages between the stored offset and %lld are no longer on the broker (retention) or the topic was recreated.",
+							 (long long) lo)));
+		}
+	}
+	end_tx();
+	need_reassign = true;
+}
+
+/* ------------------------------------------------------------------------
+ * batch processing
+ * ------------------------------------------------------------------------ */
+typedef struct IngestRow
+{
+	int32		person_id;
+	double		latitude;
+	double		longitude;
+	TimestampTz creation_time;
+	int			msg;			/* index into batch[] */
+} IngestRow;
+
+typedef struct IngestReject
+{
+	int			msg;
+	char	   *reason;
+} IngestReject;
+
+/* protobuf-c allocations go to the per-batch memory context */
+static void *
+pb_alloc(void *data, size_t size)
+{
+	return MemoryContextAllocExtended((MemoryContext) data, size, MCXT_ALLOC_NO_OOM);
+}
+
+static void
+pb_free(void *data, void *ptr)
+{
+	/* freed with the batch context */
+}
+
+static TimestampTz
+unix_usec_to_timestamptz(int64 usec)
+{
+	return usec - ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC);
+}
+
+/*
+ * Decode and check one message.  Returns NULL when valid (row filled), else
+ * the reason (palloc'd).
+ */
+static char *
+validate_message(const rd_kafka_message_t *m, ProtobufCAllocator *alloc, TimestampTz now, IngestRow *row)
+{
+	Udaconnect__V1__Location *loc;
+	TimestampTz ts;
+
+	if (m->payload == NULL)
+		return pstrdup("empty message: no value (tombstone)");
+	loc = udaconnect__v1__location__unpack(alloc, m->len, (const uint8_t *) m->payload);
+	if (loc == NULL)
+		return psprintf("undecodable payload: %zu bytes that are not a udaconnect.v1.Location protobuf", m->len);
+	if (loc->person_id <= 0)
+		return loc->person_id == 0 ? pstrdup("person_id is missing")
+			: psprintf("person_id %d is not a valid person id", loc->person_id);
+	if (!isfinite(loc->latitude))
+		return psprintf("latitude is not finite (%s)", isnan(loc->latitude) ? "NaN" : "infinity");
+	if (!isfinite(loc->longitude))
+		return psprintf("longitude is not finite (%s)", isnan(loc->longitude) ? "NaN" : "infinity");
+	if (loc->latitude < -90.0 || loc->latitude > 90.0)
+		return psprintf("latitude %.17g is out of range [-90, 90]", loc->latitude);
+	if (loc->longitude < -180.0 || loc->longitude > 180.0)
+		return psprintf("longitude %.17g is out of range [-180, 180]", loc->longitude);
+	if (loc->creation_time != NULL)
+	{
+		int64		secs = loc->creation_time->seconds;
+		int32		nanos = loc->creation_time->nanos;
+
+		/* google.protobuf.Timestamp: 0001-01-01 .. 9999-12-31, nanos in [0, 1e9) */
+		if (nanos < 0 || nanos > 999999999 ||
+			secs < INT64CONST(-62135596800) || secs > INT64CONST(253402300799))
+			return psprintf("creation_time is not a valid timestamp (seconds %lld, nanos %d)",
+							(long long) secs, nanos);
+		ts = unix_usec_to_timestamptz(secs * USECS_PER_SEC + nanos / 1000);
+	}
+	else
+	{
+		rd_kafka_timestamp_type_t tstype;
+		int64		ms = rd_kafka_message_timestamp(m, &tstype);
+
+		if (tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE || ms < 0)
+			ts = now;
+		else
+			ts = unix_usec_to_timestamptz(ms * 1000);
+	}
+	if (!IS_VALID_TIMESTAMP(ts))
+		return pstrdup("creation_time is out of the range of timestamptz");
+	if (ts > now + (int64) udc_ingest_max_future_skew * USECS_PER_SEC)
+		return psprintf("creation_time %s is more than %d s in the future",
+						timestamptz_to_str(ts), udc_ingest_max_future_skew);
+	row->person_id = loc->person_id;
+	row->latitude = loc->latitude;
+	row->longitude = loc->longitude;
+	row->creation_time = ts;
+	return NULL;
+}
+
+/* COPY source: the binary COPY image in copy_src */
+static StringInfoData copy_src;
+static int	copy_pos;
+
+static int
+copy_read_cb(void *outbuf, int minread, int maxread)
+{
+	int			n = Min(maxread, copy_src.len - copy_pos);
+
+	if (n <= 0)
+		return 0;
+	memcpy(outbuf, copy_src.data + copy_pos, n);
+	copy_pos += n;
+	return n;
+}
+
+static inline void
+put_int16(StringInfo s, int16 v)
+{
+	uint16		n = pg_hton16((uint16) v);
+
+	appendBinaryStringInfoNT(s, (char *) &n, 2);
+}
+
+static inline void
+put_int32(StringInfo s, int32 v)
+{
+	uint32		n = pg_hton32((uint32) v);
+
+	appendBinaryStringInfoNT(s, (char *) &n, 4);
+}
+
+static inline void
+put_int64(StringInfo s, int64 v)
+{
+	uint64		n = pg_hton64((uint64) v);
+
+	appendBinaryStringInfoNT(s, (char *) &n, 8);
+}
+
+/* little-endian EWKB point with SRID 4326 (x = longitude, y = latitude) */
+static inline void
+put_ewkb_point(StringInfo s, double lon, double lat)
+{
+	static const unsigned char head[9] = {0x01, 0x01, 0x00, 0x00, 0x20, 0xE6, 0x10, 0x00, 0x00};
+	double		xy[2];
+
+	appendBinaryStringInfoNT(s, (const char *) head, 9);
+	xy[0] = lon;
+	xy[1] = lat;
+#ifdef WORDS_BIGENDIAN
+#error "EWKB writer assumes a little-endian machine"
+#endif
+	appendBinaryStringInfoNT(s, (const char *) xy, 16);
+}
+
+static void
+build_copy_image(IngestRow *rows, int n)
+{
+	static const char sig[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', '\377', '\r', '\n', '\0'};
+	int			i;
+
+	resetStringInfo(&copy_src);
+	enlargeStringInfo(&copy_src, 19 + n * 55 + 2);
+	appendBinaryStringInfo(&copy_src, sig, 11);
+	put_int32(&copy_src, 0);	/* flags */
+	put_int32(&copy_src, 0);	/* header extension */
+	for (i = 0; i < n; i++)
+	{
+		enlargeStringInfo(&copy_src, 64);
+		put_int16(&copy_src, 3);
+		put_int32(&copy_src, 4);
+		put_int32(&copy_src, rows[i].person_id);
+		put_int32(&copy_src, 25);
+		put_ewkb_point(&copy_src, rows[i].longitude, rows[i].latitude);
+		put_int32(&copy_src, 8);
+		put_int64(&copy_src, rows[i].creation_time);
+	}
+	put_int16(&copy_src, -1);
+	copy_pos = 0;
+}
+
+/* COPY rows into udaconnect.location (may raise an error) */
+static uint64
+copy_rows(Relation rel, IngestRow *rows, int n)
+{
+	ParseState *pstate;
+	ParseNamespaceItem *nsitem;
+	CopyFromState cstate;
+	List	   *attnames;
+	List	   *options;
+	uint64		processed;
+
+	build_copy_image(rows, n);
+	pstate = make_parsestate(NULL);
+	nsitem = addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
+	nsitem->p_rte->requiredPerms = ACL_INSERT;
+	attnames = list_make3(makeString("person_id"), makeString("coordinate"), makeString("creation_time"));
+	options = list_make1(makeDefElem("format", (Node *) makeString("binary"), -1));
+	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_read_cb, attnames, options);
+	processed = CopyFrom(cstate);
+	EndCopyFrom(cstate);
+	free_parsestate(pstate);
+	return processed;
+}
+
+/*
+ * Insert rows[0..n) in a subtransaction; if that fails, split in halves and
+ * retry, so that only the rows that fail on their own are rejected.
+ */
+static void
+copy_rows_resilient(Relation rel, IngestRow *rows, int n,
+					IngestReject *rejects, int *nrejects, uint64 *inserted)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	char	   *volatile failure = NULL;
+
+	if (n <= 0)
+		return;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		uint64		c = copy_rows(rel, rows, n);
+
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		*inserted += c;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		/* never swallow a cancel/shutdown request */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED || edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		failure = psprintf("insert failed: %s (SQLSTATE %s)", edata->message,
+						   unpack_sql_state(edata->sqlerrcode));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+
+	if (failure == NULL)
+		return;
+	if (n == 1)
+	{
+		rejects[*nrejects].msg = rows[0].msg;
+		rejects[*nrejects].reason = failure;
+		(*nrejects)++;
+		return;
+	}
+	copy_rows_resilient(rel, rows, n / 2, rejects, nrejects, inserted);
+	copy_rows_resilient(rel, rows + n / 2, n - n / 2, rejects, nrejects, inserted);
+}
+
+/* Kafka keys are bytes: keep them readable when they are text */
+static Datum
+key_datum(const rd_kafka_message_t *m, bool *isnull)
+{
+	const char *k = (const char *) m->key;
+	size_t		len = m->key_len;
+
+	*isnull = (k == NULL);
+	if (k == NULL)
+		return (Datum) 0;
+	if (len <= 1024 && memchr(k, '\0', len) == NULL &&
+		pg_verify_mbstr(GetDatabaseEncoding(), k, (int) len, true))
+		return PointerGetDatum(cstring_to_text_with_len(k, (int) len));
+	else
+	{
+		StringInfoData s;
+		size_t		i;
+
+		initStringInfo(&s);
+		appendStringInfoString(&s, "\\x");
+		for (i = 0; i < len && i < 1024; i++)
+			appendStringInfo(&s, "%02x", (unsigned char) k[i]);
+		if (len > 1024)
+			appendStringInfoString(&s, "...");
+		return PointerGetDatum(cstring_to_text(s.data));
+	}
+}
+
+static void
+insert_rejects(IngestReject *rejects, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	int			i;
+
+	if (n == 0)
+		return;
+	if (plan == NULL)
+	{
+		Oid			types[6] = {TEXTOID, INT4OID, INT8OID, TEXTOID, BYTEAOID, TEXTOID};
+		SPIPlanPtr	p = SPI_prepare("INSERT INTO udaconnect.ingest_rejects (topic, \"partition\", \"offset\", key, payload, reason) "
+									"VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plan = p;
+	}
+	for (i = 0; i < n; i++)
+	{
+		rd_kafka_message_t *m = batch[rejects[i].msg];
+		Datum		values[6];
+		char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+		bool		isnull;
+		int			rc;
+
+		values[0] = CStringGetTextDatum(consumer_topic);
+		values[1] = Int32GetDatum(m->partition);
+		values[2] = Int64GetDatum(m->offset);
+		values[3] = key_datum(m, &isnull);
+		if (isnull)
+			nulls[3] = 'n';
+		if (m->payload == NULL)
+			nulls[4] = 'n';
+		else
+		{
+			bytea	   *b = palloc(VARHDRSZ + m->len);
+
+			SET_VARSIZE(b, VARHDRSZ + m->len);
+			memcpy(VARDATA(b), m->payload, m->len);
+			values[4] = PointerGetDatum(b);
+		}
+		values[5] = CStringGetTextDatum(rejects[i].reason);
+		rc = SPI_execute_plan(plan, values, nulls, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "inserting into udaconnect.ingest_rejects failed: %s", SPI_result_code_string(rc));
+	}
+}
+
+static void
+store_offset(int32 partition, int64 next_offset, int64 rows, int64 nrejects)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[5];
+	int			rc;
+
+	if (plan == NULL)
+	{
+		Oid			types[5] = {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID};
+		SPIPlanPtr	p = SPI_prepare("INSERT INTO udaconnect.ingest_offset AS o "
+									"(topic, \"partition\", next_offset, rows_ingested, rejects, last_batch_at) "
+									"VALUES ($1, $2, $3, $4, $5, now()) "
+									"ON CONFLICT (topic, \"partition\") DO UPDATE SET "
+									"next_offset = excluded.next_offset, "
+									"rows_ingested = o.rows_ingested + excluded.rows_ingested, "
+									"rejects = o.rejects + excluded.rejects, "
+									"last_batch_at = excluded.last_batch_at", 5, types);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plan = p;
+	}
+	values[0] = CStringGetTextDatum(consumer_topic);
+	values[1] = Int32GetDatum(partition);
+	values[2] = Int64GetDatum(next_offset);
+	values[3] = Int64GetDatum(rows);
+	values[4] = Int64GetDatum(nrejects);
+	rc = SPI_execute_plan(plan, values, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "updating udaconnect.ingest_offset failed: %s", SPI_result_code_string(rc));
+}
+
+static int
+cmp_int32(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a;
+	int32		y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Which person ids of rows[] exist?  Marks the others as rejects and
+ * compacts rows[].  One query per batch.
+ */
+static int
+check_persons(IngestRow *rows, int n, IngestReject *rejects, int *nrejects)
+{
+	int32	   *ids;
+	int			nids = 0;
+	int32	   *found;
+	int			nfound = 0;
+	Datum	   *elems;
+	ArrayType  *arr;
+	Oid			types[1] = {INT4ARRAYOID};
+	Datum		values[1];
+	int			rc;
+	int			i,
+				kept = 0;
+	static SPIPlanPtr plan = NULL;
+
+	if (n == 0)
+		return 0;
+	ids = palloc(sizeof(int32) * n);
+	for (i = 0; i < n; i++)
+		ids[i] = rows[i].person_id;
+	qsort(ids, n, sizeof(int32), cmp_int32);
+	for (i = 0; i < n; i++)
+		if (nids == 0 || ids[nids - 1] != ids[i])
+			ids[nids++] = ids[i];
+	elems = palloc(sizeof(Datum) * nids);
+	for (i = 0; i < nids; i++)
+		elems[i] = Int32GetDatum(ids[i]);
+	arr = construct_array(elems, nids, INT4OID, sizeof(int32), true, TYPALIGN_INT);
+
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("SELECT id FROM udaconnect.person WHERE id = ANY ($1)", 1, types);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plan = p;
+	}
+	values[0] = PointerGetDatum(arr);
+	rc = SPI_execute_plan(plan, values, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reading udaconnect.person failed: %s", SPI_result_code_string(rc));
+	found = palloc(sizeof(int32) * (SPI_processed + 1));
+	for (i = 0; i < (int) SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			found[nfound++] = DatumGetInt32(d);
+	}
+	qsort(found, nfound, sizeof(int32), cmp_int32);
+	for (i = 0; i < n; i++)
+	{
+		if (bsearch(&rows[i].person_id, found, nfound, sizeof(int32), cmp_int32) != NULL)
+			rows[kept++] = rows[i];
+		else
+		{
+			rejects[*nrejects].msg = rows[i].msg;
+			rejects[*nrejects].reason = psprintf("person %d does not exist", rows[i].person_id);
+			(*nrejects)++;
+		}
+	}
+	return kept;
+}
+
+static int
+cmp_row(const void *a, const void *b)
+{
+	const IngestRow *x = (const IngestRow *) a;
+	const IngestRow *y = (const IngestRow *) b;
+
+	if (x->person_id != y->person_id)
+		return x->person_id < y->person_id ? -1 : 1;
+	if (x->creation_time != y->creation_time)
+		return x->creation_time < y->creation_time ? -1 : 1;
+	return (x->msg > y->msg) - (x->msg < y->msg);
+}
+
+typedef struct BatchPart
+{
+	int32		partition;
+	int64		stored;			/* offset stored before this batch, -1 none */
+	int64		next;			/* offset after the last message consumed */
+	int64		rows;
+	int64		rejects;
+	bool		any;			/* any new message of this partition */
+} BatchPart;
+
+static BatchPart *
+batch_part(BatchPart *bp, int *nbp, int32 partition)
+{
+	int			i;
+
+	for (i = 0; i < *nbp; i++)
+		if (bp[i].partition == partition)
+			return &bp[i];
+	bp[*nbp].partition = partition;
+	bp[*nbp].stored = -2;
+	bp[*nbp].next = -1;
+	bp[*nbp].rows = 0;
+	bp[*nbp].rejects = 0;
+	bp[*nbp].any = false;
+	return &bp[(*nbp)++];
+}
+
+/*
+ * Ingest batch[0..n) in one transaction.  Returns false if the batch was not
+ * applied (paused, extension missing): the caller must re-seek.
+ */
+static bool
+process_batch(int n)
+{
+	MemoryContext oldcxt;
+	ProtobufCAllocator alloc;
+	IngestRow  *rows;
+	IngestReject *rejects;
+	BatchPart  *bp;
+	int			nbp = 0;
+	int			nrows = 0;
+	int			nrejects = 0;
+	int			i;
+	bool		applied = true;
+	uint64		inserted = 0;
+	TimestampTz now;
+	Oid			locrel;
+
+	begin_tx("udaconnect ingest: batch");
+	oldcxt = MemoryContextSwitchTo(batch_cxt);
+	MemoryContextReset(batch_cxt);
+
+	if (!extension_ready())
+	{
+		applied = false;
+		goto done;
+	}
+	if (read_paused(true))
+	{
+		paused = true;
+		applied = false;
+		goto done;
+	}
+
+	alloc.alloc = pb_alloc;
+	alloc.free = pb_free;
+	alloc.allocator_data = batch_cxt;
+	rows = palloc(sizeof(IngestRow) * n);
+	rejects = palloc(sizeof(IngestReject) * n);
+	bp = palloc(sizeof(BatchPart) * n);
+	now = GetCurrentTimestamp();
+
+	for (i = 0; i < n; i++)
+	{
+		rd_kafka_message_t *m = batch[i];
+		BatchPart  *p = batch_part(bp, &nbp, m->partition);
+		char	   *reason;
+
+		/* lock this partition's offset row: a concurrent consumer waits */
+		if (p->stored == -2)
+		{
+			MemoryContextSwitchTo(oldcxt);
+			p->stored = stored_offset_of(m->partition, true);
+			MemoryContextSwitchTo(batch_cxt);
+			p->next = p->stored;
+		}
+		/* already ingested (re-delivery after a re-seek): skip */
+		if (p->stored >= 0 && m->offset < p->stored)
+			continue;
+		if (m->offset + 1 > p->next)
+			p->next = m->offset + 1;
+		p->any = true;
+		reason = validate_message(m, &alloc, now, &rows[nrows]);
+		if (reason == NULL)
+			rows[nrows++].msg = i;
+		else
+		{
+			rejects[nrejects].msg = i;
+			rejects[nrejects].reason = reason;
+			nrejects++;
+		}
+	}
+
+	nrows = check_persons(rows, nrows, rejects, &nrejects);
+	if (nrows > 0)
+	{
+		Relation	rel;
+
+		/*
+		 * Insert in (person_id, creation_time) order: the index inserts of a
+		 * batch then walk that index in order, hot in the CPU cache.
+		 */
+		qsort(rows, nrows, sizeof(IngestRow), cmp_row);
+
+		locrel = get_relname_relid("location", get_namespace_oid("udaconnect", false));
+		if (!OidIsValid(locrel))
+			elog(ERROR, "table udaconnect.location does not exist");
+		rel = table_open(locrel, RowExclusiveLock);
+		copy_rows_resilient(rel, rows, nrows, rejects, &nrejects, &inserted);
+		table_close(rel, NoLock);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	insert_rejects(rejects, nrejects);
+
+	/* per-partition counts */
+	for (i = 0; i < nrejects; i++)
+		batch_part(bp, &nbp, batch[rejects[i].msg]->partition)->rejects++;
+	for (i = 0; i < nbp; i++)
+	{
+		PartState  *ps;
+
+		if (!bp[i].any)
+			continue;
+		ps = find_part(bp[i].partition);
+		if (ps)
+			ps->next_offset = bp[i].next;
+	}
+	/* rows per partition: every accepted message minus the rejected ones */
+	{
+		int64	   *accepted = palloc0(sizeof(int64) * nbp);
+		int			j;
+
+		for (i = 0; i < n; i++)
+		{
+			BatchPart  *p = NULL;
+
+			for (j = 0; j < nbp; j++)
+				if (bp[j].partition == batch[i]->partition)
+				{
+					p = &bp[j];
+					accepted[j] += (p->stored < 0 || batch[i]->offset >= p->stored) ? 1 : 0;
+					break;
+				}
+		}
+		for (j = 0; j < nbp; j++)
+		{
+			if (!bp[j].any)
+				continue;
+			store_offset(bp[j].partition, bp[j].next, accepted[j] - bp[j].rejects, bp[j].rejects);
+		}
+	}
+
+done:
+	MemoryContextSwitchTo(oldcxt);
+	end_tx();
+	if (!applied)
+		set_state(paused ? "paused" : "waiting for CREATE EXTENSION");
+	MemoryContextReset(batch_cxt);
+	if (applied && nrejects > 0)
+		ereport(DEBUG1,
+				(errmsg_internal("udaconnect ingest worker %d: batch of %d messages: %llu rows, %d rejects",
+								 worker_index, n, (unsigned long long) inserted, nrejects)));
+	return applied;
+}
+
+static void
+free_batch(int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		rd_kafka_message_destroy(batch[i]);
+}
+
+/*
+ * Collect up to udaconnect.ingest_batch_size messages for at most
+ * udaconnect.ingest_batch_timeout, waking up at least every 100 ms to serve
+ * interrupts.  Error events are handled here and not returned.
+ */
+static int
+collect_batch(void)
+{
+	int			n = 0;
+	int			size = udc_ingest_batch_size;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), udc_ingest_batch_timeout);
+
+	if (batch_alloc < size)
+	{
+		if (batch)
+			pfree(batch);
+		batch = MemoryContextAlloc(TopMemoryContext, sizeof(rd_kafka_message_t *) * size);
+		batch_alloc = size;
+	}
+	for (;;)
+	{
+		long		remaining = (long) ((deadline - GetCurrentTimestamp()) / 1000);
+		ssize_t		got;
+		int			i,
+					w;
+
+		if (remaining < 0)
+			remaining = 0;
+		got = rd_kafka_consume_batch_queue(rkq, (int) Min(remaining, 100), batch + n, size - n);
+		if (got < 0)
+		{
+			report_problem(WARNING, "consuming from topic \"%s\" failed: %s",
+						   consumer_topic, rd_kafka_err2str(rd_kafka_last_error()));
+			break;
+		}
+		w = n;
+		for (i = 0; i < got; i++)
+		{
+			rd_kafka_message_t *m = batch[n + i];
+
+			if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			{
+				batch[w++] = m;
+				continue;
+			}
+			/* an event, not a message */
+			if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+				m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE)
+			{
+				char		why[300];
+
+				snprintf(why, sizeof(why), "%s", rd_kafka_message_errstr(m));
+				handle_offset_reset(m->partition, why);
+			}
+			else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			{
+				report_problem(WARNING, "topic \"%s\" partition %d: %s",
+							   consumer_topic, m->partition, rd_kafka_message_errstr(m));
+				if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+					m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+					m->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+				{
+					need_reassign = true;
+					backoff();
+				}
+			}
+			rd_kafka_message_destroy(m);
+		}
+		n = w;
+		if (n >= size || need_reassign || InterruptPending || ConfigReloadPending ||
+			GetCurrentTimestamp() >= deadline)
+			break;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------------------
+ * main loop
+ * ------------------------------------------------------------------------ */
+void
+udc_ingest_worker_main(Datum main_arg)
+{
+	worker_index = DatumGetInt32(main_arg);
+	if (worker_index < 0 || worker_index >= UDC_MAX_WORKERS)
+		elog(FATAL, "udaconnect ingest worker number %d out of range", worker_index);
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	BackgroundWorkerInitializeConnection(udc_database, NULL, 0);
+	pgstat_report_appname(psprintf("udaconnect ingest worker %d", worker_index));
+
+	batch_cxt = AllocSetContextCreate(TopMemoryContext, "udaconnect ingest batch", ALLOCSET_DEFAULT_SIZES);
+	initStringInfo(&copy_src);
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		copy_src.data = repalloc(copy_src.data, 1024);
+		copy_src.maxlen = 1024;
+		MemoryContextSwitchTo(old);
+	}
+	on_proc_exit(consumer_exit_cb, (Datum) 0);
+	set_state("starting");
+	ereport(LOG, (errmsg("udaconnect ingest worker %d started", worker_index)));
+
+	for (;;)
+	{
+		int			n;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			config_broken = false;
+			if (consumer_settings_changed())
+			{
+				ereport(LOG, (errmsg("udaconnect ingest worker %d: Kafka settings changed, reconnecting", worker_index)));
+				consumer_destroy();
+			}
+			need_reassign = true;
+			next_metadata_at = 0;
+			backoff_ms = 0;
+		}
+		drain_kafka_log();
+
+		if (RecoveryInProgress())
+		{
+			consumer_destroy();
+			set_state("idle: server in recovery");
+			wait_ms(1000);
+			continue;
+		}
+		if (udc_kafka_brokers == NULL || udc_kafka_brokers[0] == '\0')
+		{
+			consumer_destroy();
+			set_state("idle: udaconnect.kafka_brokers is empty");
+			wait_ms(10000);
+			continue;
+		}
+		if (config_broken)
+		{
+			wait_ms(10000);
+			continue;
+		}
+		if (rk == NULL && !consumer_create())
+		{
+			set_state("error: bad Kafka settings");
+			config_broken = true;
+			continue;
+		}
+		if (!refresh_assignment())
+		{
+			/* paused, no extension, broker or topic unavailable: retry later */
+			drain_kafka_log();
+			wait_ms(Max(Min(backoff_ms, 30000), 500));
+			continue;
+		}
+		if (!assigned)
+		{
+			wait_ms(1000);
+			continue;
+		}
+
+		n = collect_batch();
+		if (n > 0)
+		{
+			bool		applied = process_batch(n);
+
+			free_batch(n);
+			if (!applied)
+			{
+				unassign();
+				need_reassign = true;
+				next_metadata_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 500);
+			}
+			else if (last_error_text[0] != '\0')
+				last_error_text[0] = '\0';
+		}
+		publish_watermarks(false);
+	}
+}

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# 10-finder: latency of udaconnect.find_connections against the plain PostGIS
+# self-join and the original's per-point algorithm, on the same generated
+# conference, plus load rate and bytes per row (issue 2; docs/benchmarks.md).
+#
+# For each size: a fresh database bench_finder with the extension; the
+# deterministic conference of test/bench/finder/gen.sql; timed load into
+# udaconnect.location (INSERT ... SELECT from an unlogged staging table) and
+# into bench.postgis, the plain PostGIS layout (GiST on coordinate::geography,
+# btree(creation_time), btree(person_id, creation_time)); then, for N persons
+# (default 40) and one UTC day, 5 m, with a 60 s window and without one:
+#   find_connections      the extension's C finder
+#   PostGIS self-join     one SQL statement, same rows (measure.sql); when the
+#                         planner serves the 60 s window with btree(creation_time)
+#                         rather than the GiST index, it is measured again
+#                         with that btree dropped ("GiST only"); speedups are
+#                         over the faster self-join
+#   original              the original's algorithm from a client: P's points,
+#                         then one ST_DWithin query per point (psql \gexec;
+#                         on the first M persons, default 10)
+# Every method's set of location ids is compared with the self-join's.
+#
+# Sizes:  UDACONNECT_BENCH_QUICK=1   100k rows (200 persons, 20 booths)
+#         default                    1M (2,000 persons, 200 booths, 3 days) and
+#                                    10M (the same conference's 10 yearly
+#                                    editions in one table; the measured day is
+#                                    in the last one)
+#         UDACONNECT_BENCH_SIZES="1M"  pick sizes (100k, 1M, 10M)
+#         UDACONNECT_BENCH_PERSONS=40, UDACONNECT_BENCH_ORIGINAL_PERSONS=10
+#         UDACONNECT_BENCH_KEEP=1    keep database bench_finder afterwards
+set -uo pipefail
+TOP=${TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+F=$TOP/test/bench/finder
+BENCH_DIR=${BENCH_DIR:-$(mktemp -d)}
+DB=bench_finder
+DAY=2025-06-11
+if [ "${UDACONNECT_BENCH_QUICK:-0}" = 1 ]; then
+  SIZES=${UDACONNECT_BENCH_SIZES:-100k}
+else
+  SIZES=${UDACONNECT_BENCH_SIZES:-1M 10M}
+fi
+NSAMPLE=${UDACONNECT_BENCH_PERSONS:-40}
+NORIG=${UDACONNECT_BENCH_ORIGINAL_PERSONS:-10}
+PSQL=(psql -X -q -At -v ON_ERROR_STOP=1)
+LAT=$BENCH_DIR/latency.txt
+LOADS=$BENCH_DIR/loads.txt
+: > "$LAT"; : > "$LOADS"
+
+die() { echo "10-finder: $*" >&2; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+q() { "${PSQL[@]}" -d "$DB" "$@"; }
+
+for size in $SIZES; do
+  case $size in
+    100k) persons=200;  booths=20;  reports=167; editions=1 ;;
+    1M)   persons=2000; booths=200; reports=167; editions=1 ;;
+    10M)  persons=2000; booths=200; reports=167; editions=10 ;;
+    *) die "unknown size $size (100k, 1M, 10M)" ;;
+  esac
+  rows=$((editions * 3 * reports * persons))
+  echo
+  echo "--- $size: $rows locations: $persons persons, $booths booths, $editions edition(s) x 3 days x $reports reports (every ~120 s); measured day $DAY"
+
+  "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" || die "cannot create database $DB"
+  q -c "CREATE EXTENSION pg_udaconnect CASCADE" || die "CREATE EXTENSION pg_udaconnect failed"
+
+  t0=$(now)
+  q -v persons=$persons -v booths=$booths -v reports=$reports -v editions=$editions -f "$F/gen.sql" >/dev/null ||
+    die "generator failed"
+  tgen=$(since "$t0")
+
+  # load: our layout
+  t0=$(now)
+  q -c "INSERT INTO udaconnect.location (person_id, coordinate, creation_time)
+        SELECT person_id, coordinate, creation_time FROM bench.src" || die "load into udaconnect.location failed"
+  tours=$(since "$t0")
+  q -c "VACUUM ANALYZE udaconnect.location"
+  read -r ht hi htot <<<"$(q -F ' ' -c "SELECT pg_relation_size('udaconnect.location'), pg_indexes_size('udaconnect.location'), pg_total_relation_size('udaconnect.location')")"
+
+  # load: the plain PostGIS layout, same points and ids
+  q -c "CREATE TABLE bench.postgis (id bigint PRIMARY KEY, person_id integer NOT NULL,
+                                    coordinate geometry(Point, 4326) NOT NULL, creation_time timestamptz NOT NULL)" \
+    -c "CREATE INDEX bench_postgis_geog_idx ON bench.postgis USING gist ((coordinate::geography))" \
+    -c "CREATE INDEX bench_postgis_time_idx ON bench.postgis (creation_time)" \
+    -c "CREATE INDEX bench_postgis_person_time_idx ON bench.postgis (person_id, creation_time)" || die "cannot create bench.postgis"
+  t0=$(now)
+  q -c "INSERT INTO bench.postgis SELECT id, person_id, coordinate, creation_time FROM udaconnect.location ORDER BY id" ||
+    die "load into bench.postgis failed"
+  tpg=$(since "$t0")
+  q -c "VACUUM ANALYZE bench.postgis" -c "DROP TABLE bench.src"
+  read -r pt pi ptot <<<"$(q -F ' ' -c "SELECT pg_relation_size('bench.postgis'), pg_indexes_size('bench.postgis'), pg_total_relation_size('bench.postgis')")"
+  printf 'generated %s rows in %.1f s\n' "$rows" "$tgen"
+  awk -v r="$rows" -v s="$size" -v t1="$tours" -v a1="$ht" -v b1="$hi" -v c1="$htot" \
+      -v t2="$tpg" -v a2="$pt" -v b2="$pi" -v c2="$ptot" 'BEGIN {
+    printf "%s|udaconnect.location (the extension)|%.1f|%d|%.0f|%.0f|%.0f\n", s, t1, r / t1, a1 / r, b1 / r, c1 / r
+    printf "%s|PostGIS layout (GiST geography + 2 btree)|%.1f|%d|%.0f|%.0f|%.0f\n", s, t2, r / t2, a2 / r, b2 / r, c2 / r }' >> "$LOADS"
+
+  # the self-join's plan: the GiST index must be used
+  q -f "$F/measure.sql" >/dev/null || die "measure.sql failed"
+  first=$(q -c "SELECT bench.sample($NSAMPLE, $persons) LIMIT 1")
+  plan_of() {  # $1 = window ('60 seconds' or NULL), $2 = label; sets gist=yes/NO
+    local sj plan
+    sj=$(q -c "SELECT bench.q_selfjoin($first, '$DAY', $1)")
+    plan=$(q -c "SET max_parallel_workers_per_gather = 0" -c "EXPLAIN (COSTS OFF) $sj")
+    if printf '%s\n' "$plan" | grep -q "Index Scan using bench_postgis_geog_idx"; then
+      gist=yes; how="yes (index scan per point of P)"
+    elif printf '%s\n' "$plan" | grep -q "Bitmap Index Scan on bench_postgis_geog_idx"; then
+      gist=bitmap; how="yes, as a bitmap index scan"
+      printf '%s\n' "$plan" | grep -q "BitmapAnd" && how="$how AND-ed with another index"
+    else
+      gist=NO; how="NO"
+    fi
+    echo "$2 (person $first): GiST index on coordinate::geography used: $how; the plan's joins and scans:"
+    printf '%s\n' "$plan" | grep -E "Scan|Nested|Join" | head -n 8 | sed 's/^ */    /'
+  }
+  plan_of NULL "self-join, no window"
+  plan_of "'60 seconds'" "self-join, 60 s window"
+  gist60=$gist
+
+  # finder and self-join
+  t0=$(now)
+  q -f "$F/measure.sql" -c "SELECT bench.measure('$DAY', $NSAMPLE, $persons, ARRAY['find_connections', 'PostGIS self-join'])" >/dev/null ||
+    die "measurement failed"
+  printf 'find_connections and self-join measured in %.0f s\n' "$(since "$t0")"
+
+  # the original's algorithm from the client
+  script=$BENCH_DIR/original-$size.sql
+  out=$BENCH_DIR/original-$size.out
+  cp "$F/original.sql" "$script"
+  for p in $(q -c "SELECT bench.sample($NSAMPLE, $persons) LIMIT $NORIG"); do
+    for w in window none; do
+      win=$([ $w = window ] && echo 00:01:00 || echo none)
+      cat >> "$script" <<SQL
+SELECT clock_timestamp() AS t0 \\gset
+SELECT format('EXECUTE near_$w(%s, %s, $p, %L, %L$([ $w = window ] && echo ', %L'))', ST_X(coordinate), ST_Y(coordinate),
+              '$DAY 00:00:00+00', timestamptz '$DAY 00:00:00+00' + interval '1 day'$([ $w = window ] && echo ', creation_time'))
+  FROM bench.postgis WHERE person_id = $p AND creation_time >= '$DAY 00:00:00+00' AND creation_time < timestamptz '$DAY 00:00:00+00' + interval '1 day'
+ ORDER BY creation_time \\gexec
+INSERT INTO bench.result (method, win, person, ms, n)
+VALUES ('original', '$win', $p, 1000 * extract(epoch FROM clock_timestamp() - :'t0'::timestamptz), 0);
+SQL
+    done
+  done
+  t0=$(now)
+  q -F '|' -o "$out" -f "$script" || die "the original's algorithm failed (see $script)"
+  printf 'original algorithm measured in %.0f s\n' "$(since "$t0")"
+  q -c "\\copy bench.original_rows FROM '$out' (FORMAT text, DELIMITER '|')" \
+    -c "UPDATE bench.result r SET n = x.n, idsum = x.s, idhash = x.h
+          FROM (SELECT person, win, count(*) AS n, sum(id) AS s, sum(hashint8(id)) AS h
+                  FROM (SELECT DISTINCT person, win, id FROM bench.original_rows) d GROUP BY 1, 2) x
+         WHERE r.method = 'original' AND r.person = x.person AND r.win = x.win" || die "cannot load the original's results"
+  rm -f "$out"
+
+  # with a short window the planner may read the other persons' points
+  # through btree(creation_time) instead of the GiST index: measure the
+  # self-join without that index too, and compare with the faster one
+  if [ "$gist60" != yes ]; then
+    q -c "DROP INDEX bench.bench_postgis_time_idx"
+    plan_of "'60 seconds'" "self-join, 60 s window, btree(creation_time) dropped"
+    t0=$(now)
+    q -f "$F/measure.sql" -c "SELECT bench.measure('$DAY', $NSAMPLE, $persons, ARRAY['self-join, GiST only'])" >/dev/null ||
+      die "measurement failed"
+    printf 'self-join (GiST only) measured in %.0f s\n' "$(since "$t0")"
+  fi
+
+  q -v rows="$size" -f "$F/report.sql" >> "$LAT" || die "report failed"
+  if [ "${UDACONNECT_BENCH_KEEP:-0}" != 1 ]; then
+    "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB"
+  fi
+done
+
+echo
+echo "Load (INSERT ... SELECT of all rows into the indexed table, one statement) and size on disk:"
+{ echo "rows|layout|load s|rows/s|table B/row|indexes B/row|total B/row"; cat "$LOADS"; } | column -t -s '|' | sed 's/^/  /'
+echo
+echo "find_connections(P, day, day, 5 m, window) latency, one UTC day, over the sampled persons:"
+{ echo "rows|method|window|persons|p50 ms|p95 ms|speedup (p50)|identical to self-join|rows out|target (issue 2)"; cat "$LAT"; } |
+  column -t -s '|' | sed 's/^/  /'
+exit 0   # a benchmark reports (targets met or not); it fails only when it cannot run

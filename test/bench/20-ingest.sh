@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Benchmark: Kafka ingest by the pg_udaconnect background workers.
+#
+#  1. sustained ingest rate from a pre-filled topic (N messages, default 1M)
+#     into udaconnect.location with all its indexes, measured between the
+#     first and the last committed batch (track_commit_timestamp);
+#  (a) server-side COPY (binary) of the same rows into a table of the same
+#      shape (indexes, generated cell column, person trigger): the practical
+#      limit;
+#  (b) the original consumer's approach: one INSERT (and commit) per message
+#      over one connection, on a sample;
+#  2. produce-to-row latency (p50/p95/p99, creation_time = produce time,
+#     commit timestamp of the row) at a steady offered load.
+#
+# Sizes: UDACONNECT_BENCH_INGEST_ROWS (default 1000000, quick 100000),
+# UDACONNECT_BENCH_INGEST_SAMPLE (default 5000, quick 1000),
+# UDACONNECT_BENCH_LATENCY_RATE (default 50000/s), UDACONNECT_BENCH_LATENCY_SECONDS
+# (default 10, quick 3).  Needs the stack's env (test/bench/run.sh) and the
+# embedded broker or UDACONNECT_KAFKA_BROKERS.
+set -euo pipefail
+TOP=${TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+RUN_DIR=${RUN_DIR:-$UDACONNECT_RUN_DIR}
+BENCH_DIR=${BENCH_DIR:-$RUN_DIR/bench/20-ingest}
+mkdir -p "$BENCH_DIR"
+PGBIN=${PGBIN:-$(${PG_CONFIG:-pg_config} --bindir)}
+PRODUCE=$TOP/scripts/devkafka/udaconnect-produce
+TOPIC=${UDACONNECT_KAFKA_TOPIC:-locations}
+BROKERS=${UDACONNECT_KAFKA_BROKERS:?UDACONNECT_KAFKA_BROKERS is not set (run via test/bench/run.sh)}
+if [ "${UDACONNECT_BENCH_QUICK:-0}" = 1 ]; then
+  N=${UDACONNECT_BENCH_INGEST_ROWS:-100000}; SAMPLE=${UDACONNECT_BENCH_INGEST_SAMPLE:-1000}
+  LAT_S=${UDACONNECT_BENCH_LATENCY_SECONDS:-3}
+else
+  N=${UDACONNECT_BENCH_INGEST_ROWS:-1000000}; SAMPLE=${UDACONNECT_BENCH_INGEST_SAMPLE:-5000}
+  LAT_S=${UDACONNECT_BENCH_LATENCY_SECONDS:-10}
+fi
+LAT_RATE=${UDACONNECT_BENCH_LATENCY_RATE:-50000}
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -At)
+q() { "${PSQL[@]}" -c "$1"; }
+
+# commit timestamps are how we time batches and latency
+if [ "$(q 'SHOW track_commit_timestamp')" != on ]; then
+  q "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null
+  "$PGBIN/pg_ctl" -D "$RUN_DIR/pgdata" -l "$RUN_DIR/log/postgresql.log" -w -t 60 restart -m fast >/dev/null
+  for _ in $(seq 1 50); do q "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+q "SELECT udaconnect.ingest_pause()" >/dev/null
+q "INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
+   SELECT g, 'Bench' || g, 'Person', 'Bench Inc' FROM generate_series(100001, 102000) g
+   ON CONFLICT (id) DO NOTHING" >/dev/null
+WORKERS=$(q "SHOW udaconnect.ingest_workers")
+BATCH=$(q "SHOW udaconnect.ingest_batch_size")
+PARTS=$(q "SELECT count(*) FROM udaconnect.ingest_status WHERE topic = '$TOPIC'")
+START_OFF=$(q "SELECT coalesce(sum(high_watermark), 0) FROM udaconnect.ingest_status WHERE topic = '$TOPIC'")
+MAXID=$(q "SELECT coalesce(max(id), 0) FROM udaconnect.location")
+
+# ---- 1. pre-fill the topic, then ingest it
+t0=$(date +%s.%N)
+"$PRODUCE" -q -b "$BROKERS" -t "$TOPIC" -n "$N" -s 0 -p 100001:102000 -B 0 -T 1700000000
+t1=$(date +%s.%N)
+PRODUCE_RATE=$(echo "$N / ($t1 - $t0)" | bc)
+END_OFF=$((START_OFF + N))
+q "SELECT udaconnect.ingest_resume()" >/dev/null
+deadline=$(( $(date +%s) + 1800 ))
+while :; do
+  done_off=$(q "SELECT coalesce(sum(next_offset), 0) FROM udaconnect.ingest_offset WHERE topic = '$TOPIC'")
+  [ "$done_off" -ge "$END_OFF" ] && break
+  [ "$(date +%s)" -gt $deadline ] && { echo "bench: ingest did not finish ($done_off of $END_OFF)"; exit 1; }
+  sleep 0.2
+done
+# first..last commit; the first batch's own rows are not counted
+read -r INGEST_ROWS INGEST_S <<<"$(q "
+  WITH tx AS (SELECT pg_xact_commit_timestamp(xmin) AS ts, count(*) AS n
+                FROM udaconnect.location WHERE id > $MAXID GROUP BY 1)
+  SELECT sum(n) - (SELECT n FROM tx ORDER BY ts LIMIT 1),
+         extract(epoch FROM max(ts) - min(ts)) FROM tx" | tr '|' ' ')"
+INGESTED=$(q "SELECT count(*) FROM udaconnect.location WHERE id > $MAXID")
+INGEST_RATE=$(echo "$INGEST_ROWS / $INGEST_S" | bc)
+
+# ---- (a) server-side COPY of the same rows into a table of the same shape
+DUMP=$BENCH_DIR/rows.bin
+q "COPY (SELECT person_id, coordinate, creation_time FROM udaconnect.location WHERE id > $MAXID ORDER BY id)
+   TO '$DUMP' (FORMAT binary)"
+q "DROP TABLE IF EXISTS public.bench_copy_location;
+   CREATE TABLE public.bench_copy_location (LIKE udaconnect.location INCLUDING ALL);
+   CREATE TRIGGER bench_copy_person_fk AFTER INSERT ON public.bench_copy_location
+     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+     EXECUTE FUNCTION udaconnect.location_check_person();
+   CHECKPOINT"
+COPY_MS=$("${PSQL[@]}" <<SQL | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1
+\timing on
+COPY public.bench_copy_location (person_id, coordinate, creation_time) FROM '$DUMP' (FORMAT binary);
+SQL
+)
+COPY_RATE=$(echo "$INGESTED * 1000 / $COPY_MS" | bc)
+q "DROP TABLE public.bench_copy_location"
+rm -f "$DUMP"
+
+# ---- (b) the original's consumer: one INSERT + commit per message
+q "SELECT format('INSERT INTO udaconnect.location (person_id, coordinate, creation_time) VALUES (%s, ST_SetSRID(ST_Point(%s, %s), 4326), %L);',
+                 person_id, ST_X(coordinate), ST_Y(coordinate), creation_time)
+     FROM udaconnect.location WHERE id > $MAXID ORDER BY id LIMIT $SAMPLE" > "$BENCH_DIR/inserts.sql"
+t0=$(date +%s.%N)
+"${PSQL[@]}" -f "$BENCH_DIR/inserts.sql"
+t1=$(date +%s.%N)
+ROW_RATE=$(echo "$SAMPLE / ($t1 - $t0)" | bc)
+rm -f "$BENCH_DIR/inserts.sql"
+
+# ---- 2. latency at a steady offered load
+LAT_N=$((LAT_RATE * LAT_S))
+MAXID2=$(q "SELECT coalesce(max(id), 0) FROM udaconnect.location")
+DONE0=$(q "SELECT coalesce(sum(next_offset), 0) FROM udaconnect.ingest_offset WHERE topic = '$TOPIC'")
+"$PRODUCE" -q -b "$BROKERS" -t "$TOPIC" -n "$LAT_N" -s "$N" -p 100001:102000 -B 0 -L -r "$LAT_RATE"
+deadline=$(( $(date +%s) + 600 ))
+while :; do
+  done_off=$(q "SELECT coalesce(sum(next_offset), 0) FROM udaconnect.ingest_offset WHERE topic = '$TOPIC'")
+  [ "$done_off" -ge $((DONE0 + LAT_N)) ] && break
+  [ "$(date +%s)" -gt $deadline ] && { echo "bench: latency run did not finish"; exit 1; }
+  sleep 0.2
+done
+read -r P50 P95 P99 PMAX <<<"$(q "
+  SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY l)), round(percentile_cont(0.95) WITHIN GROUP (ORDER BY l)),
+         round(percentile_cont(0.99) WITHIN GROUP (ORDER BY l)), round(max(l))
+    FROM (SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - creation_time) * 1000 AS l
+            FROM udaconnect.location WHERE id > $MAXID2) s" | tr '|' ' ')"
+
+ratio() { echo "scale=2; $1 / $2" | bc; }
+verdict() { if [ "$(echo "$1 >= $2" | bc)" = 1 ]; then echo "met"; else echo "NOT met"; fi; }
+cat <<TABLE
+Kafka ingest benchmark: $N messages, $PARTS partitions, $WORKERS worker(s), batch size $BATCH
+(producer filled the topic at $PRODUCE_RATE msgs/s; $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg))
+
+| method                                             | rows      | rows/s    | ingest is      |
+|----------------------------------------------------|-----------|-----------|----------------|
+| pg_udaconnect ingest workers (Kafka -> location)   | $(printf '%-9s' "$INGESTED") | $(printf '%-9s' "$INGEST_RATE") | -              |
+| (a) server-side COPY (binary), same table shape    | $(printf '%-9s' "$INGESTED") | $(printf '%-9s' "$COPY_RATE") | $(printf '%-14s' "$(ratio "$INGEST_RATE" "$COPY_RATE")x of it") |
+| (b) original consumer: INSERT + commit per message | $(printf '%-9s' "$SAMPLE") | $(printf '%-9s' "$ROW_RATE") | $(printf '%-14s' "$(ratio "$INGEST_RATE" "$ROW_RATE")x faster") |
+
+Produce-to-row latency at $LAT_RATE msgs/s offered for ${LAT_S}s ($LAT_N rows): p50 ${P50} ms, p95 ${P95} ms, p99 ${P99} ms, max ${PMAX} ms
+
+Targets: >= 150k rows/s: $(verdict "$INGEST_RATE" 150000); >= 0.7x COPY: $(verdict "$(ratio "$INGEST_RATE" "$COPY_RATE")" 0.7); >= 100x per-row INSERT: $(verdict "$(ratio "$INGEST_RATE" "$ROW_RATE")" 100); p99 <= 500 ms: $(verdict 500 "${P99:-999999}")
+TABLE

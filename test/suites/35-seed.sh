@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# 35-seed: the sample data's connections compared with the PostGIS oracle
+# (issue 2), in database geoconnections as loaded by the stack (read only:
+# the check functions live in pg_temp, see test/oracle/check.sql).
+# The original's example, person 1 for 2020-01-01..2020-12-30 at 5 m, plus
+# every seed person at several distances, date ranges and time windows, in
+# non-UTC session time zones.
+set -uo pipefail
+TOP=${TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+DB=${PGDATABASE:-geoconnections}
+PSQL=(psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB")
+
+# 1: the sample data is there, and person 1 does have connections (so the
+# comparisons below are not vacuous)
+read -r np nl nc <<<"$("${PSQL[@]}" -F ' ' -c "
+  SELECT (SELECT count(*) FROM udaconnect.person), (SELECT count(*) FROM udaconnect.location),
+         (SELECT count(*) FROM udaconnect.location a JOIN udaconnect.location b
+             ON a.person_id = 1 AND b.person_id <> 1
+            AND ST_DWithin(a.coordinate::geography, b.coordinate::geography, 5)
+            AND a.creation_time >= '2020-01-01 00:00+00' AND a.creation_time < '2020-12-31 00:00+00'
+            AND b.creation_time >= '2020-01-01 00:00+00' AND b.creation_time < '2020-12-31 00:00+00')" 2>&1)"
+if [ "${np:-0}" -ge 5 ] 2>/dev/null && [ "${nl:-0}" -ge 30 ] && [ "${nc:-0}" -ge 1 ]; then
+  echo "ok 1 - seed data loaded: $np persons, $nl locations; person 1 has $nc qualifying pairs in 2020 at 5 m"
+else
+  echo "not ok 1 - seed data loaded ($np persons, $nl locations, $nc pairs for person 1)"
+fi
+
+scenarios=$(cat <<'EOF2'
+1 2020-01-01 2020-12-30 5 NULL America/St_Johns
+1 2020-01-01 2020-12-30 5 NULL UTC
+EOF2
+)
+persons=$("${PSQL[@]}" -c "SELECT id FROM udaconnect.person ORDER BY id")
+zones=(Pacific/Chatham America/St_Johns Asia/Kathmandu UTC America/Los_Angeles Pacific/Kiritimati)
+i=0
+for p in $persons; do
+  for args in "2020-01-01 2020-12-30 5 NULL" "2019-01-01 2020-12-31 5 NULL" "2020-07-07 2020-07-07 5 '00:01:00'" \
+              "2020-01-01 2020-12-30 50 NULL" "2020-07-01 2020-08-31 5000 '01:00:00'" "2020-07-07 2020-07-07 1000 '0'" \
+              "2020-08-15 2020-08-18 5 '72:00:00'"; do
+    scenarios+=$'\n'"$p $args ${zones[$((i % ${#zones[@]}))]}"
+    i=$((i + 1))
+  done
+done
+
+n=1
+while read -r p s e m w tz; do
+  [ -n "$p" ] || continue
+  n=$((n + 1))
+  out=$("${PSQL[@]}" -f "$TOP/test/oracle/check.sql" -c "
+      SELECT pg_temp.udc_check($n, pg_temp.udc_label($p, '$s', '$e', $m, $w, '$tz'),
+                               $p, '$s', '$e', $m, $w, '$tz')" 2>&1)
+  if printf '%s\n' "$out" | grep -qE "^(not )?ok $n "; then
+    printf '%s\n' "$out"
+  else
+    echo "not ok $n - person $p, $s..$e, $m m, window $w, TimeZone $tz: the check did not run"
+    printf '%s\n' "$out" | sed 's/^/#   /'
+  fi
+done <<<"$scenarios"
+exit 0

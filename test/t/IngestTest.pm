@@ -1,0 +1,178 @@
+# Helpers for the Kafka ingest TAP tests (test/t/*_ingest_*.pl): a private
+# development broker, the deterministic producer, and exact checks of what
+# landed in udaconnect.location and udaconnect.ingest_rejects.
+package IngestTest;
+
+use strict;
+use warnings;
+
+use File::Basename;
+use IPC::Run;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+my $TOP = $ENV{TOP} || dirname(dirname(dirname(Cwd::abs_path(__FILE__))));
+our $DEVKAFKA = "$TOP/scripts/devkafka/udaconnect-devkafka";
+our $PRODUCE  = "$TOP/scripts/devkafka/udaconnect-produce";
+my @brokers_started;
+
+# Start a private development broker; returns { pid, brokers, dir }.
+sub start_devkafka
+{
+	my (%opt) = @_;
+	my $partitions = $opt{partitions} || 4;
+	my @topics = @{ $opt{topics} || ['locations'] };
+	my $dir = PostgreSQL::Test::Utils::tempdir('devkafka');
+	my @cmd = ($DEVKAFKA, '-q', '-p', $partitions, '-f', "$dir/bootstrap", '-P', "$dir/pid",
+		map { ('-t', $_) } @topics);
+	my $h = IPC::Run::start(\@cmd, '<', \undef, '>', "$dir/out.log", '2>', "$dir/err.log");
+	for (1 .. 100)
+	{
+		last if -s "$dir/bootstrap" && -s "$dir/pid";
+		usleep(100_000);
+	}
+	die "devkafka did not start: " . slurp_file("$dir/err.log") unless -s "$dir/bootstrap";
+	my $brokers = slurp_file("$dir/bootstrap");
+	chomp $brokers;
+	my $pid = slurp_file("$dir/pid");
+	chomp $pid;
+	my $k = { pid => $pid, brokers => $brokers, dir => $dir, handle => $h };
+	push @brokers_started, $k;
+	return $k;
+}
+
+sub stop_devkafka
+{
+	my ($k) = @_;
+	return unless $k->{handle};
+	kill 'TERM', $k->{pid};
+	eval { $k->{handle}->finish; };
+	$k->{handle} = undef;
+}
+
+END
+{
+	stop_devkafka($_) for @brokers_started;
+}
+
+# Run the producer in the foreground; dies unless every message was delivered.
+sub produce
+{
+	my ($k, %o) = @_;
+	my @cmd = producer_cmd($k, %o);
+	my ($out, $err) = ('', '');
+	IPC::Run::run(\@cmd, '>', \$out, '2>', \$err)
+	  or die "producer failed: $err";
+	return;
+}
+
+# Start the producer in the background; returns the IPC::Run handle.
+sub produce_bg
+{
+	my ($k, %o) = @_;
+	my @cmd = producer_cmd($k, %o);
+	return IPC::Run::start(\@cmd, '>', "$o{expect}.out", '2>', "$o{expect}.err");
+}
+
+sub producer_cmd
+{
+	my ($k, %o) = @_;
+	my @cmd = ($PRODUCE, '-q', '-b', $k->{brokers}, '-t', $o{topic} || 'locations',
+		'-n', $o{count}, '-s', $o{start} || 0, '-p', $o{persons} || '1001:1100',
+		'-B', $o{bad} // 0, '-o', $o{expect});
+	push @cmd, '-r', $o{rate} if $o{rate};
+	return @cmd;
+}
+
+sub count_lines
+{
+	my ($file) = @_;
+	my $n = 0;
+	open my $fh, '<', $file or die "cannot read $file: $!";
+	$n++ while <$fh>;
+	close $fh;
+	return $n;
+}
+
+# Wait until the stored offsets of a topic add up to $total messages.
+sub wait_ingested
+{
+	my ($node, $topic, $total) = @_;
+	return $node->poll_query_until('postgres',
+		"SELECT coalesce(sum(next_offset), 0) = $total FROM udaconnect.ingest_offset WHERE topic = '$topic'");
+}
+
+# Compare the database with the producer's expectation files:
+#   every valid message exactly once in location, nothing else there
+#   (outside the person range given), every bad one exactly once in rejects.
+# %files: topic => [expect files].  Returns nothing; emits ok()s.
+sub check_exact
+{
+	my ($node, $label, %files) = @_;
+	my $sql = "CREATE TEMP TABLE exp (topic text, line text);\n";
+	for my $topic (sort keys %files)
+	{
+		for my $f (@{ $files{$topic} })
+		{
+			$sql .= "CREATE TEMP TABLE exp_raw (line text); COPY exp_raw FROM '$f';\n"
+			  . "INSERT INTO exp SELECT '$topic', line FROM exp_raw; DROP TABLE exp_raw;\n";
+		}
+	}
+	$sql .= <<'SQL';
+CREATE TEMP TABLE ev AS
+  SELECT topic, split_part(line, ' ', 2)::int AS part, split_part(line, ' ', 3)::bigint AS off,
+         split_part(line, ' ', 4)::int AS person_id,
+         'epoch'::timestamptz + split_part(line, ' ', 5)::bigint * interval '1 microsecond' AS creation_time,
+         split_part(line, ' ', 6)::float8 AS lat, split_part(line, ' ', 7)::float8 AS lon
+    FROM exp WHERE line LIKE 'V %';
+CREATE TEMP TABLE er AS
+  SELECT topic, split_part(line, ' ', 2)::int AS part, split_part(line, ' ', 3)::bigint AS off,
+         split_part(line, ' ', 4) AS kind
+    FROM exp WHERE line LIKE 'R %';
+CREATE TEMP TABLE got AS
+  SELECT person_id, creation_time, ST_Y(coordinate) AS lat, ST_X(coordinate) AS lon
+    FROM udaconnect.location WHERE person_id BETWEEN 1001 AND 1100;
+SELECT (SELECT count(*) FROM ev) || ' ' ||
+       (SELECT count(*) FROM got) || ' ' ||
+       (SELECT count(*) FROM (SELECT DISTINCT * FROM got) d) || ' ' ||
+       (SELECT count(*) FROM (SELECT person_id, creation_time, lat, lon FROM ev EXCEPT ALL SELECT * FROM got) m) || ' ' ||
+       (SELECT count(*) FROM (SELECT * FROM got EXCEPT ALL SELECT person_id, creation_time, lat, lon FROM ev) x) || ' ' ||
+       (SELECT count(*) FROM er) || ' ' ||
+       (SELECT count(*) FROM udaconnect.ingest_rejects) || ' ' ||
+       (SELECT count(*) FROM (SELECT topic, part, off FROM er
+                               EXCEPT ALL SELECT topic, "partition", "offset" FROM udaconnect.ingest_rejects) m) || ' ' ||
+       (SELECT count(*) FROM (SELECT topic, "partition", "offset" FROM udaconnect.ingest_rejects
+                               EXCEPT ALL SELECT topic, part, off FROM er) x) || ' ' ||
+       (SELECT count(*) FROM er JOIN udaconnect.ingest_rejects r
+                  ON r.topic = er.topic AND r."partition" = er.part AND r."offset" = er.off
+                WHERE NOT CASE er.kind
+                    WHEN 'undecodable' THEN r.reason LIKE 'undecodable payload%'
+                    WHEN 'truncated' THEN r.reason LIKE 'undecodable payload%'
+                    WHEN 'no_person' THEN r.reason = 'person_id is missing'
+                    WHEN 'negative_person' THEN r.reason LIKE 'person_id -% is not a valid person id'
+                    WHEN 'unknown_person' THEN r.reason LIKE 'person % does not exist'
+                    WHEN 'latitude' THEN r.reason LIKE 'latitude % is out of range%'
+                    WHEN 'longitude' THEN r.reason LIKE 'longitude % is out of range%'
+                    WHEN 'nan' THEN r.reason LIKE 'latitude is not finite (NaN)'
+                    WHEN 'infinite' THEN r.reason LIKE 'longitude is not finite (infinity)'
+                    WHEN 'future' THEN r.reason LIKE 'creation_time % is more than % s in the future'
+                    WHEN 'nanos' THEN r.reason LIKE 'creation_time is not a valid timestamp%'
+                    WHEN 'empty' THEN r.reason LIKE 'empty message%'
+                    ELSE false END) || ' ' ||
+       (SELECT count(DISTINCT kind) FROM er);
+SQL
+	my $res = $node->safe_psql('postgres', $sql);
+	my ($nexp, $ngot, $ndistinct, $missing, $extra, $nrej_exp, $nrej_got, $rej_missing, $rej_extra, $bad_reason, $kinds) =
+	  split / /, $res;
+	note "$label: expected $nexp rows, got $ngot ($ndistinct distinct); rejects expected $nrej_exp, got $nrej_got; $kinds kinds of bad messages";
+	ok($nexp > 0 && $ngot == $nexp, "$label: every valid message became one row ($ngot of $nexp)");
+	is($ndistinct, $ngot, "$label: no duplicate rows");
+	is("$missing/$extra", "0/0", "$label: rows are exactly the valid messages (missing/extra)");
+	is($nrej_got, $nrej_exp, "$label: one reject per bad message");
+	is("$rej_missing/$rej_extra", "0/0", "$label: rejects are exactly the bad messages (missing/extra by partition and offset)");
+	is($bad_reason, 0, "$label: every reject names the right reason");
+	return;
+}
+
+1;
