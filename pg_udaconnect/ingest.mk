@@ -15,19 +15,22 @@ UDC_GEN_H = $(patsubst %.proto,gen/%.pb-c.h,$(UDC_PROTOS))
 GEN_SRCS += $(UDC_GEN_C)
 PG_CPPFLAGS += -Igen
 SHLIB_LINK += -lrdkafka -lprotobuf-c
-EXTRA_CLEAN += gen
 
 # this file is read before PGXS: keep PGXS's default target
 .DEFAULT_GOAL := all
 
-gen/.stamp: $(UDC_PROTO_DIR)/udaconnect/v1/location.proto
+# one protoc-c run makes all four files (grouped target, GNU make >= 4.3)
+$(UDC_GEN_C) $(UDC_GEN_H) &: $(UDC_PROTO_DIR)/udaconnect/v1/location.proto
 	@mkdir -p gen
 	$(PROTOC_C) --c_out=gen -I$(UDC_PROTO_DIR) -I$(PROTO_INCLUDE) $(UDC_PROTOS)
-	@touch $@
-
-$(UDC_GEN_C) $(UDC_GEN_H): gen/.stamp
-	@test -f $@ || { rm -f gen/.stamp; $(MAKE) gen/.stamp; }
+	@touch $(UDC_GEN_C) $(UDC_GEN_H)
 
 # everything that includes a generated header waits for protoc-c
 UDC_INGEST_SRCS = $(wildcard src/ingest*.c)
 $(UDC_INGEST_SRCS:.c=.o) $(UDC_INGEST_SRCS:.c=.bc) $(UDC_GEN_C:.c=.o) $(UDC_GEN_C:.c=.bc): $(UDC_GEN_H)
+
+# (the Makefile sets EXTRA_CLEAN after including this file)
+clean: udc-clean-gen
+.PHONY: udc-clean-gen
+udc-clean-gen:
+	rm -rf gen

@@ -193,6 +193,7 @@ typedef struct call
 	int32_t		valid;
 	int32_t		rejected;
 	int			nrej;
+	int			rejcap;
 	rejection  *rej;
 
 	/* deadline sweeper list (under sweep_mu) */
@@ -355,16 +356,22 @@ call_finish(call *c, grpc_status_code code, const char *msg, const ProtobufCMess
 	c->ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
 	c->ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
 	c->t.done = final_done;
+	/*
+	 * Log before starting the batch: once it is started, the worker thread
+	 * may complete it and free the call (final_done) before this returns
+	 * when we run on another thread (db thread, Kafka poll thread).
+	 */
+	if (code != GRPC_STATUS_OK)
+		logmsg(LOG_DEBUG, "%s -> status %d: %s",
+			   c->kind < M_COUNT ? methods[c->kind].path : "unknown method", (int) code,
+			   msg ? msg : "");
 	e = grpc_call_start_batch(c->gc, c->ops, n, &c->t, NULL);
 	if (e != GRPC_CALL_OK)
 	{
 		logmsg(LOG_ERROR, "grpc_call_start_batch (final status) failed: error %d", (int) e);
 		call_unref(c);
 	}
-	if (code != GRPC_STATUS_OK)
-		logmsg(LOG_DEBUG, "%s -> status %d: %s",
-			   c->kind < M_COUNT ? methods[c->kind].path : "unknown method", (int) code,
-			   msg ? msg : "");
+	/* c may be freed from here on */
 }
 
 /* Final status without a response; used by every error path. */
@@ -878,11 +885,19 @@ stream_reject(call *c, int32_t index, const char *reason)
 	c->rejected++;
 	if (c->nrej >= MAX_LISTED_REJECTIONS)
 		return;
-	if (c->rej == NULL)
+	/* grow by doubling: a stream with one bad point costs 16 entries, not 1000 (260 KB) */
+	if (c->nrej == c->rejcap)
 	{
-		c->rej = malloc(sizeof(rejection) * MAX_LISTED_REJECTIONS);
-		if (c->rej == NULL)
-			return;
+		int			cap = c->rejcap ? c->rejcap * 2 : 16;
+		rejection  *nr;
+
+		if (cap > MAX_LISTED_REJECTIONS)
+			cap = MAX_LISTED_REJECTIONS;
+		nr = realloc(c->rej, sizeof(rejection) * cap);
+		if (nr == NULL)
+			return;				/* counted, not listed */
+		c->rej = nr;
+		c->rejcap = cap;
 	}
 	c->rej[c->nrej].index = index;
 	snprintf(c->rej[c->nrej].reason, REASON_LEN, "%s", reason);
@@ -1101,6 +1116,9 @@ sqlstate_to_status(const char *st)
 	return GRPC_STATUS_INTERNAL;
 }
 
+#define DB_STATEMENT_TIMEOUT_MS 30000
+static __thread int db_timeout_ms;	/* the db thread's connection's statement_timeout */
+
 static PGconn *
 db_connect(int id)
 {
@@ -1113,6 +1131,7 @@ db_connect(int id)
 		return NULL;
 	}
 	PQclear(PQexec(conn, "SET application_name = 'udaconnect-grpcd'; SET statement_timeout = '30s'"));
+	db_timeout_ms = DB_STATEMENT_TIMEOUT_MS;
 	logmsg(LOG_INFO, "db thread %d: connected to the database", id);
 	return conn;
 }
@@ -1145,6 +1164,26 @@ db_run(call *c, PGconn **connp, int id)
 	{
 		call_fail(c, GRPC_STATUS_UNAVAILABLE, "the database is unavailable");
 		return;
+	}
+	/*
+	 * The query ends at the call's deadline: a client that gave up must not
+	 * hold one of the few db threads for the full 30 s (SQLSTATE 57014 ->
+	 * DEADLINE_EXCEEDED).
+	 */
+	{
+		int64_t		left = c->deadline_ms == INT64_MAX ? DB_STATEMENT_TIMEOUT_MS : c->deadline_ms - now_ms();
+		int			tmo = left >= DB_STATEMENT_TIMEOUT_MS ? DB_STATEMENT_TIMEOUT_MS : left < 1 ? 1 : (int) left;
+
+		if (tmo != db_timeout_ms)
+		{
+			char		set[64];
+
+			snprintf(set, sizeof(set), "SET statement_timeout = %d", tmo);
+			res = PQexec(*connp, set);
+			if (PQresultStatus(res) == PGRES_COMMAND_OK)
+				db_timeout_ms = tmo;
+			PQclear(res);
+		}
 	}
 	snprintf(p1, sizeof(p1), "%d", q->person_id);
 	snprintf(p4, sizeof(p4), "%.17g", q->meters > 0 ? q->meters : 5.0);
@@ -1219,6 +1258,18 @@ db_main(void *arg)
 	return NULL;
 }
 
+/* YYYY-MM-DD (digits in the right places); the calendar check is PostgreSQL's */
+static bool
+iso_date(const char *s)
+{
+	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+		return false;
+	for (int i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+			return false;
+	return true;
+}
+
 static void
 handle_find(call *c, grpc_byte_buffer *payload)
 {
@@ -1264,6 +1315,24 @@ handle_find(call *c, grpc_byte_buffer *payload)
 	{
 		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "time_window_seconds must be a finite number >= 0 (0 = none), got %g",
 				  q->time_window_seconds);
+		return;
+	}
+	/* make_interval() saturates silently past ~1e13 s (a "negative" window) */
+	if (q->time_window_seconds > 1e9)
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "time_window_seconds is out of range (at most 1e9 seconds), got %g",
+				  q->time_window_seconds);
+		return;
+	}
+	/* strict ISO dates: PostgreSQL alone would also take "epoch", "infinity", "today", "Jan 1 2020" ... */
+	if (!iso_date(q->start_date))
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "start_date must be a date as YYYY-MM-DD, got \"%.40s\"", q->start_date);
+		return;
+	}
+	if (!iso_date(q->end_date))
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "end_date must be a date as YYYY-MM-DD, got \"%.40s\"", q->end_date);
 		return;
 	}
 	if (cfg.dburl == NULL)

@@ -428,8 +428,12 @@ parse_number(const char *s, double *out)
 {
     char *end;
 
-    if (!s || !*s || isspace((unsigned char) *s))
+    if (!s || !*s)
         return -1;
+    /* decimal only: strtod() alone also takes "0x1p4", "inf", "nan", " 5" */
+    for (const char *p = s; *p; p++)
+        if (!isdigit((unsigned char) *p) && !strchr("+-.eE", *p))
+            return -1;
     errno = 0;
     double v = strtod(s, &end);
     if (*end || errno == ERANGE || !isfinite(v))
@@ -461,6 +465,39 @@ static const char *
 arg(struct MHD_Connection *c, const char *name)
 {
     return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* A query parameter given twice (?limit=5&limit=7) is ambiguous: 400 naming
+ * it, rather than silently using one of the values. */
+struct argcount
+{
+    const char *const *names;
+    int         counts[16];
+    const char *dup;
+};
+
+static enum MHD_Result
+count_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct argcount *a = cls;
+    (void) kind; (void) value;
+
+    for (int i = 0; a->names[i] && i < 16; i++)
+        if (key && strcmp(key, a->names[i]) == 0 && ++a->counts[i] == 2 && !a->dup)
+            a->dup = a->names[i];
+    return MHD_YES;
+}
+
+static int
+unique_args(struct MHD_Connection *c, struct request *r, const char *const *names,
+            enum MHD_Result *ret)
+{
+    struct argcount a = {.names = names};
+
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, count_arg, &a);
+    if (a.dup)
+        return *ret = bad_param(c, r, a.dup, "%s is given more than once", a.dup), -1;
+    return 0;
 }
 
 /* Checks start_date/end_date (both required when `required`). */
@@ -542,8 +579,11 @@ get_connection(struct MHD_Connection *c, struct request *r, enum stmt s)
     const char *start, *end, *d, *w;
     char b[64], idbuf[24], dbuf[40], wbuf[40];
     double distance = 5, window = 0;
+    static const char *const params[] = {"start_date", "end_date", "distance", "window", NULL};
 
     if (path_id(c, r, INT_MAX, &id, &ret) < 0)
+        return ret;
+    if (unique_args(c, r, params, &ret) < 0)
         return ret;
     if (check_dates(c, r, 1, &start, &end, &ret) < 0)
         return ret;
@@ -585,6 +625,11 @@ get_locations(struct MHD_Connection *c, struct request *r)
     int e;
     static const char *const fields[] = {"limit", "after", "offset", "person_id",
                                          "start_date", "end_date", NULL};
+    static const char *const params[] = {"limit", "after", "cursor", "offset", "person_id",
+                                         "start_date", "end_date", NULL};
+
+    if (unique_args(c, r, params, &ret) < 0)
+        return ret;
 
     long long limit = 100;
     if ((s = arg(c, "limit")))
@@ -596,6 +641,8 @@ get_locations(struct MHD_Connection *c, struct request *r)
     snprintf(lim, sizeof lim, "%lld", limit);
     vals[0] = lim;
     const char *a = arg(c, "after");
+    if (a && arg(c, "cursor"))
+        return bad_param(c, r, "cursor", "use either after or cursor (the same thing), not both");
     if (!a)
         a = arg(c, "cursor");
     if (a)
@@ -881,8 +928,11 @@ static_file(struct MHD_Connection *c, struct request *r)
         close(fd);
         if (S_ISDIR(st.st_mode))
         {
-            /* /dir -> /dir/ */
+            /* /dir -> /dir/; "//host" would be a protocol-relative
+             * Location (an open redirect to another site): one slash */
             char loc[PATH_MAX + 2];
+            while (url[0] == '/' && url[1] == '/')
+                url++;
             snprintf(loc, sizeof loc, "%s/", url);
             struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
             if (!resp)
@@ -1142,6 +1192,43 @@ request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+static int
+hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch = (char) (ch | 0x20);
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/*
+ * Percent-decoding of the path and of query values (MHD_OPTION_UNESCAPE_CALLBACK).
+ * Like MHD's own, except that "%00" stays as it is: a decoded NUL would
+ * silently cut the string short for everything after it, e.g.
+ * "/index.html%00.png" served index.html and "start_date=2020-01-01%00junk"
+ * was taken as 2020-01-01.  Left encoded, such input is refused (404 / 400).
+ */
+static size_t
+unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    char *w = s;
+    (void) cls; (void) c;
+
+    for (const char *p = s; *p;)
+    {
+        int hi, lo;
+        if (p[0] == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0 && (hi | lo) != 0)
+        {
+            *w++ = (char) (hi * 16 + lo);
+            p += 3;
+        }
+        else
+            *w++ = *p++;
+    }
+    *w = 0;
+    return (size_t) (w - s);
+}
+
 static void
 log_mhd(void *cls, const char *fmt, va_list ap)
 {
@@ -1357,6 +1444,7 @@ main(int argc, char **argv)
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg.connection_memory,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
         MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         MHD_OPTION_END);
     if (!d)
     {

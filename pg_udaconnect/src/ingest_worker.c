@@ -435,7 +435,19 @@ consumer_create(void)
 	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
 	rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
 
-	/* the user's pass-through settings first: ours below win */
+	/*
+	 * Defaults the user may override: bounded prefetch (librdkafka's default
+	 * is 64 MB per partition) and short fetch waits (a batch is collected for
+	 * at most udaconnect.ingest_batch_timeout, 100 ms by default; brokers that
+	 * hold a fetch for the default 500 ms would dominate the latency).
+	 */
+	if (!conf_set_checked(conf, "queued.max.messages.kbytes", "16384") ||
+		!conf_set_checked(conf, "fetch.wait.max.ms", "50"))
+	{
+		rd_kafka_conf_destroy(conf);
+		return false;
+	}
+	/* the user's pass-through settings next: ours below win */
 	if (!udc_parse_kafka_options(udc_kafka_options, set_one_option, conf, &err))
 	{
 		report_problem(WARNING, "invalid udaconnect.kafka_options: %s", err);
@@ -636,6 +648,18 @@ refresh_assignment(void)
 		return false;
 
 	err = rd_kafka_metadata(rk, 0, rkt, &md, 500);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && assigned && !need_reassign)
+	{
+		/*
+		 * Periodic check while consuming: keep going and try again later (a
+		 * broker that is really down shows through librdkafka's errors).
+		 */
+		ereport(DEBUG1,
+				(errmsg_internal("udaconnect ingest worker %d: metadata refresh failed: %s",
+								 worker_index, rd_kafka_err2str(err))));
+		next_metadata_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10000);
+		return true;
+	}
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
 		set_state("waiting for Kafka");
@@ -795,6 +819,9 @@ handle_offset_reset(int32 partition, const char *why)
 			ereport(WARNING,
 					(errmsg("udaconnect ingest worker %d: partition %d of topic \"%s\" restarts at offset %lld",
 							worker_index, partition, consumer_topic, (long long) lo),
+					 stored < 0 ?
+					 errdetail("%s: no offset was stored yet; the broker holds offsets [%lld, %lld).",
+							   why, (long long) lo, (long long) hi) :
 					 errdetail("%s: the stored offset %lld lies outside the broker's offsets [%lld, %lld).",
 							   why, (long long) stored, (long long) lo, (long long) hi),
 					 errhint("Messages between the stored offset and %lld are no longer on the broker (retention) or the topic was recreated.",

@@ -50,6 +50,14 @@ die() { echo "10-finder: $*" >&2; exit 1; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
 q() { "${PSQL[@]}" -d "$DB" "$@"; }
+# print '|'-separated lines as an aligned table
+fmt_table() {
+  awk -F'|' '{ for (i = 1; i <= NF; i++) { c[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) }
+               if (NF > nf) nf = NF; n = NR }
+             END { for (r = 1; r <= n; r++) { line = "  "
+                     for (i = 1; i <= nf; i++) line = line sprintf("%-" w[i] "s  ", c[r, i])
+                     sub(/ +$/, "", line); print line } }'
+}
 
 for size in $SIZES; do
   case $size in
@@ -61,6 +69,7 @@ for size in $SIZES; do
   rows=$((editions * 3 * reports * persons))
   echo
   echo "--- $size: $rows locations: $persons persons, $booths booths, $editions edition(s) x 3 days x $reports reports (every ~120 s); measured day $DAY"
+  echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
 
   "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" || die "cannot create database $DB"
   q -c "CREATE EXTENSION pg_udaconnect CASCADE" || die "CREATE EXTENSION pg_udaconnect failed"
@@ -165,6 +174,7 @@ SQL
   fi
 
   q -v rows="$size" -f "$F/report.sql" >> "$LAT" || die "report failed"
+  echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end of $size (other work on the machine inflates every latency)"
   if [ "${UDACONNECT_BENCH_KEEP:-0}" != 1 ]; then
     "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB"
   fi
@@ -172,9 +182,8 @@ done
 
 echo
 echo "Load (INSERT ... SELECT of all rows into the indexed table, one statement) and size on disk:"
-{ echo "rows|layout|load s|rows/s|table B/row|indexes B/row|total B/row"; cat "$LOADS"; } | column -t -s '|' | sed 's/^/  /'
+{ echo "rows|layout|load s|rows/s|table B/row|indexes B/row|total B/row"; cat "$LOADS"; } | fmt_table
 echo
 echo "find_connections(P, day, day, 5 m, window) latency, one UTC day, over the sampled persons:"
-{ echo "rows|method|window|persons|p50 ms|p95 ms|speedup (p50)|identical to self-join|rows out|target (issue 2)"; cat "$LAT"; } |
-  column -t -s '|' | sed 's/^/  /'
+{ echo "rows|method|window|persons|p50 ms|p95 ms|speedup (p50)|identical to self-join|rows out|target (issue 2)"; cat "$LAT"; } | fmt_table
 exit 0   # a benchmark reports (targets met or not); it fails only when it cannot run

@@ -258,6 +258,13 @@ def _():
     return (r.accepted == 200 - len(bad_idx) and r.rejected == len(bad_idx) and got == bad_idx), r
 
 
+@test("RecordLocations: 1005 rejections are counted, the first 1000 listed in order")
+def _():
+    r = locs.RecordLocations(iter([v1.Location(person_id=0, latitude=1, longitude=1)] * 1005), timeout=60)
+    idx = [x.index for x in r.rejections]
+    return (r.accepted == 0 and r.rejected == 1005 and idx == list(range(1000))), (r.accepted, r.rejected, len(idx))
+
+
 @test("RecordLocations: an empty stream is OK with nothing accepted")
 def _():
     r = locs.RecordLocations(iter([]), timeout=30)
@@ -362,12 +369,65 @@ FIND_BAD = [
     ("negative meters", dict(person_id=1, start_date="2020-01-01", end_date="2020-12-31", meters=-1), "meters"),
     ("NaN time window", dict(person_id=1, start_date="2020-01-01", end_date="2020-12-31",
                              time_window_seconds=math.nan), "time_window_seconds"),
+    # make_interval() saturates past ~1e13 s: it used to reach PostgreSQL as a
+    # "negative" window ("time_window must not be negative")
+    ("time window 1e13 s", dict(person_id=1, start_date="2020-01-01", end_date="2020-12-31",
+                                time_window_seconds=1e13), "time_window_seconds"),
+    # PostgreSQL's date input also takes these; the API takes ISO dates only
+    ("start_date 'epoch'", dict(person_id=1, start_date="epoch", end_date="2020-12-31"), "start_date"),
+    ("end_date 'infinity'", dict(person_id=1, start_date="2020-01-01", end_date="infinity"), "end_date"),
+    ("start_date 'Jan 1 2020'", dict(person_id=1, start_date="Jan 1 2020", end_date="2020-12-31"), "start_date"),
 ]
 for what, req, field in FIND_BAD:
     @test("FindConnections: %s -> INVALID_ARGUMENT naming %s" % (what, field))
     def _(req=req, field=field):
         code, det = rpc_error(lambda: list(conns.FindConnections(svc.FindConnectionsRequest(**req), timeout=30)))
         return code == grpc.StatusCode.INVALID_ARGUMENT and det.startswith(field + " "), (code, det)
+
+
+@test("FindConnections: 300 concurrent NOT_FOUND answers from the db threads; the daemon survives")
+def _():
+    # The final status sent from a db thread used to read the call after
+    # starting the batch, which a worker thread may already have freed
+    # (heap-use-after-free; an ASan build aborts here).
+    futs = [conns.FindConnections(svc.FindConnectionsRequest(
+        person_id=900000 + i, start_date="2020-01-01", end_date="2020-12-31"), timeout=60) for i in range(300)]
+    codes = set()
+    for f in futs:
+        codes.add(rpc_error(lambda: list(f))[0])
+    ok = health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == S.SERVING
+    return codes == {grpc.StatusCode.NOT_FOUND} and ok, codes
+
+
+@test("FindConnections: the query ends at the call's deadline and frees its db thread")
+def _():
+    # A lock makes the query wait; it used to keep waiting (holding one of
+    # the two db threads) for the full 30 s statement_timeout after the
+    # client had given up.
+    locker = subprocess.Popen(["psql", "-X", "-q", "-c", "BEGIN; LOCK TABLE udaconnect.location IN ACCESS "
+                               "EXCLUSIVE MODE; SELECT pg_sleep(20); COMMIT"],
+                              env=dict(os.environ, PGAPPNAME="udaconnect-test-locker"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if psql("SELECT count(*) FROM pg_locks WHERE relation = 'udaconnect.location'::regclass"
+                    " AND mode = 'AccessExclusiveLock' AND granted").strip() == "1":
+                break
+            time.sleep(0.1)
+        code, det = rpc_error(lambda: list(conns.FindConnections(svc.FindConnectionsRequest(
+            person_id=1, start_date="2020-01-01", end_date="2020-12-31"), timeout=1)))
+        waiting = None
+        for _ in range(50):     # the server side gives up too (not after 30 s)
+            waiting = psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'udaconnect-grpcd'"
+                           " AND state = 'active' AND wait_event_type = 'Lock'").strip()
+            if waiting == "0":
+                break
+            time.sleep(0.1)
+        return code == grpc.StatusCode.DEADLINE_EXCEEDED and waiting == "0", (code, det, waiting)
+    finally:
+        psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+             " WHERE application_name = 'udaconnect-test-locker'")
+        locker.wait(timeout=30)
 
 
 @test("FindConnections: malformed date -> INVALID_ARGUMENT (from PostgreSQL)")

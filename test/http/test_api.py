@@ -469,6 +469,23 @@ def main():
                      ("start_date=2020-02-02&end_date=2020-02-01", "start_date")):
         check("GET /api/locations?%s -> 400 field %s" % (q, field),
               expect_error("GET", "/api/locations?" + q, 400, "invalid_parameter", field))
+    # hostile query strings: nothing is silently truncated, reinterpreted or
+    # picked from two values
+    for q, field in (("limit=5&limit=7", "limit"), ("start_date=2020-01-01%00junk", "start_date"),
+                     ("person_id=1&person_id=5", "person_id"), ("after=1&cursor=2", "cursor"),
+                     ("offset=1&offset=2", "offset")):
+        check("GET /api/locations?%s -> 400 field %s" % (q, field),
+              expect_error("GET", "/api/locations?" + q, 400, "invalid_parameter", field))
+    for q, field in (("&distance=0x10", "distance"), ("&distance=%2010", "distance"),
+                     ("&window=0x1p4", "window"), ("&window=infinity", "window"),
+                     ("&distance=5&distance=500", "distance"), ("&window=1&window=2", "window"),
+                     ("&start_date=2020-01-01", "start_date"), ("&distance=5%00abc", "distance")):
+        check("GET connection ...%s -> 400 field %s" % (q, field),
+              expect_error("GET", C1 + q, 400, "invalid_parameter", field))
+    check("GET /api/persons/1%00 -> 400 (a NUL does not cut the id short)",
+          expect_error("GET", "/api/persons/1%00", 400, "invalid_parameter", "id"))
+    check("GET /api/persons/%31 (percent-encoded digit) still works",
+          lambda: jreq("GET", "/api/persons/%31")[0] == 200 or jreq("GET", "/api/persons/%31"))
     check("GET /api/locations/999999999 -> 404",
           expect_error("GET", "/api/locations/999999999", 404, "not_found", "id"))
     check("GET /api/locations/x -> 400", expect_error("GET", "/api/locations/x", 400, None, "id"))
@@ -552,6 +569,12 @@ def main():
                 return (path, s, b[:100])
         return True
     check("static files: no path traversal, no hidden files", t_traversal)
+
+    def t_nul():
+        # %00 must not cut the path short (it served index.html before)
+        s, h, b = req("GET", "/index.html%00.png")
+        return s == 404 or (s, h.get("content-type"), b[:80])
+    check("static files: /index.html%00.png -> 404, not index.html", t_nul)
 
     # ---------------------------------------------------- reconnect by itself
     def t_reconnect():
@@ -676,6 +699,23 @@ def main():
               expect_error("GET", "/api/persons", 503, "database_unavailable", port=p3))
         check("database unreachable: static files are still served",
               lambda: req("GET", "/", port=p3)[0] == 200)
+    finally:
+        stop_daemon(d)
+
+    # ------------- directory redirects stay on this site (port +3 again)
+    root = os.path.join(SUITE_DIR, "webroot")
+    os.makedirs(os.path.join(root, "evil.example"), exist_ok=True)
+    with open(os.path.join(root, "evil.example", "index.html"), "w") as f:
+        f.write("<p>x</p>")
+    d = start_daemon(p3, ["--web-root", root])
+    try:
+        def t_redirect():
+            out = []
+            for path in ("/evil.example", "//evil.example", "///evil.example"):
+                s, h, b = req("GET", path, port=p3)
+                out.append((path, s, h.get("location")))
+            return all(s == 301 and loc == "/evil.example/" for _, s, loc in out) or out
+        check("a directory redirects to dir/ on this site, never to //host/ (open redirect)", t_redirect)
     finally:
         stop_daemon(d)
 
