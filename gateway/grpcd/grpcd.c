@@ -258,6 +258,64 @@ pack_message(const ProtobufCMessage *m)
 	return bb;
 }
 
+/*
+ * protobuf-c hands string fields over as C strings, so "2020-01-01\0junk"
+ * would silently arrive as "2020-01-01".  Returns the name of the first
+ * top-level string field of the (already unpacked, so well-formed) message
+ * that contains a NUL byte, or NULL.
+ */
+static const char *
+string_with_nul(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n)
+{
+	const uint8_t *end = p + n;
+
+	while (p < end)
+	{
+		uint64_t	v = 0;
+		int			shift = 0;
+		uint32_t	wire;
+
+#define VARINT() do { v = 0; shift = 0; \
+			while (p < end && shift < 64) { v |= (uint64_t) (*p & 0x7f) << shift; shift += 7; if (!(*p++ & 0x80)) break; } \
+		} while (0)
+		VARINT();
+		wire = (uint32_t) (v & 7);
+		{
+			uint64_t	number = v >> 3;
+
+			switch (wire)
+			{
+				case 0:
+					VARINT();
+					break;
+				case 1:
+				case 5:
+					if (end - p < (wire == 1 ? 8 : 4))
+						return NULL;
+					p += wire == 1 ? 8 : 4;
+					break;
+				case 2:
+					{
+						const ProtobufCFieldDescriptor *f;
+
+						VARINT();
+						if (v > (uint64_t) (end - p))
+							return NULL;
+						f = number <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned) number) : NULL;
+						if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p, 0, (size_t) v))
+							return f->name;
+						p += v;
+						break;
+					}
+				default:
+					return NULL;
+			}
+		}
+#undef VARINT
+	}
+	return NULL;
+}
+
 /* ------------------------------------------------------------------------
  * Call life cycle
  * ------------------------------------------------------------------------ */
@@ -981,6 +1039,14 @@ handle_health(call *c, grpc_byte_buffer *payload)
 		grpc_slice	s = buffer_slice(payload);
 
 		req = grpc__health__v1__health_check_request__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+		if (req != NULL && string_with_nul(&grpc__health__v1__health_check_request__descriptor,
+										   GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s)))
+		{
+			grpc_slice_unref(s);
+			grpc__health__v1__health_check_request__free_unpacked(req, NULL);
+			call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "service must not contain a NUL character");
+			return;
+		}
 		grpc_slice_unref(s);
 		if (req == NULL)
 		{
@@ -1284,13 +1350,24 @@ handle_find(call *c, grpc_byte_buffer *payload)
 	}
 	s = buffer_slice(payload);
 	q = udaconnect__v1__find_connections_request__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-	grpc_slice_unref(s);
 	if (q == NULL)
 	{
+		grpc_slice_unref(s);
 		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid udaconnect.v1.FindConnectionsRequest message");
 		return;
 	}
 	c->freq = q;
+	{
+		const char *bad = string_with_nul(&udaconnect__v1__find_connections_request__descriptor,
+										  GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+
+		grpc_slice_unref(s);
+		if (bad)
+		{
+			call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s must not contain a NUL character", bad);
+			return;
+		}
+	}
 	if (q->person_id <= 0)
 	{
 		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "person_id must be a positive integer, got %d", q->person_id);

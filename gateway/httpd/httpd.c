@@ -482,7 +482,7 @@ count_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value
     struct argcount *a = cls;
     (void) kind; (void) value;
 
-    for (int i = 0; a->names[i] && i < 16; i++)
+    for (int i = 0; i < 16 && a->names[i]; i++)
         if (key && strcmp(key, a->names[i]) == 0 && ++a->counts[i] == 2 && !a->dup)
             a->dup = a->names[i];
     return MHD_YES;

@@ -120,6 +120,12 @@ NOW = int(time.time())
 S = health_pb2.HealthCheckResponse
 
 
+@test("health: a service name with a NUL is not cut short to a known one -> INVALID_ARGUMENT")
+def _():
+    code, det = rpc_error(health.Check, health_pb2.HealthCheckRequest(service="LocationService\x00junk"), timeout=10)
+    return code == grpc.StatusCode.INVALID_ARGUMENT and "service" in det, (code, det)
+
+
 @test("health: Check('') is SERVING")
 def _():
     return health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == S.SERVING
@@ -377,6 +383,8 @@ FIND_BAD = [
     ("start_date 'epoch'", dict(person_id=1, start_date="epoch", end_date="2020-12-31"), "start_date"),
     ("end_date 'infinity'", dict(person_id=1, start_date="2020-01-01", end_date="infinity"), "end_date"),
     ("start_date 'Jan 1 2020'", dict(person_id=1, start_date="Jan 1 2020", end_date="2020-12-31"), "start_date"),
+    # protobuf-c's C strings used to cut this short to a valid "2020-12-31"
+    ("end_date with a NUL", dict(person_id=1, start_date="2020-01-01", end_date="2020-12-31\x00junk"), "end_date"),
 ]
 for what, req, field in FIND_BAD:
     @test("FindConnections: %s -> INVALID_ARGUMENT naming %s" % (what, field))
