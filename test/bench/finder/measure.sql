@@ -51,17 +51,18 @@ LANGUAGE sql IMMUTABLE AS $$ SELECT 1 + (i * persons) / npersons FROM generate_s
 -- elsewhere on the machine hits both alike), after a warm-up of 3 persons.
 -- methods: the labels to measure: 'find_connections', 'PostGIS self-join',
 -- or 'self-join, GiST only' (the self-join once btree(creation_time) is
--- dropped, with the 60 s window only: with a short window the planner may
--- prefer that btree to the GiST index; 10-finder.sh measures both).
-CREATE OR REPLACE FUNCTION bench.measure(day date, npersons int, persons int, methods text[]) RETURNS void
+-- dropped: the planner may AND that btree into the GiST probes; 10-finder.sh
+-- then measures both).  lim: only the first lim persons of the sample.
+CREATE OR REPLACE FUNCTION bench.measure(day date, npersons int, persons int, methods text[],
+                                         windows interval[] DEFAULT ARRAY['60 seconds', NULL]::interval[],
+                                         lim int DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE p int; w interval; r record; warm boolean; m text;
 BEGIN
   FOR warm IN SELECT unnest(ARRAY[true, false]) LOOP
-    FOR p IN SELECT bench.sample(npersons, persons) LIMIT CASE WHEN warm THEN 3 END LOOP
-      FOREACH w IN ARRAY ARRAY['60 seconds', NULL]::interval[] LOOP
+    FOR p IN SELECT bench.sample(npersons, persons) LIMIT CASE WHEN warm THEN 3 ELSE lim END LOOP
+      FOREACH w IN ARRAY windows LOOP
         FOREACH m IN ARRAY methods LOOP
-          CONTINUE WHEN m = 'self-join, GiST only' AND w IS NULL;
           r := bench.timed(CASE WHEN m = 'find_connections' THEN bench.q_finder(p, day, w)
                                 ELSE bench.q_selfjoin(p, day, w) END);
           IF NOT warm THEN
