@@ -125,6 +125,16 @@ udc_approx_distance(double lat1, double lon1, double lat2, double lon2)
 	return sqrt(dx * dx + dy * dy);
 }
 
+double
+udc_max_dlat(double radius_m)
+{
+	const double f = UDC_WGS84_F;
+	const double e2 = f * (2.0 - f);
+	const double m_min = UDC_WGS84_A * (1.0 - e2);
+
+	return radius_m / m_min * RAD2DEG * 1.001 + 1e-9;
+}
+
 int
 udc_approx_ok(double lat1, double lat2)
 {
@@ -243,8 +253,6 @@ udc_cover(double latitude, double longitude, double radius_m, udc_key_range *out
 	const double a = UDC_WGS84_A;
 	const double f = UDC_WGS84_F;
 	const double b = a * (1.0 - f);
-	const double e2 = f * (2.0 - f);
-	const double m_min = a * (1.0 - e2);	/* smallest meridional radius */
 	double		dlat,
 				la0,
 				la1;
@@ -257,7 +265,7 @@ udc_cover(double latitude, double longitude, double radius_m, udc_key_range *out
 	int			n = 0;
 
 	/* Any path between two parallels is at least the meridian arc. */
-	dlat = radius_m / m_min * RAD2DEG * 1.001 + 1e-9;
+	dlat = udc_max_dlat(radius_m);
 	la0 = latitude - dlat;
 	la1 = latitude + dlat;
 	if (la0 <= -90.0)

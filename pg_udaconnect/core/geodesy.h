@@ -54,6 +54,13 @@ double		udc_geodesic_distance(double lat1, double lon1, double lat2, double lon2
  */
 double		udc_approx_distance(double lat1, double lon1, double lat2, double lon2);
 
+/*
+ * Largest latitude difference (degrees) two points at most radius_m apart can
+ * have: any path between two parallels is at least the meridian arc, whose
+ * radius of curvature is at least a(1 - e^2).  Conservative (margin added).
+ */
+double		udc_max_dlat(double radius_m);
+
 /* Is the approximation trustworthy (as a pre-filter) for these points? */
 int			udc_approx_ok(double lat1, double lat2);
 

@@ -254,6 +254,7 @@ typedef struct FinderState
 	FinderRels *rels;
 	int32		pid;
 	double		meters;
+	double		max_dlat;		/* udc_max_dlat(meters) */
 	bool		has_window;
 	int64		window;			/* microseconds */
 	OwnPoint   *own;
@@ -281,6 +282,7 @@ nearest_own(FinderState *st, const Probe *group, int ngroup, double lat, double 
 {
 	double		best = -1.0;
 	double		cut = st->meters * (1.0 + 1e-3) + 1e-3;
+	double		max_dlat = st->max_dlat;
 	int			from = 0;
 
 	if (st->has_window)
@@ -313,6 +315,8 @@ nearest_own(FinderState *st, const Probe *group, int ngroup, double lat, double 
 			if (pg_sub_s64_overflow(p->t, t, &dt) || dt > st->window)
 				break;			/* later points are later still */
 		}
+		if (fabs(lat - p->lat) > max_dlat)
+			continue;			/* too far north or south: no trigonometry */
 		if (udc_approx_ok(lat, p->lat) &&
 			udc_approx_distance(lat, lon, p->lat, p->lon) > cut)
 			continue;
@@ -547,6 +551,7 @@ udc_find_connections(PG_FUNCTION_ARGS)
 	st.rels = &rels;
 	st.pid = pid;
 	st.meters = meters;
+	st.max_dlat = udc_max_dlat(meters);
 	st.own = read_own_points(&rels, pid, t0, t1, &nown);
 
 	/* (cell range, own point) pairs, grouped by cell range */
