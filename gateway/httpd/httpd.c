@@ -737,6 +737,22 @@ parse_body(struct MHD_Connection *c, struct request *r, enum MHD_Result *ret)
     return doc;
 }
 
+/* 201 with the created object (the function's JSON) and its Location. */
+static enum MHD_Result
+send_created(struct MHD_Connection *c, struct request *r, PGresult *res, const char *collection)
+{
+    json_t *created = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    char loc[96] = "";
+
+    if (created)
+    {
+        snprintf(loc, sizeof loc, "%s/%lld", collection,
+                 (long long) json_integer_value(json_object_get(created, "id")));
+        json_decref(created);
+    }
+    return send_result(c, r, 201, res, 0, created ? loc : NULL);
+}
+
 static enum MHD_Result
 post_person(struct MHD_Connection *c, struct request *r)
 {
@@ -769,15 +785,7 @@ post_person(struct MHD_Connection *c, struct request *r)
     json_decref(doc);
     if (!res)
         return ret;
-    json_t *created = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    char loc[64] = "";
-    if (created)
-    {
-        snprintf(loc, sizeof loc, "/api/persons/%lld",
-                 (long long) json_integer_value(json_object_get(created, "id")));
-        json_decref(created);
-    }
-    return send_result(c, r, 201, res, 0, created ? loc : NULL);
+    return send_created(c, r, res, "/api/persons");
 }
 
 static enum MHD_Result
@@ -834,15 +842,7 @@ post_location(struct MHD_Connection *c, struct request *r)
     json_decref(doc);
     if (!res)
         return ret;
-    json_t *created = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-    char loc[64] = "";
-    if (created)
-    {
-        snprintf(loc, sizeof loc, "/api/locations/%lld",
-                 (long long) json_integer_value(json_object_get(created, "id")));
-        json_decref(created);
-    }
-    return send_result(c, r, 201, res, 0, created ? loc : NULL);
+    return send_created(c, r, res, "/api/locations");
 }
 
 /* ---- health, metrics, openapi, static ---------------------------------- */

@@ -164,6 +164,43 @@ person_exists(FinderRels *r, int32 pid)
 	return found;
 }
 
+/*
+ * Next visible entry of an index scan, with n columns: read from the index
+ * tuple where the heap page is all-visible (as nodeIndexonlyscan.c does: the
+ * indexes INCLUDE what the finder needs), from the heap tuple otherwise.
+ * idx[i] is a column's number in the index, heap[i] in the table; they are
+ * all NOT NULL.  Values stay valid until the next call.
+ */
+static bool
+next_entry(IndexScanDesc scan, Buffer *vmbuf, TupleTableSlot *slot, int n,
+		   const AttrNumber *idx, const AttrNumber *heap, Datum *values)
+{
+	ItemPointer tid;
+	bool		isnull;
+
+	while ((tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
+	{
+		BlockNumber blk = ItemPointerGetBlockNumber(tid);
+
+		CHECK_FOR_INTERRUPTS();
+		if (VM_ALL_VISIBLE(scan->heapRelation, blk, vmbuf))
+		{
+			PredicateLockPage(scan->heapRelation, blk, scan->xs_snapshot);
+			for (int i = 0; i < n; i++)
+				values[i] = index_getattr(scan->xs_itup, idx[i], scan->xs_itupdesc, &isnull);
+			return true;
+		}
+		if (index_fetch_heap(scan, slot))
+		{
+			for (int i = 0; i < n; i++)
+				values[i] = slot_getattr(slot, heap[i], &isnull);
+			return true;
+		}
+		/* not visible to our snapshot */
+	}
+	return false;
+}
+
 /* The person's own locations in [t0, t1), in time order. */
 static OwnPoint *
 read_own_points(FinderRels *r, int32 pid, TimestampTz t0, TimestampTz t1, int *count)
@@ -174,8 +211,10 @@ read_own_points(FinderRels *r, int32 pid, TimestampTz t0, TimestampTz t1, int *c
 	int			n = 0,
 				cap = 256;
 	OwnPoint   *pts = palloc(sizeof(OwnPoint) * cap);
-	ItemPointer tid;
 	Buffer		vmbuf = InvalidBuffer;
+	const AttrNumber idx[2] = {3, 2};
+	const AttrNumber heap[2] = {r->att_coord, r->att_time};
+	Datum		values[2];
 
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(pid));
 	ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE, TimestampTzGetDatum(t0));
@@ -183,38 +222,16 @@ read_own_points(FinderRels *r, int32 pid, TimestampTz t0, TimestampTz t1, int *c
 	scan = index_beginscan(r->location, r->loc_person_time, GetActiveSnapshot(), 3, 0);
 	scan->xs_want_itup = true;
 	index_rescan(scan, keys, 3, NULL, 0);
-	/* index-only where possible: (person_id, creation_time) INCLUDE (coordinate) */
-	while ((tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
+	/* (person_id, creation_time) INCLUDE (coordinate) */
+	while (next_entry(scan, &vmbuf, slot, 2, idx, heap, values))
 	{
-		bool		isnull;
-		Datum		coord;
-		TimestampTz t;
-
-		CHECK_FOR_INTERRUPTS();
-		if (!VM_ALL_VISIBLE(r->location, ItemPointerGetBlockNumber(tid), &vmbuf))
-		{
-			if (!index_fetch_heap(scan, slot))
-				continue;
-			coord = slot_getattr(slot, r->att_coord, &isnull);
-			if (isnull)
-				continue;
-			t = DatumGetTimestampTz(slot_getattr(slot, r->att_time, &isnull));
-		}
-		else
-		{
-			PredicateLockPage(r->location, ItemPointerGetBlockNumber(tid), scan->xs_snapshot);
-			coord = index_getattr(scan->xs_itup, 3, scan->xs_itupdesc, &isnull);
-			if (isnull)
-				continue;
-			t = DatumGetTimestampTz(index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &isnull));
-		}
 		if (n == cap)
 		{
 			cap *= 2;
 			pts = repalloc_huge(pts, sizeof(OwnPoint) * cap);
 		}
-		udc_point_coordinates(coord, &pts[n].lat, &pts[n].lon);
-		pts[n].t = t;
+		udc_point_coordinates(values[0], &pts[n].lat, &pts[n].lon);
+		pts[n].t = DatumGetTimestampTz(values[1]);
 		n++;
 	}
 	if (BufferIsValid(vmbuf))
@@ -361,7 +378,9 @@ scan_segment(FinderState *st, const Probe *group, int ngroup,
 	ScanKeyData keys[4];
 	int			nkeys;
 	IndexScanDesc scan;
-	ItemPointer tid;
+	const AttrNumber idx[4] = {IDX_PERSON, IDX_COORD, IDX_TIME, IDX_ID};
+	const AttrNumber heap[4] = {r->att_person, r->att_coord, r->att_time, r->att_id};
+	Datum		values[4];
 
 	if (group[0].lo == group[0].hi)
 	{
@@ -380,55 +399,20 @@ scan_segment(FinderState *st, const Probe *group, int ngroup,
 	scan = (nkeys == 3) ? st->scan_cell : st->scan_range;
 	index_rescan(scan, keys, nkeys, NULL, 0);
 
-	/*
-	 * Index-only where the heap page is all-visible: the index carries
-	 * person_id, id and coordinate (INCLUDE), so most candidates never touch
-	 * the heap (as nodeIndexonlyscan.c does).
-	 */
-	while ((tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
+	while (next_entry(scan, &st->vmbuf, st->slot, 4, idx, heap, values))
 	{
-		bool		isnull;
-		int32		person;
-		int64		id;
+		int32		person = DatumGetInt32(values[0]);
+		TimestampTz t = DatumGetTimestampTz(values[2]);
 		double		lat,
 					lon,
 					d;
-		TimestampTz t;
-		Datum		coord;
 
-		CHECK_FOR_INTERRUPTS();
-		if (!VM_ALL_VISIBLE(r->location, ItemPointerGetBlockNumber(tid), &st->vmbuf))
-		{
-			if (!index_fetch_heap(scan, st->slot))
-				continue;		/* not visible to our snapshot */
-			person = DatumGetInt32(slot_getattr(st->slot, r->att_person, &isnull));
-			if (isnull || person == st->pid)
-				continue;
-			coord = slot_getattr(st->slot, r->att_coord, &isnull);
-			if (isnull)
-				continue;
-			t = DatumGetTimestampTz(slot_getattr(st->slot, r->att_time, &isnull));
-			id = DatumGetInt64(slot_getattr(st->slot, r->att_id, &isnull));
-		}
-		else
-		{
-			IndexTuple	itup = scan->xs_itup;
-			TupleDesc	itd = scan->xs_itupdesc;
-
-			PredicateLockPage(r->location, ItemPointerGetBlockNumber(tid), scan->xs_snapshot);
-			person = DatumGetInt32(index_getattr(itup, IDX_PERSON, itd, &isnull));
-			if (isnull || person == st->pid)
-				continue;
-			coord = index_getattr(itup, IDX_COORD, itd, &isnull);
-			if (isnull)
-				continue;
-			t = DatumGetTimestampTz(index_getattr(itup, IDX_TIME, itd, &isnull));
-			id = DatumGetInt64(index_getattr(itup, IDX_ID, itd, &isnull));
-		}
-		udc_point_coordinates(coord, &lat, &lon);
+		if (person == st->pid)
+			continue;
+		udc_point_coordinates(values[1], &lat, &lon);
 		d = nearest_own(st, group, ngroup, lat, lon, t);
 		if (d >= 0.0)
-			add_hit(st, id, person, lat, lon, t, d);
+			add_hit(st, DatumGetInt64(values[3]), person, lat, lon, t, d);
 	}
 }
 

@@ -11,6 +11,7 @@
 #
 #   UDACONNECT_INGEST_WORKERS   udaconnect.ingest_workers (default 2)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/daemon.sh"
 DIR=$RUN_DIR/kafka
 PIDFILE=$DIR/devkafka.pid
 BOOTFILE=$DIR/bootstrap
@@ -19,9 +20,7 @@ TOPIC=${UDACONNECT_KAFKA_TOPIC:-locations}
 PARTITIONS=${UDACONNECT_KAFKA_PARTITIONS:-4}
 WORKERS=${UDACONNECT_INGEST_WORKERS:-2}
 
-running() {
-  [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
-}
+running() { pid_running "$PIDFILE"; }
 
 case "$1" in
 start)
@@ -67,15 +66,7 @@ ENV
   fi
   ;;
 stop)
-  if running; then
-    pid=$(cat "$PIDFILE")
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "10-kafka: development broker $pid did not stop on SIGTERM; killing it" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  fi
+  pid_stop "10-kafka: development broker" "$PIDFILE" 5
   rm -f "$PIDFILE" "$BOOTFILE"
   ;;
 status)

@@ -6,14 +6,13 @@
 #
 #   UDACONNECT_GRPCD_ARGS   extra command-line options (see --help)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/daemon.sh"
 DIR=$RUN_DIR/grpcd
 PIDFILE=$DIR/grpcd.pid
 BIN=$TOP/gateway/grpcd/udaconnect-grpcd
 PORT=$UDACONNECT_GRPC_PORT
 
-running() {
-  [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
-}
+running() { pid_running "$PIDFILE"; }
 
 case "$1" in
 start)
@@ -37,13 +36,7 @@ start)
     echo $pid > "$PIDFILE"
     # ready when this very process logged that it listens (another process
     # already on the port would make a plain connect test succeed)
-    ok=0
-    for _ in $(seq 1 150); do
-      if ! running; then break; fi
-      if grep -q "udaconnect-grpcd\[$pid\]: listening on" "$LOG_DIR/grpcd.log" 2>/dev/null; then ok=1; break; fi
-      sleep 0.1
-    done
-    if [ $ok != 1 ]; then
+    if ! pid_wait "$PIDFILE" 150 grep -q "udaconnect-grpcd\[$pid\]: listening on" "$LOG_DIR/grpcd.log"; then
       echo "40-grpcd: udaconnect-grpcd did not start; see $LOG_DIR/grpcd.log:" >&2
       tail -n 5 "$LOG_DIR/grpcd.log" >&2 || true
       exit 1
@@ -53,16 +46,7 @@ start)
   echo "gRPC        127.0.0.1:$PORT   (udaconnect.v1.LocationService, ConnectionService, /LocationService/updateLocation, grpc.health.v1.Health)" >> "$RUN_DIR/endpoints"
   ;;
 stop)
-  if running; then
-    pid=$(cat "$PIDFILE")
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "40-grpcd: udaconnect-grpcd $pid did not stop within 30 s of SIGTERM; killing it" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  fi
-  rm -f "$PIDFILE"
+  pid_stop "40-grpcd: udaconnect-grpcd" "$PIDFILE" 30
   ;;
 status)
   if running; then

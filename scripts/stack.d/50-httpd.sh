@@ -5,11 +5,12 @@
 # (UDACONNECT_HTTP_THREADS, UDACONNECT_API_TOKEN, ...) pass through from the
 # environment; see docs/http.md.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/daemon.sh"
 BIN=$TOP/gateway/httpd/udaconnect-httpd
 PIDFILE=$RUN_DIR/httpd.pid
 URL=http://127.0.0.1:$UDACONNECT_HTTP_PORT
 
-running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+running() { pid_running "$PIDFILE"; }
 
 case "$1" in
 start)
@@ -28,13 +29,7 @@ start)
       nohup "$BIN" --bind 127.0.0.1 --port "$UDACONNECT_HTTP_PORT" \
         --web-root "$TOP/gateway/web" >>"$LOG_DIR/httpd.log" 2>&1 </dev/null &
     echo $! > "$PIDFILE"
-    ok=0
-    for _ in $(seq 1 100); do
-      if ! running; then break; fi
-      if curl -fsS -o /dev/null "$URL/healthz" 2>/dev/null; then ok=1; break; fi
-      sleep 0.1
-    done
-    if [ $ok != 1 ]; then
+    if ! pid_wait "$PIDFILE" 100 curl -fsS -o /dev/null "$URL/healthz"; then
       echo "50-httpd: udaconnect-httpd did not become healthy; see $LOG_DIR/httpd.log" >&2
       tail -n 20 "$LOG_DIR/httpd.log" >&2 || true
       exit 1
@@ -44,13 +39,7 @@ start)
   echo "Web app and REST API  $URL/   (API: $URL/api/persons, OpenAPI: $URL/api/openapi.json, metrics: $URL/metrics)" >> "$RUN_DIR/endpoints"
   ;;
 stop)
-  if running; then
-    pid=$(cat "$PIDFILE")
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$PIDFILE"
+  pid_stop "50-httpd: udaconnect-httpd" "$PIDFILE" 5
   ;;
 status)
   if running; then echo "udaconnect-httpd: running (pid $(cat "$PIDFILE")) on $URL"

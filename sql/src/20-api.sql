@@ -49,6 +49,7 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path FROM CURRENT
 AS $$
 DECLARE
+    point  geometry;
     result udaconnect.location;
 BEGIN
     IF person_id IS NULL THEN
@@ -61,16 +62,14 @@ BEGIN
         RAISE EXCEPTION 'creation_time must be finite, not %', creation_time
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM udaconnect.make_point(latitude, longitude);
+    point := udaconnect.make_point(latitude, longitude);   -- validates: 22004 / 22003
     IF NOT EXISTS (SELECT 1 FROM udaconnect.person p WHERE p.id = record_location.person_id) THEN
         RAISE EXCEPTION 'person % does not exist', person_id
             USING ERRCODE = 'foreign_key_violation',
                   HINT = 'Create the person first with udaconnect.create_person().';
     END IF;
     INSERT INTO udaconnect.location (person_id, coordinate, creation_time)
-    VALUES (record_location.person_id,
-            udaconnect.make_point(latitude, longitude),
-            record_location.creation_time)
+    VALUES (record_location.person_id, point, record_location.creation_time)
     RETURNING * INTO result;
     RETURN result;
 END;
