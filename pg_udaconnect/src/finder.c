@@ -242,12 +242,9 @@ read_own_points(FinderRels *r, int32 pid, TimestampTz t0, TimestampTz t1, int *c
 	return pts;
 }
 
-static int
-cmp_probe(const void *a, const void *b)
+static inline int
+cmp_probe(const Probe *x, const Probe *y)
 {
-	const Probe *x = a;
-	const Probe *y = b;
-
 	if (x->lo != y->lo)
 		return x->lo < y->lo ? -1 : 1;
 	if (x->hi != y->hi)
@@ -255,16 +252,41 @@ cmp_probe(const void *a, const void *b)
 	return (x->own > y->own) - (x->own < y->own);
 }
 
-static int
-cmp_hit(const void *a, const void *b)
+static inline int
+cmp_hit(const Hit *x, const Hit *y)
 {
-	const Hit  *x = a;
-	const Hit  *y = b;
-
 	if (x->t != y->t)
 		return x->t < y->t ? -1 : 1;
 	return (x->id > y->id) - (x->id < y->id);
 }
+
+/* sort_probes() and sort_hits(): qsort with the comparison inlined */
+#define ST_SORT sort_probes
+#define ST_ELEMENT_TYPE Probe
+#define ST_COMPARE(a, b) cmp_probe(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+#define ST_SORT sort_hits
+#define ST_ELEMENT_TYPE Hit
+#define ST_COMPARE(a, b) cmp_hit(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/*
+ * Two time segments of one cell are scanned as one when the gap between them
+ * is expected to hold fewer index entries than a fresh descent of the btree
+ * costs (measured: a descent costs about as much as reading this many
+ * entries).  The expected number comes from the entries per cell and per
+ * microsecond seen so far in the query.
+ */
+#define RESCAN_COST_ENTRIES 32.0
+/* gap merged before anything was measured: twice the report interval of a
+ * phone reporting every minute */
+#define DEFAULT_MERGE_GAP	(120 * USECS_PER_SEC)
+#define MAX_MERGE_GAP		(3600 * USECS_PER_SEC)
 
 typedef struct FinderState
 {
@@ -284,7 +306,26 @@ typedef struct FinderState
 	IndexScanDesc scan_range;	/* cell range and time range: 4 keys */
 	Buffer		vmbuf;			/* visibility map page in use */
 	bool		dedupe;			/* can a location be seen twice? */
+	/* statistics: DEBUG1, and the density that sizes merge_gap() */
+	long		nscans;
+	long		nentries;
+	long		ndist;
+	double		scanned_us;		/* total length of the scanned segments */
 } FinderState;
+
+/* Largest gap between two segments of a cell worth scanning through. */
+static int64
+merge_gap(const FinderState *st)
+{
+	double		per_us;
+
+	if (st->nscans < 16 || st->scanned_us <= 0.0)
+		return DEFAULT_MERGE_GAP;
+	per_us = (double) st->nentries / st->scanned_us;
+	if (per_us * (double) MAX_MERGE_GAP <= RESCAN_COST_ENTRIES)
+		return MAX_MERGE_GAP;
+	return (int64) (RESCAN_COST_ENTRIES / per_us);
+}
 
 /* Columns of location_cell_time_idx: (cell, creation_time) INCLUDE (person_id, id, coordinate) */
 #define IDX_TIME	2
@@ -337,6 +378,7 @@ nearest_own(FinderState *st, const Probe *group, int ngroup, double lat, double 
 		if (udc_approx_ok(lat, p->lat) &&
 			udc_approx_distance(lat, lon, p->lat, p->lon) > cut)
 			continue;
+		st->ndist++;
 		d = udc_geodesic_distance(lat, lon, p->lat, p->lon);
 		if (d >= 0.0 && d <= st->meters && (best < 0.0 || d < best))
 			best = d;
@@ -398,6 +440,8 @@ scan_segment(FinderState *st, const Probe *group, int ngroup,
 	/* an index scan takes the same number of keys at every rescan */
 	scan = (nkeys == 3) ? st->scan_cell : st->scan_range;
 	index_rescan(scan, keys, nkeys, NULL, 0);
+	st->nscans++;
+	st->scanned_us += (double) b - (double) a + 1.0;
 
 	while (next_entry(scan, &st->vmbuf, st->slot, 4, idx, heap, values))
 	{
@@ -407,6 +451,7 @@ scan_segment(FinderState *st, const Probe *group, int ngroup,
 					lon,
 					d;
 
+		st->nentries++;
 		if (person == st->pid)
 			continue;
 		udc_point_coordinates(values[1], &lat, &lon);
@@ -561,7 +606,7 @@ udc_find_connections(PG_FUNCTION_ARGS)
 					st.dedupe = true;
 			}
 		}
-		qsort(probes, nprobes, sizeof(Probe), cmp_probe);
+		sort_probes(probes, nprobes);
 	}
 
 	memset(&hctl, 0, sizeof(hctl));
@@ -595,6 +640,7 @@ udc_find_connections(PG_FUNCTION_ARGS)
 			TimestampTz seg_a = 0,
 						seg_b = 0;
 			bool		open = false;
+			int64		gap = merge_gap(&st);
 
 			for (int k = 0; k < ng; k++)
 			{
@@ -602,7 +648,7 @@ udc_find_connections(PG_FUNCTION_ARGS)
 				TimestampTz a = Max(t0, sat_add(t, -st.window));
 				TimestampTz b = Min(t1 - 1, sat_add(t, st.window));
 
-				if (open && a <= seg_b + 1)
+				if (open && a <= sat_add(seg_b, gap + 1))
 				{
 					if (b > seg_b)
 						seg_b = b;
@@ -626,7 +672,9 @@ udc_find_connections(PG_FUNCTION_ARGS)
 	ExecDropSingleTupleTableSlot(st.slot);
 	close_rels(&rels);
 
-	qsort(st.hits, st.nhits, sizeof(Hit), cmp_hit);
+	elog(DEBUG1, "find_connections(%d): %d own points, %d probes, %ld index scans, %ld entries, %ld exact distances, %d hits",
+		 pid, nown, nprobes, st.nscans, st.nentries, st.ndist, st.nhits);
+	sort_hits(st.hits, st.nhits);
 	for (int i = 0; i < st.nhits; i++)
 	{
 		Datum		values[6];
