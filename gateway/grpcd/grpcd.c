@@ -9,9 +9,11 @@
  *   main        configuration, start-up, sigwait(), orderly shutdown
  *   worker N    one completion queue each; every call is bound to the queue
  *               it arrived on, so one call's events never run concurrently
- *   kafka       rd_kafka_poll(): delivery reports answer the calls; also
- *               the deadline sweeper (UNAVAILABLE before a call's deadline
- *               when the broker has not acknowledged)
+ *   kafka       rd_kafka_poll() of the unary calls' producer: delivery
+ *               reports answer the calls; also the deadline sweeper
+ *               (UNAVAILABLE before a call's deadline when the broker has
+ *               not acknowledged)
+ *   kafka-s     rd_kafka_poll() of the client streams' producer
  *   db N        libpq, one connection each, for FindConnections
  *
  * Call lifetime: a reference count.  The "flow" holds one reference until
@@ -72,6 +74,7 @@ static struct
 	int			max_skew;
 	int			kafka_timeout_ms;
 	double		linger_ms;
+	double		stream_linger_ms;
 	double		grace;
 	int			nkopts;
 	char	   *kopt_name[MAX_KAFKA_OPTS];
@@ -80,7 +83,7 @@ static struct
 	.bind = "0.0.0.0",
 	.port = 30005,
 	.topic = "locations",
-	.threads = 2,
+	.threads = 1,
 	.db_threads = 2,
 	.requests = 32,
 	.max_message = 16384,
@@ -88,7 +91,8 @@ static struct
 	.max_rows = 100000,
 	.max_skew = 300,
 	.kafka_timeout_ms = 10000,
-	.linger_ms = 1,
+	.linger_ms = 0.5,
+	.stream_linger_ms = 5,
 	.grace = 10,
 };
 
@@ -96,8 +100,24 @@ static struct
  * Global state
  * ------------------------------------------------------------------------ */
 static grpc_server *server;
-static rd_kafka_t *rk;
-static rd_kafka_topic_t *rkt;
+/*
+ * Two producers of the same kind (idempotent, acks=all, same topic and key):
+ * one for unary calls, whose callers wait for each acknowledgement (short
+ * linger), one for client streams, which are answered once at the end (longer
+ * linger: fewer, larger produce requests).  One RPC's points always go
+ * through one producer, so they stay in order per person; points of calls
+ * that overlap in time have no order to keep.  See docs/grpc.md.
+ */
+typedef struct producer
+{
+	const char *name;			/* for log lines and the thread name */
+	rd_kafka_t *rk;
+	rd_kafka_topic_t *rkt;
+	pthread_t	poll_thread;
+} producer;
+
+static producer unary_producer = {.name = "unary"};
+static producer stream_producer = {.name = "stream"};
 static atomic_int stopping;		/* SIGTERM received */
 static atomic_int kafka_fatal;	/* producer unusable */
 static atomic_int poll_stop;
@@ -238,6 +258,10 @@ buffer_slice(grpc_byte_buffer *bb)
 	grpc_byte_buffer_reader r;
 	grpc_slice	s;
 
+	/* the usual case, one uncompressed slice: a reference, no copy */
+	if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+		bb->data.raw.slice_buffer.count == 1)
+		return grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
 	if (!grpc_byte_buffer_reader_init(&r, bb))
 		return grpc_empty_slice();
 	s = grpc_byte_buffer_reader_readall(&r);
@@ -657,9 +681,11 @@ delivery_report(rd_kafka_t *k, const rd_kafka_message_t *m, void *opaque)
 static void
 kafka_error(rd_kafka_t *k, int err, const char *reason, void *opaque)
 {
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 	static int	last_err;
 	static int64_t last_ms;
 	int64_t		now = now_ms();
+	bool		quiet;
 
 	(void) opaque;
 	if (err == RD_KAFKA_RESP_ERR__FATAL)
@@ -672,12 +698,17 @@ kafka_error(rd_kafka_t *k, int err, const char *reason, void *opaque)
 			   rd_kafka_err2name(orig), buf);
 		return;
 	}
-	/* at most one line per error code per 10 s (called from the poll thread only) */
-	if (err == last_err && now - last_ms < 10000)
-		return;
-	last_err = err;
-	last_ms = now;
-	logmsg(LOG_WARNING, "Kafka: %s: %s", rd_kafka_err2name(err), reason);
+	/* at most one line per error code per 10 s (both producers' poll threads) */
+	pthread_mutex_lock(&mu);
+	quiet = err == last_err && now - last_ms < 10000;
+	if (!quiet)
+	{
+		last_err = err;
+		last_ms = now;
+	}
+	pthread_mutex_unlock(&mu);
+	if (!quiet)
+		logmsg(LOG_WARNING, "Kafka: %s: %s", rd_kafka_err2name(err), reason);
 }
 
 static void
@@ -689,6 +720,28 @@ kafka_log(const rd_kafka_t *k, int level, const char *fac, const char *buf)
 		return;
 	logmsg(level <= 3 ? LOG_ERROR : level <= 5 ? LOG_WARNING : level == 6 ? LOG_INFO : LOG_DEBUG,
 		   "librdkafka %s: %s", fac, buf);
+}
+
+/* decimal ASCII of v (the message key), without snprintf; returns the length */
+static int
+format_int32(char *out, int32_t v)
+{
+	char		tmp[12];
+	int			n = 0,
+				len = 0;
+	uint32_t	u = v < 0 ? (uint32_t) 0 - (uint32_t) v : (uint32_t) v;
+
+	do
+	{
+		tmp[n++] = (char) ('0' + u % 10);
+		u /= 10;
+	} while (u > 0);
+	if (v < 0)
+		out[len++] = '-';
+	while (n > 0)
+		out[len++] = tmp[--n];
+	out[len] = '\0';
+	return len;
 }
 
 /*
@@ -703,6 +756,7 @@ produce_location(call *c, const Udaconnect__V1__Location *loc)
 	size_t		vlen;
 	int			klen;
 	rd_kafka_resp_err_t err;
+	producer   *pr;
 
 	if (atomic_load(&kafka_fatal))
 		return RD_KAFKA_RESP_ERR__FATAL;
@@ -710,11 +764,12 @@ produce_location(call *c, const Udaconnect__V1__Location *loc)
 	if (vlen > sizeof(value))
 		return RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;	/* cannot happen */
 	udaconnect__v1__location__pack(loc, value);
-	klen = snprintf(key, sizeof(key), "%d", loc->person_id);
+	klen = format_int32(key, loc->person_id);
 	atomic_fetch_add(&c->refs, 1);
 	atomic_fetch_add(&c->pending, 1);
-	err = rd_kafka_producev(rk,
-							RD_KAFKA_V_RKT(rkt),
+	pr = c->kind == M_RECORDS ? &stream_producer : &unary_producer;
+	err = rd_kafka_producev(pr->rk,
+							RD_KAFKA_V_RKT(pr->rkt),
 							RD_KAFKA_V_KEY(key, (size_t) klen),
 							RD_KAFKA_V_VALUE(value, vlen),
 							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY | RD_KAFKA_MSG_F_BLOCK),
@@ -728,22 +783,24 @@ produce_location(call *c, const Udaconnect__V1__Location *loc)
 	return err;
 }
 
-static pthread_t poll_thread;
-
+/* one thread per producer: delivery reports; the unary one also sweeps deadlines */
 static void *
 poll_main(void *arg)
 {
-	(void) arg;
+	producer   *pr = arg;
+
+	pthread_setname_np(pthread_self(), pr == &unary_producer ? "grpcd-kafka" : "grpcd-kafka-s");
 	while (!atomic_load(&poll_stop))
 	{
-		rd_kafka_poll(rk, 20);
-		sweep_expired();
+		rd_kafka_poll(pr->rk, 20);
+		if (pr == &unary_producer)
+			sweep_expired();
 	}
 	return NULL;
 }
 
 static int
-kafka_start(void)
+kafka_start(producer *pr, double linger_ms)
 {
 	char		errstr[512];
 	char		num[32];
@@ -754,7 +811,7 @@ kafka_start(void)
 
 #define SET(k, v) (names[n] = (k), values[n] = (v), n++)
 	SET("bootstrap.servers", cfg.brokers);
-	SET("client.id", "udaconnect-grpcd");
+	SET("client.id", pr == &unary_producer ? "udaconnect-grpcd" : "udaconnect-grpcd-stream");
 	SET("enable.idempotence", "true");
 	SET("acks", "all");
 	SET("queue.buffering.max.messages", "200000");
@@ -775,7 +832,7 @@ kafka_start(void)
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
-	snprintf(num, sizeof(num), "%g", cfg.linger_ms);
+	snprintf(num, sizeof(num), "%g", linger_ms);
 	if (rd_kafka_conf_set(conf, "linger.ms", num, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
 	{
 		logmsg(LOG_FATAL, "Kafka setting linger.ms=%s: %s", num, errstr);
@@ -792,15 +849,15 @@ kafka_start(void)
 	rd_kafka_conf_set_dr_msg_cb(conf, delivery_report);
 	rd_kafka_conf_set_error_cb(conf, kafka_error);
 	rd_kafka_conf_set_log_cb(conf, kafka_log);
-	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	if (rk == NULL)
+	pr->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (pr->rk == NULL)
 	{
-		logmsg(LOG_FATAL, "cannot create the Kafka producer: %s", errstr);
+		logmsg(LOG_FATAL, "cannot create the Kafka producer (%s calls): %s", pr->name, errstr);
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
-	rkt = rd_kafka_topic_new(rk, cfg.topic, NULL);
-	if (rkt == NULL)
+	pr->rkt = rd_kafka_topic_new(pr->rk, cfg.topic, NULL);
+	if (pr->rkt == NULL)
 	{
 		logmsg(LOG_FATAL, "cannot create the Kafka topic handle %s: %s", cfg.topic,
 			   rd_kafka_err2str(rd_kafka_last_error()));
@@ -813,13 +870,55 @@ kafka_start(void)
  * Location RPCs
  * ------------------------------------------------------------------------ */
 
-/* Decode + validate a v1 Location from a slice; NULL + err on failure. */
+/*
+ * A protobuf-c allocator on the caller's stack for the small request
+ * messages (a Location and its Timestamp need about 100 bytes): unpacking
+ * then costs no malloc/free.  Whatever does not fit (e.g. large unknown
+ * fields) falls back to malloc, bounded by --max-message-bytes as before.
+ */
+typedef struct stack_arena
+{
+	size_t		used;
+	_Alignas(16) uint8_t buf[512];
+} stack_arena;
+
+static void *
+arena_alloc(void *data, size_t size)
+{
+	stack_arena *a = data;
+	size_t		n = (size + 15) & ~(size_t) 15;
+
+	if (n >= size && n <= sizeof(a->buf) - a->used)
+	{
+		void	   *p = a->buf + a->used;
+
+		a->used += n;
+		return p;
+	}
+	return malloc(size);
+}
+
+static void
+arena_free(void *data, void *p)
+{
+	stack_arena *a = data;
+
+	if ((uint8_t *) p < a->buf || (uint8_t *) p >= a->buf + sizeof(a->buf))
+		free(p);
+}
+
+#define STACK_ALLOCATOR(arena) {.alloc = arena_alloc, .free = arena_free, .allocator_data = &(arena)}
+
+/*
+ * Decode + validate a v1 Location from a slice; NULL + err on failure.
+ * The result is freed with udaconnect__v1__location__free_unpacked(loc, al).
+ */
 static Udaconnect__V1__Location *
-decode_v1(grpc_slice s, char *err, size_t errlen)
+decode_v1(grpc_slice s, ProtobufCAllocator *al, char *err, size_t errlen)
 {
 	Udaconnect__V1__Location *loc;
 
-	loc = udaconnect__v1__location__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	loc = udaconnect__v1__location__unpack(al, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
 	if (loc == NULL)
 	{
 		snprintf(err, errlen, "the request is not a valid udaconnect.v1.Location message");
@@ -828,7 +927,7 @@ decode_v1(grpc_slice s, char *err, size_t errlen)
 	if (!validate_location(&v1_fields, loc->person_id, loc->latitude, loc->longitude,
 						   loc->creation_time, time(NULL), cfg.max_skew, err, errlen))
 	{
-		udaconnect__v1__location__free_unpacked(loc, NULL);
+		udaconnect__v1__location__free_unpacked(loc, al);
 		return NULL;
 	}
 	return loc;
@@ -862,6 +961,8 @@ handle_record(call *c, grpc_byte_buffer *payload)
 	char		err[256];
 	grpc_slice	s;
 	Udaconnect__V1__Location *loc;
+	stack_arena arena = {0};
+	ProtobufCAllocator al = STACK_ALLOCATOR(arena);
 
 	if (payload == NULL)
 	{
@@ -869,7 +970,7 @@ handle_record(call *c, grpc_byte_buffer *payload)
 		return;
 	}
 	s = buffer_slice(payload);
-	loc = decode_v1(s, err, sizeof(err));
+	loc = decode_v1(s, &al, err, sizeof(err));
 	grpc_slice_unref(s);
 	if (loc == NULL)
 	{
@@ -877,7 +978,7 @@ handle_record(call *c, grpc_byte_buffer *payload)
 		return;
 	}
 	produce_unary(c, loc);
-	udaconnect__v1__location__free_unpacked(loc, NULL);
+	udaconnect__v1__location__free_unpacked(loc, &al);
 }
 
 static void
@@ -887,6 +988,8 @@ handle_legacy(call *c, grpc_byte_buffer *payload)
 	grpc_slice	s;
 	Location   *old;
 	Udaconnect__V1__Location loc = UDACONNECT__V1__LOCATION__INIT;
+	stack_arena arena = {0};
+	ProtobufCAllocator al = STACK_ALLOCATOR(arena);
 
 	if (payload == NULL)
 	{
@@ -894,7 +997,7 @@ handle_legacy(call *c, grpc_byte_buffer *payload)
 		return;
 	}
 	s = buffer_slice(payload);
-	old = location__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	old = location__unpack(&al, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
 	grpc_slice_unref(s);
 	if (old == NULL)
 	{
@@ -904,7 +1007,7 @@ handle_legacy(call *c, grpc_byte_buffer *payload)
 	if (!validate_location(&legacy_fields, old->personid, old->latitude, old->longitude,
 						   old->createdtime, time(NULL), cfg.max_skew, err, sizeof(err)))
 	{
-		location__free_unpacked(old, NULL);
+		location__free_unpacked(old, &al);
 		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
 		return;
 	}
@@ -913,7 +1016,7 @@ handle_legacy(call *c, grpc_byte_buffer *payload)
 	loc.longitude = old->longitude;
 	loc.creation_time = old->createdtime;
 	produce_unary(c, &loc);
-	location__free_unpacked(old, NULL);
+	location__free_unpacked(old, &al);
 }
 
 /* client streaming */
@@ -970,6 +1073,8 @@ stream_recv_done(tag *t, bool ok)
 	char		err[256];
 	int32_t		index;
 	Udaconnect__V1__Location *loc;
+	stack_arena arena = {0};
+	ProtobufCAllocator al = STACK_ALLOCATOR(arena);
 
 	if (!ok)
 	{
@@ -999,7 +1104,7 @@ stream_recv_done(tag *t, bool ok)
 				  cfg.max_stream);
 		return;
 	}
-	loc = decode_v1(s, err, sizeof(err));
+	loc = decode_v1(s, &al, err, sizeof(err));
 	grpc_slice_unref(s);
 	if (loc == NULL)
 		stream_reject(c, index, err);
@@ -1014,7 +1119,7 @@ stream_recv_done(tag *t, bool ok)
 			if (atomic_exchange(&c->err_set, 1) == 0)
 				snprintf(c->kafka_err, sizeof(c->kafka_err), "%s", rd_kafka_err2str(e));
 		}
-		udaconnect__v1__location__free_unpacked(loc, NULL);
+		udaconnect__v1__location__free_unpacked(loc, &al);
 	}
 	stream_next(c);
 }
@@ -1298,6 +1403,10 @@ db_main(void *arg)
 {
 	int			id = (int) (intptr_t) arg;
 	PGconn	   *conn = NULL;
+	char		name[16];
+
+	snprintf(name, sizeof(name), "grpcd-db%d", id);
+	pthread_setname_np(pthread_self(), name);
 
 	for (;;)
 	{
@@ -1544,7 +1653,10 @@ static void *
 worker_main(void *arg)
 {
 	worker	   *w = arg;
+	char		name[16];
 
+	snprintf(name, sizeof(name), "grpcd-worker%d", w->id);
+	pthread_setname_np(pthread_self(), name);
 	for (int k = 0; k <= M_UNKNOWN; k++)
 	{
 		int			n = (k == M_UNKNOWN || k == M_HEALTH || k == M_FIND) ? 2 : cfg.requests;
@@ -1594,14 +1706,15 @@ usage(FILE *f)
 			"  -b, --brokers LIST        Kafka bootstrap servers (env UDACONNECT_KAFKA_BROKERS; required)\n"
 			"  -t, --topic NAME          Kafka topic (env UDACONNECT_KAFKA_TOPIC, default locations)\n"
 			"  -d, --database-url URL    libpq conninfo for FindConnections (env UDACONNECT_DATABASE_URL)\n"
-			"  -j, --threads N           worker threads = completion queues (default 2)\n"
+			"  -j, --threads N           worker threads = completion queues (default 1)\n"
 			"      --db-threads N        database connections (default 2)\n"
 			"      --max-message-bytes N largest request message (default 16384)\n"
 			"      --max-stream N        most locations in one RecordLocations stream (default 1000000)\n"
 			"      --max-rows N          most rows one FindConnections call streams (default 100000)\n"
 			"      --max-future-skew S   seconds a creation_time may lie in the future (default 300)\n"
 			"      --kafka-timeout-ms N  message.timeout.ms: give up on the broker after N ms (default 10000)\n"
-			"      --linger-ms X         linger.ms (default 1)\n"
+			"      --linger-ms X         linger.ms of the producer for unary calls (default 0.5)\n"
+			"      --stream-linger-ms X  linger.ms of the producer for RecordLocations streams (default 5)\n"
 			"  -X, --kafka-opt K=V       any other librdkafka producer setting (repeatable)\n"
 			"      --grace S             seconds SIGTERM waits for calls before cancelling them (default 10)\n"
 			"  -l, --log-level LEVEL     debug, info, warning, error (env UDACONNECT_LOG_LEVEL, default info)\n"
@@ -1646,7 +1759,7 @@ configure(int argc, char **argv)
 	const char *e;
 	enum
 	{
-		O_BIND = 256, O_DBT, O_MAXMSG, O_MAXSTREAM, O_MAXROWS, O_SKEW, O_KTO, O_LINGER, O_GRACE
+		O_BIND = 256, O_DBT, O_MAXMSG, O_MAXSTREAM, O_MAXROWS, O_SKEW, O_KTO, O_LINGER, O_SLINGER, O_GRACE
 	};
 	static const struct option opts[] = {
 		{"port", required_argument, NULL, 'p'},
@@ -1662,6 +1775,7 @@ configure(int argc, char **argv)
 		{"max-future-skew", required_argument, NULL, O_SKEW},
 		{"kafka-timeout-ms", required_argument, NULL, O_KTO},
 		{"linger-ms", required_argument, NULL, O_LINGER},
+		{"stream-linger-ms", required_argument, NULL, O_SLINGER},
 		{"kafka-opt", required_argument, NULL, 'X'},
 		{"grace", required_argument, NULL, O_GRACE},
 		{"log-level", required_argument, NULL, 'l'},
@@ -1731,6 +1845,9 @@ configure(int argc, char **argv)
 				break;
 			case O_LINGER:
 				cfg.linger_ms = parse_double(optarg, "--linger-ms", 0, 900000);
+				break;
+			case O_SLINGER:
+				cfg.stream_linger_ms = parse_double(optarg, "--stream-linger-ms", 0, 900000);
 				break;
 			case O_GRACE:
 				cfg.grace = parse_double(optarg, "--grace", 0, 3600);
@@ -1822,7 +1939,8 @@ main(int argc, char **argv)
 	gpr_set_log_verbosity(GPR_LOG_SEVERITY_ERROR);
 	grpc_init();
 
-	if (kafka_start() != 0)
+	if (kafka_start(&unary_producer, cfg.linger_ms) != 0 ||
+		kafka_start(&stream_producer, cfg.stream_linger_ms) != 0)
 		return 1;
 
 	args[0].type = GRPC_ARG_INTEGER;
@@ -1867,7 +1985,8 @@ main(int argc, char **argv)
 	}
 	grpc_server_start(server);
 
-	pthread_create(&poll_thread, NULL, poll_main, NULL);
+	pthread_create(&unary_producer.poll_thread, NULL, poll_main, &unary_producer);
+	pthread_create(&stream_producer.poll_thread, NULL, poll_main, &stream_producer);
 	if (cfg.dburl)
 	{
 		db_threads = calloc(cfg.db_threads, sizeof(pthread_t));
@@ -1921,8 +2040,9 @@ main(int argc, char **argv)
 			{
 				/* the broker never answered: fail what is left (UNAVAILABLE) */
 				logmsg(LOG_WARNING, "%d Kafka message(s) still unacknowledged; purging them",
-					   rd_kafka_outq_len(rk));
-				rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+					   rd_kafka_outq_len(unary_producer.rk) + rd_kafka_outq_len(stream_producer.rk));
+				rd_kafka_purge(unary_producer.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+				rd_kafka_purge(stream_producer.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 				purged = true;
 			}
 			clock_gettime(CLOCK_REALTIME, &ts);
@@ -1960,12 +2080,16 @@ main(int argc, char **argv)
 
 	logmsg(LOG_DEBUG, "shutdown: gRPC server destroyed");
 	atomic_store(&poll_stop, 1);
-	pthread_join(poll_thread, NULL);
-	if (rd_kafka_flush(rk, cfg.kafka_timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
-		logmsg(LOG_WARNING, "%d Kafka message(s) still unacknowledged at exit", rd_kafka_outq_len(rk));
+	pthread_join(unary_producer.poll_thread, NULL);
+	pthread_join(stream_producer.poll_thread, NULL);
+	for (producer *pr = &unary_producer; pr != NULL; pr = pr == &unary_producer ? &stream_producer : NULL)
+		if (rd_kafka_flush(pr->rk, cfg.kafka_timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
+			logmsg(LOG_WARNING, "%d Kafka message(s) still unacknowledged at exit", rd_kafka_outq_len(pr->rk));
 	logmsg(LOG_DEBUG, "shutdown: Kafka producer flushed");
-	rd_kafka_topic_destroy(rkt);
-	rd_kafka_destroy(rk);
+	rd_kafka_topic_destroy(unary_producer.rkt);
+	rd_kafka_destroy(unary_producer.rk);
+	rd_kafka_topic_destroy(stream_producer.rkt);
+	rd_kafka_destroy(stream_producer.rk);
 	logmsg(LOG_DEBUG, "shutdown: Kafka producer destroyed");
 	grpc_shutdown();
 	free(workers);

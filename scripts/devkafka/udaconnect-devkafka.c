@@ -16,11 +16,15 @@
  * usage: udaconnect-devkafka [-t TOPIC]... [-p PARTITIONS] [-b BROKERS]
  *                            [-f BOOTSTRAP_FILE] [-P PID_FILE] [-q]
  */
+#include <dirent.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -88,6 +92,34 @@ write_file(const char *path, const char *text)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * TCP_NODELAY on the mock brokers' listening sockets (accepted connections
+ * inherit it on Linux), as a real Kafka broker sets it on every connection.
+ * Without it, small responses wait for the client's delayed ACK (up to
+ * 40 ms) whenever several requests are in flight.  librdkafka's mock cluster
+ * does not set it and has no option for it, so find the listeners here.
+ */
+static void
+nodelay_listeners(void)
+{
+	DIR		   *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	while (d != NULL && (e = readdir(d)) != NULL)
+	{
+		int			fd = atoi(e->d_name),
+					listening = 0,
+					one = 1;
+		socklen_t	len = sizeof(listening);
+
+		if (e->d_name[0] != '.' && fd != dirfd(d) &&
+			getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	if (d != NULL)
+		closedir(d);
 }
 
 static void
@@ -212,6 +244,7 @@ main(int argc, char **argv)
 		}
 	}
 	bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
+	nodelay_listeners();
 
 	if (pid_file != NULL)
 	{
@@ -254,6 +287,7 @@ main(int argc, char **argv)
 				else
 					rd_kafka_mock_broker_set_up(mc, b);
 			}
+			nodelay_listeners();	/* in case a listener was re-created */
 			fprintf(stderr, "udaconnect-devkafka: brokers %s\n", sig == SIGUSR1 ? "down" : "up");
 		}
 	}

@@ -6,14 +6,22 @@
 # Python grpcio, kafka-python, flush on every call).  Load generator:
 # test/bench/grpcload (gRPC core C API), built here into $BENCH_DIR.
 #
-# Both servers produce to topic $TOPIC (not the ingest workers' topic, so the
-# database does not ingest the benchmark's millions of points meanwhile).
+# Both servers produce to topic $TOPIC on a development broker of the
+# benchmark's own (scripts/devkafka/udaconnect-devkafka, the same embedded
+# broker as the stack's, on the same cores), so the database does not ingest
+# the benchmark's millions of points meanwhile.  The topic has the
+# deployment's partition count (deployment/config/udaconnect.env,
+# UDACONNECT_KAFKA_PARTITIONS): the messages are keyed by person id, so the
+# partition count decides how the calls in flight split into Kafka batches.
+# Besides the rates, the table shows the CPU time each process spent per
+# acknowledged call (/proc/PID/stat and the load generator's getrusage).
 #   UDACONNECT_BENCH_QUICK=1            2 s per run instead of 10
 #   UDACONNECT_BENCH_GRPC_SECONDS       seconds per run
 #   UDACONNECT_BENCH_GRPC_STREAM_SIZE   locations per stream (default 10000)
 #   UDACONNECT_BENCH_GRPC_STREAMS       concurrent streams (default 4)
+#   UDACONNECT_BENCH_GRPC_PARTITIONS    partitions of the topic (default: the deployment's)
 set -euo pipefail
-: "${BENCH_DIR:?}" "${TOP:?}" "${UDACONNECT_KAFKA_BROKERS:?}"
+: "${BENCH_DIR:?}" "${TOP:?}"
 PY=/usr/bin/python3
 QUICK=${UDACONNECT_BENCH_QUICK:-0}
 SECS=${UDACONNECT_BENCH_GRPC_SECONDS:-$([ "$QUICK" = 1 ] && echo 2 || echo 10)}
@@ -21,6 +29,8 @@ SSIZE=${UDACONNECT_BENCH_GRPC_STREAM_SIZE:-10000}
 NSTREAMS=${UDACONNECT_BENCH_GRPC_STREAMS:-4}
 TOPIC=grpcbench
 CONC=64
+DEPLOY_PARTITIONS=$(sed -n 's/^UDACONNECT_KAFKA_PARTITIONS=\([0-9]*\).*/\1/p' "$TOP/deployment/config/udaconnect.env" 2>/dev/null)
+PARTITIONS=${UDACONNECT_BENCH_GRPC_PARTITIONS:-${DEPLOY_PARTITIONS:-6}}
 
 make -s -C "$TOP/test/bench/grpcload" OUT="$BENCH_DIR" >/dev/null
 LOAD=$BENCH_DIR/grpcload
@@ -35,15 +45,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# the benchmark's broker
+rm -f "$BENCH_DIR/kafka.bootstrap"
+"$TOP/scripts/devkafka/udaconnect-devkafka" -q -t "$TOPIC" -p "$PARTITIONS" -f "$BENCH_DIR/kafka.bootstrap" \
+  >"$BENCH_DIR/devkafka.log" 2>&1 &
+KPID=$!
+pids+=($KPID)
+for _ in $(seq 1 100); do [ -s "$BENCH_DIR/kafka.bootstrap" ] && break; sleep 0.1; done
+UDACONNECT_KAFKA_BROKERS=$(cat "$BENCH_DIR/kafka.bootstrap" 2>/dev/null) || { echo "30-grpc: the broker did not start"; exit 1; }
+
 # udaconnect-grpcd (a private instance on an ephemeral port, same binary and
 # defaults as the stack's)
 UDACONNECT_KAFKA_BROKERS=$UDACONNECT_KAFKA_BROKERS "$TOP/gateway/grpcd/udaconnect-grpcd" \
   --bind 127.0.0.1 --port 0 --topic "$TOPIC" >"$BENCH_DIR/grpcd.log" 2>&1 &
-pids+=($!)
+GPID=$!
+pids+=($GPID)
 # the reference
 $PY "$TOP/test/bench/ref_grpc_server.py" --gen "$BENCH_DIR/gen" --brokers "$UDACONNECT_KAFKA_BROKERS" \
   --topic "$TOPIC" --port-file "$BENCH_DIR/ref.port" >"$BENCH_DIR/ref.log" 2>&1 &
-pids+=($!)
+RPID=$!
+pids+=($RPID)
 GPORT=; RPORT=
 for _ in $(seq 1 100); do
   GPORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_DIR/grpcd.log" | head -1)
@@ -55,9 +76,19 @@ if [ -z "$GPORT" ] || [ -z "$RPORT" ]; then
   echo "30-grpc: a server did not start"; tail -n 5 "$BENCH_DIR/grpcd.log" "$BENCH_DIR/ref.log"; exit 1
 fi
 
-run() {  # name port mode concurrency [stream-size]
-  local out
-  out=$("$LOAD" --addr "127.0.0.1:$2" --mode "$3" --concurrency "$4" --stream-size "${5:-1}" --seconds "$SECS")
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+run() {  # name port server-pid mode concurrency [stream-size]
+  local out s0 k0 s1 k1
+  s0=$(cpu_ticks "$3"); k0=$(cpu_ticks "$KPID")
+  out=$("$LOAD" --addr "127.0.0.1:$2" --mode "$4" --concurrency "$5" --stream-size "${6:-1}" --seconds "$SECS")
+  s1=$(cpu_ticks "$3"); k1=$(cpu_ticks "$KPID")
+  # CPU microseconds per acknowledged location: server, broker, load generator
+  out="$out $(awk -v s=$((s1 - s0)) -v k=$((k1 - k0)) -v hz="$(getconf CLK_TCK)" -v o="$out" 'BEGIN {
+    n = 0; c = 0
+    if (match(o, / locations=[0-9]+/)) n = substr(o, RSTART + 11, RLENGTH - 11)
+    if (match(o, / cpu_s=[0-9.]+/)) c = substr(o, RSTART + 7, RLENGTH - 7)
+    if (n > 0) printf "server_cpu_us=%.1f broker_cpu_us=%.1f load_cpu_us=%.1f", s * 1e6 / hz / n, k * 1e6 / hz / n, c * 1e6 / n
+    else printf "server_cpu_us=- broker_cpu_us=- load_cpu_us=-" }')"
   echo "$1 $out" >> "$BENCH_DIR/results.txt"
   echo "$out"
 }
@@ -67,12 +98,12 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 # warm-up (connections, metadata, producer id)
 "$LOAD" --addr "127.0.0.1:$GPORT" --mode unary --concurrency 8 --seconds 0.5 >/dev/null
 "$LOAD" --addr "127.0.0.1:$RPORT" --mode unary --concurrency 8 --seconds 0.5 >/dev/null
-g_unary=$(run grpcd "$GPORT" unary $CONC)
-g_legacy=$(run grpcd "$GPORT" legacy $CONC)
-g_stream=$(run grpcd "$GPORT" stream "$NSTREAMS" "$SSIZE")
-r_unary=$(run ref "$RPORT" unary $CONC)
-r_stream=$(run ref "$RPORT" stream "$NSTREAMS" "$SSIZE")
-h=$(run grpcd "$GPORT" health $CONC)
+g_unary=$(run grpcd "$GPORT" "$GPID" unary $CONC)
+g_legacy=$(run grpcd "$GPORT" "$GPID" legacy $CONC)
+g_stream=$(run grpcd "$GPORT" "$GPID" stream "$NSTREAMS" "$SSIZE")
+r_unary=$(run ref "$RPORT" "$RPID" unary $CONC)
+r_stream=$(run ref "$RPORT" "$RPID" stream "$NSTREAMS" "$SSIZE")
+h=$(run grpcd "$GPORT" "$GPID" health $CONC)
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }'; }
 verdict() { awk -v v="$1" -v t="$2" -v r="$3" -v rt=10 'BEGIN { print (v >= t && r >= rt) ? "met" : "NOT met" }'; }
@@ -83,7 +114,8 @@ ur=$(awk -v a="$gu" -v b="$ru" 'BEGIN { print (b > 0) ? a / b : 0 }')
 sr=$(awk -v a="$gs" -v b="$rs" 'BEGIN { print (b > 0) ? a / b : 0 }')
 
 echo
-echo "gRPC ingest, $SECS s per run, load generator on the same $(nproc)-core machine (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "gRPC ingest, $SECS s per run, load generator and broker on the same $(nproc)-core machine (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "broker: udaconnect-devkafka, topic $TOPIC with $PARTITIONS partitions (the deployment's: ${DEPLOY_PARTITIONS:-?}), messages keyed by person id"
 printf '%-44s %16s %16s %8s  %s\n' "metric" "udaconnect-grpcd" "reference (py)" "ratio" "target (>= value and >= 10x)"
 printf '%-44s %16s %16s %8s  %s\n' "acknowledged RecordLocation/s, $CONC concurrent" "$gu" "$ru" "$(ratio "$gu" "$ru")" \
   ">= 20000: $(verdict "$gu" 20000 "$ur")"
@@ -93,6 +125,9 @@ printf '%-44s %16s %16s\n' "RecordLocation p50 / p99 latency, ms" \
   "$(field p50_ms "$g_unary") / $(field p99_ms "$g_unary")" "$(field p50_ms "$r_unary") / $(field p99_ms "$r_unary")"
 printf '%-44s %16s\n' "original updateLocation/s, $CONC concurrent" "$gl"
 printf '%-44s %16s\n' "health Check/s (gRPC alone, no Kafka)" "$gh"
+cpu3() { echo "$(field server_cpu_us "$1") / $(field broker_cpu_us "$1") / $(field load_cpu_us "$1")"; }
+printf '%-44s %16s %16s\n' "CPU us per call, server / broker / load gen" "$(cpu3 "$g_unary")" "$(cpu3 "$r_unary")"
+printf '%-44s %16s %16s\n' "CPU us per streamed location, same" "$(cpu3 "$g_stream")" "$(cpu3 "$r_stream")"
 for v in "$g_unary" "$g_stream" "$r_unary" "$r_stream" "$g_legacy"; do
   if [ "$(field failed "$v")" != 0 ]; then echo "note: failed calls in: $v"; fi
 done

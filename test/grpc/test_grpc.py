@@ -195,6 +195,29 @@ def _():
     return len(parts) == 1 and offs == sorted(offs) and len(set(offs)) == 5, (parts, offs)
 
 
+@test("RecordLocation then RecordLocations (two producers): one person's points share a partition, in call order")
+def _():
+    # unary calls and client streams use separate producers (different
+    # linger.ms); the key must still pick the same partition, and a stream
+    # sent after an acknowledged unary call must follow it in the partition
+    first = locs.RecordLocation(v1.Location(person_id=9, latitude=1.5, longitude=2), timeout=30)
+    r = locs.RecordLocations(iter([v1.Location(person_id=9, latitude=1.5, longitude=3 + i) for i in range(20)]),
+                             timeout=60)
+    last = locs.RecordLocation(v1.Location(person_id=9, latitude=1.5, longitude=99), timeout=30)
+    out = subprocess.run(["kcat", "-C", "-b", BROKERS, "-t", TOPIC, "-p", str(first.partition),
+                          "-o", str(first.offset), "-c", str(last.offset - first.offset + 1), "-e", "-q",
+                          "-f", "%k\n%S\n%s\n"], check=True, capture_output=True, timeout=30).stdout
+    lons = []
+    while out:
+        key, size, rest = out.split(b"\n", 2)
+        n = int(size)
+        if key == b"9":
+            lons.append(v1.Location.FromString(rest[:n]).longitude)
+        out = rest[n + 1:]
+    return (r.accepted == 20 and last.partition == first.partition
+            and lons == [2] + [3 + i for i in range(20)] + [99]), (first, r, last, lons)
+
+
 BAD = [
     ("person_id 0", v1.Location(person_id=0, latitude=1, longitude=1), "person_id"),
     ("person_id -7", v1.Location(person_id=-7, latitude=1, longitude=1), "person_id"),
@@ -653,6 +676,13 @@ def _():
     r = subprocess.run([GRPCD, "--threads", "0"], capture_output=True, text=True,
                        env=dict(os.environ, UDACONNECT_KAFKA_BROKERS="127.0.0.1:1"))
     return r.returncode == 2 and "--threads" in r.stderr, (r.returncode, r.stderr)
+
+
+@test("bad --stream-linger-ms: exit status 2 with a message naming the flag")
+def _():
+    r = subprocess.run([GRPCD, "--stream-linger-ms", "-1"], capture_output=True, text=True,
+                       env=dict(os.environ, UDACONNECT_KAFKA_BROKERS="127.0.0.1:1"))
+    return r.returncode == 2 and "--stream-linger-ms" in r.stderr, (r.returncode, r.stderr)
 
 
 @test("no brokers configured: exit status 2 naming UDACONNECT_KAFKA_BROKERS")

@@ -16,6 +16,7 @@
  * and keeps concurrency/threads calls in flight for --seconds, then waits for
  * the calls in flight.  Prints one line of key=value results:
  *   calls ok failed seconds calls_per_s locations locations_per_s p50_ms p99_ms
+ *   cpu_s (this process's user + system CPU time)
  * Locations count only what the server acknowledged (OK status; for streams
  * the response's `accepted`).
  */
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <grpc/byte_buffer.h>
@@ -392,6 +394,7 @@ main(int argc, char **argv)
 	double		t0,
 				el;
 	bool		legacy;
+	struct rusage ru;
 
 	while ((o = getopt_long(argc, argv, "a:m:c:s:n:j:t:", opts, NULL)) != -1)
 	{
@@ -446,10 +449,12 @@ main(int argc, char **argv)
 	for (int i = 0; i < nthreads; i++)
 		pthread_join(th[i], NULL);
 	el = now_s() - t0;
-	printf("mode=%s concurrency=%d calls=%ld ok=%ld failed=%ld seconds=%.2f calls_per_s=%.0f locations=%ld locations_per_s=%.0f p50_ms=%.2f p99_ms=%.2f%s%s\n",
+	getrusage(RUSAGE_SELF, &ru);
+	printf("mode=%s concurrency=%d calls=%ld ok=%ld failed=%ld seconds=%.2f calls_per_s=%.0f locations=%ld locations_per_s=%.0f p50_ms=%.2f p99_ms=%.2f cpu_s=%.3f%s%s\n",
 		   mode, concurrency, atomic_load(&total_calls), atomic_load(&total_ok), atomic_load(&total_failed),
 		   el, atomic_load(&total_ok) / el, atomic_load(&total_locations), atomic_load(&total_locations) / el,
 		   percentile(0.5), percentile(0.99),
+		   ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
 		   error_set ? " first_error=" : "", error_set ? first_error : "");
 	for (int i = 0; i < NPAYLOAD; i++)
 		grpc_slice_unref(payload[i]);
