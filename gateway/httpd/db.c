@@ -10,6 +10,7 @@
  */
 #include "httpd.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,9 +22,11 @@ static const struct
     const char *name;
     const char *sql;
     int         nparams;
+    int         may_be_empty;   /* 0 rows = NULL (a set-returning function) */
 } stmts[S_COUNT] = {
     [S_PERSONS] = {"persons", "SELECT udaconnect.api_persons()", 0},
-    [S_PERSON] = {"person", "SELECT udaconnect.api_person($1::integer)", 1},
+    /* inlined by the planner: see api_person in sql/src/60-http.sql */
+    [S_PERSON] = {"person", "SELECT body FROM udaconnect.api_person($1::integer) AS body", 1, 1},
     [S_CREATE_PERSON] = {"create_person",
                          "SELECT udaconnect.api_create_person($1::text, $2::text, $3::text)", 3},
     [S_CONNECTION] = {"connection",
@@ -97,6 +100,12 @@ db_stmt_name(enum stmt s)
     return stmts[s].name;
 }
 
+int
+db_stmt_may_be_empty(enum stmt s)
+{
+    return stmts[s].may_be_empty;
+}
+
 void
 db_drop(void)
 {
@@ -109,8 +118,8 @@ db_drop(void)
     }
 }
 
-static PGconn *
-connect_once(void)
+PGconn *
+db_connect_new(void)
 {
     char options[160];
     const char *keys[8], *vals[8];
@@ -166,6 +175,18 @@ connect_once(void)
     return c;
 }
 
+int
+db_retry_due(void)
+{
+    return mono_now() >= next_attempt;
+}
+
+void
+db_connect_failed(void)
+{
+    next_attempt = mono_now() + 0.5;
+}
+
 PGconn *
 db_conn(void)
 {
@@ -175,7 +196,7 @@ db_conn(void)
     double now = mono_now();
     if (now < next_attempt)
         return NULL;
-    tconn = connect_once();
+    tconn = db_connect_new();
     if (!tconn)
     {
         next_attempt = now + 0.5;

@@ -66,6 +66,12 @@ struct request
     char       *body;
     size_t      body_len;
     int         body_too_big;
+    /* pipelined statement (worker.c) */
+    struct MHD_Connection *conn;
+    int         may_async;    /* the final call of a request without a body */
+    int         waiting;      /* suspended until pipe_deliver() */
+    int         async_done;   /* pipe_deliver() ran: async_res is the answer */
+    PGresult   *async_res;    /* NULL = run the statement synchronously */
 };
 
 /* ======================================================================= */
@@ -316,6 +322,49 @@ error_field(const PGresult *res, const char *const *fields)
     return NULL;
 }
 
+/* Whether a successful result has the shape statement s answers with. */
+static int
+result_shape_ok(const PGresult *res, enum stmt s)
+{
+    return PQnfields(res) > 0 &&
+           (PQntuples(res) == 1 || (PQntuples(res) == 0 && db_stmt_may_be_empty(s)));
+}
+
+/* The error response for a failed statement (SQLSTATE -> HTTP). */
+static enum MHD_Result
+db_error(struct MHD_Connection *c, struct request *r, enum stmt s, const PGresult *res,
+         const char *const *fields, const char *fallback_field)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if (!state)
+        state = "XX000";
+    if (!msg)
+        msg = "database error";
+    const struct sqlmap *m = sqlmap;
+    while (strncmp(state, m->prefix, strlen(m->prefix)) != 0)
+        m++;
+    if (m->status == 504)
+        metrics_db_error("timeout");
+    else if (m->status >= 500)
+        metrics_db_error("server_error");
+    else
+        metrics_db_error("client_error");
+    if (m->status >= 500 && m->status != 503 && m->status != 504)
+        fprintf(stderr, "udaconnect-httpd: %s: SQLSTATE %s: %s\n",
+                db_stmt_name(s), state, msg);
+    const char *field = error_field(res, fields);
+    /* an unknown referenced id is about the fallback field */
+    if (!field && (strcmp(state, "P0002") == 0 || strcmp(state, "23503") == 0))
+        field = fallback_field;
+    const char *message = msg;
+    if (m->status == 504)
+        message = "the query took longer than the statement timeout";
+    return send_error_ex(c, r, m->status, m->code, message, field, state,
+                         PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
+                         PQresultErrorField(res, PG_DIAG_MESSAGE_HINT), NULL);
+}
+
 /*
  * Run a prepared statement on the thread's connection.  Returns the result
  * (PGRES_TUPLES_OK) or NULL after queueing the error response in *ret.
@@ -343,7 +392,7 @@ db_call(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
         PGresult *res = PQexecPrepared(conn, db_stmt_name(s), n, values, NULL, NULL, 0);
         metrics_db_busy(-1);
         ExecStatusType st = PQresultStatus(res);
-        if (st == PGRES_TUPLES_OK && PQnfields(res) > 0 && PQntuples(res) == 1)
+        if (st == PGRES_TUPLES_OK && result_shape_ok(res, s))
             return res;
         if (st == PGRES_TUPLES_OK)
         {
@@ -363,43 +412,68 @@ db_call(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
             return NULL;
         }
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-        if (!state)
-            state = "XX000";
-        if (!msg)
-            msg = "database error";
         /* the prepared statement vanished (e.g. DISCARD ALL by a pooler) */
-        if (strcmp(state, "26000") == 0 && attempt == 0)
+        if (state && strcmp(state, "26000") == 0 && attempt == 0)
         {
             PQclear(res);
             db_drop();
             continue;
         }
-        const struct sqlmap *m = sqlmap;
-        while (strncmp(state, m->prefix, strlen(m->prefix)) != 0)
-            m++;
-        if (m->status == 504)
-            metrics_db_error("timeout");
-        else if (m->status >= 500)
-            metrics_db_error("server_error");
-        else
-            metrics_db_error("client_error");
-        if (m->status >= 500 && m->status != 503 && m->status != 504)
-            fprintf(stderr, "udaconnect-httpd: %s: SQLSTATE %s: %s\n",
-                    db_stmt_name(s), state, msg);
-        const char *field = error_field(res, fields);
-        /* an unknown referenced id is about the fallback field */
-        if (!field && (strcmp(state, "P0002") == 0 || strcmp(state, "23503") == 0))
-            field = fallback_field;
-        const char *message = msg;
-        if (m->status == 504)
-            message = "the query took longer than the statement timeout";
-        *ret = send_error_ex(c, r, m->status, m->code, message, field, state,
-                             PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL),
-                             PQresultErrorField(res, PG_DIAG_MESSAGE_HINT), NULL);
+        *ret = db_error(c, r, s, res, fields, fallback_field);
         PQclear(res);
         return NULL;
     }
+}
+
+/*
+ * db_call() for the hot read routes: the statement goes to the worker's
+ * pipelined connection and the HTTP connection is suspended until its result
+ * arrives (worker.c); then MHD calls the handler again, which comes back here
+ * and takes the result.  Returns the result, or NULL with *ret set (an error
+ * response was queued, or the connection was suspended).  Whenever the
+ * pipelined path cannot give the statement's own answer, it runs through
+ * db_call() as before.
+ */
+static PGresult *
+db_call_fast(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
+             const char *const *values, const char *const *fields, const char *fallback_field,
+             enum MHD_Result *ret)
+{
+    if (r->async_done)
+    {
+        PGresult *res = r->async_res;
+        r->async_res = NULL;
+        r->async_done = 0;
+        r->may_async = 0;
+        if (res && PQresultStatus(res) == PGRES_TUPLES_OK && result_shape_ok(res, s))
+            return res;
+        if (res && PQresultStatus(res) == PGRES_FATAL_ERROR)
+        {
+            *ret = db_error(c, r, s, res, fields, fallback_field);
+            PQclear(res);
+            return NULL;
+        }
+        PQclear(res);
+    }
+    else if (r->may_async && pipe_send(r, s, n, values) == 0)
+    {
+        r->waiting = 1;
+        MHD_suspend_connection(c);
+        *ret = MHD_YES;
+        return NULL;
+    }
+    return db_call(c, r, s, n, values, fields, fallback_field, ret);
+}
+
+void
+pipe_deliver(void *req, PGresult *res)
+{
+    struct request *r = req;
+
+    r->waiting = 0;
+    r->async_done = 1;
+    r->async_res = res;
+    MHD_resume_connection(r->conn);
 }
 
 /* ======================================================================= */
@@ -558,10 +632,10 @@ get_one(struct MHD_Connection *c, struct request *r, enum stmt s, long long max,
         return ret;
     snprintf(idbuf, sizeof idbuf, "%lld", id);
     const char *vals[] = {idbuf};
-    PGresult *res = db_call(c, r, s, 1, vals, fields, "id", &ret);
+    PGresult *res = db_call_fast(c, r, s, 1, vals, fields, "id", &ret);
     if (!res)
         return ret;
-    if (PQgetisnull(res, 0, 0))
+    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0))
     {
         char msg[80];
         PQclear(res);
@@ -608,7 +682,7 @@ get_connection(struct MHD_Connection *c, struct request *r, enum stmt s)
     /* "meters" / "time_window" in the finder's messages are our distance/window */
     static const char *const fields[] = {"start_date", "end_date", "meters:distance",
                                          "time_window:window", "distance", "window", NULL};
-    PGresult *res = db_call(c, r, s, 5, vals, fields, "id", &ret);
+    PGresult *res = db_call_fast(c, r, s, 5, vals, fields, "id", &ret);
     if (!res)
         return ret;
     return send_result(c, r, 200, res, 0, NULL);
@@ -1082,6 +1156,48 @@ dispatch(struct MHD_Connection *c, struct request *r, const char *method)
     }
 }
 
+/* Our own limits on the request target and the header block, below what the
+ * per-connection memory lets libmicrohttpd hold, so that an oversized request
+ * gets the JSON error shape (libmicrohttpd's own 414/431, for requests that
+ * do not even fit in its memory, are HTML and cannot be changed in 0.9.75). */
+#define MAX_TARGET  8192
+#define MAX_HEADERS 16384
+
+static enum MHD_Result
+add_len(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    size_t *n = cls;
+    (void) kind;
+
+    *n += (key ? strlen(key) : 0) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
+/* 414/431 in the JSON shape, or MHD_YES to go on (*ret unset). */
+static int
+oversized(struct MHD_Connection *c, struct request *r, enum MHD_Result *ret)
+{
+    size_t target = strlen(r->url), headers = 0;
+    char msg[120];
+
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_len, &target);
+    if (target > MAX_TARGET)
+    {
+        snprintf(msg, sizeof msg, "the request target (path and query) is longer than %d bytes",
+                 MAX_TARGET);
+        *ret = send_error(c, r, 414, "uri_too_long", msg, NULL);
+        return 1;
+    }
+    MHD_get_connection_values(c, MHD_HEADER_KIND, add_len, &headers);
+    if (headers > MAX_HEADERS)
+    {
+        snprintf(msg, sizeof msg, "the request headers are larger than %d bytes", MAX_HEADERS);
+        *ret = send_error(c, r, 431, "headers_too_large", msg, NULL);
+        return 1;
+    }
+    return 0;
+}
+
 static enum MHD_Result
 handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
         const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -1096,6 +1212,7 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
         if (!r)
             return MHD_NO;
         clock_gettime(CLOCK_MONOTONIC, &r->t0);
+        r->conn = c;
         r->url = strdup(url);
         if (!r->url)
         {
@@ -1104,6 +1221,9 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
         }
         *con_cls = r;
         r->allow = route(r);
+        enum MHD_Result ret;
+        if (oversized(c, r, &ret))
+            return ret;
         r->is_post = strcmp(method, "POST") == 0 && r->allow && strstr(r->allow, "POST");
         if (!r->is_post)
         {
@@ -1160,7 +1280,10 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
     }
 
     if (!r->is_post)
+    {
+        r->may_async = !r->async_done;    /* not again after a result came */
         return dispatch(c, r, method);
+    }
     /* final call of a POST */
     if (r->body_too_big)
     {
@@ -1186,6 +1309,9 @@ request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     clock_gettime(CLOCK_MONOTONIC, &t1);
     metrics_request(r->route, r->status,
                     (t1.tv_sec - r->t0.tv_sec) + (t1.tv_nsec - r->t0.tv_nsec) / 1e9);
+    if (r->waiting)
+        pipe_forget(r);
+    PQclear(r->async_res);
     free(r->body);
     free(r->url);
     free(r);
@@ -1237,6 +1363,106 @@ log_mhd(void *cls, const char *fmt, va_list ap)
     vfprintf(stderr, fmt, ap);
 }
 
+/* ---- connection limits across all workers --------------------------------
+ * Each worker runs its own daemon, so MHD's connection and per-IP limits
+ * would count per worker: they are kept here for the whole process (accept
+ * policy callback + connection notifications). */
+#define IP_BUCKETS 1024
+struct ipcount
+{
+    struct ipcount *next;
+    uint32_t    ip;
+    unsigned    n;
+};
+static struct ipcount *ip_table[IP_BUCKETS];
+static unsigned total_conns;
+static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint32_t
+addr_ip(const struct sockaddr *a)
+{
+    return a && a->sa_family == AF_INET ? ((const struct sockaddr_in *) a)->sin_addr.s_addr : 0;
+}
+
+static struct ipcount **
+ip_slot(uint32_t ip)
+{
+    struct ipcount **p = &ip_table[(ip * 2654435761u) % IP_BUCKETS];
+    while (*p && (*p)->ip != ip)
+        p = &(*p)->next;
+    return p;
+}
+
+static enum MHD_Result
+accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    enum MHD_Result ok;
+    (void) cls; (void) addrlen;
+
+    pthread_mutex_lock(&limit_lock);
+    struct ipcount *e = *ip_slot(addr_ip(addr));
+    ok = total_conns < cfg.max_connections && (!e || e->n < cfg.max_per_ip) ? MHD_YES : MHD_NO;
+    pthread_mutex_unlock(&limit_lock);
+    return ok;
+}
+
+static void
+connection_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                  enum MHD_ConnectionNotificationCode toe)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    uint32_t ip = addr_ip(ci ? ci->client_addr : NULL);
+    (void) cls; (void) socket_context;
+
+    pthread_mutex_lock(&limit_lock);
+    struct ipcount **p = ip_slot(ip);
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    {
+        total_conns++;
+        if (!*p && (*p = calloc(1, sizeof **p)))
+            (*p)->ip = ip;
+        if (*p)
+            (*p)->n++;
+    }
+    else
+    {
+        total_conns--;
+        if (*p && --(*p)->n == 0)
+        {
+            struct ipcount *e = *p;
+            *p = e->next;
+            free(e);
+        }
+    }
+    pthread_mutex_unlock(&limit_lock);
+}
+
+/* The daemon of worker idx: driven by the worker's own epoll loop. */
+static struct MHD_Daemon *
+make_daemon(int idx, void *cls)
+{
+    int fd = dup(*(int *) cls);
+    (void) idx;
+
+    if (fd < 0)
+        return NULL;
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME,
+        0, accept_policy, NULL, handler, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
+        MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_CONNECTION_LIMIT, cfg.max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, cfg.connection_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg.connection_memory,
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, connection_notify, NULL,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+        MHD_OPTION_END);
+    if (!d)
+        close(fd);
+    return d;
+}
+
 /* ======================================================================= */
 /* configuration and main                                                  */
 /* ======================================================================= */
@@ -1250,7 +1476,7 @@ usage(FILE *f)
 "  --bind ADDR                 listen address (UDACONNECT_HTTP_BIND, default 0.0.0.0)\n"
 "  --database-url CONNINFO     libpq conninfo or URI (UDACONNECT_DATABASE_URL)\n"
 "  --db-user ROLE              connect as ROLE (UDACONNECT_HTTP_DB_USER)\n"
-"  --threads N                 worker threads = database connections\n"
+"  --threads N                 worker threads (each with up to two database connections)\n"
 "                              (UDACONNECT_HTTP_THREADS, default: 2 x CPUs, at most 16)\n"
 "  --statement-timeout MS      per statement (UDACONNECT_HTTP_STATEMENT_TIMEOUT, default 5000)\n"
 "  --max-body BYTES            request body cap (UDACONNECT_HTTP_MAX_BODY, default 65536)\n"
@@ -1338,8 +1564,9 @@ main(int argc, char **argv)
     cfg.bind = env("UDACONNECT_HTTP_BIND", "0.0.0.0");
     cfg.database_url = env("UDACONNECT_DATABASE_URL", "");
     cfg.db_user = env("UDACONNECT_HTTP_DB_USER", NULL);
-    /* a worker blocks while its statement runs: two per CPU keep both busy;
-     * at most 16 by default (each is a database connection) */
+    /* two per CPU (a worker still blocks on the routes that are not
+     * pipelined); at most 16 by default (each has up to two database
+     * connections) */
     cfg.threads = ncpu > 0 ? (int) (2 * ncpu) : 4;
     if (cfg.threads > 16)
         cfg.threads = 16;
@@ -1430,34 +1657,31 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     db_init();
 
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO,
-        (uint16_t) cfg.port, NULL, NULL, handler, NULL,
-        MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
-        /* one thread: no pool (MHD warns about a pool of size 1) */
-        cfg.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_CONNECTION_TIMEOUT,
-        cfg.threads > 1 ? (unsigned int) cfg.threads : cfg.connection_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, cfg.max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg.max_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, cfg.connection_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg.connection_memory,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-        MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-        MHD_OPTION_END);
-    if (!d)
+    /* one listening socket, shared by every worker's daemon (as MHD's own
+     * thread pool shares it) */
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(lfd, (struct sockaddr *) &sa, sizeof sa) != 0 || listen(lfd, 1024) != 0)
     {
-        fprintf(stderr, "udaconnect-httpd: cannot listen on %s:%d\n", cfg.bind, cfg.port);
+        fprintf(stderr, "udaconnect-httpd: cannot listen on %s:%d: %s\n", cfg.bind, cfg.port,
+                strerror(errno));
         return 1;
     }
+    if (workers_start(cfg.threads, make_daemon, &lfd) != 0)
+    {
+        fprintf(stderr, "udaconnect-httpd: cannot start the HTTP workers on %s:%d\n",
+                cfg.bind, cfg.port);
+        return 1;
+    }
+    close(lfd);     /* each daemon has its own descriptor of it */
     fprintf(stderr, "udaconnect-httpd %s listening on http://%s:%d/ (%d threads, web root %s)\n",
             VERSION, cfg.bind, cfg.port, cfg.threads, web_root_real);
 
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "udaconnect-httpd: signal %d, stopping\n", sig);
-    MHD_stop_daemon(d);
+    workers_stop();
     free(openapi_doc);
     return 0;
 }

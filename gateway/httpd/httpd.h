@@ -51,8 +51,34 @@ PGconn *db_conn(void);
 /* Drops the thread's connection (after it broke). */
 void db_drop(void);
 const char *db_stmt_name(enum stmt s);
+/* The statement returns no row instead of a NULL one (treated the same). */
+int db_stmt_may_be_empty(enum stmt s);
 /* Why the thread's last connection attempt failed ("" if it did not). */
 const char *db_last_error(void);
+
+/* A new connection to the database as configured (statements prepared),
+ * or NULL (the reason in db_last_error()). */
+PGconn *db_connect_new(void);
+/* The thread's reconnection back-off (shared by both of its connections):
+ * whether a new attempt may be made now; note a failed one. */
+int db_retry_due(void);
+void db_connect_failed(void);
+
+/* ---- worker threads (worker.c) -------------------------------------------- */
+struct MHD_Daemon;
+/* Starts n threads, each running the daemon make(i, cls) returns. */
+int workers_start(int n, struct MHD_Daemon *(*make)(int idx, void *cls), void *cls);
+/* Stops them (answering what is in flight) and their daemons. */
+void workers_stop(void);
+/* Sends statement s for request `req` on this worker's pipelined connection:
+ * 0 = sent (the result will come to pipe_deliver()), -1 = not possible now
+ * (run it with the blocking connection). */
+int pipe_send(void *req, enum stmt s, int n, const char *const *values);
+/* The request ended while its statement was in flight: drop the result. */
+void pipe_forget(void *req);
+/* Implemented by httpd.c: the result of the request's statement; NULL means
+ * "run it with the blocking connection" (pipeline aborted, connection lost). */
+void pipe_deliver(void *req, PGresult *res);
 
 /* ---- metrics -------------------------------------------------------------- */
 void metrics_request(enum route r, unsigned status, double seconds);

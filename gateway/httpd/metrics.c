@@ -128,16 +128,16 @@ metrics_render(size_t *len)
         fprintf(f, "udaconnect_http_db_errors_total{kind=\"%s\"} %lu\n",
                 db_error_kinds[i], GET(db_errors[i]));
     fprintf(f, "# HELP udaconnect_http_db_pool_size Database connections allowed "
-               "(one per worker thread).\n"
+               "(two per worker thread: a pipelined one and a blocking one).\n"
                "# TYPE udaconnect_http_db_pool_size gauge\n"
                "udaconnect_http_db_pool_size %d\n"
                "# HELP udaconnect_http_db_connections Open database connections.\n"
                "# TYPE udaconnect_http_db_connections gauge\n"
                "udaconnect_http_db_connections %ld\n"
-               "# HELP udaconnect_http_db_busy Database connections running a statement.\n"
+               "# HELP udaconnect_http_db_busy Statements in flight (pipelined ones included).\n"
                "# TYPE udaconnect_http_db_busy gauge\n"
                "udaconnect_http_db_busy %ld\n",
-            cfg.threads, GET(db_conns), GET(db_busy));
+            2 * cfg.threads, GET(db_conns), GET(db_busy));
     if (fclose(f) != 0)
     {
         free(buf);

@@ -9,8 +9,27 @@ export class ApiError extends Error {
   }
 }
 
+// The optional API token (udaconnect-httpd's UDACONNECT_API_TOKEN): kept in
+// sessionStorage (this tab only, gone when it closes), sent with writes.
+const TOKEN_KEY = 'udaconnect.apiToken';
+export function getToken() {
+  try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
+}
+export function setToken(t) {
+  try {
+    if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY);
+  } catch (e) { /* storage disabled: the token is not kept */ }
+}
+
 async function call(method, path, body) {
   const init = { method, headers: { Accept: 'application/json' } };
+  const token = getToken();
+  if (method !== 'GET' && token) {
+    if (!/^[\x21-\x7e]+$/.test(token)) {
+      throw new ApiError(0, 'invalid_token', 'The API token may only contain printable ASCII characters (no spaces).', null);
+    }
+    init.headers.Authorization = `Bearer ${token}`;
+  }
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);

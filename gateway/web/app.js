@@ -125,8 +125,16 @@ async function addPerson(ev) {
     setStatus(st, '', `Added ${fullName(p)}.`);
     await loadPersons();
   } catch (e) {
-    setStatus(st, 'error', `Could not add the person: ${e.message}`);
-    if (e.field && form.elements[e.field]) form.elements[e.field].focus();
+    if (e.status === 401) {
+      setStatus(st, 'error', api.getToken()
+        ? 'Could not add the person: the server refused the API token. Check it under “API token”.'
+        : 'Could not add the person: the server needs an API token. Enter it under “API token”.');
+      $('#token-box').open = true;
+      $('#api-token').focus();
+    } else {
+      setStatus(st, 'error', `Could not add the person: ${e.message}`);
+      if (e.field && form.elements[e.field]) form.elements[e.field].focus();
+    }
   } finally {
     button.disabled = false;
   }
@@ -141,4 +149,6 @@ $('#filters').addEventListener('submit', (ev) => {
   showConnections();
 });
 $('#add-person').addEventListener('submit', addPerson);
+$('#api-token').value = api.getToken();
+$('#api-token').addEventListener('input', (ev) => api.setToken(ev.target.value.trim()));
 loadPersons();

@@ -223,6 +223,24 @@ def api(path):
         return json.load(r)
 
 
+def start_token_daemon(port, token):
+    """A second udaconnect-httpd on the same database that requires a token."""
+    top = os.environ.get("TOP") or os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
+    env = dict(os.environ, UDACONNECT_API_TOKEN=token, UDACONNECT_HTTP_DB_USER="udaconnect_api")
+    log = open(os.path.join(SUITE_DIR, "httpd-token-%d.log" % port), "ab")
+    p = subprocess.Popen([os.path.join(top, "gateway/httpd/udaconnect-httpd"), "--bind", "127.0.0.1",
+                          "--port", str(port), "--web-root", os.path.join(top, "gateway/web")],
+                         env=env, stdout=log, stderr=log)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return p
+        except OSError:
+            time.sleep(0.1)
+    p.kill()
+    raise RuntimeError("the token daemon on %d did not start" % port)
+
+
 def test(desc, fn):
     try:
         r = fn()
@@ -342,6 +360,52 @@ def main():
         def t_shot2():
             print("# screenshot: " + b.screenshot("webapp-added-person.png"), flush=True)
         test("screenshot after adding a person saved", t_shot2)
+
+        # ---- the API token field, against a second daemon that requires one
+        tport = int(os.environ.get("UDACONNECT_HTTP_PORT", urllib.parse.urlparse(BASE).port)) + 1
+        tbase = "http://127.0.0.1:%d" % tport
+        token = "web-token-" + stamp
+        daemon = start_token_daemon(tport, token)
+        try:
+            def t_token_needed():
+                b.S("Page.navigate", {"url": tbase + "/"})
+                b.wait_for("document.querySelectorAll('#persons button[data-person-id]').length >= 5",
+                           "the persons list (reads need no token)")
+                before = len(api("/api/persons"))
+                b.type("#add-person [name=first_name]", "Token")
+                b.type("#add-person [name=last_name]", "Less " + stamp)
+                b.type("#add-person [name=company_name]", "Nope Ltd.")
+                b.click("#add-person button[type=submit]")
+                msg = b.wait_for("document.querySelector('#add-status.error')?.textContent", "the 401 error")
+                r = b.evaluate("""({open: document.querySelector('#token-box').open,
+                    focused: document.activeElement?.id})""")
+                after = len(api("/api/persons"))
+                print("# screenshot: " + b.screenshot("webapp-token-needed.png"), flush=True)
+                return ("needs an API token" in msg and r["open"] and r["focused"] == "api-token"
+                        and before == after) or (msg, r, before, after)
+            test("with a token required, adding a person without one shows the need for a token "
+                 "and saves nothing", t_token_needed)
+
+            def t_token_sent():
+                b.type("#api-token", token)
+                b.click("#add-person button[type=submit]")
+                b.wait_for("[...document.querySelectorAll('#persons .name')].some(e => e.textContent === %s)"
+                           % json.dumps("Token Less " + stamp), "the person added with the token")
+                stored = b.evaluate("sessionStorage.getItem('udaconnect.apiToken')")
+                p = [x for x in api("/api/persons") if x["last_name"] == "Less " + stamp]
+                return (len(p) == 1 and stored == token) or (p, stored)
+            test("the API token field: the token is kept in sessionStorage and sent, and the person is added",
+                 t_token_sent)
+
+            def t_token_kept():
+                b.S("Page.reload")
+                b.wait_for("document.querySelectorAll('#persons button[data-person-id]').length >= 5",
+                           "the reloaded app")
+                return b.evaluate("document.querySelector('#api-token').value") == token
+            test("the API token survives a reload of the tab", t_token_kept)
+        finally:
+            daemon.terminate()
+            daemon.wait(10)
 
         def t_noerrors():
             bad = [e["params"] for e in b.events if e["method"] == "Runtime.exceptionThrown"

@@ -374,6 +374,13 @@ def main():
         return out == [200, 200, 400, 200] or out
     check("keep-alive: four requests on one connection", t_keepalive)
 
+    check("a 9000-byte path -> 414 in the JSON error shape",
+          expect_error("GET", "/api/persons/" + "1" * 9000, 414, "uri_too_long"))
+    check("a 9000-byte query string -> 414 in the JSON error shape",
+          expect_error("GET", "/api/locations?limit=" + "1" * 9000, 414, "uri_too_long"))
+    check("17 KB of request headers -> 431 in the JSON error shape",
+          expect_error("GET", "/api/persons/5", 431, "headers_too_large", headers={"X-Big": "a" * 17000}))
+
     # ----------------------------------------------------------- connection
     C1 = "/api/persons/1/connection?start_date=2020-01-01&end_date=2020-12-30"
     check("connection without start_date -> 400 field start_date",
@@ -585,6 +592,40 @@ def main():
     check("after its database sessions are terminated, the next requests reconnect and succeed",
           t_reconnect)
 
+    def t_pipelined_mix():
+        # many keep-alive clients at once: the statements of their requests
+        # share pipelined round trips (gateway/httpd/worker.c); an error in one
+        # (an unknown person) must not disturb the others in the same batch
+        import threading
+        conn = "/api/persons/%s/connection?start_date=2020-01-01&end_date=2020-12-30&distance=5"
+        cases = ["/api/persons/5", "/api/persons/555", conn % 1, conn % 2000000000,
+                 "/api/persons/6", "/api/locations/29", conn % 5]
+        want = {p: jreq("GET", p)[:3:2] for p in cases}     # one at a time
+        bad = []
+
+        def client(k):
+            try:
+                c = http.client.HTTPConnection(HOST, PORT, timeout=30)
+                for i in range(30):
+                    p = cases[(k + i) % len(cases)]
+                    c.request("GET", p)
+                    r = c.getresponse()
+                    got = (r.status, json.loads(r.read()))
+                    if got != want[p]:
+                        bad.append((p, got, want[p]))
+                c.close()
+            except Exception as e:
+                bad.append(("client %d" % k, repr(e)))
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        statuses = sorted({w[0] for w in want.values()})
+        return (not bad and statuses == [200, 404]) or (statuses, bad[:5])
+    check("16 concurrent keep-alive clients, mixed hits, misses and 404 errors: every answer "
+          "equals the one-at-a-time answer", t_pipelined_mix)
+
     # ------------------------------------------------- token, CORS (port +1)
     p1 = HTTP_PORT + 1
     d = start_daemon(p1, ["--cors-origin", "https://example.org"],
@@ -725,9 +766,25 @@ def main():
                             "select count(*) from udaconnect.person"], capture_output=True, text=True)
         r2 = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-U", "udaconnect_api", "-c",
                              "select udaconnect.api_person(5)::text"], capture_output=True, text=True)
+        # the one relation it may read (api_person is inlined, so it runs with
+        # the caller's rights): the published person fields, read-only
+        r3 = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-U", "udaconnect_api", "-c",
+                             "select count(*) from udaconnect.api_person_public"],
+                            capture_output=True, text=True)
+        denied = []
+        for sql in ("select count(*) from udaconnect.location",
+                    "insert into udaconnect.api_person_public (first_name, last_name, company_name) "
+                    "values ('x', 'y', 'z')",
+                    "update udaconnect.api_person_public set first_name = 'x'",
+                    "delete from udaconnect.api_person_public"):
+            d = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-U", "udaconnect_api", "-c", sql],
+                               capture_output=True, text=True)
+            denied.append(d.returncode != 0 and "permission denied" in d.stderr)
         return (r.returncode != 0 and "permission denied" in r.stderr and r2.returncode == 0
-                and "Taco" in r2.stdout) or (r.stderr, r2.stdout, r2.stderr)
-    check("udaconnect_api may call the API functions but not read the tables", t_role)
+                and "Taco" in r2.stdout and r3.returncode == 0 and int(r3.stdout) > 0
+                and all(denied)) or (r.stderr, r2.stdout, r2.stderr, r3.stdout, r3.stderr, denied)
+    check("udaconnect_api may call the API functions and read the published person fields, "
+          "nothing else (no table, no writes)", t_role)
 
 
 if __name__ == "__main__":

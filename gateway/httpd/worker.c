@@ -1,0 +1,391 @@
+/*
+ * udaconnect-httpd: worker threads and the pipelined database connection.
+ *
+ * Each worker thread runs its own libmicrohttpd daemon in "external epoll"
+ * mode (all daemons share one listening socket, as MHD's own thread pool
+ * does) and owns two libpq connections:
+ *
+ *   - a pipelined one (libpq pipeline mode, non-blocking) for the hot read
+ *     routes: the handler sends the statement and suspends the HTTP
+ *     connection; after every round of the event loop the statements of all
+ *     requests that arrived in it go to the server with ONE Sync, so one
+ *     round trip (one wake-up of the backend and of this thread) serves many
+ *     requests.  Results come back in order and resume their connections.
+ *   - the blocking one of db.c for everything else, and as the fallback when
+ *     the pipelined connection is down or a pipelined statement could not
+ *     run (aborted pipeline, lost connection, vanished prepared statement).
+ *
+ * On this kind of machine a context switch or a loopback send costs far more
+ * than the statement itself, so batching the round trips is what makes the
+ * gateway fast; see docs/http.md.
+ */
+#define _GNU_SOURCE
+#include "httpd.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+struct worker
+{
+    int         idx;
+    pthread_t   tid;
+    struct MHD_Daemon *d;
+    int         ep;          /* epoll: MHD's epoll fd, the pipelined socket, wake_fd */
+    int         wake_fd;     /* eventfd: stop */
+    PGconn     *aconn;       /* pipelined connection (NULL = down) */
+    int         asock;       /* its socket as registered in ep (-1) */
+    int         want_write;  /* EPOLLOUT registered (output not flushed) */
+    /* requests waiting for a result, in the order their statements were sent */
+    void      **q;
+    size_t      qcap, qhead, qlen;
+    int         unsynced;    /* statements sent since the last Sync */
+};
+
+static struct worker *workers;
+static int nworkers;
+static volatile int stopping;
+static __thread struct worker *self;
+
+static void
+ep_set(struct worker *w, int want_write)
+{
+    struct epoll_event ev = {.events = EPOLLIN | (want_write ? EPOLLOUT : 0), .data.u32 = 1};
+    if (w->asock >= 0 && want_write != w->want_write)
+    {
+        epoll_ctl(w->ep, EPOLL_CTL_MOD, w->asock, &ev);
+        w->want_write = want_write;
+    }
+}
+
+static void *
+q_pop(struct worker *w)
+{
+    void *r = w->q[w->qhead];
+    w->qhead = (w->qhead + 1) % w->qcap;
+    w->qlen--;
+    return r;
+}
+
+static int
+q_push(struct worker *w, void *r)
+{
+    if (w->qlen == w->qcap)
+    {
+        size_t ncap = w->qcap ? 2 * w->qcap : 64;
+        void **nq = malloc(ncap * sizeof *nq);
+        if (!nq)
+            return -1;
+        for (size_t i = 0; i < w->qlen; i++)
+            nq[i] = w->q[(w->qhead + i) % w->qcap];
+        free(w->q);
+        w->q = nq;
+        w->qcap = ncap;
+        w->qhead = 0;
+    }
+    w->q[(w->qhead + w->qlen) % w->qcap] = r;
+    w->qlen++;
+    return 0;
+}
+
+/* Drops the pipelined connection; every waiting request runs synchronously. */
+static void
+async_drop(struct worker *w)
+{
+    if (w->aconn)
+    {
+        if (w->asock >= 0)
+            epoll_ctl(w->ep, EPOLL_CTL_DEL, w->asock, NULL);
+        PQfinish(w->aconn);
+        metrics_db_conn(-1);
+        w->aconn = NULL;
+        w->asock = -1;
+        w->want_write = 0;
+        w->unsynced = 0;
+    }
+    while (w->qlen)
+    {
+        metrics_db_busy(-1);
+        pipe_deliver(q_pop(w), NULL);
+    }
+}
+
+static PGconn *
+async_conn(struct worker *w)
+{
+    if (w->aconn)
+        return w->aconn;
+    if (!db_retry_due())
+        return NULL;
+    PGconn *c = db_connect_new();
+    if (!c)
+    {
+        db_connect_failed();
+        return NULL;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 1};
+    if (PQenterPipelineMode(c) != 1 || PQsetnonblocking(c, 1) != 0 ||
+        epoll_ctl(w->ep, EPOLL_CTL_ADD, PQsocket(c), &ev) != 0)
+    {
+        fprintf(stderr, "udaconnect-httpd: cannot set up the pipelined connection: %s",
+                PQerrorMessage(c));
+        PQfinish(c);
+        db_connect_failed();
+        return NULL;
+    }
+    metrics_db_conn(+1);
+    w->aconn = c;
+    w->asock = PQsocket(c);
+    w->want_write = 0;
+    return c;
+}
+
+int
+pipe_send(void *req, enum stmt s, int n, const char *const *values)
+{
+    struct worker *w = self;
+    PGconn *c;
+
+    if (!w || stopping || !(c = async_conn(w)))
+        return -1;
+    if (q_push(w, req) < 0)
+        return -1;
+    if (!PQsendQueryPrepared(c, db_stmt_name(s), n, values, NULL, NULL, 0))
+    {
+        w->qlen--;      /* not sent: the caller runs it synchronously */
+        async_drop(w);
+        return -1;
+    }
+    w->unsynced++;
+    metrics_db_busy(+1);
+    return 0;
+}
+
+void
+pipe_forget(void *req)
+{
+    struct worker *w = self;
+
+    if (!w)
+        return;
+    for (size_t i = 0; i < w->qlen; i++)
+        if (w->q[(w->qhead + i) % w->qcap] == req)
+            w->q[(w->qhead + i) % w->qcap] = NULL;     /* its result is dropped */
+}
+
+/* End of a loop round: one Sync (and flush) for the statements of the round. */
+static void
+async_sync(struct worker *w)
+{
+    if (!w->aconn)
+        return;
+    if (w->unsynced)
+    {
+        w->unsynced = 0;
+        if (PQpipelineSync(w->aconn) != 1)
+        {
+            async_drop(w);
+            return;
+        }
+    }
+    int f = PQflush(w->aconn);
+    if (f < 0)
+        async_drop(w);
+    else
+        ep_set(w, f == 1);
+}
+
+/* Reads what arrived (when `consume`; else only what libpq has buffered
+ * already) and hands every complete result to its request. */
+static void
+async_read(struct worker *w, int consume)
+{
+    PGconn *c = w->aconn;
+
+    if (!c)
+        return;
+    if (consume && !PQconsumeInput(c))
+    {
+        async_drop(w);
+        return;
+    }
+    for (;;)
+    {
+        if (PQisBusy(c))
+            break;
+        PGresult *res = PQgetResult(c);
+        if (!res)
+        {
+            /* the end of one statement's results, or nothing pending */
+            if (PQisBusy(c) || !(res = PQgetResult(c)))
+                break;
+        }
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_PIPELINE_SYNC)
+        {
+            PQclear(res);
+            continue;
+        }
+        if (w->qlen == 0)
+        {
+            /* a result nobody waits for: the protocol state is not what we
+             * think; start over */
+            PQclear(res);
+            async_drop(w);
+            return;
+        }
+        void *req = q_pop(w);
+        metrics_db_busy(-1);
+        const char *state = st == PGRES_FATAL_ERROR ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        int lost = st == PGRES_FATAL_ERROR &&
+                   (PQstatus(c) != CONNECTION_OK || !state ||
+                    strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0);
+        if (st == PGRES_PIPELINE_ABORTED || lost ||
+            (state && strcmp(state, "26000") == 0))
+        {
+            /* not the statement's own answer (the session ended, the
+             * prepared statement vanished, an earlier statement of the batch
+             * failed): run it synchronously, as db_call() would retry it */
+            PQclear(res);
+            res = NULL;
+        }
+        if (req)
+            pipe_deliver(req, res);
+        else
+            PQclear(res);
+        if (lost)
+        {
+            metrics_db_error("connection_lost");
+            async_drop(w);
+            return;
+        }
+        /* drop the NULL that ends this statement's results */
+        if (!PQisBusy(c))
+        {
+            PGresult *end = PQgetResult(c);
+            if (end)
+            {
+                /* more than one result for one statement: cannot happen for
+                 * our single-row SELECTs */
+                PQclear(end);
+                async_drop(w);
+                return;
+            }
+        }
+    }
+    if (PQstatus(c) != CONNECTION_OK)
+        async_drop(w);
+}
+
+static void *
+worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct epoll_event evs[8];
+
+    self = w;
+    while (!stopping)
+    {
+        MHD_UNSIGNED_LONG_LONG to;
+        int timeout = 1000;
+        if (MHD_get_timeout(w->d, &to) == MHD_YES && to < 1000)
+            timeout = (int) to;
+        int n = epoll_wait(w->ep, evs, 8, timeout);
+        if (n < 0 && errno != EINTR)
+        {
+            perror("udaconnect-httpd: epoll_wait");
+            break;
+        }
+        int db = 0;
+        for (int i = 0; i < n; i++)
+            if (evs[i].data.u32 == 1)
+                db = 1;
+        if (db && w->aconn)
+        {
+            if (w->want_write)
+                async_sync(w);
+            async_read(w, 1);
+        }
+        MHD_run(w->d);
+        async_sync(w);
+        /* libpq reads input while it cannot send (a full socket buffer):
+         * results it buffered that way raise no epoll event */
+        if (w->aconn && w->qlen && !PQisBusy(w->aconn))
+        {
+            async_read(w, 0);
+            MHD_run(w->d);
+            async_sync(w);
+        }
+    }
+    /* stopping: waiting requests are answered synchronously, then MHD stops */
+    async_drop(w);
+    MHD_run(w->d);
+    MHD_stop_daemon(w->d);
+    w->d = NULL;
+    db_drop();
+    return NULL;
+}
+
+int
+workers_start(int n, struct MHD_Daemon *(*make)(int idx, void *cls), void *cls)
+{
+    workers = calloc((size_t) n, sizeof *workers);
+    if (!workers)
+        return -1;
+    for (int i = 0; i < n; i++)
+    {
+        struct worker *w = &workers[i];
+        w->idx = i;
+        w->asock = -1;
+        w->d = make(i, cls);
+        if (!w->d)
+            return -1;
+        const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
+        w->ep = epoll_create1(EPOLL_CLOEXEC);
+        w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
+        if (!info || w->ep < 0 || w->wake_fd < 0 ||
+            epoll_ctl(w->ep, EPOLL_CTL_ADD, info->epoll_fd, &ev) != 0 ||
+            epoll_ctl(w->ep, EPOLL_CTL_ADD, w->wake_fd, &ev) != 0)
+        {
+            perror("udaconnect-httpd: epoll");
+            return -1;
+        }
+        nworkers = i + 1;
+    }
+    for (int i = 0; i < n; i++)
+        if (pthread_create(&workers[i].tid, NULL, worker_main, &workers[i]) != 0)
+        {
+            perror("udaconnect-httpd: pthread_create");
+            exit(1);
+        }
+    return 0;
+}
+
+void
+workers_stop(void)
+{
+    uint64_t one = 1;
+
+    stopping = 1;
+    for (int i = 0; i < nworkers; i++)
+        if (write(workers[i].wake_fd, &one, sizeof one) < 0)
+            perror("udaconnect-httpd: eventfd");
+    for (int i = 0; i < nworkers; i++)
+    {
+        pthread_join(workers[i].tid, NULL);
+        close(workers[i].ep);
+        close(workers[i].wake_fd);
+        free(workers[i].q);
+    }
+    free(workers);
+    workers = NULL;
+    nworkers = 0;
+}
