@@ -30,6 +30,7 @@ int			udc_ingest_batch_size = 10000;
 int			udc_ingest_batch_timeout = 100;
 int			udc_ingest_max_future_skew = 300;
 int			udc_ingest_error_log_interval = 60;
+bool		udc_ingest_synchronous_commit = false;
 
 UdcIngestShared *udc_ingest_shared = NULL;
 
@@ -275,6 +276,14 @@ udc_ingest_init(void)
 							"Minimum time between two log lines about the same Kafka problem.",
 							NULL, &udc_ingest_error_log_interval, 60, 1, 86400, PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("udaconnect.ingest_synchronous_commit",
+							 "Whether an ingest batch waits for its WAL to be flushed before the next one.",
+							 "off (the default) commits batches with synchronous_commit = off: a crash may lose "
+							 "the last batches' commits, rows and offsets together, and the workers consume them "
+							 "again from Kafka.  on uses the server's synchronous_commit.",
+							 &udc_ingest_synchronous_commit, false, PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -27,6 +27,7 @@ extern int	udc_ingest_batch_size;
 extern int	udc_ingest_batch_timeout;
 extern int	udc_ingest_max_future_skew;
 extern int	udc_ingest_error_log_interval;
+extern bool udc_ingest_synchronous_commit;
 
 /* shared state shown by udaconnect.ingest_status */
 #define UDC_MAX_WORKERS 64

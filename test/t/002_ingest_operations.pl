@@ -1,6 +1,8 @@
 # Kafka ingest operations: idle without brokers and before CREATE EXTENSION,
 # several workers sharing the partitions, pause/resume, settings reload
-# (topic, librdkafka options), broker outage mid-stream, SIGTERM and restart.
+# (topic, librdkafka options), broker outage mid-stream, SIGTERM and restart;
+# the direct insert path against what INSERT stores and amcheck, the COPY
+# path for a table with another trigger, synchronous commit on request.
 use strict;
 use warnings;
 use FindBin;
@@ -143,6 +145,39 @@ ok($node->poll_query_until('postgres',
 psql("ALTER SYSTEM RESET udaconnect.kafka_brokers; ALTER SYSTEM SET udaconnect.kafka_brokers = '$kafka->{brokers}'; SELECT pg_reload_conf();");
 produce(count => 1000);
 ok(IngestTest::wait_ingested($node, 'locations', $total{locations}), 'and consume again when it is set');
+
+# 9. the direct insert path stores what COPY or INSERT would: the generated
+#    cell, PostGIS's own point serialization, an entry in every index
+is(psql("SELECT count(*) FROM udaconnect.location "
+		  . "WHERE cell IS DISTINCT FROM udaconnect.cell_key(ST_Y(coordinate), ST_X(coordinate)) "
+		  . "OR coordinate::text <> udaconnect.make_point(ST_Y(coordinate), ST_X(coordinate))::text"),
+	'0', 'direct path: cell and coordinate are exactly what INSERT stores');
+psql('CREATE EXTENSION amcheck');
+is(psql("SELECT count(*) FROM pg_index i, LATERAL (SELECT bt_index_check(i.indexrelid, true)) c "
+		  . "WHERE i.indrelid = 'udaconnect.location'::regclass"),
+	'3', 'direct path: every index of location holds exactly its rows (amcheck, heapallindexed)');
+
+# 10. a table the direct path does not reproduce (here: one more trigger)
+#     is filled through COPY, triggers and all
+psql(q{
+CREATE TABLE public.location_audit (n bigint NOT NULL);
+INSERT INTO public.location_audit VALUES (0);
+CREATE FUNCTION public.location_audit() RETURNS trigger LANGUAGE plpgsql
+  AS $$ BEGIN UPDATE public.location_audit SET n = n + 1; RETURN NULL; END $$;
+CREATE TRIGGER location_audit AFTER INSERT ON udaconnect.location
+  FOR EACH ROW EXECUTE FUNCTION public.location_audit();
+});
+my $rows_before_audit = psql('SELECT count(*) FROM udaconnect.location');
+produce(count => 1000);
+ok(IngestTest::wait_ingested($node, 'locations', $total{locations}), 'with another trigger on location: ingested through COPY');
+is(psql("SELECT n FROM public.location_audit"), psql("SELECT count(*) - $rows_before_audit FROM udaconnect.location"),
+	'COPY path: the other trigger fired once per ingested row');
+psql('DROP TRIGGER location_audit ON udaconnect.location');
+
+# 11. synchronous commit on request
+psql("ALTER SYSTEM SET udaconnect.ingest_synchronous_commit = on; SELECT pg_reload_conf();");
+produce(count => 1000);
+ok(IngestTest::wait_ingested($node, 'locations', $total{locations}), 'udaconnect.ingest_synchronous_commit = on: ingested');
 IngestTest::check_exact($node, 'final', %files);
 
 $node->stop('fast');
