@@ -24,6 +24,8 @@
 #include <math.h>
 
 #include "access/genam.h"
+#include "access/nbtree.h"
+#include "access/transam.h"
 #include "access/relscan.h"
 #include "access/skey.h"
 #include "access/stratnum.h"
@@ -302,12 +304,18 @@ typedef struct FinderState
 	int			caphits;
 	HTAB	   *seen;
 	TupleTableSlot *slot;
-	IndexScanDesc scan_cell;	/* cell = x and time range: 3 keys */
 	IndexScanDesc scan_range;	/* cell range and time range: 4 keys */
 	Buffer		vmbuf;			/* visibility map page in use */
 	bool		dedupe;			/* can a location be seen twice? */
+	/* single-cell scans: our own walk of the btree's leaf level */
+	BTScanInsert key;			/* (cell, creation_time) >= */
+	Buffer		leaf;			/* pinned, unlocked: where the last walk ended */
+	IndexFetchTableData *fetch;	/* heap fetches where not all-visible */
+	bool		skip_killed;	/* LP_DEAD entries may be skipped */
+	struct LeafBatch *batch;	/* one leaf page's entries */
 	/* statistics: DEBUG1, and the density that sizes merge_gap() */
 	long		nscans;
+	long		nreused;		/* walks started on the previous walk's leaf */
 	long		nentries;
 	long		ndist;
 	double		scanned_us;		/* total length of the scanned segments */
@@ -411,54 +419,300 @@ add_hit(FinderState *st, int64 id, int32 person, double lat, double lon,
 	st->hits[st->nhits++] = (Hit) {id, person, lat, lon, t, dist};
 }
 
+/* A candidate location: keep it if another person's and close to the group. */
+static inline void
+consider(FinderState *st, const Probe *group, int ngroup, int32 person, int64 id,
+		 Datum coord, TimestampTz t)
+{
+	double		lat,
+				lon,
+				d;
+
+	if (person == st->pid)
+		return;
+	udc_point_coordinates(coord, &lat, &lon);
+	d = nearest_own(st, group, ngroup, lat, lon, t);
+	if (d >= 0.0)
+		add_hit(st, id, person, lat, lon, t, d);
+}
+
+/* Scan a range of cells over [a, b] with an index scan (coarse ranges). */
+static void
+scan_range(FinderState *st, const Probe *group, int ngroup,
+		   TimestampTz a, TimestampTz b)
+{
+	FinderRels *r = st->rels;
+	ScanKeyData keys[4];
+	const AttrNumber idx[4] = {IDX_PERSON, IDX_COORD, IDX_TIME, IDX_ID};
+	const AttrNumber heap[4] = {r->att_person, r->att_coord, r->att_time, r->att_id};
+	Datum		values[4];
+
+	ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(group[0].lo));
+	ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(group[0].hi));
+	ScanKeyInit(&keys[2], 2, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE, TimestampTzGetDatum(a));
+	ScanKeyInit(&keys[3], 2, BTLessEqualStrategyNumber, F_TIMESTAMPTZ_LE, TimestampTzGetDatum(b));
+	index_rescan(st->scan_range, keys, 4, NULL, 0);
+	st->nscans++;
+	st->scanned_us += (double) b - (double) a + 1.0;
+	while (next_entry(st->scan_range, &st->vmbuf, st->slot, 4, idx, heap, values))
+	{
+		st->nentries++;
+		consider(st, group, ngroup, DatumGetInt32(values[0]), DatumGetInt64(values[3]),
+				 values[1], DatumGetTimestampTz(values[2]));
+	}
+}
+
+/* An index entry of one leaf page, copied while the page was locked. */
+typedef struct LeafEntry
+{
+	ItemPointerData tid;
+	int32		person;
+	int64		id;
+	TimestampTz t;
+	Datum		coord;			/* points into coords[] */
+} LeafEntry;
+
+typedef struct LeafBatch
+{
+	int			n;
+	LeafEntry	e[MaxIndexTuplesPerPage];
+	Size		used;
+	char		coords[BLCKSZ];	/* the entries' coordinate datums */
+} LeafBatch;
+
+static inline int
+cmp_key(int64 c1, TimestampTz t1, int64 c2, TimestampTz t2)
+{
+	if (c1 != c2)
+		return c1 < c2 ? -1 : 1;
+	return (t1 > t2) - (t1 < t2);
+}
+
+/* (cell, creation_time) of a leaf entry */
+static inline void
+leaf_key(IndexTuple itup, TupleDesc td, int64 *cell, TimestampTz *t)
+{
+	bool		isnull;
+
+	*cell = DatumGetInt64(index_getattr(itup, 1, td, &isnull));
+	*t = DatumGetTimestampTz(index_getattr(itup, IDX_TIME, td, &isnull));
+}
+
+/*
+ * Can the walk for key (cell, a) start on the pinned leaf `buf` (locked by
+ * the caller)?  Yes when the page is live, its first entry is below the key
+ * (so the page's lower bound is too: a page's lower bound never moves) and
+ * the key is not above its high key (checked as _bt_moveright() does).
+ */
+static bool
+leaf_covers(FinderState *st, Buffer buf, int64 cell, TimestampTz a)
+{
+	Relation	irel = st->rels->loc_cell_time;
+	Page		page = BufferGetPage(buf);
+	BTPageOpaque op = BTPageGetOpaque(page);
+	OffsetNumber first = P_FIRSTDATAKEY(op);
+	int64		c0;
+	TimestampTz t0;
+
+	if (P_IGNORE(op) || !P_ISLEAF(op) || first > PageGetMaxOffsetNumber(page))
+		return false;
+	leaf_key((IndexTuple) PageGetItem(page, PageGetItemId(page, first)),
+			 RelationGetDescr(irel), &c0, &t0);
+	if (cmp_key(c0, t0, cell, a) >= 0)
+		return false;
+	return P_RIGHTMOST(op) || _bt_compare(irel, st->key, page, P_HIKEY) < 1;
+}
+
+/*
+ * Copy the entries of a locked leaf page from `off` on while they are in
+ * cell `cell` and at most `b`.  Returns true when the walk is over (an entry
+ * beyond the range was seen).
+ */
+static bool
+leaf_read(FinderState *st, Page page, OffsetNumber off, int64 cell, TimestampTz b,
+		  LeafBatch *lb)
+{
+	TupleDesc	td = RelationGetDescr(st->rels->loc_cell_time);
+	OffsetNumber maxoff = PageGetMaxOffsetNumber(page);
+
+	lb->n = 0;
+	lb->used = 0;
+	for (; off <= maxoff; off = OffsetNumberNext(off))
+	{
+		ItemId		iid = PageGetItemId(page, off);
+		IndexTuple	itup;
+		int64		c;
+		TimestampTz t;
+		bool		isnull;
+		Datum		coord;
+		Size		len;
+		LeafEntry  *e;
+
+		if (st->skip_killed && ItemIdIsDead(iid))
+			continue;
+		itup = (IndexTuple) PageGetItem(page, iid);
+		if (BTreeTupleIsPosting(itup))	/* never in an index with INCLUDE */
+			elog(ERROR, "unexpected posting list tuple in index \"%s\"",
+				 RelationGetRelationName(st->rels->loc_cell_time));
+		leaf_key(itup, td, &c, &t);
+		if (c != cell || t > b)
+			return true;
+		coord = index_getattr(itup, IDX_COORD, td, &isnull);
+		len = MAXALIGN(VARSIZE_ANY(DatumGetPointer(coord)));
+		if (lb->used + len > sizeof(lb->coords))
+			elog(ERROR, "index page of \"%s\" holds more data than a page",
+				 RelationGetRelationName(st->rels->loc_cell_time));
+		e = &lb->e[lb->n++];
+		memcpy(lb->coords + lb->used, DatumGetPointer(coord), VARSIZE_ANY(DatumGetPointer(coord)));
+		e->coord = PointerGetDatum(lb->coords + lb->used);
+		lb->used += len;
+		e->tid = itup->t_tid;
+		e->t = t;
+		e->person = DatumGetInt32(index_getattr(itup, IDX_PERSON, td, &isnull));
+		e->id = DatumGetInt64(index_getattr(itup, IDX_ID, td, &isnull));
+	}
+	return false;
+}
+
+/* First data entry of a locked leaf page at or above (cell, a). */
+static OffsetNumber
+leaf_lower_bound(FinderState *st, Page page, int64 cell, TimestampTz a)
+{
+	TupleDesc	td = RelationGetDescr(st->rels->loc_cell_time);
+	OffsetNumber lo = P_FIRSTDATAKEY(BTPageGetOpaque(page)),
+				hi = OffsetNumberNext(PageGetMaxOffsetNumber(page));
+
+	while (lo < hi)
+	{
+		OffsetNumber mid = lo + (hi - lo) / 2;
+		int64		c;
+		TimestampTz t;
+
+		leaf_key((IndexTuple) PageGetItem(page, PageGetItemId(page, mid)), td, &c, &t);
+		if (cmp_key(c, t, cell, a) < 0)
+			lo = OffsetNumberNext(mid);
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Check the entries copied from one leaf page (page unlocked). */
+static void
+leaf_check(FinderState *st, const Probe *group, int ngroup, LeafBatch *lb)
+{
+	FinderRels *r = st->rels;
+	Snapshot	snap = GetActiveSnapshot();
+
+	for (int i = 0; i < lb->n; i++)
+	{
+		LeafEntry  *e = &lb->e[i];
+		BlockNumber blk = ItemPointerGetBlockNumber(&e->tid);
+
+		CHECK_FOR_INTERRUPTS();
+		st->nentries++;
+		if (VM_ALL_VISIBLE(r->location, blk, &st->vmbuf))
+		{
+			PredicateLockPage(r->location, blk, snap);
+			consider(st, group, ngroup, e->person, e->id, e->coord, e->t);
+		}
+		else
+		{
+			bool		call_again = false,
+						all_dead = false,
+						isnull;
+
+			if (table_index_fetch_tuple(st->fetch, &e->tid, snap, st->slot, &call_again, &all_dead))
+				consider(st, group, ngroup,
+						 DatumGetInt32(slot_getattr(st->slot, r->att_person, &isnull)),
+						 DatumGetInt64(slot_getattr(st->slot, r->att_id, &isnull)),
+						 slot_getattr(st->slot, r->att_coord, &isnull),
+						 DatumGetTimestampTz(slot_getattr(st->slot, r->att_time, &isnull)));
+		}
+	}
+}
+
+/*
+ * Scan one cell over [a, b] by walking the btree's leaf level ourselves, as
+ * _bt_first()/_bt_readpage() do but without their per-scan set-up and
+ * per-entry scan-key calls, and starting on the leaf where the previous walk
+ * ended when it covers the key (probes come in key order, so consecutive
+ * segments of a cell often share a page).  Pages are read under a share lock
+ * into a local copy, then checked unlocked; moving right follows the
+ * right-link as of the read (Lehman & Yao), skipping deleted pages.
+ */
+static void
+scan_cell(FinderState *st, const Probe *group, int ngroup,
+		  TimestampTz a, TimestampTz b)
+{
+	Relation	irel = st->rels->loc_cell_time;
+	Snapshot	snap = GetActiveSnapshot();
+	int64		cell = group[0].lo;
+	Buffer		buf = st->leaf;
+	LeafBatch  *lb = st->batch;
+	OffsetNumber off;
+	bool		done;
+
+	st->nscans++;
+	st->scanned_us += (double) b - (double) a + 1.0;
+	st->key->scankeys[0].sk_argument = Int64GetDatum(cell);
+	st->key->scankeys[1].sk_argument = TimestampTzGetDatum(a);
+
+	st->leaf = InvalidBuffer;
+	if (BufferIsValid(buf))
+	{
+		_bt_lockbuf(irel, buf, BT_READ);
+		if (leaf_covers(st, buf, cell, a))
+			st->nreused++;
+		else
+		{
+			_bt_relbuf(irel, buf);
+			buf = InvalidBuffer;
+		}
+	}
+	if (!BufferIsValid(buf))
+	{
+		BTStack		stack = _bt_search(irel, st->key, &buf, BT_READ, snap);
+
+		_bt_freestack(stack);
+		if (!BufferIsValid(buf))
+			return;				/* empty index */
+	}
+	off = leaf_lower_bound(st, BufferGetPage(buf), cell, a);
+	for (;;)
+	{
+		Page		page = BufferGetPage(buf);
+		BTPageOpaque op = BTPageGetOpaque(page);
+		BlockNumber next = op->btpo_next;
+
+		if (P_IGNORE(op))
+			done = false;
+		else
+		{
+			PredicateLockPage(irel, BufferGetBlockNumber(buf), snap);
+			done = leaf_read(st, page, off, cell, b, lb);
+		}
+		_bt_unlockbuf(irel, buf);
+		if (!P_IGNORE(op))
+			leaf_check(st, group, ngroup, lb);
+		if (done || next == P_NONE)
+			break;
+		ReleaseBuffer(buf);
+		buf = _bt_getbuf(irel, next, BT_READ);
+		off = P_FIRSTDATAKEY(BTPageGetOpaque(BufferGetPage(buf)));
+	}
+	st->leaf = buf;				/* pinned, for the next walk */
+}
+
 /* Scan one cell range over [a, b] and check candidates against the group. */
 static void
 scan_segment(FinderState *st, const Probe *group, int ngroup,
 			 TimestampTz a, TimestampTz b)
 {
-	FinderRels *r = st->rels;
-	ScanKeyData keys[4];
-	int			nkeys;
-	IndexScanDesc scan;
-	const AttrNumber idx[4] = {IDX_PERSON, IDX_COORD, IDX_TIME, IDX_ID};
-	const AttrNumber heap[4] = {r->att_person, r->att_coord, r->att_time, r->att_id};
-	Datum		values[4];
-
 	if (group[0].lo == group[0].hi)
-	{
-		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(group[0].lo));
-		nkeys = 1;
-	}
+		scan_cell(st, group, ngroup, a, b);
 	else
-	{
-		ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(group[0].lo));
-		ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(group[0].hi));
-		nkeys = 2;
-	}
-	ScanKeyInit(&keys[nkeys++], 2, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE, TimestampTzGetDatum(a));
-	ScanKeyInit(&keys[nkeys++], 2, BTLessEqualStrategyNumber, F_TIMESTAMPTZ_LE, TimestampTzGetDatum(b));
-	/* an index scan takes the same number of keys at every rescan */
-	scan = (nkeys == 3) ? st->scan_cell : st->scan_range;
-	index_rescan(scan, keys, nkeys, NULL, 0);
-	st->nscans++;
-	st->scanned_us += (double) b - (double) a + 1.0;
-
-	while (next_entry(scan, &st->vmbuf, st->slot, 4, idx, heap, values))
-	{
-		int32		person = DatumGetInt32(values[0]);
-		TimestampTz t = DatumGetTimestampTz(values[2]);
-		double		lat,
-					lon,
-					d;
-
-		st->nentries++;
-		if (person == st->pid)
-			continue;
-		udc_point_coordinates(values[1], &lat, &lon);
-		d = nearest_own(st, group, ngroup, lat, lon, t);
-		if (d >= 0.0)
-			add_hit(st, DatumGetInt64(values[3]), person, lat, lon, t, d);
-	}
+		scan_range(st, group, ngroup, a, b);
 }
 
 static TimestampTz
@@ -619,10 +873,18 @@ udc_find_connections(PG_FUNCTION_ARGS)
 	st.hits = palloc(sizeof(Hit) * st.caphits);
 	st.slot = table_slot_create(rels.location, NULL);
 
-	st.scan_cell = index_beginscan(rels.location, rels.loc_cell_time, GetActiveSnapshot(), 3, 0);
 	st.scan_range = index_beginscan(rels.location, rels.loc_cell_time, GetActiveSnapshot(), 4, 0);
-	st.scan_cell->xs_want_itup = true;
 	st.scan_range->xs_want_itup = true;
+	st.key = _bt_mkscankey(rels.loc_cell_time, NULL);
+	_bt_metaversion(rels.loc_cell_time, &st.key->heapkeyspace, &st.key->allequalimage);
+	st.key->keysz = 2;
+	st.key->anynullkeys = false;
+	st.key->scankeys[0].sk_flags &= ~SK_ISNULL;
+	st.key->scankeys[1].sk_flags &= ~SK_ISNULL;
+	st.leaf = InvalidBuffer;
+	st.fetch = table_index_fetch_begin(rels.location);
+	st.skip_killed = !TransactionStartedDuringRecovery();
+	st.batch = palloc(sizeof(LeafBatch));
 	st.vmbuf = InvalidBuffer;
 	for (int g = 0; g < nprobes;)
 	{
@@ -665,15 +927,17 @@ udc_find_connections(PG_FUNCTION_ARGS)
 		}
 		g += ng;
 	}
-	index_endscan(st.scan_cell);
 	index_endscan(st.scan_range);
+	if (BufferIsValid(st.leaf))
+		ReleaseBuffer(st.leaf);
+	table_index_fetch_end(st.fetch);
 	if (BufferIsValid(st.vmbuf))
 		ReleaseBuffer(st.vmbuf);
 	ExecDropSingleTupleTableSlot(st.slot);
 	close_rels(&rels);
 
-	elog(DEBUG1, "find_connections(%d): %d own points, %d probes, %ld index scans, %ld entries, %ld exact distances, %d hits",
-		 pid, nown, nprobes, st.nscans, st.nentries, st.ndist, st.nhits);
+	elog(DEBUG1, "find_connections(%d): %d own points, %d probes, %ld index scans (%ld started on the previous leaf), %ld entries, %ld exact distances, %d hits",
+		 pid, nown, nprobes, st.nscans, st.nreused, st.nentries, st.ndist, st.nhits);
 	sort_hits(st.hits, st.nhits);
 	for (int i = 0; i < st.nhits; i++)
 	{
