@@ -83,4 +83,88 @@ while read -r sn; do
   fi
 done < <("${PSQL[@]}" -d "$DB" -c "SELECT n FROM oracle.scenario ORDER BY n")
 [ "$n" -gt 1 ] || echo "not ok 2 - no scenarios"
+
+# Last: the finder under concurrent writes.  One "booth" where person A stands
+# all day and 30 others mill around within 2 m (every pair within 5 m, so no
+# threshold ambiguity; a 60 s window decides), thousands of entries per cell
+# (leaf walks span many pages).  A writer keeps inserting into the same cells
+# (page splits under the walks), deletes whole time ranges of a noise person
+# and vacuums (deleted pages, dead entries); meanwhile each check compares
+# find_connections with the PostGIS self-join in one REPEATABLE READ snapshot.
+"${PSQL[@]}" -d "$DB" >"$SUITE_DIR/concurrent-setup.log" 2>&1 <<'SQL'
+-- the oracle's rows carry explicit ids: move the identity past them
+SELECT setval(pg_get_serial_sequence('udaconnect.location', 'id'), (SELECT max(id) FROM udaconnect.location));
+INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
+SELECT 900000 + g, 'Conc', format('No. %s', g), 'Concurrency' FROM generate_series(0, 32) g;
+-- A = 900000 every 2 min; others 900001..900030 around it; noise 900032
+INSERT INTO udaconnect.location (person_id, coordinate, creation_time)
+SELECT 900000, udaconnect.make_point(48.8566, 2.3522), timestamptz '2024-05-05 00:00:00+00' + g * interval '10 minutes'
+  FROM generate_series(0, 143) g;
+INSERT INTO udaconnect.location (person_id, coordinate, creation_time)
+SELECT 900001 + (g % 30),
+       udaconnect.make_point(48.8566 + (((hashint4(g) & 1023) / 1023.0) - 0.5) * 2.8 / 111320,
+                             2.3522 + (((hashint4(g + 7) & 1023) / 1023.0) - 0.5) * 2.8 / 73000),
+       timestamptz '2024-05-05 00:00:00+00' + (hashint4(g + 13) & 65535) * interval '1318 milliseconds'
+  FROM generate_series(1, 12000) g;
+INSERT INTO udaconnect.location (person_id, coordinate, creation_time)
+SELECT 900032, udaconnect.make_point(48.8566, 2.3522), timestamptz '2024-05-05 00:00:00+00' + g * interval '3 seconds'
+  FROM generate_series(0, 28799) g;
+VACUUM ANALYZE udaconnect.location;
+SQL
+(
+  for i in $(seq 1 40); do
+    "${PSQL[@]}" -d "$DB" -c "
+      INSERT INTO udaconnect.location (person_id, coordinate, creation_time)
+      SELECT 900001 + (g % 30),
+             udaconnect.make_point(48.8566 + (((hashint4(g + $i * 1000003) & 1023) / 1023.0) - 0.5) * 2.8 / 111320,
+                                   2.3522 + (((hashint4(g + $i * 7) & 1023) / 1023.0) - 0.5) * 2.8 / 73000),
+             timestamptz '2024-05-05 00:00:00+00' + (hashint4(g * 31 + $i) & 65535) * interval '1318 milliseconds'
+        FROM generate_series(1, 400) g" \
+      -c "DELETE FROM udaconnect.location WHERE person_id = 900032
+            AND creation_time >= timestamptz '2024-05-05 00:00:00+00' + ($i * 30) * interval '1 minute'
+            AND creation_time <  timestamptz '2024-05-05 00:00:00+00' + ($i * 30 + 20) * interval '1 minute'" || exit 1
+    [ $((i % 8)) = 0 ] && { "${PSQL[@]}" -d "$DB" -c "VACUUM udaconnect.location" || exit 1; }
+  done
+) >"$SUITE_DIR/concurrent-writer.log" 2>&1 &
+writer=$!
+bad=0; checks=0; rows=0
+while kill -0 "$writer" 2>/dev/null || [ "$checks" -lt 5 ]; do
+  checks=$((checks + 1))
+  r=$("${PSQL[@]}" -d "$DB" -F ' ' 2>&1 <<'SQL'
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SET TimeZone = 'Asia/Tokyo';
+-- the snapshot's rows of the day, indexed on time so that the oracle is cheap
+CREATE TEMP TABLE day_rows ON COMMIT DROP AS
+  SELECT id, person_id, coordinate, creation_time FROM udaconnect.location
+   WHERE creation_time >= '2024-05-05 00:00:00+00' AND creation_time < '2024-05-06 00:00:00+00';
+CREATE INDEX ON day_rows (creation_time);
+ANALYZE day_rows;
+WITH f AS (SELECT location_id AS id FROM udaconnect.find_connections(900000, '2024-05-05', '2024-05-05', 5, '60 seconds')),
+     o AS (SELECT DISTINCT b.id
+             FROM day_rows a JOIN day_rows b
+               ON b.creation_time BETWEEN a.creation_time - interval '60 seconds' AND a.creation_time + interval '60 seconds'
+              AND ST_DWithin(a.coordinate::geography, b.coordinate::geography, 5)
+            WHERE a.person_id = 900000 AND b.person_id <> 900000)
+SELECT (SELECT count(*) FROM f), (SELECT count(*) FROM o),
+       (SELECT count(*) FROM (SELECT id FROM f EXCEPT SELECT id FROM o) x) + (SELECT count(*) FROM (SELECT id FROM o EXCEPT SELECT id FROM f) y),
+       (SELECT count(*) - count(DISTINCT id) FROM f);
+COMMIT;
+SQL
+)
+  read -r nf no ndiff ndup <<<"$(printf '%s
+' "$r" | grep -E '^[0-9]+ [0-9]+ [0-9]+ [0-9]+$' | tail -1)"
+  if [ -z "${nf:-}" ] || [ "$nf" != "$no" ] || [ "$ndiff" != 0 ] || [ "$ndup" != 0 ]; then
+    bad=$((bad + 1)); echo "# concurrent check $checks: $r"
+  fi
+  rows=$((rows + ${nf:-0}))
+  [ "$checks" -ge 200 ] && break
+done
+wait "$writer"; wrc=$?
+n=$((n + 1))
+if [ "$bad" = 0 ] && [ "$wrc" = 0 ] && [ "$checks" -ge 5 ]; then
+  echo "ok $n - find_connections agrees with the self-join in $checks REPEATABLE READ snapshots taken while a writer inserted 16,000 rows into the same cells, deleted time ranges and vacuumed ($((rows / checks)) rows per check)"
+else
+  echo "not ok $n - concurrent writes: $bad of $checks checks differ from the self-join (writer exit $wrc; $SUITE_DIR/concurrent-*.log)"
+  sed 's/^/#   /' "$SUITE_DIR/concurrent-setup.log" "$SUITE_DIR/concurrent-writer.log" | tail -n 20
+fi
 exit 0
