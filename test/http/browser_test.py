@@ -22,6 +22,8 @@ import traceback
 import urllib.parse
 import urllib.request
 
+from httpd_daemon import start_httpd
+
 BASE = os.environ["UDACONNECT_HTTP_URL"]
 SUITE_DIR = os.environ["SUITE_DIR"]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -225,20 +227,8 @@ def api(path):
 
 def start_token_daemon(port, token):
     """A second udaconnect-httpd on the same database that requires a token."""
-    top = os.environ.get("TOP") or os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
     env = dict(os.environ, UDACONNECT_API_TOKEN=token, UDACONNECT_HTTP_DB_USER="udaconnect_api")
-    log = open(os.path.join(SUITE_DIR, "httpd-token-%d.log" % port), "ab")
-    p = subprocess.Popen([os.path.join(top, "gateway/httpd/udaconnect-httpd"), "--bind", "127.0.0.1",
-                          "--port", str(port), "--web-root", os.path.join(top, "gateway/web")],
-                         env=env, stdout=log, stderr=log)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return p
-        except OSError:
-            time.sleep(0.1)
-    p.kill()
-    raise RuntimeError("the token daemon on %d did not start" % port)
+    return start_httpd(port, env, os.path.join(SUITE_DIR, "httpd-token-%d.log" % port))
 
 
 def test(desc, fn):

@@ -16,12 +16,13 @@ import time
 import traceback
 import urllib.parse
 
+from httpd_daemon import start_httpd
+
 BASE = os.environ["UDACONNECT_HTTP_URL"]
 U = urllib.parse.urlparse(BASE)
 HOST, PORT = U.hostname, U.port
 TOP = os.environ["TOP"]
 SUITE_DIR = os.environ["SUITE_DIR"]
-BIN = os.path.join(TOP, "gateway/httpd/udaconnect-httpd")
 HTTP_PORT = int(os.environ.get("UDACONNECT_HTTP_PORT", PORT))
 
 n = 0
@@ -122,18 +123,9 @@ def start_daemon(port, args=(), env_extra=None, dburl=None):
     env["UDACONNECT_HTTP_DB_USER"] = "udaconnect_api"
     env.pop("UDACONNECT_API_TOKEN", None)
     env.update(env_extra or {})
-    log = open(os.path.join(SUITE_DIR, "httpd-%d.log" % port), "ab")
-    p = subprocess.Popen([BIN, "--bind", "127.0.0.1", "--port", str(port),
-                          "--web-root", os.path.join(TOP, "gateway/web")] + list(args),
-                         env=env, stdout=log, stderr=log)
+    p = start_httpd(port, env, os.path.join(SUITE_DIR, "httpd-%d.log" % port), args)
     procs.append(p)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return p
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("daemon on %d did not start" % port)
+    return p
 
 
 def stop_daemon(p):
