@@ -39,4 +39,5 @@ SELECT concat_ws('|', :'rows', method, CASE win WHEN 'none' THEN 'none' ELSE '60
        END)
   FROM t
  ORDER BY win <> 'none' DESC,
-          CASE method WHEN 'find_connections' THEN 1 WHEN 'PostGIS self-join' THEN 2 WHEN 'original' THEN 4 ELSE 3 END;
+          CASE method WHEN 'find_connections' THEN 1 WHEN 'find_connections, first touch' THEN 2
+                      WHEN 'PostGIS self-join' THEN 3 WHEN 'original' THEN 5 ELSE 4 END;
