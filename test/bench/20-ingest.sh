@@ -36,6 +36,22 @@ fi
 LAT_RATE=${UDACONNECT_BENCH_LATENCY_RATE:-50000}
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -At)
 q() { "${PSQL[@]}" -c "$1"; }
+# wait until the workers have committed offsets up to $1 in all (at most $2
+# seconds), polling from one server-side loop: a psql per poll (a process and
+# a backend each time) took ~20 % of the 2 CPUs away from the workers
+wait_offsets() {
+  q "DO \$\$ DECLARE t0 timestamptz := clock_timestamp(); done bigint;
+     BEGIN
+       LOOP
+         SELECT coalesce(sum(next_offset), 0) INTO done FROM udaconnect.ingest_offset WHERE topic = '$TOPIC';
+         EXIT WHEN done >= $1;
+         IF clock_timestamp() - t0 > interval '$2 seconds' THEN
+           RAISE EXCEPTION 'offsets reached % of %', done, $1;
+         END IF;
+         PERFORM pg_sleep(0.05);
+       END LOOP;
+     END \$\$" >/dev/null
+}
 
 # A broker of our own: the development broker keeps at most ~5 MB per
 # partition (librdkafka mock cluster), so 1M pre-filled messages need many
@@ -91,13 +107,7 @@ WPIDS=$(q "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE backend
 # shellcheck disable=SC2086
 W_CPU0=$(cpu_ticks $WPIDS)
 q "SELECT udaconnect.ingest_resume()" >/dev/null
-deadline=$(( $(date +%s) + 1800 ))
-while :; do
-  done_off=$(q "SELECT coalesce(sum(next_offset), 0) FROM udaconnect.ingest_offset WHERE topic = '$TOPIC'")
-  [ "$done_off" -ge "$END_OFF" ] && break
-  [ "$(date +%s)" -gt $deadline ] && { echo "bench: ingest did not finish ($done_off of $END_OFF)"; exit 1; }
-  sleep 0.2
-done
+wait_offsets "$END_OFF" 1800 || { echo "bench: ingest did not finish"; exit 1; }
 # shellcheck disable=SC2086
 W_CPU=$(( $(cpu_ticks $WPIDS) - W_CPU0 ))
 # first..last commit; the first batch's own rows are not counted
@@ -150,13 +160,7 @@ LAT_N=$((LAT_RATE * LAT_S))
 MAXID2=$(q "SELECT coalesce(max(id), 0) FROM udaconnect.location")
 DONE0=$(q "SELECT coalesce(sum(next_offset), 0) FROM udaconnect.ingest_offset WHERE topic = '$TOPIC'")
 "$PRODUCE" -q -b "$BROKERS" -t "$TOPIC" -n "$LAT_N" -s "$N" -p 100001:102000 -B 0 -L -r "$LAT_RATE"
-deadline=$(( $(date +%s) + 600 ))
-while :; do
-  done_off=$(q "SELECT coalesce(sum(next_offset), 0) FROM udaconnect.ingest_offset WHERE topic = '$TOPIC'")
-  [ "$done_off" -ge $((DONE0 + LAT_N)) ] && break
-  [ "$(date +%s)" -gt $deadline ] && { echo "bench: latency run did not finish"; exit 1; }
-  sleep 0.2
-done
+wait_offsets $((DONE0 + LAT_N)) 600 || { echo "bench: latency run did not finish"; exit 1; }
 read -r P50 P95 P99 PMAX <<<"$(q "
   SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY l)), round(percentile_cont(0.95) WITHIN GROUP (ORDER BY l)),
          round(percentile_cont(0.99) WITHIN GROUP (ORDER BY l)), round(max(l))
