@@ -86,7 +86,7 @@ for size in $SIZES; do
   echo "warm-up before each method and window: the day's pages of its layout read by the measuring backend, then $NWARM other attendees' queries (UDACONNECT_BENCH_WARMUP)"
 
   "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" || die "cannot create database $DB"
-  q -c "CREATE EXTENSION pg_udaconnect CASCADE" -c "CREATE EXTENSION pg_prewarm" || die "CREATE EXTENSION pg_udaconnect failed"
+  q -c "CREATE EXTENSION pg_udaconnect CASCADE" -c "CREATE EXTENSION pg_prewarm" || die "CREATE EXTENSION pg_udaconnect / pg_prewarm failed"
 
   t0=$(now)
   q -v persons=$persons -v booths=$booths -v reports=$reports -v editions=$editions -f "$F/gen.sql" >/dev/null ||
@@ -112,8 +112,8 @@ for size in $SIZES; do
     die "load into bench.postgis failed"
   tpg=$(since "$t0")
   q -c "VACUUM ANALYZE bench.postgis" -c "DROP TABLE bench.src"
-  # a settled database: the load and VACUUM leave gigabytes of dirty pages,
-  # which the measured queries would otherwise write out when they evict them
+  # a settled database: no checkpoint of the load's and VACUUM's gigabytes
+  # of dirty pages runs during the measurement
   q -c "CHECKPOINT"
   read -r pt pi ptot <<<"$(q -F ' ' -c "SELECT pg_relation_size('bench.postgis'), pg_indexes_size('bench.postgis'), pg_total_relation_size('bench.postgis')")"
   printf 'generated %s rows in %.1f s\n' "$rows" "$tgen"

@@ -57,7 +57,7 @@ LANGUAGE sql IMMUTABLE AS $$
 
 -- The measured day's pages, read by the measuring backend before a method's
 -- block: a live conference day, where the day being asked about is the hot
--- set (it fits in shared_buffers: ~60 MB of index at 10M rows).  For each
+-- set (it fits in shared_buffers: ~100 MB of index at 10M rows).  For each
 -- layout, the index entries and rows its method reads for that day; the
 -- backend maps those shared buffers as it reads them.  Without this, the
 -- first queries after the load read the day's pages from disk and fault in
@@ -92,10 +92,11 @@ END $$;
 -- each method and window in a block of its own: the day's pages
 -- (bench.prewarm), a warm-up of nwarm other attendees' queries on the same
 -- day, then the sampled persons.  'find_connections, first touch' skips the
--- prewarm and the warm-up: measured first, right after the load.  (Interleaving the methods person by person let the
--- self-join, which reads gigabytes per call at 10M, evict the finder's pages
--- between two finder calls: that measured the baseline's damage to the cache,
--- not the finder.  docs/benchmarks.md.)
+-- prewarm and the warm-up: measured first, right after the load.
+-- (Interleaving the methods person by person let the self-join, which reads
+-- gigabytes per call at 10M, evict the finder's pages between two finder
+-- calls: that measured the baseline's damage to the cache, not the finder.
+-- docs/benchmarks.md.)
 -- methods: the labels to measure: 'find_connections', 'PostGIS self-join',
 -- or 'self-join, GiST only' (the self-join once btree(creation_time) is
 -- dropped: the planner may AND that btree into the GiST probes; 10-finder.sh
