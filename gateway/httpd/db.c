@@ -1,16 +1,17 @@
 /*
- * udaconnect-httpd: one libpq connection per worker thread.
+ * udaconnect-httpd: the blocking libpq connection of each worker thread.
  *
- * libmicrohttpd's thread pool keeps a connection on one worker thread and
- * calls the handler synchronously, so a thread-local PGconn needs no lock.
- * The connection is made on first use and again after it broke (with a short
- * back-off, so an unreachable database costs one attempt per 500 ms per
- * thread, not one per request).  Every statement is prepared once per
- * connection.
+ * Each worker thread runs its own libmicrohttpd daemon and event loop
+ * (worker.c), so a thread-local PGconn needs no lock.  The hot reads go over
+ * the worker's pipelined connection (worker.c); this one serves the other
+ * statements and the pipelined ones that must be run again.  It is made on
+ * first use and again after it broke (with a short back-off shared with the
+ * pipelined connection, so an unreachable database costs one attempt per
+ * 500 ms per thread, not one per request).  Every statement is prepared once
+ * per connection.
  */
 #include "httpd.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,13 +194,12 @@ db_conn(void)
     if (tconn && PQstatus(tconn) == CONNECTION_OK)
         return tconn;
     db_drop();
-    double now = mono_now();
-    if (now < next_attempt)
+    if (!db_retry_due())
         return NULL;
     tconn = db_connect_new();
     if (!tconn)
     {
-        next_attempt = now + 0.5;
+        db_connect_failed();
         return NULL;
     }
     metrics_db_conn(+1);

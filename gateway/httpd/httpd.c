@@ -1437,12 +1437,11 @@ connection_notify(void *cls, struct MHD_Connection *c, void **socket_context,
     pthread_mutex_unlock(&limit_lock);
 }
 
-/* The daemon of worker idx: driven by the worker's own epoll loop. */
+/* A worker's daemon: driven by the worker's own epoll loop. */
 static struct MHD_Daemon *
-make_daemon(int idx, void *cls)
+make_daemon(void *cls)
 {
     int fd = dup(*(int *) cls);
-    (void) idx;
 
     if (fd < 0)
         return NULL;

@@ -66,8 +66,8 @@ void db_connect_failed(void);
 
 /* ---- worker threads (worker.c) -------------------------------------------- */
 struct MHD_Daemon;
-/* Starts n threads, each running the daemon make(i, cls) returns. */
-int workers_start(int n, struct MHD_Daemon *(*make)(int idx, void *cls), void *cls);
+/* Starts n threads, each running the daemon make(cls) returns. */
+int workers_start(int n, struct MHD_Daemon *(*make)(void *cls), void *cls);
 /* Stops them (answering what is in flight) and their daemons. */
 void workers_stop(void);
 /* Sends statement s for request `req` on this worker's pipelined connection:

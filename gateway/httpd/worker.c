@@ -35,7 +35,6 @@
 
 struct worker
 {
-    int         idx;
     pthread_t   tid;
     struct MHD_Daemon *d;
     int         ep;          /* epoll: MHD's epoll fd, the pipelined socket, wake_fd */
@@ -247,8 +246,10 @@ async_read(struct worker *w, int consume)
         int lost = st == PGRES_FATAL_ERROR &&
                    (PQstatus(c) != CONNECTION_OK || !state ||
                     strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0);
-        if (st == PGRES_PIPELINE_ABORTED || lost ||
-            (state && strcmp(state, "26000") == 0))
+        /* the session lost its prepared statements (e.g. DISCARD ALL by a
+         * pooler): start over with a new connection, which prepares them */
+        int unprepared = state && strcmp(state, "26000") == 0;
+        if (st == PGRES_PIPELINE_ABORTED || lost || unprepared)
         {
             /* not the statement's own answer (the session ended, the
              * prepared statement vanished, an earlier statement of the batch
@@ -260,9 +261,10 @@ async_read(struct worker *w, int consume)
             pipe_deliver(req, res);
         else
             PQclear(res);
-        if (lost)
+        if (lost || unprepared)
         {
-            metrics_db_error("connection_lost");
+            if (lost)
+                metrics_db_error("connection_lost");
             async_drop(w);
             return;
         }
@@ -334,7 +336,7 @@ worker_main(void *arg)
 }
 
 int
-workers_start(int n, struct MHD_Daemon *(*make)(int idx, void *cls), void *cls)
+workers_start(int n, struct MHD_Daemon *(*make)(void *cls), void *cls)
 {
     workers = calloc((size_t) n, sizeof *workers);
     if (!workers)
@@ -342,9 +344,8 @@ workers_start(int n, struct MHD_Daemon *(*make)(int idx, void *cls), void *cls)
     for (int i = 0; i < n; i++)
     {
         struct worker *w = &workers[i];
-        w->idx = i;
         w->asock = -1;
-        w->d = make(i, cls);
+        w->d = make(cls);
         if (!w->d)
             return -1;
         const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
