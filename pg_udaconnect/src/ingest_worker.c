@@ -3,8 +3,9 @@
  *
  * Each worker consumes the partitions p of udaconnect.kafka_topic with
  * p % udaconnect.ingest_workers == its number, in batches.  One batch = one
- * transaction: the valid messages go into udaconnect.location through
- * PostgreSQL's COPY machinery (binary format from memory), the invalid ones
+ * transaction: the valid messages go into udaconnect.location (multi-insert
+ * of tuples built from the decoded values, or PostgreSQL's COPY machinery
+ * for a table that path does not handle), the invalid ones
  * into udaconnect.ingest_rejects, and the next offset of every partition in
  * the batch into udaconnect.ingest_offset.  Consumption always (re)starts
  * from the offsets stored in that table, so a crash at any instant neither
@@ -361,8 +362,8 @@ drain_kafka_log(void)
 static void
 apply_commit_mode(void)
 {
-	SetConfigOption("synchronous_commit",
-					udc_ingest_synchronous_commit ? GetConfigOptionResetString("synchronous_commit") : "off",
+	/* NULL: back to the server's own setting */
+	SetConfigOption("synchronous_commit", udc_ingest_synchronous_commit ? NULL : "off",
 					PGC_USERSET, PGC_S_SESSION);
 }
 
@@ -405,11 +406,22 @@ set_one_option(const char *key, const char *value, void *arg, char **err)
 	return true;
 }
 
+/*
+ * Stop librdkafka.  rd_kafka_destroy() waits for every message handed to us
+ * to be destroyed, so the messages still held in batch[] (an error or a
+ * shutdown in the middle of a batch) are released first, or it hangs.
+ */
 static void
 consumer_destroy(void)
 {
+	int			i;
+
 	if (rk == NULL)
 		return;
+	for (i = 0; i < batch_held; i++)
+		if (batch[i] != NULL)
+			rd_kafka_message_destroy(batch[i]);
+	batch_held = 0;
 	if (rkq)
 		rd_kafka_queue_destroy(rkq);
 	if (rkt)
@@ -429,28 +441,8 @@ consumer_destroy(void)
 static void
 consumer_exit_cb(int code, Datum arg)
 {
-	/*
-	 * No consumer-group state to leave: just stop librdkafka's threads.
-	 * rd_kafka_destroy() waits for every message handed to us to be
-	 * destroyed, so an error or shutdown in the middle of a batch must
-	 * release the batch's messages first (or the exit hangs forever).
-	 */
-	if (rk != NULL)
-	{
-		int			i;
-
-		for (i = 0; i < batch_held; i++)
-			rd_kafka_message_destroy(batch[i]);
-		batch_held = 0;
-		if (rkq)
-			rd_kafka_queue_destroy(rkq);
-		if (rkt)
-			rd_kafka_topic_destroy(rkt);
-		rkq = NULL;
-		rkt = NULL;
-		rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-		rk = NULL;
-	}
+	/* no consumer-group state to leave: just stop librdkafka's threads */
+	consumer_destroy();
 	if (udc_ingest_shared != NULL)
 	{
 		clear_partition_slots();
@@ -1530,13 +1522,35 @@ insert_rows_direct(Relation rel, IngestRow *rows, int n)
 	}
 	FreeBulkInsertState(bistate);
 
+	/* as ExecInsertIndexTuples(): skip indexes still being built */
 	for (j = 0; j < rri->ri_NumIndices; j++)
-		insert_index_sorted(rel, rri, j, &r, n);
+		if (rri->ri_IndexRelationInfo[j]->ii_ReadyForInserts)
+			insert_index_sorted(rel, rri, j, &r, n);
 
 	ExecCloseResultRelations(estate);
 	ExecCloseRangeTableRelations(estate);
 	FreeExecutorState(estate);
 	return n;
+}
+
+/* Log which insert path the batches take, once per change of path. */
+static void
+note_insert_path(bool direct)
+{
+	static int	last = -1;
+
+	if (last == (int) direct)
+		return;
+	last = (int) direct;
+	if (direct)
+		ereport(LOG,
+				(errmsg("udaconnect ingest worker %d: rows go into udaconnect.location through the direct insert path",
+						worker_index)));
+	else
+		ereport(LOG,
+				(errmsg("udaconnect ingest worker %d: rows go into udaconnect.location through COPY",
+						worker_index),
+				 errdetail("The table has a trigger, rule, policy, partitioning, index or column the direct insert path does not reproduce (docs/ingest.md).")));
 }
 
 /*
@@ -1559,6 +1573,7 @@ copy_rows_resilient(Relation rel, IngestRow *rows, int n,
 	{
 		int64		c = insert_rows_direct(rel, rows, n);
 
+		note_insert_path(c >= 0);
 		if (c < 0)
 			c = (int64) copy_rows(rel, rows, n);
 
@@ -1722,7 +1737,8 @@ cmp_int32(const void *a, const void *b)
 
 /*
  * Which person ids of rows[] exist?  Marks the others as rejects and
- * compacts rows[].  One query per batch.
+ * compacts rows[].  One query per batch.  rows[] is sorted by person_id
+ * (process_batch), so its distinct ids come out sorted.
  */
 static int
 check_persons(IngestRow *rows, int n, IngestReject *rejects, int *nrejects)
@@ -1744,11 +1760,8 @@ check_persons(IngestRow *rows, int n, IngestReject *rejects, int *nrejects)
 		return 0;
 	ids = palloc(sizeof(int32) * n);
 	for (i = 0; i < n; i++)
-		ids[i] = rows[i].person_id;
-	qsort(ids, n, sizeof(int32), cmp_int32);
-	for (i = 0; i < n; i++)
-		if (nids == 0 || ids[nids - 1] != ids[i])
-			ids[nids++] = ids[i];
+		if (nids == 0 || ids[nids - 1] != rows[i].person_id)
+			ids[nids++] = rows[i].person_id;
 	elems = palloc(sizeof(Datum) * nids);
 	for (i = 0; i < nids; i++)
 		elems[i] = Int32GetDatum(ids[i]);
@@ -2023,38 +2036,45 @@ collect_batch(void)
 						   consumer_topic, rd_kafka_err2str(rd_kafka_last_error()));
 			break;
 		}
+		/*
+		 * Everything in batch[0, n + got) is held from here on: handling an
+		 * event below can raise an error (a transaction, an interrupt), and
+		 * consumer_destroy() must then find every message still alive.
+		 * Slots moved or destroyed are set to NULL first.
+		 */
+		batch_held = n + (int) got;
 		w = n;
 		for (i = 0; i < got; i++)
 		{
 			rd_kafka_message_t *m = batch[n + i];
+			rd_kafka_resp_err_t err = m->err;
+			int32		partition = m->partition;
+			char		why[300];
 
-			if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			batch[n + i] = NULL;
+			if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			{
 				batch[w++] = m;
 				continue;
 			}
-			/* an event, not a message */
-			if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
-				m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE)
-			{
-				char		why[300];
-
-				snprintf(why, sizeof(why), "%s", rd_kafka_message_errstr(m));
-				handle_offset_reset(m->partition, why);
-			}
-			else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			/* an event, not a message: done with it before acting on it */
+			snprintf(why, sizeof(why), "%s", rd_kafka_message_errstr(m));
+			rd_kafka_message_destroy(m);
+			if (err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+				err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE)
+				handle_offset_reset(partition, why);
+			else if (err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 			{
 				report_problem(WARNING, "topic \"%s\" partition %d: %s",
-							   consumer_topic, m->partition, rd_kafka_message_errstr(m));
-				if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-					m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-					m->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
+							   consumer_topic, partition, why);
+				if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+					err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+					err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION)
 				{
 					need_reassign = true;
 					backoff();
 				}
 			}
-			rd_kafka_message_destroy(m);
 		}
 		n = w;
 		batch_held = n;

@@ -48,6 +48,7 @@ wait_offsets() {
          IF clock_timestamp() - t0 > interval '$2 seconds' THEN
            RAISE EXCEPTION 'offsets reached % of %', done, $1;
          END IF;
+         COMMIT;  -- no snapshot held across polls (it would hold back vacuum)
          PERFORM pg_sleep(0.05);
        END LOOP;
      END \$\$" >/dev/null

@@ -152,10 +152,14 @@ is(psql("SELECT count(*) FROM udaconnect.location "
 		  . "WHERE cell IS DISTINCT FROM udaconnect.cell_key(ST_Y(coordinate), ST_X(coordinate)) "
 		  . "OR coordinate::text <> udaconnect.make_point(ST_Y(coordinate), ST_X(coordinate))::text"),
 	'0', 'direct path: cell and coordinate are exactly what INSERT stores');
+like(slurp_file($node->logfile), qr/rows go into udaconnect\.location through the direct insert path/,
+	'direct path: the workers report taking it');
+unlike(slurp_file($node->logfile), qr/rows go into udaconnect\.location through COPY/,
+	'direct path: no batch so far went through COPY');
 psql('CREATE EXTENSION amcheck');
 is(psql("SELECT count(*) FROM pg_index i, LATERAL (SELECT bt_index_check(i.indexrelid, true)) c "
 		  . "WHERE i.indrelid = 'udaconnect.location'::regclass"),
-	'3', 'direct path: every index of location holds exactly its rows (amcheck, heapallindexed)');
+	'3', 'direct path: every index of location is a valid btree with an entry for each of its rows (amcheck, heapallindexed)');
 
 # 10. a table the direct path does not reproduce (here: one more trigger)
 #     is filled through COPY, triggers and all
@@ -168,8 +172,11 @@ CREATE TRIGGER location_audit AFTER INSERT ON udaconnect.location
   FOR EACH ROW EXECUTE FUNCTION public.location_audit();
 });
 my $rows_before_audit = psql('SELECT count(*) FROM udaconnect.location');
+my $logpos_copy = -s $node->logfile;
 produce(count => 1000);
-ok(IngestTest::wait_ingested($node, 'locations', $total{locations}), 'with another trigger on location: ingested through COPY');
+ok(IngestTest::wait_ingested($node, 'locations', $total{locations}), 'with another trigger on location: ingested');
+like(slurp_file($node->logfile, $logpos_copy), qr/rows go into udaconnect\.location through COPY/,
+	'with another trigger on location: the workers report going through COPY');
 is(psql("SELECT n FROM public.location_audit"), psql("SELECT count(*) - $rows_before_audit FROM udaconnect.location"),
 	'COPY path: the other trigger fired once per ingested row');
 psql('DROP TRIGGER location_audit ON udaconnect.location');
