@@ -41,6 +41,7 @@
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
@@ -452,8 +453,6 @@ scan_range(FinderState *st, const Probe *group, int ngroup,
 	ScanKeyInit(&keys[2], 2, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE, TimestampTzGetDatum(a));
 	ScanKeyInit(&keys[3], 2, BTLessEqualStrategyNumber, F_TIMESTAMPTZ_LE, TimestampTzGetDatum(b));
 	index_rescan(st->scan_range, keys, 4, NULL, 0);
-	st->nscans++;
-	st->scanned_us += (double) b - (double) a + 1.0;
 	while (next_entry(st->scan_range, &st->vmbuf, st->slot, 4, idx, heap, values))
 	{
 		st->nentries++;
@@ -500,9 +499,9 @@ leaf_key(IndexTuple itup, TupleDesc td, int64 *cell, TimestampTz *t)
 
 /*
  * Can the walk for key (cell, a) start on the pinned leaf `buf` (locked by
- * the caller)?  Yes when the page is live, its first entry is below the key
- * (so the page's lower bound is too: a page's lower bound never moves) and
- * the key is not above its high key (checked as _bt_moveright() does).
+ * the caller)?  Yes when the page is live, its current first entry is below
+ * the key (so no entry at or above the key can lie on a page to its left)
+ * and the key is not above its high key (checked as _bt_moveright() does).
  */
 static bool
 leaf_covers(FinderState *st, Buffer buf, int64 cell, TimestampTz a)
@@ -611,6 +610,7 @@ leaf_check(FinderState *st, const Probe *group, int ngroup, LeafBatch *lb)
 
 		CHECK_FOR_INTERRUPTS();
 		st->nentries++;
+		pgstat_count_index_tuples(r->loc_cell_time, 1);
 		if (VM_ALL_VISIBLE(r->location, blk, &st->vmbuf))
 		{
 			PredicateLockPage(r->location, blk, snap);
@@ -619,10 +619,14 @@ leaf_check(FinderState *st, const Probe *group, int ngroup, LeafBatch *lb)
 		else
 		{
 			bool		call_again = false,
-						all_dead = false,
 						isnull;
 
-			if (table_index_fetch_tuple(st->fetch, &e->tid, snap, st->slot, &call_again, &all_dead))
+			/*
+			 * Unlike an index scan, the walk does not mark entries of dead
+			 * rows (no _bt_killitems()): VACUUM removes them.
+			 */
+			pgstat_count_heap_fetch(r->location);
+			if (table_index_fetch_tuple(st->fetch, &e->tid, snap, st->slot, &call_again, NULL))
 				consider(st, group, ngroup,
 						 DatumGetInt32(slot_getattr(st->slot, r->att_person, &isnull)),
 						 DatumGetInt64(slot_getattr(st->slot, r->att_id, &isnull)),
@@ -653,8 +657,7 @@ scan_cell(FinderState *st, const Probe *group, int ngroup,
 	OffsetNumber off;
 	bool		done;
 
-	st->nscans++;
-	st->scanned_us += (double) b - (double) a + 1.0;
+	pgstat_count_index_scan(irel);
 	st->key->scankeys[0].sk_argument = Int64GetDatum(cell);
 	st->key->scankeys[1].sk_argument = TimestampTzGetDatum(a);
 
@@ -662,6 +665,7 @@ scan_cell(FinderState *st, const Probe *group, int ngroup,
 	if (BufferIsValid(buf))
 	{
 		_bt_lockbuf(irel, buf, BT_READ);
+		TestForOldSnapshot(snap, irel, BufferGetPage(buf));
 		if (leaf_covers(st, buf, cell, a))
 			st->nreused++;
 		else
@@ -676,7 +680,11 @@ scan_cell(FinderState *st, const Probe *group, int ngroup,
 
 		_bt_freestack(stack);
 		if (!BufferIsValid(buf))
-			return;				/* empty index */
+		{
+			/* empty index: lock the whole relation, as _bt_first() does */
+			PredicateLockRelation(irel, snap);
+			return;
+		}
 	}
 	off = leaf_lower_bound(st, BufferGetPage(buf), cell, a);
 	for (;;)
@@ -699,6 +707,7 @@ scan_cell(FinderState *st, const Probe *group, int ngroup,
 			break;
 		ReleaseBuffer(buf);
 		buf = _bt_getbuf(irel, next, BT_READ);
+		TestForOldSnapshot(snap, irel, BufferGetPage(buf));
 		off = P_FIRSTDATAKEY(BTPageGetOpaque(BufferGetPage(buf)));
 	}
 	st->leaf = buf;				/* pinned, for the next walk */
@@ -709,6 +718,8 @@ static void
 scan_segment(FinderState *st, const Probe *group, int ngroup,
 			 TimestampTz a, TimestampTz b)
 {
+	st->nscans++;
+	st->scanned_us += (double) b - (double) a + 1.0;
 	if (group[0].lo == group[0].hi)
 		scan_cell(st, group, ngroup, a, b);
 	else

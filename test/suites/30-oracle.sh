@@ -91,7 +91,8 @@ done < <("${PSQL[@]}" -d "$DB" -c "SELECT n FROM oracle.scenario ORDER BY n")
 # (page splits under the walks), deletes whole time ranges of a noise person
 # and vacuums (deleted pages, dead entries); meanwhile each check compares
 # find_connections with the PostGIS self-join in one REPEATABLE READ snapshot.
-"${PSQL[@]}" -d "$DB" >"$SUITE_DIR/concurrent-setup.log" 2>&1 <<'SQL'
+setup_rc=0
+"${PSQL[@]}" -d "$DB" >"$SUITE_DIR/concurrent-setup.log" 2>&1 <<'SQL' || setup_rc=$?
 -- the oracle's rows carry explicit ids: move the identity past them
 SELECT setval(pg_get_serial_sequence('udaconnect.location', 'id'), (SELECT max(id) FROM udaconnect.location));
 INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
@@ -151,9 +152,10 @@ SELECT (SELECT count(*) FROM f), (SELECT count(*) FROM o),
 COMMIT;
 SQL
 )
-  read -r nf no ndiff ndup <<<"$(printf '%s
-' "$r" | grep -E '^[0-9]+ [0-9]+ [0-9]+ [0-9]+$' | tail -1)"
-  if [ -z "${nf:-}" ] || [ "$nf" != "$no" ] || [ "$ndiff" != 0 ] || [ "$ndup" != 0 ]; then
+  read -r nf no ndiff ndup <<<"$(printf '%s\n' "$r" | grep -E '^[0-9]+ [0-9]+ [0-9]+ [0-9]+$' | tail -1)"
+  # a WARNING (e.g. a buffer pin the finder leaked, reported at commit) fails too
+  if [ -z "${nf:-}" ] || [ "$nf" != "$no" ] || [ "$ndiff" != 0 ] || [ "$ndup" != 0 ] ||
+     printf '%s\n' "$r" | grep -q 'WARNING'; then
     bad=$((bad + 1)); echo "# concurrent check $checks: $r"
   fi
   rows=$((rows + ${nf:-0}))
@@ -161,10 +163,10 @@ SQL
 done
 wait "$writer"; wrc=$?
 n=$((n + 1))
-if [ "$bad" = 0 ] && [ "$wrc" = 0 ] && [ "$checks" -ge 5 ]; then
+if [ "$setup_rc" = 0 ] && [ "$bad" = 0 ] && [ "$wrc" = 0 ] && [ "$checks" -ge 5 ] && [ "$rows" -gt 0 ]; then
   echo "ok $n - find_connections agrees with the self-join in $checks REPEATABLE READ snapshots taken while a writer inserted 16,000 rows into the same cells, deleted time ranges and vacuumed ($((rows / checks)) rows per check)"
 else
-  echo "not ok $n - concurrent writes: $bad of $checks checks differ from the self-join (writer exit $wrc; $SUITE_DIR/concurrent-*.log)"
+  echo "not ok $n - concurrent writes: $bad of $checks checks differ from the self-join or warned (setup exit $setup_rc, writer exit $wrc, $rows rows; $SUITE_DIR/concurrent-*.log)"
   sed 's/^/#   /' "$SUITE_DIR/concurrent-setup.log" "$SUITE_DIR/concurrent-writer.log" | tail -n 20
 fi
 exit 0
