@@ -57,11 +57,13 @@ LANGUAGE sql IMMUTABLE AS $$
 
 -- The measured day's pages, read by the measuring backend before a method's
 -- block: a live conference day, where the day being asked about is the hot
--- set (it fits in shared_buffers: ~100 MB of index at 10M rows).  For each
+-- set (it fits in shared_buffers: under 170 MB of index at 10M rows).  For each
 -- layout, the index entries and rows its method reads for that day; the
 -- backend maps those shared buffers as it reads them.  Without this, the
 -- first queries after the load read the day's pages from disk and fault in
 -- each shared buffer of the backend ('find_connections, first touch').
+-- prewarm_scan forces index scans (its SET clauses) for the reads only;
+-- prewarm collects the day's cells with whatever plan is fastest.
 CREATE OR REPLACE FUNCTION bench.prewarm_scan(m text, t0 timestamptz, t1 timestamptz, cells bigint[], persons int[])
 RETURNS void LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off SET max_parallel_workers_per_gather = 0 AS $$
