@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "geodesy.h"
+#include "location_rule.h"
 
 static int	test_no = 0;
 static int	failures = 0;
@@ -286,6 +287,54 @@ test_cover_size(void)
 		   "covering: 5 m at mid latitude is a handful of single cells (exact btree probes)");
 }
 
+/* the location rule every entry path shares (core/location_rule.c) */
+static void
+test_location_rule(void)
+{
+	const udc_location_fields *f = &udc_location_v1_fields;
+	char		err[256];
+	int64_t		us;
+	int64_t		now = INT64_C(1700000000) * 1000000;
+	int			ok;
+
+	/* the review's case: ms * 1000 wraps to a date in 2020 when unchecked */
+	ok = !udc_time_from_unix_ms(f, INT64_C(18448341820735551), &us, err, sizeof(err));
+	ok &= !udc_time_from_unix_ms(f, INT64_MAX, &us, err, sizeof(err));
+	ok &= !udc_time_from_unix_ms(f, INT64_MIN, &us, err, sizeof(err));
+	ok &= udc_time_from_unix_ms(f, INT64_C(1600000000123), &us, err, sizeof(err)) &&
+		us == INT64_C(1600000000123000);
+	ok &= udc_time_from_unix_ms(f, UDC_TIME_MAX_SECONDS * 1000 + 999, &us, err, sizeof(err));
+	ok &= !udc_time_from_unix_ms(f, (UDC_TIME_MAX_SECONDS + 1) * 1000, &us, err, sizeof(err));
+	report(ok, "location rule: Kafka millisecond timestamps are range-checked before they are scaled");
+
+	ok = udc_time_from_timestamp(f, UDC_TIME_MAX_SECONDS, 999999999, &us, err, sizeof(err));
+	ok &= udc_time_from_timestamp(f, UDC_TIME_MIN_SECONDS, 0, &us, err, sizeof(err));
+	ok &= !udc_time_from_timestamp(f, UDC_TIME_MAX_SECONDS + 1, 0, &us, err, sizeof(err));
+	ok &= !udc_time_from_timestamp(f, INT64_MAX, 0, &us, err, sizeof(err));
+	ok &= !udc_time_from_timestamp(f, UDC_TIME_MIN_SECONDS - 1, 0, &us, err, sizeof(err));
+	ok &= !udc_time_from_timestamp(f, 0, -1, &us, err, sizeof(err));
+	ok &= !udc_time_from_timestamp(f, 0, 1000000000, &us, err, sizeof(err));
+	ok &= udc_time_from_pg(f, 0, &us, err, sizeof(err)) &&
+		us == UDC_PG_EPOCH_UNIX_SECONDS * 1000000;
+	ok &= !udc_time_from_pg(f, INT64_MAX, &us, err, sizeof(err));	/* 'infinity' */
+	ok &= !udc_time_from_pg(f, INT64_MIN, &us, err, sizeof(err));	/* '-infinity' */
+	ok &= !udc_time_from_pg(f, INT64_C(9223371331200000000) - 1, &us, err, sizeof(err));
+	report(ok, "location rule: protobuf and PostgreSQL times convert inside 0001-01-01 .. 9999-12-31 only");
+
+	ok = udc_check_location(f, 1, 37.5, -122.3, now + 300 * INT64_C(1000000), now, 300,
+							err, sizeof(err)) == UDC_FIELD_NONE;
+	ok &= udc_check_location(f, 1, 37.5, -122.3, now + 300 * INT64_C(1000000) + 1, now, 300,
+							 err, sizeof(err)) == UDC_FIELD_CREATION_TIME;
+	printf("# %s\n", err);
+	ok &= udc_check_location(f, 1, 37.5, -122.3, now, now, INT64_MAX,
+							 err, sizeof(err)) == UDC_FIELD_NONE;
+	ok &= udc_check_location(f, 0, 37.5, -122.3, now, now, 300, err, sizeof(err)) == UDC_FIELD_PERSON_ID;
+	ok &= udc_check_location(f, 1, 90.5, -122.3, now, now, 300, err, sizeof(err)) == UDC_FIELD_LATITUDE;
+	ok &= udc_check_location(f, 1, NAN, -122.3, now, now, 300, err, sizeof(err)) == UDC_FIELD_LATITUDE;
+	ok &= udc_check_location(f, 1, 37.5, 180.5, now, now, 300, err, sizeof(err)) == UDC_FIELD_LONGITUDE;
+	report(ok, "location rule: person, coordinates and future skew checked in one place");
+}
+
 int
 main(void)
 {
@@ -295,6 +344,7 @@ main(void)
 	test_morton();
 	test_cover();
 	test_cover_size();
+	test_location_rule();
 	printf("1..%d\n", test_no);
 	return failures ? 1 : 0;
 }
