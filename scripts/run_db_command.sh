@@ -1,22 +1,33 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Load the original UdaConnect sample data (persons and locations, ids kept).
 #
-#   scripts/run_db_command.sh              into the local database named by the
+#   sh scripts/run_db_command.sh           into the local database named by the
 #                                          standard libpq environment (PGHOST,
 #                                          PGPORT, PGUSER, PGDATABASE), else the
 #                                          local stack started by `make run`
-#   scripts/run_db_command.sh POD_NAME     into the PostgreSQL pod of the
+#   sh scripts/run_db_command.sh POD_NAME  into the PostgreSQL pod of the
 #                                          Kubernetes deployment (namespace
 #                                          $UDACONNECT_NAMESPACE, default udaconnect)
 #
 # Points stored as (latitude, longitude) are repaired (swapped) when only the
 # swapped form is valid; rows invalid either way are refused and listed.
 # Running it twice changes nothing.
-set -euo pipefail
-TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+#
+# POSIX sh: the original README runs it as `sh scripts/run_db_command.sh POD`,
+# and Debian's sh (dash) has no pipefail.  So the SQL is written to a file
+# first (a failure there stops the script under set -e) and psql reads the
+# file, its exit status being the script's.
+set -eu
+TOP=$(cd "$(dirname "$0")/.." && pwd)
 SEED=$TOP/sql/seed
 
 seed_sql() {
+  for f in udaconnect_public_person.sql udaconnect_public_location.sql load.sql; do
+    if [ ! -r "$SEED/$f" ]; then
+      echo "run_db_command.sh: $SEED/$f is missing" >&2
+      return 1
+    fi
+  done
   echo '\set ON_ERROR_STOP on'
   echo 'BEGIN;'
   echo 'CREATE TEMP TABLE seed_person (id integer, first_name text, last_name text, company_name text) ON COMMIT DROP;'
@@ -29,10 +40,14 @@ seed_sql() {
   echo 'COMMIT;'
 }
 
+SQL=$(mktemp "${TMPDIR:-/tmp}/udaconnect-seed.XXXXXX")
+trap 'rm -f "$SQL"' EXIT
+seed_sql > "$SQL"
+
 if [ $# -ge 1 ]; then
   POD=$1
   NS=${UDACONNECT_NAMESPACE:-udaconnect}
-  seed_sql | kubectl -n "$NS" exec -i "$POD" -- psql -X -q -U postgres -d geoconnections
+  kubectl -n "$NS" exec -i "$POD" -- psql -X -q -U postgres -d geoconnections < "$SQL"
   exit
 fi
 
@@ -43,4 +58,4 @@ if [ -z "${PGHOST:-}${PGPORT:-}${PGDATABASE:-}" ]; then
     . "$env_file"
   fi
 fi
-seed_sql | psql -X -q
+psql -X -q < "$SQL"

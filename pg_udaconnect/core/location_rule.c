@@ -77,14 +77,44 @@ udc_time_from_pg(const udc_location_fields *f, int64_t pg_usec,
 	return true;
 }
 
+bool
+udc_check_time(const udc_location_fields *f, int64_t time_usec, int64_t now_usec,
+			   int64_t max_future_skew, char *err, size_t errlen)
+{
+	int64_t		skew_usec;
+
+	if (time_usec < TIME_MIN_USEC || time_usec > TIME_MAX_USEC)
+	{
+		snprintf(err, errlen, "%s must lie between 0001-01-01 and 9999-12-31 UTC",
+				 f->creation_time);
+		return false;
+	}
+
+	/*
+	 * Clamp the skew so the sum below cannot overflow whatever a caller
+	 * passes; now itself is a clock reading, far from the int64 limits.
+	 */
+	if (max_future_skew < 0)
+		max_future_skew = 0;
+	if (max_future_skew > UDC_MAX_MAX_FUTURE_SKEW)
+		max_future_skew = UDC_MAX_MAX_FUTURE_SKEW;
+	skew_usec = max_future_skew * USEC_PER_SEC;
+	if (time_usec > now_usec + skew_usec)
+	{
+		snprintf(err, errlen, "%s is %" PRId64 " s in the future (at most %" PRId64 " s allowed)",
+				 f->creation_time, (time_usec - now_usec + USEC_PER_SEC - 1) / USEC_PER_SEC,
+				 max_future_skew);
+		return false;
+	}
+	return true;
+}
+
 udc_location_field
 udc_check_location(const udc_location_fields *f, int64_t person_id,
 				   double latitude, double longitude,
 				   int64_t time_usec, int64_t now_usec, int64_t max_future_skew,
 				   char *err, size_t errlen)
 {
-	int64_t		skew_usec;
-
 	if (person_id <= 0)
 	{
 		snprintf(err, errlen, "%s must be a positive integer, got %" PRId64,
@@ -105,26 +135,7 @@ udc_check_location(const udc_location_fields *f, int64_t person_id,
 			return UDC_FIELD_LONGITUDE;
 	}
 
-	/*
-	 * Clamp the skew so the sum below cannot overflow whatever a caller
-	 * passes; now itself is a clock reading, far from the int64 limits.
-	 */
-	if (max_future_skew < 0)
-		max_future_skew = 0;
-	if (max_future_skew > UDC_MAX_MAX_FUTURE_SKEW)
-		max_future_skew = UDC_MAX_MAX_FUTURE_SKEW;
-	skew_usec = max_future_skew * USEC_PER_SEC;
-	if (time_usec < TIME_MIN_USEC || time_usec > TIME_MAX_USEC)
-	{
-		snprintf(err, errlen, "%s must lie between 0001-01-01 and 9999-12-31 UTC",
-				 f->creation_time);
+	if (!udc_check_time(f, time_usec, now_usec, max_future_skew, err, errlen))
 		return UDC_FIELD_CREATION_TIME;
-	}
-	if (time_usec > now_usec + skew_usec)
-	{
-		snprintf(err, errlen, "%s is %" PRId64 " s in the future (at most %" PRId64 " s allowed)",
-				 f->creation_time, (time_usec - now_usec + USEC_PER_SEC - 1) / USEC_PER_SEC, max_future_skew);
-		return UDC_FIELD_CREATION_TIME;
-	}
 	return UDC_FIELD_NONE;
 }

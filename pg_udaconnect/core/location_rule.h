@@ -65,6 +65,15 @@ bool		udc_time_from_unix_ms(const udc_location_fields *f, int64_t ms,
 bool		udc_time_from_pg(const udc_location_fields *f, int64_t pg_usec,
 							 int64_t *usec, char *err, size_t errlen);
 
+/*
+ * The time part of the rule alone: time_usec inside the range and no later
+ * than now_usec + max_future_skew seconds (clamped to
+ * [0, UDC_MAX_MAX_FUTURE_SKEW]).  False, with a message, otherwise.
+ */
+bool		udc_check_time(const udc_location_fields *f, int64_t time_usec,
+						   int64_t now_usec, int64_t max_future_skew,
+						   char *err, size_t errlen);
+
 /* Which field a check refused (UDC_FIELD_NONE: none, the location is valid). */
 typedef enum udc_location_field
 {

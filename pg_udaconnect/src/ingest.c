@@ -19,6 +19,7 @@
 #include "utils/timestamp.h"
 
 #include "ingest.h"
+#include "location_rule.h"
 
 char	   *udc_kafka_brokers = NULL;
 char	   *udc_kafka_topic = NULL;
@@ -28,7 +29,7 @@ char	   *udc_database = NULL;
 int			udc_ingest_workers = 1;
 int			udc_ingest_batch_size = 10000;
 int			udc_ingest_batch_timeout = 100;
-int			udc_ingest_max_future_skew = 300;
+int			udc_ingest_max_future_skew = UDC_DEFAULT_MAX_FUTURE_SKEW;
 int			udc_ingest_error_log_interval = 60;
 bool		udc_ingest_synchronous_commit = false;
 
@@ -250,15 +251,6 @@ udc_ingest_init(void)
 							   "E.g. security.protocol=SASL_SSL;sasl.mechanisms=SCRAM-SHA-512.  Every setting is checked by librdkafka.",
 							   &udc_kafka_options, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   check_kafka_options, NULL, NULL);
-	DefineCustomStringVariable("udaconnect.database",
-							   "Database the ingest workers connect to.",
-							   NULL, &udc_database, "geoconnections", PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
-	DefineCustomIntVariable("udaconnect.ingest_workers",
-							"Number of Kafka ingest workers (they share the topic's partitions).",
-							"0 disables the ingest.",
-							&udc_ingest_workers, 1, 0, UDC_MAX_WORKERS, PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
 	DefineCustomIntVariable("udaconnect.ingest_batch_size",
 							"Maximum number of messages per ingest transaction.",
 							NULL, &udc_ingest_batch_size, 10000, 1, 1000000, PGC_SIGHUP, 0,
@@ -269,8 +261,11 @@ udc_ingest_init(void)
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("udaconnect.ingest_max_future_skew",
 							"How far in the future a location's creation_time may lie.",
-							"Later timestamps are rejected into udaconnect.ingest_rejects.",
-							&udc_ingest_max_future_skew, 300, 0, 10 * 365 * 86400, PGC_SIGHUP, GUC_UNIT_S,
+							"Applies to every entry path: record_location() and the REST API refuse "
+							"later times (22023), the ingest rejects them into udaconnect.ingest_rejects; "
+							"udaconnect-grpcd has its own --max-future-skew, to be kept no larger.",
+							&udc_ingest_max_future_skew, UDC_DEFAULT_MAX_FUTURE_SKEW, 0,
+							UDC_MAX_MAX_FUTURE_SKEW, PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("udaconnect.ingest_error_log_interval",
 							"Minimum time between two log lines about the same Kafka problem.",
@@ -285,8 +280,25 @@ udc_ingest_init(void)
 							 &udc_ingest_synchronous_commit, false, PGC_SIGHUP, 0,
 							 NULL, NULL, NULL);
 
+	/*
+	 * Without shared_preload_libraries the module is loaded by a backend on
+	 * first use: PostgreSQL refuses PGC_POSTMASTER settings then (FATAL), and
+	 * there is no shared memory or worker to set up.  The SQL API works all
+	 * the same; ingest_status and ingest_pause() say that ingest is off (as
+	 * pg_stat_statements leaves its settings undefined when not preloaded).
+	 */
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+
+	DefineCustomStringVariable("udaconnect.database",
+							   "Database the ingest workers connect to.",
+							   NULL, &udc_database, "geoconnections", PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("udaconnect.ingest_workers",
+							"Number of Kafka ingest workers (they share the topic's partitions).",
+							"0 disables the ingest.",
+							&udc_ingest_workers, 1, 0, UDC_MAX_WORKERS, PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = ingest_shmem_request;
@@ -312,6 +324,32 @@ udc_ingest_init(void)
 }
 
 /*
+ * Whether the ingest runs in this server, i.e. the library was preloaded;
+ * otherwise a NOTICE says why not and how to turn it on.  Every SQL entry of
+ * the ingest (ingest_status, ingest_pause, ingest_resume) asks here, so the
+ * message is written once.
+ */
+bool
+udc_ingest_loaded(void)
+{
+	if (udc_ingest_shared != NULL)
+		return true;
+	ereport(NOTICE,
+			(errmsg("the Kafka ingest of pg_udaconnect is not running in this server"),
+			 errdetail("The library was loaded on first use, not at server start; the SQL API works, "
+					   "but no ingest worker consumes Kafka."),
+			 errhint("Add pg_udaconnect to shared_preload_libraries and restart the server.")));
+	return false;
+}
+
+PG_FUNCTION_INFO_V1(udc_ingest_check_loaded);
+Datum
+udc_ingest_check_loaded(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(udc_ingest_loaded());
+}
+
+/*
  * udaconnect.ingest_worker_partitions(): the live per-partition state kept in
  * shared memory (empty when the library was not preloaded).
  */
@@ -324,7 +362,7 @@ udc_ingest_worker_partitions(PG_FUNCTION_ARGS)
 	int			i;
 
 	SetSingleFuncCall(fcinfo, 0);
-	if (udc_ingest_shared == NULL)
+	if (!udc_ingest_loaded())
 		return (Datum) 0;
 
 	copy = palloc(sizeof(UdcIngestShared));

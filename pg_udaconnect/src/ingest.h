@@ -13,6 +13,9 @@
 /* called from _PG_init(): GUCs, shared memory, background workers */
 extern void udc_ingest_init(void);
 
+/* true when preloaded; otherwise a NOTICE with the hint, and false */
+extern bool udc_ingest_loaded(void);
+
 /* worker entry point (bgw_function_name) */
 extern PGDLLEXPORT void udc_ingest_worker_main(Datum main_arg);
 

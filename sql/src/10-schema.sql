@@ -105,24 +105,16 @@ CREATE TRIGGER location_person_fk_upd AFTER UPDATE ON location
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION location_check_person();
 
+-- The person side, as a NO ACTION foreign key does it (C, src/person_fk.c):
+-- AFTER the row is deleted or renumbered, so the change already holds the
+-- row lock that concurrent inserters' FOR KEY SHARE conflicts with, and with
+-- the latest snapshot under REPEATABLE READ / SERIALIZABLE, so a location
+-- committed after the transaction's snapshot is seen: 23503, never an orphan.
 CREATE FUNCTION person_check_locations() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' OR NEW.id IS DISTINCT FROM OLD.id THEN
-        IF EXISTS (SELECT 1 FROM udaconnect.location l WHERE l.person_id = OLD.id) THEN
-            RAISE EXCEPTION 'person % still has locations', OLD.id
-                USING ERRCODE = 'foreign_key_violation',
-                      DETAIL = 'udaconnect.location rows reference this person.';
-        END IF;
-    END IF;
-    IF TG_OP = 'DELETE' THEN
-        RETURN OLD;
-    END IF;
-    RETURN NEW;
-END;
-$$;
+    AS 'MODULE_PATHNAME', 'udc_person_check_locations'
+    LANGUAGE C;
 
-CREATE TRIGGER person_locations_fk BEFORE DELETE OR UPDATE OF id ON person
+CREATE TRIGGER person_locations_fk AFTER DELETE OR UPDATE OF id ON person
     FOR EACH ROW EXECUTE FUNCTION person_check_locations();
 
 SELECT pg_catalog.pg_extension_config_dump('person', '');

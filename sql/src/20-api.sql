@@ -40,6 +40,17 @@ END;
 $$;
 
 -- ---------------------------------------------------------------------------
+-- check_creation_time(creation_time) -> creation_time
+-- The time part of the location rule every entry path applies
+-- (core/location_rule.c; the ingest and udaconnect-grpcd use the same code):
+-- between 0001-01-01 and 9999-12-31 UTC and at most
+-- udaconnect.ingest_max_future_skew after the server's clock (22023 both).
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION check_creation_time(creation_time timestamptz) RETURNS timestamptz
+    AS 'MODULE_PATHNAME', 'udc_check_creation_time'
+    LANGUAGE C VOLATILE PARALLEL SAFE;
+
+-- ---------------------------------------------------------------------------
 -- record_location(person_id, latitude, longitude, creation_time) -> location
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION record_location(person_id integer, latitude float8, longitude float8,
@@ -55,13 +66,7 @@ BEGIN
     IF person_id IS NULL THEN
         RAISE EXCEPTION 'person_id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF creation_time IS NULL THEN
-        RAISE EXCEPTION 'creation_time must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF NOT isfinite(creation_time) THEN
-        RAISE EXCEPTION 'creation_time must be finite, not %', creation_time
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM udaconnect.check_creation_time(creation_time);   -- 22004 / 22023
     point := udaconnect.make_point(latitude, longitude);   -- validates: 22004 / 22003
     IF NOT EXISTS (SELECT 1 FROM udaconnect.person p WHERE p.id = record_location.person_id) THEN
         RAISE EXCEPTION 'person % does not exist', person_id

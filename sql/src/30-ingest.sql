@@ -47,6 +47,12 @@ SELECT pg_catalog.pg_extension_config_dump('ingest_offset', '');
 SELECT pg_catalog.pg_extension_config_dump('ingest_rejects', '');
 SELECT pg_catalog.pg_extension_config_dump('ingest_rejects_id_seq', '');
 
+-- Whether the ingest runs in this server (pg_udaconnect in
+-- shared_preload_libraries); otherwise a NOTICE says so, with the hint.
+CREATE FUNCTION ingest_check_loaded() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'udc_ingest_check_loaded'
+    LANGUAGE C VOLATILE;
+
 -- Pause all ingest workers.  Waits for batches in flight: once it has
 -- committed, no further row is ingested until ingest_resume().  Returns
 -- whether ingest was running before.
@@ -55,6 +61,7 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     was_paused boolean;
 BEGIN
+    PERFORM udaconnect.ingest_check_loaded();
     SELECT paused INTO was_paused FROM udaconnect.ingest_control FOR UPDATE;
     UPDATE udaconnect.ingest_control SET paused = true, changed_at = now() WHERE NOT paused;
     RETURN NOT was_paused;
@@ -68,14 +75,16 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     was_paused boolean;
 BEGIN
+    PERFORM udaconnect.ingest_check_loaded();
     SELECT paused INTO was_paused FROM udaconnect.ingest_control FOR UPDATE;
     UPDATE udaconnect.ingest_control SET paused = false, changed_at = now() WHERE paused;
     RETURN was_paused;
 END;
 $$;
 
--- Live state of the workers (shared memory; empty when the library is not in
--- shared_preload_libraries).
+-- Live state of the workers (shared memory; empty, with a NOTICE, when the
+-- library is not in shared_preload_libraries).  It shows broker addresses and
+-- errors: not for PUBLIC, like the view (which needs EXECUTE on it too).
 CREATE FUNCTION ingest_worker_partitions(
     OUT topic text, OUT "partition" integer, OUT worker integer, OUT worker_pid integer,
     OUT worker_state text, OUT low_watermark bigint, OUT high_watermark bigint,
@@ -103,3 +112,8 @@ SELECT coalesce(o.topic, w.topic)             AS topic,
     ON w.topic = o.topic AND w."partition" = o."partition";
 COMMENT ON VIEW ingest_status IS
     'Kafka ingest per partition: stored offset, high watermark, lag, rows, rejects, last error, last batch.';
+
+REVOKE ALL ON FUNCTION ingest_worker_partitions() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ingest_check_loaded() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ingest_pause() FROM PUBLIC;
+REVOKE ALL ON FUNCTION ingest_resume() FROM PUBLIC;

@@ -31,6 +31,14 @@ SELECT pg_temp.err(format($$SELECT udaconnect.record_location(%s, NULL, 1)$$, :p
 SELECT pg_temp.err(format($$SELECT udaconnect.record_location(%s, 1, NULL)$$, :pid));
 SELECT pg_temp.err(format($$SELECT udaconnect.record_location(%s, 1, 1, NULL)$$, :pid));
 SELECT pg_temp.err(format($$SELECT udaconnect.record_location(%s, 1, 1, 'infinity')$$, :pid));
+-- the location rule's time range and future skew, as on every entry path
+SELECT pg_temp.err(format($$SELECT udaconnect.record_location(%s, 1, 1, '-infinity')$$, :pid));
+SELECT pg_temp.err(format($$SELECT udaconnect.record_location(%s, 1, 1, '9999-12-31Z')$$, :pid)) ~ '^22023: creation_time is \d+ s in the future \(at most 300 s allowed\)$' AS year_9999_refused;
+SELECT pg_temp.err(format($$SELECT udaconnect.record_location(%s, 1, 1, '0001-01-01 00:00Z BC')$$, :pid));
+SELECT pg_temp.err(format($$SELECT udaconnect.record_location(%s, 1, 1, now() + interval '10 minutes')$$, :pid));
+SELECT creation_time = now() + interval '4 minutes' AS within_skew
+  FROM udaconnect.record_location(:pid, 1, 1, now() + interval '4 minutes');
+SELECT creation_time AT TIME ZONE 'UTC' AS earliest FROM udaconnect.record_location(:pid, 1, 1, '0001-01-01 00:00Z');
 -- unknown person: 23503
 SELECT pg_temp.err($$SELECT udaconnect.record_location(2000000000, 1, 1)$$);
 -- the same rules hold for plain INSERT and COPY into the table

@@ -56,4 +56,45 @@ while read -r p s e m w tz; do
     printf '%s\n' "$out" | sed 's/^/#   /'
   fi
 done <<<"$scenarios"
+
+# scripts/run_db_command.sh as the original README runs it: through POSIX sh
+# (Debian's dash), without and with a POD argument; a second load changes
+# nothing.  The POD path goes through a stand-in kubectl that checks its
+# arguments and runs the psql it was given against this stack.
+counts() {
+  "${PSQL[@]}" -c "SELECT (SELECT count(*) FROM udaconnect.person) || '/' || (SELECT count(*) FROM udaconnect.location)
+                          || '/' || (SELECT coalesce(sum(hashtext(id || ':' || ST_AsText(coordinate) || ':' || creation_time)), 0)
+                                       FROM udaconnect.location)"
+}
+before=$(counts)
+n=$((n + 1))
+out=$(sh "$TOP/scripts/run_db_command.sh" 2>&1); rc=$?
+after=$(counts)
+if [ $rc = 0 ] && [ "$before" = "$after" ] && ! printf '%s' "$out" | grep -qi "illegal option"; then
+  echo "ok $n - sh scripts/run_db_command.sh (dash) loads the seed again without change ($after)"
+else
+  echo "not ok $n - sh scripts/run_db_command.sh: exit $rc, $before -> $after"; printf '%s\n' "$out" | sed 's/^/#   /'
+fi
+mkdir -p "$SUITE_DIR/bin"
+cat > "$SUITE_DIR/bin/kubectl" <<'EOF2'
+#!/bin/sh
+# stand-in for: kubectl -n NS exec -i POD -- psql ...
+if [ "$1" != -n ] || [ "$2" != udaconnect ] || [ "$3" != exec ] || [ "$4" != -i ] || [ "$5" != postgres-0 ] || [ "$6" != -- ]; then
+  echo "kubectl stand-in: unexpected arguments: $*" >&2
+  exit 2
+fi
+shift 6
+echo "$*" > "$SUITE_DIR/kubectl.args"
+exec "$@"
+EOF2
+chmod +x "$SUITE_DIR/bin/kubectl"
+rm -f "$SUITE_DIR/kubectl.args"
+n=$((n + 1))
+out=$(PATH="$SUITE_DIR/bin:$PATH" SUITE_DIR="$SUITE_DIR" sh "$TOP/scripts/run_db_command.sh" postgres-0 2>&1); rc=$?
+after=$(counts)
+if [ $rc = 0 ] && [ "$before" = "$after" ] && grep -q "^psql .*-d geoconnections" "$SUITE_DIR/kubectl.args" 2>/dev/null; then
+  echo "ok $n - sh scripts/run_db_command.sh POD feeds the seed to psql in the pod (kubectl exec) without change"
+else
+  echo "not ok $n - sh scripts/run_db_command.sh postgres-0: exit $rc, $before -> $after"; printf '%s\n' "$out" | sed 's/^/#   /'
+fi
 exit 0
