@@ -89,7 +89,7 @@ static struct
 	.max_message = 16384,
 	.max_stream = 1000000,
 	.max_rows = 100000,
-	.max_skew = 300,
+	.max_skew = UDC_DEFAULT_MAX_FUTURE_SKEW,
 	.kafka_timeout_ms = 10000,
 	.linger_ms = 0.5,
 	.stream_linger_ms = 5,
@@ -1838,7 +1838,7 @@ configure(int argc, char **argv)
 				cfg.max_rows = (int) parse_long(optarg, "--max-rows", 1, 100000000);
 				break;
 			case O_SKEW:
-				cfg.max_skew = (int) parse_long(optarg, "--max-future-skew", 0, 100000000);
+				cfg.max_skew = (int) parse_long(optarg, "--max-future-skew", 0, UDC_MAX_MAX_FUTURE_SKEW);
 				break;
 			case O_KTO:
 				cfg.kafka_timeout_ms = (int) parse_long(optarg, "--kafka-timeout-ms", 1, 900000);

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "google/protobuf/timestamp.pb-c.h"
+#include "location_rule.h"
 
 enum log_level
 {
@@ -26,13 +27,7 @@ void		logmsg(int level, const char *fmt,...) __attribute__((format(printf, 2, 3)
 int			log_level_from_name(const char *name);
 
 /* Field names used in validation messages (v1 or original proto). */
-typedef struct field_names
-{
-	const char *person_id;
-	const char *latitude;
-	const char *longitude;
-	const char *creation_time;
-} field_names;
+typedef udc_location_fields field_names;
 
 extern const field_names v1_fields;
 extern const field_names legacy_fields;

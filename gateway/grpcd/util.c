@@ -1,7 +1,6 @@
 /*
  * udaconnect-grpcd — logging and location validation.
  */
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -68,10 +67,12 @@ logmsg(int level, const char *fmt,...)
 const field_names v1_fields = {"person_id", "latitude", "longitude", "creation_time"};
 const field_names legacy_fields = {"personId", "latitude", "longitude", "createdTime"};
 
-/* google.protobuf.Timestamp's documented range: 0001-01-01 .. 9999-12-31 */
-#define TS_MIN_SECONDS INT64_C(-62135596800)
-#define TS_MAX_SECONDS INT64_C(253402300799)
-
+/*
+ * The location rule is pg_udaconnect's (core/location_rule.c), the same code
+ * the ingest workers and record_location() run, so a point accepted here is
+ * never rejected later for its content.  A missing creation_time is allowed:
+ * the ingest then takes the Kafka message's timestamp, i.e. about now.
+ */
 bool
 validate_location(const field_names *f, int32_t person_id,
 				  double latitude, double longitude,
@@ -79,44 +80,12 @@ validate_location(const field_names *f, int32_t person_id,
 				  int64_t now, int64_t max_skew,
 				  char *err, size_t errlen)
 {
-	if (person_id <= 0)
-	{
-		snprintf(err, errlen, "%s must be a positive integer, got %d", f->person_id, person_id);
+	int64_t		now_usec = now * INT64_C(1000000);
+	int64_t		time_usec = now_usec;
+
+	if (ts != NULL &&
+		!udc_time_from_timestamp(f, ts->seconds, ts->nanos, &time_usec, err, errlen))
 		return false;
-	}
-	if (!isfinite(latitude) || latitude < -90.0 || latitude > 90.0)
-	{
-		snprintf(err, errlen, "%s must be a finite number of degrees in [-90, 90], got %g",
-				 f->latitude, latitude);
-		return false;
-	}
-	if (!isfinite(longitude) || longitude < -180.0 || longitude > 180.0)
-	{
-		snprintf(err, errlen, "%s must be a finite number of degrees in [-180, 180], got %g",
-				 f->longitude, longitude);
-		return false;
-	}
-	if (ts != NULL)
-	{
-		if (ts->nanos < 0 || ts->nanos > 999999999)
-		{
-			snprintf(err, errlen, "%s.nanos must be in [0, 999999999], got %d",
-					 f->creation_time, ts->nanos);
-			return false;
-		}
-		if (ts->seconds < TS_MIN_SECONDS || ts->seconds > TS_MAX_SECONDS)
-		{
-			snprintf(err, errlen, "%s.seconds must be between 0001-01-01 and 9999-12-31 (%lld .. %lld), got %lld",
-					 f->creation_time, (long long) TS_MIN_SECONDS, (long long) TS_MAX_SECONDS,
-					 (long long) ts->seconds);
-			return false;
-		}
-		if (ts->seconds > now + max_skew)
-		{
-			snprintf(err, errlen, "%s is %lld s in the future (at most %lld s allowed)",
-					 f->creation_time, (long long) (ts->seconds - now), (long long) max_skew);
-			return false;
-		}
-	}
-	return true;
+	return udc_check_location(f, person_id, latitude, longitude, time_usec, now_usec,
+							  max_skew, err, errlen) == UDC_FIELD_NONE;
 }

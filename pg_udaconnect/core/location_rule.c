@@ -23,12 +23,13 @@ const udc_location_fields udc_location_v1_fields = {
 #define TIME_MIN_USEC (UDC_TIME_MIN_SECONDS * USEC_PER_SEC)
 #define TIME_MAX_USEC (UDC_TIME_MAX_SECONDS * USEC_PER_SEC + (USEC_PER_SEC - 1))
 
+/* what names the value: ".seconds" or " (Unix milliseconds)" */
 static bool
 out_of_range(const udc_location_fields *f, const char *what, int64_t value,
 			 char *err, size_t errlen)
 {
 	snprintf(err, errlen,
-			 "%s must lie between 0001-01-01 and 9999-12-31 UTC, got %s %" PRId64,
+			 "%s%s must lie between 0001-01-01 and 9999-12-31 UTC, got %" PRId64,
 			 f->creation_time, what, value);
 	return false;
 }
@@ -44,7 +45,7 @@ udc_time_from_timestamp(const udc_location_fields *f, int64_t seconds, int32_t n
 		return false;
 	}
 	if (seconds < UDC_TIME_MIN_SECONDS || seconds > UDC_TIME_MAX_SECONDS)
-		return out_of_range(f, "Unix seconds", seconds, err, errlen);
+		return out_of_range(f, ".seconds", seconds, err, errlen);
 	*usec = seconds * USEC_PER_SEC + nanos / 1000;
 	return true;
 }
@@ -55,7 +56,7 @@ udc_time_from_unix_ms(const udc_location_fields *f, int64_t ms,
 {
 	/* compare before multiplying: ms * 1000 may not fit in int64 */
 	if (ms < TIME_MIN_USEC / 1000 || ms > TIME_MAX_USEC / 1000)
-		return out_of_range(f, "Unix milliseconds", ms, err, errlen);
+		return out_of_range(f, " (Unix milliseconds)", ms, err, errlen);
 	*usec = ms * 1000;
 	return true;
 }
