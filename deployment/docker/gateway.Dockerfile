@@ -22,6 +22,8 @@ RUN apt-get update \
 WORKDIR /src
 COPY gateway/ gateway/
 COPY proto/ proto/
+# the location rule grpcd shares with the extension (plain C, no PostgreSQL headers)
+COPY pg_udaconnect/core/ pg_udaconnect/core/
 RUN make -C gateway clean && make -C gateway
 
 # ---------------------------------------------------------------------------
