@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # udaconnect-httpd: every route and error case over real HTTP (python3
 # http.client), the original's API collection, and the web app in headless
-# Chromium (its DevTools protocol over a stdlib WebSocket client).
+# Chromium (WebDriver: Debian's python3-selenium and chromium-driver).
 # Screenshots: $SUITE_DIR/webapp-*.png.
 set -uo pipefail
 : "${UDACONNECT_HTTP_URL:?the stack did not start udaconnect-httpd}"
@@ -10,11 +10,15 @@ rc=0
 python3 test/http/test_api.py > "$SUITE_DIR/api.tap" 2>&1 || rc=1
 cat "$SUITE_DIR/api.tap"
 last=$(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/api.tap")
-if [ -x /usr/bin/chromium ] || [ -n "${CHROMIUM:-}" ]; then
+missing=()
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+[ -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] || missing+=(chromium-driver)
+python3 -c 'import selenium' 2>/dev/null || missing+=(python3-selenium)
+if [ ${#missing[@]} -eq 0 ]; then
   HOME=$SUITE_DIR TAP_START=$((last + 1)) \
     python3 test/http/browser_test.py || rc=1
 else
-  echo "not ok $((last + 1)) - chromium is not installed (scripts/deps.sh installs it)"
+  echo "not ok $((last + 1)) - the browser test needs ${missing[*]} (scripts/deps.sh installs them)"
   rc=1
 fi
 exit $rc
