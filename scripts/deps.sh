@@ -10,7 +10,7 @@ PKGS=(
   libgrpc-dev libmicrohttpd-dev libpq-dev libjansson-dev
   python3 python3-grpcio python3-grpc-tools python3-psycopg2 python3-flask python3-kafka
   libipc-run-perl wrk
-  chromium chromium-driver python3-selenium
+  chromium chromium-driver python3-selenium python3-requests
   python3-yaml tini
 )
 PKGS+=(${UDACONNECT_EXTRA_PKGS:-})

@@ -66,6 +66,11 @@ struct request
     char       *body;
     size_t      body_len;
     int         body_too_big;
+    /* a body thrown away (discard.c): */
+    int         hold;         /* first call: queue() keeps the answer in held */
+    int         discarding;   /* body data is counted and dropped */
+    uint64_t    body_seen;    /* body bytes received */
+    struct MHD_Response *held;    /* queued on the final call */
     /* pipelined statement (worker.c) */
     struct MHD_Connection *conn;
     int         may_async;    /* the final call of a request without a body */
@@ -102,6 +107,17 @@ queue(struct MHD_Connection *c, struct request *r, unsigned status, struct MHD_R
     if (!resp)
         return MHD_NO;      /* out of memory: MHD closes the connection */
     r->status = status;
+    /* A refusal decided before the body was read (or once it passed the
+     * cap): the rest of the connection is not worth keeping. */
+    if (r->hold || r->body_too_big)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (r->hold)
+    {
+        /* answered on the final call, after the body (see discard.c) */
+        r->held = resp;
+        r->discarding = 1;
+        return MHD_YES;
+    }
     ret = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -1198,6 +1214,45 @@ oversized(struct MHD_Connection *c, struct request *r, enum MHD_Result *ret)
     return 0;
 }
 
+/* The first call of a request: headers only.  An answer queued here while
+ * r->hold is set waits for the body (see queue() and discard.c). */
+static enum MHD_Result
+headers_in(struct MHD_Connection *c, struct request *r, const char *method, enum body_plan plan)
+{
+    enum MHD_Result ret;
+
+    if (oversized(c, r, &ret))
+        return ret;
+    r->is_post = strcmp(method, "POST") == 0 && r->allow && strstr(r->allow, "POST");
+    if (!r->is_post)
+    {
+        /* answered on the final call, which keeps the connection alive; a
+         * body we do not need is thrown away first, or, when we will not
+         * read it (see body_plan()), the request is answered now and the
+         * connection closed */
+        if (plan == BODY_ANSWER_NOW)
+            return dispatch(c, r, method);
+        r->discarding = plan == BODY_DISCARD;
+        return MHD_YES;
+    }
+    /* POST: check everything we can before reading the body */
+    if (!token_ok(c))
+        return send_error(c, r, 401, "unauthorized",
+                          "this route needs the header Authorization: Bearer <token>", NULL);
+    if (!is_json_type(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)))
+        return send_error(c, r, 415, "unsupported_media_type",
+                          "the request body must be JSON (Content-Type: application/json)", NULL);
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    long long len;
+    if (cl && parse_int64(cl, 0, LLONG_MAX, &len) == 0 && (unsigned long long) len > cfg.max_body)
+    {
+        char msg[120];
+        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", cfg.max_body);
+        return send_error(c, r, 413, "payload_too_large", msg, NULL);
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result
 handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
         const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -1207,7 +1262,6 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
 
     if (!r)
     {
-        /* first call: headers only */
         r = calloc(1, sizeof *r);
         if (!r)
             return MHD_NO;
@@ -1221,38 +1275,11 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
         }
         *con_cls = r;
         r->allow = route(r);
-        enum MHD_Result ret;
-        if (oversized(c, r, &ret))
-            return ret;
-        r->is_post = strcmp(method, "POST") == 0 && r->allow && strstr(r->allow, "POST");
-        if (!r->is_post)
-        {
-            /* answered on the next call, which keeps the connection alive;
-             * a request with a body we would not read is answered now (and
-             * the connection closed) */
-            const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                         MHD_HTTP_HEADER_CONTENT_LENGTH);
-            if ((cl && strcmp(cl, "0") != 0) ||
-                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
-                return dispatch(c, r, method);
-            return MHD_YES;
-        }
-        /* POST: check everything we can before reading the body */
-        if (!token_ok(c))
-            return send_error(c, r, 401, "unauthorized",
-                              "this route needs the header Authorization: Bearer <token>", NULL);
-        if (!is_json_type(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)))
-            return send_error(c, r, 415, "unsupported_media_type",
-                              "the request body must be JSON (Content-Type: application/json)", NULL);
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        long long len;
-        if (cl && parse_int64(cl, 0, LLONG_MAX, &len) == 0 && (unsigned long long) len > cfg.max_body)
-        {
-            char msg[120];
-            snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", cfg.max_body);
-            return send_error(c, r, 413, "payload_too_large", msg, NULL);
-        }
-        return MHD_YES;
+        enum body_plan plan = body_plan(c);
+        r->hold = plan == BODY_DISCARD;
+        enum MHD_Result ret = headers_in(c, r, method, plan);
+        r->hold = 0;
+        return ret;
     }
 
     if (*upload_data_size)
@@ -1260,15 +1287,18 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
         /* body data (chunked bodies have no Content-Length to check early) */
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (!r->is_post)
-            return MHD_YES;     /* a body on a GET: ignored */
-        if (r->body_too_big || r->body_len + n > cfg.max_body)
+        r->body_seen += n;
+        if (!r->discarding && r->body_len + n > cfg.max_body)
         {
             r->body_too_big = 1;
+            r->discarding = 1;
+            r->status = 413;    /* for the metrics, should the bound be passed */
             free(r->body);
             r->body = NULL;
-            return MHD_YES;
+            r->body_len = 0;
         }
+        if (r->discarding)
+            return discard_more(&r->t0, r->body_seen) == 0 ? MHD_YES : MHD_NO;
         char *nb = realloc(r->body, r->body_len + n + 1);
         if (!nb)
             return MHD_NO;
@@ -1279,6 +1309,13 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
         return MHD_YES;
     }
 
+    if (r->held)
+    {
+        /* the answer decided on the first call, now that the body is read */
+        struct MHD_Response *resp = r->held;
+        r->held = NULL;
+        return queue(c, r, r->status, resp);
+    }
     if (!r->is_post)
     {
         r->may_async = !r->async_done;    /* not again after a result came */
@@ -1311,6 +1348,8 @@ request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                     (t1.tv_sec - r->t0.tv_sec) + (t1.tv_nsec - r->t0.tv_nsec) / 1e9);
     if (r->waiting)
         pipe_forget(r);
+    if (r->held)
+        MHD_destroy_response(r->held);
     PQclear(r->async_res);
     free(r->body);
     free(r->url);
@@ -1358,9 +1397,13 @@ unescape(void *cls, struct MHD_Connection *c, char *s)
 static void
 log_mhd(void *cls, const char *fmt, va_list ap)
 {
+    size_t      len = strlen(fmt);
     (void) cls;
+
     fputs("udaconnect-httpd: ", stderr);
     vfprintf(stderr, fmt, ap);
+    if (len == 0 || fmt[len - 1] != '\n')
+        fputc('\n', stderr);   /* some of MHD's messages have none */
 }
 
 /* ---- connection limits across all workers --------------------------------
@@ -1479,6 +1522,10 @@ usage(FILE *f)
 "                              (UDACONNECT_HTTP_THREADS, default: 2 x CPUs, at most 16)\n"
 "  --statement-timeout MS      per statement (UDACONNECT_HTTP_STATEMENT_TIMEOUT, default 5000)\n"
 "  --max-body BYTES            request body cap (UDACONNECT_HTTP_MAX_BODY, default 65536)\n"
+"  --max-discard BYTES         the body of a refused request is read and thrown away up to\n"
+"                              this size, so that clients sending it whole still get the answer;\n"
+"                              0 = never (UDACONNECT_HTTP_MAX_DISCARD,\n"
+"                              default 8 MiB or 4 x --max-body, whichever is larger)\n"
 "  --max-connections N         (UDACONNECT_HTTP_MAX_CONNECTIONS, default 1024)\n"
 "  --max-connections-per-ip N  (UDACONNECT_HTTP_MAX_PER_IP, default 256)\n"
 "  --connection-timeout S      idle connection timeout (UDACONNECT_HTTP_CONNECTION_TIMEOUT, default 30)\n"
@@ -1575,6 +1622,10 @@ main(int argc, char **argv)
                                              env("UDACONNECT_HTTP_STATEMENT_TIMEOUT", "5000"), 1, 3600000);
     cfg.max_body = (size_t) num_opt("UDACONNECT_HTTP_MAX_BODY", env("UDACONNECT_HTTP_MAX_BODY", "65536"),
                                     1, 64L << 20);
+    cfg.max_discard = SIZE_MAX;     /* default: set below from max_body */
+    if (getenv("UDACONNECT_HTTP_MAX_DISCARD"))
+        cfg.max_discard = (size_t) num_opt("UDACONNECT_HTTP_MAX_DISCARD",
+                                           getenv("UDACONNECT_HTTP_MAX_DISCARD"), 0, 1L << 30);
     cfg.max_connections = (unsigned) num_opt("UDACONNECT_HTTP_MAX_CONNECTIONS",
                                              env("UDACONNECT_HTTP_MAX_CONNECTIONS", "1024"), 1, 100000);
     cfg.max_per_ip = (unsigned) num_opt("UDACONNECT_HTTP_MAX_PER_IP", env("UDACONNECT_HTTP_MAX_PER_IP", "256"),
@@ -1610,6 +1661,7 @@ main(int argc, char **argv)
         else if (OPT("--threads")) cfg.threads = (int) num_opt("--threads", v, 1, 256);
         else if (OPT("--statement-timeout")) cfg.statement_timeout_ms = (int) num_opt("--statement-timeout", v, 1, 3600000);
         else if (OPT("--max-body")) cfg.max_body = (size_t) num_opt("--max-body", v, 1, 64L << 20);
+        else if (OPT("--max-discard")) cfg.max_discard = (size_t) num_opt("--max-discard", v, 0, 1L << 30);
         else if (OPT("--max-connections")) cfg.max_connections = (unsigned) num_opt("--max-connections", v, 1, 100000);
         else if (OPT("--max-connections-per-ip")) cfg.max_per_ip = (unsigned) num_opt("--max-connections-per-ip", v, 1, 100000);
         else if (OPT("--connection-timeout")) cfg.connection_timeout_s = (unsigned) num_opt("--connection-timeout", v, 1, 86400);
@@ -1625,6 +1677,8 @@ main(int argc, char **argv)
         }
 #undef OPT
     }
+    if (cfg.max_discard == SIZE_MAX)
+        cfg.max_discard = cfg.max_body * 4 > (8u << 20) ? cfg.max_body * 4 : (8u << 20);
     if (cfg.max_connections < (unsigned) cfg.threads)
         cfg.max_connections = (unsigned) cfg.threads;
     if (!realpath(cfg.web_root, web_root_real))

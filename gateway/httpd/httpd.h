@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <libpq-fe.h>
 
 /* ---- configuration (flags and environment, see usage()) ---------------- */
@@ -18,6 +19,7 @@ struct config
     int         threads;
     int         statement_timeout_ms;
     size_t      max_body;
+    size_t      max_discard;     /* body bytes read of a refused request (discard.c) */
     unsigned    max_connections;
     unsigned    max_per_ip;
     unsigned    connection_timeout_s;
@@ -79,6 +81,22 @@ void pipe_forget(void *req);
 /* Implemented by httpd.c: the result of the request's statement; NULL means
  * "run it with the blocking connection" (pipeline aborted, connection lost). */
 void pipe_deliver(void *req, PGresult *res);
+
+/* ---- bodies of refused requests (discard.c) ------------------------------ */
+struct MHD_Connection;
+enum body_plan
+{
+    BODY_NONE,          /* the request has no body */
+    BODY_DISCARD,       /* an answer decided now waits until the body has
+                         * been read and thrown away */
+    BODY_ANSWER_NOW     /* an answer decided now goes at once and the
+                         * connection closes (Expect: 100-continue, or a
+                         * declared body past cfg.max_discard) */
+};
+enum body_plan body_plan(struct MHD_Connection *c);
+/* A refused body whose request started at t0 has now brought `seen` bytes:
+ * 0 = read on, -1 = past the byte or time bound (close the connection). */
+int discard_more(const struct timespec *t0, uint64_t seen);
 
 /* ---- metrics -------------------------------------------------------------- */
 void metrics_request(enum route r, unsigned status, double seconds);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # udaconnect-httpd: every route and error case over real HTTP (python3
-# http.client), the original's API collection, and the web app in headless
+# http.client), the original's API collection, oversized bodies answered 413
+# to http.client, requests and curl alike, and the web app in headless
 # Chromium (WebDriver: Debian's python3-selenium and chromium-driver).
 # Screenshots: $SUITE_DIR/webapp-*.png.
 set -uo pipefail
@@ -10,6 +11,9 @@ rc=0
 python3 test/http/test_api.py > "$SUITE_DIR/api.tap" 2>&1 || rc=1
 cat "$SUITE_DIR/api.tap"
 last=$(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/api.tap")
+TAP_START=$((last + 1)) python3 test/http/test_oversized.py > "$SUITE_DIR/oversized.tap" 2>&1 || rc=1
+cat "$SUITE_DIR/oversized.tap"
+last=$((last + $(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/oversized.tap")))
 missing=()
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
 [ -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] || missing+=(chromium-driver)
