@@ -527,6 +527,16 @@ def main():
     check("POST location with creation_time 'infinity' -> 400 field creation_time",
           expect_error("POST", L, 400, None, "creation_time",
                        body={"person_id": 5, "latitude": 5, "longitude": 2, "creation_time": "infinity"}))
+    # the one location rule of every entry path (the ingest would reject these)
+    check("POST location with creation_time 9999-12-31 -> 400 field creation_time (future skew)",
+          expect_error("POST", L, 400, None, "creation_time",
+                       body={"person_id": 5, "latitude": 5, "longitude": 2,
+                             "creation_time": "9999-12-31T00:00:00Z"}))
+    check("POST location with creation_time 10 minutes ahead -> 400 field creation_time",
+          expect_error("POST", L, 400, None, "creation_time",
+                       body={"person_id": 5, "latitude": 5, "longitude": 2,
+                             "creation_time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                            time.gmtime(time.time() + 600))}))
 
     # ------------------------------------------------------- openapi, metrics
     def t_openapi():
