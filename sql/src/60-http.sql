@@ -106,6 +106,43 @@ END;
 $$;
 
 -- ---------------------------------------------------------------------------
+-- The time window of a connection search as both gateways take it, a number
+-- of seconds: NULL = none; otherwise finite, >= 0 and at most 1e9
+-- (make_interval() saturates silently past ~1e13 s into a negative
+-- interval).  The one place this rule lives: httpd's `window` and grpcd's
+-- `time_window_seconds` come here, then find_connections applies its own.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION api_window(window_seconds float8) RETURNS interval
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF window_seconds IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF window_seconds = 'NaN'::float8 OR window_seconds < 0 OR window_seconds > 1e9 THEN
+        RAISE EXCEPTION 'time_window must be a number of seconds in [0, 1e9], not %', window_seconds
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN make_interval(secs => window_seconds);
+END;
+$$;
+
+-- ---------------------------------------------------------------------------
+-- find_connections for a gateway that streams the rows itself (grpcd's
+-- FindConnections): the window in seconds as above, rows in the finder's
+-- order.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION api_find_connections(person_id integer, start_date date, end_date date,
+                                     meters float8, window_seconds float8)
+RETURNS TABLE (location_id bigint, person_id integer, latitude float8, longitude float8,
+               creation_time timestamptz, distance_m float8)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+    SELECT * FROM udaconnect.find_connections($1, $2, $3, $4, udaconnect.api_window($5))
+$$;
+
+-- ---------------------------------------------------------------------------
 -- GET /api/persons/{id}/connection: the original's shape, one entry per
 -- qualifying location of another person (see find_connections).
 -- window_seconds NULL = no time window.
@@ -129,7 +166,7 @@ BEGIN
                                 FROM udaconnect.person p WHERE p.id = f.person_id))
                  ORDER BY f.creation_time, f.location_id), '[]'::json)
           FROM udaconnect.find_connections($1, $2, $3, $4,
-                   CASE WHEN $5 IS NULL THEN NULL ELSE make_interval(secs => $5) END) f);
+                   udaconnect.api_window($5)) f);
 END;
 $$;
 
@@ -165,7 +202,7 @@ BEGIN
                        (array_agg(f.latitude ORDER BY f.creation_time, f.location_id))[1] AS latitude,
                        (array_agg(f.longitude ORDER BY f.creation_time, f.location_id))[1] AS longitude
                   FROM udaconnect.find_connections($1, $2, $3, $4,
-                           CASE WHEN $5 IS NULL THEN NULL ELSE make_interval(secs => $5) END) f
+                           udaconnect.api_window($5)) f
                  GROUP BY f.person_id) g);
 END;
 $$;
@@ -267,6 +304,7 @@ REVOKE ALL ON FUNCTION api_persons(), api_person(integer),
     api_create_person(text, text, text),
     api_connection(integer, date, date, float8, float8),
     api_connections(integer, date, date, float8, float8),
+    api_find_connections(integer, date, date, float8, float8),
     api_locations(integer, bigint, bigint, integer, date, date),
     api_location(bigint),
     api_create_location(integer, float8, float8, text) FROM PUBLIC;
@@ -277,6 +315,7 @@ GRANT EXECUTE ON FUNCTION api_persons(), api_person(integer),
     api_create_person(text, text, text),
     api_connection(integer, date, date, float8, float8),
     api_connections(integer, date, date, float8, float8),
+    api_find_connections(integer, date, date, float8, float8),
     api_locations(integer, bigint, bigint, integer, date, date),
     api_location(bigint),
     api_create_location(integer, float8, float8, text) TO udaconnect_api;
