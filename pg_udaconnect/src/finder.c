@@ -2,6 +2,9 @@
  * finder.c — udaconnect.find_connections(): who crossed paths with a person.
  *
  * Algorithm (see docs/design.md):
+ *  0. finder_open_rels() (finder_index.c) opens the tables and indexes and
+ *     refuses any index whose layout differs from the column positions the
+ *     reads below use (finder_index.h).
  *  1. Read the person's own locations in [t0, t1) through the btree
  *     (person_id, creation_time).
  *  2. For each of them, core/geodesy.c gives the grid cells (as ranges of
@@ -35,7 +38,6 @@
 #include "storage/bufmgr.h"
 #include "storage/predicate.h"
 #include "access/itup.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "executor/tuptable.h"
@@ -48,11 +50,11 @@
 #include "utils/float.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
-#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "finder_index.h"
 #include "geodesy.h"
 #include "udc_pg.h"
 
@@ -85,70 +87,6 @@ typedef struct HitEntry
 	int64		id;				/* hash key */
 	int			idx;			/* into hits[] */
 } HitEntry;
-
-/* Relations and attribute numbers the finder works with. */
-typedef struct FinderRels
-{
-	Relation	person;
-	Relation	person_pkey;
-	Relation	location;
-	Relation	loc_person_time;
-	Relation	loc_cell_time;
-	AttrNumber	att_id;
-	AttrNumber	att_person;
-	AttrNumber	att_coord;
-	AttrNumber	att_time;
-} FinderRels;
-
-static Oid
-udc_relid(Oid nsp, const char *name)
-{
-	Oid			relid = get_relname_relid(name, nsp);
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation udaconnect.%s does not exist", name),
-				 errhint("Reinstall the extension: DROP EXTENSION pg_udaconnect; CREATE EXTENSION pg_udaconnect CASCADE.")));
-	return relid;
-}
-
-static AttrNumber
-udc_attnum(Oid relid, const char *name)
-{
-	AttrNumber	a = get_attnum(relid, name);
-
-	if (a == InvalidAttrNumber)
-		elog(ERROR, "column udaconnect.location.%s does not exist", name);
-	return a;
-}
-
-static void
-open_rels(FinderRels *r)
-{
-	Oid			nsp = get_namespace_oid("udaconnect", false);
-	Oid			loc = udc_relid(nsp, "location");
-
-	r->person = table_open(udc_relid(nsp, "person"), AccessShareLock);
-	r->person_pkey = index_open(udc_relid(nsp, "person_pkey"), AccessShareLock);
-	r->location = table_open(loc, AccessShareLock);
-	r->loc_person_time = index_open(udc_relid(nsp, "location_person_time_idx"), AccessShareLock);
-	r->loc_cell_time = index_open(udc_relid(nsp, "location_cell_time_idx"), AccessShareLock);
-	r->att_id = udc_attnum(loc, "id");
-	r->att_person = udc_attnum(loc, "person_id");
-	r->att_coord = udc_attnum(loc, "coordinate");
-	r->att_time = udc_attnum(loc, "creation_time");
-}
-
-static void
-close_rels(FinderRels *r)
-{
-	index_close(r->loc_cell_time, AccessShareLock);
-	index_close(r->loc_person_time, AccessShareLock);
-	table_close(r->location, AccessShareLock);
-	index_close(r->person_pkey, AccessShareLock);
-	table_close(r->person, AccessShareLock);
-}
 
 static bool
 person_exists(FinderRels *r, int32 pid)
@@ -215,17 +153,16 @@ read_own_points(FinderRels *r, int32 pid, TimestampTz t0, TimestampTz t1, int *c
 				cap = 256;
 	OwnPoint   *pts = palloc(sizeof(OwnPoint) * cap);
 	Buffer		vmbuf = InvalidBuffer;
-	const AttrNumber idx[2] = {3, 2};
+	const AttrNumber idx[2] = {PT_IDX_COORD, PT_IDX_TIME};
 	const AttrNumber heap[2] = {r->att_coord, r->att_time};
 	Datum		values[2];
 
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(pid));
-	ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE, TimestampTzGetDatum(t0));
-	ScanKeyInit(&keys[2], 2, BTLessStrategyNumber, F_TIMESTAMPTZ_LT, TimestampTzGetDatum(t1));
+	ScanKeyInit(&keys[0], PT_IDX_PERSON, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(pid));
+	ScanKeyInit(&keys[1], PT_IDX_TIME, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE, TimestampTzGetDatum(t0));
+	ScanKeyInit(&keys[2], PT_IDX_TIME, BTLessStrategyNumber, F_TIMESTAMPTZ_LT, TimestampTzGetDatum(t1));
 	scan = index_beginscan(r->location, r->loc_person_time, GetActiveSnapshot(), 3, 0);
 	scan->xs_want_itup = true;
 	index_rescan(scan, keys, 3, NULL, 0);
-	/* (person_id, creation_time) INCLUDE (coordinate) */
 	while (next_entry(scan, &vmbuf, slot, 2, idx, heap, values))
 	{
 		if (n == cap)
@@ -336,12 +273,6 @@ merge_gap(const FinderState *st)
 	return (int64) (RESCAN_COST_ENTRIES / per_us);
 }
 
-/* Columns of location_cell_time_idx: (cell, creation_time) INCLUDE (person_id, id, coordinate) */
-#define IDX_TIME	2
-#define IDX_PERSON	3
-#define IDX_ID		4
-#define IDX_COORD	5
-
 /* Smallest exact distance <= meters from (lat, lon, t) to the group's points. */
 static double
 nearest_own(FinderState *st, const Probe *group, int ngroup, double lat, double lon,
@@ -448,10 +379,10 @@ scan_range(FinderState *st, const Probe *group, int ngroup,
 	const AttrNumber heap[4] = {r->att_person, r->att_coord, r->att_time, r->att_id};
 	Datum		values[4];
 
-	ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(group[0].lo));
-	ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(group[0].hi));
-	ScanKeyInit(&keys[2], 2, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE, TimestampTzGetDatum(a));
-	ScanKeyInit(&keys[3], 2, BTLessEqualStrategyNumber, F_TIMESTAMPTZ_LE, TimestampTzGetDatum(b));
+	ScanKeyInit(&keys[0], IDX_CELL, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(group[0].lo));
+	ScanKeyInit(&keys[1], IDX_CELL, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(group[0].hi));
+	ScanKeyInit(&keys[2], IDX_TIME, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE, TimestampTzGetDatum(a));
+	ScanKeyInit(&keys[3], IDX_TIME, BTLessEqualStrategyNumber, F_TIMESTAMPTZ_LE, TimestampTzGetDatum(b));
 	index_rescan(st->scan_range, keys, 4, NULL, 0);
 	while (next_entry(st->scan_range, &st->vmbuf, st->slot, 4, idx, heap, values))
 	{
@@ -493,7 +424,7 @@ leaf_key(IndexTuple itup, TupleDesc td, int64 *cell, TimestampTz *t)
 {
 	bool		isnull;
 
-	*cell = DatumGetInt64(index_getattr(itup, 1, td, &isnull));
+	*cell = DatumGetInt64(index_getattr(itup, IDX_CELL, td, &isnull));
 	*t = DatumGetTimestampTz(index_getattr(itup, IDX_TIME, td, &isnull));
 }
 
@@ -836,7 +767,7 @@ udc_find_connections(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 
-	open_rels(&rels);
+	finder_open_rels(&rels);
 	if (!person_exists(&rels, pid))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -945,7 +876,7 @@ udc_find_connections(PG_FUNCTION_ARGS)
 	if (BufferIsValid(st.vmbuf))
 		ReleaseBuffer(st.vmbuf);
 	ExecDropSingleTupleTableSlot(st.slot);
-	close_rels(&rels);
+	finder_close_rels(&rels);
 
 	elog(DEBUG1, "find_connections(%d): %d own points, %d probes, %ld index scans (%ld started on the previous leaf), %ld entries, %ld exact distances, %d hits",
 		 pid, nown, nprobes, st.nscans, st.nreused, st.nentries, st.ndist, st.nhits);
