@@ -747,23 +747,37 @@ format_int32(char *out, int32_t v)
 /*
  * Produce one location for call c.  Returns 0 or the librdkafka error; the
  * call's pending count and reference are taken here.
+ *
+ * The value holds only the fields the ingest workers decode (person_id,
+ * latitude, longitude, creation_time's seconds and nanos): a newer client
+ * may add fields this gateway does not know, and they are dropped here
+ * rather than copied.  Its size is therefore bounded: at most 11 + 9 + 9 +
+ * 2 + 11 + 6 = 48 bytes.
  */
 static rd_kafka_resp_err_t
 produce_location(call *c, const Udaconnect__V1__Location *loc)
 {
-	uint8_t		value[128];
+	uint8_t		value[64];
 	char		key[16];
 	size_t		vlen;
 	int			klen;
 	rd_kafka_resp_err_t err;
 	producer   *pr;
+	Udaconnect__V1__Location known = UDACONNECT__V1__LOCATION__INIT;
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
 
 	if (atomic_load(&kafka_fatal))
 		return RD_KAFKA_RESP_ERR__FATAL;
-	vlen = udaconnect__v1__location__get_packed_size(loc);
-	if (vlen > sizeof(value))
-		return RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;	/* cannot happen */
-	udaconnect__v1__location__pack(loc, value);
+	known.person_id = loc->person_id;
+	known.latitude = loc->latitude;
+	known.longitude = loc->longitude;
+	if (loc->creation_time != NULL)
+	{
+		ts.seconds = loc->creation_time->seconds;
+		ts.nanos = loc->creation_time->nanos;
+		known.creation_time = &ts;
+	}
+	vlen = udaconnect__v1__location__pack(&known, value);
 	klen = format_int32(key, loc->person_id);
 	atomic_fetch_add(&c->refs, 1);
 	atomic_fetch_add(&c->pending, 1);
