@@ -8,13 +8,17 @@
  * Threads
  *   main        configuration, start-up, sigwait(), orderly shutdown
  *   worker N    one completion queue each; every call is bound to the queue
- *               it arrived on, so one call's events never run concurrently
+ *               it arrived on, so one call's events never run concurrently.
+ *               It never blocks: a full producer queue is answered
+ *               (unary) or waited out by the Kafka poll thread (streams).
  *   kafka       rd_kafka_poll() of the unary calls' producer: delivery
  *               reports answer the calls; also the deadline sweeper
  *               (UNAVAILABLE before a call's deadline when the broker has
  *               not acknowledged)
- *   kafka-s     rd_kafka_poll() of the client streams' producer
- *   db N        libpq, one connection each, for FindConnections
+ *   kafka-s     rd_kafka_poll() of the client streams' producer; also
+ *               resumes streams held by a full queue and ends idle ones
+ *               (stream.c)
+ *   db N        libpq, one connection each, for FindConnections (find.c)
  *
  * Call lifetime: a reference count.  The "flow" holds one reference until
  * the call's final batch completed (or failed); every message handed to
@@ -51,35 +55,11 @@
 #include "udaconnect/v1/location_service.pb-c.h"
 
 #define GRPCD_VERSION "1.0"
-#define MAX_KAFKA_OPTS 64
-#define MAX_LISTED_REJECTIONS 1000
-#define REASON_LEN 256
 
 /* ------------------------------------------------------------------------
  * Configuration
  * ------------------------------------------------------------------------ */
-static struct
-{
-	const char *bind;
-	int			port;
-	const char *brokers;
-	const char *topic;
-	const char *dburl;
-	int			threads;
-	int			db_threads;
-	int			requests;		/* outstanding requests per method and queue */
-	int			max_message;
-	int			max_stream;
-	int			max_rows;
-	int			max_skew;
-	int			kafka_timeout_ms;
-	double		linger_ms;
-	double		stream_linger_ms;
-	double		grace;
-	int			nkopts;
-	char	   *kopt_name[MAX_KAFKA_OPTS];
-	char	   *kopt_value[MAX_KAFKA_OPTS];
-}			cfg = {
+grpcd_config cfg = {
 	.bind = "0.0.0.0",
 	.port = 30005,
 	.topic = "locations",
@@ -94,6 +74,10 @@ static struct
 	.linger_ms = 0.5,
 	.stream_linger_ms = 5,
 	.grace = 10,
+	.max_streams = 256,
+	.stream_idle_s = 60,
+	.max_listed = 1000,
+	.max_find = 64,
 };
 
 /* ------------------------------------------------------------------------
@@ -118,23 +102,12 @@ typedef struct producer
 
 static producer unary_producer = {.name = "unary"};
 static producer stream_producer = {.name = "stream"};
-static atomic_int stopping;		/* SIGTERM received */
+atomic_int	stopping;		/* SIGTERM received */
 static atomic_int kafka_fatal;	/* producer unusable */
 static atomic_int poll_stop;
 static atomic_long live_calls;
 static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t live_cv = PTHREAD_COND_INITIALIZER;
-
-enum method_kind
-{
-	M_RECORD,
-	M_RECORDS,
-	M_LEGACY,
-	M_HEALTH,
-	M_FIND,
-	M_COUNT,
-	M_UNKNOWN = M_COUNT
-};
 
 static const struct
 {
@@ -148,18 +121,6 @@ static const struct
 	[M_FIND] = {"/udaconnect.v1.ConnectionService/FindConnections", true},
 };
 static void *method_handle[M_COUNT];
-
-typedef struct tag
-{
-	void		(*done) (struct tag *t, bool ok);
-} tag;
-
-typedef struct worker
-{
-	int			id;
-	grpc_completion_queue *cq;
-	pthread_t	thread;
-} worker;
 
 static worker *workers;
 
@@ -175,68 +136,22 @@ typedef struct request
 	grpc_call_details details;	/* unregistered methods only */
 } request;
 
-typedef struct rejection
-{
-	int32_t		index;
-	char		reason[REASON_LEN];
-} rejection;
-
-typedef struct call
-{
-	tag			t;				/* the call's current batch */
-	worker	   *w;
-	int			kind;
-	grpc_call  *gc;
-	int64_t		deadline_ms;	/* INT64_MAX: none */
-
-	atomic_int	refs;
-	atomic_int	answered;
-	atomic_int	pending;		/* produced, delivery report outstanding */
-	atomic_int	failed;			/* delivery reports with an error */
-	atomic_int	half_closed;	/* no more messages will be produced */
-	atomic_int	err_set;
-	char		kafka_err[REASON_LEN];
-	int32_t		partition;
-	int64_t		offset;
-
-	/* batch state */
-	grpc_op		ops[6];
-	grpc_byte_buffer *recv_buf;
-	grpc_byte_buffer *send_buf;
-	grpc_slice	details;
-	bool		has_details;
-	bool		sent_initial;
-	int			cancelled;
-
-	/* client stream */
-	int32_t		index;
-	int32_t		valid;
-	int32_t		rejected;
-	int			nrej;
-	int			rejcap;
-	rejection  *rej;
-
-	/* deadline sweeper list (under sweep_mu) */
-	struct call *sprev,
-			   *snext;
-	bool		in_sweep;
-	int64_t		answer_by_ms;
-
-	/* FindConnections */
-	Udaconnect__V1__FindConnectionsRequest *freq;
-	PGresult   *res;
-	int			row;
-	int			nrows;
-	bool		truncated;
-	struct call *qnext;
-} call;
-
-static int64_t
+int64_t
 now_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* for intervals (idle streams): immune to clock steps, and cheap */
+int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -252,7 +167,7 @@ timespec_ms(gpr_timespec t)
 /* ------------------------------------------------------------------------
  * Byte buffers
  * ------------------------------------------------------------------------ */
-static grpc_slice
+grpc_slice
 buffer_slice(grpc_byte_buffer *bb)
 {
 	grpc_byte_buffer_reader r;
@@ -269,7 +184,7 @@ buffer_slice(grpc_byte_buffer *bb)
 	return s;
 }
 
-static grpc_byte_buffer *
+grpc_byte_buffer *
 pack_message(const ProtobufCMessage *m)
 {
 	size_t		n = protobuf_c_message_get_packed_size(m);
@@ -288,7 +203,7 @@ pack_message(const ProtobufCMessage *m)
  * top-level string field of the (already unpacked, so well-formed) message
  * that contains a NUL byte, or NULL.
  */
-static const char *
+const char *
 string_with_nul(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n)
 {
 	const uint8_t *end = p + n;
@@ -359,7 +274,7 @@ call_new(worker *w, int kind, grpc_call *gc, int64_t deadline_ms)
 	return c;
 }
 
-static void
+void
 call_unref(call *c)
 {
 	if (atomic_fetch_sub(&c->refs, 1) != 1)
@@ -372,11 +287,10 @@ call_unref(call *c)
 		grpc_byte_buffer_destroy(c->send_buf);
 	if (c->has_details)
 		grpc_slice_unref(c->details);
-	if (c->res)
-		PQclear(c->res);
-	if (c->freq)
-		udaconnect__v1__find_connections_request__free_unpacked(c->freq, NULL);
-	free(c->rej);
+	if (c->kind == M_RECORDS)
+		stream_release(c);
+	else if (c->kind == M_FIND)
+		find_release(c);
 	free(c);
 	if (atomic_fetch_sub(&live_calls, 1) == 1 && atomic_load(&stopping))
 	{
@@ -401,7 +315,7 @@ final_done(tag *t, bool ok)
  * but only once per call and never while another batch of the call is in
  * flight.
  */
-static void
+void
 call_finish(call *c, grpc_status_code code, const char *msg, const ProtobufCMessage *resp)
 {
 	size_t		n = 0;
@@ -457,9 +371,7 @@ call_finish(call *c, grpc_status_code code, const char *msg, const ProtobufCMess
 }
 
 /* Final status without a response; used by every error path. */
-static void
-call_fail(call *c, grpc_status_code code, const char *fmt,...) __attribute__((format(printf, 3, 4)));
-static void
+void
 call_fail(call *c, grpc_status_code code, const char *fmt,...)
 {
 	char		msg[512];
@@ -478,17 +390,34 @@ call_fail(call *c, grpc_status_code code, const char *fmt,...)
 static pthread_mutex_t sweep_mu = PTHREAD_MUTEX_INITIALIZER;
 static call *sweep_head;
 
-static void
-sweep_add(call *c)
+/*
+ * When to give up on the broker for call c: a little before the client
+ * does (a quarter of the time left, at most 250 ms), so that it gets
+ * UNAVAILABLE rather than its own DEADLINE_EXCEEDED.  INT64_MAX: never.
+ */
+int64_t
+call_answer_by(const call *c)
 {
-	int64_t		now = now_ms();
 	int64_t		left;
 
 	if (c->deadline_ms == INT64_MAX)
+		return INT64_MAX;
+	left = c->deadline_ms - now_ms();
+	return c->deadline_ms - (left / 4 < 250 ? (left > 0 ? left / 4 : 0) : 250);
+}
+
+/*
+ * Watch call c until its delivery reports are in.  answer_by_ms may be set
+ * already (a stream cut at its deadline while waiting for room in the queue):
+ * then that one stands, rather than one computed from the little time left.
+ */
+void
+sweep_add(call *c)
+{
+	if (c->deadline_ms == INT64_MAX)
 		return;
-	left = c->deadline_ms - now;
-	/* answer a little before the client gives up */
-	c->answer_by_ms = c->deadline_ms - (left / 4 < 250 ? (left > 0 ? left / 4 : 0) : 250);
+	if (c->answer_by_ms == 0)
+		c->answer_by_ms = call_answer_by(c);
 	pthread_mutex_lock(&sweep_mu);
 	c->sprev = NULL;
 	c->snext = sweep_head;
@@ -548,10 +477,15 @@ sweep_expired(void)
 
 		if (atomic_exchange(&c->answered, 1) == 0)
 		{
+			char		msg[512];
+
 			expired_calls++;
-			call_finish(c, GRPC_STATUS_UNAVAILABLE,
-						"the Kafka broker did not acknowledge the location(s) before the call's deadline; nothing was accepted",
-						NULL);
+			if (c->kind == M_RECORDS)
+				stream_deadline_message(c, msg, sizeof(msg));
+			else
+				snprintf(msg, sizeof(msg), "the Kafka broker did not acknowledge the location before the call's deadline;"
+						 " it was not accepted, but it may still be stored later");
+			call_finish(c, GRPC_STATUS_UNAVAILABLE, msg, NULL);
 		}
 		call_unref(c);
 	}
@@ -569,22 +503,31 @@ sweep_expired(void)
  * Kafka
  * ------------------------------------------------------------------------ */
 
-/* All delivery reports have arrived (or the stream ended): answer. */
+/* the answer of a unary call whose location the broker did not acknowledge */
 static void
+unary_unavailable(call *c)
+{
+	char		msg[512];
+
+	snprintf(msg, sizeof(msg), "the Kafka broker did not acknowledge the location (%s); %s",
+			 atomic_load(&c->err_set) ? c->kafka_err : "unknown error",
+			 atomic_load(&c->maybe_stored) ? "it was not accepted, but it may still be stored"
+			 : "it was not stored");
+	call_finish(c, GRPC_STATUS_UNAVAILABLE, msg, NULL);
+}
+
+/* All delivery reports have arrived (or the stream ended): answer. */
+void
 ingest_complete(call *c)
 {
-	int			failed;
-
 	if (atomic_exchange(&c->answered, 1) != 0)
 		return;
 	sweep_remove(c);
-	failed = atomic_load(&c->failed);
 	switch (c->kind)
 	{
 		case M_RECORD:
-			if (failed)
-				call_finish(c, GRPC_STATUS_UNAVAILABLE,
-							"the Kafka broker did not acknowledge the location; it was not accepted", NULL);
+			if (atomic_load(&c->failed))
+				unary_unavailable(c);
 			else
 			{
 				Udaconnect__V1__RecordLocationResponse r = UDACONNECT__V1__RECORD_LOCATION_RESPONSE__INIT;
@@ -595,9 +538,8 @@ ingest_complete(call *c)
 			}
 			break;
 		case M_LEGACY:
-			if (failed)
-				call_finish(c, GRPC_STATUS_UNAVAILABLE,
-							"the Kafka broker did not acknowledge the location; it was not accepted", NULL);
+			if (atomic_load(&c->failed))
+				unary_unavailable(c);
 			else
 			{
 				Status		s = STATUS__INIT;
@@ -607,50 +549,24 @@ ingest_complete(call *c)
 			}
 			break;
 		case M_RECORDS:
-			if (failed)
-			{
-				char		msg[512];
-
-				snprintf(msg, sizeof(msg),
-						 "%d of %d valid locations were not acknowledged by the Kafka broker (%s); none is reported as accepted",
-						 failed, c->valid, atomic_load(&c->err_set) ? c->kafka_err : "unknown error");
-				call_finish(c, GRPC_STATUS_UNAVAILABLE, msg, NULL);
-			}
-			else
-			{
-				Udaconnect__V1__RecordLocationsResponse r = UDACONNECT__V1__RECORD_LOCATIONS_RESPONSE__INIT;
-				Udaconnect__V1__Rejection *rv = NULL;
-				Udaconnect__V1__Rejection **rp = NULL;
-
-				r.accepted = c->valid;
-				r.rejected = c->rejected;
-				if (c->nrej > 0)
-				{
-					rv = calloc(c->nrej, sizeof(*rv));
-					rp = calloc(c->nrej, sizeof(*rp));
-				}
-				if (c->nrej > 0 && (rv == NULL || rp == NULL))
-				{
-					free(rv);
-					free(rp);
-					call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
-					break;
-				}
-				for (int i = 0; i < c->nrej; i++)
-				{
-					udaconnect__v1__rejection__init(&rv[i]);
-					rv[i].index = c->rej[i].index;
-					rv[i].reason = c->rej[i].reason;
-					rp[i] = &rv[i];
-				}
-				r.n_rejections = c->nrej;
-				r.rejections = rp;
-				call_finish(c, GRPC_STATUS_OK, NULL, &r.base);
-				free(rv);
-				free(rp);
-			}
+			stream_answer(c);
 			break;
 	}
+}
+
+/*
+ * A location of call c was not stored: librdkafka refused it (maybe_stored
+ * false) or its delivery failed (maybe_stored: the broker may have written
+ * it all the same, e.g. a timeout while the request was in flight).
+ */
+void
+note_kafka_error(call *c, rd_kafka_resp_err_t err, bool maybe_stored)
+{
+	atomic_fetch_add(&c->failed, 1);
+	if (maybe_stored)
+		atomic_fetch_add(&c->maybe_stored, 1);
+	if (atomic_exchange(&c->err_set, 1) == 0)
+		snprintf(c->kafka_err, sizeof(c->kafka_err), "%s", rd_kafka_err2str(err));
 }
 
 static void
@@ -663,11 +579,7 @@ delivery_report(rd_kafka_t *k, const rd_kafka_message_t *m, void *opaque)
 	if (c == NULL)
 		return;
 	if (m->err)
-	{
-		atomic_fetch_add(&c->failed, 1);
-		if (atomic_exchange(&c->err_set, 1) == 0)
-			snprintf(c->kafka_err, sizeof(c->kafka_err), "%s", rd_kafka_err2str(m->err));
-	}
+		note_kafka_error(c, m->err, rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED);
 	else
 	{
 		c->partition = m->partition;
@@ -746,24 +658,40 @@ format_int32(char *out, int32_t v)
 
 /*
  * Produce one location for call c.  Returns 0 or the librdkafka error; the
- * call's pending count and reference are taken here.
+ * call's pending count and reference are taken here.  Never blocks: a full
+ * producer queue is RD_KAFKA_RESP_ERR__QUEUE_FULL (the worker thread must
+ * stay free for every other call, health checks included).
+ *
+ * The value holds only the fields the ingest workers decode (person_id,
+ * latitude, longitude, creation_time's seconds and nanos): a newer client
+ * may add fields this gateway does not know, and they are dropped here
+ * rather than copied.  Its size is therefore bounded: at most 11 + 9 + 9 +
+ * 2 + 11 + 6 = 48 bytes.
  */
-static rd_kafka_resp_err_t
+rd_kafka_resp_err_t
 produce_location(call *c, const Udaconnect__V1__Location *loc)
 {
-	uint8_t		value[128];
+	uint8_t		value[64];
 	char		key[16];
 	size_t		vlen;
 	int			klen;
 	rd_kafka_resp_err_t err;
 	producer   *pr;
+	Udaconnect__V1__Location known = UDACONNECT__V1__LOCATION__INIT;
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
 
 	if (atomic_load(&kafka_fatal))
 		return RD_KAFKA_RESP_ERR__FATAL;
-	vlen = udaconnect__v1__location__get_packed_size(loc);
-	if (vlen > sizeof(value))
-		return RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;	/* cannot happen */
-	udaconnect__v1__location__pack(loc, value);
+	known.person_id = loc->person_id;
+	known.latitude = loc->latitude;
+	known.longitude = loc->longitude;
+	if (loc->creation_time != NULL)
+	{
+		ts.seconds = loc->creation_time->seconds;
+		ts.nanos = loc->creation_time->nanos;
+		known.creation_time = &ts;
+	}
+	vlen = udaconnect__v1__location__pack(&known, value);
 	klen = format_int32(key, loc->person_id);
 	atomic_fetch_add(&c->refs, 1);
 	atomic_fetch_add(&c->pending, 1);
@@ -772,7 +700,7 @@ produce_location(call *c, const Udaconnect__V1__Location *loc)
 							RD_KAFKA_V_RKT(pr->rkt),
 							RD_KAFKA_V_KEY(key, (size_t) klen),
 							RD_KAFKA_V_VALUE(value, vlen),
-							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY | RD_KAFKA_MSG_F_BLOCK),
+							RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 							RD_KAFKA_V_OPAQUE(c),
 							RD_KAFKA_V_END);
 	if (err)
@@ -783,7 +711,10 @@ produce_location(call *c, const Udaconnect__V1__Location *loc)
 	return err;
 }
 
-/* one thread per producer: delivery reports; the unary one also sweeps deadlines */
+/*
+ * One thread per producer: delivery reports; the unary one also sweeps
+ * deadlines, the stream one resumes or ends held and idle streams.
+ */
 static void *
 poll_main(void *arg)
 {
@@ -795,6 +726,8 @@ poll_main(void *arg)
 		rd_kafka_poll(pr->rk, 20);
 		if (pr == &unary_producer)
 			sweep_expired();
+		else
+			streams_poll();
 	}
 	return NULL;
 }
@@ -870,19 +803,8 @@ kafka_start(producer *pr, double linger_ms)
  * Location RPCs
  * ------------------------------------------------------------------------ */
 
-/*
- * A protobuf-c allocator on the caller's stack for the small request
- * messages (a Location and its Timestamp need about 100 bytes): unpacking
- * then costs no malloc/free.  Whatever does not fit (e.g. large unknown
- * fields) falls back to malloc, bounded by --max-message-bytes as before.
- */
-typedef struct stack_arena
-{
-	size_t		used;
-	_Alignas(16) uint8_t buf[512];
-} stack_arena;
-
-static void *
+/* see stack_arena in grpcd.h */
+void *
 arena_alloc(void *data, size_t size)
 {
 	stack_arena *a = data;
@@ -898,7 +820,7 @@ arena_alloc(void *data, size_t size)
 	return malloc(size);
 }
 
-static void
+void
 arena_free(void *data, void *p)
 {
 	stack_arena *a = data;
@@ -907,13 +829,11 @@ arena_free(void *data, void *p)
 		free(p);
 }
 
-#define STACK_ALLOCATOR(arena) {.alloc = arena_alloc, .free = arena_free, .allocator_data = &(arena)}
-
 /*
  * Decode + validate a v1 Location from a slice; NULL + err on failure.
  * The result is freed with udaconnect__v1__location__free_unpacked(loc, al).
  */
-static Udaconnect__V1__Location *
+Udaconnect__V1__Location *
 decode_v1(grpc_slice s, ProtobufCAllocator *al, char *err, size_t errlen)
 {
 	Udaconnect__V1__Location *loc;
@@ -948,8 +868,12 @@ produce_unary(call *c, Udaconnect__V1__Location *loc)
 			char		msg[256];
 
 			sweep_remove(c);
-			snprintf(msg, sizeof(msg), "the Kafka producer refused the location: %s; it was not accepted",
-					 rd_kafka_err2str(err));
+			if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+				snprintf(msg, sizeof(msg), "the Kafka producer queue is full (the broker is slow or unreachable);"
+						 " the location was not stored");
+			else
+				snprintf(msg, sizeof(msg), "the Kafka producer refused the location: %s; it was not stored",
+						 rd_kafka_err2str(err));
 			call_finish(c, GRPC_STATUS_UNAVAILABLE, msg, NULL);
 		}
 	}
@@ -1019,111 +943,6 @@ handle_legacy(call *c, grpc_byte_buffer *payload)
 	location__free_unpacked(old, &al);
 }
 
-/* client streaming */
-static void stream_recv_done(tag *t, bool ok);
-
-static void
-stream_next(call *c)
-{
-	grpc_call_error e;
-
-	memset(&c->ops[0], 0, sizeof(grpc_op));
-	c->ops[0].op = GRPC_OP_RECV_MESSAGE;
-	c->ops[0].data.recv_message.recv_message = &c->recv_buf;
-	c->t.done = stream_recv_done;
-	e = grpc_call_start_batch(c->gc, c->ops, 1, &c->t, NULL);
-	if (e != GRPC_CALL_OK)
-	{
-		logmsg(LOG_ERROR, "grpc_call_start_batch (receive) failed: error %d", (int) e);
-		atomic_store(&c->answered, 1);
-		call_unref(c);
-	}
-}
-
-static void
-stream_reject(call *c, int32_t index, const char *reason)
-{
-	c->rejected++;
-	if (c->nrej >= MAX_LISTED_REJECTIONS)
-		return;
-	/* grow by doubling: a stream with one bad point costs 16 entries, not 1000 (260 KB) */
-	if (c->nrej == c->rejcap)
-	{
-		int			cap = c->rejcap ? c->rejcap * 2 : 16;
-		rejection  *nr;
-
-		if (cap > MAX_LISTED_REJECTIONS)
-			cap = MAX_LISTED_REJECTIONS;
-		nr = realloc(c->rej, sizeof(rejection) * cap);
-		if (nr == NULL)
-			return;				/* counted, not listed */
-		c->rej = nr;
-		c->rejcap = cap;
-	}
-	c->rej[c->nrej].index = index;
-	snprintf(c->rej[c->nrej].reason, REASON_LEN, "%s", reason);
-	c->nrej++;
-}
-
-static void
-stream_recv_done(tag *t, bool ok)
-{
-	call	   *c = (call *) t;
-	grpc_slice	s;
-	char		err[256];
-	int32_t		index;
-	Udaconnect__V1__Location *loc;
-	stack_arena arena = {0};
-	ProtobufCAllocator al = STACK_ALLOCATOR(arena);
-
-	if (!ok)
-	{
-		/* cancelled, deadline exceeded or the connection went away */
-		atomic_store(&c->answered, 1);
-		call_unref(c);
-		return;
-	}
-	if (c->recv_buf == NULL)
-	{
-		/* half-close: answer once every delivery report arrived */
-		sweep_add(c);
-		atomic_store(&c->half_closed, 1);
-		if (atomic_load(&c->pending) == 0)
-			ingest_complete(c);
-		return;
-	}
-	s = buffer_slice(c->recv_buf);
-	grpc_byte_buffer_destroy(c->recv_buf);
-	c->recv_buf = NULL;
-	index = c->index++;
-	if (index >= cfg.max_stream)
-	{
-		grpc_slice_unref(s);
-		call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-				  "the stream carries more than %d locations; split it into several calls",
-				  cfg.max_stream);
-		return;
-	}
-	loc = decode_v1(s, &al, err, sizeof(err));
-	grpc_slice_unref(s);
-	if (loc == NULL)
-		stream_reject(c, index, err);
-	else
-	{
-		rd_kafka_resp_err_t e = produce_location(c, loc);
-
-		c->valid++;
-		if (e)
-		{
-			atomic_fetch_add(&c->failed, 1);
-			if (atomic_exchange(&c->err_set, 1) == 0)
-				snprintf(c->kafka_err, sizeof(c->kafka_err), "%s", rd_kafka_err2str(e));
-		}
-		udaconnect__v1__location__free_unpacked(loc, &al);
-	}
-	stream_next(c);
-}
-
 /* ------------------------------------------------------------------------
  * Health
  * ------------------------------------------------------------------------ */
@@ -1182,367 +1001,6 @@ handle_health(call *c, grpc_byte_buffer *payload)
 		grpc__health__v1__health_check_request__free_unpacked(req, NULL);
 	atomic_store(&c->answered, 1);
 	call_finish(c, GRPC_STATUS_OK, NULL, &r.base);
-}
-
-/* ------------------------------------------------------------------------
- * FindConnections (libpq, db threads)
- * ------------------------------------------------------------------------ */
-#define DB_QUEUE_MAX 256
-static pthread_mutex_t dbq_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t dbq_cv = PTHREAD_COND_INITIALIZER;
-static call *dbq_head,
-		   *dbq_tail;
-static int	dbq_len;
-static bool dbq_stop;
-static pthread_t *db_threads;
-
-static void find_send_done(tag *t, bool ok);
-
-static void
-find_send_next(call *c)
-{
-	Udaconnect__V1__Connection m = UDACONNECT__V1__CONNECTION__INIT;
-	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-	size_t		n = 0;
-	int64_t		us;
-	grpc_call_error e;
-	int			r = c->row;
-
-	if (r >= c->nrows)
-	{
-		atomic_store(&c->answered, 1);
-		if (c->truncated)
-		{
-			char		msg[256];
-
-			snprintf(msg, sizeof(msg),
-					 "more than %d connections; only the first %d were sent (narrow the date range)",
-					 cfg.max_rows, cfg.max_rows);
-			call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, NULL);
-		}
-		else
-			call_finish(c, GRPC_STATUS_OK, NULL, NULL);
-		return;
-	}
-	m.location_id = strtoll(PQgetvalue(c->res, r, 0), NULL, 10);
-	m.person_id = (int32_t) strtol(PQgetvalue(c->res, r, 1), NULL, 10);
-	m.latitude = strtod(PQgetvalue(c->res, r, 2), NULL);
-	m.longitude = strtod(PQgetvalue(c->res, r, 3), NULL);
-	us = strtoll(PQgetvalue(c->res, r, 4), NULL, 10);
-	ts.seconds = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
-	ts.nanos = (int32_t) ((us - ts.seconds * 1000000) * 1000);
-	m.creation_time = &ts;
-	m.distance_m = strtod(PQgetvalue(c->res, r, 5), NULL);
-	c->row++;
-
-	if (c->send_buf)
-		grpc_byte_buffer_destroy(c->send_buf);
-	c->send_buf = pack_message(&m.base);
-	if (!c->sent_initial)
-	{
-		memset(&c->ops[n], 0, sizeof(grpc_op));
-		c->ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-		c->sent_initial = true;
-	}
-	memset(&c->ops[n], 0, sizeof(grpc_op));
-	c->ops[n].op = GRPC_OP_SEND_MESSAGE;
-	c->ops[n++].data.send_message.send_message = c->send_buf;
-	c->t.done = find_send_done;
-	e = grpc_call_start_batch(c->gc, c->ops, n, &c->t, NULL);
-	if (e != GRPC_CALL_OK)
-	{
-		logmsg(LOG_ERROR, "grpc_call_start_batch (send) failed: error %d", (int) e);
-		atomic_store(&c->answered, 1);
-		call_unref(c);
-	}
-}
-
-static void
-find_send_done(tag *t, bool ok)
-{
-	call	   *c = (call *) t;
-
-	if (!ok)
-	{
-		atomic_store(&c->answered, 1);
-		call_unref(c);
-		return;
-	}
-	find_send_next(c);
-}
-
-static grpc_status_code
-sqlstate_to_status(const char *st)
-{
-	if (st == NULL)
-		return GRPC_STATUS_UNAVAILABLE;
-	if (strcmp(st, "P0002") == 0)
-		return GRPC_STATUS_NOT_FOUND;
-	if (strcmp(st, "57014") == 0)
-		return GRPC_STATUS_DEADLINE_EXCEEDED;
-	if (strncmp(st, "22", 2) == 0)
-		return GRPC_STATUS_INVALID_ARGUMENT;
-	if (strncmp(st, "08", 2) == 0 || strncmp(st, "57", 2) == 0 || strncmp(st, "53", 2) == 0)
-		return GRPC_STATUS_UNAVAILABLE;
-	return GRPC_STATUS_INTERNAL;
-}
-
-#define DB_STATEMENT_TIMEOUT_MS 30000
-static __thread int db_timeout_ms;	/* the db thread's connection's statement_timeout */
-
-static PGconn *
-db_connect(int id)
-{
-	PGconn	   *conn = PQconnectdb(cfg.dburl);
-
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		logmsg(LOG_WARNING, "db thread %d: cannot connect to the database: %s", id, PQerrorMessage(conn));
-		PQfinish(conn);
-		return NULL;
-	}
-	PQclear(PQexec(conn, "SET application_name = 'udaconnect-grpcd'; SET statement_timeout = '30s'"));
-	db_timeout_ms = DB_STATEMENT_TIMEOUT_MS;
-	logmsg(LOG_INFO, "db thread %d: connected to the database", id);
-	return conn;
-}
-
-static void
-db_run(call *c, PGconn **connp, int id)
-{
-	Udaconnect__V1__FindConnectionsRequest *q = c->freq;
-	char		p1[16],
-				p4[40],
-				p5[40],
-				p6[16];
-	const char *params[6];
-	PGresult   *res;
-	static const char *sql =
-		"SELECT location_id, person_id, latitude, longitude,"
-		"       (extract(epoch FROM creation_time) * 1000000)::int8, distance_m"
-		"  FROM udaconnect.find_connections($1::int4, $2::date, $3::date, $4::float8,"
-		"                                   CASE WHEN $5::float8 > 0 THEN make_interval(secs => $5::float8) END)"
-		" LIMIT $6::int8";
-
-	if (now_ms() >= c->deadline_ms)
-	{
-		call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed before the query started");
-		return;
-	}
-	if (*connp == NULL)
-		*connp = db_connect(id);
-	if (*connp == NULL)
-	{
-		call_fail(c, GRPC_STATUS_UNAVAILABLE, "the database is unavailable");
-		return;
-	}
-	/*
-	 * The query ends at the call's deadline: a client that gave up must not
-	 * hold one of the few db threads for the full 30 s (SQLSTATE 57014 ->
-	 * DEADLINE_EXCEEDED).
-	 */
-	{
-		int64_t		left = c->deadline_ms == INT64_MAX ? DB_STATEMENT_TIMEOUT_MS : c->deadline_ms - now_ms();
-		int			tmo = left >= DB_STATEMENT_TIMEOUT_MS ? DB_STATEMENT_TIMEOUT_MS : left < 1 ? 1 : (int) left;
-
-		if (tmo != db_timeout_ms)
-		{
-			char		set[64];
-
-			snprintf(set, sizeof(set), "SET statement_timeout = %d", tmo);
-			res = PQexec(*connp, set);
-			if (PQresultStatus(res) == PGRES_COMMAND_OK)
-				db_timeout_ms = tmo;
-			PQclear(res);
-		}
-	}
-	snprintf(p1, sizeof(p1), "%d", q->person_id);
-	snprintf(p4, sizeof(p4), "%.17g", q->meters > 0 ? q->meters : 5.0);
-	snprintf(p5, sizeof(p5), "%.17g", q->time_window_seconds);
-	snprintf(p6, sizeof(p6), "%d", cfg.max_rows + 1);
-	params[0] = p1;
-	params[1] = q->start_date;
-	params[2] = q->end_date;
-	params[3] = p4;
-	params[4] = p5;
-	params[5] = p6;
-	res = PQexecParams(*connp, sql, 6, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-		const char *pm = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-		const char *dt = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
-		grpc_status_code code = sqlstate_to_status(st);
-
-		if (PQstatus(*connp) != CONNECTION_OK)
-		{
-			logmsg(LOG_WARNING, "db thread %d: lost the database connection: %s", id, PQerrorMessage(*connp));
-			PQfinish(*connp);
-			*connp = NULL;
-			code = GRPC_STATUS_UNAVAILABLE;
-		}
-		if (code == GRPC_STATUS_INTERNAL)
-			logmsg(LOG_ERROR, "FindConnections: database error %s: %s", st ? st : "?", pm ? pm : PQresultErrorMessage(res));
-		call_fail(c, code, "%s%s%s", pm ? pm : "the database query failed",
-				  dt ? ": " : "", dt ? dt : "");
-		PQclear(res);
-		return;
-	}
-	c->res = res;
-	c->nrows = PQntuples(res);
-	if (c->nrows > cfg.max_rows)
-	{
-		c->nrows = cfg.max_rows;
-		c->truncated = true;
-	}
-	find_send_next(c);
-}
-
-static void *
-db_main(void *arg)
-{
-	int			id = (int) (intptr_t) arg;
-	PGconn	   *conn = NULL;
-	char		name[16];
-
-	snprintf(name, sizeof(name), "grpcd-db%d", id);
-	pthread_setname_np(pthread_self(), name);
-
-	for (;;)
-	{
-		call	   *c;
-
-		pthread_mutex_lock(&dbq_mu);
-		while (dbq_head == NULL && !dbq_stop)
-			pthread_cond_wait(&dbq_cv, &dbq_mu);
-		if (dbq_head == NULL)
-		{
-			pthread_mutex_unlock(&dbq_mu);
-			break;
-		}
-		c = dbq_head;
-		dbq_head = c->qnext;
-		if (dbq_head == NULL)
-			dbq_tail = NULL;
-		dbq_len--;
-		pthread_mutex_unlock(&dbq_mu);
-		db_run(c, &conn, id);
-	}
-	if (conn)
-		PQfinish(conn);
-	return NULL;
-}
-
-/* YYYY-MM-DD (digits in the right places); the calendar check is PostgreSQL's */
-static bool
-iso_date(const char *s)
-{
-	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
-		return false;
-	for (int i = 0; i < 10; i++)
-		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
-			return false;
-	return true;
-}
-
-static void
-handle_find(call *c, grpc_byte_buffer *payload)
-{
-	grpc_slice	s;
-	Udaconnect__V1__FindConnectionsRequest *q;
-	bool		queued = false;
-
-	if (payload == NULL)
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
-		return;
-	}
-	s = buffer_slice(payload);
-	q = udaconnect__v1__find_connections_request__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-	if (q == NULL)
-	{
-		grpc_slice_unref(s);
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid udaconnect.v1.FindConnectionsRequest message");
-		return;
-	}
-	c->freq = q;
-	{
-		const char *bad = string_with_nul(&udaconnect__v1__find_connections_request__descriptor,
-										  GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
-
-		grpc_slice_unref(s);
-		if (bad)
-		{
-			call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s must not contain a NUL character", bad);
-			return;
-		}
-	}
-	if (q->person_id <= 0)
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "person_id must be a positive integer, got %d", q->person_id);
-		return;
-	}
-	if (q->start_date[0] == '\0')
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "start_date is required (YYYY-MM-DD)");
-		return;
-	}
-	if (q->end_date[0] == '\0')
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "end_date is required (YYYY-MM-DD)");
-		return;
-	}
-	if (!isfinite(q->meters) || q->meters < 0)
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "meters must be a finite number >= 0 (0 = 5 m), got %g", q->meters);
-		return;
-	}
-	if (!isfinite(q->time_window_seconds) || q->time_window_seconds < 0)
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "time_window_seconds must be a finite number >= 0 (0 = none), got %g",
-				  q->time_window_seconds);
-		return;
-	}
-	/* make_interval() saturates silently past ~1e13 s (a "negative" window) */
-	if (q->time_window_seconds > 1e9)
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "time_window_seconds is out of range (at most 1e9 seconds), got %g",
-				  q->time_window_seconds);
-		return;
-	}
-	/* strict ISO dates: PostgreSQL alone would also take "epoch", "infinity", "today", "Jan 1 2020" ... */
-	if (!iso_date(q->start_date))
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "start_date must be a date as YYYY-MM-DD, got \"%.40s\"", q->start_date);
-		return;
-	}
-	if (!iso_date(q->end_date))
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "end_date must be a date as YYYY-MM-DD, got \"%.40s\"", q->end_date);
-		return;
-	}
-	if (cfg.dburl == NULL)
-	{
-		call_fail(c, GRPC_STATUS_UNAVAILABLE, "no database configured (UDACONNECT_DATABASE_URL / --database-url)");
-		return;
-	}
-	pthread_mutex_lock(&dbq_mu);
-	if (dbq_len < DB_QUEUE_MAX && !dbq_stop)
-	{
-		c->qnext = NULL;
-		if (dbq_tail)
-			dbq_tail->qnext = c;
-		else
-			dbq_head = c;
-		dbq_tail = c;
-		dbq_len++;
-		queued = true;
-		pthread_cond_signal(&dbq_cv);
-	}
-	pthread_mutex_unlock(&dbq_mu);
-	if (!queued)
-		call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many FindConnections calls are waiting for the database (%d)",
-				  DB_QUEUE_MAX);
 }
 
 /* ------------------------------------------------------------------------
@@ -1633,7 +1091,7 @@ request_done(tag *t, bool ok)
 			handle_legacy(c, payload);
 			break;
 		case M_RECORDS:
-			stream_next(c);
+			stream_start(c);
 			break;
 		case M_HEALTH:
 			handle_health(c, payload);
@@ -1711,6 +1169,12 @@ usage(FILE *f)
 			"      --max-message-bytes N largest request message (default 16384)\n"
 			"      --max-stream N        most locations in one RecordLocations stream (default 1000000)\n"
 			"      --max-rows N          most rows one FindConnections call streams (default 100000)\n"
+			"      --max-find-calls N    FindConnections calls at once (env UDACONNECT_GRPC_MAX_FIND_CALLS, default 64)\n"
+			"      --max-streams N       RecordLocations streams at once (env UDACONNECT_GRPC_MAX_STREAMS, default 256)\n"
+			"      --stream-idle-timeout S  end a stream that sends nothing for S s\n"
+			"                            (env UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT, default 60)\n"
+			"      --max-listed-rejections N  rejections listed per stream, 0..1000\n"
+			"                            (env UDACONNECT_GRPC_MAX_LISTED_REJECTIONS, default 1000)\n"
 			"      --max-future-skew S   seconds a creation_time may lie in the future (default 300)\n"
 			"      --kafka-timeout-ms N  message.timeout.ms: give up on the broker after N ms (default 10000)\n"
 			"      --linger-ms X         linger.ms of the producer for unary calls (default 0.5)\n"
@@ -1759,7 +1223,8 @@ configure(int argc, char **argv)
 	const char *e;
 	enum
 	{
-		O_BIND = 256, O_DBT, O_MAXMSG, O_MAXSTREAM, O_MAXROWS, O_SKEW, O_KTO, O_LINGER, O_SLINGER, O_GRACE
+		O_BIND = 256, O_DBT, O_MAXMSG, O_MAXSTREAM, O_MAXROWS, O_SKEW, O_KTO, O_LINGER, O_SLINGER, O_GRACE,
+		O_MAXFIND, O_MAXSTREAMS, O_IDLE, O_MAXLISTED
 	};
 	static const struct option opts[] = {
 		{"port", required_argument, NULL, 'p'},
@@ -1772,6 +1237,10 @@ configure(int argc, char **argv)
 		{"max-message-bytes", required_argument, NULL, O_MAXMSG},
 		{"max-stream", required_argument, NULL, O_MAXSTREAM},
 		{"max-rows", required_argument, NULL, O_MAXROWS},
+		{"max-find-calls", required_argument, NULL, O_MAXFIND},
+		{"max-streams", required_argument, NULL, O_MAXSTREAMS},
+		{"stream-idle-timeout", required_argument, NULL, O_IDLE},
+		{"max-listed-rejections", required_argument, NULL, O_MAXLISTED},
 		{"max-future-skew", required_argument, NULL, O_SKEW},
 		{"kafka-timeout-ms", required_argument, NULL, O_KTO},
 		{"linger-ms", required_argument, NULL, O_LINGER},
@@ -1795,6 +1264,14 @@ configure(int argc, char **argv)
 		cfg.topic = e;
 	if ((e = getenv("UDACONNECT_DATABASE_URL")) && *e)
 		cfg.dburl = e;
+	if ((e = getenv("UDACONNECT_GRPC_MAX_FIND_CALLS")) && *e)
+		cfg.max_find = (int) parse_long(e, "UDACONNECT_GRPC_MAX_FIND_CALLS", 1, 100000);
+	if ((e = getenv("UDACONNECT_GRPC_MAX_STREAMS")) && *e)
+		cfg.max_streams = (int) parse_long(e, "UDACONNECT_GRPC_MAX_STREAMS", 1, 100000);
+	if ((e = getenv("UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT")) && *e)
+		cfg.stream_idle_s = (int) parse_long(e, "UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT", 1, 86400);
+	if ((e = getenv("UDACONNECT_GRPC_MAX_LISTED_REJECTIONS")) && *e)
+		cfg.max_listed = (int) parse_long(e, "UDACONNECT_GRPC_MAX_LISTED_REJECTIONS", 0, 1000);
 	if ((e = getenv("UDACONNECT_LOG_LEVEL")) && *e)
 	{
 		if ((log_min_level = log_level_from_name(e)) < 0)
@@ -1836,6 +1313,18 @@ configure(int argc, char **argv)
 				break;
 			case O_MAXROWS:
 				cfg.max_rows = (int) parse_long(optarg, "--max-rows", 1, 100000000);
+				break;
+			case O_MAXFIND:
+				cfg.max_find = (int) parse_long(optarg, "--max-find-calls", 1, 100000);
+				break;
+			case O_MAXSTREAMS:
+				cfg.max_streams = (int) parse_long(optarg, "--max-streams", 1, 100000);
+				break;
+			case O_IDLE:
+				cfg.stream_idle_s = (int) parse_long(optarg, "--stream-idle-timeout", 1, 86400);
+				break;
+			case O_MAXLISTED:
+				cfg.max_listed = (int) parse_long(optarg, "--max-listed-rejections", 0, 1000);
 				break;
 			case O_SKEW:
 				cfg.max_skew = (int) parse_long(optarg, "--max-future-skew", 0, UDC_MAX_MAX_FUTURE_SKEW);
@@ -1988,11 +1477,7 @@ main(int argc, char **argv)
 	pthread_create(&unary_producer.poll_thread, NULL, poll_main, &unary_producer);
 	pthread_create(&stream_producer.poll_thread, NULL, poll_main, &stream_producer);
 	if (cfg.dburl)
-	{
-		db_threads = calloc(cfg.db_threads, sizeof(pthread_t));
-		for (int i = 0; i < cfg.db_threads; i++)
-			pthread_create(&db_threads[i], NULL, db_main, (void *) (intptr_t) i);
-	}
+		find_threads_start();
 	for (int i = 0; i < cfg.threads; i++)
 		pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
 
@@ -2059,14 +1544,7 @@ main(int argc, char **argv)
 
 	logmsg(LOG_DEBUG, "shutdown: all calls finished");
 	if (cfg.dburl)
-	{
-		pthread_mutex_lock(&dbq_mu);
-		dbq_stop = true;
-		pthread_cond_broadcast(&dbq_cv);
-		pthread_mutex_unlock(&dbq_mu);
-		for (int i = 0; i < cfg.db_threads; i++)
-			pthread_join(db_threads[i], NULL);
-	}
+		find_threads_stop();
 	for (int i = 0; i < cfg.threads; i++)
 		grpc_completion_queue_shutdown(workers[i].cq);
 	for (int i = 0; i < cfg.threads; i++)
@@ -2093,7 +1571,6 @@ main(int argc, char **argv)
 	logmsg(LOG_DEBUG, "shutdown: Kafka producer destroyed");
 	grpc_shutdown();
 	free(workers);
-	free(db_threads);
 	for (int i = 0; i < cfg.nkopts; i++)
 		free(cfg.kopt_name[i]);
 	logmsg(LOG_INFO, "stopped");

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 
@@ -37,6 +38,7 @@ BROKERS = os.environ["UDACONNECT_KAFKA_BROKERS"]
 TOPIC = os.environ.get("UDACONNECT_KAFKA_TOPIC", "locations")
 GRPCD = os.path.join(TOP, "gateway/grpcd/udaconnect-grpcd")
 DEVKAFKA = os.path.join(TOP, "scripts/devkafka/udaconnect-devkafka")
+DBURL = os.environ.get("UDACONNECT_DATABASE_URL")
 
 n_tests = 0
 n_failed = 0
@@ -316,6 +318,88 @@ def _():
     code, det = rpc_error(raw, iter([good, good + b"\x7a\xa0\x8d\x06" + b"x" * 100000]), timeout=30)
     return code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, det)
 
+# ---------------------------------------------------------------- unknown fields
+
+
+def varint(v):
+    out = b""
+    while True:
+        b, v = v & 0x7f, v >> 7
+        if not v:
+            return out + bytes([b])
+        out += bytes([b | 0x80])
+
+
+def unknown_field(n):
+    """Field 15, length-delimited, n bytes: legal protobuf that a newer
+    client may send and this server does not know."""
+    return b"" if n == 0 else b"\x7a" + varint(n) + b"u" * n
+
+
+UNKNOWN_SIZES = (0, 200, 10000)
+# one point per size and RPC, all of one person, each with its own place and
+# time: the end-to-end test below counts each one's rows in udaconnect.location
+UNK_PID = int(psql("SELECT min(id) FROM udaconnect.person").strip())
+UNK_T = NOW - 8 * 86400
+UNK_POINTS = {}     # (rpc, size) -> v1.Location as the ingest workers must see it
+
+
+def unk_point(rpc, k, n):
+    m = v1.Location(person_id=UNK_PID, latitude=42.5 + k / 1000.0, longitude=3.25 + UNKNOWN_SIZES.index(n) / 1000.0,
+                    creation_time=ts(UNK_T + k * 10 + UNKNOWN_SIZES.index(n)))
+    UNK_POINTS[(rpc, n)] = m
+    return m
+
+
+@test("unknown fields of 0, 200 and 10000 bytes: RecordLocation OK; the Kafka value holds the known fields only")
+def _():
+    raw = ch.unary_unary("/udaconnect.v1.LocationService/RecordLocation",
+                         response_deserializer=svc.RecordLocationResponse.FromString)
+    out = []
+    for n in UNKNOWN_SIZES:
+        m = unk_point("unary", 1, n)
+        try:
+            r = raw(m.SerializeToString() + unknown_field(n), timeout=30)
+        except grpc.RpcError as e:      # was UNAVAILABLE (a retryable status) from 200 bytes on
+            out.append((n, e.code(), e.details()))
+            continue
+        key, value = kafka_read(BROKERS, TOPIC, r.partition, r.offset)
+        if key != str(UNK_PID) or value != m.SerializeToString():
+            out.append((n, key, value[:80]))
+    return not out, out
+
+
+@test("unknown fields of 0, 200 and 10000 bytes in one RecordLocations stream: all accepted")
+def _():
+    raw = ch.stream_unary("/udaconnect.v1.LocationService/RecordLocations",
+                          response_deserializer=svc.RecordLocationsResponse.FromString)
+    msgs = [unk_point("stream", 2, n).SerializeToString() + unknown_field(n) for n in UNKNOWN_SIZES]
+    r = raw(iter(msgs), timeout=60)
+    return r.accepted == 3 and r.rejected == 0, r
+
+
+@test("unknown fields of 0, 200 and 10000 bytes: original updateLocation OK (also inside createdTime)")
+def _():
+    raw = ch.unary_unary("/LocationService/updateLocation", response_deserializer=orig.Status.FromString)
+    out = []
+    for n in UNKNOWN_SIZES:
+        i = UNKNOWN_SIZES.index(n)
+        # integer degrees in the original proto; a place of its own per size
+        m = orig.Location(personId=UNK_PID, latitude=44 + i, longitude=5, createdTime=ts(UNK_T + 100 + i))
+        UNK_POINTS[("legacy", n)] = v1.Location(person_id=UNK_PID, latitude=44 + i, longitude=5,
+                                                creation_time=ts(UNK_T + 100 + i))
+        # an unknown field inside the Timestamp (field 4) as well
+        stamp = m.createdTime.SerializeToString() + unknown_field(min(n, 200))
+        body = orig.Location(personId=UNK_PID, latitude=44 + i, longitude=5).SerializeToString() + \
+            b"\x22" + varint(len(stamp)) + stamp + unknown_field(n)
+        try:
+            r = raw(body, timeout=30)
+            if r.currentState != "Received":
+                out.append((n, r))
+        except grpc.RpcError as e:
+            out.append((n, e.code(), e.details()))
+    return not out, out
+
 # ---------------------------------------------------------------- original clients
 
 
@@ -374,6 +458,27 @@ def _():
     return len(want) > 0 and got == want, "want %d rows, got %d\n%r\n%r" % (len(want), len(got), want[:3], got[:3])
 
 
+# a result of many chunks: person 950000 has one location; 950001 has 12000
+# at the same place on the same day
+BIG_PID, BIG_ROWS = 950000, 12000
+psql("INSERT INTO udaconnect.person (id, first_name, last_name, company_name)"
+     " VALUES (950000, 'Big', 'Result', 'Test'), (950001, 'Many', 'Points', 'Test');"
+     " INSERT INTO udaconnect.location (person_id, coordinate, creation_time)"
+     " SELECT 950000, udaconnect.make_point(10, 10), timestamptz '2021-06-01 12:00:00+00';"
+     " INSERT INTO udaconnect.location (person_id, coordinate, creation_time)"
+     " SELECT 950001, udaconnect.make_point(10, 10), timestamptz '2021-06-01 00:00:00+00' + g * interval '7 seconds'"
+     "   FROM generate_series(1, %d) g;"
+     " ANALYZE udaconnect.location" % BIG_ROWS)
+
+
+@test("FindConnections: a 12000-row result (many chunks of a cursor) is streamed identical and in order")
+def _():
+    want = sql_connections(BIG_PID, "2021-06-01", "2021-06-01", 5.0)
+    got = grpc_rows(conns.FindConnections(svc.FindConnectionsRequest(
+        person_id=BIG_PID, start_date="2021-06-01", end_date="2021-06-01"), timeout=60))
+    return len(want) == BIG_ROWS and got == want, "want %d rows, got %d" % (len(want), len(got))
+
+
 @test("FindConnections: meters and time_window_seconds are passed through")
 def _():
     want = psql("SELECT count(*) FROM udaconnect.find_connections(1, '2020-01-01', '2020-12-31', 1000,"
@@ -420,14 +525,18 @@ for what, req, field in FIND_BAD:
 def _():
     # The final status sent from a db thread used to read the call after
     # starting the batch, which a worker thread may already have freed
-    # (heap-use-after-free; an ASan build aborts here).
+    # (heap-use-after-free; an ASan build aborts here).  Beyond
+    # --max-find-calls (64) in flight, calls get RESOURCE_EXHAUSTED at once;
+    # the first 64 always get in.
     futs = [conns.FindConnections(svc.FindConnectionsRequest(
         person_id=900000 + i, start_date="2020-01-01", end_date="2020-12-31"), timeout=60) for i in range(300)]
-    codes = set()
+    codes = {}
     for f in futs:
-        codes.add(rpc_error(lambda: list(f))[0])
+        code = rpc_error(lambda: list(f))[0]
+        codes[code] = codes.get(code, 0) + 1
     ok = health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == S.SERVING
-    return codes == {grpc.StatusCode.NOT_FOUND} and ok, codes
+    return (set(codes) <= {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED}
+            and codes.get(grpc.StatusCode.NOT_FOUND, 0) >= 64 and ok), codes
 
 
 @test("FindConnections: the query ends at the call's deadline and frees its db thread")
@@ -496,15 +605,41 @@ def _():
         time.sleep(0.1)
     return False, "the point did not reach udaconnect.location within 60 s " + err
 
+
+
+@test("end to end: every unknown-field point (unary, stream, original) is stored exactly once")
+def _():
+    if psql("SELECT to_regclass('udaconnect.ingest_status') IS NOT NULL").strip() != "t":
+        print("# SKIP: this build has no Kafka ingest workers (udaconnect.ingest_status missing)")
+        return True
+    conds = " OR ".join(
+        "(creation_time = to_timestamp(%d) AND abs(ST_Y(coordinate) - %r) < 1e-9 AND abs(ST_X(coordinate) - %r) < 1e-9)"
+        % (m.creation_time.seconds, m.latitude, m.longitude) for m in UNK_POINTS.values())
+    q = ("SELECT count(*), count(DISTINCT (creation_time, coordinate)) FROM udaconnect.location"
+         " WHERE person_id = %d AND (%s)" % (UNK_PID, conds))
+    want = len(UNK_POINTS)
+    got = None
+    for _ in range(600):                          # bounded wait: 60 s
+        try:
+            got = psql(q).split()
+        except subprocess.CalledProcessError:
+            time.sleep(0.1)
+            continue
+        if got[1] == str(want):
+            break
+        time.sleep(0.1)
+    return got == [str(want), str(want)], "want %d points once each; rows, distinct points: %r" % (want, got)
+
 # ---------------------------------------------------------------- private broker + daemon
 
 
 class Daemon:
     """A private udaconnect-grpcd on an ephemeral port."""
 
-    def __init__(self, name, brokers, *args):
+    def __init__(self, name, brokers, *args, env=None):
+        """env: extra environment (the database is configured by --database-url only)"""
         self.log = os.path.join(SUITE_DIR, name + ".log")
-        env = dict(os.environ, UDACONNECT_KAFKA_BROKERS=brokers)
+        env = dict(os.environ, UDACONNECT_KAFKA_BROKERS=brokers, **(env or {}))
         env.pop("UDACONNECT_DATABASE_URL", None)
         self.p = subprocess.Popen([GRPCD, "--bind", "127.0.0.1", "--port", "0"] + list(args),
                                   env=env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
@@ -525,6 +660,29 @@ class Daemon:
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGTERM)
         return self.p.wait(timeout=60)
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait(timeout=30)
+
+    def rss_kb(self):
+        with open("/proc/%d/status" % self.p.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def rss_settled_kb(self, ready=lambda: True):
+        """VmRSS once ready() holds and it stopped growing (bounded: 20 s)"""
+        prev = None
+        for _ in range(40):
+            time.sleep(0.5)
+            cur = self.rss_kb()
+            if prev is not None and ready() and abs(cur - prev) < 256:
+                return cur
+            prev = cur
+        return cur
 
 
 class Broker:
@@ -668,6 +826,190 @@ finally:
     if broker:
         broker.stop()
 
+# ---------------------------------------------------------------- limits: a full producer queue, open streams, unread calls
+# The new limits are set through their environment variables, which older
+# daemons ignore: the same tests then show what those did.
+
+ONE_BAD = v1.Location(person_id=0, latitude=1, longitude=1)
+
+
+def code_counts(futs):
+    out = {}
+    for f in futs:
+        if f.done():
+            e = f.exception()
+            c = e.code() if e is not None else grpc.StatusCode.OK
+            out[c] = out.get(c, 0) + 1
+    return out
+
+
+stuck = None
+try:
+    # no broker at all (nothing listens on port 1) and room for 100 messages
+    stuck = Daemon("stuck-grpcd", "127.0.0.1:1", "-X", "queue.buffering.max.messages=100",
+                   "--kafka-timeout-ms", "30000")
+    sch = grpc.insecure_channel(stuck.addr)
+    slocs = svc_grpc.LocationServiceStub(sch)
+    shealth = health_pb2_grpc.HealthStub(sch)
+    yielded = [0]
+
+    def big_stream():
+        for i in range(5000):
+            yielded[0] = i + 1
+            yield v1.Location(person_id=20, latitude=1, longitude=i / 1000.0)
+
+    sfut = slocs.RecordLocations.future(big_stream(), timeout=8)
+    for _ in range(100):            # the queue is full after 100 points
+        if yielded[0] >= 1000:
+            break
+        time.sleep(0.1)
+
+    @test("broker unreachable, producer queue full under a large stream: health checks are still answered")
+    def _():
+        # the only worker thread used to block in rd_kafka_producev
+        # (RD_KAFKA_MSG_F_BLOCK) until the queued messages timed out
+        out = []
+        for _ in range(3):
+            try:
+                out.append(shealth.Check(health_pb2.HealthCheckRequest(), timeout=5).status)
+            except grpc.RpcError as e:
+                out.append(e.code())
+            time.sleep(0.3)
+        return out == [S.SERVING] * 3, out
+
+    @test("broker unreachable, queue full: a unary call is answered UNAVAILABLE (not the client's DEADLINE_EXCEEDED)")
+    def _():
+        code, det = rpc_error(slocs.RecordLocation, v1.Location(person_id=21, latitude=1, longitude=1), timeout=3)
+        return code == grpc.StatusCode.UNAVAILABLE, (code, det)
+
+    @test("broker unreachable, queue full: the stream gets UNAVAILABLE/RESOURCE_EXHAUSTED saying it was cut at index 100")
+    def _():
+        try:
+            r = sfut.result(timeout=60)
+            return False, "answered OK: %r" % r
+        except grpc.RpcError as e:
+            return (e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+                    and "cut at index 100" in e.details()), (e.code(), e.details())
+finally:
+    if stuck:
+        stuck.kill()
+
+streamd = None
+try:
+    streamd = Daemon("streams-grpcd", "127.0.0.1:1", env={"UDACONNECT_GRPC_MAX_STREAMS": "40"})
+    dch = grpc.insecure_channel(streamd.addr)
+    dlocs = svc_grpc.LocationServiceStub(dch)
+    release = threading.Event()
+
+    def bad_then_wait():
+        for _ in range(1000):
+            yield ONE_BAD
+        release.wait(60)
+
+    @test("200 open streams with 1000 rejections each: 40 admitted (--max-streams), 160 RESOURCE_EXHAUSTED, RSS +<20 MB")
+    def _():
+        # each stream used to keep 1000 x 260 bytes of rejections: +52 MB here
+        dlocs.RecordLocations(iter([ONE_BAD] * 1005), timeout=60)     # warm-up
+        before = streamd.rss_kb()
+        futs = [dlocs.RecordLocations.future(bad_then_wait(), timeout=120) for _ in range(200)]
+        after = streamd.rss_settled_kb(lambda: sum(f.done() for f in futs) >= 160)
+        codes = code_counts(futs)
+        release.set()
+        results = []
+        for f in futs:
+            try:
+                results.append(f.result(timeout=60))
+            except grpc.RpcError:
+                pass
+        listed = all(r.rejected == 1000 and [x.index for x in r.rejections] == list(range(1000)) for r in results)
+        grown_mb = (after - before) / 1024.0
+        print("# streams: RSS %d -> %d kB (+%.1f MB)" % (before, after, grown_mb))
+        return (grown_mb < 20 and codes == {grpc.StatusCode.RESOURCE_EXHAUSTED: 160} and len(results) == 40
+                and listed), "RSS %d -> %d kB (+%.1f MB); while open: %r; answered OK: %d, all listed: %s" % (
+                    before, after, grown_mb, codes, len(results), listed)
+
+    @test("after those streams ended, a new stream is admitted again")
+    def _():
+        r = dlocs.RecordLocations(iter([ONE_BAD] * 3), timeout=30)
+        return r.rejected == 3, r
+finally:
+    if streamd:
+        streamd.stop()
+
+idled = None
+try:
+    idled = Daemon("idle-grpcd", "127.0.0.1:1", env={"UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT": "2"})
+    ich = grpc.insecure_channel(idled.addr)
+    ilocs = svc_grpc.LocationServiceStub(ich)
+
+    @test("a stream without a deadline that stops sending is ended after --stream-idle-timeout")
+    def _():
+        stop = threading.Event()
+
+        def three_then_wait():
+            for _ in range(3):
+                yield ONE_BAD
+            stop.wait(60)
+        f = ilocs.RecordLocations.future(three_then_wait())
+        try:
+            r = f.result(timeout=30)            # bounded wait: it used to stay open
+            return False, "answered OK: %r" % r
+        except grpc.RpcError as e:
+            return (e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "--stream-idle-timeout" in e.details()
+                    and "3 messages" in e.details()), (e.code(), e.details())
+        except Exception as e:
+            f.cancel()
+            return False, "no answer within 30 s: %r" % e
+        finally:
+            stop.set()
+finally:
+    if idled:
+        idled.stop()
+
+findd = None
+try:
+    findd = Daemon("find-grpcd", BROKERS, "--database-url", DBURL, env={"UDACONNECT_GRPC_MAX_FIND_CALLS": "30"})
+    fch = grpc.insecure_channel(findd.addr)
+    fconns = svc_grpc.ConnectionServiceStub(fch)
+    BIG = svc.FindConnectionsRequest(person_id=BIG_PID, start_date="2021-06-01", end_date="2021-06-01")
+
+    @test("40 unread FindConnections calls of 12000 rows: 30 in flight (--max-find-calls), 10 RESOURCE_EXHAUSTED, RSS +<20 MB")
+    def _():
+        # each call used to hold its whole result (12000 rows): about +80 MB here
+        warm = list(fconns.FindConnections(BIG, timeout=60))
+        before = findd.rss_kb()
+        calls = [fconns.FindConnections(BIG, timeout=120) for _ in range(40)]
+        for c in calls:
+            c.initial_metadata()        # the first row was sent, or the call ended
+        after = findd.rss_settled_kb()
+        refused = sum(1 for c in calls if c.done() and c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED)
+        for c in calls:
+            c.cancel()
+        grown_mb = (after - before) / 1024.0
+        print("# FindConnections: RSS %d -> %d kB (+%.1f MB)" % (before, after, grown_mb))
+        return (len(warm) == BIG_ROWS and grown_mb < 20 and refused == 10), \
+            "RSS %d -> %d kB (+%.1f MB); RESOURCE_EXHAUSTED: %d" % (before, after, grown_mb, refused)
+
+    @test("after the unread calls were cancelled, FindConnections streams the whole result again")
+    def _():
+        for _ in range(100):                # bounded: the cancellations are processed asynchronously
+            try:
+                got = grpc_rows(fconns.FindConnections(BIG, timeout=60))
+                return got == sql_connections(BIG_PID, "2021-06-01", "2021-06-01", 5.0), len(got)
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    return False, (e.code(), e.details())
+                time.sleep(0.1)
+        return False, "still RESOURCE_EXHAUSTED"
+
+    @test("FindConnections daemon with open cursors cancelled: SIGTERM exits with status 0")
+    def _():
+        rc = findd.stop()
+        return rc == 0, rc
+finally:
+    if findd:
+        findd.kill()
+
 # ---------------------------------------------------------------- configuration errors
 
 
@@ -683,6 +1025,16 @@ def _():
     r = subprocess.run([GRPCD, "--stream-linger-ms", "-1"], capture_output=True, text=True,
                        env=dict(os.environ, UDACONNECT_KAFKA_BROKERS="127.0.0.1:1"))
     return r.returncode == 2 and "--stream-linger-ms" in r.stderr, (r.returncode, r.stderr)
+
+
+@test("bad --max-streams / UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT: exit status 2 naming the setting")
+def _():
+    env = dict(os.environ, UDACONNECT_KAFKA_BROKERS="127.0.0.1:1")
+    r1 = subprocess.run([GRPCD, "--max-streams", "0"], capture_output=True, text=True, env=env)
+    r2 = subprocess.run([GRPCD], capture_output=True, text=True,
+                        env=dict(env, UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT="soon"))
+    return (r1.returncode == 2 and "--max-streams" in r1.stderr and r2.returncode == 2
+            and "UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT" in r2.stderr), (r1.returncode, r1.stderr, r2.returncode, r2.stderr)
 
 
 @test("no brokers configured: exit status 2 naming UDACONNECT_KAFKA_BROKERS")

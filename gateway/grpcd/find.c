@@ -1,0 +1,609 @@
+/*
+ * udaconnect-grpcd — FindConnections, the server stream read from
+ * PostgreSQL.
+ *
+ * What this file holds: checking the request, the db threads (--db-threads,
+ * one libpq connection each), and streaming the rows in bounded chunks.  A
+ * call's query runs as
+ *
+ *   BEGIN; DECLARE grpcd_fc_N NO SCROLL CURSOR WITH HOLD FOR SELECT ...;
+ *   FETCH 256 FROM grpcd_fc_N; COMMIT
+ *
+ * in one round trip.  The FETCH runs udaconnect.find_connections() under
+ * the statement_timeout (the time left before the call's deadline, at most
+ * 30 s); at COMMIT, PostgreSQL keeps the rest of the result in the cursor
+ * (in memory up to work_mem, then in a temporary file).  Once the call has
+ * sent a chunk, the db thread that owns the cursor fetches the next one;
+ * between fetches, it serves other calls.  So the daemon holds at most one
+ * chunk per call, however slowly the client reads, and the rows are those
+ * of one snapshot, in the function's order.  --max-find-calls bounds the
+ * calls in flight (waiting for a db thread or streaming); the excess gets
+ * RESOURCE_EXHAUSTED.
+ *
+ * What it must not do: hold a whole result in the daemon, or keep a db
+ * thread waiting for a client.
+ *
+ * Threads: a call's job (first query, next chunk, closing the cursor) runs
+ * on a db thread; its sends complete on its worker thread.  One of them at a
+ * time owns the call: a job is queued only when no batch is outstanding.
+ */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpcd.h"
+
+#define FIND_CHUNK 256			/* rows per FETCH: about 40 KB of PGresult */
+#define DB_STATEMENT_TIMEOUT_MS 30000
+
+enum find_job
+{
+	JOB_QUERY,					/* run the query, send the first chunk */
+	JOB_FETCH,					/* send the next chunk */
+	JOB_CLOSE					/* the client went away: close the cursor */
+};
+
+typedef struct db_thread
+{
+	int			id;
+	pthread_t	thread;
+	call	   *head,			/* its own jobs (its cursors), under dbq_mu */
+			   *tail;
+	/* the thread's alone: */
+	PGconn	   *conn;
+	unsigned	gen;			/* bumped when the connection is replaced */
+	unsigned	next_cursor;
+	int			timeout_ms;		/* the connection's statement_timeout */
+} db_thread;
+
+static pthread_mutex_t dbq_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t dbq_cv = PTHREAD_COND_INITIALIZER;
+static call *dbq_head,			/* new calls: any db thread */
+		   *dbq_tail;
+static bool dbq_stop;
+static db_thread *dbt;
+static atomic_int nfind;		/* calls counted against --max-find-calls */
+
+static void find_send_done(tag *t, bool ok);
+
+/* a job for the db thread that holds c's cursor (any thread) */
+static void
+push_own(call *c, int job)
+{
+	db_thread  *t = &dbt[c->owner];
+
+	c->job = job;
+	c->qnext = NULL;
+	pthread_mutex_lock(&dbq_mu);
+	if (t->tail)
+		t->tail->qnext = c;
+	else
+		t->head = c;
+	t->tail = c;
+	/* one condition variable for all: wake them all, the owner takes it */
+	pthread_cond_broadcast(&dbq_cv);
+	pthread_mutex_unlock(&dbq_mu);
+}
+
+/* the end of the rows: the final status (any thread) */
+static void
+find_finish(call *c)
+{
+	atomic_store(&c->answered, 1);
+	if (c->truncated)
+	{
+		char		msg[256];
+
+		snprintf(msg, sizeof(msg),
+				 "more than %d connections; only the first %d were sent (narrow the date range)",
+				 cfg.max_rows, cfg.max_rows);
+		call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, NULL);
+	}
+	else
+		call_finish(c, GRPC_STATUS_OK, NULL, NULL);
+}
+
+/*
+ * Send the next row of the chunk; at its end, ask the owner for the next
+ * chunk or finish.  Runs on the db thread (first row of a chunk) or the
+ * worker thread (the others); c is not touched after the batch started.
+ */
+static void
+find_send_next(call *c)
+{
+	Udaconnect__V1__Connection m = UDACONNECT__V1__CONNECTION__INIT;
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	size_t		n = 0;
+	int64_t		us;
+	grpc_call_error e;
+	int			r = c->row;
+
+	if (r >= c->nrows)
+	{
+		PQclear(c->res);
+		c->res = NULL;
+		if (!c->exhausted)
+			push_own(c, JOB_FETCH);
+		else
+			find_finish(c);
+		return;
+	}
+	m.location_id = strtoll(PQgetvalue(c->res, r, 0), NULL, 10);
+	m.person_id = (int32_t) strtol(PQgetvalue(c->res, r, 1), NULL, 10);
+	m.latitude = strtod(PQgetvalue(c->res, r, 2), NULL);
+	m.longitude = strtod(PQgetvalue(c->res, r, 3), NULL);
+	us = strtoll(PQgetvalue(c->res, r, 4), NULL, 10);
+	ts.seconds = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
+	ts.nanos = (int32_t) ((us - ts.seconds * 1000000) * 1000);
+	m.creation_time = &ts;
+	m.distance_m = strtod(PQgetvalue(c->res, r, 5), NULL);
+	c->row++;
+
+	if (c->send_buf)
+		grpc_byte_buffer_destroy(c->send_buf);
+	c->send_buf = pack_message(&m.base);
+	if (!c->sent_initial)
+	{
+		memset(&c->ops[n], 0, sizeof(grpc_op));
+		c->ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+		c->sent_initial = true;
+	}
+	memset(&c->ops[n], 0, sizeof(grpc_op));
+	c->ops[n].op = GRPC_OP_SEND_MESSAGE;
+	c->ops[n++].data.send_message.send_message = c->send_buf;
+	c->t.done = find_send_done;
+	e = grpc_call_start_batch(c->gc, c->ops, n, &c->t, NULL);
+	if (e != GRPC_CALL_OK)
+	{
+		logmsg(LOG_ERROR, "grpc_call_start_batch (send) failed: error %d", (int) e);
+		find_send_done(&c->t, false);
+	}
+}
+
+static void
+find_send_done(tag *t, bool ok)
+{
+	call	   *c = (call *) t;
+
+	if (!ok)
+	{
+		/* cancelled, deadline exceeded or the connection went away */
+		atomic_store(&c->answered, 1);
+		if (!c->exhausted)
+			push_own(c, JOB_CLOSE); /* the job releases the flow */
+		else
+			call_unref(c);
+		return;
+	}
+	find_send_next(c);
+}
+
+static grpc_status_code
+sqlstate_to_status(const char *st)
+{
+	if (st == NULL)
+		return GRPC_STATUS_UNAVAILABLE;
+	if (strcmp(st, "P0002") == 0)
+		return GRPC_STATUS_NOT_FOUND;
+	if (strcmp(st, "57014") == 0)
+		return GRPC_STATUS_DEADLINE_EXCEEDED;
+	if (strncmp(st, "22", 2) == 0)
+		return GRPC_STATUS_INVALID_ARGUMENT;
+	if (strncmp(st, "08", 2) == 0 || strncmp(st, "57", 2) == 0 || strncmp(st, "53", 2) == 0)
+		return GRPC_STATUS_UNAVAILABLE;
+	return GRPC_STATUS_INTERNAL;
+}
+
+static bool
+db_connect(db_thread *t)
+{
+	t->conn = PQconnectdb(cfg.dburl);
+	if (PQstatus(t->conn) != CONNECTION_OK)
+	{
+		logmsg(LOG_WARNING, "db thread %d: cannot connect to the database: %s", t->id, PQerrorMessage(t->conn));
+		PQfinish(t->conn);
+		t->conn = NULL;
+		return false;
+	}
+	PQclear(PQexec(t->conn, "SET application_name = 'udaconnect-grpcd'; SET statement_timeout = '30s'"));
+	t->timeout_ms = DB_STATEMENT_TIMEOUT_MS;
+	logmsg(LOG_INFO, "db thread %d: connected to the database", t->id);
+	return true;
+}
+
+/* drop a broken connection: its cursors are gone with it */
+static void
+db_reset(db_thread *t)
+{
+	logmsg(LOG_WARNING, "db thread %d: lost the database connection: %s", t->id, PQerrorMessage(t->conn));
+	PQfinish(t->conn);
+	t->conn = NULL;
+	t->gen++;
+}
+
+/* answer c with the error of res (or of the connection); the cursor is gone */
+static void
+db_fail(call *c, db_thread *t, PGresult *res)
+{
+	const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *pm = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *dt = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	grpc_status_code code = sqlstate_to_status(st);
+	char		sent[64] = "";
+
+	c->exhausted = true;
+	if (PQstatus(t->conn) != CONNECTION_OK)
+	{
+		db_reset(t);
+		code = GRPC_STATUS_UNAVAILABLE;
+	}
+	if (code == GRPC_STATUS_INTERNAL)
+		logmsg(LOG_ERROR, "FindConnections: database error %s: %s", st ? st : "?",
+			   pm ? pm : PQresultErrorMessage(res));
+	if (c->fetched > 0)
+		snprintf(sent, sizeof(sent), " (after %lld rows were sent)", (long long) c->fetched);
+	call_fail(c, code, "%s%s%s%s", pm ? pm : "the database query failed", dt ? ": " : "", dt ? dt : "", sent);
+	PQclear(res);
+}
+
+static void
+db_close_cursor(call *c, db_thread *t)
+{
+	char		sql[48];
+
+	c->exhausted = true;
+	if (t->conn == NULL || c->conn_gen != t->gen)
+		return;
+	snprintf(sql, sizeof(sql), "CLOSE grpcd_fc_%u", c->cursor_no);
+	PQclear(PQexec(t->conn, sql));
+}
+
+/*
+ * A chunk arrived (db thread): keep at most --max-rows rows in all, close
+ * the cursor after the last chunk, and send its first row.
+ */
+static void
+db_take_chunk(call *c, db_thread *t, PGresult *rows)
+{
+	int64_t		n = PQntuples(rows);
+	bool		last = n < FIND_CHUNK;
+
+	/* the query's LIMIT is --max-rows + 1: one row more means truncated */
+	if (n > cfg.max_rows - c->fetched)
+	{
+		n = cfg.max_rows - c->fetched;
+		c->truncated = true;
+		last = true;
+	}
+	c->fetched += n;
+	if (last)
+		db_close_cursor(c, t);
+	c->res = rows;
+	c->row = 0;
+	c->nrows = (int) n;
+	find_send_next(c);
+}
+
+/* statement_timeout = the time left before c's deadline, at most 30 s */
+static void
+db_set_timeout(call *c, db_thread *t)
+{
+	int64_t		left = c->deadline_ms == INT64_MAX ? DB_STATEMENT_TIMEOUT_MS : c->deadline_ms - now_ms();
+	int			tmo = left >= DB_STATEMENT_TIMEOUT_MS ? DB_STATEMENT_TIMEOUT_MS : left < 1 ? 1 : (int) left;
+
+	if (tmo != t->timeout_ms)
+	{
+		char		set[64];
+		PGresult   *res;
+
+		snprintf(set, sizeof(set), "SET statement_timeout = %d", tmo);
+		res = PQexec(t->conn, set);
+		if (PQresultStatus(res) == PGRES_COMMAND_OK)
+			t->timeout_ms = tmo;
+		PQclear(res);
+	}
+}
+
+/*
+ * The first chunk: the query in one round trip (see the header).  The
+ * values are written into the SQL text: each was checked to be a number
+ * or a YYYY-MM-DD date (find_check), so none can be anything else.
+ */
+static void
+db_query(call *c, db_thread *t)
+{
+	Udaconnect__V1__FindConnectionsRequest *q = c->freq;
+	char		sql[1024];
+	char		window[64] = "NULL::interval";
+	PGresult   *res,
+			   *rows = NULL,
+			   *err = NULL;
+
+	if (now_ms() >= c->deadline_ms)
+	{
+		call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed before the query started");
+		return;
+	}
+	if (t->conn == NULL && !db_connect(t))
+	{
+		call_fail(c, GRPC_STATUS_UNAVAILABLE, "the database is unavailable");
+		return;
+	}
+	/*
+	 * The query ends at the call's deadline: a client that gave up must not
+	 * hold one of the few db threads for the full 30 s (SQLSTATE 57014 ->
+	 * DEADLINE_EXCEEDED).
+	 */
+	db_set_timeout(c, t);
+	if (q->time_window_seconds > 0)
+		snprintf(window, sizeof(window), "make_interval(secs => %.17g::float8)", q->time_window_seconds);
+	c->cursor_no = t->next_cursor++;
+	c->conn_gen = t->gen;
+	snprintf(sql, sizeof(sql),
+			 "BEGIN;"
+			 " DECLARE grpcd_fc_%u NO SCROLL CURSOR WITH HOLD FOR"
+			 " SELECT location_id, person_id, latitude, longitude,"
+			 "        (extract(epoch FROM creation_time) * 1000000)::int8, distance_m"
+			 "   FROM udaconnect.find_connections(%d, '%s'::date, '%s'::date, %.17g::float8, %s)"
+			 "  LIMIT %lld;"
+			 " FETCH FORWARD %d FROM grpcd_fc_%u;"
+			 " COMMIT",
+			 c->cursor_no, q->person_id, q->start_date, q->end_date, q->meters > 0 ? q->meters : 5.0,
+			 window, (long long) cfg.max_rows + 1, FIND_CHUNK, c->cursor_no);
+	if (!PQsendQuery(t->conn, sql))
+	{
+		db_reset(t);
+		call_fail(c, GRPC_STATUS_UNAVAILABLE, "the database is unavailable");
+		return;
+	}
+	/* BEGIN, DECLARE, FETCH (the rows), COMMIT; after an error, nothing more */
+	while ((res = PQgetResult(t->conn)) != NULL)
+	{
+		ExecStatusType st = PQresultStatus(res);
+
+		if (st == PGRES_TUPLES_OK && rows == NULL)
+			rows = res;
+		else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && err == NULL)
+			err = res;
+		else
+			PQclear(res);
+	}
+	if (err == NULL && rows == NULL)
+		err = PQmakeEmptyPGresult(t->conn, PGRES_FATAL_ERROR);
+	if (err != NULL)
+	{
+		PQclear(rows);
+		if (PQtransactionStatus(t->conn) == PQTRANS_INERROR || PQtransactionStatus(t->conn) == PQTRANS_INTRANS)
+			PQclear(PQexec(t->conn, "ROLLBACK"));	/* the cursor goes with it */
+		db_fail(c, t, err);
+		return;
+	}
+	c->owner = t->id;
+	c->exhausted = false;
+	db_take_chunk(c, t, rows);
+}
+
+/* the next chunk from c's cursor */
+static void
+db_fetch(call *c, db_thread *t)
+{
+	char		sql[64];
+	PGresult   *res;
+
+	if (t->conn == NULL || c->conn_gen != t->gen)
+	{
+		c->exhausted = true;
+		call_fail(c, GRPC_STATUS_UNAVAILABLE,
+				  "the database connection was lost after %lld rows were sent; the rest is not available",
+				  (long long) c->fetched);
+		return;
+	}
+	if (now_ms() >= c->deadline_ms)
+	{
+		db_close_cursor(c, t);
+		call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed after %lld rows were sent",
+				  (long long) c->fetched);
+		return;
+	}
+	db_set_timeout(c, t);		/* the last call's may have been a short one */
+	snprintf(sql, sizeof(sql), "FETCH FORWARD %d FROM grpcd_fc_%u", FIND_CHUNK, c->cursor_no);
+	res = PQexec(t->conn, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		db_close_cursor(c, t);
+		db_fail(c, t, res);
+		return;
+	}
+	db_take_chunk(c, t, res);
+}
+
+static void *
+db_main(void *arg)
+{
+	db_thread  *t = arg;
+	char		name[16];
+
+	snprintf(name, sizeof(name), "grpcd-db%d", t->id);
+	pthread_setname_np(pthread_self(), name);
+
+	for (;;)
+	{
+		call	   *c;
+
+		pthread_mutex_lock(&dbq_mu);
+		while (t->head == NULL && dbq_head == NULL && !dbq_stop)
+			pthread_cond_wait(&dbq_cv, &dbq_mu);
+		/* its own cursors first: each holds memory until it is read */
+		if (t->head != NULL)
+		{
+			c = t->head;
+			if ((t->head = c->qnext) == NULL)
+				t->tail = NULL;
+		}
+		else if (dbq_head != NULL)
+		{
+			c = dbq_head;
+			if ((dbq_head = c->qnext) == NULL)
+				dbq_tail = NULL;
+		}
+		else
+		{
+			pthread_mutex_unlock(&dbq_mu);
+			break;
+		}
+		pthread_mutex_unlock(&dbq_mu);
+		switch (c->job)
+		{
+			case JOB_QUERY:
+				db_query(c, t);
+				break;
+			case JOB_FETCH:
+				db_fetch(c, t);
+				break;
+			case JOB_CLOSE:
+				db_close_cursor(c, t);
+				call_unref(c);	/* the flow's reference */
+				break;
+		}
+	}
+	if (t->conn)
+		PQfinish(t->conn);
+	return NULL;
+}
+
+void
+find_threads_start(void)
+{
+	dbt = calloc(cfg.db_threads, sizeof(db_thread));
+	for (int i = 0; i < cfg.db_threads; i++)
+	{
+		dbt[i].id = i;
+		pthread_create(&dbt[i].thread, NULL, db_main, &dbt[i]);
+	}
+}
+
+/* after every call ended: no job is left */
+void
+find_threads_stop(void)
+{
+	pthread_mutex_lock(&dbq_mu);
+	dbq_stop = true;
+	pthread_cond_broadcast(&dbq_cv);
+	pthread_mutex_unlock(&dbq_mu);
+	for (int i = 0; i < cfg.db_threads; i++)
+		pthread_join(dbt[i].thread, NULL);
+	free(dbt);
+}
+
+/* the call is being freed */
+void
+find_release(call *c)
+{
+	if (c->counted)
+		atomic_fetch_sub(&nfind, 1);
+	if (c->res)
+		PQclear(c->res);
+	if (c->freq)
+		udaconnect__v1__find_connections_request__free_unpacked(c->freq, NULL);
+}
+
+/* YYYY-MM-DD (digits in the right places); the calendar check is PostgreSQL's */
+static bool
+iso_date(const char *s)
+{
+	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+		return false;
+	for (int i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+			return false;
+	return true;
+}
+
+/* Check the request's fields; false: c was answered INVALID_ARGUMENT. */
+static bool
+find_check(call *c, const Udaconnect__V1__FindConnectionsRequest *q)
+{
+	if (q->person_id <= 0)
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "person_id must be a positive integer, got %d", q->person_id);
+	else if (q->start_date[0] == '\0')
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "start_date is required (YYYY-MM-DD)");
+	else if (q->end_date[0] == '\0')
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "end_date is required (YYYY-MM-DD)");
+	else if (!isfinite(q->meters) || q->meters < 0)
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "meters must be a finite number >= 0 (0 = 5 m), got %g", q->meters);
+	else if (!isfinite(q->time_window_seconds) || q->time_window_seconds < 0)
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "time_window_seconds must be a finite number >= 0 (0 = none), got %g",
+				  q->time_window_seconds);
+	/* make_interval() saturates silently past ~1e13 s (a "negative" window) */
+	else if (q->time_window_seconds > 1e9)
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "time_window_seconds is out of range (at most 1e9 seconds), got %g",
+				  q->time_window_seconds);
+	/* strict ISO dates: PostgreSQL alone would also take "epoch", "infinity", "today", "Jan 1 2020" ... */
+	else if (!iso_date(q->start_date))
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "start_date must be a date as YYYY-MM-DD, got \"%.40s\"", q->start_date);
+	else if (!iso_date(q->end_date))
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "end_date must be a date as YYYY-MM-DD, got \"%.40s\"", q->end_date);
+	else
+		return true;
+	return false;
+}
+
+/* a new FindConnections call (worker thread) */
+void
+handle_find(call *c, grpc_byte_buffer *payload)
+{
+	grpc_slice	s;
+	Udaconnect__V1__FindConnectionsRequest *q;
+	const char *bad;
+
+	if (payload == NULL)
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
+		return;
+	}
+	s = buffer_slice(payload);
+	q = udaconnect__v1__find_connections_request__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	if (q == NULL)
+	{
+		grpc_slice_unref(s);
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid udaconnect.v1.FindConnectionsRequest message");
+		return;
+	}
+	c->freq = q;
+	c->exhausted = true;		/* no cursor yet */
+	bad = string_with_nul(&udaconnect__v1__find_connections_request__descriptor,
+						  GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+	grpc_slice_unref(s);
+	if (bad)
+	{
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s must not contain a NUL character", bad);
+		return;
+	}
+	if (!find_check(c, q))
+		return;
+	if (cfg.dburl == NULL)
+	{
+		call_fail(c, GRPC_STATUS_UNAVAILABLE, "no database configured (UDACONNECT_DATABASE_URL / --database-url)");
+		return;
+	}
+	if (atomic_fetch_add(&nfind, 1) >= cfg.max_find)
+	{
+		atomic_fetch_sub(&nfind, 1);
+		call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+				  "too many FindConnections calls in flight (at most %d, --max-find-calls); retry later", cfg.max_find);
+		return;
+	}
+	c->counted = true;
+	c->job = JOB_QUERY;
+	c->qnext = NULL;
+	pthread_mutex_lock(&dbq_mu);
+	if (dbq_tail)
+		dbq_tail->qnext = c;
+	else
+		dbq_head = c;
+	dbq_tail = c;
+	pthread_cond_signal(&dbq_cv);
+	pthread_mutex_unlock(&dbq_mu);
+}
