@@ -6,10 +6,12 @@
  * one libpq connection each), and streaming the rows in bounded chunks.  A
  * call's query runs as
  *
- *   BEGIN; DECLARE grpcd_fc_N NO SCROLL CURSOR WITH HOLD FOR SELECT ...;
- *   FETCH 256 FROM grpcd_fc_N; COMMIT
+ *   BEGIN; DECLARE grpcd_fc_N NO SCROLL CURSOR WITH HOLD FOR SELECT ...
+ *   FROM udaconnect.api_find_connections($1, ...); FETCH 256 FROM
+ *   grpcd_fc_N; COMMIT
  *
- * in one round trip.  The FETCH runs udaconnect.find_connections() under
+ * sent as one libpq pipeline, the values as parameters: one round trip.
+ * The FETCH runs udaconnect.api_find_connections() under
  * the statement_timeout (the time left before the call's deadline, at most
  * 30 s); at COMMIT, PostgreSQL keeps the rest of the result in the cursor
  * (in memory up to work_mem, then in a temporary file).  Once the call has
@@ -307,18 +309,62 @@ db_set_timeout(call *c, db_thread *t)
 }
 
 /*
- * The first chunk: the query in one round trip (see the header).  The
- * values are written into the SQL text: each was checked to be a number
- * or a YYYY-MM-DD date (find_check), so none can be anything else.
+ * Read the results of the pipeline db_query() sent: the first result set
+ * (the FETCH's rows) into *rows, the first error into *err; everything up
+ * to the pipeline's sync is consumed.  False when the connection broke.
+ */
+static bool
+db_pipeline_results(db_thread *t, PGresult **rows, PGresult **err)
+{
+	PGresult   *res;
+
+	for (;;)
+	{
+		ExecStatusType st;
+
+		res = PQgetResult(t->conn);
+		if (res == NULL)
+		{
+			/* between two queries' results; a dead connection also ends here */
+			if (PQstatus(t->conn) != CONNECTION_OK)
+				return false;
+			continue;
+		}
+		st = PQresultStatus(res);
+		if (st == PGRES_PIPELINE_SYNC)
+		{
+			PQclear(res);
+			return true;
+		}
+		if (st == PGRES_TUPLES_OK && *rows == NULL)
+			*rows = res;
+		else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK &&
+				 st != PGRES_PIPELINE_ABORTED && *err == NULL)
+			*err = res;
+		else
+			PQclear(res);
+	}
+}
+
+/*
+ * The first chunk: BEGIN, DECLARE (the values as parameters), FETCH and
+ * COMMIT sent as one libpq pipeline, so they take one round trip (see the
+ * header).  The window and date rules are the SQL API's:
+ * udaconnect.api_find_connections().
  */
 static void
 db_query(call *c, db_thread *t)
 {
 	Udaconnect__V1__FindConnectionsRequest *q = c->freq;
-	char		sql[1024];
-	char		window[64] = "NULL::interval";
-	PGresult   *res,
-			   *rows = NULL,
+	char		declare[512];
+	char		fetch[64];
+	char		p_person[16],
+				p_meters[32],
+				p_window[32],
+				p_limit[24];
+	const char *params[6];
+	bool		sent;
+	PGresult   *rows = NULL,
 			   *err = NULL;
 
 	if (now_ms() >= c->deadline_ms)
@@ -337,38 +383,41 @@ db_query(call *c, db_thread *t)
 	 * DEADLINE_EXCEEDED).
 	 */
 	db_set_timeout(c, t);
-	if (q->time_window_seconds > 0)
-		snprintf(window, sizeof(window), "make_interval(secs => %.17g::float8)", q->time_window_seconds);
 	c->cursor_no = t->next_cursor++;
 	c->conn_gen = t->gen;
-	snprintf(sql, sizeof(sql),
-			 "BEGIN;"
-			 " DECLARE grpcd_fc_%u NO SCROLL CURSOR WITH HOLD FOR"
+	/* the cursor's name is ours, never the client's: only values are parameters */
+	snprintf(declare, sizeof(declare),
+			 "DECLARE grpcd_fc_%u NO SCROLL CURSOR WITH HOLD FOR"
 			 " SELECT location_id, person_id, latitude, longitude,"
 			 "        (extract(epoch FROM creation_time) * 1000000)::int8, distance_m"
-			 "   FROM udaconnect.find_connections(%d, '%s'::date, '%s'::date, %.17g::float8, %s)"
-			 "  LIMIT %lld;"
-			 " FETCH FORWARD %d FROM grpcd_fc_%u;"
-			 " COMMIT",
-			 c->cursor_no, q->person_id, q->start_date, q->end_date, q->meters > 0 ? q->meters : 5.0,
-			 window, (long long) cfg.max_rows + 1, FIND_CHUNK, c->cursor_no);
-	if (!PQsendQuery(t->conn, sql))
+			 "   FROM udaconnect.api_find_connections($1::int4, $2::date, $3::date, $4::float8, $5::float8)"
+			 "  LIMIT $6::int8",
+			 c->cursor_no);
+	snprintf(fetch, sizeof(fetch), "FETCH FORWARD %d FROM grpcd_fc_%u", FIND_CHUNK, c->cursor_no);
+	snprintf(p_person, sizeof(p_person), "%d", q->person_id);
+	snprintf(p_meters, sizeof(p_meters), "%.17g", q->meters > 0 ? q->meters : 5.0);
+	snprintf(p_window, sizeof(p_window), "%.17g", q->time_window_seconds);
+	snprintf(p_limit, sizeof(p_limit), "%lld", (long long) cfg.max_rows + 1);
+	params[0] = p_person;
+	params[1] = q->start_date;
+	params[2] = q->end_date;
+	params[3] = p_meters;
+	params[4] = q->time_window_seconds > 0 ? p_window : NULL;	/* proto3's 0 = none */
+	params[5] = p_limit;
+
+	sent = PQenterPipelineMode(t->conn) &&
+		PQsendQueryParams(t->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+		PQsendQueryParams(t->conn, declare, 6, NULL, params, NULL, NULL, 0) &&
+		PQsendQueryParams(t->conn, fetch, 0, NULL, NULL, NULL, NULL, 0) &&
+		PQsendQueryParams(t->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+		PQpipelineSync(t->conn);
+	if (!sent || !db_pipeline_results(t, &rows, &err) || !PQexitPipelineMode(t->conn))
 	{
+		PQclear(rows);
+		PQclear(err);
 		db_reset(t);
 		call_fail(c, GRPC_STATUS_UNAVAILABLE, "the database is unavailable");
 		return;
-	}
-	/* BEGIN, DECLARE, FETCH (the rows), COMMIT; after an error, nothing more */
-	while ((res = PQgetResult(t->conn)) != NULL)
-	{
-		ExecStatusType st = PQresultStatus(res);
-
-		if (st == PGRES_TUPLES_OK && rows == NULL)
-			rows = res;
-		else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && err == NULL)
-			err = res;
-		else
-			PQclear(res);
 	}
 	if (err == NULL && rows == NULL)
 		err = PQmakeEmptyPGresult(t->conn, PGRES_FATAL_ERROR);
