@@ -47,6 +47,16 @@ static const struct
 };
 
 static pthread_key_t conn_key;
+
+/* What the server says outside a result (e.g. that it is terminating the
+ * session) goes to our log, not bare to stderr as libpq's default does. */
+static void
+notice_to_log(void *arg, const char *message)
+{
+    (void) arg;
+    logmsg(LOG_WARNING, "database: %s", message);
+}
+
 static __thread PGconn *tconn;
 static __thread double next_attempt;   /* monotonic seconds */
 static __thread int    reported_down;
@@ -141,11 +151,11 @@ db_connect_new(void)
     keys[n] = NULL; vals[n] = NULL;
 
     PGconn *c = PQconnectdbParams(keys, vals, 1);
+    PQsetNoticeProcessor(c, notice_to_log, NULL);
     if (PQstatus(c) != CONNECTION_OK)
     {
         if (!reported_down)
-            fprintf(stderr, "udaconnect-httpd: cannot connect to the database: %s",
-                    PQerrorMessage(c));
+            logmsg(LOG_WARNING, "cannot connect to the database: %s", PQerrorMessage(c));
         reported_down = 1;
         /* the details (host, port, role) go to the log, not to clients */
         set_last_error("cannot connect to the database", NULL);
@@ -158,8 +168,7 @@ db_connect_new(void)
         PGresult *r = PQprepare(c, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
         {
-            fprintf(stderr, "udaconnect-httpd: cannot prepare %s: %s",
-                    stmts[i].name, PQresultErrorMessage(r));
+            logmsg(LOG_ERROR, "cannot prepare %s: %s", stmts[i].name, PQresultErrorMessage(r));
             set_last_error("the database lacks the HTTP API (is the pg_udaconnect extension installed "
                            "and up to date?): ", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
             metrics_db_error("prepare");
@@ -170,7 +179,7 @@ db_connect_new(void)
         PQclear(r);
     }
     if (reported_down)
-        fprintf(stderr, "udaconnect-httpd: connected to the database again\n");
+        logmsg(LOG_INFO, "connected to the database again");
     reported_down = 0;
     last_error[0] = 0;
     return c;

@@ -80,15 +80,15 @@ discard_more(const struct timespec *t0, uint64_t seen)
 
     if (seen > cfg.max_discard)
     {
-        fprintf(stderr, "udaconnect-httpd: a refused request body passed %zu bytes; "
-                "closing its connection without an answer\n", cfg.max_discard);
+        logmsg(LOG_INFO, "a refused request body passed %zu bytes; "
+               "closing its connection without an answer", cfg.max_discard);
         return -1;
     }
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (now.tv_sec - t0->tv_sec > DISCARD_SECONDS)
     {
-        fprintf(stderr, "udaconnect-httpd: a refused request body took over %d s; "
-                "closing its connection without an answer\n", DISCARD_SECONDS);
+        logmsg(LOG_INFO, "a refused request body took over %d s; "
+               "closing its connection without an answer", DISCARD_SECONDS);
         return -1;
     }
     return 0;

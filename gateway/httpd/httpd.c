@@ -367,8 +367,7 @@ db_error(struct MHD_Connection *c, struct request *r, enum stmt s, const PGresul
     else
         metrics_db_error("client_error");
     if (m->status >= 500 && m->status != 503 && m->status != 504)
-        fprintf(stderr, "udaconnect-httpd: %s: SQLSTATE %s: %s\n",
-                db_stmt_name(s), state, msg);
+        logmsg(LOG_ERROR, "%s: SQLSTATE %s: %s", db_stmt_name(s), state, msg);
     const char *field = error_field(res, fields);
     /* an unknown referenced id is about the fallback field */
     if (!field && (strcmp(state, "P0002") == 0 || strcmp(state, "23503") == 0))
@@ -1397,13 +1396,9 @@ unescape(void *cls, struct MHD_Connection *c, char *s)
 static void
 log_mhd(void *cls, const char *fmt, va_list ap)
 {
-    size_t      len = strlen(fmt);
     (void) cls;
 
-    fputs("udaconnect-httpd: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    if (len == 0 || fmt[len - 1] != '\n')
-        fputc('\n', stderr);   /* some of MHD's messages have none */
+    vlogmsg(LOG_WARNING, fmt, ap);
 }
 
 /* ---- connection limits across all workers --------------------------------
@@ -1543,8 +1538,8 @@ num_opt(const char *name, const char *v, long min, long max)
 
     if (!v || parse_int64(v, min, max, &x) < 0)
     {
-        fprintf(stderr, "udaconnect-httpd: %s must be an integer between %ld and %ld, not \"%s\"\n",
-                name, min, max, v ? v : "");
+        logmsg(LOG_FATAL, "%s must be an integer between %ld and %ld, not \"%s\"",
+               name, min, max, v ? v : "");
         exit(2);
     }
     return (long) x;
@@ -1590,6 +1585,7 @@ read_file(const char *path, size_t *len)
 int
 main(int argc, char **argv)
 {
+    log_init("udaconnect-httpd");
     char exe_dir[PATH_MAX] = ".", defweb[PATH_MAX + 8], defopenapi[PATH_MAX + 16];
     ssize_t n = readlink("/proc/self/exe", exe_dir, sizeof exe_dir - 1);
     if (n > 0)
@@ -1642,7 +1638,7 @@ main(int argc, char **argv)
     for (int i = 1; i < argc; i++)
     {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define OPT(name) (strcmp(a, name) == 0 && (v || (fprintf(stderr, "udaconnect-httpd: %s needs a value\n", name), exit(2), 0)) && ++i)
+#define OPT(name) (strcmp(a, name) == 0 && (v || (logmsg(LOG_FATAL, "%s needs a value", name), exit(2), 0)) && ++i)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
         {
             usage(stdout);
@@ -1671,7 +1667,7 @@ main(int argc, char **argv)
         else if (OPT("--openapi")) cfg.openapi_path = v;
         else
         {
-            fprintf(stderr, "udaconnect-httpd: unknown option %s\n", a);
+            logmsg(LOG_FATAL, "unknown option %s", a);
             usage(stderr);
             return 2;
         }
@@ -1683,12 +1679,12 @@ main(int argc, char **argv)
         cfg.max_connections = (unsigned) cfg.threads;
     if (!realpath(cfg.web_root, web_root_real))
     {
-        fprintf(stderr, "udaconnect-httpd: web root %s: %s\n", cfg.web_root, strerror(errno));
+        logmsg(LOG_FATAL, "web root %s: %s", cfg.web_root, strerror(errno));
         return 1;
     }
     openapi_doc = read_file(cfg.openapi_path, &openapi_len);
     if (!openapi_doc)
-        fprintf(stderr, "udaconnect-httpd: warning: cannot read %s: %s\n", cfg.openapi_path, strerror(errno));
+        logmsg(LOG_WARNING, "cannot read %s: %s", cfg.openapi_path, strerror(errno));
 
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
@@ -1696,7 +1692,7 @@ main(int argc, char **argv)
     sa.sin_port = htons((uint16_t) cfg.port);
     if (inet_pton(AF_INET, cfg.bind, &sa.sin_addr) != 1)
     {
-        fprintf(stderr, "udaconnect-httpd: --bind must be an IPv4 address, not \"%s\"\n", cfg.bind);
+        logmsg(LOG_FATAL, "--bind must be an IPv4 address, not \"%s\"", cfg.bind);
         return 2;
     }
 
@@ -1717,23 +1713,21 @@ main(int argc, char **argv)
     if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         bind(lfd, (struct sockaddr *) &sa, sizeof sa) != 0 || listen(lfd, 1024) != 0)
     {
-        fprintf(stderr, "udaconnect-httpd: cannot listen on %s:%d: %s\n", cfg.bind, cfg.port,
-                strerror(errno));
+        logmsg(LOG_FATAL, "cannot listen on %s:%d: %s", cfg.bind, cfg.port, strerror(errno));
         return 1;
     }
     if (workers_start(cfg.threads, make_daemon, &lfd) != 0)
     {
-        fprintf(stderr, "udaconnect-httpd: cannot start the HTTP workers on %s:%d\n",
-                cfg.bind, cfg.port);
+        logmsg(LOG_FATAL, "cannot start the HTTP workers on %s:%d", cfg.bind, cfg.port);
         return 1;
     }
     close(lfd);     /* each daemon has its own descriptor of it */
-    fprintf(stderr, "udaconnect-httpd %s listening on http://%s:%d/ (%d threads, web root %s)\n",
-            VERSION, cfg.bind, cfg.port, cfg.threads, web_root_real);
+    logmsg(LOG_INFO, "version %s listening on http://%s:%d/ (%d threads, web root %s)",
+           VERSION, cfg.bind, cfg.port, cfg.threads, web_root_real);
 
     int sig = 0;
     sigwait(&set, &sig);
-    fprintf(stderr, "udaconnect-httpd: signal %d, stopping\n", sig);
+    logmsg(LOG_INFO, "signal %d, stopping", sig);
     workers_stop();
     free(openapi_doc);
     return 0;

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <libpq-fe.h>
 
+#include "log.h"
+
 /* ---- configuration (flags and environment, see usage()) ---------------- */
 struct config
 {

@@ -133,8 +133,7 @@ async_conn(struct worker *w)
     if (PQenterPipelineMode(c) != 1 || PQsetnonblocking(c, 1) != 0 ||
         epoll_ctl(w->ep, EPOLL_CTL_ADD, PQsocket(c), &ev) != 0)
     {
-        fprintf(stderr, "udaconnect-httpd: cannot set up the pipelined connection: %s",
-                PQerrorMessage(c));
+        logmsg(LOG_WARNING, "cannot set up the pipelined connection: %s", PQerrorMessage(c));
         PQfinish(c);
         db_connect_failed();
         return NULL;
@@ -302,7 +301,7 @@ worker_main(void *arg)
         int n = epoll_wait(w->ep, evs, 8, timeout);
         if (n < 0 && errno != EINTR)
         {
-            perror("udaconnect-httpd: epoll_wait");
+            logmsg(LOG_ERROR, "epoll_wait: %m");
             break;
         }
         int db = 0;
@@ -356,17 +355,20 @@ workers_start(int n, struct MHD_Daemon *(*make)(void *cls), void *cls)
             epoll_ctl(w->ep, EPOLL_CTL_ADD, info->epoll_fd, &ev) != 0 ||
             epoll_ctl(w->ep, EPOLL_CTL_ADD, w->wake_fd, &ev) != 0)
         {
-            perror("udaconnect-httpd: epoll");
+            logmsg(LOG_FATAL, "epoll: %m");
             return -1;
         }
         nworkers = i + 1;
     }
     for (int i = 0; i < n; i++)
-        if (pthread_create(&workers[i].tid, NULL, worker_main, &workers[i]) != 0)
+    {
+        int e = pthread_create(&workers[i].tid, NULL, worker_main, &workers[i]);
+        if (e != 0)
         {
-            perror("udaconnect-httpd: pthread_create");
+            logmsg(LOG_FATAL, "pthread_create: %s", strerror(e));
             exit(1);
         }
+    }
     return 0;
 }
 
@@ -378,7 +380,7 @@ workers_stop(void)
     stopping = 1;
     for (int i = 0; i < nworkers; i++)
         if (write(workers[i].wake_fd, &one, sizeof one) < 0)
-            perror("udaconnect-httpd: eventfd");
+            logmsg(LOG_WARNING, "eventfd: %m");
     for (int i = 0; i < nworkers; i++)
     {
         pthread_join(workers[i].tid, NULL);
