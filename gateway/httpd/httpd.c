@@ -71,12 +71,9 @@ struct request
     int         discarding;   /* body data is counted and dropped */
     uint64_t    body_seen;    /* body bytes received */
     struct MHD_Response *held;    /* queued on the final call */
-    /* pipelined statement (worker.c) */
-    struct MHD_Connection *conn;
+    /* pipelined statement (worker.c fills it) */
     int         may_async;    /* the final call of a request without a body */
-    int         waiting;      /* suspended until pipe_deliver() */
-    int         async_done;   /* pipe_deliver() ran: async_res is the answer */
-    PGresult   *async_res;    /* NULL = run the statement synchronously */
+    struct pipe_wait pipe;
 };
 
 /* ======================================================================= */
@@ -454,11 +451,11 @@ db_call_fast(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
              const char *const *values, const char *const *fields, const char *fallback_field,
              enum MHD_Result *ret)
 {
-    if (r->async_done)
+    if (r->pipe.done)
     {
-        PGresult *res = r->async_res;
-        r->async_res = NULL;
-        r->async_done = 0;
+        PGresult *res = r->pipe.res;
+        r->pipe.res = NULL;
+        r->pipe.done = 0;
         r->may_async = 0;
         if (res && PQresultStatus(res) == PGRES_TUPLES_OK && result_shape_ok(res, s))
             return res;
@@ -470,25 +467,12 @@ db_call_fast(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
         }
         PQclear(res);
     }
-    else if (r->may_async && pipe_send(r, s, n, values) == 0)
+    else if (r->may_async && pipe_send(&r->pipe, s, n, values) == 0)
     {
-        r->waiting = 1;
-        MHD_suspend_connection(c);
-        *ret = MHD_YES;
+        *ret = MHD_YES;     /* suspended until the result is in */
         return NULL;
     }
     return db_call(c, r, s, n, values, fields, fallback_field, ret);
-}
-
-void
-pipe_deliver(void *req, PGresult *res)
-{
-    struct request *r = req;
-
-    r->waiting = 0;
-    r->async_done = 1;
-    r->async_res = res;
-    MHD_resume_connection(r->conn);
 }
 
 /* ======================================================================= */
@@ -1265,7 +1249,7 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
         if (!r)
             return MHD_NO;
         clock_gettime(CLOCK_MONOTONIC, &r->t0);
-        r->conn = c;
+        r->pipe.conn = c;
         r->url = strdup(url);
         if (!r->url)
         {
@@ -1317,7 +1301,7 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
     }
     if (!r->is_post)
     {
-        r->may_async = !r->async_done;    /* not again after a result came */
+        r->may_async = !r->pipe.done;     /* not again after a result came */
         return dispatch(c, r, method);
     }
     /* final call of a POST */
@@ -1345,11 +1329,9 @@ request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     clock_gettime(CLOCK_MONOTONIC, &t1);
     metrics_request(r->route, r->status,
                     (t1.tv_sec - r->t0.tv_sec) + (t1.tv_nsec - r->t0.tv_nsec) / 1e9);
-    if (r->waiting)
-        pipe_forget(r);
+    pipe_release(&r->pipe);
     if (r->held)
         MHD_destroy_response(r->held);
-    PQclear(r->async_res);
     free(r->body);
     free(r->url);
     free(r);

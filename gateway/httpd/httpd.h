@@ -74,18 +74,27 @@ struct MHD_Daemon;
 int workers_start(int n, struct MHD_Daemon *(*make)(void *cls), void *cls);
 /* Stops them (answering what is in flight) and their daemons. */
 void workers_stop(void);
-/* Sends statement s for request `req` on this worker's pipelined connection:
- * 0 = sent (the result will come to pipe_deliver()), -1 = not possible now
- * (run it with the blocking connection). */
-int pipe_send(void *req, enum stmt s, int n, const char *const *values);
-/* The request ended while its statement was in flight: drop the result. */
-void pipe_forget(void *req);
-/* Implemented by httpd.c: the result of the request's statement; NULL means
- * "run it with the blocking connection" (pipeline aborted, connection lost). */
-void pipe_deliver(void *req, PGresult *res);
+/* A statement on the worker's pipelined connection.  The request holds the
+ * record; worker.c fills it and resumes the HTTP connection when the result
+ * is in, and calls nothing of the caller's: the caller looks at `done` when
+ * libmicrohttpd calls it again. */
+struct MHD_Connection;
+struct pipe_wait
+{
+    struct MHD_Connection *conn;   /* suspended while the statement runs */
+    int         waiting;           /* sent, no result yet */
+    int         done;              /* the result came: res */
+    PGresult   *res;               /* NULL = run it with the blocking connection
+                                    * (pipeline aborted, connection lost) */
+};
+/* Sends statement s on this worker's pipelined connection and suspends
+ * pw->conn: 0 = sent, -1 = not possible now (run it with the blocking
+ * connection). */
+int pipe_send(struct pipe_wait *pw, enum stmt s, int n, const char *const *values);
+/* The request ends: forget its statement in flight, free a result unused. */
+void pipe_release(struct pipe_wait *pw);
 
 /* ---- bodies of refused requests (discard.c) ------------------------------ */
-struct MHD_Connection;
 enum body_plan
 {
     BODY_NONE,          /* the request has no body */

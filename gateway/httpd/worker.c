@@ -43,7 +43,7 @@ struct worker
     int         asock;       /* its socket as registered in ep (-1) */
     int         want_write;  /* EPOLLOUT registered (output not flushed) */
     /* requests waiting for a result, in the order their statements were sent */
-    void      **q;
+    struct pipe_wait **q;
     size_t      qcap, qhead, qlen;
     int         unsynced;    /* statements sent since the last Sync */
 };
@@ -64,22 +64,22 @@ ep_set(struct worker *w, int want_write)
     }
 }
 
-static void *
+static struct pipe_wait *
 q_pop(struct worker *w)
 {
-    void *r = w->q[w->qhead];
+    struct pipe_wait *r = w->q[w->qhead];
     w->qhead = (w->qhead + 1) % w->qcap;
     w->qlen--;
     return r;
 }
 
 static int
-q_push(struct worker *w, void *r)
+q_push(struct worker *w, struct pipe_wait *r)
 {
     if (w->qlen == w->qcap)
     {
         size_t ncap = w->qcap ? 2 * w->qcap : 64;
-        void **nq = malloc(ncap * sizeof *nq);
+        struct pipe_wait **nq = malloc(ncap * sizeof *nq);
         if (!nq)
             return -1;
         for (size_t i = 0; i < w->qlen; i++)
@@ -92,6 +92,17 @@ q_push(struct worker *w, void *r)
     w->q[(w->qhead + w->qlen) % w->qcap] = r;
     w->qlen++;
     return 0;
+}
+
+/* The result of a waiting request's statement (NULL: run it with the
+ * blocking connection); libmicrohttpd calls its handler again. */
+static void
+deliver(struct pipe_wait *pw, PGresult *res)
+{
+    pw->waiting = 0;
+    pw->done = 1;
+    pw->res = res;
+    MHD_resume_connection(pw->conn);
 }
 
 /* Drops the pipelined connection; every waiting request runs synchronously. */
@@ -111,8 +122,11 @@ async_drop(struct worker *w)
     }
     while (w->qlen)
     {
+        struct pipe_wait *pw = q_pop(w);
+
         metrics_db_busy(-1);
-        pipe_deliver(q_pop(w), NULL);
+        if (pw)     /* NULL: forgotten (pipe_release) */
+            deliver(pw, NULL);
     }
 }
 
@@ -146,14 +160,14 @@ async_conn(struct worker *w)
 }
 
 int
-pipe_send(void *req, enum stmt s, int n, const char *const *values)
+pipe_send(struct pipe_wait *pw, enum stmt s, int n, const char *const *values)
 {
     struct worker *w = self;
     PGconn *c;
 
     if (!w || stopping || !(c = async_conn(w)))
         return -1;
-    if (q_push(w, req) < 0)
+    if (q_push(w, pw) < 0)
         return -1;
     if (!PQsendQueryPrepared(c, db_stmt_name(s), n, values, NULL, NULL, 0))
     {
@@ -163,19 +177,23 @@ pipe_send(void *req, enum stmt s, int n, const char *const *values)
     }
     w->unsynced++;
     metrics_db_busy(+1);
+    pw->waiting = 1;
+    MHD_suspend_connection(pw->conn);
     return 0;
 }
 
 void
-pipe_forget(void *req)
+pipe_release(struct pipe_wait *pw)
 {
     struct worker *w = self;
 
-    if (!w)
-        return;
-    for (size_t i = 0; i < w->qlen; i++)
-        if (w->q[(w->qhead + i) % w->qcap] == req)
-            w->q[(w->qhead + i) % w->qcap] = NULL;     /* its result is dropped */
+    if (pw->waiting && w)
+        for (size_t i = 0; i < w->qlen; i++)
+            if (w->q[(w->qhead + i) % w->qcap] == pw)
+                w->q[(w->qhead + i) % w->qcap] = NULL;     /* its result is dropped */
+    pw->waiting = 0;
+    PQclear(pw->res);
+    pw->res = NULL;
 }
 
 /* End of a loop round: one Sync (and flush) for the statements of the round. */
@@ -239,7 +257,7 @@ async_read(struct worker *w, int consume)
             async_drop(w);
             return;
         }
-        void *req = q_pop(w);
+        struct pipe_wait *pw = q_pop(w);
         metrics_db_busy(-1);
         const char *state = st == PGRES_FATAL_ERROR ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
         int lost = st == PGRES_FATAL_ERROR &&
@@ -256,8 +274,8 @@ async_read(struct worker *w, int consume)
             PQclear(res);
             res = NULL;
         }
-        if (req)
-            pipe_deliver(req, res);
+        if (pw)
+            deliver(pw, res);
         else
             PQclear(res);
         if (lost || unprepared)
