@@ -93,10 +93,7 @@ static void
 conn_destructor(void *p)
 {
     if (p)
-    {
-        PQfinish((PGconn *) p);
-        metrics_db_conn(-1);
-    }
+        db_close((PGconn *) p);
 }
 
 void
@@ -122,15 +119,34 @@ db_drop(void)
 {
     if (tconn)
     {
-        PQfinish(tconn);
-        metrics_db_conn(-1);
+        db_close(tconn);
         tconn = NULL;
         pthread_setspecific(conn_key, NULL);
     }
 }
 
-PGconn *
-db_connect_new(void)
+void
+db_close(PGconn *c)
+{
+    PQfinish(c);
+    metrics_db_conn(-1);
+}
+
+static int
+db_retry_due(void)
+{
+    return mono_now() >= next_attempt;
+}
+
+void
+db_connect_failed(void)
+{
+    next_attempt = mono_now() + 0.5;
+}
+
+/* One attempt to connect. */
+static PGconn *
+db_connect_once(void)
 {
     char options[160];
     const char *keys[8], *vals[8];
@@ -185,16 +201,21 @@ db_connect_new(void)
     return c;
 }
 
-int
-db_retry_due(void)
+PGconn *
+db_connect_new(void)
 {
-    return mono_now() >= next_attempt;
-}
+    PGconn *c;
 
-void
-db_connect_failed(void)
-{
-    next_attempt = mono_now() + 0.5;
+    if (!db_retry_due())
+        return NULL;
+    c = db_connect_once();
+    if (!c)
+    {
+        db_connect_failed();
+        return NULL;
+    }
+    metrics_db_conn(+1);
+    return c;
 }
 
 PGconn *
@@ -203,15 +224,8 @@ db_conn(void)
     if (tconn && PQstatus(tconn) == CONNECTION_OK)
         return tconn;
     db_drop();
-    if (!db_retry_due())
-        return NULL;
     tconn = db_connect_new();
-    if (!tconn)
-    {
-        db_connect_failed();
-        return NULL;
-    }
-    metrics_db_conn(+1);
-    pthread_setspecific(conn_key, tconn);
+    if (tconn)
+        pthread_setspecific(conn_key, tconn);
     return tconn;
 }

@@ -231,22 +231,34 @@ free_pgresult(void *cls)
     PQclear((PGresult *) cls);
 }
 
-/* Pass column `col` of the single-row result through as the body. */
-static enum MHD_Result
-send_result(struct MHD_Connection *c, struct request *r, unsigned status, PGresult *res,
-            int col, const char *location_header)
+/* A response whose body is column 0 of the single-row result, which it owns
+ * from now on; NULL when out of memory (the result is freed). */
+static struct MHD_Response *
+result_response(PGresult *res)
 {
-    char *text = PQgetvalue(res, 0, col);
-    size_t len = (size_t) PQgetlength(res, 0, col);
+    char *text = PQgetvalue(res, 0, 0);
+    size_t len = (size_t) PQgetlength(res, 0, 0);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer_with_free_callback_cls(len, text, free_pgresult, res);
     if (!resp)
     {
         PQclear(res);
-        return MHD_NO;
+        return NULL;
     }
     common_headers(resp, "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    return resp;
+}
+
+/* Pass the single-row result through as the body. */
+static enum MHD_Result
+send_result(struct MHD_Connection *c, struct request *r, unsigned status, PGresult *res,
+            const char *location_header)
+{
+    struct MHD_Response *resp = result_response(res);
+
+    if (!resp)
+        return MHD_NO;
     if (location_header)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location_header);
     return queue(c, r, status, resp);
@@ -641,7 +653,7 @@ get_one(struct MHD_Connection *c, struct request *r, enum stmt s, long long max,
         snprintf(msg, sizeof msg, "%s %lld does not exist", what, id);
         return send_error(c, r, 404, "not_found", msg, "id");
     }
-    return send_result(c, r, 200, res, 0, NULL);
+    return send_result(c, r, 200, res, NULL);
 }
 
 static enum MHD_Result
@@ -684,7 +696,7 @@ get_connection(struct MHD_Connection *c, struct request *r, enum stmt s)
     PGresult *res = db_call_fast(c, r, s, 5, vals, fields, "id", &ret);
     if (!res)
         return ret;
-    return send_result(c, r, 200, res, 0, NULL);
+    return send_result(c, r, 200, res, NULL);
 }
 
 static enum MHD_Result
@@ -753,17 +765,9 @@ get_locations(struct MHD_Connection *c, struct request *r)
     if (!res)
         return ret;
     /* column 1: the cursor of the next page (NULL on the last page) */
-    char *text = PQgetvalue(res, 0, 0);
-    size_t len = (size_t) PQgetlength(res, 0, 0);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer_with_free_callback_cls(len, text, free_pgresult, res);
+    struct MHD_Response *resp = result_response(res);
     if (!resp)
-    {
-        PQclear(res);
         return MHD_NO;
-    }
-    common_headers(resp, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (!PQgetisnull(res, 0, 1))
     {
         char link[256];
@@ -823,99 +827,129 @@ send_created(struct MHD_Connection *c, struct request *r, PGresult *res, const c
                  (long long) json_integer_value(json_object_get(created, "id")));
         json_decref(created);
     }
-    return send_result(c, r, 201, res, 0, created ? loc : NULL);
+    return send_result(c, r, 201, res, created ? loc : NULL);
 }
 
-static enum MHD_Result
-post_person(struct MHD_Connection *c, struct request *r)
+/* A field of a POST body, read by read_fields(). */
+enum field_type
 {
-    static const char *const fields[] = {"first_name", "last_name", "company_name", NULL};
-    enum MHD_Result ret;
-    const char *vals[3];
-    char msg[120];
-    json_t *doc = parse_body(c, r, &ret);
+    F_STRING, F_INTEGER, F_NUMBER
+};
+struct body_field
+{
+    const char *name;
+    enum field_type type;
+    int         required;       /* else absent or null = SQL NULL */
+    const char *type_desc;      /* "<name> must be <type_desc>" */
+};
+#define MAX_FIELDS 4
 
-    if (!doc)
-        return ret;
-    for (int i = 0; i < 3; i++)
-    {
-        json_t *v = json_object_get(doc, fields[i]);
-        if (!v || json_is_null(v))
-        {
-            json_decref(doc);
-            snprintf(msg, sizeof msg, "%s is required", fields[i]);
-            return send_error(c, r, 400, "missing_field", msg, fields[i]);
-        }
-        if (!json_is_string(v))
-        {
-            json_decref(doc);
-            snprintf(msg, sizeof msg, "%s must be a string", fields[i]);
-            return send_error(c, r, 400, "invalid_type", msg, fields[i]);
-        }
-        vals[i] = json_string_value(v);
+/* A creation route: the body's fields, in the order of the SQL function's
+ * arguments, and where the created object lives. */
+struct creation
+{
+    enum stmt   stmt;
+    const char *collection;     /* the Location header's prefix */
+    const char *fallback_field; /* what an unknown referenced id is about */
+    int         nfields;
+    struct body_field fields[MAX_FIELDS];
+};
+
+static const struct creation create_person = {
+    S_CREATE_PERSON, "/api/persons", NULL, 3, {
+        {"first_name", F_STRING, 1, "a string"},
+        {"last_name", F_STRING, 1, "a string"},
+        {"company_name", F_STRING, 1, "a string"},
     }
-    PGresult *res = db_call(c, r, S_CREATE_PERSON, 3, vals, fields, NULL, &ret);
-    json_decref(doc);
-    if (!res)
-        return ret;
-    return send_created(c, r, res, "/api/persons");
-}
+};
 
-static enum MHD_Result
-post_location(struct MHD_Connection *c, struct request *r)
+static const struct creation create_location = {
+    S_CREATE_LOCATION, "/api/locations", "person_id", 4, {
+        {"person_id", F_INTEGER, 1, "an integer"},
+        {"latitude", F_NUMBER, 1, "a number"},
+        {"longitude", F_NUMBER, 1, "a number"},
+        {"creation_time", F_STRING, 0, "a string (ISO 8601)"},
+    }
+};
+
+/* The body's fields as the SQL call's text parameters, checked in the
+ * table's order (the first bad one is the answer).  vals[i] points into the
+ * document (returned: free it after the call) or into text[i]; NULL for an
+ * absent optional field.  NULL after queueing the 400 in *ret. */
+static json_t *
+read_fields(struct MHD_Connection *c, struct request *r, const struct body_field *f, int n,
+            const char **vals, char (*text)[40], enum MHD_Result *ret)
 {
-    static const char *const fields[] = {"person_id", "latitude", "longitude", "creation_time", NULL};
-    enum MHD_Result ret;
-    char pid[24], lat[40], lon[40], msg[120];
-    const char *vals[4] = {pid, lat, lon, NULL};
-    json_t *doc = parse_body(c, r, &ret);
+    json_t *doc = parse_body(c, r, ret);
+    char msg[120];
 
     if (!doc)
-        return ret;
-    for (int i = 0; i < 3; i++)
+        return NULL;
+    for (int i = 0; i < n; i++)
     {
-        json_t *v = json_object_get(doc, fields[i]);
+        json_t *v = json_object_get(doc, f[i].name);
+        const char *code = "invalid_type";
+        int ok = 0;
+
+        vals[i] = NULL;
         if (!v || json_is_null(v))
         {
-            json_decref(doc);
-            snprintf(msg, sizeof msg, "%s is required", fields[i]);
-            return send_error(c, r, 400, "missing_field", msg, fields[i]);
+            if (!f[i].required)
+                continue;
+            code = "missing_field";
+            snprintf(msg, sizeof msg, "%s is required", f[i].name);
         }
-        if (i == 0 ? !json_is_integer(v) : !json_is_number(v))
+        else if (f[i].type == F_STRING ? !json_is_string(v) :
+                 f[i].type == F_INTEGER ? !json_is_integer(v) : !json_is_number(v))
+            snprintf(msg, sizeof msg, "%s must be %s", f[i].name, f[i].type_desc);
+        else if (f[i].type == F_INTEGER &&
+                 (json_integer_value(v) < INT_MIN || json_integer_value(v) > INT_MAX))
         {
-            json_decref(doc);
-            snprintf(msg, sizeof msg, "%s must be %s", fields[i], i == 0 ? "an integer" : "a number");
-            return send_error(c, r, 400, "invalid_type", msg, fields[i]);
-        }
-        if (i == 0)
-        {
-            json_int_t id = json_integer_value(v);
-            if (id < INT_MIN || id > INT_MAX)
-            {
-                json_decref(doc);
-                return send_error(c, r, 400, "invalid_parameter", "person_id is out of range", fields[i]);
-            }
-            snprintf(pid, sizeof pid, "%lld", (long long) id);
+            code = "invalid_parameter";
+            snprintf(msg, sizeof msg, "%s is out of range", f[i].name);
         }
         else
-            snprintf(i == 1 ? lat : lon, 40, "%.17g", json_number_value(v));
-    }
-    json_t *t = json_object_get(doc, "creation_time");
-    if (t && !json_is_null(t))
-    {
-        if (!json_is_string(t))
+            ok = 1;
+        if (!ok)
         {
             json_decref(doc);
-            return send_error(c, r, 400, "invalid_type",
-                              "creation_time must be a string (ISO 8601)", "creation_time");
+            *ret = send_error(c, r, 400, code, msg, f[i].name);
+            return NULL;
         }
-        vals[3] = json_string_value(t);
+        if (f[i].type == F_STRING)
+            vals[i] = json_string_value(v);
+        else
+        {
+            if (f[i].type == F_INTEGER)
+                snprintf(text[i], sizeof text[i], "%lld", (long long) json_integer_value(v));
+            else
+                snprintf(text[i], sizeof text[i], "%.17g", json_number_value(v));
+            vals[i] = text[i];
+        }
     }
-    PGresult *res = db_call(c, r, S_CREATE_LOCATION, 4, vals, fields, "person_id", &ret);
+    return doc;
+}
+
+/* POST of a creation route: 201 with the created object and its Location. */
+static enum MHD_Result
+create(struct MHD_Connection *c, struct request *r, const struct creation *k)
+{
+    enum MHD_Result ret;
+    const char *vals[MAX_FIELDS];
+    const char *names[MAX_FIELDS + 1];
+    char text[MAX_FIELDS][40];
+    json_t *doc = read_fields(c, r, k->fields, k->nfields, vals, text, &ret);
+
+    if (!doc)
+        return ret;
+    for (int i = 0; i < k->nfields; i++)
+        names[i] = k->fields[i].name;
+    names[k->nfields] = NULL;
+    PGresult *res = db_call(c, r, k->stmt, k->nfields, vals, names, k->fallback_field, &ret);
     json_decref(doc);
     if (!res)
         return ret;
-    return send_created(c, r, res, "/api/locations");
+    return send_created(c, r, res, k->collection);
 }
 
 /* ---- health, metrics, openapi, static ---------------------------------- */
@@ -1141,7 +1175,7 @@ dispatch(struct MHD_Connection *c, struct request *r, const char *method)
         {
             enum MHD_Result ret;
             PGresult *res = db_call(c, r, S_PERSONS, 0, NULL, NULL, NULL, &ret);
-            return res ? send_result(c, r, 200, res, 0, NULL) : ret;
+            return res ? send_result(c, r, 200, res, NULL) : ret;
         }
         case R_PERSON: return get_one(c, r, S_PERSON, INT_MAX, "person");
         case R_CONNECTION: return get_connection(c, r, S_CONNECTION);
@@ -1197,6 +1231,15 @@ oversized(struct MHD_Connection *c, struct request *r, enum MHD_Result *ret)
     return 0;
 }
 
+static enum MHD_Result
+too_large(struct MHD_Connection *c, struct request *r)
+{
+    char msg[120];
+
+    snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", cfg.max_body);
+    return send_error(c, r, 413, "payload_too_large", msg, NULL);
+}
+
 /* The first call of a request: headers only.  An answer queued here while
  * r->hold is set waits for the body (see queue() and discard.c). */
 static enum MHD_Result
@@ -1228,11 +1271,7 @@ headers_in(struct MHD_Connection *c, struct request *r, const char *method, enum
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     long long len;
     if (cl && parse_int64(cl, 0, LLONG_MAX, &len) == 0 && (unsigned long long) len > cfg.max_body)
-    {
-        char msg[120];
-        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", cfg.max_body);
-        return send_error(c, r, 413, "payload_too_large", msg, NULL);
-    }
+        return too_large(c, r);
     return MHD_YES;
 }
 
@@ -1306,14 +1345,8 @@ handler(void *cls, struct MHD_Connection *c, const char *url, const char *method
     }
     /* final call of a POST */
     if (r->body_too_big)
-    {
-        char msg[120];
-        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", cfg.max_body);
-        return send_error(c, r, 413, "payload_too_large", msg, NULL);
-    }
-    if (r->route == R_PERSONS)
-        return post_person(c, r);
-    return post_location(c, r);
+        return too_large(c, r);
+    return create(c, r, r->route == R_PERSONS ? &create_person : &create_location);
 }
 
 static void

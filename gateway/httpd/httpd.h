@@ -60,12 +60,15 @@ int db_stmt_may_be_empty(enum stmt s);
 /* Why the thread's last connection attempt failed ("" if it did not). */
 const char *db_last_error(void);
 
-/* A new connection to the database as configured (statements prepared),
- * or NULL (the reason in db_last_error()). */
+/* A new connection to the database as configured (statements prepared,
+ * counted in the metrics), or NULL: the thread's reconnection back-off
+ * (shared by both of its connections) allows no attempt yet, or the attempt
+ * failed (the reason in db_last_error(); the back-off starts). */
 PGconn *db_connect_new(void);
-/* The thread's reconnection back-off (shared by both of its connections):
- * whether a new attempt may be made now; note a failed one. */
-int db_retry_due(void);
+/* Closes a connection of db_connect_new(). */
+void db_close(PGconn *c);
+/* A new connection was made but could not be set up: back off as after a
+ * failed attempt. */
 void db_connect_failed(void);
 
 /* ---- worker threads (worker.c) -------------------------------------------- */

@@ -113,8 +113,7 @@ async_drop(struct worker *w)
     {
         if (w->asock >= 0)
             epoll_ctl(w->ep, EPOLL_CTL_DEL, w->asock, NULL);
-        PQfinish(w->aconn);
-        metrics_db_conn(-1);
+        db_close(w->aconn);
         w->aconn = NULL;
         w->asock = -1;
         w->want_write = 0;
@@ -135,24 +134,18 @@ async_conn(struct worker *w)
 {
     if (w->aconn)
         return w->aconn;
-    if (!db_retry_due())
-        return NULL;
     PGconn *c = db_connect_new();
     if (!c)
-    {
-        db_connect_failed();
         return NULL;
-    }
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 1};
     if (PQenterPipelineMode(c) != 1 || PQsetnonblocking(c, 1) != 0 ||
         epoll_ctl(w->ep, EPOLL_CTL_ADD, PQsocket(c), &ev) != 0)
     {
         logmsg(LOG_WARNING, "cannot set up the pipelined connection: %s", PQerrorMessage(c));
-        PQfinish(c);
+        db_close(c);
         db_connect_failed();
         return NULL;
     }
-    metrics_db_conn(+1);
     w->aconn = c;
     w->asock = PQsocket(c);
     w->want_write = 0;
