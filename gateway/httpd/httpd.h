@@ -271,7 +271,7 @@ extern PGresult *db_call_fast(struct MHD_Connection *c, struct request *r,
 extern const char *arg(struct MHD_Connection *c, const char *name);
 
 /* Each query parameter of `names` (NULL-ended) given at most once: 0, or -1
- * with the 400 queued in *ret (likewise for the next three). */
+ * with the 400 queued in *ret (likewise check_dates() and path_id()). */
 extern int	unique_args(struct MHD_Connection *c, struct request *r,
 						const char *const *names, enum MHD_Result *ret);
 
