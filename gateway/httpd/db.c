@@ -1,208 +1,266 @@
 /*
- * udaconnect-httpd: the blocking libpq connection of each worker thread.
+ * db.c: the database connections of udaconnect-httpd: the statements, how a
+ * connection is made, and the blocking connection of each worker thread.
  *
  * Each worker thread runs its own libmicrohttpd daemon and event loop
  * (worker.c), so a thread-local PGconn needs no lock.  The hot reads go over
- * the worker's pipelined connection (worker.c); this one serves the other
- * statements and the pipelined ones that must be run again.  It is made on
- * first use and again after it broke (with a short back-off shared with the
- * pipelined connection, so an unreachable database costs one attempt per
- * 500 ms per thread, not one per request).  Every statement is prepared once
- * per connection.
+ * the worker's pipelined connection (worker.c, made here too); the blocking
+ * one serves the other statements and the pipelined ones that must be run
+ * again.  A connection is made on first use and again after it broke, with
+ * a short back-off shared by the thread's two connections, so an
+ * unreachable database costs one attempt per 500 ms per thread, not one per
+ * request.  Every statement is prepared once per connection.  This file
+ * must not run a request's statement or answer it (dbcall.c does).
  */
-#include "httpd.h"
-
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "httpd.h"
+
+/* How long a thread waits after a failed attempt to connect. */
+#define RETRY_SECONDS 0.5
+
 static const struct
 {
-    const char *name;
-    const char *sql;
-    int         nparams;
-    int         may_be_empty;   /* 0 rows = NULL (a set-returning function) */
-} stmts[S_COUNT] = {
-    [S_PERSONS] = {"persons", "SELECT udaconnect.api_persons()", 0},
-    /* inlined by the planner: see api_person in sql/src/60-http.sql */
-    [S_PERSON] = {"person", "SELECT body FROM udaconnect.api_person($1::integer) AS body", 1, 1},
-    [S_CREATE_PERSON] = {"create_person",
-                         "SELECT udaconnect.api_create_person($1::text, $2::text, $3::text)", 3},
-    [S_CONNECTION] = {"connection",
-                      "SELECT udaconnect.api_connection($1::integer, $2::date, $3::date, "
-                      "$4::float8, $5::float8)", 5},
-    [S_CONNECTIONS] = {"connections",
-                       "SELECT udaconnect.api_connections($1::integer, $2::date, $3::date, "
-                       "$4::float8, $5::float8)", 5},
-    [S_LOCATIONS] = {"locations",
-                     "SELECT body, next_cursor FROM udaconnect.api_locations($1::integer, "
-                     "$2::bigint, $3::bigint, $4::integer, $5::date, $6::date)", 6},
-    [S_LOCATION] = {"location", "SELECT udaconnect.api_location($1::bigint)", 1},
-    [S_CREATE_LOCATION] = {"create_location",
-                           "SELECT udaconnect.api_create_location($1::integer, $2::float8, "
-                           "$3::float8, $4::text)", 4},
-    [S_HEALTH] = {"health", "SELECT 1", 0},
+	const char *name;
+	const char *sql;
+	int			nparams;
+	bool		may_be_empty;	/* 0 rows = NULL (a set-returning function) */
+}			stmts[S_COUNT] = {
+	[S_PERSONS] = {"persons", "SELECT udaconnect.api_persons()", 0},
+	/* inlined by the planner: see api_person in sql/src/60-http.sql */
+	[S_PERSON] = {"person", "SELECT body FROM udaconnect.api_person($1::integer) AS body", 1, true},
+	[S_CREATE_PERSON] = {
+		"create_person",
+		"SELECT udaconnect.api_create_person($1::text, $2::text, $3::text)", 3
+	},
+	[S_CONNECTION] = {
+		"connection",
+		"SELECT udaconnect.api_connection($1::integer, $2::date, $3::date, "
+		"$4::float8, $5::float8)", 5
+	},
+	[S_CONNECTIONS] = {
+		"connections",
+		"SELECT udaconnect.api_connections($1::integer, $2::date, $3::date, "
+		"$4::float8, $5::float8)", 5
+	},
+	[S_LOCATIONS] = {
+		"locations",
+		"SELECT body, next_cursor FROM udaconnect.api_locations($1::integer, "
+		"$2::bigint, $3::bigint, $4::integer, $5::date, $6::date)", 6
+	},
+	[S_LOCATION] = {"location", "SELECT udaconnect.api_location($1::bigint)", 1},
+	[S_CREATE_LOCATION] = {
+		"create_location",
+		"SELECT udaconnect.api_create_location($1::integer, $2::float8, "
+		"$3::float8, $4::text)", 4
+	},
+	[S_HEALTH] = {"health", "SELECT 1", 0},
 };
 
 static pthread_key_t conn_key;
 static __thread PGconn *tconn;
-static __thread double next_attempt;   /* monotonic seconds */
-static __thread int    reported_down;
-static __thread char   last_error[256];
+static __thread double next_attempt;	/* monotonic seconds */
+static __thread bool reported_down;
+static __thread char last_error[256];
 
 const char *
 db_last_error(void)
 {
-    return last_error;
+	return last_error;
 }
 
 static void
 set_last_error(const char *prefix, const char *msg)
 {
-    snprintf(last_error, sizeof last_error, "%s%s", prefix, msg ? msg : "");
-    /* one line: drop libpq's trailing newline(s) */
-    for (char *p = last_error; *p; p++)
-        if (*p == '\n' || *p == '\r')
-        {
-            *p = 0;
-            break;
-        }
+	snprintf(last_error, sizeof(last_error), "%s%s", prefix, msg ? msg : "");
+	/* one line: drop libpq's trailing newline(s) */
+	for (char *p = last_error; *p; p++)
+		if (*p == '\n' || *p == '\r')
+		{
+			*p = 0;
+			break;
+		}
 }
 
 static double
 mono_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/*
+ * What the server says outside a result (e.g. that it is terminating the
+ * session) goes to our log, not bare to stderr as libpq's default does.
+ */
+static void
+notice_to_log(void *arg, const char *message)
+{
+	(void) arg;
+	logmsg(LOG_WARNING, "database: %s", message);
+}
+
+void
+db_close(PGconn *c)
+{
+	PQfinish(c);
+	metrics_db_conn(-1);
+}
+
+/* The thread ends: close its blocking connection. */
 static void
 conn_destructor(void *p)
 {
-    if (p)
-    {
-        PQfinish((PGconn *) p);
-        metrics_db_conn(-1);
-    }
+	if (p)
+		db_close((PGconn *) p);
 }
 
 void
 db_init(void)
 {
-    pthread_key_create(&conn_key, conn_destructor);
+	pthread_key_create(&conn_key, conn_destructor);
 }
 
 const char *
 db_stmt_name(enum stmt s)
 {
-    return stmts[s].name;
+	return stmts[s].name;
 }
 
-int
+bool
 db_stmt_may_be_empty(enum stmt s)
 {
-    return stmts[s].may_be_empty;
+	return stmts[s].may_be_empty;
 }
 
 void
 db_drop(void)
 {
-    if (tconn)
-    {
-        PQfinish(tconn);
-        metrics_db_conn(-1);
-        tconn = NULL;
-        pthread_setspecific(conn_key, NULL);
-    }
-}
-
-PGconn *
-db_connect_new(void)
-{
-    char options[160];
-    const char *keys[8], *vals[8];
-    int n = 0;
-
-    snprintf(options, sizeof options,
-             "-c statement_timeout=%d -c TimeZone=UTC -c DateStyle=ISO",
-             cfg.statement_timeout_ms);
-    keys[n] = "dbname"; vals[n++] = cfg.database_url ? cfg.database_url : "";
-    if (cfg.db_user && *cfg.db_user)
-    {
-        keys[n] = "user"; vals[n++] = cfg.db_user;
-    }
-    keys[n] = "options"; vals[n++] = options;
-    keys[n] = "application_name"; vals[n++] = "udaconnect-httpd";
-    keys[n] = "client_encoding"; vals[n++] = "UTF8";
-    keys[n] = "connect_timeout"; vals[n++] = "3";
-    keys[n] = NULL; vals[n] = NULL;
-
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
-    if (PQstatus(c) != CONNECTION_OK)
-    {
-        if (!reported_down)
-            fprintf(stderr, "udaconnect-httpd: cannot connect to the database: %s",
-                    PQerrorMessage(c));
-        reported_down = 1;
-        /* the details (host, port, role) go to the log, not to clients */
-        set_last_error("cannot connect to the database", NULL);
-        metrics_db_error("connect");
-        PQfinish(c);
-        return NULL;
-    }
-    for (int i = 0; i < S_COUNT; i++)
-    {
-        PGresult *r = PQprepare(c, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        {
-            fprintf(stderr, "udaconnect-httpd: cannot prepare %s: %s",
-                    stmts[i].name, PQresultErrorMessage(r));
-            set_last_error("the database lacks the HTTP API (is the pg_udaconnect extension installed "
-                           "and up to date?): ", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
-            metrics_db_error("prepare");
-            PQclear(r);
-            PQfinish(c);
-            return NULL;
-        }
-        PQclear(r);
-    }
-    if (reported_down)
-        fprintf(stderr, "udaconnect-httpd: connected to the database again\n");
-    reported_down = 0;
-    last_error[0] = 0;
-    return c;
-}
-
-int
-db_retry_due(void)
-{
-    return mono_now() >= next_attempt;
+	if (tconn)
+	{
+		db_close(tconn);
+		tconn = NULL;
+		pthread_setspecific(conn_key, NULL);
+	}
 }
 
 void
 db_connect_failed(void)
 {
-    next_attempt = mono_now() + 0.5;
+	next_attempt = mono_now() + RETRY_SECONDS;
+}
+
+/* Prepares every statement on c: true, or false (logged, last_error set). */
+static bool
+prepare_all(PGconn *c)
+{
+	PGresult   *r;
+
+	for (int i = 0; i < S_COUNT; i++)
+	{
+		r = PQprepare(c, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		{
+			logmsg(LOG_ERROR, "cannot prepare %s: %s", stmts[i].name, PQresultErrorMessage(r));
+			set_last_error("the database lacks the HTTP API (is the pg_udaconnect extension "
+						   "installed and up to date?): ",
+						   PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
+			metrics_db_error("prepare");
+			PQclear(r);
+			return false;
+		}
+		PQclear(r);
+	}
+	return true;
+}
+
+/* One attempt to connect: the connection, statements prepared, or NULL. */
+static PGconn *
+connect_once(void)
+{
+	char		options[160];
+	const char *keys[8];
+	const char *vals[8];
+	int			n = 0;
+	PGconn	   *c;
+
+	snprintf(options, sizeof(options),
+			 "-c statement_timeout=%d -c TimeZone=UTC -c DateStyle=ISO",
+			 cfg.statement_timeout_ms);
+	keys[n] = "dbname";
+	vals[n++] = cfg.database_url ? cfg.database_url : "";
+	if (cfg.db_user && *cfg.db_user)
+	{
+		keys[n] = "user";
+		vals[n++] = cfg.db_user;
+	}
+	keys[n] = "options";
+	vals[n++] = options;
+	keys[n] = "application_name";
+	vals[n++] = "udaconnect-httpd";
+	keys[n] = "client_encoding";
+	vals[n++] = "UTF8";
+	keys[n] = "connect_timeout";
+	vals[n++] = "3";
+	keys[n] = NULL;
+	vals[n] = NULL;
+
+	c = PQconnectdbParams(keys, vals, 1);
+	PQsetNoticeProcessor(c, notice_to_log, NULL);
+	if (PQstatus(c) != CONNECTION_OK)
+	{
+		if (!reported_down)
+			logmsg(LOG_WARNING, "cannot connect to the database: %s", PQerrorMessage(c));
+		reported_down = true;
+		/* the details (host, port, role) go to the log, not to clients */
+		set_last_error("cannot connect to the database", NULL);
+		metrics_db_error("connect");
+		PQfinish(c);
+		return NULL;
+	}
+	if (!prepare_all(c))
+	{
+		PQfinish(c);
+		return NULL;
+	}
+	if (reported_down)
+		logmsg(LOG_INFO, "connected to the database again");
+	reported_down = false;
+	last_error[0] = 0;
+	return c;
+}
+
+PGconn *
+db_connect_new(void)
+{
+	PGconn	   *c;
+
+	if (mono_now() < next_attempt)
+		return NULL;
+	c = connect_once();
+	if (!c)
+	{
+		db_connect_failed();
+		return NULL;
+	}
+	metrics_db_conn(+1);
+	return c;
 }
 
 PGconn *
 db_conn(void)
 {
-    if (tconn && PQstatus(tconn) == CONNECTION_OK)
-        return tconn;
-    db_drop();
-    if (!db_retry_due())
-        return NULL;
-    tconn = db_connect_new();
-    if (!tconn)
-    {
-        db_connect_failed();
-        return NULL;
-    }
-    metrics_db_conn(+1);
-    pthread_setspecific(conn_key, tconn);
-    return tconn;
+	if (tconn && PQstatus(tconn) == CONNECTION_OK)
+		return tconn;
+	db_drop();
+	tconn = db_connect_new();
+	if (tconn)
+		pthread_setspecific(conn_key, tconn);
+	return tconn;
 }

@@ -1,109 +1,392 @@
 /*
- * udaconnect-httpd: shared declarations.
+ * httpd.h: the private header of udaconnect-httpd, shared by all its files.
+ *
+ * It declares the configuration, the per-request record and what each file
+ * offers the others, one section per file, lowest layer first: a file calls
+ * only what is declared in the sections above its own, so the calls between
+ * files run one way and never in a circle (docs/design.md, "Map of the
+ * code: udaconnect-httpd").  It holds declarations only, no definitions and
+ * no state, and must not declare anything a single file keeps to itself.
  */
 #ifndef UDC_HTTPD_H
 #define UDC_HTTPD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+
+#include <jansson.h>
 #include <libpq-fe.h>
+#include <microhttpd.h>
 
-/* ---- configuration (flags and environment, see usage()) ---------------- */
-struct config
-{
-    const char *bind;            /* listen address */
-    int         port;
-    const char *database_url;    /* libpq conninfo */
-    const char *db_user;         /* overrides the conninfo's user */
-    int         threads;
-    int         statement_timeout_ms;
-    size_t      max_body;
-    size_t      max_discard;     /* body bytes read of a refused request (discard.c) */
-    unsigned    max_connections;
-    unsigned    max_per_ip;
-    unsigned    connection_timeout_s;
-    size_t      connection_memory;
-    const char *cors_origin;     /* NULL = CORS off */
-    const char *api_token;       /* NULL = writes need no token */
-    const char *web_root;
-    const char *openapi_path;
-};
-extern struct config cfg;
+#include "log.h"
 
-/* ---- routes (also the metrics label) ------------------------------------ */
+#define HTTPD_VERSION "1.0"
+
+/* ---- shared types -------------------------------------------------------- */
+
+/* The routes (also the metrics label, see metrics.c). */
 enum route
 {
-    R_PERSONS, R_PERSON, R_CONNECTION, R_CONNECTIONS,
-    R_LOCATIONS, R_LOCATION, R_OPENAPI, R_HEALTHZ, R_METRICS,
-    R_STATIC, R_NOT_FOUND, R_COUNT
+	R_PERSONS,
+	R_PERSON,
+	R_CONNECTION,
+	R_CONNECTIONS,
+	R_LOCATIONS,
+	R_LOCATION,
+	R_OPENAPI,
+	R_HEALTHZ,
+	R_METRICS,
+	R_STATIC,
+	R_NOT_FOUND,
+	R_COUNT
 };
-extern const char *const route_names[R_COUNT];
 
-/* ---- database (one connection per worker thread) ------------------------ */
+/* The prepared statements, one udaconnect.api_* call each (see db.c). */
 enum stmt
 {
-    S_PERSONS, S_PERSON, S_CREATE_PERSON, S_CONNECTION, S_CONNECTIONS,
-    S_LOCATIONS, S_LOCATION, S_CREATE_LOCATION, S_HEALTH, S_COUNT
+	S_PERSONS,
+	S_PERSON,
+	S_CREATE_PERSON,
+	S_CONNECTION,
+	S_CONNECTIONS,
+	S_LOCATIONS,
+	S_LOCATION,
+	S_CREATE_LOCATION,
+	S_HEALTH,
+	S_COUNT
 };
-void db_init(void);
-/* Returns the thread's connection, (re)connecting when needed; NULL when the
- * database is unreachable. */
-PGconn *db_conn(void);
+
+/* ---- parse.c: strict parsing of request text ----------------------------- */
+
+/* 0, or -1 when s is not a decimal integer, -2 when it is out of [min, max]. */
+extern int	parse_int64(const char *s, long long min, long long max, long long *out);
+
+/* 0, or -1 when s is not a finite decimal number. */
+extern int	parse_number(const char *s, double *out);
+
+/* Whether s is YYYY-MM-DD of a real calendar day. */
+extern bool valid_date(const char *s);
+
+/* s made safe to echo in a message (printable ASCII, at most 40 characters). */
+extern const char *shown(const char *s, char *buf, size_t size);
+
+/* Percent-decodes s in place, leaving "%00" encoded; the new length. */
+extern size_t percent_decode(char *s);
+
+/* ---- config.c: flags and environment ------------------------------------- */
+
+struct config
+{
+	const char *bind;			/* listen address */
+	int			port;
+	const char *database_url;	/* libpq conninfo */
+	const char *db_user;		/* overrides the conninfo's user */
+	int			threads;
+	int			statement_timeout_ms;
+	size_t		max_body;
+	size_t		max_discard;	/* body bytes read of a refused request */
+	unsigned	max_connections;
+	unsigned	max_per_ip;
+	unsigned	connection_timeout_s;
+	size_t		connection_memory;
+	const char *cors_origin;	/* NULL = CORS off */
+	const char *api_token;		/* NULL = writes need no token */
+	const char *web_root;
+	const char *openapi_path;
+};
+
+extern struct config cfg;
+
+/* Reads the environment, then the flags: -1 to go on, else the exit status
+ * (0 after --help or --version, 2 after a bad setting). */
+extern int	config_load(int argc, char **argv);
+
+/* ---- metrics.c: Prometheus counters -------------------------------------- */
+
+extern void metrics_request(enum route r, unsigned status, double seconds);
+extern void metrics_db_error(const char *kind);
+extern void metrics_db_conn(int delta);
+extern void metrics_db_busy(int delta);
+
+/* Prometheus text; malloc'ed, *len set; NULL when out of memory. */
+extern char *metrics_render(size_t *len);
+
+/* ---- db.c: the blocking connection of each worker thread ----------------- */
+
+extern void db_init(void);
+
+/* The thread's connection, (re)connecting when needed; NULL when the
+ * database is unreachable (the reason in db_last_error()). */
+extern PGconn *db_conn(void);
+
 /* Drops the thread's connection (after it broke). */
-void db_drop(void);
-const char *db_stmt_name(enum stmt s);
+extern void db_drop(void);
+
+extern const char *db_stmt_name(enum stmt s);
+
 /* The statement returns no row instead of a NULL one (treated the same). */
-int db_stmt_may_be_empty(enum stmt s);
+extern bool db_stmt_may_be_empty(enum stmt s);
+
 /* Why the thread's last connection attempt failed ("" if it did not). */
-const char *db_last_error(void);
+extern const char *db_last_error(void);
 
-/* A new connection to the database as configured (statements prepared),
- * or NULL (the reason in db_last_error()). */
-PGconn *db_connect_new(void);
-/* The thread's reconnection back-off (shared by both of its connections):
- * whether a new attempt may be made now; note a failed one. */
-int db_retry_due(void);
-void db_connect_failed(void);
+/*
+ * A new connection to the database as configured (statements prepared,
+ * counted in the metrics), or NULL: the thread's reconnection back-off
+ * (shared by both of its connections) allows no attempt yet, or the attempt
+ * failed (the reason in db_last_error(); the back-off starts).
+ */
+extern PGconn *db_connect_new(void);
 
-/* ---- worker threads (worker.c) -------------------------------------------- */
-struct MHD_Daemon;
+/* Closes a connection of db_connect_new(). */
+extern void db_close(PGconn *c);
+
+/* A new connection could not be set up: back off as after a failed attempt. */
+extern void db_connect_failed(void);
+
+/* ---- worker.c: worker threads and the pipelined connection --------------- */
+
+/*
+ * A statement on the worker's pipelined connection.  The request holds the
+ * record; worker.c suspends the HTTP connection, fills the record when the
+ * result is in and resumes the connection.  It calls nothing of the
+ * caller's: the caller looks at `done` when libmicrohttpd calls it again.
+ */
+struct pipe_wait
+{
+	struct MHD_Connection *conn;	/* suspended while the statement runs */
+	bool		waiting;		/* sent, no result yet */
+	bool		done;			/* the result came: res */
+	PGresult   *res;			/* NULL = run it with the blocking connection
+								 * (pipeline aborted, connection lost) */
+};
+
 /* Starts n threads, each running the daemon make(cls) returns. */
-int workers_start(int n, struct MHD_Daemon *(*make)(void *cls), void *cls);
-/* Stops them (answering what is in flight) and their daemons. */
-void workers_stop(void);
-/* Sends statement s for request `req` on this worker's pipelined connection:
- * 0 = sent (the result will come to pipe_deliver()), -1 = not possible now
- * (run it with the blocking connection). */
-int pipe_send(void *req, enum stmt s, int n, const char *const *values);
-/* The request ended while its statement was in flight: drop the result. */
-void pipe_forget(void *req);
-/* Implemented by httpd.c: the result of the request's statement; NULL means
- * "run it with the blocking connection" (pipeline aborted, connection lost). */
-void pipe_deliver(void *req, PGresult *res);
+extern int	workers_start(int n, struct MHD_Daemon *(*make) (void *cls), void *cls);
 
-/* ---- bodies of refused requests (discard.c) ------------------------------ */
-struct MHD_Connection;
+/* Stops them (answering what is in flight) and their daemons. */
+extern void workers_stop(void);
+
+/* Sends statement s on this worker's pipelined connection and suspends
+ * pw->conn: 0 = sent, -1 = not possible now (run it with the blocking
+ * connection). */
+extern int	pipe_send(struct pipe_wait *pw, enum stmt s, int n, const char *const *values);
+
+/* The request ends: forget its statement in flight, free a result unused. */
+extern void pipe_release(struct pipe_wait *pw);
+
+/* ---- the per-request record (libmicrohttpd's con_cls; request.c) --------- */
+
+struct request
+{
+	struct timespec t0;			/* first call (metrics, discard bound) */
+	enum route	route;
+	unsigned	status;			/* the status answered (metrics) */
+	bool		is_post;
+	const char *allow;			/* methods of the route (405, CORS) */
+	char	   *url;			/* copy of the path, cut by route() */
+	const char *id_str;			/* the path's id, points into url */
+	char	   *body;
+	size_t		body_len;
+	bool		body_too_big;
+	/* a refused body read and thrown away (discard.c) */
+	bool		hold;			/* first call: queue() keeps the answer */
+	bool		discarding;		/* body data is counted and dropped */
+	uint64_t	body_seen;		/* body bytes received */
+	struct MHD_Response *held;	/* queued on the final call */
+	/* a statement on the pipelined connection (worker.c fills it) */
+	bool		may_async;		/* the final call of a request without body */
+	struct pipe_wait pipe;
+};
+
+/* ---- response.c: answers, errors, SQLSTATE -> HTTP ----------------------- */
+
+/* Content-Type, nosniff and the CORS headers every answer carries. */
+extern void common_headers(struct MHD_Response *resp, const char *content_type);
+
+/* Queues resp (or holds it until the body is read, see discard.c). */
+extern enum MHD_Result queue(struct MHD_Connection *c, struct request *r,
+							 unsigned status, struct MHD_Response *resp);
+
+/* An answer without a body; NULL when out of memory. */
+extern struct MHD_Response *empty_response(void);
+
+/* A malloc'ed body, freed by the response. */
+extern enum MHD_Result send_owned(struct MHD_Connection *c, struct request *r,
+								  unsigned status, char *body, size_t len,
+								  const char *content_type);
+
+/* A response whose body is column 0 of the single-row result, which it owns
+ * from now on; NULL when out of memory (the result is freed). */
+extern struct MHD_Response *result_response(PGresult *res);
+
+/* Passes the single-row result through as the body. */
+extern enum MHD_Result send_result(struct MHD_Connection *c, struct request *r,
+								   unsigned status, PGresult *res,
+								   const char *location_header);
+
+/* The one error shape, with everything a database error brings. */
+extern enum MHD_Result send_error_ex(struct MHD_Connection *c, struct request *r,
+									 unsigned status, const char *code,
+									 const char *message, const char *field,
+									 const char *sqlstate, const char *detail,
+									 const char *hint, const char *allow);
+extern enum MHD_Result send_error(struct MHD_Connection *c, struct request *r,
+								  unsigned status, const char *code,
+								  const char *message, const char *field);
+
+/* 400 invalid_parameter about `field`. */
+extern enum MHD_Result bad_param(struct MHD_Connection *c, struct request *r,
+								 const char *field, const char *fmt,...)
+			__attribute__((format(printf, 4, 5)));
+
+/* The answer to a failed statement (SQLSTATE -> HTTP).  `fields` lists the
+ * request's fields ("name" or "sqlname:name") an error may be about. */
+extern enum MHD_Result send_db_error(struct MHD_Connection *c, struct request *r,
+									 enum stmt s, const PGresult *res,
+									 const char *const *fields,
+									 const char *fallback_field);
+
+/* ---- dbcall.c: one statement for one request ----------------------------- */
+
+/* The result (a single row of PGRES_TUPLES_OK), or NULL with the error
+ * answer queued in *ret; blocking. */
+extern PGresult *db_call(struct MHD_Connection *c, struct request *r, enum stmt s,
+						 int n, const char *const *values,
+						 const char *const *fields, const char *fallback_field,
+						 enum MHD_Result *ret);
+
+/* db_call() over the pipelined connection when it can be: NULL with *ret
+ * MHD_YES also means "suspended, the result comes on the next call". */
+extern PGresult *db_call_fast(struct MHD_Connection *c, struct request *r,
+							  enum stmt s, int n, const char *const *values,
+							  const char *const *fields,
+							  const char *fallback_field, enum MHD_Result *ret);
+
+/* ---- params.c: query parameters and JSON bodies -------------------------- */
+
+/* The query parameter `name`, or NULL. */
+extern const char *arg(struct MHD_Connection *c, const char *name);
+
+/* Each query parameter of `names` (NULL-ended) given at most once: 0, or -1
+ * with the 400 queued in *ret (likewise check_dates() and path_id()). */
+extern int	unique_args(struct MHD_Connection *c, struct request *r,
+						const char *const *names, enum MHD_Result *ret);
+
+/* start_date/end_date (both required when `required`). */
+extern int	check_dates(struct MHD_Connection *c, struct request *r, bool required,
+						const char **start, const char **end, enum MHD_Result *ret);
+
+/* The path's id, an integer in [-max, max]. */
+extern int	path_id(struct MHD_Connection *c, struct request *r, long long max,
+					long long *id, enum MHD_Result *ret);
+
+/* A field of a JSON body, read by read_fields(). */
+enum field_type
+{
+	F_STRING,
+	F_INTEGER,					/* an SQL integer (32 bits) */
+	F_NUMBER
+};
+
+struct body_field
+{
+	const char *name;
+	enum field_type type;
+	bool		required;		/* else absent or null = SQL NULL */
+	const char *type_desc;		/* "<name> must be <type_desc>" */
+};
+
+#define FIELD_TEXT_MAX 40		/* a number as text */
+
+/* The body's fields as text parameters, checked in the table's order; see
+ * params.c.  The document (free it after the call), or NULL with the 400
+ * queued in *ret. */
+extern json_t *read_fields(struct MHD_Connection *c, struct request *r,
+						   const struct body_field *f, int n, const char **vals,
+						   char (*text)[FIELD_TEXT_MAX], enum MHD_Result *ret);
+
+/* ---- api.c: the routes that call the database ---------------------------- */
+
+extern enum MHD_Result api_persons(struct MHD_Connection *c, struct request *r);
+extern enum MHD_Result api_person(struct MHD_Connection *c, struct request *r);
+extern enum MHD_Result api_connection(struct MHD_Connection *c, struct request *r);
+extern enum MHD_Result api_connections(struct MHD_Connection *c, struct request *r);
+extern enum MHD_Result api_locations(struct MHD_Connection *c, struct request *r);
+extern enum MHD_Result api_location(struct MHD_Connection *c, struct request *r);
+extern enum MHD_Result api_create_person(struct MHD_Connection *c, struct request *r);
+extern enum MHD_Result api_create_location(struct MHD_Connection *c, struct request *r);
+extern enum MHD_Result api_healthz(struct MHD_Connection *c, struct request *r);
+
+/* ---- static.c: the web app and the OpenAPI document ---------------------- */
+
+/* Resolves the web root and reads the OpenAPI document: 0, or -1 (logged). */
+extern int	static_init(void);
+extern void static_free(void);
+extern const char *static_web_root(void);
+extern enum MHD_Result static_file(struct MHD_Connection *c, struct request *r);
+extern enum MHD_Result static_openapi(struct MHD_Connection *c, struct request *r);
+
+/* ---- limits.c: what a connection or a request may be --------------------- */
+
+/* libmicrohttpd's accept policy and connection notifications: the
+ * connection limits of the whole process. */
+extern enum MHD_Result limits_accept(void *cls, const struct sockaddr *addr,
+									 socklen_t addrlen);
+extern void limits_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+						  enum MHD_ConnectionNotificationCode toe);
+
+/* The request target or headers too large: true with the 414/431 queued. */
+extern bool limits_oversized(struct MHD_Connection *c, struct request *r,
+							 enum MHD_Result *ret);
+
+/* A POST's headers refused (401, 415, 413): true with the answer queued. */
+extern bool limits_post_refused(struct MHD_Connection *c, struct request *r,
+								enum MHD_Result *ret);
+
+/* The 413 for a body past cfg.max_body. */
+extern enum MHD_Result limits_too_large(struct MHD_Connection *c, struct request *r);
+
+/* ---- discard.c: bodies of refused requests ------------------------------- */
+
 enum body_plan
 {
-    BODY_NONE,          /* the request has no body */
-    BODY_DISCARD,       /* an answer decided now waits until the body has
-                         * been read and thrown away */
-    BODY_ANSWER_NOW     /* an answer decided now goes at once and the
-                         * connection closes (Expect: 100-continue, or a
-                         * declared body past cfg.max_discard) */
+	BODY_NONE,					/* the request has no body */
+	BODY_DISCARD,				/* an answer decided now waits until the body
+								 * has been read and thrown away */
+	BODY_ANSWER_NOW				/* an answer decided now goes at once and the
+								 * connection closes (Expect: 100-continue, or
+								 * a declared body past cfg.max_discard) */
 };
-enum body_plan body_plan(struct MHD_Connection *c);
+
+extern enum body_plan body_plan(struct MHD_Connection *c);
+
 /* A refused body whose request started at t0 has now brought `seen` bytes:
  * 0 = read on, -1 = past the byte or time bound (close the connection). */
-int discard_more(const struct timespec *t0, uint64_t seen);
+extern int	discard_more(const struct timespec *t0, uint64_t seen);
 
-/* ---- metrics -------------------------------------------------------------- */
-void metrics_request(enum route r, unsigned status, double seconds);
-void metrics_db_error(const char *kind);
-void metrics_db_conn(int delta);
-void metrics_db_busy(int delta);
-/* Prometheus text; malloc'ed, *len set. */
-char *metrics_render(size_t *len);
+/* ---- router.c: method and path to handler -------------------------------- */
 
-#endif
+/* Sets r->route and r->id_str from r->url; the route's methods (NULL for
+ * no route). */
+extern const char *route(struct request *r);
+
+/* Answers a GET, HEAD or OPTIONS request, or the 404/405. */
+extern enum MHD_Result dispatch(struct MHD_Connection *c, struct request *r,
+								const char *method);
+
+/* Answers a POST whose body is read. */
+extern enum MHD_Result dispatch_post(struct MHD_Connection *c, struct request *r);
+
+/* ---- request.c: the life of a request in libmicrohttpd ------------------- */
+
+extern enum MHD_Result request_handler(void *cls, struct MHD_Connection *c,
+									   const char *url, const char *method,
+									   const char *version, const char *upload_data,
+									   size_t *upload_data_size, void **con_cls);
+extern void request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+							  enum MHD_RequestTerminationCode toe);
+
+#endif							/* UDC_HTTPD_H */

@@ -1,29 +1,30 @@
 /*
- * udaconnect-httpd: worker threads and the pipelined database connection.
+ * worker.c: the worker threads of udaconnect-httpd and their pipelined
+ * database connections.
  *
  * Each worker thread runs its own libmicrohttpd daemon in "external epoll"
  * mode (all daemons share one listening socket, as MHD's own thread pool
  * does) and owns two libpq connections:
  *
  *   - a pipelined one (libpq pipeline mode, non-blocking) for the hot read
- *     routes: the handler sends the statement and suspends the HTTP
+ *     routes: pipe_send() sends the statement and suspends the HTTP
  *     connection; after every round of the event loop the statements of all
  *     requests that arrived in it go to the server with ONE Sync, so one
  *     round trip (one wake-up of the backend and of this thread) serves many
- *     requests.  Results come back in order and resume their connections.
+ *     requests.  Results come back in order: each fills its request's
+ *     struct pipe_wait and resumes its connection.
  *   - the blocking one of db.c for everything else, and as the fallback when
  *     the pipelined connection is down or a pipelined statement could not
  *     run (aborted pipeline, lost connection, vanished prepared statement).
  *
  * On this kind of machine a context switch or a loopback send costs far more
  * than the statement itself, so batching the round trips is what makes the
- * gateway fast; see docs/http.md.
+ * gateway fast; see docs/http.md.  This file must not call into the request
+ * handling: it only fills the record the request gave it (the calls run one
+ * way, from the handlers to here).
  */
 #define _GNU_SOURCE
-#include "httpd.h"
-
 #include <errno.h>
-#include <microhttpd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,360 +34,433 @@
 #include <time.h>
 #include <unistd.h>
 
-struct worker
-{
-    pthread_t   tid;
-    struct MHD_Daemon *d;
-    int         ep;          /* epoll: MHD's epoll fd, the pipelined socket, wake_fd */
-    int         wake_fd;     /* eventfd: stop */
-    PGconn     *aconn;       /* pipelined connection (NULL = down) */
-    int         asock;       /* its socket as registered in ep (-1) */
-    int         want_write;  /* EPOLLOUT registered (output not flushed) */
-    /* requests waiting for a result, in the order their statements were sent */
-    void      **q;
-    size_t      qcap, qhead, qlen;
-    int         unsynced;    /* statements sent since the last Sync */
-};
+#include "httpd.h"
 
-static struct worker *workers;
-static int nworkers;
+/* the epoll tag of the pipelined connection's socket (MHD's and wake_fd: 0) */
+#define EV_DB 1
+
+typedef struct worker
+{
+	pthread_t	tid;
+	struct MHD_Daemon *d;
+	int			ep;				/* epoll: MHD's epoll fd, the pipelined socket,
+								 * wake_fd */
+	int			wake_fd;		/* eventfd: stop */
+	PGconn	   *aconn;			/* pipelined connection (NULL = down) */
+	int			asock;			/* its socket as registered in ep (-1) */
+	bool		want_write;		/* EPOLLOUT registered (output not flushed) */
+	/* requests waiting for a result, in the order their statements were sent */
+	struct pipe_wait **q;
+	size_t		qcap;
+	size_t		qhead;
+	size_t		qlen;
+	int			unsynced;		/* statements sent since the last Sync */
+} worker;
+
+static worker *workers;
+static int	nworkers;
 static volatile int stopping;
-static __thread struct worker *self;
+static __thread worker *self;
 
 static void
-ep_set(struct worker *w, int want_write)
+ep_set(worker *w, bool want_write)
 {
-    struct epoll_event ev = {.events = EPOLLIN | (want_write ? EPOLLOUT : 0), .data.u32 = 1};
-    if (w->asock >= 0 && want_write != w->want_write)
-    {
-        epoll_ctl(w->ep, EPOLL_CTL_MOD, w->asock, &ev);
-        w->want_write = want_write;
-    }
+	struct epoll_event ev = {.events = EPOLLIN | (want_write ? EPOLLOUT : 0), .data.u32 = EV_DB};
+
+	if (w->asock >= 0 && want_write != w->want_write)
+	{
+		epoll_ctl(w->ep, EPOLL_CTL_MOD, w->asock, &ev);
+		w->want_write = want_write;
+	}
 }
 
-static void *
-q_pop(struct worker *w)
+static struct pipe_wait *
+q_pop(worker *w)
 {
-    void *r = w->q[w->qhead];
-    w->qhead = (w->qhead + 1) % w->qcap;
-    w->qlen--;
-    return r;
+	struct pipe_wait *pw = w->q[w->qhead];
+
+	w->qhead = (w->qhead + 1) % w->qcap;
+	w->qlen--;
+	return pw;
 }
 
 static int
-q_push(struct worker *w, void *r)
+q_push(worker *w, struct pipe_wait *pw)
 {
-    if (w->qlen == w->qcap)
-    {
-        size_t ncap = w->qcap ? 2 * w->qcap : 64;
-        void **nq = malloc(ncap * sizeof *nq);
-        if (!nq)
-            return -1;
-        for (size_t i = 0; i < w->qlen; i++)
-            nq[i] = w->q[(w->qhead + i) % w->qcap];
-        free(w->q);
-        w->q = nq;
-        w->qcap = ncap;
-        w->qhead = 0;
-    }
-    w->q[(w->qhead + w->qlen) % w->qcap] = r;
-    w->qlen++;
-    return 0;
+	size_t		ncap;
+	struct pipe_wait **nq;
+
+	if (w->qlen == w->qcap)
+	{
+		ncap = w->qcap ? 2 * w->qcap : 64;
+		nq = malloc(ncap * sizeof(*nq));
+		if (!nq)
+			return -1;
+		for (size_t i = 0; i < w->qlen; i++)
+			nq[i] = w->q[(w->qhead + i) % w->qcap];
+		free(w->q);
+		w->q = nq;
+		w->qcap = ncap;
+		w->qhead = 0;
+	}
+	w->q[(w->qhead + w->qlen) % w->qcap] = pw;
+	w->qlen++;
+	return 0;
+}
+
+/* The result of a waiting request's statement (NULL: run it with the
+ * blocking connection); libmicrohttpd calls its handler again. */
+static void
+deliver(struct pipe_wait *pw, PGresult *res)
+{
+	pw->waiting = false;
+	pw->done = true;
+	pw->res = res;
+	MHD_resume_connection(pw->conn);
 }
 
 /* Drops the pipelined connection; every waiting request runs synchronously. */
 static void
-async_drop(struct worker *w)
+async_drop(worker *w)
 {
-    if (w->aconn)
-    {
-        if (w->asock >= 0)
-            epoll_ctl(w->ep, EPOLL_CTL_DEL, w->asock, NULL);
-        PQfinish(w->aconn);
-        metrics_db_conn(-1);
-        w->aconn = NULL;
-        w->asock = -1;
-        w->want_write = 0;
-        w->unsynced = 0;
-    }
-    while (w->qlen)
-    {
-        metrics_db_busy(-1);
-        pipe_deliver(q_pop(w), NULL);
-    }
+	struct pipe_wait *pw;
+
+	if (w->aconn)
+	{
+		if (w->asock >= 0)
+			epoll_ctl(w->ep, EPOLL_CTL_DEL, w->asock, NULL);
+		db_close(w->aconn);
+		w->aconn = NULL;
+		w->asock = -1;
+		w->want_write = false;
+		w->unsynced = 0;
+	}
+	while (w->qlen)
+	{
+		pw = q_pop(w);
+		metrics_db_busy(-1);
+		if (pw)					/* NULL: forgotten (pipe_release) */
+			deliver(pw, NULL);
+	}
 }
 
 static PGconn *
-async_conn(struct worker *w)
+async_conn(worker *w)
 {
-    if (w->aconn)
-        return w->aconn;
-    if (!db_retry_due())
-        return NULL;
-    PGconn *c = db_connect_new();
-    if (!c)
-    {
-        db_connect_failed();
-        return NULL;
-    }
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 1};
-    if (PQenterPipelineMode(c) != 1 || PQsetnonblocking(c, 1) != 0 ||
-        epoll_ctl(w->ep, EPOLL_CTL_ADD, PQsocket(c), &ev) != 0)
-    {
-        fprintf(stderr, "udaconnect-httpd: cannot set up the pipelined connection: %s",
-                PQerrorMessage(c));
-        PQfinish(c);
-        db_connect_failed();
-        return NULL;
-    }
-    metrics_db_conn(+1);
-    w->aconn = c;
-    w->asock = PQsocket(c);
-    w->want_write = 0;
-    return c;
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = EV_DB};
+	PGconn	   *c;
+
+	if (w->aconn)
+		return w->aconn;
+	c = db_connect_new();
+	if (!c)
+		return NULL;
+	if (PQenterPipelineMode(c) != 1 || PQsetnonblocking(c, 1) != 0 ||
+		epoll_ctl(w->ep, EPOLL_CTL_ADD, PQsocket(c), &ev) != 0)
+	{
+		logmsg(LOG_WARNING, "cannot set up the pipelined connection: %s", PQerrorMessage(c));
+		db_close(c);
+		db_connect_failed();
+		return NULL;
+	}
+	w->aconn = c;
+	w->asock = PQsocket(c);
+	w->want_write = false;
+	return c;
 }
 
 int
-pipe_send(void *req, enum stmt s, int n, const char *const *values)
+pipe_send(struct pipe_wait *pw, enum stmt s, int n, const char *const *values)
 {
-    struct worker *w = self;
-    PGconn *c;
+	worker	   *w = self;
+	PGconn	   *c;
 
-    if (!w || stopping || !(c = async_conn(w)))
-        return -1;
-    if (q_push(w, req) < 0)
-        return -1;
-    if (!PQsendQueryPrepared(c, db_stmt_name(s), n, values, NULL, NULL, 0))
-    {
-        w->qlen--;      /* not sent: the caller runs it synchronously */
-        async_drop(w);
-        return -1;
-    }
-    w->unsynced++;
-    metrics_db_busy(+1);
-    return 0;
+	if (!w || stopping || !(c = async_conn(w)))
+		return -1;
+	if (q_push(w, pw) < 0)
+		return -1;
+	if (!PQsendQueryPrepared(c, db_stmt_name(s), n, values, NULL, NULL, 0))
+	{
+		w->qlen--;				/* not sent: the caller runs it synchronously */
+		async_drop(w);
+		return -1;
+	}
+	w->unsynced++;
+	metrics_db_busy(+1);
+	pw->waiting = true;
+	MHD_suspend_connection(pw->conn);
+	return 0;
 }
 
 void
-pipe_forget(void *req)
+pipe_release(struct pipe_wait *pw)
 {
-    struct worker *w = self;
+	worker	   *w = self;
 
-    if (!w)
-        return;
-    for (size_t i = 0; i < w->qlen; i++)
-        if (w->q[(w->qhead + i) % w->qcap] == req)
-            w->q[(w->qhead + i) % w->qcap] = NULL;     /* its result is dropped */
+	if (pw->waiting && w)
+		for (size_t i = 0; i < w->qlen; i++)
+			if (w->q[(w->qhead + i) % w->qcap] == pw)
+				w->q[(w->qhead + i) % w->qcap] = NULL;	/* its result is dropped */
+	pw->waiting = false;
+	PQclear(pw->res);
+	pw->res = NULL;
 }
 
 /* End of a loop round: one Sync (and flush) for the statements of the round. */
 static void
-async_sync(struct worker *w)
+async_sync(worker *w)
 {
-    if (!w->aconn)
-        return;
-    if (w->unsynced)
-    {
-        w->unsynced = 0;
-        if (PQpipelineSync(w->aconn) != 1)
-        {
-            async_drop(w);
-            return;
-        }
-    }
-    int f = PQflush(w->aconn);
-    if (f < 0)
-        async_drop(w);
-    else
-        ep_set(w, f == 1);
+	int			f;
+
+	if (!w->aconn)
+		return;
+	if (w->unsynced)
+	{
+		w->unsynced = 0;
+		if (PQpipelineSync(w->aconn) != 1)
+		{
+			async_drop(w);
+			return;
+		}
+	}
+	f = PQflush(w->aconn);
+	if (f < 0)
+		async_drop(w);
+	else
+		ep_set(w, f == 1);
+}
+
+/*
+ * The result of the oldest statement in flight: to its request, or the
+ * connection is dropped when it is not the statement's own answer that can
+ * be trusted.  False when the connection was dropped.
+ */
+static bool
+take_result(worker *w, PGconn *c, PGresult *res)
+{
+	ExecStatusType st = PQresultStatus(res);
+	const char *state = NULL;
+	struct pipe_wait *pw;
+	bool		lost;
+	bool		unprepared;
+	PGresult   *end;
+
+	pw = q_pop(w);
+	metrics_db_busy(-1);
+	if (st == PGRES_FATAL_ERROR)
+		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	lost = st == PGRES_FATAL_ERROR &&
+		(PQstatus(c) != CONNECTION_OK || !state ||
+		 strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0);
+
+	/*
+	 * The session lost its prepared statements (e.g. DISCARD ALL by a
+	 * pooler): start over with a new connection, which prepares them.
+	 */
+	unprepared = state && strcmp(state, "26000") == 0;
+	if (st == PGRES_PIPELINE_ABORTED || lost || unprepared)
+	{
+		/*
+		 * Not the statement's own answer (the session ended, the prepared
+		 * statement vanished, an earlier statement of the batch failed): run
+		 * it synchronously, as db_call() would retry it.
+		 */
+		PQclear(res);
+		res = NULL;
+	}
+	if (pw)
+		deliver(pw, res);
+	else
+		PQclear(res);
+	if (lost || unprepared)
+	{
+		if (lost)
+			metrics_db_error("connection_lost");
+		async_drop(w);
+		return false;
+	}
+	/* drop the NULL that ends this statement's results */
+	if (!PQisBusy(c))
+	{
+		end = PQgetResult(c);
+		if (end)
+		{
+			/* more than one result for one statement: cannot happen for our
+			 * single-row SELECTs */
+			PQclear(end);
+			async_drop(w);
+			return false;
+		}
+	}
+	return true;
 }
 
 /* Reads what arrived (when `consume`; else only what libpq has buffered
  * already) and hands every complete result to its request. */
 static void
-async_read(struct worker *w, int consume)
+async_read(worker *w, bool consume)
 {
-    PGconn *c = w->aconn;
+	PGconn	   *c = w->aconn;
+	PGresult   *res;
 
-    if (!c)
-        return;
-    if (consume && !PQconsumeInput(c))
-    {
-        async_drop(w);
-        return;
-    }
-    for (;;)
-    {
-        if (PQisBusy(c))
-            break;
-        PGresult *res = PQgetResult(c);
-        if (!res)
-        {
-            /* the end of one statement's results, or nothing pending */
-            if (PQisBusy(c) || !(res = PQgetResult(c)))
-                break;
-        }
-        ExecStatusType st = PQresultStatus(res);
-        if (st == PGRES_PIPELINE_SYNC)
-        {
-            PQclear(res);
-            continue;
-        }
-        if (w->qlen == 0)
-        {
-            /* a result nobody waits for: the protocol state is not what we
-             * think; start over */
-            PQclear(res);
-            async_drop(w);
-            return;
-        }
-        void *req = q_pop(w);
-        metrics_db_busy(-1);
-        const char *state = st == PGRES_FATAL_ERROR ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-        int lost = st == PGRES_FATAL_ERROR &&
-                   (PQstatus(c) != CONNECTION_OK || !state ||
-                    strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0);
-        /* the session lost its prepared statements (e.g. DISCARD ALL by a
-         * pooler): start over with a new connection, which prepares them */
-        int unprepared = state && strcmp(state, "26000") == 0;
-        if (st == PGRES_PIPELINE_ABORTED || lost || unprepared)
-        {
-            /* not the statement's own answer (the session ended, the
-             * prepared statement vanished, an earlier statement of the batch
-             * failed): run it synchronously, as db_call() would retry it */
-            PQclear(res);
-            res = NULL;
-        }
-        if (req)
-            pipe_deliver(req, res);
-        else
-            PQclear(res);
-        if (lost || unprepared)
-        {
-            if (lost)
-                metrics_db_error("connection_lost");
-            async_drop(w);
-            return;
-        }
-        /* drop the NULL that ends this statement's results */
-        if (!PQisBusy(c))
-        {
-            PGresult *end = PQgetResult(c);
-            if (end)
-            {
-                /* more than one result for one statement: cannot happen for
-                 * our single-row SELECTs */
-                PQclear(end);
-                async_drop(w);
-                return;
-            }
-        }
-    }
-    if (PQstatus(c) != CONNECTION_OK)
-        async_drop(w);
+	if (!c)
+		return;
+	if (consume && !PQconsumeInput(c))
+	{
+		async_drop(w);
+		return;
+	}
+	while (!PQisBusy(c))
+	{
+		res = PQgetResult(c);
+		/* NULL: the end of one statement's results, or nothing pending */
+		if (!res && (PQisBusy(c) || !(res = PQgetResult(c))))
+			break;
+		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC)
+		{
+			PQclear(res);
+			continue;
+		}
+		if (w->qlen == 0)
+		{
+			/* a result nobody waits for: the protocol state is not what we
+			 * think; start over */
+			PQclear(res);
+			async_drop(w);
+			return;
+		}
+		if (!take_result(w, c, res))
+			return;
+	}
+	if (PQstatus(c) != CONNECTION_OK)
+		async_drop(w);
+}
+
+/* One round of the event loop: wait, then serve the database and MHD; false
+ * when the loop cannot go on. */
+static bool
+worker_round(worker *w)
+{
+	struct epoll_event evs[8];
+	MHD_UNSIGNED_LONG_LONG to;
+	int			timeout = 1000;
+	int			n;
+	bool		db = false;
+
+	if (MHD_get_timeout(w->d, &to) == MHD_YES && to < 1000)
+		timeout = (int) to;
+	n = epoll_wait(w->ep, evs, 8, timeout);
+	if (n < 0 && errno != EINTR)
+	{
+		logmsg(LOG_ERROR, "epoll_wait: %m");
+		return false;
+	}
+	for (int i = 0; i < n; i++)
+		if (evs[i].data.u32 == EV_DB)
+			db = true;
+	if (db && w->aconn)
+	{
+		if (w->want_write)
+			async_sync(w);
+		async_read(w, true);
+	}
+	MHD_run(w->d);
+	async_sync(w);
+	/* libpq reads input while it cannot send (a full socket buffer): results
+	 * it buffered that way raise no epoll event */
+	if (w->aconn && w->qlen && !PQisBusy(w->aconn))
+	{
+		async_read(w, false);
+		MHD_run(w->d);
+		async_sync(w);
+	}
+	return true;
 }
 
 static void *
 worker_main(void *arg)
 {
-    struct worker *w = arg;
-    struct epoll_event evs[8];
+	worker	   *w = arg;
 
-    self = w;
-    while (!stopping)
-    {
-        MHD_UNSIGNED_LONG_LONG to;
-        int timeout = 1000;
-        if (MHD_get_timeout(w->d, &to) == MHD_YES && to < 1000)
-            timeout = (int) to;
-        int n = epoll_wait(w->ep, evs, 8, timeout);
-        if (n < 0 && errno != EINTR)
-        {
-            perror("udaconnect-httpd: epoll_wait");
-            break;
-        }
-        int db = 0;
-        for (int i = 0; i < n; i++)
-            if (evs[i].data.u32 == 1)
-                db = 1;
-        if (db && w->aconn)
-        {
-            if (w->want_write)
-                async_sync(w);
-            async_read(w, 1);
-        }
-        MHD_run(w->d);
-        async_sync(w);
-        /* libpq reads input while it cannot send (a full socket buffer):
-         * results it buffered that way raise no epoll event */
-        if (w->aconn && w->qlen && !PQisBusy(w->aconn))
-        {
-            async_read(w, 0);
-            MHD_run(w->d);
-            async_sync(w);
-        }
-    }
-    /* stopping: waiting requests are answered synchronously, then MHD stops */
-    async_drop(w);
-    MHD_run(w->d);
-    MHD_stop_daemon(w->d);
-    w->d = NULL;
-    db_drop();
-    return NULL;
+	self = w;
+	while (!stopping && worker_round(w))
+		;
+	/* stopping: waiting requests are answered synchronously, then MHD stops */
+	async_drop(w);
+	MHD_run(w->d);
+	MHD_stop_daemon(w->d);
+	w->d = NULL;
+	db_drop();
+	return NULL;
+}
+
+/* Worker w's daemon and epoll set: 0, or -1 (logged). */
+static int
+worker_init(worker *w, struct MHD_Daemon *(*make) (void *cls), void *cls)
+{
+	const union MHD_DaemonInfo *info;
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
+
+	w->asock = -1;
+	w->d = make(cls);
+	if (!w->d)
+		return -1;
+	info = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
+	w->ep = epoll_create1(EPOLL_CLOEXEC);
+	w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!info || w->ep < 0 || w->wake_fd < 0 ||
+		epoll_ctl(w->ep, EPOLL_CTL_ADD, info->epoll_fd, &ev) != 0 ||
+		epoll_ctl(w->ep, EPOLL_CTL_ADD, w->wake_fd, &ev) != 0)
+	{
+		logmsg(LOG_FATAL, "epoll: %m");
+		return -1;
+	}
+	return 0;
 }
 
 int
-workers_start(int n, struct MHD_Daemon *(*make)(void *cls), void *cls)
+workers_start(int n, struct MHD_Daemon *(*make) (void *cls), void *cls)
 {
-    workers = calloc((size_t) n, sizeof *workers);
-    if (!workers)
-        return -1;
-    for (int i = 0; i < n; i++)
-    {
-        struct worker *w = &workers[i];
-        w->asock = -1;
-        w->d = make(cls);
-        if (!w->d)
-            return -1;
-        const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
-        w->ep = epoll_create1(EPOLL_CLOEXEC);
-        w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
-        if (!info || w->ep < 0 || w->wake_fd < 0 ||
-            epoll_ctl(w->ep, EPOLL_CTL_ADD, info->epoll_fd, &ev) != 0 ||
-            epoll_ctl(w->ep, EPOLL_CTL_ADD, w->wake_fd, &ev) != 0)
-        {
-            perror("udaconnect-httpd: epoll");
-            return -1;
-        }
-        nworkers = i + 1;
-    }
-    for (int i = 0; i < n; i++)
-        if (pthread_create(&workers[i].tid, NULL, worker_main, &workers[i]) != 0)
-        {
-            perror("udaconnect-httpd: pthread_create");
-            exit(1);
-        }
-    return 0;
+	int			e;
+
+	workers = calloc((size_t) n, sizeof(*workers));
+	if (!workers)
+		return -1;
+	for (int i = 0; i < n; i++)
+	{
+		if (worker_init(&workers[i], make, cls) != 0)
+			return -1;
+		nworkers = i + 1;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		e = pthread_create(&workers[i].tid, NULL, worker_main, &workers[i]);
+		if (e != 0)
+		{
+			logmsg(LOG_FATAL, "pthread_create: %s", strerror(e));
+			exit(1);
+		}
+	}
+	return 0;
 }
 
 void
 workers_stop(void)
 {
-    uint64_t one = 1;
+	uint64_t	one = 1;
 
-    stopping = 1;
-    for (int i = 0; i < nworkers; i++)
-        if (write(workers[i].wake_fd, &one, sizeof one) < 0)
-            perror("udaconnect-httpd: eventfd");
-    for (int i = 0; i < nworkers; i++)
-    {
-        pthread_join(workers[i].tid, NULL);
-        close(workers[i].ep);
-        close(workers[i].wake_fd);
-        free(workers[i].q);
-    }
-    free(workers);
-    workers = NULL;
-    nworkers = 0;
+	stopping = 1;
+	for (int i = 0; i < nworkers; i++)
+		if (write(workers[i].wake_fd, &one, sizeof(one)) < 0)
+			logmsg(LOG_WARNING, "eventfd: %m");
+	for (int i = 0; i < nworkers; i++)
+	{
+		pthread_join(workers[i].tid, NULL);
+		close(workers[i].ep);
+		close(workers[i].wake_fd);
+		free(workers[i].q);
+	}
+	free(workers);
+	workers = NULL;
+	nworkers = 0;
 }

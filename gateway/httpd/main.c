@@ -1,0 +1,138 @@
+/*
+ * main.c: udaconnect-httpd, the REST/JSON API and the web app of UdaConnect:
+ * start-up, signals and shutdown.
+ *
+ * It reads the settings (config.c), opens the one listening socket that
+ * every worker's libmicrohttpd daemon shares, starts the workers (worker.c)
+ * with a daemon each, wired to the request life cycle (request.c) and the
+ * connection limits (limits.c), then waits for SIGINT, SIGTERM or SIGHUP and
+ * stops them, answering what is in flight.  See docs/http.md for the service
+ * and docs/design.md for the map of the code.  Nothing here serves a
+ * request.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "httpd.h"
+
+/* libmicrohttpd's messages go to our log */
+static void
+log_mhd(void *cls, const char *fmt, va_list ap)
+{
+	(void) cls;
+	vlogmsg(LOG_WARNING, fmt, ap);
+}
+
+/* MHD_OPTION_UNESCAPE_CALLBACK: see percent_decode() */
+static size_t
+unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	(void) cls;
+	(void) c;
+	return percent_decode(s);
+}
+
+/* A worker's daemon: driven by the worker's own epoll loop. */
+static struct MHD_Daemon *
+make_daemon(void *cls)
+{
+	int			fd = dup(*(int *) cls);
+	struct MHD_Daemon *d;
+
+	if (fd < 0)
+		return NULL;
+	d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO |
+						 MHD_ALLOW_SUSPEND_RESUME,
+						 0, limits_accept, NULL, request_handler, NULL,
+						 MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
+						 MHD_OPTION_LISTEN_SOCKET, fd,
+						 MHD_OPTION_CONNECTION_LIMIT, cfg.max_connections,
+						 MHD_OPTION_CONNECTION_TIMEOUT, cfg.connection_timeout_s,
+						 MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg.connection_memory,
+						 MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+						 MHD_OPTION_NOTIFY_CONNECTION, limits_notify, NULL,
+						 MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+						 MHD_OPTION_END);
+	if (!d)
+		close(fd);
+	return d;
+}
+
+/* The listening socket on cfg.bind:cfg.port, or -1 (logged). */
+static int
+listen_socket(const struct sockaddr_in *sa)
+{
+	int			fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int			one = 1;
+
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+		bind(fd, (const struct sockaddr *) sa, sizeof(*sa)) != 0 || listen(fd, 1024) != 0)
+	{
+		logmsg(LOG_FATAL, "cannot listen on %s:%d: %s", cfg.bind, cfg.port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int
+main(int argc, char **argv)
+{
+	int			rc;
+	struct sockaddr_in sa;
+	sigset_t	set;
+	int			lfd;
+	int			sig = 0;
+
+	log_init("udaconnect-httpd");
+	rc = config_load(argc, argv);
+	if (rc >= 0)
+		return rc;
+	if (static_init() != 0)
+		return 1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t) cfg.port);
+	if (inet_pton(AF_INET, cfg.bind, &sa.sin_addr) != 1)
+	{
+		logmsg(LOG_FATAL, "--bind must be an IPv4 address, not \"%s\"", cfg.bind);
+		return 2;
+	}
+
+	/* signals: handled synchronously here; worker threads inherit the mask */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	db_init();
+
+	/* one listening socket, shared by every worker's daemon (as MHD's own
+	 * thread pool shares it) */
+	lfd = listen_socket(&sa);
+	if (lfd < 0)
+		return 1;
+	if (workers_start(cfg.threads, make_daemon, &lfd) != 0)
+	{
+		logmsg(LOG_FATAL, "cannot start the HTTP workers on %s:%d", cfg.bind, cfg.port);
+		return 1;
+	}
+	close(lfd);					/* each daemon has its own descriptor of it */
+	logmsg(LOG_INFO, "version %s listening on http://%s:%d/ (%d threads, web root %s)",
+		   HTTPD_VERSION, cfg.bind, cfg.port, cfg.threads, static_web_root());
+
+	sigwait(&set, &sig);
+	logmsg(LOG_INFO, "signal %d, stopping", sig);
+	workers_stop();
+	static_free();
+	return 0;
+}

@@ -1,0 +1,135 @@
+/*
+ * parse.c: strict parsing of the text a request or a setting brings
+ * (udaconnect-httpd).
+ *
+ * Integers, decimal numbers and calendar dates as they appear in paths,
+ * query parameters, headers and flags; the percent-decoding of the path and
+ * the query; and shown(), which makes a client's text safe to echo in a
+ * message.  Pure functions of their arguments: nothing here answers a
+ * request, logs or reads the configuration (params.c, limits.c and config.c
+ * do that, with these).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "httpd.h"
+
+int
+parse_int64(const char *s, long long min, long long max, long long *out)
+{
+	char	   *end;
+	long long	v;
+
+	if (!s || !*s || isspace((unsigned char) *s))
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (*end)
+		return -1;
+	if (errno == ERANGE || v < min || v > max)
+		return -2;
+	*out = v;
+	return 0;
+}
+
+int
+parse_number(const char *s, double *out)
+{
+	char	   *end;
+	double		v;
+
+	if (!s || !*s)
+		return -1;
+	/* decimal only: strtod() alone also takes "0x1p4", "inf", "nan", " 5" */
+	for (const char *p = s; *p; p++)
+		if (!isdigit((unsigned char) *p) && !strchr("+-.eE", *p))
+			return -1;
+	errno = 0;
+	v = strtod(s, &end);
+	if (*end || errno == ERANGE || !isfinite(v))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+bool
+valid_date(const char *s)
+{
+	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int			y;
+	int			m;
+	int			d;
+
+	if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+		return false;
+	for (int i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && !isdigit((unsigned char) s[i]))
+			return false;
+	y = atoi(s);
+	m = atoi(s + 5);
+	d = atoi(s + 8);
+	if (y < 1 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
+		return false;
+	if (m == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+		return false;
+	return true;
+}
+
+const char *
+shown(const char *s, char *buf, size_t size)
+{
+	size_t		i = 0;
+
+	for (; *s && i + 4 < size && i < 40; s++)
+		buf[i++] = (*s >= 0x20 && *s < 0x7f && *s != '"' && *s != '\\') ? *s : '?';
+	if (*s)
+	{
+		buf[i++] = '.';
+		buf[i++] = '.';
+		buf[i++] = '.';
+	}
+	buf[i] = 0;
+	return buf;
+}
+
+static int
+hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	ch = (char) (ch | 0x20);
+	return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/*
+ * Like libmicrohttpd's own decoding, except that "%00" stays as it is: a
+ * decoded NUL would silently cut the string short for everything after it,
+ * e.g. "/index.html%00.png" served index.html and
+ * "start_date=2020-01-01%00junk" was taken as 2020-01-01.  Left encoded,
+ * such input is refused (404 / 400).
+ */
+size_t
+percent_decode(char *s)
+{
+	char	   *w = s;
+	const char *p = s;
+	int			hi;
+	int			lo;
+
+	while (*p)
+	{
+		if (p[0] == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0 &&
+			(hi | lo) != 0)
+		{
+			*w++ = (char) (hi * 16 + lo);
+			p += 3;
+		}
+		else
+			*w++ = *p++;
+	}
+	*w = 0;
+	return (size_t) (w - s);
+}
