@@ -74,9 +74,8 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "udaconnect/v1/location.pb-c.h"
-
 #include "ingest.h"
+#include "ingest_message.h"
 #include "udc_pg.h"
 #include "geodesy.h"
 
@@ -880,99 +879,11 @@ handle_offset_reset(int32 partition, const char *why)
 /* ------------------------------------------------------------------------
  * batch processing
  * ------------------------------------------------------------------------ */
-typedef struct IngestRow
-{
-	int32		person_id;
-	double		latitude;
-	double		longitude;
-	TimestampTz creation_time;
-	int			msg;			/* index into batch[] */
-} IngestRow;
-
 typedef struct IngestReject
 {
 	int			msg;
 	char	   *reason;
 } IngestReject;
-
-/* protobuf-c allocations go to the per-batch memory context */
-static void *
-pb_alloc(void *data, size_t size)
-{
-	return MemoryContextAllocExtended((MemoryContext) data, size, MCXT_ALLOC_NO_OOM);
-}
-
-static void
-pb_free(void *data, void *ptr)
-{
-	/* freed with the batch context */
-}
-
-static TimestampTz
-unix_usec_to_timestamptz(int64 usec)
-{
-	return usec - ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC);
-}
-
-/*
- * Decode and check one message.  Returns NULL when valid (row filled), else
- * the reason (palloc'd).
- */
-static char *
-validate_message(const rd_kafka_message_t *m, ProtobufCAllocator *alloc, TimestampTz now, IngestRow *row)
-{
-	Udaconnect__V1__Location *loc;
-	TimestampTz ts;
-
-	if (m->payload == NULL)
-		return pstrdup("empty message: no value (tombstone)");
-	loc = udaconnect__v1__location__unpack(alloc, m->len, (const uint8_t *) m->payload);
-	if (loc == NULL)
-		return psprintf("undecodable payload: %zu bytes that are not a udaconnect.v1.Location protobuf", m->len);
-	if (loc->person_id <= 0)
-		return loc->person_id == 0 ? pstrdup("person_id is missing")
-			: psprintf("person_id %d is not a valid person id", loc->person_id);
-	if (!isfinite(loc->latitude))
-		return psprintf("latitude is not finite (%s)", isnan(loc->latitude) ? "NaN" : "infinity");
-	if (!isfinite(loc->longitude))
-		return psprintf("longitude is not finite (%s)", isnan(loc->longitude) ? "NaN" : "infinity");
-	if (loc->latitude < -90.0 || loc->latitude > 90.0)
-		return psprintf("latitude %.17g is out of range [-90, 90]", loc->latitude);
-	if (loc->longitude < -180.0 || loc->longitude > 180.0)
-		return psprintf("longitude %.17g is out of range [-180, 180]", loc->longitude);
-	if (loc->creation_time != NULL)
-	{
-		int64		secs = loc->creation_time->seconds;
-		int32		nanos = loc->creation_time->nanos;
-
-		/* google.protobuf.Timestamp: 0001-01-01 .. 9999-12-31, nanos in [0, 1e9) */
-		if (nanos < 0 || nanos > 999999999 ||
-			secs < INT64CONST(-62135596800) || secs > INT64CONST(253402300799))
-			return psprintf("creation_time is not a valid timestamp (seconds %lld, nanos %d)",
-							(long long) secs, nanos);
-		ts = unix_usec_to_timestamptz(secs * USECS_PER_SEC + nanos / 1000);
-	}
-	else
-	{
-		rd_kafka_timestamp_type_t tstype;
-		int64		ms = rd_kafka_message_timestamp(m, &tstype);
-
-		if (tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE || ms < 0)
-			ts = now;
-		else
-			ts = unix_usec_to_timestamptz(ms * 1000);
-	}
-	if (!IS_VALID_TIMESTAMP(ts))
-		return pstrdup("creation_time is out of the range of timestamptz");
-	if (ts > now + (int64) udc_ingest_max_future_skew * USECS_PER_SEC)
-		return psprintf("creation_time %s is more than %d s in the future",
-						timestamptz_to_str(ts), udc_ingest_max_future_skew);
-	row->person_id = loc->person_id;
-	row->latitude = loc->latitude;
-	row->longitude = loc->longitude;
-	row->creation_time = ts;
-	return NULL;
-}
 
 /* COPY source: the binary COPY image in copy_src */
 static StringInfoData copy_src;
@@ -1862,7 +1773,7 @@ process_batch(int n)
 	int			i;
 	bool		applied = true;
 	uint64		inserted = 0;
-	TimestampTz now;
+	int64		now_usec;
 	Oid			locrel;
 
 	begin_tx("udaconnect ingest: batch");
@@ -1881,13 +1792,11 @@ process_batch(int n)
 		goto done;
 	}
 
-	alloc.alloc = pb_alloc;
-	alloc.free = pb_free;
-	alloc.allocator_data = batch_cxt;
+	udc_ingest_pb_allocator(&alloc, batch_cxt);
 	rows = palloc(sizeof(IngestRow) * n);
 	rejects = palloc(sizeof(IngestReject) * n);
 	bp = palloc(sizeof(BatchPart) * n);
-	now = GetCurrentTimestamp();
+	now_usec = GetCurrentTimestamp() + UDC_UNIX_TO_PG_EPOCH_USEC;
 
 	for (i = 0; i < n; i++)
 	{
@@ -1909,7 +1818,7 @@ process_batch(int n)
 		if (m->offset + 1 > p->next)
 			p->next = m->offset + 1;
 		p->any = true;
-		reason = validate_message(m, &alloc, now, &rows[nrows]);
+		reason = udc_ingest_validate_message(m, &alloc, now_usec, &rows[nrows]);
 		if (reason == NULL)
 			rows[nrows++].msg = i;
 		else
