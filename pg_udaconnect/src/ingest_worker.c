@@ -9,7 +9,10 @@
  * into udaconnect.ingest_rejects, and the next offset of every partition in
  * the batch into udaconnect.ingest_offset.  Consumption always (re)starts
  * from the offsets stored in that table, so a crash at any instant neither
- * loses nor duplicates a message.  See docs/ingest.md.
+ * loses nor duplicates a message.  A database error that is not the fault of
+ * a message (lock timeout, deadlock, out of memory...; ingest_errors.c)
+ * aborts the batch, which is then consumed again from those offsets, as after
+ * a crash.  See docs/ingest.md.
  *
  * librdkafka runs its own threads; they never touch PostgreSQL: their log
  * and error callbacks only append to a mutex-protected queue that the
@@ -74,9 +77,9 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "udaconnect/v1/location.pb-c.h"
-
 #include "ingest.h"
+#include "ingest_errors.h"
+#include "ingest_message.h"
 #include "udc_pg.h"
 #include "geodesy.h"
 
@@ -406,6 +409,18 @@ set_one_option(const char *key, const char *value, void *arg, char **err)
 	return true;
 }
 
+/* destroy the messages held in batch[] (slots set to NULL are already gone) */
+static void
+release_batch(void)
+{
+	int			i;
+
+	for (i = 0; i < batch_held; i++)
+		if (batch[i] != NULL)
+			rd_kafka_message_destroy(batch[i]);
+	batch_held = 0;
+}
+
 /*
  * Stop librdkafka.  rd_kafka_destroy() waits for every message handed to us
  * to be destroyed, so the messages still held in batch[] (an error or a
@@ -414,14 +429,9 @@ set_one_option(const char *key, const char *value, void *arg, char **err)
 static void
 consumer_destroy(void)
 {
-	int			i;
-
 	if (rk == NULL)
 		return;
-	for (i = 0; i < batch_held; i++)
-		if (batch[i] != NULL)
-			rd_kafka_message_destroy(batch[i]);
-	batch_held = 0;
+	release_batch();
 	if (rkq)
 		rd_kafka_queue_destroy(rkq);
 	if (rkt)
@@ -880,99 +890,11 @@ handle_offset_reset(int32 partition, const char *why)
 /* ------------------------------------------------------------------------
  * batch processing
  * ------------------------------------------------------------------------ */
-typedef struct IngestRow
-{
-	int32		person_id;
-	double		latitude;
-	double		longitude;
-	TimestampTz creation_time;
-	int			msg;			/* index into batch[] */
-} IngestRow;
-
 typedef struct IngestReject
 {
 	int			msg;
 	char	   *reason;
 } IngestReject;
-
-/* protobuf-c allocations go to the per-batch memory context */
-static void *
-pb_alloc(void *data, size_t size)
-{
-	return MemoryContextAllocExtended((MemoryContext) data, size, MCXT_ALLOC_NO_OOM);
-}
-
-static void
-pb_free(void *data, void *ptr)
-{
-	/* freed with the batch context */
-}
-
-static TimestampTz
-unix_usec_to_timestamptz(int64 usec)
-{
-	return usec - ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC);
-}
-
-/*
- * Decode and check one message.  Returns NULL when valid (row filled), else
- * the reason (palloc'd).
- */
-static char *
-validate_message(const rd_kafka_message_t *m, ProtobufCAllocator *alloc, TimestampTz now, IngestRow *row)
-{
-	Udaconnect__V1__Location *loc;
-	TimestampTz ts;
-
-	if (m->payload == NULL)
-		return pstrdup("empty message: no value (tombstone)");
-	loc = udaconnect__v1__location__unpack(alloc, m->len, (const uint8_t *) m->payload);
-	if (loc == NULL)
-		return psprintf("undecodable payload: %zu bytes that are not a udaconnect.v1.Location protobuf", m->len);
-	if (loc->person_id <= 0)
-		return loc->person_id == 0 ? pstrdup("person_id is missing")
-			: psprintf("person_id %d is not a valid person id", loc->person_id);
-	if (!isfinite(loc->latitude))
-		return psprintf("latitude is not finite (%s)", isnan(loc->latitude) ? "NaN" : "infinity");
-	if (!isfinite(loc->longitude))
-		return psprintf("longitude is not finite (%s)", isnan(loc->longitude) ? "NaN" : "infinity");
-	if (loc->latitude < -90.0 || loc->latitude > 90.0)
-		return psprintf("latitude %.17g is out of range [-90, 90]", loc->latitude);
-	if (loc->longitude < -180.0 || loc->longitude > 180.0)
-		return psprintf("longitude %.17g is out of range [-180, 180]", loc->longitude);
-	if (loc->creation_time != NULL)
-	{
-		int64		secs = loc->creation_time->seconds;
-		int32		nanos = loc->creation_time->nanos;
-
-		/* google.protobuf.Timestamp: 0001-01-01 .. 9999-12-31, nanos in [0, 1e9) */
-		if (nanos < 0 || nanos > 999999999 ||
-			secs < INT64CONST(-62135596800) || secs > INT64CONST(253402300799))
-			return psprintf("creation_time is not a valid timestamp (seconds %lld, nanos %d)",
-							(long long) secs, nanos);
-		ts = unix_usec_to_timestamptz(secs * USECS_PER_SEC + nanos / 1000);
-	}
-	else
-	{
-		rd_kafka_timestamp_type_t tstype;
-		int64		ms = rd_kafka_message_timestamp(m, &tstype);
-
-		if (tstype == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE || ms < 0)
-			ts = now;
-		else
-			ts = unix_usec_to_timestamptz(ms * 1000);
-	}
-	if (!IS_VALID_TIMESTAMP(ts))
-		return pstrdup("creation_time is out of the range of timestamptz");
-	if (ts > now + (int64) udc_ingest_max_future_skew * USECS_PER_SEC)
-		return psprintf("creation_time %s is more than %d s in the future",
-						timestamptz_to_str(ts), udc_ingest_max_future_skew);
-	row->person_id = loc->person_id;
-	row->latitude = loc->latitude;
-	row->longitude = loc->longitude;
-	row->creation_time = ts;
-	return NULL;
-}
 
 /* COPY source: the binary COPY image in copy_src */
 static StringInfoData copy_src;
@@ -1554,8 +1476,11 @@ note_insert_path(bool direct)
 }
 
 /*
- * Insert rows[0..n) in a subtransaction; if that fails, split in halves and
- * retry, so that only the rows that fail on their own are rejected.
+ * Insert rows[0..n) in a subtransaction; if that fails because of the rows'
+ * content (udc_ingest_error_blames_row), split in halves and retry, so that
+ * only the rows that fail on their own are rejected.  Any other error
+ * (deadlock, lock timeout, out of memory, cancel...) is re-thrown: the whole
+ * batch is aborted and retried (recover_after_error), never rejected.
  */
 static void
 copy_rows_resilient(Relation rel, IngestRow *rows, int n,
@@ -1592,8 +1517,7 @@ copy_rows_resilient(Relation rel, IngestRow *rows, int n,
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
-		/* never swallow a cancel/shutdown request */
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED || edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+		if (!udc_ingest_error_blames_row(edata->sqlerrcode))
 			ReThrowError(edata);
 		failure = psprintf("insert failed: %s (SQLSTATE %s)", edata->message,
 						   unpack_sql_state(edata->sqlerrcode));
@@ -1862,7 +1786,7 @@ process_batch(int n)
 	int			i;
 	bool		applied = true;
 	uint64		inserted = 0;
-	TimestampTz now;
+	int64		now_usec;
 	Oid			locrel;
 
 	begin_tx("udaconnect ingest: batch");
@@ -1881,13 +1805,11 @@ process_batch(int n)
 		goto done;
 	}
 
-	alloc.alloc = pb_alloc;
-	alloc.free = pb_free;
-	alloc.allocator_data = batch_cxt;
+	udc_ingest_pb_allocator(&alloc, batch_cxt);
 	rows = palloc(sizeof(IngestRow) * n);
 	rejects = palloc(sizeof(IngestReject) * n);
 	bp = palloc(sizeof(BatchPart) * n);
-	now = GetCurrentTimestamp();
+	now_usec = GetCurrentTimestamp() + UDC_UNIX_TO_PG_EPOCH_USEC;
 
 	for (i = 0; i < n; i++)
 	{
@@ -1909,7 +1831,7 @@ process_batch(int n)
 		if (m->offset + 1 > p->next)
 			p->next = m->offset + 1;
 		p->any = true;
-		reason = validate_message(m, &alloc, now, &rows[nrows]);
+		reason = udc_ingest_validate_message(m, &alloc, now_usec, &rows[nrows]);
 		if (reason == NULL)
 			rows[nrows++].msg = i;
 		else
@@ -1989,16 +1911,6 @@ done:
 				(errmsg_internal("udaconnect ingest worker %d: batch of %d messages: %llu rows, %d rejects",
 								 worker_index, n, (unsigned long long) inserted, nrejects)));
 	return applied;
-}
-
-static void
-free_batch(int n)
-{
-	int			i;
-
-	for (i = 0; i < n; i++)
-		rd_kafka_message_destroy(batch[i]);
-	batch_held = 0;
 }
 
 /*
@@ -2088,6 +2000,116 @@ collect_batch(void)
 /* ------------------------------------------------------------------------
  * main loop
  * ------------------------------------------------------------------------ */
+
+/* One turn of the main loop: settings, assignment, at most one batch. */
+static void
+worker_turn(void *arg)
+{
+	int			n;
+
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+		apply_commit_mode();
+		config_broken = false;
+		if (consumer_settings_changed())
+		{
+			ereport(LOG, (errmsg("udaconnect ingest worker %d: Kafka settings changed, reconnecting", worker_index)));
+			consumer_destroy();
+		}
+		need_reassign = true;
+		next_metadata_at = 0;
+		backoff_ms = 0;
+	}
+	drain_kafka_log();
+
+	if (RecoveryInProgress())
+	{
+		consumer_destroy();
+		set_state("idle: server in recovery");
+		wait_ms(1000);
+		return;
+	}
+	if (udc_kafka_brokers == NULL || udc_kafka_brokers[0] == '\0')
+	{
+		consumer_destroy();
+		set_state("idle: udaconnect.kafka_brokers is empty");
+		wait_ms(10000);
+		return;
+	}
+	if (config_broken)
+	{
+		wait_ms(10000);
+		return;
+	}
+	if (rk == NULL && !consumer_create())
+	{
+		set_state("error: bad Kafka settings");
+		config_broken = true;
+		return;
+	}
+	if (!refresh_assignment())
+	{
+		/* paused, no extension, broker or topic unavailable: retry later */
+		drain_kafka_log();
+		wait_ms(Max(Min(backoff_ms, 30000), 500));
+		return;
+	}
+	if (!assigned)
+	{
+		wait_ms(1000);
+		return;
+	}
+
+	n = collect_batch();
+	if (n > 0)
+	{
+		bool		applied = process_batch(n);
+
+		release_batch();
+		if (!applied)
+		{
+			unassign();
+			need_reassign = true;
+			next_metadata_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 500);
+		}
+		else
+		{
+			udc_ingest_retry_reset();
+			last_error_text[0] = '\0';
+		}
+	}
+	publish_watermarks(false);
+}
+
+/*
+ * An ERROR escaped a turn (udc_ingest_run_guarded has aborted its
+ * transaction: nothing of the batch in progress is committed, its rows, its
+ * rejects and its offsets alike).  Errors that are a message's fault never
+ * get here (they reject that message inside the batch), so this one is
+ * transient or a setup problem: consume the same messages again from the
+ * offsets stored in the database, as after a crash, after a back-off, and
+ * show the error in ingest_status.last_error and (rate-limited) in the log.
+ */
+static void
+recover_after_error(const UdcIngestError *err)
+{
+	int			delay = udc_ingest_retry_delay_ms();
+
+	release_batch();
+	MemoryContextReset(batch_cxt);
+	unassign();
+	need_reassign = true;
+	/* refresh_assignment() waits until then before it seeks again */
+	backoff_ms = delay;
+	next_metadata_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
+	set_state("retrying after a database error");
+	report_problem(WARNING, "%s (SQLSTATE %s): batch not committed, consumed again from the stored offsets in %d ms",
+				   err->message, unpack_sql_state(err->sqlerrcode), delay);
+}
+
 void
 udc_ingest_worker_main(Datum main_arg)
 {
@@ -2131,79 +2153,9 @@ udc_ingest_worker_main(Datum main_arg)
 
 	for (;;)
 	{
-		int			n;
+		UdcIngestError err;
 
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			apply_commit_mode();
-			config_broken = false;
-			if (consumer_settings_changed())
-			{
-				ereport(LOG, (errmsg("udaconnect ingest worker %d: Kafka settings changed, reconnecting", worker_index)));
-				consumer_destroy();
-			}
-			need_reassign = true;
-			next_metadata_at = 0;
-			backoff_ms = 0;
-		}
-		drain_kafka_log();
-
-		if (RecoveryInProgress())
-		{
-			consumer_destroy();
-			set_state("idle: server in recovery");
-			wait_ms(1000);
-			continue;
-		}
-		if (udc_kafka_brokers == NULL || udc_kafka_brokers[0] == '\0')
-		{
-			consumer_destroy();
-			set_state("idle: udaconnect.kafka_brokers is empty");
-			wait_ms(10000);
-			continue;
-		}
-		if (config_broken)
-		{
-			wait_ms(10000);
-			continue;
-		}
-		if (rk == NULL && !consumer_create())
-		{
-			set_state("error: bad Kafka settings");
-			config_broken = true;
-			continue;
-		}
-		if (!refresh_assignment())
-		{
-			/* paused, no extension, broker or topic unavailable: retry later */
-			drain_kafka_log();
-			wait_ms(Max(Min(backoff_ms, 30000), 500));
-			continue;
-		}
-		if (!assigned)
-		{
-			wait_ms(1000);
-			continue;
-		}
-
-		n = collect_batch();
-		if (n > 0)
-		{
-			bool		applied = process_batch(n);
-
-			free_batch(n);
-			if (!applied)
-			{
-				unassign();
-				need_reassign = true;
-				next_metadata_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 500);
-			}
-			else if (last_error_text[0] != '\0')
-				last_error_text[0] = '\0';
-		}
-		publish_watermarks(false);
+		if (!udc_ingest_run_guarded(worker_turn, NULL, &err))
+			recover_after_error(&err);
 	}
 }

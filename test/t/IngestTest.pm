@@ -149,15 +149,15 @@ SELECT (SELECT count(*) FROM ev) || ' ' ||
                 WHERE NOT CASE er.kind
                     WHEN 'undecodable' THEN r.reason LIKE 'undecodable payload%'
                     WHEN 'truncated' THEN r.reason LIKE 'undecodable payload%'
-                    WHEN 'no_person' THEN r.reason = 'person_id is missing'
-                    WHEN 'negative_person' THEN r.reason LIKE 'person_id -% is not a valid person id'
+                    WHEN 'no_person' THEN r.reason = 'person_id must be a positive integer, got 0'
+                    WHEN 'negative_person' THEN r.reason LIKE 'person_id must be a positive integer, got -%'
                     WHEN 'unknown_person' THEN r.reason LIKE 'person % does not exist'
-                    WHEN 'latitude' THEN r.reason LIKE 'latitude % is out of range%'
-                    WHEN 'longitude' THEN r.reason LIKE 'longitude % is out of range%'
-                    WHEN 'nan' THEN r.reason LIKE 'latitude is not finite (NaN)'
-                    WHEN 'infinite' THEN r.reason LIKE 'longitude is not finite (infinity)'
-                    WHEN 'future' THEN r.reason LIKE 'creation_time % is more than % s in the future'
-                    WHEN 'nanos' THEN r.reason LIKE 'creation_time is not a valid timestamp%'
+                    WHEN 'latitude' THEN r.reason ~ '^latitude must be a finite number of degrees in \[-90, 90\], got -?[0-9.]+$'
+                    WHEN 'longitude' THEN r.reason ~ '^longitude must be a finite number of degrees in \[-180, 180\], got -?[0-9.]+$'
+                    WHEN 'nan' THEN r.reason = 'latitude must be a finite number of degrees in [-90, 90], got nan'
+                    WHEN 'infinite' THEN r.reason ~ '^longitude must be a finite number of degrees in \[-180, 180\], got -?inf$'
+                    WHEN 'future' THEN r.reason ~ '^creation_time is [0-9]+ s in the future \(at most 300 s allowed\)$'
+                    WHEN 'nanos' THEN r.reason = 'creation_time.nanos must be in [0, 999999999], got 1500000000'
                     WHEN 'empty' THEN r.reason LIKE 'empty message%'
                     ELSE false END) || ' ' ||
        (SELECT count(DISTINCT kind) FROM er);
