@@ -100,15 +100,15 @@ my $kts = 'Kafka message timestamp (creation_time is absent)';
 my %reason = map { split /\|/, $_, 2 } split /\n/,
   psql(q{SELECT "offset" || '|' || reason FROM udaconnect.ingest_rejects ORDER BY "offset"});
 is(join(',', sort { $a <=> $b } keys %reason), '1,3,4,5,6', 'exactly the bad messages are in ingest_rejects');
-is($reason{1}, "$kts must lie between 0001-01-01 and 9999-12-31 UTC, got Unix milliseconds 18448341820735551",
+is($reason{1}, "$kts (Unix milliseconds) must lie between 0001-01-01 and 9999-12-31 UTC, got 18448341820735551",
 	'18448341820735551 ms (ms * 1000 overflows int64) is rejected, naming the Kafka timestamp');
-is($reason{3}, "$kts must lie between 0001-01-01 and 9999-12-31 UTC, got Unix milliseconds 253402300800000",
+is($reason{3}, "$kts (Unix milliseconds) must lie between 0001-01-01 and 9999-12-31 UTC, got 253402300800000",
 	'a Kafka timestamp in year 10000 is rejected');
-is($reason{4}, "$kts must lie between 0001-01-01 and 9999-12-31 UTC, got Unix milliseconds -62135596800001",
+is($reason{4}, "$kts (Unix milliseconds) must lie between 0001-01-01 and 9999-12-31 UTC, got -62135596800001",
 	'a Kafka timestamp before year 1 is rejected');
 like($reason{5}, qr/^\Q$kts\E is \d+ s in the future \(at most 300 s allowed\)$/,
 	'a Kafka timestamp a day ahead is rejected as in the future');
-is($reason{6}, 'creation_time must lie between 0001-01-01 and 9999-12-31 UTC, got Unix seconds 253402300800',
+is($reason{6}, 'creation_time.seconds must lie between 0001-01-01 and 9999-12-31 UTC, got 253402300800',
 	'a creation_time in year 10000 is rejected');
 is(psql(q{SELECT count(*) FROM udaconnect.ingest_rejects
 	WHERE payload IS NOT NULL AND key IS NOT NULL AND topic = 'locations' AND "partition" = 0}),
