@@ -31,6 +31,7 @@ from selenium.webdriver.remote.remote_connection import RemoteConnection
 from selenium.webdriver.support.ui import WebDriverWait
 
 from httpd_daemon import start_httpd
+from tap import Tap
 
 BASE = os.environ["UDACONNECT_HTTP_URL"]
 SUITE_DIR = os.environ["SUITE_DIR"]
@@ -39,19 +40,7 @@ CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 WIDTH, HEIGHT = 1280, 900
 WAIT = 20               # seconds for any one condition of the page
 COMMAND_TIMEOUT = 60    # seconds for any one WebDriver command
-n = int(os.environ.get("TAP_START", "1")) - 1
-failed = 0
-
-
-def tap(ok, desc, diag=None):
-    global n, failed
-    n += 1
-    print(("ok" if ok else "not ok") + " %d - %s" % (n, desc), flush=True)
-    if not ok:
-        failed += 1
-        if diag is not None:
-            for line in str(diag).splitlines()[:15]:
-                print("#   " + line, flush=True)
+tap = Tap(diag_lines=15)
 
 
 def start_browser():
@@ -378,4 +367,4 @@ if __name__ == "__main__":
         main()
     except Exception as e:
         tap(False, "the browser test ran", describe(e))
-    sys.exit(1 if failed else 0)
+    tap.exit()

@@ -17,6 +17,7 @@ import traceback
 import urllib.parse
 
 from httpd_daemon import start_httpd
+from tap import Tap
 
 BASE = os.environ["UDACONNECT_HTTP_URL"]
 U = urllib.parse.urlparse(BASE)
@@ -25,19 +26,7 @@ TOP = os.environ["TOP"]
 SUITE_DIR = os.environ["SUITE_DIR"]
 HTTP_PORT = int(os.environ.get("UDACONNECT_HTTP_PORT", PORT))
 
-n = 0
-failed = 0
-
-
-def tap(ok, desc, diag=None):
-    global n, failed
-    n += 1
-    print(("ok" if ok else "not ok") + " %d - %s" % (n, desc), flush=True)
-    if not ok:
-        failed += 1
-        if diag is not None:
-            for line in str(diag).splitlines()[:20]:
-                print("#   " + line, flush=True)
+tap = Tap(start=1)
 
 
 def check(desc, fn):
@@ -804,4 +793,4 @@ if __name__ == "__main__":
     finally:
         for p in list(procs):
             stop_daemon(p)
-    sys.exit(1 if failed else 0)
+    tap.exit()

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import traceback
 import urllib.parse
+from tap import Tap
 
 BASE = os.environ["UDACONNECT_HTTP_URL"]
 U = urllib.parse.urlparse(BASE)
@@ -33,25 +34,10 @@ DISCARD = int(os.environ.get("UDACONNECT_HTTP_MAX_DISCARD") or max(8 << 20, 4 * 
 ROUTES = ("/api/locations", "/api/persons")
 FACTORS = (2, 10)
 
-n = int(os.environ.get("TAP_START", "1")) - 1
-failed = 0
+tap = Tap()
 
 
-def tap(ok, desc, diag=None):
-    global n, failed
-    n += 1
-    print(("ok" if ok else "not ok") + " %d - %s" % (n, desc), flush=True)
-    if not ok:
-        failed += 1
-        if diag is not None:
-            for line in str(diag).splitlines()[:20]:
-                print("#   " + line, flush=True)
-
-
-def skip(why):
-    global n
-    n += 1
-    print("ok %d # SKIP %s" % (n, why), flush=True)
+skip = tap.skip
 
 
 def check(desc, fn):
@@ -231,4 +217,4 @@ def main():
 
 if __name__ == "__main__":
     main()
-    sys.exit(1 if failed else 0)
+    tap.exit()

@@ -82,6 +82,10 @@ for my $round (1 .. 6)
 			$kills++;
 			# the postmaster restarts everything (crash recovery)
 			$node->wait_for_log(qr/all server processes terminated; reinitializing/, $logpos);
+			# poll only once it accepts connections again: a psql refused
+			# during recovery exits before reading its query, and IPC::Run
+			# then dies of the broken pipe (seen on a loaded machine)
+			$node->wait_for_log(qr/database system is ready to accept connections/, $logpos);
 		}
 		$node->poll_query_until('postgres', 'SELECT true');
 	}

@@ -64,13 +64,7 @@ ok($node->poll_query_until('postgres',
 	'workers wait for CREATE EXTENSION without consuming');
 
 # one transaction: the workers must not see the extension without the persons
-psql(q{
-	BEGIN;
-	CREATE EXTENSION pg_udaconnect CASCADE;
-	INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
-	SELECT g, 'First' || g, 'Last' || g, 'Company' FROM generate_series(1001, 1100) g;
-	COMMIT;
-});
+IngestTest::create_extension_with_persons($node);
 ok(IngestTest::wait_ingested($node, 'locations', $total{locations}), 'messages produced before CREATE EXTENSION are ingested after it');
 IngestTest::check_exact($node, 'after CREATE EXTENSION', %files);
 

@@ -83,13 +83,7 @@ sub check_all
 	return;
 }
 
-psql(q{
-	BEGIN;
-	CREATE EXTENSION pg_udaconnect CASCADE;
-	INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
-	SELECT g, 'First' || g, 'Last' || g, 'Company' FROM generate_series(1001, 1100) g;
-	COMMIT;
-});
+IngestTest::create_extension_with_persons($node);
 my $seq = psql("SELECT pg_get_serial_sequence('udaconnect.location', 'id')");
 
 # 0. both partitions have a stored offset (their rows exist in ingest_offset)

@@ -31,13 +31,7 @@ $node->start;
 
 sub psql { return $node->safe_psql('postgres', $_[0]); }
 
-psql(q{
-	BEGIN;
-	CREATE EXTENSION pg_udaconnect CASCADE;
-	INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
-	SELECT g, 'First' || g, 'Last' || g, 'Company' FROM generate_series(1001, 1100) g;
-	COMMIT;
-});
+IngestTest::create_extension_with_persons($node);
 
 # offset: [person, lat, lon, creation_time (seconds, nanos) or undef, Kafka timestamp ms or undef]
 my $script = PostgreSQL::Test::Utils::tempdir('produce') . '/produce.py';

@@ -95,6 +95,21 @@ sub count_lines
 	return $n;
 }
 
+# CREATE EXTENSION and the persons 1001..1100 the producers use, in one
+# transaction: the workers must not see the extension without the persons.
+sub create_extension_with_persons
+{
+	my ($node) = @_;
+	$node->safe_psql('postgres', q{
+	BEGIN;
+	CREATE EXTENSION pg_udaconnect CASCADE;
+	INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
+	SELECT g, 'First' || g, 'Last' || g, 'Company' FROM generate_series(1001, 1100) g;
+	COMMIT;
+	});
+	return;
+}
+
 # Wait until the stored offsets of a topic add up to $total messages.
 sub wait_ingested
 {
