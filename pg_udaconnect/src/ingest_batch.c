@@ -160,21 +160,13 @@ static void
 insert_rejects(IngestWorker *w, IngestReject *rejects, int n)
 {
 	static SPIPlanPtr plan = NULL;
+	Oid			types[6] = {TEXTOID, INT4OID, INT8OID, TEXTOID, BYTEAOID, TEXTOID};
 	int			i;
 
 	if (n == 0)
 		return;
-	if (plan == NULL)
-	{
-		Oid			types[6] = {TEXTOID, INT4OID, INT8OID, TEXTOID, BYTEAOID, TEXTOID};
-		SPIPlanPtr	p = SPI_prepare("INSERT INTO udaconnect.ingest_rejects (topic, \"partition\", \"offset\", key, payload, reason) "
-									"VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		plan = p;
-	}
+	udc_ingest_kept_plan(&plan, "INSERT INTO udaconnect.ingest_rejects (topic, \"partition\", \"offset\", key, payload, reason) "
+						 "VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
 	for (i = 0; i < n; i++)
 	{
 		rd_kafka_message_t *m = w->batch[rejects[i].msg];
@@ -247,15 +239,7 @@ check_persons(IngestRow *rows, int n, IngestReject *rejects, int *nrejects)
 		elems[i] = Int32GetDatum(ids[i]);
 	arr = construct_array(elems, nids, INT4OID, sizeof(int32), true, TYPALIGN_INT);
 
-	if (plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare("SELECT id FROM udaconnect.person WHERE id = ANY ($1) FOR KEY SHARE", 1, types);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		plan = p;
-	}
+	udc_ingest_kept_plan(&plan, "SELECT id FROM udaconnect.person WHERE id = ANY ($1) FOR KEY SHARE", 1, types);
 	values[0] = PointerGetDatum(arr);
 	rc = SPI_execute_plan(plan, values, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)

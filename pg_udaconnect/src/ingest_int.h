@@ -18,6 +18,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "datatype/timestamp.h"
+#include "executor/spi.h"
 #include "utils/memutils.h"
 #include "utils/relcache.h"
 
@@ -119,6 +120,7 @@ udc_ingest_batch_part(BatchPart *bp, int *nbp, int32 partition)
 }
 
 extern void udc_ingest_begin_tx(const char *activity);
+extern SPIPlanPtr udc_ingest_kept_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes);
 extern void udc_ingest_end_tx(void);
 extern bool udc_ingest_extension_ready(void);
 extern bool udc_ingest_read_paused(bool lock);

@@ -1,6 +1,7 @@
 /*
  * ingest_offsets.c — the ingest worker's transactions and its tables of
- * state: the transaction frame (SPI, snapshot, activity), the pause switch
+ * state: the transaction frame (SPI, snapshot, activity, the plans kept
+ * for the worker's lifetime), the pause switch
  * (udaconnect.ingest_control) and udaconnect.ingest_offset — reading the
  * stored offsets a (re)assignment starts from, locking a partition's row for
  * a batch, storing each partition's next offset and counts in the batch's
@@ -56,6 +57,25 @@ udc_ingest_extension_ready(void)
 		OidIsValid(get_relname_relid("ingest_offset", get_namespace_oid("udaconnect", true)));
 }
 
+/*
+ * *plan, prepared on first use and kept for the worker's lifetime (the
+ * worker's statements are fixed: preparing once per worker, not per batch).
+ */
+SPIPlanPtr
+udc_ingest_kept_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	return *plan;
+}
+
 /* is ingest paused?  (FOR SHARE: ingest_pause() waits for us) */
 bool
 udc_ingest_read_paused(bool lock)
@@ -78,28 +98,24 @@ udc_ingest_stored_offset(IngestWorker *w, int32 partition, bool lock)
 {
 	static SPIPlanPtr plan_lock = NULL;
 	static SPIPlanPtr plan_nolock = NULL;
-	SPIPlanPtr *planp = lock ? &plan_lock : &plan_nolock;
 	Oid			types[2] = {TEXTOID, INT4OID};
+	SPIPlanPtr	plan;
 	Datum		values[2];
 	int			rc;
 	bool		isnull;
 	Datum		d;
 
-	if (*planp == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(lock ?
-									"SELECT next_offset FROM udaconnect.ingest_offset WHERE topic = $1 AND \"partition\" = $2 FOR UPDATE" :
+	if (lock)
+		plan = udc_ingest_kept_plan(&plan_lock,
+									"SELECT next_offset FROM udaconnect.ingest_offset WHERE topic = $1 AND \"partition\" = $2 FOR UPDATE",
+									2, types);
+	else
+		plan = udc_ingest_kept_plan(&plan_nolock,
 									"SELECT next_offset FROM udaconnect.ingest_offset WHERE topic = $1 AND \"partition\" = $2",
 									2, types);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*planp = p;
-	}
 	values[0] = CStringGetTextDatum(w->consumer_topic);
 	values[1] = Int32GetDatum(partition);
-	rc = SPI_execute_plan(*planp, values, NULL, false, 1);
+	rc = SPI_execute_plan(plan, values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading udaconnect.ingest_offset failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
@@ -174,26 +190,18 @@ static void
 store_offset(IngestWorker *w, int32 partition, int64 next_offset, int64 rows, int64 nrejects)
 {
 	static SPIPlanPtr plan = NULL;
+	Oid			types[5] = {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID};
 	Datum		values[5];
 	int			rc;
 
-	if (plan == NULL)
-	{
-		Oid			types[5] = {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID};
-		SPIPlanPtr	p = SPI_prepare("INSERT INTO udaconnect.ingest_offset AS o "
-									"(topic, \"partition\", next_offset, rows_ingested, rejects, last_batch_at) "
-									"VALUES ($1, $2, $3, $4, $5, now()) "
-									"ON CONFLICT (topic, \"partition\") DO UPDATE SET "
-									"next_offset = excluded.next_offset, "
-									"rows_ingested = o.rows_ingested + excluded.rows_ingested, "
-									"rejects = o.rejects + excluded.rejects, "
-									"last_batch_at = excluded.last_batch_at", 5, types);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		plan = p;
-	}
+	udc_ingest_kept_plan(&plan, "INSERT INTO udaconnect.ingest_offset AS o "
+						 "(topic, \"partition\", next_offset, rows_ingested, rejects, last_batch_at) "
+						 "VALUES ($1, $2, $3, $4, $5, now()) "
+						 "ON CONFLICT (topic, \"partition\") DO UPDATE SET "
+						 "next_offset = excluded.next_offset, "
+						 "rows_ingested = o.rows_ingested + excluded.rows_ingested, "
+						 "rejects = o.rejects + excluded.rejects, "
+						 "last_batch_at = excluded.last_batch_at", 5, types);
 	values[0] = CStringGetTextDatum(w->consumer_topic);
 	values[1] = Int32GetDatum(partition);
 	values[2] = Int64GetDatum(next_offset);
