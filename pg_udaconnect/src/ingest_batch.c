@@ -1,0 +1,412 @@
+/*
+ * ingest_batch.c — one batch of the ingest worker in one transaction: lock
+ * the batch's partitions' offset rows, skip what is already ingested,
+ * decode and check each message (ingest_message.c), check that its person
+ * exists, insert the valid rows (ingest_direct.c, else ingest_copy.c) in
+ * subtransactions that split a failing insert down to the rows at fault
+ * (ingest_errors.c decides whose fault), write the rejects, store the next
+ * offsets and counts (ingest_offsets.c), commit.
+ *
+ * It must not talk to Kafka (the messages are w->batch[], held and released
+ * by ingest_consumer.c), must not catch an error that is not a row's fault
+ * (it aborts the batch; ingest_worker.c retries it from the stored offsets)
+ * and must not commit in any other place than the end of the batch:
+ * exactly-once rests on rows, rejects and offsets committing together.
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "ingest_int.h"
+#include "ingest_errors.h"
+
+typedef struct IngestReject
+{
+	int			msg;			/* index into w->batch[] */
+	char	   *reason;
+} IngestReject;
+
+/* a batch in progress (its arrays live in w->batch_cxt) */
+typedef struct Batch
+{
+	IngestRow  *rows;
+	int			nrows;
+	IngestReject *rejects;
+	int			nrejects;
+	BatchPart  *bp;				/* the partitions of the batch */
+	int			nbp;
+	uint64		inserted;
+} Batch;
+
+/* Log which insert path the batches take, once per change of path. */
+static void
+note_insert_path(IngestWorker *w, bool direct)
+{
+	if (w->insert_path == (int) direct)
+		return;
+	w->insert_path = (int) direct;
+	if (direct)
+		ereport(LOG,
+				(errmsg("udaconnect ingest worker %d: rows go into udaconnect.location through the direct insert path",
+						w->index)));
+	else
+		ereport(LOG,
+				(errmsg("udaconnect ingest worker %d: rows go into udaconnect.location through COPY",
+						w->index),
+				 errdetail("The table has a trigger, rule, policy, partitioning, index or column the direct insert path does not reproduce (docs/ingest.md).")));
+}
+
+/*
+ * Insert rows[0..n) in a subtransaction; if that fails because of the rows'
+ * content (udc_ingest_error_blames_row), split in halves and retry, so that
+ * only the rows that fail on their own are rejected.  Any other error
+ * (deadlock, lock timeout, out of memory, cancel...) is re-thrown: the whole
+ * batch is aborted and retried (ingest_worker.c), never rejected.
+ */
+static void
+insert_resilient(IngestWorker *w, Relation rel, IngestRow *rows, int n, Batch *b)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	char	   *volatile failure = NULL;
+
+	if (n <= 0)
+		return;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		int64		c = udc_ingest_insert_direct(rel, rows, n);
+
+		note_insert_path(w, c >= 0);
+		if (c < 0)
+			c = (int64) udc_ingest_copy_rows(rel, rows, n);
+
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		b->inserted += c;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (!udc_ingest_error_blames_row(edata->sqlerrcode))
+			ReThrowError(edata);
+		failure = psprintf("insert failed: %s (SQLSTATE %s)", edata->message,
+						   unpack_sql_state(edata->sqlerrcode));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+
+	if (failure == NULL)
+		return;
+	if (n == 1)
+	{
+		b->rejects[b->nrejects].msg = rows[0].msg;
+		b->rejects[b->nrejects].reason = failure;
+		b->nrejects++;
+		return;
+	}
+	insert_resilient(w, rel, rows, n / 2, b);
+	insert_resilient(w, rel, rows + n / 2, n - n / 2, b);
+}
+
+/* Kafka keys are bytes: keep them readable when they are text */
+static Datum
+key_datum(const rd_kafka_message_t *m, bool *isnull)
+{
+	const char *k = (const char *) m->key;
+	size_t		len = m->key_len;
+
+	*isnull = (k == NULL);
+	if (k == NULL)
+		return (Datum) 0;
+	if (len <= 1024 && memchr(k, '\0', len) == NULL &&
+		pg_verify_mbstr(GetDatabaseEncoding(), k, (int) len, true))
+		return PointerGetDatum(cstring_to_text_with_len(k, (int) len));
+	else
+	{
+		StringInfoData s;
+		size_t		i;
+
+		initStringInfo(&s);
+		appendStringInfoString(&s, "\\x");
+		for (i = 0; i < len && i < 1024; i++)
+			appendStringInfo(&s, "%02x", (unsigned char) k[i]);
+		if (len > 1024)
+			appendStringInfoString(&s, "...");
+		return PointerGetDatum(cstring_to_text(s.data));
+	}
+}
+
+static void
+insert_rejects(IngestWorker *w, IngestReject *rejects, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[6] = {TEXTOID, INT4OID, INT8OID, TEXTOID, BYTEAOID, TEXTOID};
+	int			i;
+
+	if (n == 0)
+		return;
+	udc_ingest_kept_plan(&plan, "INSERT INTO udaconnect.ingest_rejects (topic, \"partition\", \"offset\", key, payload, reason) "
+						 "VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
+	for (i = 0; i < n; i++)
+	{
+		rd_kafka_message_t *m = w->batch[rejects[i].msg];
+		Datum		values[6];
+		char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+		bool		isnull;
+		int			rc;
+
+		values[0] = CStringGetTextDatum(w->consumer_topic);
+		values[1] = Int32GetDatum(m->partition);
+		values[2] = Int64GetDatum(m->offset);
+		values[3] = key_datum(m, &isnull);
+		if (isnull)
+			nulls[3] = 'n';
+		if (m->payload == NULL)
+			nulls[4] = 'n';
+		else
+		{
+			bytea	   *b = palloc(VARHDRSZ + m->len);
+
+			SET_VARSIZE(b, VARHDRSZ + m->len);
+			memcpy(VARDATA(b), m->payload, m->len);
+			values[4] = PointerGetDatum(b);
+		}
+		values[5] = CStringGetTextDatum(rejects[i].reason);
+		rc = SPI_execute_plan(plan, values, nulls, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "inserting into udaconnect.ingest_rejects failed: %s", SPI_result_code_string(rc));
+	}
+}
+
+static int
+cmp_int32(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a;
+	int32		y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Which person ids of rows[] exist?  Marks the others as rejects and
+ * compacts rows[].  One query per batch.  rows[] is sorted by person_id
+ * (insert_rows), so its distinct ids come out sorted.
+ */
+static int
+check_persons(IngestRow *rows, int n, IngestReject *rejects, int *nrejects)
+{
+	int32	   *ids;
+	int			nids = 0;
+	int32	   *found;
+	int			nfound = 0;
+	Datum	   *elems;
+	ArrayType  *arr;
+	Oid			types[1] = {INT4ARRAYOID};
+	Datum		values[1];
+	int			rc;
+	int			i,
+				kept = 0;
+	static SPIPlanPtr plan = NULL;
+
+	if (n == 0)
+		return 0;
+	ids = palloc(sizeof(int32) * n);
+	for (i = 0; i < n; i++)
+		if (nids == 0 || ids[nids - 1] != rows[i].person_id)
+			ids[nids++] = rows[i].person_id;
+	elems = palloc(sizeof(Datum) * nids);
+	for (i = 0; i < nids; i++)
+		elems[i] = Int32GetDatum(ids[i]);
+	arr = construct_array(elems, nids, INT4OID, sizeof(int32), true, TYPALIGN_INT);
+
+	udc_ingest_kept_plan(&plan, "SELECT id FROM udaconnect.person WHERE id = ANY ($1) FOR KEY SHARE", 1, types);
+	values[0] = PointerGetDatum(arr);
+	rc = SPI_execute_plan(plan, values, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reading udaconnect.person failed: %s", SPI_result_code_string(rc));
+	found = palloc(sizeof(int32) * (SPI_processed + 1));
+	for (i = 0; i < (int) SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			found[nfound++] = DatumGetInt32(d);
+	}
+	qsort(found, nfound, sizeof(int32), cmp_int32);
+	for (i = 0; i < n; i++)
+	{
+		if (bsearch(&rows[i].person_id, found, nfound, sizeof(int32), cmp_int32) != NULL)
+			rows[kept++] = rows[i];
+		else
+		{
+			rejects[*nrejects].msg = rows[i].msg;
+			rejects[*nrejects].reason = psprintf("person %d does not exist", rows[i].person_id);
+			(*nrejects)++;
+		}
+	}
+	return kept;
+}
+
+static int
+cmp_row(const void *a, const void *b)
+{
+	const IngestRow *x = (const IngestRow *) a;
+	const IngestRow *y = (const IngestRow *) b;
+
+	if (x->person_id != y->person_id)
+		return x->person_id < y->person_id ? -1 : 1;
+	if (x->creation_time != y->creation_time)
+		return x->creation_time < y->creation_time ? -1 : 1;
+	return (x->msg > y->msg) - (x->msg < y->msg);
+}
+
+
+/*
+ * Sort each message of w->batch[0..n) into b: skipped when already ingested
+ * (re-delivery after a re-seek), else a row or a reject.  The first message
+ * of a partition locks its offset row (a concurrent consumer waits).
+ */
+static void
+validate_messages(IngestWorker *w, Batch *b, int n, MemoryContext txcxt)
+{
+	ProtobufCAllocator alloc;
+	int64		now_usec = GetCurrentTimestamp() + UDC_UNIX_TO_PG_EPOCH_USEC;
+	IngestRow  *rows = b->rows;
+	IngestReject *rejects = b->rejects;
+	int			nrows = 0;
+	int			nrejects = 0;
+	int			nbp = 0;
+	int			i;
+
+	/* counts in locals (registers) in this loop, as before the split */
+	udc_ingest_pb_allocator(&alloc, w->batch_cxt);
+	for (i = 0; i < n; i++)
+	{
+		rd_kafka_message_t *m = w->batch[i];
+		BatchPart  *p = udc_ingest_batch_part(b->bp, &nbp, m->partition);
+		char	   *reason;
+
+		if (p->stored == -2)
+		{
+			MemoryContextSwitchTo(txcxt);
+			p->stored = udc_ingest_stored_offset(w, m->partition, true);
+			MemoryContextSwitchTo(w->batch_cxt);
+			p->next = p->stored;
+		}
+		if (p->stored >= 0 && m->offset < p->stored)
+			continue;
+		if (m->offset + 1 > p->next)
+			p->next = m->offset + 1;
+		p->any = true;
+		reason = udc_ingest_validate_message(m, &alloc, now_usec, &rows[nrows]);
+		if (reason == NULL)
+			rows[nrows++].msg = i;
+		else
+		{
+			rejects[nrejects].msg = i;
+			rejects[nrejects].reason = reason;
+			nrejects++;
+		}
+	}
+	b->nrows = nrows;
+	b->nrejects = nrejects;
+	b->nbp = nbp;
+}
+
+/* the person check, then the rows of existing persons into the table */
+static void
+insert_rows(IngestWorker *w, Batch *b)
+{
+	Oid			locrel;
+	Relation	rel;
+
+	/*
+	 * Rows in (person_id, creation_time) order: the heap keeps a person's
+	 * rows of a batch together, and check_persons() gets its ids sorted.
+	 */
+	qsort(b->rows, b->nrows, sizeof(IngestRow), cmp_row);
+	b->nrows = check_persons(b->rows, b->nrows, b->rejects, &b->nrejects);
+	if (b->nrows == 0)
+		return;
+	locrel = get_relname_relid("location", get_namespace_oid("udaconnect", false));
+	if (!OidIsValid(locrel))
+		elog(ERROR, "table udaconnect.location does not exist");
+	rel = table_open(locrel, RowExclusiveLock);
+	insert_resilient(w, rel, b->rows, b->nrows, b);
+	table_close(rel, NoLock);
+}
+
+/*
+ * Ingest w->batch[0..n) in one transaction.  Returns false if the batch was
+ * not applied (paused, extension missing): the caller must re-seek.
+ */
+bool
+udc_ingest_process_batch(IngestWorker *w, int n)
+{
+	MemoryContext oldcxt;
+	Batch		b = {0};
+	int			i;
+	bool		applied = true;
+
+	udc_ingest_begin_tx("udaconnect ingest: batch");
+	oldcxt = MemoryContextSwitchTo(w->batch_cxt);
+	MemoryContextReset(w->batch_cxt);
+
+	if (!udc_ingest_extension_ready())
+	{
+		applied = false;
+		goto done;
+	}
+	if (udc_ingest_read_paused(true))
+	{
+		w->paused = true;
+		applied = false;
+		goto done;
+	}
+
+	b.rows = palloc(sizeof(IngestRow) * n);
+	b.rejects = palloc(sizeof(IngestReject) * n);
+	b.bp = palloc(sizeof(BatchPart) * n);
+	validate_messages(w, &b, n, oldcxt);
+	insert_rows(w, &b);
+	MemoryContextSwitchTo(oldcxt);
+	insert_rejects(w, b.rejects, b.nrejects);
+
+	/* per-partition counts, next offsets */
+	for (i = 0; i < b.nrejects; i++)
+		udc_ingest_batch_part(b.bp, &b.nbp, w->batch[b.rejects[i].msg]->partition)->rejects++;
+	udc_ingest_store_offsets(w, b.bp, b.nbp, n);
+
+done:
+	MemoryContextSwitchTo(oldcxt);
+	udc_ingest_end_tx();
+	if (!applied)
+		udc_ingest_set_state(w, w->paused ? "paused" : "waiting for CREATE EXTENSION");
+	MemoryContextReset(w->batch_cxt);
+	if (applied && b.nrejects > 0)
+		ereport(DEBUG1,
+				(errmsg_internal("udaconnect ingest worker %d: batch of %d messages: %llu rows, %d rejects",
+								 w->index, n, (unsigned long long) b.inserted, b.nrejects)));
+	return applied;
+}

@@ -1,0 +1,497 @@
+/*
+ * ingest_direct.c — the ingest's direct insert path: what COPY does for a
+ * batch's valid rows, minus what costs without being needed (details below
+ * and in docs/ingest.md, "The direct insert path"): tuples formed from the
+ * decoded values, table_multi_insert, index entries inserted one index at a
+ * time in index order.
+ *
+ * It must not be used for a table it does not reproduce exactly
+ * (direct_path_ok: it then returns -1, having done nothing, and the caller
+ * uses COPY), must not catch errors or reject rows (ingest_batch.c does),
+ * and must not call any other file of the worker.  It is the hot path:
+ * nothing per row beyond forming, inserting and indexing the tuple.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/stratnum.h"
+#include "access/tableam.h"
+#include "catalog/dependency.h"
+#include "catalog/index.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/nodeModifyTable.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/sortsupport.h"
+#include "utils/syscache.h"
+
+#include "ingest_int.h"
+#include "udc_pg.h"
+#include "geodesy.h"
+
+/* ------------------------------------------------------------------------
+ * The direct insert path
+ *
+ * What COPY does for these rows, minus what costs without being needed:
+ * no COPY parsing (tuples are formed from the decoded values), no transition
+ * table for the person trigger (check_persons() in ingest_batch.c has locked
+ * every referenced person FOR KEY SHARE, which is all that trigger does), and
+ * the index entries of a batch go in index order, one index at a time
+ * (sorted inserts touch neighbouring leaf pages: the random-order (cell,
+ * creation_time) index costs half as much per row).  The identity comes
+ * from its sequence, the cell column from udc_cell_key() (see
+ * generated_is_cell_key), any other generated column and the constraints
+ * from the executor, as for COPY.
+ *
+ * Only used when the table is exactly what this path reproduces (see
+ * direct_path_ok); anything else — another trigger, a rule, row level
+ * security, a partitioned table, an index with an expression or predicate,
+ * an exclusion or deferrable constraint, another column — goes through COPY.
+ * ------------------------------------------------------------------------ */
+#define DIRECT_CHUNK 1000
+
+typedef struct DirectCols
+{
+	AttrNumber	person;
+	AttrNumber	coordinate;
+	AttrNumber	creation_time;
+	AttrNumber	identity;		/* 0: none */
+	Oid			identity_seq;
+	AttrNumber	cell;			/* 0: none; else computed here */
+	bool		has_generated;	/* generated columns the executor computes */
+} DirectCols;
+
+/* is e the function call fn(args...) of the given arity? */
+static FuncExpr *
+func_call(Node *e, Oid fn, int nargs)
+{
+	FuncExpr   *f = (FuncExpr *) e;
+
+	if (e == NULL || !IsA(e, FuncExpr) || f->funcid != fn || list_length(f->args) != nargs)
+		return NULL;
+	return f;
+}
+
+static bool
+is_var(Node *e, AttrNumber att)
+{
+	return e != NULL && IsA(e, Var) && ((Var *) e)->varattno == att;
+}
+
+/* the PostGIS type "geometry" (in whatever schema PostGIS lives)? */
+static bool
+is_geometry_type(Oid typid, Oid *nsp)
+{
+	HeapTuple	tp = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	bool		yes = false;
+
+	if (HeapTupleIsValid(tp))
+	{
+		Form_pg_type t = (Form_pg_type) GETSTRUCT(tp);
+
+		yes = strcmp(NameStr(t->typname), "geometry") == 0;
+		*nsp = t->typnamespace;
+		ReleaseSysCache(tp);
+	}
+	return yes;
+}
+
+/* function schema.name(argtype), or InvalidOid (never an error) */
+static Oid
+lookup_function(Oid nsp, const char *name, int nargs, const Oid *argtypes)
+{
+	char	   *schema = get_namespace_name(nsp);
+
+	if (schema == NULL)
+		return InvalidOid;
+	return LookupFuncName(list_make2(makeString(schema), makeString(pstrdup(name))), nargs, argtypes, true);
+}
+
+/*
+ * Is column att generated as udaconnect.cell_key(ST_Y(coordinate),
+ * ST_X(coordinate))?  Then the direct path computes it with the function
+ * behind cell_key (udc_cell_key) from the very doubles ST_Y and ST_X would
+ * read back from the point: the same value, without evaluating the
+ * expression per row.
+ */
+static bool
+generated_is_cell_key(Relation rel, AttrNumber att, AttrNumber coordinate, Oid geomtype, Oid geomnsp)
+{
+	Oid			f8f8[2] = {FLOAT8OID, FLOAT8OID};
+	Oid			cellfn = LookupFuncName(list_make2(makeString("udaconnect"), makeString("cell_key")), 2, f8f8, true);
+	Oid			styfn = lookup_function(geomnsp, "st_y", 1, &geomtype);
+	Oid			stxfn = lookup_function(geomnsp, "st_x", 1, &geomtype);
+	FuncExpr   *f;
+	FuncExpr   *y,
+			   *x;
+
+	if (!OidIsValid(cellfn) || !OidIsValid(styfn) || !OidIsValid(stxfn))
+		return false;
+	f = func_call(build_column_default(rel, att), cellfn, 2);
+	if (f == NULL)
+		return false;
+	y = func_call(linitial(f->args), styfn, 1);
+	x = func_call(lsecond(f->args), stxfn, 1);
+	return y != NULL && x != NULL &&
+		is_var(linitial(y->args), coordinate) && is_var(linitial(x->args), coordinate);
+}
+
+static bool
+direct_path_ok(Relation rel, ResultRelInfo *rri, DirectCols *dc)
+{
+	TupleDesc	td = RelationGetDescr(rel);
+	Oid			geomtype = InvalidOid;
+	Oid			geomnsp = InvalidOid;
+	int			i;
+
+	memset(dc, 0, sizeof(*dc));
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relrowsecurity ||
+		rel->rd_rules != NULL)
+		return false;
+
+	/* triggers: only the person check, whose lock check_persons() takes */
+	if (rel->trigdesc != NULL)
+	{
+		List	   *fname = list_make2(makeString("udaconnect"), makeString("location_check_person"));
+		Oid			checkfn = LookupFuncName(fname, 0, NULL, true);
+
+		for (i = 0; i < rel->trigdesc->numtriggers; i++)
+		{
+			Trigger    *t = &rel->trigdesc->triggers[i];
+
+			if (!TRIGGER_FOR_INSERT(t->tgtype) || t->tgenabled == TRIGGER_DISABLED)
+				continue;
+			if (t->tgfoid != checkfn || !OidIsValid(checkfn) ||
+				TRIGGER_FOR_ROW(t->tgtype) || !TRIGGER_FOR_AFTER(t->tgtype))
+				return false;
+		}
+	}
+
+	/* columns: the three we supply, plus identity and generated ones */
+	for (i = 0; i < td->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(td, i);
+		const char *name = NameStr(a->attname);
+
+		if (a->attisdropped)
+			continue;
+		if (strcmp(name, "person_id") == 0 && a->atttypid == INT4OID)
+			dc->person = a->attnum;
+		else if (strcmp(name, "coordinate") == 0 && is_geometry_type(a->atttypid, &geomnsp))
+		{
+			dc->coordinate = a->attnum;
+			geomtype = a->atttypid;
+		}
+		else if (strcmp(name, "creation_time") == 0 && a->atttypid == TIMESTAMPTZOID)
+			dc->creation_time = a->attnum;
+		else if (a->attidentity != '\0' && a->atttypid == INT8OID && dc->identity == 0)
+		{
+			dc->identity = a->attnum;
+			dc->identity_seq = getIdentitySequence(RelationGetRelid(rel), a->attnum, true);
+			if (!OidIsValid(dc->identity_seq))
+				return false;
+		}
+		else if (a->attgenerated == ATTRIBUTE_GENERATED_STORED)
+		{
+			if (strcmp(name, "cell") == 0 && a->atttypid == INT8OID && dc->cell == 0)
+				dc->cell = a->attnum;	/* checked below */
+			else
+				dc->has_generated = true;
+		}
+		else
+			return false;
+	}
+	if (dc->person == 0 || dc->coordinate == 0 || dc->creation_time == 0)
+		return false;
+	if (dc->cell != 0 && !generated_is_cell_key(rel, dc->cell, dc->coordinate, geomtype, geomnsp))
+	{
+		dc->cell = 0;
+		dc->has_generated = true;
+	}
+
+	/* indexes: plain columns, checked immediately */
+	for (i = 0; i < rri->ri_NumIndices; i++)
+	{
+		IndexInfo  *ii = rri->ri_IndexRelationInfo[i];
+		Relation	irel = rri->ri_IndexRelationDescs[i];
+
+		if (ii->ii_Expressions != NIL || ii->ii_Predicate != NIL ||
+			ii->ii_ExclusionOps != NULL ||
+			(ii->ii_Unique && !irel->rd_index->indimmediate))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A point datum: PostGIS's own serialization of (0, 0) with the coordinates
+ * patched in, when that layout has been verified on this batch's sample;
+ * otherwise ST_SetSRID(ST_MakePoint()) for every row.
+ */
+typedef struct PointMaker
+{
+	bool		patch;
+	Size		len;
+	char	   *tmpl;
+} PointMaker;
+
+static void
+point_maker_init(PointMaker *pm)
+{
+	struct varlena *s = (struct varlena *) PG_DETOAST_DATUM(udc_point_datum(2.5, 1.5));
+	double		x,
+				y;
+
+	pm->patch = false;
+	if (VARATT_IS_4B_U(s) && VARSIZE(s) == 32)
+	{
+		memcpy(&x, (char *) s + 16, 8);
+		memcpy(&y, (char *) s + 24, 8);
+		if (x == 1.5 && y == 2.5)
+		{
+			pm->patch = true;
+			pm->len = 32;
+			pm->tmpl = (char *) s;
+		}
+	}
+}
+
+static Datum
+point_maker_make(PointMaker *pm, double lat, double lon)
+{
+	char	   *p;
+
+	if (!pm->patch)
+		return udc_point_datum(lat, lon);
+	p = palloc(pm->len);
+	memcpy(p, pm->tmpl, 16);
+	memcpy(p + 16, &lon, 8);
+	memcpy(p + 24, &lat, 8);
+	return PointerGetDatum(p);
+}
+
+/*
+ * The decoded columns of every inserted row, side by side (index entries are
+ * formed from these: no per-row slot access), and each row's heap TID.
+ */
+typedef struct DirectRows
+{
+	int			natts;
+	Datum	   *values;			/* [row * natts + attnum - 1] */
+	bool	   *isnull;
+	ItemPointerData *tids;
+} DirectRows;
+
+/* sorting one index's entries */
+typedef struct IndexSortCtx
+{
+	int			nkeys;
+	SortSupport ssup;
+	Datum	   *keys;			/* [row * nkeys + k] */
+	bool	   *nulls;
+	ItemPointerData *tids;
+} IndexSortCtx;
+
+static int
+cmp_index_entry(const void *a, const void *b, void *arg)
+{
+	IndexSortCtx *c = (IndexSortCtx *) arg;
+	int			x = *(const int *) a;
+	int			y = *(const int *) b;
+	int			k;
+
+	for (k = 0; k < c->nkeys; k++)
+	{
+		int			r = ApplySortComparator(c->keys[x * c->nkeys + k], c->nulls[x * c->nkeys + k],
+											c->keys[y * c->nkeys + k], c->nulls[y * c->nkeys + k],
+											&c->ssup[k]);
+
+		if (r != 0)
+			return r;
+	}
+	return ItemPointerCompare(&c->tids[x], &c->tids[y]);
+}
+
+/* insert the entries of rows r[0..n) into index j, in index order */
+static void
+insert_index_sorted(Relation rel, ResultRelInfo *rri, int j, DirectRows *r, int n)
+{
+	Relation	irel = rri->ri_IndexRelationDescs[j];
+	IndexInfo  *ii = rri->ri_IndexRelationInfo[j];
+	int			nkeys = IndexRelationGetNumberOfKeyAttributes(irel);
+	int			natts = ii->ii_NumIndexAttrs;
+	int		   *order = palloc(sizeof(int) * n);
+	Datum		values[INDEX_MAX_KEYS];
+	bool		isnull[INDEX_MAX_KEYS];
+	int			i,
+				k;
+
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	if (irel->rd_rel->relam == BTREE_AM_OID && n > 1)
+	{
+		IndexSortCtx c;
+
+		c.nkeys = nkeys;
+		c.tids = r->tids;
+		c.ssup = palloc0(sizeof(SortSupportData) * nkeys);
+		c.keys = palloc(sizeof(Datum) * n * nkeys);
+		c.nulls = palloc(sizeof(bool) * n * nkeys);
+		for (k = 0; k < nkeys; k++)
+		{
+			int16		opt = irel->rd_indoption[k];
+			int			a = ii->ii_IndexAttrNumbers[k] - 1;
+
+			c.ssup[k].ssup_cxt = CurrentMemoryContext;
+			c.ssup[k].ssup_collation = irel->rd_indcollation[k];
+			c.ssup[k].ssup_nulls_first = (opt & INDOPTION_NULLS_FIRST) != 0;
+			c.ssup[k].ssup_attno = k + 1;
+			PrepareSortSupportFromIndexRel(irel, (opt & INDOPTION_DESC) ? BTGreaterStrategyNumber : BTLessStrategyNumber,
+										   &c.ssup[k]);
+			for (i = 0; i < n; i++)
+			{
+				c.keys[i * nkeys + k] = r->values[i * r->natts + a];
+				c.nulls[i * nkeys + k] = r->isnull[i * r->natts + a];
+			}
+		}
+		qsort_arg(order, n, sizeof(int), cmp_index_entry, &c);
+		pfree(c.keys);
+		pfree(c.nulls);
+		pfree(c.ssup);
+	}
+	for (i = 0; i < n; i++)
+	{
+		int			row = order[i];
+
+		for (k = 0; k < natts; k++)
+		{
+			int			a = ii->ii_IndexAttrNumbers[k] - 1;
+
+			values[k] = r->values[row * r->natts + a];
+			isnull[k] = r->isnull[row * r->natts + a];
+		}
+		index_insert(irel, values, isnull, &r->tids[row], rel,
+					 ii->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, false, ii);
+	}
+	pfree(order);
+}
+
+/*
+ * Insert rows[0..n) directly.  Returns the number inserted, or -1 if the
+ * table is not one this path handles (nothing done: use COPY).
+ */
+/*
+ * Insert rows[0..n) directly.  Returns the number inserted, or -1 if the
+ * table is not one this path handles (nothing done: use COPY).
+ */
+int64
+udc_ingest_insert_direct(Relation rel, IngestRow *rows, int n)
+{
+	EState	   *estate;
+	RangeTblEntry *rte;
+	ResultRelInfo *rri;
+	DirectCols	dc;
+	TupleDesc	td;
+	TupleTableSlot **slots;
+	BulkInsertState bistate;
+	CommandId	cid;
+	PointMaker	pm;
+	DirectRows	r;
+	int			i,
+				j;
+
+	estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	rte->requiredPerms = ACL_INSERT;
+	ExecInitRangeTable(estate, list_make1(rte));
+	rri = makeNode(ResultRelInfo);
+	ExecInitResultRelation(estate, rri, 1);
+	ExecOpenIndices(rri, false);
+
+	if (!direct_path_ok(rel, rri, &dc))
+	{
+		ExecCloseResultRelations(estate);
+		ExecCloseRangeTableRelations(estate);
+		FreeExecutorState(estate);
+		return -1;
+	}
+
+	/* an unpinned copy of the descriptor: slots need no resource owner */
+	td = CreateTupleDescCopy(RelationGetDescr(rel));
+	point_maker_init(&pm);
+	cid = GetCurrentCommandId(true);
+	bistate = GetBulkInsertState();
+	slots = palloc(sizeof(TupleTableSlot *) * n);
+	r.natts = td->natts;
+	r.values = palloc(sizeof(Datum) * n * r.natts);
+	r.isnull = palloc(sizeof(bool) * n * r.natts);
+	r.tids = palloc(sizeof(ItemPointerData) * n);
+	for (i = 0; i < n; i += DIRECT_CHUNK)
+	{
+		int			m = Min(DIRECT_CHUNK, n - i);
+
+		for (j = i; j < i + m; j++)
+		{
+			TupleTableSlot *slot = MakeSingleTupleTableSlot(td, &TTSOpsHeapTuple);
+
+			slots[j] = slot;
+			memset(slot->tts_isnull, true, sizeof(bool) * td->natts);
+			slot->tts_values[dc.person - 1] = Int32GetDatum(rows[j].person_id);
+			slot->tts_isnull[dc.person - 1] = false;
+			slot->tts_values[dc.coordinate - 1] = point_maker_make(&pm, rows[j].latitude, rows[j].longitude);
+			slot->tts_isnull[dc.coordinate - 1] = false;
+			slot->tts_values[dc.creation_time - 1] = TimestampTzGetDatum(rows[j].creation_time);
+			slot->tts_isnull[dc.creation_time - 1] = false;
+			if (dc.cell != 0)
+			{
+				slot->tts_values[dc.cell - 1] = Int64GetDatum(udc_cell_key(rows[j].latitude, rows[j].longitude));
+				slot->tts_isnull[dc.cell - 1] = false;
+			}
+			if (dc.identity != 0)
+			{
+				slot->tts_values[dc.identity - 1] = Int64GetDatum(nextval_internal(dc.identity_seq, false));
+				slot->tts_isnull[dc.identity - 1] = false;
+			}
+			ExecStoreVirtualTuple(slot);
+			if (dc.has_generated)
+				ExecComputeStoredGenerated(rri, estate, slot, CMD_INSERT);
+			if (rel->rd_att->constr)
+				ExecConstraints(rri, slot, estate);
+			ExecMaterializeSlot(slot);
+			ResetPerTupleExprContext(estate);
+		}
+		table_multi_insert(rel, slots + i, m, cid, 0, bistate);
+		for (j = i; j < i + m; j++)
+		{
+			slot_getallattrs(slots[j]);
+			memcpy(&r.values[j * r.natts], slots[j]->tts_values, sizeof(Datum) * r.natts);
+			memcpy(&r.isnull[j * r.natts], slots[j]->tts_isnull, sizeof(bool) * r.natts);
+			r.tids[j] = slots[j]->tts_tid;
+		}
+	}
+	FreeBulkInsertState(bistate);
+
+	/* as ExecInsertIndexTuples(): skip indexes still being built */
+	for (j = 0; j < rri->ri_NumIndices; j++)
+		if (rri->ri_IndexRelationInfo[j]->ii_ReadyForInserts)
+			insert_index_sorted(rel, rri, j, &r, n);
+
+	ExecCloseResultRelations(estate);
+	ExecCloseRangeTableRelations(estate);
+	FreeExecutorState(estate);
+	return n;
+}
