@@ -54,7 +54,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "finder_index.h"
+#include "finder_int.h"
 #include "geodesy.h"
 #include "udc_pg.h"
 

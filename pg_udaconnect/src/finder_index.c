@@ -42,7 +42,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-#include "finder_index.h"
+#include "finder_int.h"
 
 /* A column the finder reads, as sql/src/10-schema.sql declares it. */
 typedef struct ColumnSpec

@@ -1,13 +1,13 @@
 /*
- * finder_index.h — the relations the connection finder reads, opened and
+ * finder_int.h — the relations the connection finder reads, opened and
  * verified (private to finder.c and finder_index.c).
  *
  * The finder reads its two location indexes by column position, straight
  * from the index tuples, so finder_open_rels() refuses any index whose
  * layout differs from the one below (and from sql/src/10-schema.sql).
  */
-#ifndef UDC_FINDER_INDEX_H
-#define UDC_FINDER_INDEX_H
+#ifndef UDC_FINDER_INT_H
+#define UDC_FINDER_INT_H
 
 #include "postgres.h"
 
