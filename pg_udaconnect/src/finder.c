@@ -4,7 +4,7 @@
  * Algorithm (see docs/design.md):
  *  0. finder_open_rels() (finder_index.c) opens the tables and indexes and
  *     refuses any index whose layout differs from the column positions the
- *     reads below use (finder_index.h).
+ *     reads below use (finder_int.h).
  *  1. Read the person's own locations in [t0, t1) through the btree
  *     (person_id, creation_time).
  *  2. For each of them, core/geodesy.c gives the grid cells (as ranges of
@@ -57,36 +57,6 @@
 #include "finder_int.h"
 #include "geodesy.h"
 #include "udc_pg.h"
-
-typedef struct OwnPoint
-{
-	double		lat;
-	double		lon;
-	TimestampTz t;
-} OwnPoint;
-
-typedef struct Probe
-{
-	int64		lo;
-	int64		hi;
-	int			own;			/* index into own points (time order) */
-} Probe;
-
-typedef struct Hit
-{
-	int64		id;
-	int32		person_id;
-	double		lat;
-	double		lon;
-	TimestampTz t;
-	double		dist;
-} Hit;
-
-typedef struct HitEntry
-{
-	int64		id;				/* hash key */
-	int			idx;			/* into hits[] */
-} HitEntry;
 
 static bool
 person_exists(FinderRels *r, int32 pid)
@@ -228,37 +198,6 @@ cmp_hit(const Hit *x, const Hit *y)
 #define DEFAULT_MERGE_GAP	(120 * USECS_PER_SEC)
 #define MAX_MERGE_GAP		(3600 * USECS_PER_SEC)
 
-typedef struct FinderState
-{
-	FinderRels *rels;
-	int32		pid;
-	double		meters;
-	double		max_dlat;		/* udc_max_dlat(meters) */
-	bool		has_window;
-	int64		window;			/* microseconds */
-	OwnPoint   *own;
-	Hit		   *hits;
-	int			nhits;
-	int			caphits;
-	HTAB	   *seen;
-	TupleTableSlot *slot;
-	IndexScanDesc scan_range;	/* cell range and time range: 4 keys */
-	Buffer		vmbuf;			/* visibility map page in use */
-	bool		dedupe;			/* can a location be seen twice? */
-	/* single-cell scans: our own walk of the btree's leaf level */
-	BTScanInsert key;			/* (cell, creation_time) >= */
-	Buffer		leaf;			/* pinned, unlocked: where the last walk ended */
-	IndexFetchTableData *fetch;	/* heap fetches where not all-visible */
-	bool		skip_killed;	/* LP_DEAD entries may be skipped */
-	struct LeafBatch *batch;	/* one leaf page's entries */
-	/* statistics: DEBUG1, and the density that sizes merge_gap() */
-	long		nscans;
-	long		nreused;		/* walks started on the previous walk's leaf */
-	long		nentries;
-	long		ndist;
-	double		scanned_us;		/* total length of the scanned segments */
-} FinderState;
-
 /* Largest gap between two segments of a cell worth scanning through. */
 static int64
 merge_gap(const FinderState *st)
@@ -271,101 +210,6 @@ merge_gap(const FinderState *st)
 	if (per_us * (double) MAX_MERGE_GAP <= RESCAN_COST_ENTRIES)
 		return MAX_MERGE_GAP;
 	return (int64) (RESCAN_COST_ENTRIES / per_us);
-}
-
-/* Smallest exact distance <= meters from (lat, lon, t) to the group's points. */
-static double
-nearest_own(FinderState *st, const Probe *group, int ngroup, double lat, double lon,
-			TimestampTz t)
-{
-	double		best = -1.0;
-	double		cut = st->meters * (1.0 + 1e-3) + 1e-3;
-	double		max_dlat = st->max_dlat;
-	int			from = 0;
-
-	if (st->has_window)
-	{
-		/* first own point with time >= t - window (group is in time order) */
-		int			lo = 0,
-					hi = ngroup;
-		TimestampTz tmin = (t < PG_INT64_MIN + st->window) ? PG_INT64_MIN : t - st->window;
-
-		while (lo < hi)
-		{
-			int			mid = lo + (hi - lo) / 2;
-
-			if (st->own[group[mid].own].t < tmin)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		from = lo;
-	}
-	for (int k = from; k < ngroup; k++)
-	{
-		const OwnPoint *p = &st->own[group[k].own];
-		double		d;
-
-		if (st->has_window)
-		{
-			int64		dt;
-
-			if (pg_sub_s64_overflow(p->t, t, &dt) || dt > st->window)
-				break;			/* later points are later still */
-		}
-		if (fabs(lat - p->lat) > max_dlat)
-			continue;			/* too far north or south: no trigonometry */
-		if (udc_approx_ok(lat, p->lat) &&
-			udc_approx_distance(lat, lon, p->lat, p->lon) > cut)
-			continue;
-		st->ndist++;
-		d = udc_geodesic_distance(lat, lon, p->lat, p->lon);
-		if (d >= 0.0 && d <= st->meters && (best < 0.0 || d < best))
-			best = d;
-	}
-	return best;
-}
-
-static void
-add_hit(FinderState *st, int64 id, int32 person, double lat, double lon,
-		TimestampTz t, double dist)
-{
-	if (st->dedupe)
-	{
-		bool		found;
-		HitEntry   *e = hash_search(st->seen, &id, HASH_ENTER, &found);
-
-		if (found)
-		{
-			if (dist < st->hits[e->idx].dist)
-				st->hits[e->idx].dist = dist;
-			return;
-		}
-		e->idx = st->nhits;
-	}
-	if (st->nhits == st->caphits)
-	{
-		st->caphits *= 2;
-		st->hits = repalloc_huge(st->hits, sizeof(Hit) * st->caphits);
-	}
-	st->hits[st->nhits++] = (Hit) {id, person, lat, lon, t, dist};
-}
-
-/* A candidate location: keep it if another person's and close to the group. */
-static inline void
-consider(FinderState *st, const Probe *group, int ngroup, int32 person, int64 id,
-		 Datum coord, TimestampTz t)
-{
-	double		lat,
-				lon,
-				d;
-
-	if (person == st->pid)
-		return;
-	udc_point_coordinates(coord, &lat, &lon);
-	d = nearest_own(st, group, ngroup, lat, lon, t);
-	if (d >= 0.0)
-		add_hit(st, id, person, lat, lon, t, d);
 }
 
 /* Scan a range of cells over [a, b] with an index scan (coarse ranges). */
