@@ -3,8 +3,8 @@
  * index column positions it reads, its working state, and the candidate test
  * every index entry goes through.  Only finder*.c include it.
  *
- * finder.c holds the finder, finder_index.c opens and verifies its
- * relations.  The per-entry candidate test (nearest_own(), add_hit(),
+ * finder.c holds the finder, finder_scan.c its index access, finder_index.c
+ * opens and verifies its relations.  The per-entry candidate test (nearest_own(), add_hit(),
  * consider()) is static here so that the scan loops compile it in place.
  * Nothing here may allocate or look anything up per entry.
  */
@@ -145,6 +145,16 @@ typedef struct FinderState
  */
 extern void finder_open_rels(FinderRels *r);
 extern void finder_close_rels(FinderRels *r);
+
+/* finder_scan.c */
+extern bool finder_person_exists(FinderRels *r, int32 pid);
+extern OwnPoint *finder_read_own_points(FinderRels *r, int32 pid, TimestampTz t0,
+										TimestampTz t1, int *count);
+extern void finder_scan_begin(FinderState *st);
+extern void finder_scan_end(FinderState *st);
+extern int64 finder_merge_gap(const FinderState *st);
+extern void finder_scan_segment(FinderState *st, const Probe *group, int ngroup,
+								TimestampTz a, TimestampTz b);
 
 /*
  * The candidate test, run for every index entry read (see the file comment
