@@ -3,9 +3,17 @@
  * index column positions it reads, its working state, and the candidate test
  * every index entry goes through.  Only finder*.c include it.
  *
- * finder.c holds the finder, finder_scan.c its index access, finder_index.c
- * opens and verifies its relations.  The per-entry candidate test (nearest_own(), add_hit(),
- * consider()) is static here so that the scan loops compile it in place.
+ * The finder is split by responsibility, as pgvector splits its HNSW index
+ * behind hnsw.h.  finder.c (the SQL entry point: arguments, the order of the
+ * steps, the rows) calls finder_index.c (opening and verifying the
+ * relations), finder_scan.c (index access: the own points, the btree descent
+ * and leaf walk, the coarse-range index scans, predicate locks, statistics)
+ * and finder_match.c (the probes, the time segments to scan, the hit table,
+ * the order of the hits); those three call none of each other, so there is
+ * no circle.  The per-entry candidate test (consider(), nearest_own(),
+ * add_hit()) is defined here, static, and not in finder_match.c: the scan
+ * loops of finder_scan.c run it for every index entry they read, and a call
+ * into another file could not be inlined and would go through the PLT.
  * Nothing here may allocate or look anything up per entry.
  */
 #ifndef UDC_FINDER_INT_H
@@ -130,7 +138,10 @@ typedef struct FinderState
 	long		nentries;
 	long		ndist;
 	double		scanned_us;		/* total length of the scanned segments */
-	/* the days asked about, [t0, t1): only finder.c uses them */
+	/*
+	 * the days asked about, [t0, t1); last, so that the fields the per-entry
+	 * code reads keep the offsets they had
+	 */
 	TimestampTz t0;
 	TimestampTz t1;
 } FinderState;
@@ -155,6 +166,14 @@ extern void finder_scan_end(FinderState *st);
 extern int64 finder_merge_gap(const FinderState *st);
 extern void finder_scan_segment(FinderState *st, const Probe *group, int ngroup,
 								TimestampTz a, TimestampTz b);
+
+/* finder_match.c */
+extern Probe *finder_make_probes(FinderState *st, int nown, int *nprobes);
+extern bool finder_next_segment(const FinderState *st, const Probe *group,
+								int ngroup, int64 gap, int *k,
+								TimestampTz *a, TimestampTz *b);
+extern void finder_hits_begin(FinderState *st);
+extern void finder_sort_hits(FinderState *st);
 
 /*
  * The candidate test, run for every index entry read (see the file comment
