@@ -109,7 +109,10 @@ static const IndexSpec cell_time_spec = {
 	"DROP INDEX udaconnect.location_cell_time_idx;"
 };
 
-/* person_exists() probes the primary key with int4eq on its first column */
+/*
+ * finder_person_exists() (finder_scan.c) probes the primary key with int4eq
+ * on its first column
+ */
 static const IndexSpec person_pkey_spec = {
 	"person_pkey", "person", 1, 1, {0},
 	"ALTER TABLE udaconnect.person ADD CONSTRAINT person_pkey PRIMARY KEY (id);",
