@@ -1,6 +1,10 @@
 /*
- * geodesy.c — PostgreSQL-independent geodesy and cell-key covering.
- * See geodesy.h for the contract.
+ * geodesy.c — PostgreSQL-independent geodesy and cell-key covering: the
+ * WGS84 distances (Vincenty, and the local approximation the finder uses as
+ * a pre-filter), the Morton cell keys, and udc_cover(), which turns a disc
+ * into ranges of cell keys (geodesy.h states the contract).  It must not
+ * include PostgreSQL or PostGIS headers, allocate memory or keep state: the
+ * gateways link it too, and test/unit/test_core.c tests it without a server.
  */
 #include "geodesy.h"
 
@@ -247,37 +251,44 @@ shift_lon_ranges(const idx_range *in, int n, int s, idx_range *out)
 	return m;
 }
 
-int
-udc_cover(double latitude, double longitude, double radius_m, udc_key_range *out)
+/*
+ * Latitude band [*la0, *la1] that holds every point within radius_m of
+ * latitude: any path between two parallels is at least the meridian arc.
+ * Returns 1 when the band reaches a pole, where every longitude is near.
+ */
+static int
+cover_lat_band(double latitude, double radius_m, double *la0, double *la1)
 {
-	const double a = UDC_WGS84_A;
-	const double f = UDC_WGS84_F;
-	const double b = a * (1.0 - f);
-	double		dlat,
-				la0,
-				la1;
-	int			full_lon = 0;
-	idx_range	lon_r[2];
-	int			nlon = 0;
-	uint32_t	i0,
-				i1;
-	uint64_t	nfine;
-	int			n = 0;
+	double		dlat = udc_max_dlat(radius_m);
+	int			pole = 0;
 
-	/* Any path between two parallels is at least the meridian arc. */
-	dlat = udc_max_dlat(radius_m);
-	la0 = latitude - dlat;
-	la1 = latitude + dlat;
-	if (la0 <= -90.0)
+	*la0 = latitude - dlat;
+	*la1 = latitude + dlat;
+	if (*la0 <= -90.0)
 	{
-		la0 = -90.0;
-		full_lon = 1;
+		*la0 = -90.0;
+		pole = 1;
 	}
-	if (la1 >= 90.0)
+	if (*la1 >= 90.0)
 	{
-		la1 = 90.0;
-		full_lon = 1;
+		*la1 = 90.0;
+		pole = 1;
 	}
+	return pole;
+}
+
+/*
+ * Longitude index ranges (one, or two split at the antimeridian) that hold
+ * every point within radius_m of longitude anywhere in the band [la0, la1];
+ * the whole circle when full_lon is set or the bound reaches that far.
+ * Returns their number.
+ */
+static int
+cover_lon_ranges(double longitude, double radius_m, double la0, double la1,
+				 int full_lon, idx_range *lon_r)
+{
+	const double b = UDC_WGS84_A * (1.0 - UDC_WGS84_F);
+	int			nlon = 0;
 
 	if (!full_lon)
 	{
@@ -326,73 +337,108 @@ udc_cover(double latitude, double longitude, double radius_m, udc_key_range *out
 		lon_r[0].hi = lon_r[1].hi;
 		nlon = 1;
 	}
+	return nlon;
+}
 
-	i0 = lat_index(la0);
-	i1 = lat_index(la1);
+/* Number of cells in latitude rows [i0, i1] times the longitude ranges. */
+static uint64_t
+cell_count(uint32_t i0, uint32_t i1, const idx_range *lon_r, int nlon)
+{
+	uint64_t	count = 0;
 
-	nfine = 0;
 	for (int k = 0; k < nlon; k++)
-		nfine += (uint64_t) (lon_r[k].hi - lon_r[k].lo + 1);
-	nfine *= (uint64_t) (i1 - i0 + 1);
+		count += (uint64_t) (lon_r[k].hi - lon_r[k].lo + 1);
+	return count * (uint64_t) (i1 - i0 + 1);
+}
 
-	if (nfine <= UDC_FINE_MAX)
-	{
-		for (uint32_t i = i0; i <= i1; i++)
-			for (int k = 0; k < nlon; k++)
-				for (uint32_t j = lon_r[k].lo; j <= lon_r[k].hi; j++)
-				{
-					int64_t		key = udc_morton(i, j);
+/*
+ * Write the cells of level s (0: fine) in rows [ci0, ci1] and the longitude
+ * ranges cl (indexes of that level) as ranges of fine keys, in row order;
+ * returns their number.  A level-s cell is the 2^(2s) fine keys from its
+ * Morton base on (that is what the bit interleaving buys).
+ */
+static int
+emit_cells(uint32_t ci0, uint32_t ci1, const idx_range *cl, int ncl, int s,
+		   udc_key_range *out)
+{
+	int			n = 0;
 
-					out[n].lo = key;
-					out[n].hi = key;
-					n++;
-				}
-		qsort(out, n, sizeof(udc_key_range), cmp_key_range);
-		return n;
-	}
+	for (uint32_t ci = ci0; ci <= ci1; ci++)
+		for (int k = 0; k < ncl; k++)
+			for (uint32_t cj = cl[k].lo; cj <= cl[k].hi; cj++)
+			{
+				int64_t		base = udc_morton(ci << s, cj << s);
+
+				out[n].lo = base;
+				out[n].hi = base + (int64_t) ((1ULL << (2 * s)) - 1);
+				n++;
+			}
+	return n;
+}
+
+/*
+ * Cover fine rows [i0, i1] x lon_r with the finest level whose cells number
+ * at most UDC_COARSE_MAX (the coarsest, one cell, at worst); sorted, with
+ * ranges that touch merged (coarse ranges are scanned as ranges anyway).
+ */
+static int
+cover_coarse(uint32_t i0, uint32_t i1, const idx_range *lon_r, int nlon,
+			 udc_key_range *out)
+{
+	int			n = 0,
+				m = 0;
 
 	for (int s = 1; s <= UDC_GRID_BITS; s++)
 	{
 		idx_range	cl[2];
 		int			ncl = shift_lon_ranges(lon_r, nlon, s, cl);
-		uint32_t	ci0 = i0 >> s,
-					ci1 = i1 >> s;
-		uint64_t	count = 0;
 
-		for (int k = 0; k < ncl; k++)
-			count += (uint64_t) (cl[k].hi - cl[k].lo + 1);
-		count *= (uint64_t) (ci1 - ci0 + 1);
-		if (count > UDC_COARSE_MAX && s < UDC_GRID_BITS)
+		if (cell_count(i0 >> s, i1 >> s, cl, ncl) > UDC_COARSE_MAX &&
+			s < UDC_GRID_BITS)
 			continue;
-
-		for (uint32_t ci = ci0; ci <= ci1; ci++)
-			for (int k = 0; k < ncl; k++)
-				for (uint32_t cj = cl[k].lo; cj <= cl[k].hi; cj++)
-				{
-					int64_t		base = udc_morton(ci << s, cj << s);
-
-					out[n].lo = base;
-					out[n].hi = base + (int64_t) ((1ULL << (2 * s)) - 1);
-					n++;
-				}
+		n = emit_cells(i0 >> s, i1 >> s, cl, ncl, s, out);
 		break;
 	}
 	qsort(out, n, sizeof(udc_key_range), cmp_key_range);
-	/* merge ranges that touch */
+	for (int k = 0; k < n; k++)
 	{
-		int			m = 0;
-
-		for (int k = 0; k < n; k++)
+		if (m > 0 && out[k].lo <= out[m - 1].hi + 1)
 		{
-			if (m > 0 && out[k].lo <= out[m - 1].hi + 1)
-			{
-				if (out[k].hi > out[m - 1].hi)
-					out[m - 1].hi = out[k].hi;
-			}
-			else
-				out[m++] = out[k];
+			if (out[k].hi > out[m - 1].hi)
+				out[m - 1].hi = out[k].hi;
 		}
-		n = m;
+		else
+			out[m++] = out[k];
 	}
+	return m;
+}
+
+/*
+ * The covering is built in steps: the latitude band, the longitude ranges
+ * over that band, then either every fine cell (few enough: the finder can
+ * bound both index columns of a single cell) or coarse cells.  Fine cells are
+ * never merged, even where they touch: a single-cell range is what lets the
+ * finder bound the time column too.
+ */
+int
+udc_cover(double latitude, double longitude, double radius_m, udc_key_range *out)
+{
+	double		la0,
+				la1;
+	idx_range	lon_r[2];
+	int			nlon;
+	uint32_t	i0,
+				i1;
+	int			full_lon,
+				n;
+
+	full_lon = cover_lat_band(latitude, radius_m, &la0, &la1);
+	nlon = cover_lon_ranges(longitude, radius_m, la0, la1, full_lon, lon_r);
+	i0 = lat_index(la0);
+	i1 = lat_index(la1);
+	if (cell_count(i0, i1, lon_r, nlon) > UDC_FINE_MAX)
+		return cover_coarse(i0, i1, lon_r, nlon, out);
+	n = emit_cells(i0, i1, lon_r, nlon, 0, out);
+	qsort(out, n, sizeof(udc_key_range), cmp_key_range);
 	return n;
 }

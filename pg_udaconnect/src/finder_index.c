@@ -3,7 +3,7 @@
  * and verifies, before every use, that they are what finder.c assumes.
  *
  * finder.c reads location_person_time_idx and location_cell_time_idx by
- * column position, straight out of the index tuples (finder_index.h), walks
+ * column position, straight out of the index tuples (finder_int.h), walks
  * the cell index's btree leaves itself assuming ascending default ordering,
  * and reads the heap columns as NOT NULL values of fixed types.  An operator
  * can recreate an index of the same name with another layout, leave an
@@ -42,7 +42,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-#include "finder_index.h"
+#include "finder_int.h"
 
 /* A column the finder reads, as sql/src/10-schema.sql declares it. */
 typedef struct ColumnSpec
@@ -84,7 +84,7 @@ typedef struct IndexSpec
 	const char *drop;			/* the DDL that drops it */
 } IndexSpec;
 
-/* index column positions come from finder_index.h, which finder.c reads by */
+/* index column positions come from finder_int.h, by which the finder reads */
 static const IndexSpec person_time_spec = {
 	"location_person_time_idx", "location", 2, 3,
 	{
@@ -109,7 +109,10 @@ static const IndexSpec cell_time_spec = {
 	"DROP INDEX udaconnect.location_cell_time_idx;"
 };
 
-/* person_exists() probes the primary key with int4eq on its first column */
+/*
+ * finder_person_exists() (finder_scan.c) probes the primary key with int4eq
+ * on its first column
+ */
 static const IndexSpec person_pkey_spec = {
 	"person_pkey", "person", 1, 1, {0},
 	"ALTER TABLE udaconnect.person ADD CONSTRAINT person_pkey PRIMARY KEY (id);",

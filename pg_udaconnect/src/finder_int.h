@@ -1,0 +1,285 @@
+/*
+ * finder_int.h — private header of the connection finder: the relations and
+ * index column positions it reads, its working state, and the candidate test
+ * every index entry goes through.  Only finder*.c include it.
+ *
+ * The finder is split by responsibility, as pgvector splits its HNSW index
+ * behind hnsw.h.  finder.c (the SQL entry point: arguments, the order of the
+ * steps, the rows) calls finder_index.c (opening and verifying the
+ * relations), finder_scan.c (index access: the own points, the btree descent
+ * and leaf walk, the coarse-range index scans, predicate locks, statistics)
+ * and finder_match.c (the probes, the time segments to scan, the hit table,
+ * the order of the hits); those three call none of each other, so there is
+ * no circle.  The per-entry candidate test (consider(), nearest_own(),
+ * add_hit()) is defined here, static, and not in finder_match.c: the scan
+ * loops of finder_scan.c run it for every index entry they read, and a call
+ * into another file could not be inlined and would go through the PLT.
+ * Nothing here may allocate or look anything up per entry.
+ */
+#ifndef UDC_FINDER_INT_H
+#define UDC_FINDER_INT_H
+
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/nbtree.h"
+#include "access/relscan.h"
+#include "access/tableam.h"
+#include "common/int.h"
+#include "executor/tuptable.h"
+#include "utils/hsearch.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "geodesy.h"
+#include "udc_pg.h"
+
+/*
+ * The finder reads its two location indexes by column position, straight
+ * from the index tuples, so finder_open_rels() refuses any index whose
+ * layout differs from the one below (and from sql/src/10-schema.sql).
+ */
+
+/*
+ * Columns of location_person_time_idx:
+ *   (person_id, creation_time) INCLUDE (coordinate)
+ */
+#define PT_IDX_PERSON	1
+#define PT_IDX_TIME		2
+#define PT_IDX_COORD	3
+
+/*
+ * Columns of location_cell_time_idx:
+ *   (cell, creation_time) INCLUDE (person_id, id, coordinate)
+ */
+#define IDX_CELL	1
+#define IDX_TIME	2
+#define IDX_PERSON	3
+#define IDX_ID		4
+#define IDX_COORD	5
+
+/* Relations and attribute numbers the finder works with. */
+typedef struct FinderRels
+{
+	Relation	person;
+	Relation	person_pkey;
+	Relation	location;
+	Relation	loc_person_time;
+	Relation	loc_cell_time;
+	AttrNumber	att_id;
+	AttrNumber	att_person;
+	AttrNumber	att_coord;
+	AttrNumber	att_time;
+} FinderRels;
+
+/* One of the person's own locations. */
+typedef struct OwnPoint
+{
+	double		lat;
+	double		lon;
+	TimestampTz t;
+} OwnPoint;
+
+/* A cell range of an own point's covering: one scan target. */
+typedef struct Probe
+{
+	int64		lo;
+	int64		hi;
+	int			own;			/* index into own points (time order) */
+} Probe;
+
+/* A location of another person close enough to one of ours. */
+typedef struct Hit
+{
+	int64		id;
+	int32		person_id;
+	double		lat;
+	double		lon;
+	TimestampTz t;
+	double		dist;
+} Hit;
+
+typedef struct HitEntry
+{
+	int64		id;				/* hash key */
+	int			idx;			/* into hits[] */
+} HitEntry;
+
+/* One leaf page's entries (finder_scan.c) */
+struct LeafBatch;
+
+typedef struct FinderState
+{
+	FinderRels *rels;
+	int32		pid;
+	double		meters;
+	double		max_dlat;		/* udc_max_dlat(meters) */
+	bool		has_window;
+	int64		window;			/* microseconds */
+	OwnPoint   *own;
+	Hit		   *hits;
+	int			nhits;
+	int			caphits;
+	HTAB	   *seen;
+	TupleTableSlot *slot;
+	IndexScanDesc scan_range;	/* cell range and time range: 4 keys */
+	Buffer		vmbuf;			/* visibility map page in use */
+	bool		dedupe;			/* can a location be seen twice? */
+	/* single-cell scans: our own walk of the btree's leaf level */
+	BTScanInsert key;			/* (cell, creation_time) >= */
+	Buffer		leaf;			/* pinned, unlocked: where the last walk ended */
+	IndexFetchTableData *fetch;	/* heap fetches where not all-visible */
+	bool		skip_killed;	/* LP_DEAD entries may be skipped */
+	struct LeafBatch *batch;	/* one leaf page's entries */
+	/* statistics: DEBUG1, and the density that sizes finder_merge_gap() */
+	long		nscans;
+	long		nreused;		/* walks started on the previous walk's leaf */
+	long		nentries;
+	long		ndist;
+	double		scanned_us;		/* total length of the scanned segments */
+	/*
+	 * the days asked about, [t0, t1); last, so that the fields the per-entry
+	 * code reads keep the offsets they had
+	 */
+	TimestampTz t0;
+	TimestampTz t1;
+} FinderState;
+
+/* finder_index.c */
+
+/*
+ * Open (AccessShareLock) and verify the tables and indexes: an index that is
+ * missing, not valid, or not laid out as above raises a clear error naming
+ * what is wrong and the DDL that recreates it.  Only the relcache entries are
+ * consulted: the check costs a few comparisons per call.
+ */
+extern void finder_open_rels(FinderRels *r);
+extern void finder_close_rels(FinderRels *r);
+
+/* finder_scan.c */
+extern bool finder_person_exists(FinderRels *r, int32 pid);
+extern OwnPoint *finder_read_own_points(FinderRels *r, int32 pid, TimestampTz t0,
+										TimestampTz t1, int *count);
+extern void finder_scan_begin(FinderState *st);
+extern void finder_scan_end(FinderState *st);
+extern int64 finder_merge_gap(const FinderState *st);
+extern void finder_scan_segment(FinderState *st, const Probe *group, int ngroup,
+								TimestampTz a, TimestampTz b);
+
+/* finder_match.c */
+extern Probe *finder_make_probes(FinderState *st, int nown, int *nprobes);
+extern bool finder_next_segment(const FinderState *st, const Probe *group,
+								int ngroup, int64 gap, int *k,
+								TimestampTz *a, TimestampTz *b);
+extern void finder_hits_begin(FinderState *st);
+extern void finder_sort_hits(FinderState *st);
+
+/*
+ * The candidate test, run for every index entry read (see the file comment
+ * for why it is here).
+ */
+
+/* Smallest exact distance <= meters from (lat, lon, t) to the group's points. */
+static inline double
+nearest_own(FinderState *st, const Probe *group, int ngroup, double lat, double lon,
+			TimestampTz t)
+{
+	double		best = -1.0;
+	double		cut = st->meters * (1.0 + 1e-3) + 1e-3;
+	double		max_dlat = st->max_dlat;
+	int			from = 0;
+
+	if (st->has_window)
+	{
+		/* first own point with time >= t - window (group is in time order) */
+		int			lo = 0,
+					hi = ngroup;
+		TimestampTz tmin = (t < PG_INT64_MIN + st->window) ? PG_INT64_MIN : t - st->window;
+
+		while (lo < hi)
+		{
+			int			mid = lo + (hi - lo) / 2;
+
+			if (st->own[group[mid].own].t < tmin)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		from = lo;
+	}
+	for (int k = from; k < ngroup; k++)
+	{
+		const OwnPoint *p = &st->own[group[k].own];
+		double		d;
+
+		if (st->has_window)
+		{
+			int64		dt;
+
+			if (pg_sub_s64_overflow(p->t, t, &dt) || dt > st->window)
+				break;			/* later points are later still */
+		}
+		if (fabs(lat - p->lat) > max_dlat)
+			continue;			/* too far north or south: no trigonometry */
+		if (udc_approx_ok(lat, p->lat) &&
+			udc_approx_distance(lat, lon, p->lat, p->lon) > cut)
+			continue;
+		st->ndist++;
+		d = udc_geodesic_distance(lat, lon, p->lat, p->lon);
+		if (d >= 0.0 && d <= st->meters && (best < 0.0 || d < best))
+			best = d;
+	}
+	return best;
+}
+
+/*
+ * Record a hit; where coarse ranges may overlap (st->dedupe), a location seen
+ * again keeps its smallest distance instead of being reported twice.  It runs
+ * per hit, not per entry: kept out of line, as the compiler chose when the
+ * finder was one file, so that its hash and repalloc paths do not grow the
+ * scan loops.
+ */
+static pg_noinline pg_attribute_unused() void
+add_hit(FinderState *st, int64 id, int32 person, double lat, double lon,
+		TimestampTz t, double dist)
+{
+	if (st->dedupe)
+	{
+		bool		found;
+		HitEntry   *e = hash_search(st->seen, &id, HASH_ENTER, &found);
+
+		if (found)
+		{
+			if (dist < st->hits[e->idx].dist)
+				st->hits[e->idx].dist = dist;
+			return;
+		}
+		e->idx = st->nhits;
+	}
+	if (st->nhits == st->caphits)
+	{
+		st->caphits *= 2;
+		st->hits = repalloc_huge(st->hits, sizeof(Hit) * st->caphits);
+	}
+	st->hits[st->nhits++] = (Hit) {id, person, lat, lon, t, dist};
+}
+
+/* A candidate location: keep it if another person's and close to the group. */
+static inline void
+consider(FinderState *st, const Probe *group, int ngroup, int32 person, int64 id,
+		 Datum coord, TimestampTz t)
+{
+	double		lat,
+				lon,
+				d;
+
+	if (person == st->pid)
+		return;
+	udc_point_coordinates(coord, &lat, &lon);
+	d = nearest_own(st, group, ngroup, lat, lon, t);
+	if (d >= 0.0)
+		add_hit(st, id, person, lat, lon, t, d);
+}
+
+#endif							/* UDC_FINDER_INT_H */
