@@ -136,25 +136,6 @@ typedef struct request
 	grpc_call_details details;	/* unregistered methods only */
 } request;
 
-int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* for intervals (idle streams): immune to clock steps, and cheap */
-int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t
 timespec_ms(gpr_timespec t)
 {
@@ -1154,68 +1135,32 @@ grpc_log_to_ours(gpr_log_func_args *a)
 /* ------------------------------------------------------------------------
  * Configuration parsing
  * ------------------------------------------------------------------------ */
-static void
-usage(FILE *f)
-{
-	fprintf(f,
-			"usage: udaconnect-grpcd [options]\n"
-			"  -p, --port N              listen port (env UDACONNECT_GRPC_PORT, default 30005)\n"
-			"      --bind ADDR           listen address (env UDACONNECT_GRPC_BIND, default 0.0.0.0)\n"
-			"  -b, --brokers LIST        Kafka bootstrap servers (env UDACONNECT_KAFKA_BROKERS; required)\n"
-			"  -t, --topic NAME          Kafka topic (env UDACONNECT_KAFKA_TOPIC, default locations)\n"
-			"  -d, --database-url URL    libpq conninfo for FindConnections (env UDACONNECT_DATABASE_URL)\n"
-			"  -j, --threads N           worker threads = completion queues (default 1)\n"
-			"      --db-threads N        database connections (default 2)\n"
-			"      --max-message-bytes N largest request message (default 16384)\n"
-			"      --max-stream N        most locations in one RecordLocations stream (default 1000000)\n"
-			"      --max-rows N          most rows one FindConnections call streams (default 100000)\n"
-			"      --max-find-calls N    FindConnections calls at once (env UDACONNECT_GRPC_MAX_FIND_CALLS, default 64)\n"
-			"      --max-streams N       RecordLocations streams at once (env UDACONNECT_GRPC_MAX_STREAMS, default 256)\n"
-			"      --stream-idle-timeout S  end a stream that sends nothing for S s\n"
-			"                            (env UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT, default 60)\n"
-			"      --max-listed-rejections N  rejections listed per stream, 0..1000\n"
-			"                            (env UDACONNECT_GRPC_MAX_LISTED_REJECTIONS, default 1000)\n"
-			"      --max-future-skew S   seconds a creation_time may lie in the future (default 300)\n"
-			"      --kafka-timeout-ms N  message.timeout.ms: give up on the broker after N ms (default 10000)\n"
-			"      --linger-ms X         linger.ms of the producer for unary calls (default 0.5)\n"
-			"      --stream-linger-ms X  linger.ms of the producer for RecordLocations streams (default 5)\n"
-			"  -X, --kafka-opt K=V       any other librdkafka producer setting (repeatable)\n"
-			"      --grace S             seconds SIGTERM waits for calls before cancelling them (default 10)\n"
-			"  -l, --log-level LEVEL     debug, info, warning, error (env UDACONNECT_LOG_LEVEL, default info)\n"
-			"  -h, --help, -V, --version\n");
-}
-
-static long
-parse_long(const char *s, const char *what, long lo, long hi)
-{
-	char	   *end;
-	long		v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-	{
-		fprintf(stderr, "udaconnect-grpcd: %s must be an integer in [%ld, %ld], got \"%s\"\n", what, lo, hi, s);
-		exit(2);
-	}
-	return v;
-}
-
-static double
-parse_double(const char *s, const char *what, double lo, double hi)
-{
-	char	   *end;
-	double		v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno != 0 || end == s || *end != '\0' || !isfinite(v) || v < lo || v > hi)
-	{
-		fprintf(stderr, "udaconnect-grpcd: %s must be a number in [%g, %g], got \"%s\"\n", what, lo, hi, s);
-		exit(2);
-	}
-	return v;
-}
+static const char usage[] =
+	"usage: udaconnect-grpcd [options]\n"
+	"  -p, --port N              listen port (env UDACONNECT_GRPC_PORT, default 30005)\n"
+	"      --bind ADDR           listen address (env UDACONNECT_GRPC_BIND, default 0.0.0.0)\n"
+	"  -b, --brokers LIST        Kafka bootstrap servers (env UDACONNECT_KAFKA_BROKERS; required)\n"
+	"  -t, --topic NAME          Kafka topic (env UDACONNECT_KAFKA_TOPIC, default locations)\n"
+	"  -d, --database-url URL    libpq conninfo for FindConnections (env UDACONNECT_DATABASE_URL)\n"
+	"  -j, --threads N           worker threads = completion queues (default 1)\n"
+	"      --db-threads N        database connections (default 2)\n"
+	"      --max-message-bytes N largest request message (default 16384)\n"
+	"      --max-stream N        most locations in one RecordLocations stream (default 1000000)\n"
+	"      --max-rows N          most rows one FindConnections call streams (default 100000)\n"
+	"      --max-find-calls N    FindConnections calls at once (env UDACONNECT_GRPC_MAX_FIND_CALLS, default 64)\n"
+	"      --max-streams N       RecordLocations streams at once (env UDACONNECT_GRPC_MAX_STREAMS, default 256)\n"
+	"      --stream-idle-timeout S  end a stream that sends nothing for S s\n"
+	"                            (env UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT, default 60)\n"
+	"      --max-listed-rejections N  rejections listed per stream, 0..1000\n"
+	"                            (env UDACONNECT_GRPC_MAX_LISTED_REJECTIONS, default 1000)\n"
+	"      --max-future-skew S   seconds a creation_time may lie in the future (default 300)\n"
+	"      --kafka-timeout-ms N  message.timeout.ms: give up on the broker after N ms (default 10000)\n"
+	"      --linger-ms X         linger.ms of the producer for unary calls (default 0.5)\n"
+	"      --stream-linger-ms X  linger.ms of the producer for RecordLocations streams (default 5)\n"
+	"  -X, --kafka-opt K=V       any other librdkafka producer setting (repeatable)\n"
+	"      --grace S             seconds SIGTERM waits for calls before cancelling them (default 10)\n"
+	"  -l, --log-level LEVEL     debug, info, warning, error (env UDACONNECT_LOG_LEVEL, default info)\n"
+	"  -h, --help, -V, --version\n";
 
 static void
 configure(int argc, char **argv)
@@ -1254,8 +1199,9 @@ configure(int argc, char **argv)
 	};
 	int			o;
 
+	cli_progname = "udaconnect-grpcd";
 	if ((e = getenv("UDACONNECT_GRPC_PORT")) && *e)
-		cfg.port = (int) parse_long(e, "UDACONNECT_GRPC_PORT", 0, 65535);
+		cfg.port = (int) cli_parse_long(e, "UDACONNECT_GRPC_PORT", 0, 65535);
 	if ((e = getenv("UDACONNECT_GRPC_BIND")) && *e)
 		cfg.bind = e;
 	if ((e = getenv("UDACONNECT_KAFKA_BROKERS")) && *e)
@@ -1265,13 +1211,13 @@ configure(int argc, char **argv)
 	if ((e = getenv("UDACONNECT_DATABASE_URL")) && *e)
 		cfg.dburl = e;
 	if ((e = getenv("UDACONNECT_GRPC_MAX_FIND_CALLS")) && *e)
-		cfg.max_find = (int) parse_long(e, "UDACONNECT_GRPC_MAX_FIND_CALLS", 1, 100000);
+		cfg.max_find = (int) cli_parse_long(e, "UDACONNECT_GRPC_MAX_FIND_CALLS", 1, 100000);
 	if ((e = getenv("UDACONNECT_GRPC_MAX_STREAMS")) && *e)
-		cfg.max_streams = (int) parse_long(e, "UDACONNECT_GRPC_MAX_STREAMS", 1, 100000);
+		cfg.max_streams = (int) cli_parse_long(e, "UDACONNECT_GRPC_MAX_STREAMS", 1, 100000);
 	if ((e = getenv("UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT")) && *e)
-		cfg.stream_idle_s = (int) parse_long(e, "UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT", 1, 86400);
+		cfg.stream_idle_s = (int) cli_parse_long(e, "UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT", 1, 86400);
 	if ((e = getenv("UDACONNECT_GRPC_MAX_LISTED_REJECTIONS")) && *e)
-		cfg.max_listed = (int) parse_long(e, "UDACONNECT_GRPC_MAX_LISTED_REJECTIONS", 0, 1000);
+		cfg.max_listed = (int) cli_parse_long(e, "UDACONNECT_GRPC_MAX_LISTED_REJECTIONS", 0, 1000);
 	if ((e = getenv("UDACONNECT_LOG_LEVEL")) && *e)
 	{
 		if ((log_min_level = log_level_from_name(e)) < 0)
@@ -1285,7 +1231,7 @@ configure(int argc, char **argv)
 		switch (o)
 		{
 			case 'p':
-				cfg.port = (int) parse_long(optarg, "--port", 0, 65535);
+				cfg.port = (int) cli_parse_long(optarg, "--port", 0, 65535);
 				break;
 			case O_BIND:
 				cfg.bind = optarg;
@@ -1300,46 +1246,46 @@ configure(int argc, char **argv)
 				cfg.dburl = optarg;
 				break;
 			case 'j':
-				cfg.threads = (int) parse_long(optarg, "--threads", 1, 64);
+				cfg.threads = (int) cli_parse_long(optarg, "--threads", 1, 64);
 				break;
 			case O_DBT:
-				cfg.db_threads = (int) parse_long(optarg, "--db-threads", 1, 64);
+				cfg.db_threads = (int) cli_parse_long(optarg, "--db-threads", 1, 64);
 				break;
 			case O_MAXMSG:
-				cfg.max_message = (int) parse_long(optarg, "--max-message-bytes", 64, 64 * 1024 * 1024);
+				cfg.max_message = (int) cli_parse_long(optarg, "--max-message-bytes", 64, 64 * 1024 * 1024);
 				break;
 			case O_MAXSTREAM:
-				cfg.max_stream = (int) parse_long(optarg, "--max-stream", 1, INT32_MAX - 1);
+				cfg.max_stream = (int) cli_parse_long(optarg, "--max-stream", 1, INT32_MAX - 1);
 				break;
 			case O_MAXROWS:
-				cfg.max_rows = (int) parse_long(optarg, "--max-rows", 1, 100000000);
+				cfg.max_rows = (int) cli_parse_long(optarg, "--max-rows", 1, 100000000);
 				break;
 			case O_MAXFIND:
-				cfg.max_find = (int) parse_long(optarg, "--max-find-calls", 1, 100000);
+				cfg.max_find = (int) cli_parse_long(optarg, "--max-find-calls", 1, 100000);
 				break;
 			case O_MAXSTREAMS:
-				cfg.max_streams = (int) parse_long(optarg, "--max-streams", 1, 100000);
+				cfg.max_streams = (int) cli_parse_long(optarg, "--max-streams", 1, 100000);
 				break;
 			case O_IDLE:
-				cfg.stream_idle_s = (int) parse_long(optarg, "--stream-idle-timeout", 1, 86400);
+				cfg.stream_idle_s = (int) cli_parse_long(optarg, "--stream-idle-timeout", 1, 86400);
 				break;
 			case O_MAXLISTED:
-				cfg.max_listed = (int) parse_long(optarg, "--max-listed-rejections", 0, 1000);
+				cfg.max_listed = (int) cli_parse_long(optarg, "--max-listed-rejections", 0, 1000);
 				break;
 			case O_SKEW:
-				cfg.max_skew = (int) parse_long(optarg, "--max-future-skew", 0, UDC_MAX_MAX_FUTURE_SKEW);
+				cfg.max_skew = (int) cli_parse_long(optarg, "--max-future-skew", 0, UDC_MAX_MAX_FUTURE_SKEW);
 				break;
 			case O_KTO:
-				cfg.kafka_timeout_ms = (int) parse_long(optarg, "--kafka-timeout-ms", 1, 900000);
+				cfg.kafka_timeout_ms = (int) cli_parse_long(optarg, "--kafka-timeout-ms", 1, 900000);
 				break;
 			case O_LINGER:
-				cfg.linger_ms = parse_double(optarg, "--linger-ms", 0, 900000);
+				cfg.linger_ms = cli_parse_double(optarg, "--linger-ms", 0, 900000);
 				break;
 			case O_SLINGER:
-				cfg.stream_linger_ms = parse_double(optarg, "--stream-linger-ms", 0, 900000);
+				cfg.stream_linger_ms = cli_parse_double(optarg, "--stream-linger-ms", 0, 900000);
 				break;
 			case O_GRACE:
-				cfg.grace = parse_double(optarg, "--grace", 0, 3600);
+				cfg.grace = cli_parse_double(optarg, "--grace", 0, 3600);
 				break;
 			case 'X':
 				{
@@ -1368,23 +1314,16 @@ configure(int argc, char **argv)
 				}
 				break;
 			case 'h':
-				usage(stdout);
-				exit(0);
+				cli_usage(usage, 0);
 			case 'V':
 				printf("udaconnect-grpcd %s (gRPC core %s, librdkafka %s)\n", GRPCD_VERSION,
 					   grpc_version_string(), rd_kafka_version_str());
 				exit(0);
 			default:
-				usage(stderr);
-				exit(2);
+				cli_usage(usage, 2);
 		}
 	}
-	if (optind < argc)
-	{
-		fprintf(stderr, "udaconnect-grpcd: unexpected argument \"%s\"\n", argv[optind]);
-		usage(stderr);
-		exit(2);
-	}
+	cli_no_operands(argc, argv, usage);
 	if (cfg.brokers == NULL)
 	{
 		fprintf(stderr, "udaconnect-grpcd: no Kafka brokers: set UDACONNECT_KAFKA_BROKERS or --brokers\n");

@@ -20,6 +20,7 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
+#include "cli.h"
 #include "google/protobuf/timestamp.pb-c.h"
 #include "location_rule.h"
 #include "udaconnect/v1/location.pb-c.h"
@@ -185,9 +186,20 @@ typedef struct call
 	struct call *qnext;
 } call;
 
+/* wall clock (deadlines), and a cheap clock immune to steps (intervals) */
+static inline int64_t
+now_ms(void)
+{
+	return cli_clock_ms(CLOCK_REALTIME);
+}
+
+static inline int64_t
+mono_ms(void)
+{
+	return cli_clock_ms(CLOCK_MONOTONIC_COARSE);
+}
+
 /* grpcd.c */
-int64_t		now_ms(void);
-int64_t		mono_ms(void);
 grpc_slice	buffer_slice(grpc_byte_buffer *bb);
 grpc_byte_buffer *pack_message(const ProtobufCMessage *m);
 const char *string_with_nul(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n);

@@ -30,41 +30,22 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "cli.h"
+
 #define MAX_TOPICS 16
 
 static int	quiet = 0;
 
-static void
-usage(FILE *f)
-{
-	fprintf(f,
-			"usage: udaconnect-devkafka [-t TOPIC]... [-p PARTITIONS] [-b BROKERS]\n"
-			"                           [-f BOOTSTRAP_FILE] [-P PID_FILE] [-q]\n"
-			"  -t TOPIC        topic to create (repeatable; default: locations)\n"
-			"  -p PARTITIONS   partitions per topic, 1..1000 (default: 4)\n"
-			"  -b BROKERS      number of mock brokers, 1..9 (default: 1)\n"
-			"  -f FILE         write the bootstrap address to FILE (default: stdout)\n"
-			"  -P FILE         write the process id to FILE\n"
-			"  -q              only log errors\n"
-			"signals: TERM/INT stop, USR1 brokers down, USR2 brokers up\n");
-}
-
-static int
-parse_int(const char *s, const char *what, int lo, int hi)
-{
-	char	   *end;
-	long		v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-	{
-		fprintf(stderr, "udaconnect-devkafka: %s must be an integer in [%d, %d], got \"%s\"\n",
-				what, lo, hi, s);
-		exit(2);
-	}
-	return (int) v;
-}
+static const char usage[] =
+	"usage: udaconnect-devkafka [-t TOPIC]... [-p PARTITIONS] [-b BROKERS]\n"
+	"                           [-f BOOTSTRAP_FILE] [-P PID_FILE] [-q]\n"
+	"  -t TOPIC        topic to create (repeatable; default: locations)\n"
+	"  -p PARTITIONS   partitions per topic, 1..1000 (default: 4)\n"
+	"  -b BROKERS      number of mock brokers, 1..9 (default: 1)\n"
+	"  -f FILE         write the bootstrap address to FILE (default: stdout)\n"
+	"  -P FILE         write the process id to FILE\n"
+	"  -q              only log errors\n"
+	"signals: TERM/INT stop, USR1 brokers down, USR2 brokers up\n";
 
 /* write a file atomically (tmp + rename) so readers never see half of it */
 static int
@@ -149,6 +130,7 @@ main(int argc, char **argv)
 	int			opt;
 	int			i;
 
+	cli_progname = "udaconnect-devkafka";
 	while ((opt = getopt(argc, argv, "t:p:b:f:P:qh")) != -1)
 	{
 		switch (opt)
@@ -167,10 +149,10 @@ main(int argc, char **argv)
 				topics[ntopics++] = optarg;
 				break;
 			case 'p':
-				partitions = parse_int(optarg, "-p PARTITIONS", 1, 1000);
+				partitions = (int) cli_parse_long(optarg, "-p PARTITIONS", 1, 1000);
 				break;
 			case 'b':
-				brokers = parse_int(optarg, "-b BROKERS", 1, 9);
+				brokers = (int) cli_parse_long(optarg, "-b BROKERS", 1, 9);
 				break;
 			case 'f':
 				bootstrap_file = optarg;
@@ -182,19 +164,12 @@ main(int argc, char **argv)
 				quiet = 1;
 				break;
 			case 'h':
-				usage(stdout);
-				return 0;
+				cli_usage(usage, 0);
 			default:
-				usage(stderr);
-				return 2;
+				cli_usage(usage, 2);
 		}
 	}
-	if (optind < argc)
-	{
-		fprintf(stderr, "udaconnect-devkafka: unexpected argument \"%s\"\n", argv[optind]);
-		usage(stderr);
-		return 2;
-	}
+	cli_no_operands(argc, argv, usage);
 	if (ntopics == 0)
 		topics[ntopics++] = "locations";
 

@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,8 @@
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
+
+#include "cli.h"
 
 enum kind
 {
@@ -77,34 +80,6 @@ mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
-static size_t
-put_varint(uint8_t *p, uint64_t v)
-{
-	size_t		n = 0;
-
-	while (v >= 0x80)
-	{
-		p[n++] = (uint8_t) (v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t) v;
-	return n;
-}
-
-static size_t
-put_double(uint8_t *p, int field, double d)
-{
-	uint64_t	bits;
-	size_t		n = 0;
-	int			i;
-
-	memcpy(&bits, &d, 8);
-	p[n++] = (uint8_t) ((field << 3) | 1);
-	for (i = 0; i < 8; i++)
-		p[n++] = (uint8_t) (bits >> (8 * i));
-	return n;
-}
-
 /* proto3 canonical encoding: zero values are omitted */
 static size_t
 encode_location(uint8_t *buf, int32_t person, double lat, double lon,
@@ -115,12 +90,12 @@ encode_location(uint8_t *buf, int32_t person, double lat, double lon,
 	if (person != 0)
 	{
 		buf[n++] = (1 << 3) | 0;
-		n += put_varint(buf + n, (uint64_t) (int64_t) person);	/* int32: sign-extended */
+		n += pb_put_varint(buf + n, (uint64_t) (int64_t) person);	/* int32: sign-extended */
 	}
 	if (lat != 0.0 || signbit(lat))
-		n += put_double(buf + n, 2, lat);
+		n += pb_put_double(buf + n, 2, lat);
 	if (lon != 0.0 || signbit(lon))
-		n += put_double(buf + n, 3, lon);
+		n += pb_put_double(buf + n, 3, lon);
 	if (has_ts)
 	{
 		uint8_t		ts[32];
@@ -129,15 +104,15 @@ encode_location(uint8_t *buf, int32_t person, double lat, double lon,
 		if (secs != 0)
 		{
 			ts[tn++] = (1 << 3) | 0;
-			tn += put_varint(ts + tn, (uint64_t) secs);
+			tn += pb_put_varint(ts + tn, (uint64_t) secs);
 		}
 		if (nanos != 0)
 		{
 			ts[tn++] = (2 << 3) | 0;
-			tn += put_varint(ts + tn, (uint64_t) (int64_t) nanos);
+			tn += pb_put_varint(ts + tn, (uint64_t) (int64_t) nanos);
 		}
 		buf[n++] = (4 << 3) | 2;
-		n += put_varint(buf + n, tn);
+		n += pb_put_varint(buf + n, tn);
 		memcpy(buf + n, ts, tn);
 		n += tn;
 	}
@@ -173,49 +148,10 @@ dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	free(s);
 }
 
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static long
-parse_long(const char *s, const char *what)
-{
-	char	   *end;
-	long		v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end)
-	{
-		fprintf(stderr, "udaconnect-produce: %s must be an integer, got \"%s\"\n", what, s);
-		exit(2);
-	}
-	return v;
-}
-
-static void
-usage(void)
-{
-	fprintf(stderr,
-			"usage: udaconnect-produce -b BROKERS [-t TOPIC] -n COUNT [-s START]\n"
-			"         [-p PERSON_LO:PERSON_HI] [-u UNKNOWN_PERSON] [-B BAD_PER_MILLE]\n"
-			"         [-T BASE_UNIX_SECONDS] [-r RATE_PER_S] [-L] [-o EXPECT_FILE] [-q]\n");
-	exit(2);
-}
+static const char usage[] =
+	"usage: udaconnect-produce -b BROKERS [-t TOPIC] -n COUNT [-s START]\n"
+	"         [-p PERSON_LO:PERSON_HI] [-u UNKNOWN_PERSON] [-B BAD_PER_MILLE]\n"
+	"         [-T BASE_UNIX_SECONDS] [-r RATE_PER_S] [-L] [-o EXPECT_FILE] [-q]\n";
 
 int
 main(int argc, char **argv)
@@ -240,14 +176,15 @@ main(int argc, char **argv)
 	long		i;
 	int64_t		t0;
 
+	cli_progname = "udaconnect-produce";
 	while ((opt = getopt(argc, argv, "b:t:n:s:p:u:B:T:r:Lo:q")) != -1)
 	{
 		switch (opt)
 		{
 			case 'b': brokers = optarg; break;
 			case 't': topic = optarg; break;
-			case 'n': count = parse_long(optarg, "-n"); break;
-			case 's': start = parse_long(optarg, "-s"); break;
+			case 'n': count = cli_parse_long(optarg, "-n", LONG_MIN, LONG_MAX); break;
+			case 's': start = cli_parse_long(optarg, "-s", LONG_MIN, LONG_MAX); break;
 			case 'p':
 				if (sscanf(optarg, "%ld:%ld", &person_lo, &person_hi) != 2 || person_lo < 1 || person_hi < person_lo)
 				{
@@ -255,18 +192,18 @@ main(int argc, char **argv)
 					return 2;
 				}
 				break;
-			case 'u': unknown_person = parse_long(optarg, "-u"); break;
-			case 'B': bad_pm = parse_long(optarg, "-B"); break;
-			case 'T': base_s = parse_long(optarg, "-T"); break;
-			case 'r': rate = parse_long(optarg, "-r"); break;
+			case 'u': unknown_person = cli_parse_long(optarg, "-u", LONG_MIN, LONG_MAX); break;
+			case 'B': bad_pm = cli_parse_long(optarg, "-B", LONG_MIN, LONG_MAX); break;
+			case 'T': base_s = cli_parse_long(optarg, "-T", LONG_MIN, LONG_MAX); break;
+			case 'r': rate = cli_parse_long(optarg, "-r", LONG_MIN, LONG_MAX); break;
 			case 'L': latency_mode = 1; break;
 			case 'o': expect_path = optarg; break;
 			case 'q': quiet = 1; break;
-			default: usage();
+			default: cli_usage(usage, 2);
 		}
 	}
 	if (!brokers || count < 0 || bad_pm < 0 || bad_pm > 1000 || rate < 0)
-		usage();
+		cli_usage(usage, 2);
 	if (expect_path)
 	{
 		expect = fopen(expect_path, "w");
@@ -296,7 +233,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 
-	t0 = mono_us();
+	t0 = cli_clock_us(CLOCK_MONOTONIC);
 	for (i = start; i < start + count; i++)
 	{
 		uint64_t	h = mix((uint64_t) i);
@@ -319,7 +256,7 @@ main(int argc, char **argv)
 		/* positions: a 1 km area near the equator-free mid latitudes, varied */
 		s->lat = -60.0 + (double) ((h >> 24) % 1200000) / 10000.0;
 		s->lon = -179.0 + (double) ((h >> 40) % 3580000) / 10000.0;
-		ts_us = latency_mode ? now_us() : (base_s * 1000000 + i * 1000);
+		ts_us = latency_mode ? cli_clock_us(CLOCK_REALTIME) : (base_s * 1000000 + i * 1000);
 		s->ts_us = ts_us;
 		if (s->kind == GOOD && !latency_mode && i % 7 == 3)
 		{
@@ -362,7 +299,7 @@ main(int argc, char **argv)
 				len = encode_location(buf, s->person, s->lat, (h & 1) ? INFINITY : -INFINITY, 1, ts_us / 1000000, 0);
 				break;
 			case BAD_FUTURE:
-				len = encode_location(buf, s->person, s->lat, s->lon, 1, now_us() / 1000000 + 7 * 86400, 0);
+				len = encode_location(buf, s->person, s->lat, s->lon, 1, cli_clock_us(CLOCK_REALTIME) / 1000000 + 7 * 86400, 0);
 				break;
 			case BAD_NANOS:
 				len = encode_location(buf, s->person, s->lat, s->lon, 1, ts_us / 1000000, 1500000000);
@@ -403,7 +340,7 @@ main(int argc, char **argv)
 		if (rate > 0)
 		{
 			int64_t		due = t0 + (int64_t) ((double) (i - start + 1) * 1e6 / (double) rate);
-			int64_t		now = mono_us();
+			int64_t		now = cli_clock_us(CLOCK_MONOTONIC);
 
 			if (due > now + 1000)
 			{
@@ -423,6 +360,6 @@ main(int argc, char **argv)
 		fclose(expect);
 	if (!quiet)
 		fprintf(stderr, "udaconnect-produce: %ld delivered, %ld failed in %.2f s\n",
-				delivered, failed, (double) (mono_us() - t0) / 1e6);
+				delivered, failed, (double) (cli_clock_us(CLOCK_MONOTONIC) - t0) / 1e6);
 	return (failed == 0 && delivered == count) ? 0 : 1;
 }
