@@ -546,8 +546,8 @@ find_threads_stop(void)
 	free(dbt);
 }
 
-/* the call is being freed */
-void
+/* c->release: the call is being freed */
+static void
 find_release(call *c)
 {
 	if (c->counted)
@@ -603,33 +603,15 @@ find_check(call *c, const Udaconnect__V1__FindConnectionsRequest *q)
 void
 handle_find(call *c, grpc_byte_buffer *payload)
 {
-	grpc_slice	s;
 	Udaconnect__V1__FindConnectionsRequest *q;
-	const char *bad;
 
-	if (payload == NULL)
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
-		return;
-	}
-	s = buffer_slice(payload);
-	q = udaconnect__v1__find_connections_request__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-	if (q == NULL)
-	{
-		grpc_slice_unref(s);
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid udaconnect.v1.FindConnectionsRequest message");
-		return;
-	}
-	c->freq = q;
+	c->release = find_release;
 	c->exhausted = true;		/* no cursor yet */
-	bad = string_with_nul(&udaconnect__v1__find_connections_request__descriptor,
-						  GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
-	grpc_slice_unref(s);
-	if (bad)
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s must not contain a NUL character", bad);
+	q = (Udaconnect__V1__FindConnectionsRequest *)
+		request_unpack(c, payload, &udaconnect__v1__find_connections_request__descriptor, NULL, true);
+	if (q == NULL)
 		return;
-	}
+	c->freq = q;
 	if (!find_check(c, q))
 		return;
 	if (cfg.dburl == NULL)

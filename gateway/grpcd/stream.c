@@ -44,6 +44,9 @@ static call *held_head,
 
 static void stream_recv_done(tag *t, bool ok);
 static void stream_next(call *c);
+static void stream_release(call *c);
+static void stream_answer(call *c);
+static void stream_deadline_message(call *c, char *msg, size_t len);
 
 static void
 stream_list(call *c)
@@ -86,6 +89,9 @@ stream_unlist(call *c)
 void
 stream_start(call *c)
 {
+	c->release = stream_release;
+	c->complete = stream_answer;
+	c->expired = stream_deadline_message;
 	c->cut_at = -1;
 	if (atomic_fetch_add(&nstreams, 1) >= cfg.max_streams)
 	{
@@ -100,8 +106,8 @@ stream_start(call *c)
 	stream_next(c);
 }
 
-/* the call is being freed */
-void
+/* c->release: the call is being freed */
+static void
 stream_release(call *c)
 {
 	if (c->listed)
@@ -408,14 +414,14 @@ msg_add(char *msg, size_t len, const char *fmt,...)
 
 /*
  * The answer of a stream whose points have all been acknowledged or failed
- * (ingest_complete; `answered` is set).  It says which points were stored:
+ * (c->complete, from ingest_complete; `answered` is set).  It says which points were stored:
  *   OK                  every valid point read was stored; the whole stream
  *                       was read
  *   RESOURCE_EXHAUSTED  cut at a full producer queue: the points before the
  *                       cut were stored, none from the cut on was read
  *   UNAVAILABLE         some valid points were not acknowledged
  */
-void
+static void
 stream_answer(call *c)
 {
 	int			failed = atomic_load(&c->failed);
@@ -488,8 +494,8 @@ stream_answer(call *c)
 	}
 }
 
-/* the deadline sweeper's answer for a stream still waiting for the broker */
-void
+/* c->expired: the deadline sweeper's answer for a stream still waiting for the broker */
+static void
 stream_deadline_message(call *c, char *msg, size_t len)
 {
 	int			pending = atomic_load(&c->pending);
