@@ -136,65 +136,59 @@ produce_unary(call *c, const Udaconnect__V1__Location *loc)
 	}
 }
 
+/*
+ * The path of both unary ingest methods once the request is a v1 Location:
+ * check it, naming the fields as the request's proto does (f), and
+ * produce it.
+ */
+static void
+record_location(call *c, const Udaconnect__V1__Location *loc, const field_names *f)
+{
+	char		err[256];
+
+	if (!check_location(f, loc, err, sizeof(err)))
+		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+	else
+		produce_unary(c, loc);
+}
+
+/* RecordLocation: udaconnect.v1.Location -> RecordLocationResponse */
 void
 handle_record(call *c, grpc_byte_buffer *payload)
 {
-	char		err[256];
-	grpc_slice	s;
-	Udaconnect__V1__Location *loc;
 	stack_arena arena = {0};
 	ProtobufCAllocator al = STACK_ALLOCATOR(arena);
+	Udaconnect__V1__Location *loc;
 
-	if (payload == NULL)
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
-		return;
-	}
-	s = buffer_slice(payload);
-	loc = decode_v1(s, &al, err, sizeof(err));
-	grpc_slice_unref(s);
+	loc = (Udaconnect__V1__Location *)
+		request_unpack(c, payload, &udaconnect__v1__location__descriptor, &al, false);
 	if (loc == NULL)
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
 		return;
-	}
-	produce_unary(c, loc);
+	record_location(c, loc, &v1_fields);
 	udaconnect__v1__location__free_unpacked(loc, &al);
 }
 
+/*
+ * updateLocation, the original proto: its Location (integer degrees) made a
+ * v1 Location, then RecordLocation's path.  What stays the original's: the
+ * field names in messages (personId, createdTime) and the answer,
+ * Status{currentState: "Received"} (unary_complete).
+ */
 void
 handle_legacy(call *c, grpc_byte_buffer *payload)
 {
-	char		err[256];
-	grpc_slice	s;
-	Location   *old;
-	Udaconnect__V1__Location loc = UDACONNECT__V1__LOCATION__INIT;
 	stack_arena arena = {0};
 	ProtobufCAllocator al = STACK_ALLOCATOR(arena);
+	Location   *old;
+	Udaconnect__V1__Location loc = UDACONNECT__V1__LOCATION__INIT;
 
-	if (payload == NULL)
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
-		return;
-	}
-	s = buffer_slice(payload);
-	old = location__unpack(&al, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-	grpc_slice_unref(s);
+	old = (Location *) request_unpack(c, payload, &location__descriptor, &al, false);
 	if (old == NULL)
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid Location message");
 		return;
-	}
 	loc.person_id = old->personid;
 	loc.latitude = old->latitude;
 	loc.longitude = old->longitude;
 	loc.creation_time = old->createdtime;
-	if (!check_location(&legacy_fields, &loc, err, sizeof(err)))
-	{
-		location__free_unpacked(old, &al);
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
-		return;
-	}
-	produce_unary(c, &loc);
+	record_location(c, &loc, &legacy_fields);
 	location__free_unpacked(old, &al);
 }
