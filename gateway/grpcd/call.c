@@ -116,6 +116,28 @@ calls_wait_ended(int64_t until_ms)
 	return ended;
 }
 
+void
+call_queue_push(call_queue *q, call *c)
+{
+	c->qnext = NULL;
+	if (q->tail)
+		q->tail->qnext = c;
+	else
+		q->head = c;
+	q->tail = c;
+}
+
+/* the oldest call, or NULL */
+call *
+call_queue_pop(call_queue *q)
+{
+	call	   *c = q->head;
+
+	if (c != NULL && (q->head = c->qnext) == NULL)
+		q->tail = NULL;
+	return c;
+}
+
 static void
 final_done(tag *t, bool ok)
 {

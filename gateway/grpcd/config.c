@@ -3,7 +3,8 @@
  * command line.
  *
  * One table names every setting once: its flag, its environment variable
- * (if it has one), its kind and range, and where it goes in `cfg`.  The
+ * (if it has one), its default, its kind and range, and where it goes in
+ * `cfg`.  The
  * environment is read first, then the flags override it.  A bad value ends
  * the program with status 2 and a message naming the setting (the flag or
  * the variable, as given).  This file only fills `cfg` and the log level;
@@ -18,26 +19,13 @@
 
 #include "grpcd.h"
 
+/* what is not a setting; the settings' defaults are in the table below */
 grpcd_config cfg = {
-	.bind = "0.0.0.0",
-	.port = 30005,
-	.topic = "locations",
-	.threads = 1,
-	.db_threads = 2,
 	.requests = 32,
-	.max_message = 16384,
-	.max_stream = 1000000,
-	.max_rows = 100000,
-	.max_skew = UDC_DEFAULT_MAX_FUTURE_SKEW,
-	.kafka_timeout_ms = 10000,
-	.linger_ms = 0.5,
-	.stream_linger_ms = 5,
-	.grace = 10,
-	.max_streams = 256,
-	.stream_idle_s = 60,
-	.max_listed = 1000,
-	.max_find = 64,
 };
+
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 typedef enum setting_kind
 {
@@ -55,6 +43,7 @@ typedef struct setting
 	const char *flag;			/* the long flag, without "--" */
 	int			letter;			/* the short flag, or 0 */
 	const char *env;			/* NULL: flag only */
+	const char *def;			/* the default; NULL: none */
 	setting_kind kind;
 	long		min;
 	long		max;
@@ -63,29 +52,29 @@ typedef struct setting
 
 /* the environment is read in this order, so the first bad variable is named */
 static const setting settings[] = {
-	{"port", 'p', "UDACONNECT_GRPC_PORT", S_INT, 0, 65535, &cfg.port},
-	{"bind", 0, "UDACONNECT_GRPC_BIND", S_TEXT, 0, 0, &cfg.bind},
-	{"brokers", 'b', "UDACONNECT_KAFKA_BROKERS", S_TEXT, 0, 0, &cfg.brokers},
-	{"topic", 't', "UDACONNECT_KAFKA_TOPIC", S_TEXT, 0, 0, &cfg.topic},
-	{"database-url", 'd', "UDACONNECT_DATABASE_URL", S_TEXT, 0, 0, &cfg.dburl},
-	{"threads", 'j', NULL, S_INT, 1, 64, &cfg.threads},
-	{"db-threads", 0, NULL, S_INT, 1, 64, &cfg.db_threads},
-	{"max-message-bytes", 0, NULL, S_INT, 64, 64 * 1024 * 1024, &cfg.max_message},
-	{"max-stream", 0, NULL, S_INT, 1, INT32_MAX - 1, &cfg.max_stream},
-	{"max-rows", 0, NULL, S_INT, 1, 100000000, &cfg.max_rows},
-	{"max-find-calls", 0, "UDACONNECT_GRPC_MAX_FIND_CALLS", S_INT, 1, 100000, &cfg.max_find},
-	{"max-streams", 0, "UDACONNECT_GRPC_MAX_STREAMS", S_INT, 1, 100000, &cfg.max_streams},
-	{"stream-idle-timeout", 0, "UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT", S_INT, 1, 86400, &cfg.stream_idle_s},
-	{"max-listed-rejections", 0, "UDACONNECT_GRPC_MAX_LISTED_REJECTIONS", S_INT, 0, 1000, &cfg.max_listed},
-	{"max-future-skew", 0, NULL, S_INT, 0, UDC_MAX_MAX_FUTURE_SKEW, &cfg.max_skew},
-	{"kafka-timeout-ms", 0, NULL, S_INT, 1, 900000, &cfg.kafka_timeout_ms},
-	{"linger-ms", 0, NULL, S_NUMBER, 0, 900000, &cfg.linger_ms},
-	{"stream-linger-ms", 0, NULL, S_NUMBER, 0, 900000, &cfg.stream_linger_ms},
-	{"kafka-opt", 'X', NULL, S_KAFKA_OPT, 0, 0, NULL},
-	{"grace", 0, NULL, S_NUMBER, 0, 3600, &cfg.grace},
-	{"log-level", 'l', "UDACONNECT_LOG_LEVEL", S_LOG_LEVEL, 0, 0, NULL},
-	{"help", 'h', NULL, S_HELP, 0, 0, NULL},
-	{"version", 'V', NULL, S_VERSION, 0, 0, NULL},
+	{"port", 'p', "UDACONNECT_GRPC_PORT", "30005", S_INT, 0, 65535, &cfg.port},
+	{"bind", 0, "UDACONNECT_GRPC_BIND", "0.0.0.0", S_TEXT, 0, 0, &cfg.bind},
+	{"brokers", 'b', "UDACONNECT_KAFKA_BROKERS", NULL, S_TEXT, 0, 0, &cfg.brokers},
+	{"topic", 't', "UDACONNECT_KAFKA_TOPIC", "locations", S_TEXT, 0, 0, &cfg.topic},
+	{"database-url", 'd', "UDACONNECT_DATABASE_URL", NULL, S_TEXT, 0, 0, &cfg.dburl},
+	{"threads", 'j', NULL, "1", S_INT, 1, 64, &cfg.threads},
+	{"db-threads", 0, NULL, "2", S_INT, 1, 64, &cfg.db_threads},
+	{"max-message-bytes", 0, NULL, "16384", S_INT, 64, 64 * 1024 * 1024, &cfg.max_message},
+	{"max-stream", 0, NULL, "1000000", S_INT, 1, INT32_MAX - 1, &cfg.max_stream},
+	{"max-rows", 0, NULL, "100000", S_INT, 1, 100000000, &cfg.max_rows},
+	{"max-find-calls", 0, "UDACONNECT_GRPC_MAX_FIND_CALLS", "64", S_INT, 1, 100000, &cfg.max_find},
+	{"max-streams", 0, "UDACONNECT_GRPC_MAX_STREAMS", "256", S_INT, 1, 100000, &cfg.max_streams},
+	{"stream-idle-timeout", 0, "UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT", "60", S_INT, 1, 86400, &cfg.stream_idle_s},
+	{"max-listed-rejections", 0, "UDACONNECT_GRPC_MAX_LISTED_REJECTIONS", "1000", S_INT, 0, 1000, &cfg.max_listed},
+	{"max-future-skew", 0, NULL, STRINGIFY(UDC_DEFAULT_MAX_FUTURE_SKEW), S_INT, 0, UDC_MAX_MAX_FUTURE_SKEW, &cfg.max_skew},
+	{"kafka-timeout-ms", 0, NULL, "10000", S_INT, 1, 900000, &cfg.kafka_timeout_ms},
+	{"linger-ms", 0, NULL, "0.5", S_NUMBER, 0, 900000, &cfg.linger_ms},
+	{"stream-linger-ms", 0, NULL, "5", S_NUMBER, 0, 900000, &cfg.stream_linger_ms},
+	{"kafka-opt", 'X', NULL, NULL, S_KAFKA_OPT, 0, 0, NULL},
+	{"grace", 0, NULL, "10", S_NUMBER, 0, 3600, &cfg.grace},
+	{"log-level", 'l', "UDACONNECT_LOG_LEVEL", "info", S_LOG_LEVEL, 0, 0, NULL},
+	{"help", 'h', NULL, NULL, S_HELP, 0, 0, NULL},
+	{"version", 'V', NULL, NULL, S_VERSION, 0, 0, NULL},
 };
 
 #define N_SETTINGS ((int) (sizeof(settings) / sizeof(settings[0])))
@@ -221,6 +210,10 @@ config_load(int argc, char **argv)
 	const char *e;
 
 	cli_progname = "udaconnect-grpcd";
+	for (int i = 0; i < N_SETTINGS; i++)
+		if (settings[i].def)
+			apply(&settings[i], settings[i].flag, settings[i].def);
+	/* an empty variable counts as unset */
 	for (int i = 0; i < N_SETTINGS; i++)
 		if (settings[i].env && (e = getenv(settings[i].env)) && *e)
 			apply(&settings[i], settings[i].env, e);

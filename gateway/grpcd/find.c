@@ -51,8 +51,7 @@ typedef struct db_thread
 {
 	int			id;
 	pthread_t	thread;
-	call	   *head,			/* its own jobs (its cursors), under dbq_mu */
-			   *tail;
+	call_queue	own;			/* its own jobs (its cursors), under dbq_mu */
 	/* the thread's alone: */
 	PGconn	   *conn;
 	unsigned	gen;			/* bumped when the connection is replaced */
@@ -62,8 +61,7 @@ typedef struct db_thread
 
 static pthread_mutex_t dbq_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t dbq_cv = PTHREAD_COND_INITIALIZER;
-static call *dbq_head,			/* new calls: any db thread */
-		   *dbq_tail;
+static call_queue dbq;			/* new calls: any db thread */
 static bool dbq_stop;
 static db_thread *dbt;
 static atomic_int nfind;		/* calls counted against --max-find-calls */
@@ -77,13 +75,8 @@ push_own(call *c, int job)
 	db_thread  *t = &dbt[c->owner];
 
 	c->job = job;
-	c->qnext = NULL;
 	pthread_mutex_lock(&dbq_mu);
-	if (t->tail)
-		t->tail->qnext = c;
-	else
-		t->head = c;
-	t->tail = c;
+	call_queue_push(&t->own, c);
 	/* one condition variable for all: wake them all, the owner takes it */
 	pthread_cond_broadcast(&dbq_cv);
 	pthread_mutex_unlock(&dbq_mu);
@@ -482,22 +475,10 @@ db_main(void *arg)
 		call	   *c;
 
 		pthread_mutex_lock(&dbq_mu);
-		while (t->head == NULL && dbq_head == NULL && !dbq_stop)
+		while (t->own.head == NULL && dbq.head == NULL && !dbq_stop)
 			pthread_cond_wait(&dbq_cv, &dbq_mu);
 		/* its own cursors first: each holds memory until it is read */
-		if (t->head != NULL)
-		{
-			c = t->head;
-			if ((t->head = c->qnext) == NULL)
-				t->tail = NULL;
-		}
-		else if (dbq_head != NULL)
-		{
-			c = dbq_head;
-			if ((dbq_head = c->qnext) == NULL)
-				dbq_tail = NULL;
-		}
-		else
+		if ((c = call_queue_pop(&t->own)) == NULL && (c = call_queue_pop(&dbq)) == NULL)
 		{
 			pthread_mutex_unlock(&dbq_mu);
 			break;
@@ -628,13 +609,8 @@ handle_find(call *c, grpc_byte_buffer *payload)
 	}
 	c->counted = true;
 	c->job = JOB_QUERY;
-	c->qnext = NULL;
 	pthread_mutex_lock(&dbq_mu);
-	if (dbq_tail)
-		dbq_tail->qnext = c;
-	else
-		dbq_head = c;
-	dbq_tail = c;
+	call_queue_push(&dbq, c);
 	pthread_cond_signal(&dbq_cv);
 	pthread_mutex_unlock(&dbq_mu);
 }

@@ -181,7 +181,6 @@ typedef struct call
 	Udaconnect__V1__Location held;	/* the point the full queue refused */
 	Google__Protobuf__Timestamp held_ts;
 	int64_t		held_since_ms;
-	struct call *pnext;			/* streams waiting for room in the queue */
 
 	/* FindConnections (find.c) */
 	Udaconnect__V1__FindConnectionsRequest *freq;
@@ -195,7 +194,10 @@ typedef struct call
 	int			owner;			/* db thread holding the cursor */
 	unsigned	conn_gen;
 	unsigned	cursor_no;
-	struct call *qnext;
+
+	struct call *qnext;			/* in a call_queue: a stream waiting for room
+								 * in the producer queue, or a FindConnections
+								 * job waiting for a db thread */
 } call;
 
 extern atomic_int stopping;		/* SIGTERM received: no new calls */
@@ -207,6 +209,16 @@ void		call_fail(call *c, grpc_status_code code, const char *fmt,...) __attribute
 int64_t		call_answer_by(const call *c);
 long		calls_live(void);
 bool		calls_wait_ended(int64_t until_ms);
+
+/* a FIFO of calls linked through c->qnext; its owner's lock guards it */
+typedef struct call_queue
+{
+	call	   *head;
+	call	   *tail;
+} call_queue;
+
+void		call_queue_push(call_queue *q, call *c);
+call	   *call_queue_pop(call_queue *q);
 
 grpc_slice	buffer_slice(grpc_byte_buffer *bb);
 grpc_byte_buffer *pack_message(const ProtobufCMessage *m);
@@ -249,7 +261,7 @@ void		handle_record(call *c, grpc_byte_buffer *payload);
 void		handle_legacy(call *c, grpc_byte_buffer *payload);
 
 /* ---- stream.c: RecordLocations ------------------------------------------ */
-void		stream_start(call *c);
+void		handle_stream(call *c, grpc_byte_buffer *payload);
 void		streams_poll(void);
 
 /* ---- find.c: FindConnections -------------------------------------------- */

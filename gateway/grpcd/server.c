@@ -90,32 +90,14 @@ request_arm(request *r)
 	}
 }
 
-/* hand a new call to its method's file */
-static void
-dispatch(call *c, grpc_byte_buffer *payload, const char *method)
-{
-	switch (c->kind)
-	{
-		case M_RECORD:
-			handle_record(c, payload);
-			break;
-		case M_LEGACY:
-			handle_legacy(c, payload);
-			break;
-		case M_RECORDS:
-			stream_start(c);
-			break;
-		case M_HEALTH:
-			handle_health(c, payload);
-			break;
-		case M_FIND:
-			handle_find(c, payload);
-			break;
-		default:
-			call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method %s", method);
-			break;
-	}
-}
+/* each method's file takes a new call from here (on its worker thread) */
+static void (*const handlers[M_COUNT]) (call *c, grpc_byte_buffer *payload) = {
+	[M_RECORD] = handle_record,
+	[M_RECORDS] = handle_stream,
+	[M_LEGACY] = handle_legacy,
+	[M_HEALTH] = handle_health,
+	[M_FIND] = handle_find,
+};
 
 static void
 request_done(tag *t, bool ok)
@@ -156,7 +138,10 @@ request_done(tag *t, bool ok)
 			grpc_byte_buffer_destroy(payload);
 		return;					/* the call leaks its grpc_call: cannot answer without memory */
 	}
-	dispatch(c, payload, method);
+	if (c->kind < M_COUNT)
+		handlers[c->kind] (c, payload);
+	else
+		call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method %s", method);
 	if (payload)
 		grpc_byte_buffer_destroy(payload);
 }

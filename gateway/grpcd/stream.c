@@ -39,8 +39,7 @@ static call *streams_head;
 
 /* streams waiting for room in the producer queue (FIFO) */
 static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
-static call *held_head,
-		   *held_tail;
+static call_queue held_streams;
 
 static void stream_recv_done(tag *t, bool ok);
 static void stream_next(call *c);
@@ -85,10 +84,11 @@ stream_unlist(call *c)
 	pthread_mutex_unlock(&streams_mu);
 }
 
-/* a new RecordLocations call (worker thread) */
+/* a new RecordLocations call (worker thread); it has no message yet */
 void
-stream_start(call *c)
+handle_stream(call *c, grpc_byte_buffer *payload)
 {
+	(void) payload;
 	c->release = stream_release;
 	c->complete = stream_answer;
 	c->expired = stream_deadline_message;
@@ -213,13 +213,8 @@ stream_hold(call *c, const Udaconnect__V1__Location *loc, int32_t index)
 	c->cut_at = index;
 	c->held_since_ms = mono_ms();
 	c->answer_by_ms = call_answer_by(c);
-	c->pnext = NULL;
 	pthread_mutex_lock(&held_mu);
-	if (held_tail)
-		held_tail->pnext = c;
-	else
-		held_head = c;
-	held_tail = c;
+	call_queue_push(&held_streams, c);
 	pthread_mutex_unlock(&held_mu);
 }
 
@@ -296,33 +291,26 @@ stream_recv_done(tag *t, bool ok)
 static void
 streams_resume_held(void)
 {
-	call	   *list;
+	call_queue	list;
+	call	   *c;
 	int64_t		now = mono_ms();
 	int64_t		wall = now_ms();
 
 	pthread_mutex_lock(&held_mu);
-	list = held_head;
-	held_head = held_tail = NULL;
+	list = held_streams;
+	held_streams = (call_queue) {0};
 	pthread_mutex_unlock(&held_mu);
-	while (list != NULL)
+	while ((c = call_queue_pop(&list)) != NULL)
 	{
-		call	   *c = list;
-		rd_kafka_resp_err_t e;
+		rd_kafka_resp_err_t e = produce_location(c, &c->held);
 
-		list = c->pnext;
-		c->pnext = NULL;
-		e = produce_location(c, &c->held);
 		if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 		{
 			if (atomic_load(&c->failed) == 0 && wall < c->answer_by_ms &&
 				now - c->held_since_ms < cfg.kafka_timeout_ms)
 			{
 				pthread_mutex_lock(&held_mu);
-				if (held_tail)
-					held_tail->pnext = c;
-				else
-					held_head = c;
-				held_tail = c;
+				call_queue_push(&held_streams, c);
 				pthread_mutex_unlock(&held_mu);
 				continue;
 			}
