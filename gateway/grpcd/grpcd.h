@@ -129,13 +129,14 @@ typedef struct call
 
 	/*
 	 * Set by the file that handles the method, so that call.c and kafka.c
-	 * hand the call back without calling up into that file.
+	 * hand the call back without calling up into that file:
+	 *   complete  every delivery report is in: send the answer
+	 *   expired   the deadline sweeper's message (NULL: the unary one)
+	 *   release   the call is being freed (NULL: nothing to free)
 	 */
-	void		(*complete) (struct call *c);	/* every delivery report is in */
-	void		(*expired) (struct call *c, char *msg, size_t len); /* the deadline
-																	 * sweeper's answer;
-																	 * NULL: the unary one */
-	void		(*release) (struct call *c);	/* the call is freed; NULL: nothing to do */
+	void		(*complete) (struct call *c);
+	void		(*expired) (struct call *c, char *msg, size_t len);
+	void		(*release) (struct call *c);
 
 	atomic_int	refs;
 	atomic_int	answered;
