@@ -30,6 +30,7 @@
  * time owns the call: a job is queued only when no batch is outstanding.
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,8 +52,7 @@ typedef struct db_thread
 {
 	int			id;
 	pthread_t	thread;
-	call	   *head,			/* its own jobs (its cursors), under dbq_mu */
-			   *tail;
+	call_queue	own;			/* its own jobs (its cursors), under dbq_mu */
 	/* the thread's alone: */
 	PGconn	   *conn;
 	unsigned	gen;			/* bumped when the connection is replaced */
@@ -62,8 +62,7 @@ typedef struct db_thread
 
 static pthread_mutex_t dbq_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t dbq_cv = PTHREAD_COND_INITIALIZER;
-static call *dbq_head,			/* new calls: any db thread */
-		   *dbq_tail;
+static call_queue dbq;			/* new calls: any db thread */
 static bool dbq_stop;
 static db_thread *dbt;
 static atomic_int nfind;		/* calls counted against --max-find-calls */
@@ -77,13 +76,8 @@ push_own(call *c, int job)
 	db_thread  *t = &dbt[c->owner];
 
 	c->job = job;
-	c->qnext = NULL;
 	pthread_mutex_lock(&dbq_mu);
-	if (t->tail)
-		t->tail->qnext = c;
-	else
-		t->head = c;
-	t->tail = c;
+	call_queue_push(&t->own, c);
 	/* one condition variable for all: wake them all, the owner takes it */
 	pthread_cond_broadcast(&dbq_cv);
 	pthread_mutex_unlock(&dbq_mu);
@@ -225,6 +219,44 @@ db_reset(db_thread *t)
 	t->gen++;
 }
 
+/*
+ * The SQL API names its arguments as the REST API does (udaconnect.api_*);
+ * where a message speaks of one by a name the request spells otherwise, the
+ * client reads the request's name.  Whole words only.
+ */
+static const char *const sql_to_proto[][2] = {
+	{"time_window", "time_window_seconds"},
+};
+
+/* in, its SQL argument names replaced by the request's field names (bounded) */
+static void
+proto_field_names(const char *in, char *out, size_t len)
+{
+	size_t		n = 0;
+
+	while (*in && n + 1 < len)
+	{
+		size_t		w = 0;
+		const char *rep = NULL;
+		int			m;
+
+		while (isalnum((unsigned char) in[w]) || in[w] == '_')
+			w++;
+		if (w == 0)
+		{
+			out[n++] = *in++;
+			continue;
+		}
+		for (size_t i = 0; i < sizeof(sql_to_proto) / sizeof(sql_to_proto[0]); i++)
+			if (strlen(sql_to_proto[i][0]) == w && strncmp(in, sql_to_proto[i][0], w) == 0)
+				rep = sql_to_proto[i][1];
+		m = snprintf(out + n, len - n, "%.*s", rep ? (int) strlen(rep) : (int) w, rep ? rep : in);
+		n = n + (size_t) m < len ? n + (size_t) m : len - 1;
+		in += w;
+	}
+	out[n] = '\0';
+}
+
 /* answer c with the error of res (or of the connection); the cursor is gone */
 static void
 db_fail(call *c, db_thread *t, PGresult *res)
@@ -234,6 +266,8 @@ db_fail(call *c, db_thread *t, PGresult *res)
 	const char *dt = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
 	grpc_status_code code = sqlstate_to_status(st);
 	char		sent[64] = "";
+	char		sqlmsg[512];
+	char		msg[512];
 
 	c->exhausted = true;
 	if (PQstatus(t->conn) != CONNECTION_OK)
@@ -246,7 +280,10 @@ db_fail(call *c, db_thread *t, PGresult *res)
 			   pm ? pm : PQresultErrorMessage(res));
 	if (c->fetched > 0)
 		snprintf(sent, sizeof(sent), " (after %lld rows were sent)", (long long) c->fetched);
-	call_fail(c, code, "%s%s%s%s", pm ? pm : "the database query failed", dt ? ": " : "", dt ? dt : "", sent);
+	snprintf(sqlmsg, sizeof(sqlmsg), "%s%s%s%s", pm ? pm : "the database query failed", dt ? ": " : "",
+			 dt ? dt : "", sent);
+	proto_field_names(sqlmsg, msg, sizeof(msg));
+	call_fail(c, code, "%s", msg);
 	PQclear(res);
 }
 
@@ -350,7 +387,7 @@ db_pipeline_results(db_thread *t, PGresult **rows, PGresult **err)
  * The first chunk: BEGIN, DECLARE (the values as parameters), FETCH and
  * COMMIT sent as one libpq pipeline, so they take one round trip (see the
  * header).  The window and date rules are the SQL API's:
- * udaconnect.api_find_connections().
+ * udaconnect.api_find_connections(), its window through api_window().
  */
 static void
 db_query(call *c, db_thread *t)
@@ -396,13 +433,20 @@ db_query(call *c, db_thread *t)
 	snprintf(fetch, sizeof(fetch), "FETCH FORWARD %d FROM grpcd_fc_%u", FIND_CHUNK, c->cursor_no);
 	snprintf(p_person, sizeof(p_person), "%d", q->person_id);
 	snprintf(p_meters, sizeof(p_meters), "%.17g", q->meters > 0 ? q->meters : 5.0);
-	snprintf(p_window, sizeof(p_window), "%.17g", q->time_window_seconds);
+	/* spelled as PostgreSQL reads them, so that its message can quote them */
+	if (isnan(q->time_window_seconds))
+		snprintf(p_window, sizeof(p_window), "NaN");
+	else if (isinf(q->time_window_seconds))
+		snprintf(p_window, sizeof(p_window), "%sInfinity", q->time_window_seconds < 0 ? "-" : "");
+	else
+		snprintf(p_window, sizeof(p_window), "%.17g", q->time_window_seconds);
 	snprintf(p_limit, sizeof(p_limit), "%lld", (long long) cfg.max_rows + 1);
 	params[0] = p_person;
 	params[1] = q->start_date;
 	params[2] = q->end_date;
 	params[3] = p_meters;
-	params[4] = q->time_window_seconds > 0 ? p_window : NULL;	/* proto3's 0 = none */
+	/* proto3's 0 = none; anything else, NaN too, goes to api_window() */
+	params[4] = q->time_window_seconds != 0 ? p_window : NULL;
 	params[5] = p_limit;
 
 	sent = PQenterPipelineMode(t->conn) &&
@@ -482,22 +526,10 @@ db_main(void *arg)
 		call	   *c;
 
 		pthread_mutex_lock(&dbq_mu);
-		while (t->head == NULL && dbq_head == NULL && !dbq_stop)
+		while (t->own.head == NULL && dbq.head == NULL && !dbq_stop)
 			pthread_cond_wait(&dbq_cv, &dbq_mu);
 		/* its own cursors first: each holds memory until it is read */
-		if (t->head != NULL)
-		{
-			c = t->head;
-			if ((t->head = c->qnext) == NULL)
-				t->tail = NULL;
-		}
-		else if (dbq_head != NULL)
-		{
-			c = dbq_head;
-			if ((dbq_head = c->qnext) == NULL)
-				dbq_tail = NULL;
-		}
-		else
+		if ((c = call_queue_pop(&t->own)) == NULL && (c = call_queue_pop(&dbq)) == NULL)
 		{
 			pthread_mutex_unlock(&dbq_mu);
 			break;
@@ -546,8 +578,8 @@ find_threads_stop(void)
 	free(dbt);
 }
 
-/* the call is being freed */
-void
+/* c->release: the call is being freed */
+static void
 find_release(call *c)
 {
 	if (c->counted)
@@ -570,7 +602,11 @@ iso_date(const char *s)
 	return true;
 }
 
-/* Check the request's fields; false: c was answered INVALID_ARGUMENT. */
+/*
+ * Check the request's fields; false: c was answered INVALID_ARGUMENT.  The
+ * time window's range is the SQL API's rule (udaconnect.api_window), whose
+ * message comes back naming time_window_seconds (db_fail).
+ */
 static bool
 find_check(call *c, const Udaconnect__V1__FindConnectionsRequest *q)
 {
@@ -582,13 +618,6 @@ find_check(call *c, const Udaconnect__V1__FindConnectionsRequest *q)
 		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "end_date is required (YYYY-MM-DD)");
 	else if (!isfinite(q->meters) || q->meters < 0)
 		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "meters must be a finite number >= 0 (0 = 5 m), got %g", q->meters);
-	else if (!isfinite(q->time_window_seconds) || q->time_window_seconds < 0)
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "time_window_seconds must be a finite number >= 0 (0 = none), got %g",
-				  q->time_window_seconds);
-	/* make_interval() saturates silently past ~1e13 s (a "negative" window) */
-	else if (q->time_window_seconds > 1e9)
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "time_window_seconds is out of range (at most 1e9 seconds), got %g",
-				  q->time_window_seconds);
 	/* strict ISO dates: PostgreSQL alone would also take "epoch", "infinity", "today", "Jan 1 2020" ... */
 	else if (!iso_date(q->start_date))
 		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "start_date must be a date as YYYY-MM-DD, got \"%.40s\"", q->start_date);
@@ -603,33 +632,15 @@ find_check(call *c, const Udaconnect__V1__FindConnectionsRequest *q)
 void
 handle_find(call *c, grpc_byte_buffer *payload)
 {
-	grpc_slice	s;
 	Udaconnect__V1__FindConnectionsRequest *q;
-	const char *bad;
 
-	if (payload == NULL)
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
-		return;
-	}
-	s = buffer_slice(payload);
-	q = udaconnect__v1__find_connections_request__unpack(NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-	if (q == NULL)
-	{
-		grpc_slice_unref(s);
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid udaconnect.v1.FindConnectionsRequest message");
-		return;
-	}
-	c->freq = q;
+	c->release = find_release;
 	c->exhausted = true;		/* no cursor yet */
-	bad = string_with_nul(&udaconnect__v1__find_connections_request__descriptor,
-						  GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
-	grpc_slice_unref(s);
-	if (bad)
-	{
-		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s must not contain a NUL character", bad);
+	q = (Udaconnect__V1__FindConnectionsRequest *)
+		request_unpack(c, payload, &udaconnect__v1__find_connections_request__descriptor, NULL, true);
+	if (q == NULL)
 		return;
-	}
+	c->freq = q;
 	if (!find_check(c, q))
 		return;
 	if (cfg.dburl == NULL)
@@ -646,13 +657,8 @@ handle_find(call *c, grpc_byte_buffer *payload)
 	}
 	c->counted = true;
 	c->job = JOB_QUERY;
-	c->qnext = NULL;
 	pthread_mutex_lock(&dbq_mu);
-	if (dbq_tail)
-		dbq_tail->qnext = c;
-	else
-		dbq_head = c;
-	dbq_tail = c;
+	call_queue_push(&dbq, c);
 	pthread_cond_signal(&dbq_cv);
 	pthread_mutex_unlock(&dbq_mu);
 }

@@ -1,10 +1,15 @@
 /*
- * udaconnect-grpcd — shared declarations.
+ * grpcd.h — the private header of udaconnect-grpcd, shared by all its files.
  *
- * util.c: logging and location validation.  grpcd.c: configuration, call
- * life cycle, Kafka, unary RPCs, health, dispatch, main.  stream.c: the
- * client stream RecordLocations.  find.c: FindConnections (libpq).  The
- * call structure and the helpers below are the interface between them.
+ * It declares the configuration, the call record and what each file offers
+ * the others, one section per file, lowest layer first: a file calls only
+ * what is declared in the sections above its own, so the calls between
+ * files run one way and never in a circle (docs/design.md, "Map of the code:
+ * udaconnect-grpcd").  Where a lower file must hand control back to a
+ * method's file (a call's last delivery report, its deadline, its end), it
+ * calls the function the method's file stored in the call, as gRPC's own
+ * completions do with a tag.  This header holds declarations only, plus the
+ * two inline clocks, and must not declare anything one file keeps to itself.
  */
 #ifndef UDACONNECT_GRPCD_H
 #define UDACONNECT_GRPCD_H
@@ -20,48 +25,30 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
+#include "cli.h"
 #include "google/protobuf/timestamp.pb-c.h"
 #include "location_rule.h"
+#include "log.h"
 #include "udaconnect/v1/location.pb-c.h"
 #include "udaconnect/v1/location_service.pb-c.h"
 
-enum log_level
+#define GRPCD_VERSION "1.0"
+
+/* wall clock (deadlines), and a cheap clock immune to steps (intervals) */
+static inline int64_t
+now_ms(void)
 {
-	LOG_DEBUG,
-	LOG_INFO,
-	LOG_WARNING,
-	LOG_ERROR,
-	LOG_FATAL
-};
+	return cli_clock_ms(CLOCK_REALTIME);
+}
 
-extern int	log_min_level;
+static inline int64_t
+mono_ms(void)
+{
+	return cli_clock_ms(CLOCK_MONOTONIC_COARSE);
+}
 
-void		logmsg(int level, const char *fmt,...) __attribute__((format(printf, 2, 3)));
-int			log_level_from_name(const char *name);
-
-/* Field names used in validation messages (v1 or original proto). */
-typedef udc_location_fields field_names;
-
-extern const field_names v1_fields;
-extern const field_names legacy_fields;
-
-/*
- * Validate one location.  Returns true when valid; otherwise writes a
- * message naming the offending field into err (errlen bytes).
- * now = current Unix time in seconds; max_skew = seconds a creation_time may
- * lie in the future.
- */
-bool		validate_location(const field_names *f, int32_t person_id,
-							  double latitude, double longitude,
-							  const Google__Protobuf__Timestamp *ts,
-							  int64_t now, int64_t max_skew,
-							  char *err, size_t errlen);
-
-/* ------------------------------------------------------------------------
- * The daemon's internals (grpcd.c, stream.c, find.c)
- * ------------------------------------------------------------------------ */
+/* ---- config.c: flags and environment ------------------------------------ */
 #define MAX_KAFKA_OPTS 64
-#define REASON_LEN 256
 
 typedef struct grpcd_config
 {
@@ -87,11 +74,17 @@ typedef struct grpcd_config
 	int			max_find;		/* FindConnections calls at once */
 	int			nkopts;
 	char	   *kopt_name[MAX_KAFKA_OPTS];
-	char	   *kopt_value[MAX_KAFKA_OPTS];
+	const char *kopt_value[MAX_KAFKA_OPTS];
 } grpcd_config;
 
 extern grpcd_config cfg;
-extern atomic_int stopping;		/* SIGTERM received */
+
+/* fill cfg from the environment, then the flags; exit(2) on a bad one */
+void		config_load(int argc, char **argv);
+void		config_free(void);
+
+/* ---- call.c: the call record, its life, its answer ---------------------- */
+#define REASON_LEN 256
 
 enum method_kind
 {
@@ -104,6 +97,16 @@ enum method_kind
 	M_UNKNOWN = M_COUNT
 };
 
+/* the registered methods: path, and whether the request comes with the call */
+typedef struct method_def
+{
+	const char *path;
+	bool		payload;
+} method_def;
+
+extern const method_def methods[M_COUNT];
+
+/* a completion queue's tag: what to run when the batch completes */
 typedef struct tag
 {
 	void		(*done) (struct tag *t, bool ok);
@@ -123,6 +126,17 @@ typedef struct call
 	int			kind;
 	grpc_call  *gc;
 	int64_t		deadline_ms;	/* INT64_MAX: none */
+
+	/*
+	 * Set by the file that handles the method, so that call.c and kafka.c
+	 * hand the call back without calling up into that file:
+	 *   complete  every delivery report is in: send the answer
+	 *   expired   the deadline sweeper's message (NULL: the unary one)
+	 *   release   the call is being freed (NULL: nothing to free)
+	 */
+	void		(*complete) (struct call *c);
+	void		(*expired) (struct call *c, char *msg, size_t len);
+	void		(*release) (struct call *c);
 
 	atomic_int	refs;
 	atomic_int	answered;
@@ -144,7 +158,7 @@ typedef struct call
 	bool		sent_initial;
 	int			cancelled;
 
-	/* deadline sweeper list (under sweep_mu) */
+	/* deadline sweeper list (kafka.c, under its sweep_mu) */
 	struct call *sprev,
 			   *snext;
 	bool		in_sweep;
@@ -168,7 +182,6 @@ typedef struct call
 	Udaconnect__V1__Location held;	/* the point the full queue refused */
 	Google__Protobuf__Timestamp held_ts;
 	int64_t		held_since_ms;
-	struct call *pnext;			/* streams waiting for room in the queue */
 
 	/* FindConnections (find.c) */
 	Udaconnect__V1__FindConnectionsRequest *freq;
@@ -182,24 +195,37 @@ typedef struct call
 	int			owner;			/* db thread holding the cursor */
 	unsigned	conn_gen;
 	unsigned	cursor_no;
-	struct call *qnext;
+
+	struct call *qnext;			/* in a call_queue: a stream waiting for room
+								 * in the producer queue, or a FindConnections
+								 * job waiting for a db thread */
 } call;
 
-/* grpcd.c */
-int64_t		now_ms(void);
-int64_t		mono_ms(void);
-grpc_slice	buffer_slice(grpc_byte_buffer *bb);
-grpc_byte_buffer *pack_message(const ProtobufCMessage *m);
-const char *string_with_nul(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n);
+extern atomic_int stopping;		/* SIGTERM received: no new calls */
+
+call	   *call_new(worker *w, int kind, grpc_call *gc, int64_t deadline_ms);
 void		call_unref(call *c);
 void		call_finish(call *c, grpc_status_code code, const char *msg, const ProtobufCMessage *resp);
 void		call_fail(call *c, grpc_status_code code, const char *fmt,...) __attribute__((format(printf, 3, 4)));
 int64_t		call_answer_by(const call *c);
-void		sweep_add(call *c);
-void		ingest_complete(call *c);
-void		note_kafka_error(call *c, rd_kafka_resp_err_t err, bool maybe_stored);
-rd_kafka_resp_err_t produce_location(call *c, const Udaconnect__V1__Location *loc);
-Udaconnect__V1__Location *decode_v1(grpc_slice s, ProtobufCAllocator *al, char *err, size_t errlen);
+long		calls_live(void);
+bool		calls_wait_ended(int64_t until_ms);
+
+/* a FIFO of calls linked through c->qnext; its owner's lock guards it */
+typedef struct call_queue
+{
+	call	   *head;
+	call	   *tail;
+} call_queue;
+
+void		call_queue_push(call_queue *q, call *c);
+call	   *call_queue_pop(call_queue *q);
+
+grpc_slice	buffer_slice(grpc_byte_buffer *bb);
+grpc_byte_buffer *pack_message(const ProtobufCMessage *m);
+const char *string_with_nul(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n);
+ProtobufCMessage *request_unpack(call *c, grpc_byte_buffer *payload, const ProtobufCMessageDescriptor *d,
+								 ProtobufCAllocator *al, bool check_nul);
 
 /*
  * A protobuf-c allocator on the caller's stack for the small request
@@ -218,17 +244,39 @@ void		arena_free(void *data, void *p);
 
 #define STACK_ALLOCATOR(arena) {.alloc = arena_alloc, .free = arena_free, .allocator_data = &(arena)}
 
-/* stream.c */
-void		stream_start(call *c);
-void		stream_release(call *c);
-void		stream_answer(call *c);
-void		stream_deadline_message(call *c, char *msg, size_t len);
+/* ---- kafka.c: the two producers, delivery reports, the deadline sweeper - */
+int			kafka_start(void);
+void		kafka_poll_start(void (*streams_poll) (void));
+void		kafka_purge(void);
+void		kafka_stop(void);
+bool		kafka_usable(void);
+rd_kafka_resp_err_t produce_location(call *c, const Udaconnect__V1__Location *loc);
+void		note_kafka_error(call *c, rd_kafka_resp_err_t err, bool maybe_stored);
+void		ingest_complete(call *c);
+void		sweep_add(call *c);
+void		sweep_remove(call *c);
+
+/* ---- location.c: the location rule, RecordLocation, updateLocation ------ */
+Udaconnect__V1__Location *decode_v1(grpc_slice s, ProtobufCAllocator *al, char *err, size_t errlen);
+void		handle_record(call *c, grpc_byte_buffer *payload);
+void		handle_legacy(call *c, grpc_byte_buffer *payload);
+
+/* ---- stream.c: RecordLocations ------------------------------------------ */
+void		handle_stream(call *c, grpc_byte_buffer *payload);
 void		streams_poll(void);
 
-/* find.c */
+/* ---- find.c: FindConnections -------------------------------------------- */
 void		handle_find(call *c, grpc_byte_buffer *payload);
-void		find_release(call *c);
 void		find_threads_start(void);
 void		find_threads_stop(void);
+
+/* ---- health.c: grpc.health.v1.Health/Check ------------------------------ */
+void		handle_health(call *c, grpc_byte_buffer *payload);
+
+/* ---- server.c: the gRPC server, completion queues, dispatch ------------- */
+int			server_start(void);
+void		server_workers_start(void);
+void		server_drain(void);
+void		server_stop(void);
 
 #endif

@@ -39,11 +39,13 @@ static call *streams_head;
 
 /* streams waiting for room in the producer queue (FIFO) */
 static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
-static call *held_head,
-		   *held_tail;
+static call_queue held_streams;
 
 static void stream_recv_done(tag *t, bool ok);
 static void stream_next(call *c);
+static void stream_release(call *c);
+static void stream_answer(call *c);
+static void stream_deadline_message(call *c, char *msg, size_t len);
 
 static void
 stream_list(call *c)
@@ -82,10 +84,14 @@ stream_unlist(call *c)
 	pthread_mutex_unlock(&streams_mu);
 }
 
-/* a new RecordLocations call (worker thread) */
+/* a new RecordLocations call (worker thread); it has no message yet */
 void
-stream_start(call *c)
+handle_stream(call *c, grpc_byte_buffer *payload)
 {
+	(void) payload;
+	c->release = stream_release;
+	c->complete = stream_answer;
+	c->expired = stream_deadline_message;
 	c->cut_at = -1;
 	if (atomic_fetch_add(&nstreams, 1) >= cfg.max_streams)
 	{
@@ -100,8 +106,8 @@ stream_start(call *c)
 	stream_next(c);
 }
 
-/* the call is being freed */
-void
+/* c->release: the call is being freed */
+static void
 stream_release(call *c)
 {
 	if (c->listed)
@@ -207,13 +213,8 @@ stream_hold(call *c, const Udaconnect__V1__Location *loc, int32_t index)
 	c->cut_at = index;
 	c->held_since_ms = mono_ms();
 	c->answer_by_ms = call_answer_by(c);
-	c->pnext = NULL;
 	pthread_mutex_lock(&held_mu);
-	if (held_tail)
-		held_tail->pnext = c;
-	else
-		held_head = c;
-	held_tail = c;
+	call_queue_push(&held_streams, c);
 	pthread_mutex_unlock(&held_mu);
 }
 
@@ -290,33 +291,26 @@ stream_recv_done(tag *t, bool ok)
 static void
 streams_resume_held(void)
 {
-	call	   *list;
+	call_queue	list;
+	call	   *c;
 	int64_t		now = mono_ms();
 	int64_t		wall = now_ms();
 
 	pthread_mutex_lock(&held_mu);
-	list = held_head;
-	held_head = held_tail = NULL;
+	list = held_streams;
+	held_streams = (call_queue) {0};
 	pthread_mutex_unlock(&held_mu);
-	while (list != NULL)
+	while ((c = call_queue_pop(&list)) != NULL)
 	{
-		call	   *c = list;
-		rd_kafka_resp_err_t e;
+		rd_kafka_resp_err_t e = produce_location(c, &c->held);
 
-		list = c->pnext;
-		c->pnext = NULL;
-		e = produce_location(c, &c->held);
 		if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 		{
 			if (atomic_load(&c->failed) == 0 && wall < c->answer_by_ms &&
 				now - c->held_since_ms < cfg.kafka_timeout_ms)
 			{
 				pthread_mutex_lock(&held_mu);
-				if (held_tail)
-					held_tail->pnext = c;
-				else
-					held_head = c;
-				held_tail = c;
+				call_queue_push(&held_streams, c);
 				pthread_mutex_unlock(&held_mu);
 				continue;
 			}
@@ -408,14 +402,14 @@ msg_add(char *msg, size_t len, const char *fmt,...)
 
 /*
  * The answer of a stream whose points have all been acknowledged or failed
- * (ingest_complete; `answered` is set).  It says which points were stored:
+ * (c->complete, from ingest_complete; `answered` is set).  It says which points were stored:
  *   OK                  every valid point read was stored; the whole stream
  *                       was read
  *   RESOURCE_EXHAUSTED  cut at a full producer queue: the points before the
  *                       cut were stored, none from the cut on was read
  *   UNAVAILABLE         some valid points were not acknowledged
  */
-void
+static void
 stream_answer(call *c)
 {
 	int			failed = atomic_load(&c->failed);
@@ -488,8 +482,8 @@ stream_answer(call *c)
 	}
 }
 
-/* the deadline sweeper's answer for a stream still waiting for the broker */
-void
+/* c->expired: the deadline sweeper's answer for a stream still waiting for the broker */
+static void
 stream_deadline_message(call *c, char *msg, size_t len)
 {
 	int			pending = atomic_load(&c->pending);

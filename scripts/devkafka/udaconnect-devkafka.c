@@ -30,41 +30,22 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "cli.h"
+
 #define MAX_TOPICS 16
 
 static int	quiet = 0;
 
-static void
-usage(FILE *f)
-{
-	fprintf(f,
-			"usage: udaconnect-devkafka [-t TOPIC]... [-p PARTITIONS] [-b BROKERS]\n"
-			"                           [-f BOOTSTRAP_FILE] [-P PID_FILE] [-q]\n"
-			"  -t TOPIC        topic to create (repeatable; default: locations)\n"
-			"  -p PARTITIONS   partitions per topic, 1..1000 (default: 4)\n"
-			"  -b BROKERS      number of mock brokers, 1..9 (default: 1)\n"
-			"  -f FILE         write the bootstrap address to FILE (default: stdout)\n"
-			"  -P FILE         write the process id to FILE\n"
-			"  -q              only log errors\n"
-			"signals: TERM/INT stop, USR1 brokers down, USR2 brokers up\n");
-}
-
-static int
-parse_int(const char *s, const char *what, int lo, int hi)
-{
-	char	   *end;
-	long		v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
-	{
-		fprintf(stderr, "udaconnect-devkafka: %s must be an integer in [%d, %d], got \"%s\"\n",
-				what, lo, hi, s);
-		exit(2);
-	}
-	return (int) v;
-}
+static const char usage[] =
+	"usage: udaconnect-devkafka [-t TOPIC]... [-p PARTITIONS] [-b BROKERS]\n"
+	"                           [-f BOOTSTRAP_FILE] [-P PID_FILE] [-q]\n"
+	"  -t TOPIC        topic to create (repeatable; default: locations)\n"
+	"  -p PARTITIONS   partitions per topic, 1..1000 (default: 4)\n"
+	"  -b BROKERS      number of mock brokers, 1..9 (default: 1)\n"
+	"  -f FILE         write the bootstrap address to FILE (default: stdout)\n"
+	"  -P FILE         write the process id to FILE\n"
+	"  -q              only log errors\n"
+	"signals: TERM/INT stop, USR1 brokers down, USR2 brokers up\n";
 
 /* write a file atomically (tmp + rename) so readers never see half of it */
 static int
@@ -131,23 +112,18 @@ log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 	fprintf(stderr, "udaconnect-devkafka: %s: %s\n", fac, buf);
 }
 
-int
-main(int argc, char **argv)
+/* the command line */
+static const char *topics[MAX_TOPICS];
+static int	ntopics = 0;
+static int	partitions = 4;
+static int	brokers = 1;
+static const char *bootstrap_file = NULL;
+static const char *pid_file = NULL;
+
+static void
+parse_args(int argc, char **argv)
 {
-	const char *topics[MAX_TOPICS];
-	int			ntopics = 0;
-	int			partitions = 4;
-	int			brokers = 1;
-	const char *bootstrap_file = NULL;
-	const char *pid_file = NULL;
-	char		errstr[512];
-	rd_kafka_conf_t *conf;
-	rd_kafka_t *rk;
-	rd_kafka_mock_cluster_t *mc;
-	const char *bootstraps;
-	sigset_t	sigs;
 	int			opt;
-	int			i;
 
 	while ((opt = getopt(argc, argv, "t:p:b:f:P:qh")) != -1)
 	{
@@ -157,20 +133,20 @@ main(int argc, char **argv)
 				if (ntopics == MAX_TOPICS)
 				{
 					fprintf(stderr, "udaconnect-devkafka: at most %d topics\n", MAX_TOPICS);
-					return 2;
+					exit(2);
 				}
 				if (optarg[0] == '\0' || strlen(optarg) > 249)
 				{
 					fprintf(stderr, "udaconnect-devkafka: a topic name must have 1..249 characters\n");
-					return 2;
+					exit(2);
 				}
 				topics[ntopics++] = optarg;
 				break;
 			case 'p':
-				partitions = parse_int(optarg, "-p PARTITIONS", 1, 1000);
+				partitions = (int) cli_parse_long(optarg, "-p PARTITIONS", 1, 1000);
 				break;
 			case 'b':
-				brokers = parse_int(optarg, "-b BROKERS", 1, 9);
+				brokers = (int) cli_parse_long(optarg, "-b BROKERS", 1, 9);
 				break;
 			case 'f':
 				bootstrap_file = optarg;
@@ -182,21 +158,117 @@ main(int argc, char **argv)
 				quiet = 1;
 				break;
 			case 'h':
-				usage(stdout);
-				return 0;
+				cli_usage(usage, 0);
 			default:
-				usage(stderr);
-				return 2;
+				cli_usage(usage, 2);
 		}
 	}
-	if (optind < argc)
-	{
-		fprintf(stderr, "udaconnect-devkafka: unexpected argument \"%s\"\n", argv[optind]);
-		usage(stderr);
-		return 2;
-	}
+	cli_no_operands(argc, argv, usage);
 	if (ntopics == 0)
 		topics[ntopics++] = "locations";
+}
+
+/* the mock cluster with its topics, on a librdkafka handle of its own; NULL: failed (said) */
+static rd_kafka_mock_cluster_t *
+cluster_start(rd_kafka_t **rkp)
+{
+	char		errstr[512];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_t *rk;
+	rd_kafka_mock_cluster_t *mc;
+
+	rd_kafka_conf_set_log_cb(conf, log_cb);
+	if (rd_kafka_conf_set(conf, "client.id", "udaconnect-devkafka", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+	{
+		fprintf(stderr, "udaconnect-devkafka: %s\n", errstr);
+		return NULL;
+	}
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (rk == NULL)
+	{
+		fprintf(stderr, "udaconnect-devkafka: cannot create the librdkafka handle: %s\n", errstr);
+		return NULL;
+	}
+	mc = rd_kafka_mock_cluster_new(rk, brokers);
+	if (mc == NULL)
+	{
+		fprintf(stderr, "udaconnect-devkafka: cannot create the mock cluster\n");
+		rd_kafka_destroy(rk);
+		return NULL;
+	}
+	for (int i = 0; i < ntopics; i++)
+	{
+		rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(mc, topics[i], partitions, 1);
+
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			fprintf(stderr, "udaconnect-devkafka: cannot create topic \"%s\": %s\n",
+					topics[i], rd_kafka_err2str(err));
+			rd_kafka_mock_cluster_destroy(mc);
+			rd_kafka_destroy(rk);
+			return NULL;
+		}
+	}
+	*rkp = rk;
+	return mc;
+}
+
+/* the pid file, then the bootstrap address (file or stdout): readers wait for it */
+static int
+publish(const char *bootstraps)
+{
+	if (pid_file != NULL)
+	{
+		char		pid[32];
+
+		snprintf(pid, sizeof(pid), "%d", (int) getpid());
+		if (write_file(pid_file, pid) != 0)
+			return -1;
+	}
+	if (bootstrap_file != NULL)
+		return write_file(bootstrap_file, bootstraps);
+	printf("%s\n", bootstraps);
+	fflush(stdout);
+	return 0;
+}
+
+/* until SIGTERM/SIGINT: SIGUSR1 takes every broker down, SIGUSR2 brings them up */
+static void
+serve(const sigset_t *sigs, rd_kafka_mock_cluster_t *mc)
+{
+	for (;;)
+	{
+		int			sig = 0;
+
+		if (sigwait(sigs, &sig) != 0)
+			continue;
+		if (sig == SIGTERM || sig == SIGINT)
+			return;
+		if (sig == SIGUSR1 || sig == SIGUSR2)
+		{
+			for (int b = 1; b <= brokers; b++)
+			{
+				if (sig == SIGUSR1)
+					rd_kafka_mock_broker_set_down(mc, b);
+				else
+					rd_kafka_mock_broker_set_up(mc, b);
+			}
+			nodelay_listeners();	/* in case a listener was re-created */
+			fprintf(stderr, "udaconnect-devkafka: brokers %s\n", sig == SIGUSR1 ? "down" : "up");
+		}
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	rd_kafka_t *rk;
+	rd_kafka_mock_cluster_t *mc;
+	const char *bootstraps;
+	sigset_t	sigs;
+
+	cli_progname = "udaconnect-devkafka";
+	parse_args(argc, argv);
 
 	/*
 	 * Block the signals we wait for before librdkafka starts its threads, so
@@ -210,87 +282,17 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-	conf = rd_kafka_conf_new();
-	rd_kafka_conf_set_log_cb(conf, log_cb);
-	if (rd_kafka_conf_set(conf, "client.id", "udaconnect-devkafka", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
-	{
-		fprintf(stderr, "udaconnect-devkafka: %s\n", errstr);
+	if ((mc = cluster_start(&rk)) == NULL)
 		return 1;
-	}
-	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	if (rk == NULL)
-	{
-		fprintf(stderr, "udaconnect-devkafka: cannot create the librdkafka handle: %s\n", errstr);
-		return 1;
-	}
-	mc = rd_kafka_mock_cluster_new(rk, brokers);
-	if (mc == NULL)
-	{
-		fprintf(stderr, "udaconnect-devkafka: cannot create the mock cluster\n");
-		rd_kafka_destroy(rk);
-		return 1;
-	}
-	for (i = 0; i < ntopics; i++)
-	{
-		rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(mc, topics[i], partitions, 1);
-
-		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-		{
-			fprintf(stderr, "udaconnect-devkafka: cannot create topic \"%s\": %s\n",
-					topics[i], rd_kafka_err2str(err));
-			rd_kafka_mock_cluster_destroy(mc);
-			rd_kafka_destroy(rk);
-			return 1;
-		}
-	}
 	bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
 	nodelay_listeners();
-
-	if (pid_file != NULL)
-	{
-		char		pid[32];
-
-		snprintf(pid, sizeof(pid), "%d", (int) getpid());
-		if (write_file(pid_file, pid) != 0)
-			return 1;
-	}
-	if (bootstrap_file != NULL)
-	{
-		if (write_file(bootstrap_file, bootstraps) != 0)
-			return 1;
-	}
-	else
-	{
-		printf("%s\n", bootstraps);
-		fflush(stdout);
-	}
+	if (publish(bootstraps) != 0)
+		return 1;
 	if (!quiet)
 		fprintf(stderr, "udaconnect-devkafka: %d broker(s) at %s, %d topic(s) with %d partition(s)\n",
 				brokers, bootstraps, ntopics, partitions);
 
-	for (;;)
-	{
-		int			sig = 0;
-
-		if (sigwait(&sigs, &sig) != 0)
-			continue;
-		if (sig == SIGTERM || sig == SIGINT)
-			break;
-		if (sig == SIGUSR1 || sig == SIGUSR2)
-		{
-			int			b;
-
-			for (b = 1; b <= brokers; b++)
-			{
-				if (sig == SIGUSR1)
-					rd_kafka_mock_broker_set_down(mc, b);
-				else
-					rd_kafka_mock_broker_set_up(mc, b);
-			}
-			nodelay_listeners();	/* in case a listener was re-created */
-			fprintf(stderr, "udaconnect-devkafka: brokers %s\n", sig == SIGUSR1 ? "down" : "up");
-		}
-	}
+	serve(&sigs, mc);
 
 	if (!quiet)
 		fprintf(stderr, "udaconnect-devkafka: shutting down\n");

@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,8 @@
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
+
+#include "cli.h"
 
 enum kind
 {
@@ -77,34 +80,6 @@ mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
-static size_t
-put_varint(uint8_t *p, uint64_t v)
-{
-	size_t		n = 0;
-
-	while (v >= 0x80)
-	{
-		p[n++] = (uint8_t) (v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t) v;
-	return n;
-}
-
-static size_t
-put_double(uint8_t *p, int field, double d)
-{
-	uint64_t	bits;
-	size_t		n = 0;
-	int			i;
-
-	memcpy(&bits, &d, 8);
-	p[n++] = (uint8_t) ((field << 3) | 1);
-	for (i = 0; i < 8; i++)
-		p[n++] = (uint8_t) (bits >> (8 * i));
-	return n;
-}
-
 /* proto3 canonical encoding: zero values are omitted */
 static size_t
 encode_location(uint8_t *buf, int32_t person, double lat, double lon,
@@ -115,12 +90,12 @@ encode_location(uint8_t *buf, int32_t person, double lat, double lon,
 	if (person != 0)
 	{
 		buf[n++] = (1 << 3) | 0;
-		n += put_varint(buf + n, (uint64_t) (int64_t) person);	/* int32: sign-extended */
+		n += pb_put_varint(buf + n, (uint64_t) (int64_t) person);	/* int32: sign-extended */
 	}
 	if (lat != 0.0 || signbit(lat))
-		n += put_double(buf + n, 2, lat);
+		n += pb_put_double(buf + n, 2, lat);
 	if (lon != 0.0 || signbit(lon))
-		n += put_double(buf + n, 3, lon);
+		n += pb_put_double(buf + n, 3, lon);
 	if (has_ts)
 	{
 		uint8_t		ts[32];
@@ -129,15 +104,15 @@ encode_location(uint8_t *buf, int32_t person, double lat, double lon,
 		if (secs != 0)
 		{
 			ts[tn++] = (1 << 3) | 0;
-			tn += put_varint(ts + tn, (uint64_t) secs);
+			tn += pb_put_varint(ts + tn, (uint64_t) secs);
 		}
 		if (nanos != 0)
 		{
 			ts[tn++] = (2 << 3) | 0;
-			tn += put_varint(ts + tn, (uint64_t) (int64_t) nanos);
+			tn += pb_put_varint(ts + tn, (uint64_t) (int64_t) nanos);
 		}
 		buf[n++] = (4 << 3) | 2;
-		n += put_varint(buf + n, tn);
+		n += pb_put_varint(buf + n, tn);
 		memcpy(buf + n, ts, tn);
 		n += tn;
 	}
@@ -173,72 +148,30 @@ dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	free(s);
 }
 
-static int64_t
-now_us(void)
-{
-	struct timespec ts;
+static const char usage[] =
+	"usage: udaconnect-produce -b BROKERS [-t TOPIC] -n COUNT [-s START]\n"
+	"         [-p PERSON_LO:PERSON_HI] [-u UNKNOWN_PERSON] [-B BAD_PER_MILLE]\n"
+	"         [-T BASE_UNIX_SECONDS] [-r RATE_PER_S] [-L] [-o EXPECT_FILE] [-q]\n";
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static long
-parse_long(const char *s, const char *what)
-{
-	char	   *end;
-	long		v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end)
-	{
-		fprintf(stderr, "udaconnect-produce: %s must be an integer, got \"%s\"\n", what, s);
-		exit(2);
-	}
-	return v;
-}
+/* the command line */
+static const char *brokers = NULL;
+static const char *topic = "locations";
+static const char *expect_path = NULL;
+static long count = -1,
+			start = 0;
+static long person_lo = 1,
+			person_hi = 1;
+static long unknown_person = 999999999;
+static long bad_pm = 0;
+static long rate = 0;
+static int64_t base_s = 1577836800;	/* 2020-01-01 */
+static int	latency_mode = 0;
+static int	quiet = 0;
 
 static void
-usage(void)
+parse_args(int argc, char **argv)
 {
-	fprintf(stderr,
-			"usage: udaconnect-produce -b BROKERS [-t TOPIC] -n COUNT [-s START]\n"
-			"         [-p PERSON_LO:PERSON_HI] [-u UNKNOWN_PERSON] [-B BAD_PER_MILLE]\n"
-			"         [-T BASE_UNIX_SECONDS] [-r RATE_PER_S] [-L] [-o EXPECT_FILE] [-q]\n");
-	exit(2);
-}
-
-int
-main(int argc, char **argv)
-{
-	const char *brokers = NULL;
-	const char *topic = "locations";
-	const char *expect_path = NULL;
-	long		count = -1,
-				start = 0;
-	long		person_lo = 1,
-				person_hi = 1;
-	long		unknown_person = 999999999;
-	long		bad_pm = 0;
-	long		rate = 0;
-	int64_t		base_s = 1577836800;	/* 2020-01-01 */
-	int			latency_mode = 0;
-	int			quiet = 0;
 	int			opt;
-	char		errstr[512];
-	rd_kafka_conf_t *conf;
-	rd_kafka_t *rk;
-	long		i;
-	int64_t		t0;
 
 	while ((opt = getopt(argc, argv, "b:t:n:s:p:u:B:T:r:Lo:q")) != -1)
 	{
@@ -246,27 +179,161 @@ main(int argc, char **argv)
 		{
 			case 'b': brokers = optarg; break;
 			case 't': topic = optarg; break;
-			case 'n': count = parse_long(optarg, "-n"); break;
-			case 's': start = parse_long(optarg, "-s"); break;
+			case 'n': count = cli_parse_long(optarg, "-n", LONG_MIN, LONG_MAX); break;
+			case 's': start = cli_parse_long(optarg, "-s", LONG_MIN, LONG_MAX); break;
 			case 'p':
 				if (sscanf(optarg, "%ld:%ld", &person_lo, &person_hi) != 2 || person_lo < 1 || person_hi < person_lo)
 				{
 					fprintf(stderr, "udaconnect-produce: -p wants LO:HI with 1 <= LO <= HI\n");
-					return 2;
+					exit(2);
 				}
 				break;
-			case 'u': unknown_person = parse_long(optarg, "-u"); break;
-			case 'B': bad_pm = parse_long(optarg, "-B"); break;
-			case 'T': base_s = parse_long(optarg, "-T"); break;
-			case 'r': rate = parse_long(optarg, "-r"); break;
+			case 'u': unknown_person = cli_parse_long(optarg, "-u", LONG_MIN, LONG_MAX); break;
+			case 'B': bad_pm = cli_parse_long(optarg, "-B", LONG_MIN, LONG_MAX); break;
+			case 'T': base_s = cli_parse_long(optarg, "-T", LONG_MIN, LONG_MAX); break;
+			case 'r': rate = cli_parse_long(optarg, "-r", LONG_MIN, LONG_MAX); break;
 			case 'L': latency_mode = 1; break;
 			case 'o': expect_path = optarg; break;
 			case 'q': quiet = 1; break;
-			default: usage();
+			default: cli_usage(usage, 2);
 		}
 	}
 	if (!brokers || count < 0 || bad_pm < 0 || bad_pm > 1000 || rate < 0)
-		usage();
+		cli_usage(usage, 2);
+}
+
+static rd_kafka_t *
+producer_new(void)
+{
+	char		errstr[512];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_t *rk;
+
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof(errstr)) ||
+		rd_kafka_conf_set(conf, "linger.ms", "5", errstr, sizeof(errstr)) ||
+		rd_kafka_conf_set(conf, "batch.num.messages", "10000", errstr, sizeof(errstr)) ||
+		rd_kafka_conf_set(conf, "queue.buffering.max.messages", "1000000", errstr, sizeof(errstr)) ||
+		rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) ||
+		rd_kafka_conf_set(conf, "message.timeout.ms", "120000", errstr, sizeof(errstr)))
+	{
+		fprintf(stderr, "udaconnect-produce: %s\n", errstr);
+		exit(1);
+	}
+	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (!rk)
+	{
+		fprintf(stderr, "udaconnect-produce: %s\n", errstr);
+		exit(1);
+	}
+	return rk;
+}
+
+/*
+ * The value of message s (h: its hash) into buf; its length.  *payload is
+ * buf, or NULL for the empty message.
+ */
+static size_t
+encode_message(const Sent *s, uint64_t h, int has_ts, uint8_t *buf, const void **payload)
+{
+	int64_t		secs = s->ts_us / 1000000;
+
+	*payload = buf;
+	switch (s->kind)
+	{
+		case GOOD:
+			return encode_location(buf, s->person, s->lat, s->lon, has_ts,
+								   secs, (int32_t) (s->ts_us % 1000000) * 1000);
+		case BAD_UNDECODABLE:
+			memcpy(buf, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 12);
+			return 12;
+		case BAD_TRUNCATED:
+			return encode_location(buf, s->person, s->lat, s->lon, 1, secs, 0) - 3;
+		case BAD_NO_PERSON:
+			return encode_location(buf, 0, s->lat, s->lon, 1, secs, 0);
+		case BAD_NEGATIVE_PERSON:
+			return encode_location(buf, -s->person, s->lat, s->lon, 1, secs, 0);
+		case BAD_UNKNOWN_PERSON:
+			return encode_location(buf, (int32_t) unknown_person, s->lat, s->lon, 1, secs, 0);
+		case BAD_LATITUDE:
+			return encode_location(buf, s->person, (h & 1) ? -106.5719566 : 90.000001, s->lon, 1, secs, 0);
+		case BAD_LONGITUDE:
+			return encode_location(buf, s->person, s->lat, (h & 1) ? 180.5 : -361.0, 1, secs, 0);
+		case BAD_NAN:
+			return encode_location(buf, s->person, NAN, s->lon, 1, secs, 0);
+		case BAD_INFINITE:
+			return encode_location(buf, s->person, s->lat, (h & 1) ? INFINITY : -INFINITY, 1, secs, 0);
+		case BAD_FUTURE:
+			return encode_location(buf, s->person, s->lat, s->lon, 1,
+								   cli_clock_us(CLOCK_REALTIME) / 1000000 + 7 * 86400, 0);
+		case BAD_NANOS:
+			return encode_location(buf, s->person, s->lat, s->lon, 1, secs, 1500000000);
+		case BAD_EMPTY:
+			*payload = NULL;
+			return 0;
+	}
+	return 0;
+}
+
+/* message i: build it and hand it to librdkafka (waiting while its queue is full) */
+static void
+produce_one(rd_kafka_t *rk, long i)
+{
+	uint64_t	h = mix((uint64_t) i);
+	Sent	   *s = calloc(1, sizeof(Sent));
+	uint8_t		buf[128];
+	size_t		len;
+	char		key[32];
+	int			keylen;
+	const void *payload;
+	int64_t		kafka_ts_ms = 0;
+	int			has_ts = 1;
+	rd_kafka_resp_err_t err;
+
+	if (!s)
+		abort();
+	s->index = i;
+	s->kind = ((long) (h % 1000) < bad_pm) ? 1 + (int) ((h >> 20) % (NKINDS - 1)) : GOOD;
+	s->person = (int) (person_lo + (long) ((h >> 10) % (uint64_t) (person_hi - person_lo + 1)));
+	/* positions: a 1 km area near the equator-free mid latitudes, varied */
+	s->lat = -60.0 + (double) ((h >> 24) % 1200000) / 10000.0;
+	s->lon = -179.0 + (double) ((h >> 40) % 3580000) / 10000.0;
+	s->ts_us = latency_mode ? cli_clock_us(CLOCK_REALTIME) : (base_s * 1000000 + i * 1000);
+	if (s->kind == GOOD && !latency_mode && i % 7 == 3)
+	{
+		has_ts = 0;
+		kafka_ts_ms = s->ts_us / 1000;
+	}
+	len = encode_message(s, h, has_ts, buf, &payload);
+	if (s->kind == BAD_UNDECODABLE && (h & 2))
+		keylen = snprintf(key, sizeof(key), "\x01\xfe%ld", i);	/* not UTF-8 */
+	else
+		keylen = snprintf(key, sizeof(key), "%d", s->person);
+
+	while ((err = rd_kafka_producev(rk,
+									RD_KAFKA_V_TOPIC(topic),
+									RD_KAFKA_V_KEY(key, (size_t) keylen),
+									RD_KAFKA_V_VALUE((void *) payload, len),
+									RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+									RD_KAFKA_V_TIMESTAMP(kafka_ts_ms),
+									RD_KAFKA_V_OPAQUE(s),
+									RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		rd_kafka_poll(rk, 10);
+	if (err)
+	{
+		fprintf(stderr, "udaconnect-produce: produce failed: %s\n", rd_kafka_err2str(err));
+		exit(1);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	rd_kafka_t *rk;
+	int64_t		t0;
+
+	cli_progname = "udaconnect-produce";
+	parse_args(argc, argv);
 	if (expect_path)
 	{
 		expect = fopen(expect_path, "w");
@@ -276,134 +343,17 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
+	rk = producer_new();
 
-	conf = rd_kafka_conf_new();
-	if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof(errstr)) ||
-		rd_kafka_conf_set(conf, "linger.ms", "5", errstr, sizeof(errstr)) ||
-		rd_kafka_conf_set(conf, "batch.num.messages", "10000", errstr, sizeof(errstr)) ||
-		rd_kafka_conf_set(conf, "queue.buffering.max.messages", "1000000", errstr, sizeof(errstr)) ||
-		rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) ||
-		rd_kafka_conf_set(conf, "message.timeout.ms", "120000", errstr, sizeof(errstr)))
+	t0 = cli_clock_us(CLOCK_MONOTONIC);
+	for (long i = start; i < start + count; i++)
 	{
-		fprintf(stderr, "udaconnect-produce: %s\n", errstr);
-		return 1;
-	}
-	rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	if (!rk)
-	{
-		fprintf(stderr, "udaconnect-produce: %s\n", errstr);
-		return 1;
-	}
-
-	t0 = mono_us();
-	for (i = start; i < start + count; i++)
-	{
-		uint64_t	h = mix((uint64_t) i);
-		Sent	   *s = calloc(1, sizeof(Sent));
-		uint8_t		buf[128];
-		size_t		len = 0;
-		char		key[32];
-		int			keylen;
-		const void *payload = buf;
-		int64_t		kafka_ts_ms = 0;
-		int			has_ts = 1;
-		int64_t		ts_us;
-		rd_kafka_resp_err_t err;
-
-		if (!s)
-			abort();
-		s->index = i;
-		s->kind = ((long) (h % 1000) < bad_pm) ? 1 + (int) ((h >> 20) % (NKINDS - 1)) : GOOD;
-		s->person = (int) (person_lo + (long) ((h >> 10) % (uint64_t) (person_hi - person_lo + 1)));
-		/* positions: a 1 km area near the equator-free mid latitudes, varied */
-		s->lat = -60.0 + (double) ((h >> 24) % 1200000) / 10000.0;
-		s->lon = -179.0 + (double) ((h >> 40) % 3580000) / 10000.0;
-		ts_us = latency_mode ? now_us() : (base_s * 1000000 + i * 1000);
-		s->ts_us = ts_us;
-		if (s->kind == GOOD && !latency_mode && i % 7 == 3)
-		{
-			has_ts = 0;
-			kafka_ts_ms = ts_us / 1000;
-		}
-
-		switch (s->kind)
-		{
-			case GOOD:
-				len = encode_location(buf, s->person, s->lat, s->lon, has_ts,
-									  ts_us / 1000000, (int32_t) (ts_us % 1000000) * 1000);
-				break;
-			case BAD_UNDECODABLE:
-				memcpy(buf, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 12);
-				len = 12;
-				break;
-			case BAD_TRUNCATED:
-				len = encode_location(buf, s->person, s->lat, s->lon, 1, ts_us / 1000000, 0) - 3;
-				break;
-			case BAD_NO_PERSON:
-				len = encode_location(buf, 0, s->lat, s->lon, 1, ts_us / 1000000, 0);
-				break;
-			case BAD_NEGATIVE_PERSON:
-				len = encode_location(buf, -s->person, s->lat, s->lon, 1, ts_us / 1000000, 0);
-				break;
-			case BAD_UNKNOWN_PERSON:
-				len = encode_location(buf, (int32_t) unknown_person, s->lat, s->lon, 1, ts_us / 1000000, 0);
-				break;
-			case BAD_LATITUDE:
-				len = encode_location(buf, s->person, (h & 1) ? -106.5719566 : 90.000001, s->lon, 1, ts_us / 1000000, 0);
-				break;
-			case BAD_LONGITUDE:
-				len = encode_location(buf, s->person, s->lat, (h & 1) ? 180.5 : -361.0, 1, ts_us / 1000000, 0);
-				break;
-			case BAD_NAN:
-				len = encode_location(buf, s->person, NAN, s->lon, 1, ts_us / 1000000, 0);
-				break;
-			case BAD_INFINITE:
-				len = encode_location(buf, s->person, s->lat, (h & 1) ? INFINITY : -INFINITY, 1, ts_us / 1000000, 0);
-				break;
-			case BAD_FUTURE:
-				len = encode_location(buf, s->person, s->lat, s->lon, 1, now_us() / 1000000 + 7 * 86400, 0);
-				break;
-			case BAD_NANOS:
-				len = encode_location(buf, s->person, s->lat, s->lon, 1, ts_us / 1000000, 1500000000);
-				break;
-			case BAD_EMPTY:
-				payload = NULL;
-				len = 0;
-				break;
-		}
-		if (s->kind == BAD_UNDECODABLE && (h & 2))
-			keylen = snprintf(key, sizeof(key), "\x01\xfe%ld", i);	/* not UTF-8 */
-		else
-			keylen = snprintf(key, sizeof(key), "%d", s->person);
-
-		for (;;)
-		{
-			err = rd_kafka_producev(rk,
-									RD_KAFKA_V_TOPIC(topic),
-									RD_KAFKA_V_KEY(key, (size_t) keylen),
-									RD_KAFKA_V_VALUE((void *) payload, len),
-									RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-									RD_KAFKA_V_TIMESTAMP(kafka_ts_ms),
-									RD_KAFKA_V_OPAQUE(s),
-									RD_KAFKA_V_END);
-			if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-			{
-				rd_kafka_poll(rk, 10);
-				continue;
-			}
-			break;
-		}
-		if (err)
-		{
-			fprintf(stderr, "udaconnect-produce: produce failed: %s\n", rd_kafka_err2str(err));
-			return 1;
-		}
+		produce_one(rk, i);
 		rd_kafka_poll(rk, 0);
 		if (rate > 0)
 		{
 			int64_t		due = t0 + (int64_t) ((double) (i - start + 1) * 1e6 / (double) rate);
-			int64_t		now = mono_us();
+			int64_t		now = cli_clock_us(CLOCK_MONOTONIC);
 
 			if (due > now + 1000)
 			{
@@ -423,6 +373,6 @@ main(int argc, char **argv)
 		fclose(expect);
 	if (!quiet)
 		fprintf(stderr, "udaconnect-produce: %ld delivered, %ld failed in %.2f s\n",
-				delivered, failed, (double) (mono_us() - t0) / 1e6);
+				delivered, failed, (double) (cli_clock_us(CLOCK_MONOTONIC) - t0) / 1e6);
 	return (failed == 0 && delivered == count) ? 0 : 1;
 }

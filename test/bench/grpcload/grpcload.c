@@ -38,6 +38,8 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
+#include "cli.h"
+
 #define NPAYLOAD 1024
 #define HIST_BUCKETS 200000		/* 10 us each: 2 s */
 
@@ -61,38 +63,11 @@ static atomic_long hist[HIST_BUCKETS + 1];
 static char first_error[256];
 static atomic_int error_set;
 
-static double
-now_s(void)
-{
-	struct timespec ts;
+static const char usage[] =
+	"usage: grpcload --addr HOST:PORT --mode unary|legacy|stream [--concurrency N]"
+	" [--seconds S] [--stream-size N] [--threads N] [--timeout S]\n";
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* ---- hand-encoded protobuf ---- */
-static size_t
-put_varint(uint8_t *p, uint64_t v)
-{
-	size_t		n = 0;
-
-	while (v >= 0x80)
-	{
-		p[n++] = (uint8_t) (v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t) v;
-	return n;
-}
-
-static size_t
-put_double(uint8_t *p, uint8_t tag, double d)
-{
-	p[0] = tag;
-	memcpy(p + 1, &d, 8);		/* little-endian host */
-	return 9;
-}
-
+/* ---- request messages, hand-encoded (pb_put_* of gateway/common/cli.h) ---- */
 static grpc_slice
 make_location(int i, bool legacy)
 {
@@ -106,26 +81,26 @@ make_location(int i, bool legacy)
 	int64_t		secs = (int64_t) time(NULL) - 3600 - i;
 
 	ts[tn++] = 0x08;
-	tn += put_varint(ts + tn, (uint64_t) secs);
+	tn += pb_put_varint(ts + tn, (uint64_t) secs);
 	ts[tn++] = 0x10;
-	tn += put_varint(ts + tn, (uint64_t) (i * 1000));
+	tn += pb_put_varint(ts + tn, (uint64_t) (i * 1000));
 	b[n++] = 0x08;
-	n += put_varint(b + n, (uint64_t) person);
+	n += pb_put_varint(b + n, (uint64_t) person);
 	if (legacy)
 	{
 		/* int32 latitude = 2; int32 longitude = 3 (negative: 10-byte varint) */
 		b[n++] = 0x10;
-		n += put_varint(b + n, (uint64_t) (int64_t) (int) lat);
+		n += pb_put_varint(b + n, (uint64_t) (int64_t) (int) lat);
 		b[n++] = 0x18;
-		n += put_varint(b + n, (uint64_t) (int64_t) (int) lon);
+		n += pb_put_varint(b + n, (uint64_t) (int64_t) (int) lon);
 	}
 	else
 	{
-		n += put_double(b + n, 0x11, lat);
-		n += put_double(b + n, 0x19, lon);
+		n += pb_put_double(b + n, 2, lat);
+		n += pb_put_double(b + n, 3, lon);
 	}
 	b[n++] = 0x22;
-	n += put_varint(b + n, tn);
+	n += pb_put_varint(b + n, tn);
 	memcpy(b + n, ts, tn);
 	n += tn;
 	return grpc_slice_from_copied_buffer((const char *) b, n);
@@ -198,7 +173,7 @@ start_call(slot *s)
 	bool		streaming = strcmp(mode, "stream") == 0;
 
 	s->call = grpc_channel_create_call(s->ch, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq, method, NULL, dl, NULL);
-	s->started = now_s();
+	s->started = cli_clock_s(CLOCK_MONOTONIC);
 	s->sent = 0;
 	grpc_metadata_array_init(&s->init_md);
 	grpc_metadata_array_init(&s->trail_md);
@@ -283,7 +258,7 @@ on_complete(slot *s, bool ok)
 	atomic_fetch_add(&total_calls, 1);
 	if (s->status == GRPC_STATUS_OK)
 	{
-		double		lat = now_s() - s->started;
+		double		lat = cli_clock_s(CLOCK_MONOTONIC) - s->started;
 		long		b = (long) (lat * 100000);
 
 		atomic_fetch_add(&total_ok, 1);
@@ -342,7 +317,7 @@ thread_main(void *arg)
 			break;
 		if (on_complete(ev.tag, ev.success != 0))
 		{
-			if (now_s() < t_end)
+			if (cli_clock_s(CLOCK_MONOTONIC) < t_end)
 				start_call(ev.tag);
 			else
 				active--;
@@ -396,6 +371,7 @@ main(int argc, char **argv)
 	bool		legacy;
 	struct rusage ru;
 
+	cli_progname = "grpcload";
 	while ((o = getopt_long(argc, argv, "a:m:c:s:n:j:t:", opts, NULL)) != -1)
 	{
 		switch (o)
@@ -407,24 +383,22 @@ main(int argc, char **argv)
 				mode = optarg;
 				break;
 			case 'c':
-				concurrency = atoi(optarg);
+				concurrency = (int) cli_parse_long(optarg, "--concurrency", 1, 1000000);
 				break;
 			case 's':
-				seconds = atof(optarg);
+				seconds = cli_parse_double(optarg, "--seconds", 0, 1e6);
 				break;
 			case 'n':
-				stream_size = atoi(optarg);
+				stream_size = (int) cli_parse_long(optarg, "--stream-size", 1, 100000000);
 				break;
 			case 'j':
-				nthreads = atoi(optarg);
+				nthreads = (int) cli_parse_long(optarg, "--threads", 1, 1024);
 				break;
 			case 't':
-				timeout_s = atoi(optarg);
+				timeout_s = (int) cli_parse_long(optarg, "--timeout", 1, 86400);
 				break;
 			default:
-				fprintf(stderr, "usage: grpcload --addr HOST:PORT --mode unary|legacy|stream [--concurrency N]"
-						" [--seconds S] [--stream-size N] [--threads N] [--timeout S]\n");
-				return 2;
+				cli_usage(usage, 2);
 		}
 	}
 	if (concurrency < 1 || nthreads < 1 || nthreads > concurrency || stream_size < 1 || seconds <= 0 || timeout_s < 1
@@ -442,13 +416,13 @@ main(int argc, char **argv)
 	for (int i = 0; i < NPAYLOAD; i++)
 		payload[i] = strcmp(mode, "health") == 0 ? grpc_empty_slice() : make_location(i, legacy);
 	th = calloc(nthreads, sizeof(pthread_t));
-	t0 = now_s();
+	t0 = cli_clock_s(CLOCK_MONOTONIC);
 	t_end = t0 + seconds;
 	for (int i = 0; i < nthreads; i++)
 		pthread_create(&th[i], NULL, thread_main, (void *) (intptr_t) i);
 	for (int i = 0; i < nthreads; i++)
 		pthread_join(th[i], NULL);
-	el = now_s() - t0;
+	el = cli_clock_s(CLOCK_MONOTONIC) - t0;
 	getrusage(RUSAGE_SELF, &ru);
 	printf("mode=%s concurrency=%d calls=%ld ok=%ld failed=%ld seconds=%.2f calls_per_s=%.0f locations=%ld locations_per_s=%.0f p50_ms=%.2f p99_ms=%.2f cpu_s=%.3f%s%s\n",
 		   mode, concurrency, atomic_load(&total_calls), atomic_load(&total_ok), atomic_load(&total_failed),
