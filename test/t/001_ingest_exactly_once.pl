@@ -34,13 +34,7 @@ udaconnect.ingest_synchronous_commit = off
 max_wal_size = 1GB
 CONF
 $node->start;
-$node->safe_psql('postgres', q{
-	BEGIN;
-	CREATE EXTENSION pg_udaconnect CASCADE;
-	INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
-	SELECT g, 'First' || g, 'Last' || g, 'Company' FROM generate_series(1001, 1100) g;
-	COMMIT;
-});
+IngestTest::create_extension_with_persons($node);
 
 # produce in the background (10 per mille bad) while we crash things
 my $expect = $node->basedir . "/expect.txt";
