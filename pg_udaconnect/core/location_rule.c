@@ -23,14 +23,22 @@ const udc_location_fields udc_location_v1_fields = {
 #define TIME_MIN_USEC (UDC_TIME_MIN_SECONDS * USEC_PER_SEC)
 #define TIME_MAX_USEC (UDC_TIME_MAX_SECONDS * USEC_PER_SEC + (USEC_PER_SEC - 1))
 
-/* what names the value: ".seconds" or " (Unix milliseconds)" */
+/*
+ * The one wording of a time outside the range.  what names the wire value
+ * (".seconds", " (Unix milliseconds)"), shown when show_value; a converted
+ * time has no wire value worth showing.
+ */
 static bool
 out_of_range(const udc_location_fields *f, const char *what, int64_t value,
-			 char *err, size_t errlen)
+			 bool show_value, char *err, size_t errlen)
 {
-	snprintf(err, errlen,
-			 "%s%s must lie between 0001-01-01 and 9999-12-31 UTC, got %" PRId64,
-			 f->creation_time, what, value);
+	if (show_value)
+		snprintf(err, errlen,
+				 "%s%s must lie between 0001-01-01 and 9999-12-31 UTC, got %" PRId64,
+				 f->creation_time, what, value);
+	else
+		snprintf(err, errlen, "%s must lie between 0001-01-01 and 9999-12-31 UTC",
+				 f->creation_time);
 	return false;
 }
 
@@ -45,7 +53,7 @@ udc_time_from_timestamp(const udc_location_fields *f, int64_t seconds, int32_t n
 		return false;
 	}
 	if (seconds < UDC_TIME_MIN_SECONDS || seconds > UDC_TIME_MAX_SECONDS)
-		return out_of_range(f, ".seconds", seconds, err, errlen);
+		return out_of_range(f, ".seconds", seconds, true, err, errlen);
 	*usec = seconds * USEC_PER_SEC + nanos / 1000;
 	return true;
 }
@@ -56,7 +64,7 @@ udc_time_from_unix_ms(const udc_location_fields *f, int64_t ms,
 {
 	/* compare before multiplying: ms * 1000 may not fit in int64 */
 	if (ms < TIME_MIN_USEC / 1000 || ms > TIME_MAX_USEC / 1000)
-		return out_of_range(f, " (Unix milliseconds)", ms, err, errlen);
+		return out_of_range(f, " (Unix milliseconds)", ms, true, err, errlen);
 	*usec = ms * 1000;
 	return true;
 }
@@ -69,11 +77,7 @@ udc_time_from_pg(const udc_location_fields *f, int64_t pg_usec,
 
 	/* compare in PostgreSQL's units: adding the offset first could overflow */
 	if (pg_usec < TIME_MIN_USEC - offset || pg_usec > TIME_MAX_USEC - offset)
-	{
-		snprintf(err, errlen, "%s must lie between 0001-01-01 and 9999-12-31 UTC",
-				 f->creation_time);
-		return false;
-	}
+		return out_of_range(f, "", 0, false, err, errlen);
 	*usec = pg_usec + offset;
 	return true;
 }
@@ -85,11 +89,7 @@ udc_check_time(const udc_location_fields *f, int64_t time_usec, int64_t now_usec
 	int64_t		skew_usec;
 
 	if (time_usec < TIME_MIN_USEC || time_usec > TIME_MAX_USEC)
-	{
-		snprintf(err, errlen, "%s must lie between 0001-01-01 and 9999-12-31 UTC",
-				 f->creation_time);
-		return false;
-	}
+		return out_of_range(f, "", 0, false, err, errlen);
 
 	/*
 	 * Clamp the skew so the sum below cannot overflow whatever a caller
