@@ -43,6 +43,7 @@
 #include "utils/syscache.h"
 
 #include "finder_int.h"
+#include "udc_pg.h"
 
 /* A column the finder reads, as sql/src/10-schema.sql declares it. */
 typedef struct ColumnSpec
@@ -136,29 +137,6 @@ table_relid(Oid nsp, const char *name)
 }
 
 /*
- * Is typid PostGIS's geometry?  PostGIS has no fixed type OID; the OID found
- * by name is remembered so that later calls compare integers only.
- */
-static bool
-is_geometry(Oid typid)
-{
-	static Oid	geometry_oid = InvalidOid;
-	HeapTuple	tup;
-	bool		ok;
-
-	if (OidIsValid(geometry_oid) && typid == geometry_oid)
-		return true;
-	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
-	if (!HeapTupleIsValid(tup))
-		return false;
-	ok = strcmp(NameStr(((Form_pg_type) GETSTRUCT(tup))->typname), "geometry") == 0;
-	ReleaseSysCache(tup);
-	if (ok)
-		geometry_oid = typid;
-	return ok;
-}
-
-/*
  * Attribute numbers of the columns in rel's (cached) tuple descriptor, after
  * checking that each exists, has the declared type and is NOT NULL: the
  * finder reads them without looking at the null flag.
@@ -190,7 +168,7 @@ check_columns(Relation rel, const ColumnSpec *cols, int ncols, AttrNumber *attnu
 							cols[c].name, RelationGetRelationName(rel)),
 					 errdetail("The connection finder reads it."),
 					 errhint("The extension declares it as: %s.", cols[c].decl)));
-		if (OidIsValid(cols[c].type) ? att->atttypid != cols[c].type : !is_geometry(att->atttypid))
+		if (OidIsValid(cols[c].type) ? att->atttypid != cols[c].type : !udc_is_geometry_type(att->atttypid, NULL))
 			problem = psprintf("Its column %s is of type %s; expected %s.", cols[c].name,
 							   format_type_be(att->atttypid),
 							   OidIsValid(cols[c].type) ? format_type_be(cols[c].type) : "geometry");

@@ -319,6 +319,7 @@ validate_messages(IngestWorker *w, Batch *b, int n, MemoryContext txcxt)
 		if (m->offset + 1 > p->next)
 			p->next = m->offset + 1;
 		p->any = true;
+		p->taken++;
 		reason = udc_ingest_validate_message(m, &alloc, now_usec, &rows[nrows]);
 		if (reason == NULL)
 			rows[nrows++].msg = i;
@@ -396,7 +397,7 @@ udc_ingest_process_batch(IngestWorker *w, int n)
 	/* per-partition counts, next offsets */
 	for (i = 0; i < b.nrejects; i++)
 		udc_ingest_batch_part(b.bp, &b.nbp, w->batch[b.rejects[i].msg]->partition)->rejects++;
-	udc_ingest_store_offsets(w, b.bp, b.nbp, n);
+	udc_ingest_store_offsets(w, b.bp, b.nbp);
 
 done:
 	MemoryContextSwitchTo(oldcxt);

@@ -88,24 +88,6 @@ is_var(Node *e, AttrNumber att)
 	return e != NULL && IsA(e, Var) && ((Var *) e)->varattno == att;
 }
 
-/* the PostGIS type "geometry" (in whatever schema PostGIS lives)? */
-static bool
-is_geometry_type(Oid typid, Oid *nsp)
-{
-	HeapTuple	tp = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
-	bool		yes = false;
-
-	if (HeapTupleIsValid(tp))
-	{
-		Form_pg_type t = (Form_pg_type) GETSTRUCT(tp);
-
-		yes = strcmp(NameStr(t->typname), "geometry") == 0;
-		*nsp = t->typnamespace;
-		ReleaseSysCache(tp);
-	}
-	return yes;
-}
-
 /* function schema.name(argtype), or InvalidOid (never an error) */
 static Oid
 lookup_function(Oid nsp, const char *name, int nargs, const Oid *argtypes)
@@ -187,7 +169,7 @@ direct_path_ok(Relation rel, ResultRelInfo *rri, DirectCols *dc)
 			continue;
 		if (strcmp(name, "person_id") == 0 && a->atttypid == INT4OID)
 			dc->person = a->attnum;
-		else if (strcmp(name, "coordinate") == 0 && is_geometry_type(a->atttypid, &geomnsp))
+		else if (strcmp(name, "coordinate") == 0 && udc_is_geometry_type(a->atttypid, &geomnsp))
 		{
 			dc->coordinate = a->attnum;
 			geomtype = a->atttypid;

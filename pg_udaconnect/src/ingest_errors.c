@@ -84,8 +84,9 @@ udc_ingest_run_guarded(void (*fn) (void *arg), void *arg, UdcIngestError *err)
 
 		/*
 		 * A shutdown request raised as an ERROR (a FATAL never gets here)
-		 * still ends the worker: re-thrown without a handler above, it
-		 * becomes FATAL and the worker exits.
+		 * still ends the worker: re-thrown, it reaches the background
+		 * worker's own handler (StartBackgroundWorker), which reports it
+		 * and exits.
 		 */
 		if (edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
 			edata->sqlerrcode == ERRCODE_CRASH_SHUTDOWN)

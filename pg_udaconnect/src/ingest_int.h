@@ -96,7 +96,7 @@ typedef struct BatchPart
 	int64		stored;			/* offset stored before this batch, -1 none,
 								 * -2 not read yet */
 	int64		next;			/* offset after the last message consumed */
-	int64		rows;
+	int64		taken;			/* new messages: become rows or rejects */
 	int64		rejects;
 	bool		any;			/* any new message of this partition */
 } BatchPart;
@@ -113,7 +113,7 @@ udc_ingest_batch_part(BatchPart *bp, int *nbp, int32 partition)
 	bp[*nbp].partition = partition;
 	bp[*nbp].stored = -2;
 	bp[*nbp].next = -1;
-	bp[*nbp].rows = 0;
+	bp[*nbp].taken = 0;
 	bp[*nbp].rejects = 0;
 	bp[*nbp].any = false;
 	return &bp[(*nbp)++];
@@ -127,7 +127,7 @@ extern bool udc_ingest_read_paused(bool lock);
 extern int64 udc_ingest_stored_offset(IngestWorker *w, int32 partition, bool lock);
 extern bool udc_ingest_load_offsets(IngestWorker *w);
 extern void udc_ingest_reset_offset(IngestWorker *w, int32 partition, int64 lo, int64 hi, const char *why);
-extern void udc_ingest_store_offsets(IngestWorker *w, BatchPart *bp, int nbp, int n);
+extern void udc_ingest_store_offsets(IngestWorker *w, BatchPart *bp, int nbp);
 
 /* ------------------------------------------------------------------------
  * ingest_copy.c: the COPY fallback

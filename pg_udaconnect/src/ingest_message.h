@@ -13,9 +13,10 @@
 #include "datatype/timestamp.h"
 #include "utils/memutils.h"
 
+#include "location_rule.h"
+
 /* TimestampTz = Unix microseconds - this */
-#define UDC_UNIX_TO_PG_EPOCH_USEC \
-	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC)
+#define UDC_UNIX_TO_PG_EPOCH_USEC (UDC_PG_EPOCH_UNIX_SECONDS * USECS_PER_SEC)
 
 /* one valid location, decoded */
 typedef struct IngestRow

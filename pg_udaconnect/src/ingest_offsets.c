@@ -225,15 +225,13 @@ find_part(IngestWorker *w, int32 partition)
 
 /*
  * In the batch's transaction: the next offset and the counts of every
- * partition bp[0..nbp) of the batch w->batch[0..n) that had a new message
- * (bp[].rejects already counted by the caller).
+ * partition bp[0..nbp) of the batch that had a new message (bp[].taken and
+ * bp[].rejects counted while the batch was validated).
  */
 void
-udc_ingest_store_offsets(IngestWorker *w, BatchPart *bp, int nbp, int n)
+udc_ingest_store_offsets(IngestWorker *w, BatchPart *bp, int nbp)
 {
-	int64	   *accepted;
-	int			i,
-				j;
+	int			i;
 
 	for (i = 0; i < nbp; i++)
 	{
@@ -244,23 +242,6 @@ udc_ingest_store_offsets(IngestWorker *w, BatchPart *bp, int nbp, int n)
 		ps = find_part(w, bp[i].partition);
 		if (ps)
 			ps->next_offset = bp[i].next;
-	}
-
-	/* rows per partition: every accepted message minus the rejected ones */
-	accepted = palloc0(sizeof(int64) * nbp);
-	for (i = 0; i < n; i++)
-	{
-		for (j = 0; j < nbp; j++)
-			if (bp[j].partition == w->batch[i]->partition)
-			{
-				accepted[j] += (bp[j].stored < 0 || w->batch[i]->offset >= bp[j].stored) ? 1 : 0;
-				break;
-			}
-	}
-	for (j = 0; j < nbp; j++)
-	{
-		if (!bp[j].any)
-			continue;
-		store_offset(w, bp[j].partition, bp[j].next, accepted[j] - bp[j].rejects, bp[j].rejects);
+		store_offset(w, bp[i].partition, bp[i].next, bp[i].taken - bp[i].rejects, bp[i].rejects);
 	}
 }

@@ -40,12 +40,16 @@ udc_check_creation_time(PG_FUNCTION_ARGS)
 		elog(ERROR, "the server's clock is out of range: %s", err);
 	if (!udc_check_time(&udc_location_v1_fields, unix_usec, now_usec,
 						udc_ingest_max_future_skew, err, sizeof(err)))
+	{
+		/* timestamptz_to_str() returns one static buffer: copy each */
+		char	   *ts_str = pstrdup(timestamptz_to_str(ts));
+		char	   *now_str = pstrdup(timestamptz_to_str(now));
+
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s", err),
-				 errdetail("creation_time is %s; the server's time is %s.",
-						   pstrdup(timestamptz_to_str(ts)),
-						   timestamptz_to_str(now)),
+				 errdetail("creation_time is %s; the server's time is %s.", ts_str, now_str),
 				 errhint("Check the device's clock; the limit is udaconnect.ingest_max_future_skew.")));
+	}
 	PG_RETURN_TIMESTAMPTZ(ts);
 }

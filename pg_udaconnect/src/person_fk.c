@@ -51,7 +51,8 @@ person_has_locations(int32 id)
 		Oid			argtype = INT4OID;
 		SPIPlanPtr	plan;
 
-		plan = SPI_prepare("SELECT 1 FROM udaconnect.location l WHERE l.person_id = $1 LIMIT 1",
+		/* parsed under the caller's search_path: qualify the operator, as ri_triggers.c does */
+		plan = SPI_prepare("SELECT 1 FROM udaconnect.location l WHERE l.person_id OPERATOR(pg_catalog.=) $1 LIMIT 1",
 						   1, &argtype);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));

@@ -139,3 +139,37 @@ udc_point_coordinates(Datum geom, double *latitude, double *longitude)
 	*longitude = DatumGetFloat8(FunctionCall1(&stx_fn, geom));
 	*latitude = DatumGetFloat8(FunctionCall1(&sty_fn, geom));
 }
+
+/*
+ * Is typid PostGIS's geometry (in whatever schema PostGIS lives)?  *nsp, when
+ * nsp is not NULL, gets the type's schema.  PostGIS has no fixed type OID:
+ * the one found by name is remembered, so that the finder's per-call index
+ * check compares integers only.
+ */
+bool
+udc_is_geometry_type(Oid typid, Oid *nsp)
+{
+	static Oid	geometry_oid = InvalidOid;
+	static Oid	geometry_nsp = InvalidOid;
+	HeapTuple	tup;
+	bool		yes;
+
+	if (!OidIsValid(geometry_oid) || typid != geometry_oid)
+	{
+		tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+		if (!HeapTupleIsValid(tup))
+			return false;
+		yes = strcmp(NameStr(((Form_pg_type) GETSTRUCT(tup))->typname), "geometry") == 0;
+		if (yes)
+		{
+			geometry_oid = typid;
+			geometry_nsp = ((Form_pg_type) GETSTRUCT(tup))->typnamespace;
+		}
+		ReleaseSysCache(tup);
+		if (!yes)
+			return false;
+	}
+	if (nsp)
+		*nsp = geometry_nsp;
+	return true;
+}

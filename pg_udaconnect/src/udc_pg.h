@@ -16,6 +16,9 @@ extern Datum udc_point_datum(double latitude, double longitude);
 /* Latitude/longitude of a PostGIS point datum (may be toasted). */
 extern void udc_point_coordinates(Datum geom, double *latitude, double *longitude);
 
+/* Is typid PostGIS's geometry?  *nsp (if not NULL) gets its schema. */
+extern bool udc_is_geometry_type(Oid typid, Oid *nsp);
+
 /* OID of a function of the PostGIS extension (error if missing). */
 extern Oid	udc_postgis_function(const char *name, int nargs, const Oid *argtypes);
 
