@@ -233,6 +233,13 @@ config_load(int argc, char **argv)
 	}
 	if (cfg.max_discard == SIZE_MAX)
 		cfg.max_discard = cfg.max_body * 4 > (8u << 20) ? cfg.max_body * 4 : (8u << 20);
+	/* at or below the cap, a chunked body past it would be cut off unanswered */
+	else if (cfg.max_discard != 0 && cfg.max_discard <= cfg.max_body)
+	{
+		logmsg(LOG_FATAL, "--max-discard (UDACONNECT_HTTP_MAX_DISCARD) must be 0 or more than "
+			   "--max-body (%zu), not %zu", (size_t) cfg.max_body, cfg.max_discard);
+		return 2;
+	}
 	if (cfg.max_connections < (unsigned) cfg.threads)
 		cfg.max_connections = (unsigned) cfg.threads;
 	return -1;

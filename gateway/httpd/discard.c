@@ -41,15 +41,9 @@ declared_length(struct MHD_Connection *c)
 {
 	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 												 MHD_HTTP_HEADER_CONTENT_LENGTH);
-	char	   *end;
-	unsigned long long v;
+	long long	v;
 
-	if (!cl || *cl < '0' || *cl > '9')
-		return -1;
-	v = strtoull(cl, &end, 10);
-	if (*end || v > (unsigned long long) LLONG_MAX)
-		return -1;
-	return (long long) v;
+	return cl && parse_int64(cl, 0, LLONG_MAX, &v) == 0 ? v : -1;
 }
 
 enum body_plan

@@ -84,6 +84,7 @@ for level in ("READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"):
     d.execute("SELECT count(*) FROM udaconnect.location WHERE person_id = %s", (pid,))  # takes the snapshot
     inserter.cursor().execute("SELECT udaconnect.record_location(%s, 37.5, -122.3, now())", (pid,))
     got = try_delete(deleter, pid)
+    # (at READ COMMITTED each statement takes a new snapshot: the control case)
     tap(got in ("23503", "40001") and orphans(pid) == 0,
         "%s: deleting a person whose location was committed after the snapshot fails (%s), no orphan"
         % (level, got), "DELETE %s, %d orphaned locations" % (got, orphans(pid)))
@@ -106,18 +107,22 @@ for level in ("READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"):
     t = threading.Thread(target=delete_it)
     t.start()
     # wait (bounded) until the delete waits for the inserter's row lock
-    for _ in range(100):
+    waited = False
+    for _ in range(200):
         cur.execute("""SELECT count(*) FROM pg_stat_activity
                         WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM udaconnect.person%%'""")
         if cur.fetchone()[0] > 0:
+            waited = True
             break
         time.sleep(0.05)
     inserter.commit()
     t.join(30)
     got = result[0] if result else "no answer"
-    tap(got in ("23503", "40001") and orphans(pid) == 0,
-        "%s: deleting a person while a location of theirs is being inserted fails (%s), no orphan"
-        % (level, got), "DELETE %s, %d orphaned locations" % (got, orphans(pid)))
+    # without the wait this would be the first case again, not the race
+    tap(waited and got in ("23503", "40001") and orphans(pid) == 0,
+        "%s: deleting a person while a location of theirs is being inserted waits, then fails (%s), no orphan"
+        % (level, got), "waited for the inserter: %s; DELETE %s, %d orphaned locations"
+        % (waited, got, orphans(pid)))
     cleanup(pid)
     inserter.close()
 

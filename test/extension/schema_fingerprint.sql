@@ -1,6 +1,7 @@
 -- Everything that makes up the installed pg_udaconnect, one line per object,
 -- in a stable order: a database updated from an older version must print the
 -- same lines as a fresh install of the current one (test/suites/25-extension.sh).
+-- Roles are the cluster's, shared by both databases: not compared here.
 WITH ext AS (SELECT oid FROM pg_extension WHERE extname = 'pg_udaconnect'),
 members AS (
     SELECT d.classid, d.objid FROM pg_depend d, ext
@@ -19,6 +20,10 @@ SELECT 'relation ' || c.oid::regclass::text || ' kind=' || c.relkind::text
                                      FROM pg_attribute a
                                      LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
                                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
+       || ' identity/generated/acl=' || coalesce((SELECT string_agg(a.attname || ':' || a.attidentity || a.attgenerated
+                                                                  || coalesce(a.attacl::text, ''), ', ' ORDER BY a.attnum)
+                                                    FROM pg_attribute a
+                                                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
        || CASE WHEN c.relkind = 'v' THEN ' view=' || md5(pg_get_viewdef(c.oid)) ELSE '' END
   FROM pg_class c JOIN members m ON m.classid = 'pg_class'::regclass AND m.objid = c.oid
 UNION ALL
@@ -37,5 +42,14 @@ SELECT 'config ' || c.oid::regclass::text || ' ' || coalesce(cfg.cond, '')
   JOIN pg_class c ON c.oid = cfg.reloid
  WHERE e.oid = ext.oid
 UNION ALL
-SELECT 'role ' || r.rolname FROM pg_roles r WHERE r.rolname LIKE 'udaconnect%'
+SELECT 'sequence ' || sq.seqrelid::regclass::text || ' ' || sq.seqtypid::regtype::text || ' ' || sq.seqincrement
+       || ' ' || sq.seqmin || ' ' || sq.seqmax || ' ' || sq.seqcache || ' ' || sq.seqcycle
+  FROM pg_sequence sq JOIN members m ON m.classid = 'pg_class'::regclass AND m.objid = sq.seqrelid
+UNION ALL
+SELECT 'schema ' || n.nspname || ' acl=' || coalesce(n.nspacl::text, 'default')
+  FROM pg_namespace n WHERE n.nspname = 'udaconnect'
+UNION ALL
+SELECT 'comment ' || d.classoid::regclass::text || ' ' || d.objoid::text::regclass::text || ' ' || md5(d.description)
+  FROM pg_description d JOIN members m ON m.classid = d.classoid AND m.objid = d.objoid
+ WHERE d.classoid = 'pg_class'::regclass
 ORDER BY 1;

@@ -214,6 +214,16 @@ def main():
     check("a chunked body 2x past the discard bound: the connection is closed, "
           "then a new connection is served", t_bounded)
 
+    def t_discard_below_cap():
+        # a discard bound at or below the cap would cut off, unanswered, every
+        # chunked body just past the cap: refused at start, naming the setting
+        binary = os.path.join(os.environ.get("TOP", "."), "gateway/httpd/udaconnect-httpd")
+        r = subprocess.run([binary, "--max-body", "1000", "--max-discard", "1000"],
+                           capture_output=True, text=True, timeout=30)
+        return (r.returncode == 2 and "--max-discard" in r.stderr) or (r.returncode, r.stderr)
+    check("--max-discard not above --max-body: refused at start (exit 2) naming --max-discard",
+          t_discard_below_cap)
+
 
 if __name__ == "__main__":
     main()

@@ -161,11 +161,9 @@ is(worker_pid(), $wpid, 'LOCK TABLE location: the worker stayed up');
 
 $t0 = psql('SELECT clock_timestamp()');
 psql("SELECT pg_cancel_backend($wpid)");
+# polled, not read once: the next lock timeout of the retry soon replaces it
 ok($node->poll_query_until('postgres',
-		'SELECT ' . error_shown('canceling statement due to user request (SQLSTATE 57014)%', $t0)
-		  . " OR NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $wpid)"),
-	'query cancel: waited for an error or the worker to exit');
-is(psql('SELECT ' . error_shown('canceling statement due to user request (SQLSTATE 57014)%', $t0)), 't',
+		'SELECT ' . error_shown('canceling statement due to user request (SQLSTATE 57014)%', $t0)),
 	'query cancel: ingest_status.last_error shows it');
 is(worker_pid(), $wpid, 'query cancel: the worker stayed up, retrying');
 
