@@ -57,7 +57,6 @@ typedef struct db_thread
 	PGconn	   *conn;
 	unsigned	gen;			/* bumped when the connection is replaced */
 	unsigned	next_cursor;
-	int			timeout_ms;		/* the connection's statement_timeout */
 } db_thread;
 
 static pthread_mutex_t dbq_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -195,7 +194,16 @@ sqlstate_to_status(const char *st)
 static bool
 db_connect(db_thread *t)
 {
-	t->conn = PQconnectdb(cfg.dburl);
+	/*
+	 * Bounded network waits: a dead server or peer must not hold a db thread
+	 * (and shutdown) for the kernel's hours.  The URL comes last, so what it
+	 * says overrides these defaults.
+	 */
+	static const char *const keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
+	"keepalives_count", "dbname", NULL};
+	const char *vals[] = {"5", "10", "5", "3", cfg.dburl, NULL};
+
+	t->conn = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(t->conn) != CONNECTION_OK)
 	{
 		logmsg(LOG_WARNING, "db thread %d: cannot connect to the database: %s", t->id, PQerrorMessage(t->conn));
@@ -204,7 +212,6 @@ db_connect(db_thread *t)
 		return false;
 	}
 	PQclear(PQexec(t->conn, "SET application_name = 'udaconnect-grpcd'; SET statement_timeout = '30s'"));
-	t->timeout_ms = DB_STATEMENT_TIMEOUT_MS;
 	logmsg(LOG_INFO, "db thread %d: connected to the database", t->id);
 	return true;
 }
@@ -288,15 +295,21 @@ db_fail(call *c, db_thread *t, PGresult *res)
 }
 
 static void
-db_close_cursor(call *c, db_thread *t)
+db_close_cursor_no(db_thread *t, unsigned no, unsigned gen)
 {
 	char		sql[48];
 
-	c->exhausted = true;
-	if (t->conn == NULL || c->conn_gen != t->gen)
+	if (t->conn == NULL || gen != t->gen)
 		return;
-	snprintf(sql, sizeof(sql), "CLOSE grpcd_fc_%u", c->cursor_no);
+	snprintf(sql, sizeof(sql), "CLOSE grpcd_fc_%u", no);
 	PQclear(PQexec(t->conn, sql));
+}
+
+static void
+db_close_cursor(call *c, db_thread *t)
+{
+	c->exhausted = true;
+	db_close_cursor_no(t, c->cursor_no, c->conn_gen);
 }
 
 /*
@@ -317,43 +330,54 @@ db_take_chunk(call *c, db_thread *t, PGresult *rows)
 		last = true;
 	}
 	c->fetched += n;
-	if (last)
-		db_close_cursor(c, t);
 	c->res = rows;
 	c->row = 0;
 	c->nrows = (int) n;
-	find_send_next(c);
-}
-
-/* statement_timeout = the time left before c's deadline, at most 30 s */
-static void
-db_set_timeout(call *c, db_thread *t)
-{
-	int64_t		left = c->deadline_ms == INT64_MAX ? DB_STATEMENT_TIMEOUT_MS : c->deadline_ms - now_ms();
-	int			tmo = left >= DB_STATEMENT_TIMEOUT_MS ? DB_STATEMENT_TIMEOUT_MS : left < 1 ? 1 : (int) left;
-
-	if (tmo != t->timeout_ms)
+	if (!last)
 	{
-		char		set[64];
-		PGresult   *res;
+		find_send_next(c);
+		return;
+	}
 
-		snprintf(set, sizeof(set), "SET statement_timeout = %d", tmo);
-		res = PQexec(t->conn, set);
-		if (PQresultStatus(res) == PGRES_COMMAND_OK)
-			t->timeout_ms = tmo;
-		PQclear(res);
+	/*
+	 * The last chunk: its first row goes out before the CLOSE's round trip.
+	 * c may be finished by its worker once the send started, so the cursor
+	 * is closed by number.
+	 */
+	{
+		unsigned	no = c->cursor_no;
+		unsigned	gen = c->conn_gen;
+
+		c->exhausted = true;
+		find_send_next(c);
+		db_close_cursor_no(t, no, gen);
 	}
 }
 
 /*
- * Read the results of the pipeline db_query() sent: the first result set
- * (the FETCH's rows) into *rows, the first error into *err; everything up
- * to the pipeline's sync is consumed.  False when the connection broke.
+ * statement_timeout for c's query: the time left before its deadline, at
+ * most 30 s (set with SET LOCAL inside the query's pipeline, so it costs no
+ * round trip and ends with the transaction).
+ */
+static void
+db_timeout_param(call *c, char *buf, size_t len)
+{
+	int64_t		left = c->deadline_ms == INT64_MAX ? DB_STATEMENT_TIMEOUT_MS : c->deadline_ms - now_ms();
+	int			tmo = left >= DB_STATEMENT_TIMEOUT_MS ? DB_STATEMENT_TIMEOUT_MS : left < 1 ? 1 : (int) left;
+
+	snprintf(buf, len, "%d", tmo);
+}
+/*
+ * Read the results of the pipeline db_query() sent: the result set of its
+ * query number rows_of (counting from 0) into *rows, the first error into
+ * *err; everything up to the pipeline's sync is consumed.  False when the
+ * connection broke.
  */
 static bool
-db_pipeline_results(db_thread *t, PGresult **rows, PGresult **err)
+db_pipeline_results(db_thread *t, int rows_of, PGresult **rows, PGresult **err)
 {
 	PGresult   *res;
+	int			query = 0;
 
 	for (;;)
 	{
@@ -362,9 +386,10 @@ db_pipeline_results(db_thread *t, PGresult **rows, PGresult **err)
 		res = PQgetResult(t->conn);
 		if (res == NULL)
 		{
-			/* between two queries' results; a dead connection also ends here */
+			/* the end of one query's results; a dead connection also ends here */
 			if (PQstatus(t->conn) != CONNECTION_OK)
 				return false;
+			query++;
 			continue;
 		}
 		st = PQresultStatus(res);
@@ -373,7 +398,7 @@ db_pipeline_results(db_thread *t, PGresult **rows, PGresult **err)
 			PQclear(res);
 			return true;
 		}
-		if (st == PGRES_TUPLES_OK && *rows == NULL)
+		if (st == PGRES_TUPLES_OK && query == rows_of && *rows == NULL)
 			*rows = res;
 		else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK &&
 				 st != PGRES_PIPELINE_ABORTED && *err == NULL)
@@ -395,11 +420,13 @@ db_query(call *c, db_thread *t)
 	Udaconnect__V1__FindConnectionsRequest *q = c->freq;
 	char		declare[512];
 	char		fetch[64];
-	char		p_person[16],
+	char		p_timeout[16],
+				p_person[16],
 				p_meters[32],
 				p_window[32],
 				p_limit[24];
 	const char *params[6];
+	const char *ptimeout;
 	bool		sent;
 	PGresult   *rows = NULL,
 			   *err = NULL;
@@ -419,7 +446,8 @@ db_query(call *c, db_thread *t)
 	 * hold one of the few db threads for the full 30 s (SQLSTATE 57014 ->
 	 * DEADLINE_EXCEEDED).
 	 */
-	db_set_timeout(c, t);
+	db_timeout_param(c, p_timeout, sizeof(p_timeout));
+	ptimeout = p_timeout;
 	c->cursor_no = t->next_cursor++;
 	c->conn_gen = t->gen;
 	/* the cursor's name is ours, never the client's: only values are parameters */
@@ -451,11 +479,13 @@ db_query(call *c, db_thread *t)
 
 	sent = PQenterPipelineMode(t->conn) &&
 		PQsendQueryParams(t->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+		PQsendQueryParams(t->conn, "SELECT pg_catalog.set_config('statement_timeout', $1, true)",
+						  1, NULL, (const char *const *) &ptimeout, NULL, NULL, 0) &&
 		PQsendQueryParams(t->conn, declare, 6, NULL, params, NULL, NULL, 0) &&
-		PQsendQueryParams(t->conn, fetch, 0, NULL, NULL, NULL, NULL, 0) &&
+		PQsendQueryParams(t->conn, fetch, 0, NULL, NULL, NULL, NULL, 0) &&	/* query 3 */
 		PQsendQueryParams(t->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
 		PQpipelineSync(t->conn);
-	if (!sent || !db_pipeline_results(t, &rows, &err) || !PQexitPipelineMode(t->conn))
+	if (!sent || !db_pipeline_results(t, 3, &rows, &err) || !PQexitPipelineMode(t->conn))
 	{
 		PQclear(rows);
 		PQclear(err);
@@ -500,7 +530,7 @@ db_fetch(call *c, db_thread *t)
 				  (long long) c->fetched);
 		return;
 	}
-	db_set_timeout(c, t);		/* the last call's may have been a short one */
+	/* the session's 30 s: reading a held cursor's stored result is quick */
 	snprintf(sql, sizeof(sql), "FETCH FORWARD %d FROM grpcd_fc_%u", FIND_CHUNK, c->cursor_no);
 	res = PQexec(t->conn, sql);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)

@@ -20,7 +20,7 @@ SELECT 'relation ' || c.oid::regclass::text || ' kind=' || c.relkind::text
                                      FROM pg_attribute a
                                      LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
                                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
-       || ' identity/generated/acl=' || coalesce((SELECT string_agg(a.attname || ':' || a.attidentity || a.attgenerated
+       || ' identity/generated/acl=' || coalesce((SELECT string_agg(a.attname || ':' || a.attidentity::text || a.attgenerated::text
                                                                   || coalesce(a.attacl::text, ''), ', ' ORDER BY a.attnum)
                                                     FROM pg_attribute a
                                                    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
@@ -43,13 +43,13 @@ SELECT 'config ' || c.oid::regclass::text || ' ' || coalesce(cfg.cond, '')
  WHERE e.oid = ext.oid
 UNION ALL
 SELECT 'sequence ' || sq.seqrelid::regclass::text || ' ' || sq.seqtypid::regtype::text || ' ' || sq.seqincrement
-       || ' ' || sq.seqmin || ' ' || sq.seqmax || ' ' || sq.seqcache || ' ' || sq.seqcycle
+       || ' ' || sq.seqmin || ' ' || sq.seqmax || ' ' || sq.seqcache || ' ' || sq.seqcycle::text
   FROM pg_sequence sq JOIN members m ON m.classid = 'pg_class'::regclass AND m.objid = sq.seqrelid
 UNION ALL
 SELECT 'schema ' || n.nspname || ' acl=' || coalesce(n.nspacl::text, 'default')
   FROM pg_namespace n WHERE n.nspname = 'udaconnect'
 UNION ALL
-SELECT 'comment ' || d.classoid::regclass::text || ' ' || d.objoid::text::regclass::text || ' ' || md5(d.description)
+SELECT 'comment ' || d.objoid::regclass::text || ' ' || d.objsubid || ' ' || md5(d.description)
   FROM pg_description d JOIN members m ON m.classid = d.classoid AND m.objid = d.objoid
  WHERE d.classoid = 'pg_class'::regclass
 ORDER BY 1;

@@ -15,14 +15,15 @@ SELECT pg_temp.err($$SELECT udaconnect.create_person('A', 'B', 'C')$$);
 SELECT pg_temp.err($$SELECT udaconnect.record_location(1, 1, 1)$$);
 SELECT pg_temp.err($$SELECT * FROM udaconnect.find_connections(1, '2020-01-01', '2020-01-02')$$);
 SELECT pg_temp.err($$SELECT * FROM udaconnect.location$$);
-SELECT udaconnect.cell_key(1, 1) > 0 AS helpers_are_public;SELECT pg_temp.err($$SELECT * FROM udaconnect.api_person_public$$);
+SELECT udaconnect.cell_key(1, 1) > 0 AS helpers_are_public;
+SELECT pg_temp.err($$SELECT * FROM udaconnect.api_person_public$$);
 -- every function a role without grants may call: the pure helpers only (the
 -- SECURITY DEFINER api_* functions write with the owner's rights)
 SELECT p.oid::regprocedure AS callable_by_public
   FROM pg_proc p
  WHERE p.pronamespace = 'udaconnect'::regnamespace
    AND has_function_privilege('regress_udc_nobody', p.oid, 'EXECUTE')
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text;
 RESET ROLE;
 REVOKE USAGE ON SCHEMA udaconnect FROM regress_udc_nobody;
 DROP ROLE regress_udc_nobody;
