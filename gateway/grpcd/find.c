@@ -6,7 +6,8 @@
  * one libpq connection each), and streaming the rows in bounded chunks.  A
  * call's query runs as
  *
- *   BEGIN; DECLARE grpcd_fc_N NO SCROLL CURSOR WITH HOLD FOR SELECT ...
+ *   BEGIN; SELECT set_config('statement_timeout', $1, true);
+ *   DECLARE grpcd_fc_N NO SCROLL CURSOR WITH HOLD FOR SELECT ...
  *   FROM udaconnect.api_find_connections($1, ...); FETCH 256 FROM
  *   grpcd_fc_N; COMMIT
  *
