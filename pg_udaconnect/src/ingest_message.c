@@ -14,6 +14,7 @@
  */
 #include "postgres.h"
 
+#include "fmgr.h"
 #include "ingest.h"
 #include "ingest_message.h"
 #include "location_rule.h"
@@ -97,4 +98,30 @@ udc_ingest_validate_message(const rd_kafka_message_t *m, ProtobufCAllocator *all
 	row->longitude = loc->longitude;
 	row->creation_time = (TimestampTz) (usec - UDC_UNIX_TO_PG_EPOCH_USEC);
 	return NULL;
+}
+
+/*
+ * udaconnect.ingest_payload_person(payload bytea) -> integer: the person id a
+ * Kafka message's payload names, or NULL when it names none (undecodable, or
+ * person_id 0).  Erasure uses it to find the ingest rejects of a person that
+ * were stored before ingest_rejects had a person_id column; the decoder is
+ * the ingest's own, so "names person N" means the same thing in both.
+ */
+PG_FUNCTION_INFO_V1(udc_ingest_payload_person);
+Datum
+udc_ingest_payload_person(PG_FUNCTION_ARGS)
+{
+	bytea	   *payload = PG_GETARG_BYTEA_PP(0);
+	Udaconnect__V1__Location *loc;
+	int32		person;
+
+	loc = udaconnect__v1__location__unpack(NULL, VARSIZE_ANY_EXHDR(payload),
+										   (const uint8_t *) VARDATA_ANY(payload));
+	if (loc == NULL)
+		PG_RETURN_NULL();
+	person = loc->person_id;
+	udaconnect__v1__location__free_unpacked(loc, NULL);
+	if (person <= 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT32(person);
 }

@@ -15,6 +15,8 @@ CREATE TABLE ingest_offset (
     rows_ingested bigint  NOT NULL DEFAULT 0,
     rejects       bigint  NOT NULL DEFAULT 0,
     last_batch_at timestamptz,
+    -- messages dropped because their person was erased (forget_person)
+    erased_dropped bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (topic, "partition")
 );
 COMMENT ON TABLE ingest_offset IS
@@ -29,9 +31,15 @@ CREATE TABLE ingest_rejects (
     key         text,
     payload     bytea,
     reason      text    NOT NULL,
-    received_at timestamptz NOT NULL DEFAULT now()
+    received_at timestamptz NOT NULL DEFAULT now(),
+    -- the person the payload names, when it names one: erasure finds the
+    -- person's rejects by it (forget_person)
+    person_id   integer
 );
 CREATE INDEX ingest_rejects_message_idx ON ingest_rejects (topic, "partition", "offset");
+CREATE INDEX ingest_rejects_person_idx ON ingest_rejects (person_id) WHERE person_id IS NOT NULL;
+-- retention (retention_sweep) removes the oldest first
+CREATE INDEX ingest_rejects_received_idx ON ingest_rejects (received_at);
 COMMENT ON TABLE ingest_rejects IS
     'Kafka ingest: messages refused (undecodable, missing or invalid fields, unknown person, future timestamp).';
 
@@ -106,12 +114,13 @@ SELECT coalesce(o.topic, w.topic)             AS topic,
        coalesce(o.rejects, 0)                 AS rejects,
        w.last_error,
        w.last_error_at,
-       o.last_batch_at
+       o.last_batch_at,
+       coalesce(o.erased_dropped, 0)          AS erased_dropped
   FROM ingest_offset o
   FULL JOIN ingest_worker_partitions() w
     ON w.topic = o.topic AND w."partition" = o."partition";
 COMMENT ON VIEW ingest_status IS
-    'Kafka ingest per partition: stored offset, high watermark, lag, rows, rejects, last error, last batch.';
+    'Kafka ingest per partition: stored offset, high watermark, lag, rows, rejects, last error, last batch, messages of erased persons dropped.';
 
 REVOKE ALL ON FUNCTION ingest_worker_partitions() FROM PUBLIC;
 REVOKE ALL ON FUNCTION ingest_check_loaded() FROM PUBLIC;

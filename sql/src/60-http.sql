@@ -12,6 +12,10 @@
 --
 -- Errors name the offending request field in the COLUMN error field where
 -- the gateway cannot know it (e.g. an unparsable creation_time).
+--
+-- Every api_* function takes the verified caller first (caller_role,
+-- caller_id; 40-privacy.sql says who may see what) and applies the rule
+-- itself: 42501 when the caller may not (-> 403 / PERMISSION_DENIED).
 
 -- ---------------------------------------------------------------------------
 -- The gateway's least-privilege role (roles are cluster-wide: create it only
@@ -50,9 +54,10 @@ AS $$
 $$;
 
 -- ---------------------------------------------------------------------------
--- GET /api/persons
+-- GET /api/persons: organizers all persons; an attendee themself and those
+-- they have met.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION api_persons() RETURNS json
+CREATE FUNCTION api_persons(caller_role text, caller_id integer) RETURNS json
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
 AS $$
@@ -60,48 +65,102 @@ AS $$
 BEGIN
     RETURN (
         SELECT coalesce(json_agg(udaconnect.api_person_json(p) ORDER BY p.id), '[]'::json)
-          FROM udaconnect.person p);
+          FROM udaconnect.person p
+         WHERE udaconnect.caller_is_organizer($1, $2)
+            OR p.id = $2
+            OR p.id IN (SELECT udaconnect.met_persons($2)));
 END;
 $$;
 
 -- GET /api/persons/{id}: the hot read route, so it is the one exception to
 -- the pattern above.  A LANGUAGE sql set-returning function without
 -- SECURITY DEFINER or SET clauses is inlined into the gateway's prepared
--- statement (SELECT body FROM udaconnect.api_person($1) AS body): one plan,
--- cached by the prepared statement, no PL/pgSQL call, no SPI, no GUC
--- save/restore, no security-definer switch (together about half of the
--- backend's CPU per request).  The body is SQL-standard (BEGIN ATOMIC), so its names are bound
--- when the extension is created and the caller's search_path cannot change
--- them.  Being inlined, it runs with the caller's privileges: it reads
--- api_person_public, a view of exactly the four published person fields,
--- on which udaconnect_api has SELECT (the same data GET /api/persons already
--- returns to anyone; the tables themselves stay closed to it).
--- Zero rows when there is no such person (-> 404).
+-- statement (SELECT body FROM udaconnect.api_person($1, $2, $3) AS body):
+-- one plan, cached by the prepared statement, no PL/pgSQL call, no SPI, no
+-- GUC save/restore, no security-definer switch (together about half of the
+-- backend's CPU per request).  The body is SQL-standard (BEGIN ATOMIC), so
+-- its names are bound when the extension is created and the caller's
+-- search_path cannot change them.  Being inlined, it runs with the caller's
+-- privileges: it reads api_person_public, a view of exactly the four
+-- published person fields, on which udaconnect_api has SELECT (the tables
+-- themselves stay closed to it).
+-- Who may see the row is 40-privacy.sql's rule written out as one CASE, so
+-- an organizer or an attendee reading themself costs two comparisons (an
+-- attendee reading someone else runs met_persons); anyone else gets
+-- deny_person's 42501.  Zero rows when there is no such person (-> 404).
 CREATE VIEW api_person_public AS
     SELECT p.id, p.first_name, p.last_name, p.company_name FROM udaconnect.person p;
 COMMENT ON VIEW api_person_public IS
     'The published fields of every person (what GET /api/persons returns): '
     'the only relation the gateway role udaconnect_api may read.';
 
-CREATE FUNCTION api_person(id integer) RETURNS SETOF json
-LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+CREATE FUNCTION api_person(caller_role text, caller_id integer, id integer) RETURNS SETOF json
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
 BEGIN ATOMIC
-    SELECT pg_catalog.json_build_object('id', p.id, 'first_name', p.first_name,
-                                        'last_name', p.last_name, 'company_name', p.company_name)
+    SELECT CASE
+               WHEN api_person.caller_role = 'organizer'
+                    OR (api_person.caller_role = 'attendee' AND api_person.caller_id > 0
+                        AND (p.id = api_person.caller_id
+                             OR p.id IN (SELECT udaconnect.met_persons(api_person.caller_id))))
+               THEN pg_catalog.json_build_object('id', p.id, 'first_name', p.first_name,
+                                                 'last_name', p.last_name,
+                                                 'company_name', p.company_name)
+               ELSE udaconnect.deny_person(api_person.caller_role, api_person.caller_id, p.id)
+           END
       FROM udaconnect.api_person_public p
      WHERE p.id = api_person.id;
 END;
 
--- POST /api/persons
-CREATE FUNCTION api_create_person(first_name text, last_name text, company_name text)
+-- POST /api/persons (organizers)
+CREATE FUNCTION api_create_person(caller_role text, caller_id integer,
+                                  first_name text, last_name text, company_name text)
 RETURNS json
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
+    PERFORM udaconnect.caller_require_organizer($1, $2, 'create persons');
     RETURN (
-        SELECT udaconnect.api_person_json(udaconnect.create_person($1, $2, $3)));
+        SELECT udaconnect.api_person_json(udaconnect.create_person($3, $4, $5)));
+END;
+$$;
+
+-- DELETE /api/persons/{id} (organizers, or the attendee themself):
+-- forget_person, answered with how many rows went.  NULL when there is no
+-- such person (-> 404).
+CREATE FUNCTION api_forget_person(caller_role text, caller_id integer, id integer)
+RETURNS json
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+DECLARE
+    by_organizer boolean := udaconnect.caller_is_organizer(caller_role, caller_id);
+    f record;
+BEGIN
+    PERFORM udaconnect.caller_require_self(caller_role, caller_id, id, 'erase');
+    IF NOT EXISTS (SELECT 1 FROM udaconnect.person p WHERE p.id = api_forget_person.id) THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO f FROM udaconnect.forget_person(id, CASE WHEN by_organizer THEN 'organizer' ELSE 'self' END);
+    RETURN json_build_object('erased', true, 'locations', f.locations, 'rejects', f.rejects);
+END;
+$$;
+
+-- POST /api/persons/{id}/token (organizers): the claims of an attendee
+-- token for the person, which the gateway signs.  NULL when there is no
+-- such person (-> 404).
+CREATE FUNCTION api_token_claims(caller_role text, caller_id integer, id integer)
+RETURNS json
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+BEGIN
+    PERFORM udaconnect.caller_require_organizer(caller_role, caller_id, 'issue tokens');
+    IF NOT EXISTS (SELECT 1 FROM udaconnect.person p WHERE p.id = api_token_claims.id) THEN
+        RETURN NULL;
+    END IF;
+    RETURN json_build_object('sub', id::text, 'role', 'attendee');
 END;
 $$;
 
@@ -128,55 +187,44 @@ END;
 $$;
 
 -- ---------------------------------------------------------------------------
--- find_connections for a gateway that streams the rows itself (grpcd's
--- FindConnections): the window in seconds as above, rows in the finder's
--- order.
+-- A connection search as a caller may make it: an attendee only for
+-- themself and at most attendee_max_distance() wide; the window in seconds
+-- as above; rows in the finder's order.  grpcd's FindConnections streams
+-- these rows; api_connections shapes them for httpd.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION api_find_connections(person_id integer, start_date date, end_date date,
+CREATE FUNCTION api_find_connections(caller_role text, caller_id integer,
+                                     person integer, start_date date, end_date date,
                                      meters float8, window_seconds float8)
 RETURNS TABLE (location_id bigint, person_id integer, latitude float8, longitude float8,
                creation_time timestamptz, distance_m float8)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = udaconnect, public, pg_temp
-AS $$
-    SELECT * FROM udaconnect.find_connections($1, $2, $3, $4, udaconnect.api_window($5))
-$$;
-
--- ---------------------------------------------------------------------------
--- GET /api/persons/{id}/connection: the original's shape, one entry per
--- qualifying location of another person (see find_connections).
--- window_seconds NULL = no time window.
--- ---------------------------------------------------------------------------
-CREATE FUNCTION api_connection(person_id integer, start_date date, end_date date,
-                               meters float8, window_seconds float8)
-RETURNS json
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
-SET TimeZone = 'UTC'
 AS $$
 #variable_conflict use_column
 BEGIN
-    -- the person of each row by primary key (a join would scan all persons)
-    RETURN (
-        SELECT coalesce(json_agg(json_build_object(
-                   'location', json_build_object('id', f.location_id, 'person_id', f.person_id,
-                                                 'latitude', f.latitude, 'longitude', f.longitude,
-                                                 'creation_time', f.creation_time),
-                   'person', (SELECT udaconnect.api_person_json(p)
-                                FROM udaconnect.person p WHERE p.id = f.person_id))
-                 ORDER BY f.creation_time, f.location_id), '[]'::json)
-          FROM udaconnect.find_connections($1, $2, $3, $4,
-                   udaconnect.api_window($5)) f);
+    PERFORM udaconnect.caller_require_self($1, $2, $3, 'search the connections of');
+    IF NOT udaconnect.caller_is_organizer($1, $2) AND $6 > udaconnect.attendee_max_distance() THEN
+        RAISE EXCEPTION 'an attendee may search at most % m around their locations, not % m',
+                udaconnect.attendee_max_distance(), $6
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Organizers may search wider (setting udaconnect.attendee_max_distance).';
+    END IF;
+    RETURN QUERY
+        SELECT * FROM udaconnect.find_connections($3, $4, $5, $6, udaconnect.api_window($7));
 END;
 $$;
 
 -- ---------------------------------------------------------------------------
--- GET /api/persons/{id}/connections: one entry per connected person, the
--- connected_persons summary plus where they first met (latitude, longitude
--- of the earliest qualifying location).
+-- GET /api/persons/{id}/connection (per_person false): the original's
+-- shape, one entry per qualifying location of another person.
+-- GET /api/persons/{id}/connections (per_person true): one entry per
+-- connected person, the connected_persons summary plus where they first met
+-- (latitude, longitude of the earliest qualifying location).
+-- window_seconds NULL = no time window.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION api_connections(person_id integer, start_date date, end_date date,
-                                meters float8, window_seconds float8)
+CREATE FUNCTION api_connections(caller_role text, caller_id integer,
+                                person_id integer, start_date date, end_date date,
+                                meters float8, window_seconds float8, per_person boolean)
 RETURNS json
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
@@ -184,6 +232,18 @@ SET TimeZone = 'UTC'
 AS $$
 #variable_conflict use_column
 BEGIN
+    IF NOT per_person THEN
+        -- the person of each row by primary key (a join would scan all persons)
+        RETURN (
+            SELECT coalesce(json_agg(json_build_object(
+                       'location', json_build_object('id', f.location_id, 'person_id', f.person_id,
+                                                     'latitude', f.latitude, 'longitude', f.longitude,
+                                                     'creation_time', f.creation_time),
+                       'person', (SELECT udaconnect.api_person_json(p)
+                                    FROM udaconnect.person p WHERE p.id = f.person_id))
+                     ORDER BY f.creation_time, f.location_id), '[]'::json)
+              FROM udaconnect.api_find_connections($1, $2, $3, $4, $5, $6, $7) f);
+    END IF;
     RETURN (
         SELECT coalesce(json_agg(
                    (SELECT json_build_object(
@@ -201,8 +261,7 @@ BEGIN
                        min(f.distance_m) AS min_distance_m,
                        (array_agg(f.latitude ORDER BY f.creation_time, f.location_id))[1] AS latitude,
                        (array_agg(f.longitude ORDER BY f.creation_time, f.location_id))[1] AS longitude
-                  FROM udaconnect.find_connections($1, $2, $3, $4,
-                           udaconnect.api_window($5)) f
+                  FROM udaconnect.api_find_connections($1, $2, $3, $4, $5, $6, $7) f
                  GROUP BY f.person_id) g);
 END;
 $$;
@@ -214,9 +273,11 @@ $$;
 --   skip      offset (NULL = 0)
 --   person, start_date, end_date  optional filters (dates are UTC days,
 --             end_date inclusive, as in find_connections)
+-- An attendee reads only their own: person defaults to them, another is 42501.
 -- next_cursor is the last id of a full page (NULL when this page is the last).
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION api_locations(lim integer, after_id bigint, skip bigint, person integer,
+CREATE FUNCTION api_locations(caller_role text, caller_id integer,
+                              lim integer, after_id bigint, skip bigint, person integer,
                               start_date date, end_date date,
                               OUT body json, OUT next_cursor bigint)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -227,6 +288,10 @@ DECLARE
     t0 timestamptz := (start_date::timestamp AT TIME ZONE 'UTC');
     t1 timestamptz := ((end_date + 1)::timestamp AT TIME ZONE 'UTC');
 BEGIN
+    IF NOT udaconnect.caller_is_organizer(caller_role, caller_id) THEN
+        person := coalesce(person, caller_id);
+        PERFORM udaconnect.caller_require_self(caller_role, caller_id, person, 'read the locations of');
+    END IF;
     IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
         RAISE EXCEPTION 'limit must be between 1 and 1000, not %', lim
             USING ERRCODE = 'invalid_parameter_value', COLUMN = 'limit';
@@ -255,22 +320,30 @@ BEGIN
 END;
 $$;
 
--- GET /api/locations/{id}: NULL when there is no such location (-> 404)
-CREATE FUNCTION api_location(id bigint) RETURNS json
+-- GET /api/locations/{id}: NULL when there is no such location (-> 404);
+-- an attendee's own only.
+CREATE FUNCTION api_location(caller_role text, caller_id integer, id bigint) RETURNS json
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
 SET TimeZone = 'UTC'
 AS $$
-#variable_conflict use_column
+DECLARE
+    l udaconnect.location;
 BEGIN
-    RETURN (
-        SELECT udaconnect.api_location_json(l) FROM udaconnect.location l WHERE l.id = $1);
+    SELECT * INTO l FROM udaconnect.location o WHERE o.id = api_location.id;
+    IF NOT FOUND THEN
+        PERFORM udaconnect.caller_is_organizer(caller_role, caller_id);   -- unknown caller
+        RETURN NULL;
+    END IF;
+    PERFORM udaconnect.caller_require_self(caller_role, caller_id, l.person_id, 'read the locations of');
+    RETURN udaconnect.api_location_json(l);
 END;
 $$;
 
 -- POST /api/locations.  creation_time is ISO 8601 text (no zone = UTC);
--- NULL means now().
-CREATE FUNCTION api_create_location(person_id integer, latitude float8, longitude float8,
+-- NULL means now().  An attendee reports only for themself.
+CREATE FUNCTION api_create_location(caller_role text, caller_id integer,
+                                    person_id integer, latitude float8, longitude float8,
                                     creation_time text)
 RETURNS json
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -280,6 +353,7 @@ AS $$
 DECLARE
     ts timestamptz;
 BEGIN
+    PERFORM udaconnect.caller_require_self(caller_role, caller_id, person_id, 'report locations for');
     IF creation_time IS NULL THEN
         ts := now();
     ELSE
@@ -298,24 +372,30 @@ $$;
 
 -- ---------------------------------------------------------------------------
 -- Privileges: udaconnect_api may call exactly these functions and read
--- api_person_public (see api_person).
+-- api_person_public; api_person, inlined into its statement, calls
+-- met_persons, deny_person and (through it) caller_is_organizer with its
+-- rights.
 -- ---------------------------------------------------------------------------
-REVOKE ALL ON FUNCTION api_persons(), api_person(integer),
-    api_create_person(text, text, text),
-    api_connection(integer, date, date, float8, float8),
-    api_connections(integer, date, date, float8, float8),
-    api_find_connections(integer, date, date, float8, float8),
-    api_locations(integer, bigint, bigint, integer, date, date),
-    api_location(bigint),
-    api_create_location(integer, float8, float8, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION api_persons(text, integer), api_person(text, integer, integer),
+    api_create_person(text, integer, text, text, text),
+    api_forget_person(text, integer, integer),
+    api_token_claims(text, integer, integer),
+    api_find_connections(text, integer, integer, date, date, float8, float8),
+    api_connections(text, integer, integer, date, date, float8, float8, boolean),
+    api_locations(text, integer, integer, bigint, bigint, integer, date, date),
+    api_location(text, integer, bigint),
+    api_create_location(text, integer, integer, float8, float8, text) FROM PUBLIC;
 GRANT USAGE ON SCHEMA udaconnect TO udaconnect_api;
 REVOKE ALL ON api_person_public FROM PUBLIC;
 GRANT SELECT ON api_person_public TO udaconnect_api;
-GRANT EXECUTE ON FUNCTION api_persons(), api_person(integer),
-    api_create_person(text, text, text),
-    api_connection(integer, date, date, float8, float8),
-    api_connections(integer, date, date, float8, float8),
-    api_find_connections(integer, date, date, float8, float8),
-    api_locations(integer, bigint, bigint, integer, date, date),
-    api_location(bigint),
-    api_create_location(integer, float8, float8, text) TO udaconnect_api;
+GRANT EXECUTE ON FUNCTION api_persons(text, integer), api_person(text, integer, integer),
+    api_create_person(text, integer, text, text, text),
+    api_forget_person(text, integer, integer),
+    api_token_claims(text, integer, integer),
+    api_find_connections(text, integer, integer, date, date, float8, float8),
+    api_connections(text, integer, integer, date, date, float8, float8, boolean),
+    api_locations(text, integer, integer, bigint, bigint, integer, date, date),
+    api_location(text, integer, bigint),
+    api_create_location(text, integer, integer, float8, float8, text),
+    met_persons(integer), deny_person(text, integer, integer),
+    caller_is_organizer(text, integer) TO udaconnect_api;

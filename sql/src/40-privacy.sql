@@ -1,0 +1,236 @@
+-- ---------------------------------------------------------------------------
+-- pg_udaconnect: who may see what, erasure and retention (docs/security.md).
+--
+-- Callers.  The gateways verify a caller's token and pass what it proves to
+-- every api_* function as its first two arguments: caller_role ('organizer'
+-- or 'attendee') and caller_id (an attendee's person id).  The rules below
+-- decide, so REST, gRPC and SQL give the same answer to the same caller.
+-- With authentication off (UDACONNECT_AUTH=off) the gateways call as an
+-- organizer: the original's open API.
+--
+--   organizer  everything: all persons, locations, connections; creates
+--              persons, issues tokens, erases.
+--   attendee   their own person record, locations and connections; of other
+--              persons only those they have met (has_met), and of those only
+--              what GET /api/persons shows (names and company).  Connection
+--              searches at most attendee_max_distance() metres wide.
+-- Everything else: SQLSTATE 42501 (-> 403 / PERMISSION_DENIED).
+-- ---------------------------------------------------------------------------
+
+-- Whether the caller is an organizer (true) or an attendee (false); 42501
+-- for anything else, so a caller the gateway did not establish sees nothing.
+CREATE FUNCTION caller_is_organizer(caller_role text, caller_id integer) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF caller_role = 'organizer' THEN
+        RETURN true;
+    END IF;
+    IF caller_role = 'attendee' AND caller_id > 0 THEN
+        RETURN false;
+    END IF;
+    RAISE EXCEPTION 'unknown caller: role %, person %',
+            coalesce(quote_literal(caller_role), 'NULL'), coalesce(caller_id::text, 'NULL')
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'A caller is an organizer, or an attendee with their person id.';
+END;
+$$;
+
+-- 42501 unless the caller is an organizer or the attendee person_id itself.
+-- what: the action, for the message ("read the connections of").
+CREATE FUNCTION caller_require_self(caller_role text, caller_id integer, person_id integer,
+                                    what text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF NOT udaconnect.caller_is_organizer(caller_role, caller_id)
+       AND person_id IS DISTINCT FROM caller_id THEN
+        RAISE EXCEPTION 'attendee % may not % person %', caller_id, what, coalesce(person_id::text, 'NULL')
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'An attendee sees and reports only their own locations and connections.';
+    END IF;
+END;
+$$;
+
+-- 42501 unless the caller is an organizer.
+CREATE FUNCTION caller_require_organizer(caller_role text, caller_id integer, what text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF NOT udaconnect.caller_is_organizer(caller_role, caller_id) THEN
+        RAISE EXCEPTION 'only an organizer may %', what
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END;
+$$;
+
+-- The widest connection search an attendee may make, in metres (setting
+-- udaconnect.attendee_max_distance, default 10): wider, a "connection" would
+-- be a view of everyone in the hall.
+CREATE FUNCTION attendee_max_distance() RETURNS float8
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(nullif(current_setting('udaconnect.attendee_max_distance', true), '')::float8, 10)
+$$;
+
+-- The persons `person_id` has met: those in its connection search over all
+-- of its own days, attendee_max_distance() wide, any time of day.  (When
+-- encounters exist, they will be the rule.)
+CREATE FUNCTION met_persons(person_id integer) RETURNS SETOF integer
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+ROWS 10
+AS $$
+DECLARE
+    t0 timestamptz;
+    t1 timestamptz;
+BEGIN
+    SELECT min(l.creation_time), max(l.creation_time) INTO t0, t1
+      FROM udaconnect.location l WHERE l.person_id = met_persons.person_id;
+    IF t0 IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT DISTINCT f.person_id
+          FROM udaconnect.find_connections(met_persons.person_id,
+                   (t0 AT TIME ZONE 'UTC')::date, (t1 AT TIME ZONE 'UTC')::date,
+                   udaconnect.attendee_max_distance(), NULL) f;
+END;
+$$;
+
+-- The ELSE of api_person's CASE (see there): 42501 naming what the caller
+-- may not see.  Its arguments include the row's id, so the planner cannot
+-- fold the call into a constant and raise while planning.
+CREATE FUNCTION deny_person(caller_role text, caller_id integer, id integer) RETURNS json
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+    PERFORM udaconnect.caller_is_organizer(caller_role, caller_id);   -- unknown caller
+    RAISE EXCEPTION 'attendee % may not see person %', caller_id, id
+        USING ERRCODE = 'insufficient_privilege',
+              DETAIL = 'An attendee sees only themself and the persons they have met.';
+END;
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Erasure.  forget_person(id) removes, in one transaction, every row about
+-- the person: locations, ingest rejects that name them, the person.  What
+-- stays: the id in erased_person (so the ingest drops their messages still
+-- in Kafka and the id is never given again) and an audit row that holds no
+-- personal data (when, who asked, how many rows).
+-- ---------------------------------------------------------------------------
+CREATE TABLE erased_person (
+    id integer PRIMARY KEY
+);
+COMMENT ON TABLE erased_person IS
+    'Ids of erased persons: never reused; the ingest drops their messages.  No time, no link to the audit.';
+
+CREATE TABLE erasure_audit (
+    id           bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    erased_at    timestamptz NOT NULL DEFAULT now(),
+    requested_by text NOT NULL,
+    locations    bigint NOT NULL,
+    rejects      bigint NOT NULL,
+    persons      integer NOT NULL
+);
+COMMENT ON TABLE erasure_audit IS
+    'One row per erasure: when, who asked (organizer, the person themself, or a database role), how many rows went.  No person id.';
+
+SELECT pg_catalog.pg_extension_config_dump('erased_person', '');
+SELECT pg_catalog.pg_extension_config_dump('erasure_audit', '');
+SELECT pg_catalog.pg_extension_config_dump('erasure_audit_id_seq', '');
+
+-- An erased id is never given again, not even by an explicit INSERT.
+CREATE FUNCTION person_refuse_erased_id() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM udaconnect.erased_person e WHERE e.id = NEW.id) THEN
+        RAISE EXCEPTION 'person id % belonged to an erased person and is not reused', NEW.id
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'Let the id default (create_person() does).';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER person_not_erased BEFORE INSERT OR UPDATE OF id ON person
+    FOR EACH ROW EXECUTE FUNCTION person_refuse_erased_id();
+
+-- The person id a Kafka payload names (C, the ingest's own decoder), NULL
+-- when it names none: finds rejects stored before they carried person_id.
+CREATE FUNCTION ingest_payload_person(payload bytea) RETURNS integer
+    AS 'MODULE_PATHNAME', 'udc_ingest_payload_person'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- Erase person `id`.  requested_by goes to the audit ('organizer', 'self',
+-- or by default the database role).  P0002 when there is no such person.
+CREATE FUNCTION forget_person(id integer, requested_by text DEFAULT NULL,
+                              OUT locations bigint, OUT rejects bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+BEGIN
+    -- FOR UPDATE waits for ingest batches that hold the person FOR KEY
+    -- SHARE and keeps new ones out until we commit; those then find the
+    -- person gone and the id erased, and drop the message.
+    PERFORM 1 FROM udaconnect.person p WHERE p.id = forget_person.id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'person % does not exist', forget_person.id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    DELETE FROM udaconnect.location l WHERE l.person_id = forget_person.id;
+    GET DIAGNOSTICS locations = ROW_COUNT;
+    DELETE FROM udaconnect.ingest_rejects r
+     WHERE r.person_id = forget_person.id
+        OR (r.person_id IS NULL AND r.payload IS NOT NULL
+            AND udaconnect.ingest_payload_person(r.payload) = forget_person.id);
+    GET DIAGNOSTICS rejects = ROW_COUNT;
+    DELETE FROM udaconnect.person p WHERE p.id = forget_person.id;
+    INSERT INTO udaconnect.erased_person (id) VALUES (forget_person.id);
+    INSERT INTO udaconnect.erasure_audit (requested_by, locations, rejects, persons)
+    VALUES (coalesce(requested_by, 'role ' || session_user), locations, rejects, 1);
+END;
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Retention.  With udaconnect.location_retention set (an interval; off by
+-- default), the retention worker (src/retention.c) calls retention_sweep
+-- with cutoff = now() - retention until a call removes fewer than `batch`
+-- rows: each call is one short transaction that takes no lock the ingest
+-- waits for.  This function is the one place that knows how old rows go
+-- (the partitioned layout will drop whole partitions here instead).
+-- ---------------------------------------------------------------------------
+-- BRIN: positions arrive roughly in time order, so a summary per block range
+-- finds the old ones at almost no cost per inserted row.
+CREATE INDEX location_creation_time_brin ON location USING brin (creation_time);
+
+CREATE FUNCTION retention_sweep(cutoff timestamptz, batch integer DEFAULT 10000,
+                                OUT locations bigint, OUT rejects bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+BEGIN
+    IF cutoff IS NULL OR batch IS NULL OR batch < 1 THEN
+        RAISE EXCEPTION 'retention_sweep needs a cutoff and a batch of at least 1'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    DELETE FROM udaconnect.location l
+     WHERE l.ctid = ANY (ARRAY(SELECT o.ctid FROM udaconnect.location o
+                                WHERE o.creation_time < cutoff LIMIT batch));
+    GET DIAGNOSTICS locations = ROW_COUNT;
+    DELETE FROM udaconnect.ingest_rejects r
+     WHERE r.id IN (SELECT o.id FROM udaconnect.ingest_rejects o
+                     WHERE o.received_at < cutoff ORDER BY o.received_at LIMIT batch);
+    GET DIAGNOSTICS rejects = ROW_COUNT;
+END;
+$$;
+
+REVOKE ALL ON FUNCTION caller_is_organizer(text, integer),
+    caller_require_self(text, integer, integer, text),
+    caller_require_organizer(text, integer, text),
+    attendee_max_distance(), met_persons(integer),
+    deny_person(text, integer, integer),
+    person_refuse_erased_id(), ingest_payload_person(bytea),
+    forget_person(integer, text), retention_sweep(timestamptz, integer) FROM PUBLIC;
