@@ -11,14 +11,16 @@
 #              (scripts/run_db_command.sh postgres-0)
 #   --no-wait  apply and return without waiting for the pods
 #
-# Steps: namespace; the Secret udaconnect-secrets (random passwords,
-# generated here on the first deploy and kept afterwards: never in the tree);
+# Steps: namespace; the Secret udaconnect-secrets (random passwords and the
+# gateways' token signing key jwt-key, generated here on the first deploy and
+# kept afterwards: never in the tree; a Secret from before tokens existed
+# gets its jwt-key added);
 # kubectl apply -k deployment/; wait for PostgreSQL, Kafka, the topic Job and
 # the gateways; show `kubectl get pods,svc -n udaconnect`.
 #
-# Environment: KUBECTL (default kubectl), DOCKER (default docker),
-# UDACONNECT_API_TOKEN (if set on the first deploy: bearer token required by
-# the HTTP write routes; default none, as the original API).
+# Environment: KUBECTL (default kubectl), DOCKER (default docker).
+# Tokens for the registration desk: see the closing message and
+# docs/security.md.
 set -euo pipefail
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NS=udaconnect
@@ -64,8 +66,15 @@ say "namespace $NS"
 k apply -f "$TOP/deployment/namespace.yaml"
 
 # --- the Secret: generated once, never written into the tree ---------------
+# HS256 signing key of the gateways' tokens: 48 random bytes, base64url
+jwtkey() { head -c 48 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '='; }
 if k -n "$NS" get secret "$SECRET" >/dev/null 2>&1; then
   say "secret $SECRET exists: keeping its passwords (the database was initialised with them)"
+  if [ -z "$(k -n "$NS" get secret "$SECRET" -o 'jsonpath={.data.jwt-key}' 2>/dev/null)" ]; then
+    say "adding the token signing key jwt-key to $SECRET"
+    # the value goes through stdin, never on a command line
+    printf '{"stringData":{"jwt-key":"%s"}}' "$(jwtkey)" | k -n "$NS" patch secret "$SECRET" --patch-file=/dev/stdin
+  fi
 else
   say "generating secret $SECRET"
   tmp=$(mktemp -d)
@@ -76,7 +85,7 @@ else
     echo "postgres-password=$(pw)"
     echo "api-password=$(pw)"
     echo "reader-password=$(pw)"
-    if [ -n "${UDACONNECT_API_TOKEN:-}" ]; then echo "api-token=$UDACONNECT_API_TOKEN"; fi
+    echo "jwt-key=$(jwtkey)"
   } > "$tmp/secret.env"
   k -n "$NS" create secret generic "$SECRET" --from-env-file="$tmp/secret.env" \
       --dry-run=client -o yaml | k apply -f -
@@ -116,6 +125,8 @@ UdaConnect is deployed in namespace $NS:
   REST API    http://<node>:30001/api/persons   (OpenAPI: /api/openapi.json)
   gRPC        <node>:30005                      (udaconnect.v1.LocationService)
   seed data   scripts/run_db_command.sh postgres-0
+  tokens      kubectl exec -n $NS deploy/udaconnect-httpd -- udaconnect-token --organizer desk --ttl 12h
+              (an organizer then issues attendee tokens: POST /api/persons/{id}/token)
   psql        kubectl exec -it -n $NS postgres-0 -c postgres -- psql -U postgres -d geoconnections
   remove it   scripts/teardown.sh
 EOF

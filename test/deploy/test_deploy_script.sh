@@ -24,7 +24,9 @@ echo "$*" >> "$S/calls.log"
 args=" $* "
 case "$args" in
   *" cluster-info "*) exit 0 ;;
+  *" get secret "*"jsonpath"*) [ -f "$S/secret.yaml" ] && python3 -c 'import sys, yaml; print((yaml.safe_load(open(sys.argv[1])).get("data") or {}).get("jwt-key", ""), end="")' "$S/secret.yaml" ;;
   *" get secret "*) [ -f "$S/secret.yaml" ] ;;
+  *" patch secret "*) cat > "$S/patch.json" ;;
   *" create secret "*"--dry-run=client"*) exec "$REAL_KUBECTL" "$@" ;;
   *" apply -f - "*) cat > "$S/applied-stdin.yaml"; grep -q '^kind: Secret' "$S/applied-stdin.yaml" && cp "$S/applied-stdin.yaml" "$S/secret.yaml"; exit 0 ;;
   *" apply -f "*) exit 0 ;;
@@ -39,7 +41,7 @@ export STUB_STATE=$W/state REAL_KUBECTL
 K=$W/bin/kubectl
 
 # --- first deploy ---------------------------------------------------------------
-out=$(KUBECTL=$K UDACONNECT_API_TOKEN='' "$TOP/scripts/deploy.sh" 2>&1); rc=$?
+out=$(KUBECTL=$K "$TOP/scripts/deploy.sh" 2>&1); rc=$?
 if [ $rc -eq 0 ]; then ok "deploy.sh runs through (recording kubectl)"; else nok "deploy.sh runs through (recording kubectl)" "rc=$rc" "$out"; fi
 
 calls=$W/state/calls.log
@@ -60,11 +62,14 @@ probs = []
 if d.get("kind") != "Secret" or d["metadata"].get("name") != "udaconnect-secrets" or d["metadata"].get("namespace") != "udaconnect":
     probs.append(f"not Secret udaconnect/udaconnect-secrets: {d.get('kind')} {d.get('metadata')}")
 data = {k: base64.b64decode(v).decode() for k, v in (d.get("data") or {}).items()}
-want = {"postgres-password", "api-password", "reader-password"}
+want = {"postgres-password", "api-password", "reader-password", "jwt-key"}
 if set(data) != want:
-    probs.append(f"keys {sorted(data)}, want {sorted(want)} (no api-token unless UDACONNECT_API_TOKEN is set)")
+    probs.append(f"keys {sorted(data)}, want {sorted(want)}")
 for k, v in data.items():
-    if not re.fullmatch(r"[A-Za-z0-9]{32}", v):
+    if k == "jwt-key":
+        if not re.fullmatch(r"[A-Za-z0-9_-]{64}", v):
+            probs.append("jwt-key is not 48 random bytes as base64url (64 characters)")
+    elif not re.fullmatch(r"[A-Za-z0-9]{32}", v):
         probs.append(f"{k} is not 32 random letters and digits")
 if len(set(data.values())) != len(data):
     probs.append("two passwords are equal")
@@ -75,9 +80,9 @@ PY
 probs=$(grep -v '^VALUES ' <<<"$secret_check")
 values=$(sed -n 's/^VALUES //p' <<<"$secret_check")
 if [ -z "$probs" ] && [ -n "$values" ]; then
-  ok "the Secret has the three passwords the manifests use, 32 random characters each"
+  ok "the Secret has the three passwords (32 random characters each) and the token signing key the manifests use"
 else
-  nok "the Secret has the three passwords the manifests use, 32 random characters each" "$probs"
+  nok "the Secret has the three passwords and the token signing key the manifests use" "$probs"
 fi
 
 leak=""
@@ -108,16 +113,23 @@ else
   nok "a second deploy keeps the existing Secret; --no-wait does not wait" "rc=$rc" "$(cat "$calls")"
 fi
 
-# --- API token on request ----------------------------------------------------------
-rm -f "$W/state/secret.yaml"
-out=$(KUBECTL=$K UDACONNECT_API_TOKEN=tok-$$ "$TOP/scripts/deploy.sh" --no-wait 2>&1); rc=$?
-if [ $rc -eq 0 ] && python3 -c '
-import base64, sys, yaml
-d = yaml.safe_load(open(sys.argv[1]))["data"]
-sys.exit(0 if base64.b64decode(d.get("api-token", "")).decode() == sys.argv[2] else 1)' "$W/state/secret.yaml" "tok-$$"; then
-  ok "UDACONNECT_API_TOKEN on the first deploy becomes the Secret's api-token"
+# --- a Secret from before tokens existed gets its signing key --------------------------
+python3 - "$W/state/secret.yaml" <<'PY'
+import sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+d["data"].pop("jwt-key", None)
+yaml.safe_dump(d, open(sys.argv[1], "w"))
+PY
+: > "$calls"
+out=$(KUBECTL=$K "$TOP/scripts/deploy.sh" --no-wait 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -q 'patch secret udaconnect-secrets --patch-file=/dev/stdin' "$calls" && python3 -c '
+import json, re, sys
+d = json.load(open(sys.argv[1]))["stringData"]
+sys.exit(0 if set(d) == {"jwt-key"} and re.fullmatch(r"[A-Za-z0-9_-]{64}", d["jwt-key"]) else 1)' "$W/state/patch.json" &&
+   ! grep -qF -- "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stringData"]["jwt-key"])' "$W/state/patch.json")" "$calls"; then
+  ok "an existing Secret without jwt-key gets one (a patch through stdin, not on the command line); its passwords stay"
 else
-  nok "UDACONNECT_API_TOKEN on the first deploy becomes the Secret's api-token" "$out"
+  nok "an existing Secret without jwt-key gets one through stdin" "rc=$rc" "$(cat "$calls")" "$out"
 fi
 
 out=$(KUBECTL=$K "$TOP/scripts/deploy.sh" --bogus 2>&1); rc=$?

@@ -140,7 +140,7 @@ fi
 
 # --- the gateways' roles ------------------------------------------------------------
 t "udaconnect_api (httpd) logs in with its password and calls the API functions" \
-  tcp_psql udaconnect_api "$API_PW" "SELECT udaconnect.api_persons() IS NOT NULL"
+  tcp_psql udaconnect_api "$API_PW" "SELECT udaconnect.api_persons('organizer', NULL) IS NOT NULL"
 t "udaconnect_api cannot read or change tables directly, nor create objects" \
   bash -c "$(declare -f expect_fail tcp_psql); expect_fail 'ERROR:  42501' tcp_psql udaconnect_api '$API_PW' 'SELECT * FROM udaconnect.location LIMIT 1' &&
            expect_fail 'ERROR:  42501' tcp_psql udaconnect_api '$API_PW' 'DELETE FROM udaconnect.person' &&
@@ -148,9 +148,12 @@ t "udaconnect_api cannot read or change tables directly, nor create objects" \
 t "udaconnect_api with a wrong password is refused" \
   bash -c "$(declare -f expect_fail tcp_psql); expect_fail 'password authentication failed' tcp_psql udaconnect_api wrong 'SELECT 1'"
 pid1=$(sock_psql -c "SELECT min(id) FROM udaconnect.person" 2>/dev/null)
-t "udaconnect_reader (grpcd) runs find_connections and connected_persons" \
-  tcp_psql udaconnect_reader "$READER_PW" "SELECT count(*) >= 0 FROM udaconnect.find_connections(${pid1:-1}, '2020-01-01', '2020-12-30', 5);
-                                           SELECT count(*) >= 0 FROM udaconnect.connected_persons(${pid1:-1}, '2020-01-01', '2020-12-30', 5)"
+t "udaconnect_reader (grpcd) runs api_find_connections, with its caller rules" \
+  tcp_psql udaconnect_reader "$READER_PW" "SELECT count(*) >= 0 FROM udaconnect.api_find_connections('organizer', NULL, ${pid1:-1}, '2020-01-01', '2020-12-30', 5, NULL)"
+t "udaconnect_reader cannot call the raw finder (it would bypass the caller rules)" \
+  bash -c "$(declare -f expect_fail tcp_psql); expect_fail 'ERROR:  42501' tcp_psql udaconnect_reader '$READER_PW' \"SELECT count(*) FROM udaconnect.find_connections(${pid1:-1}, '2020-01-01', '2020-12-30', 5)\" &&
+           expect_fail 'ERROR:  42501' tcp_psql udaconnect_reader '$READER_PW' \"SELECT count(*) FROM udaconnect.connected_persons(${pid1:-1}, '2020-01-01', '2020-12-30', 5)\" &&
+           expect_fail 'ERROR:  42501' tcp_psql udaconnect_reader '$READER_PW' \"SELECT * FROM udaconnect.api_find_connections('attendee', ${pid1:-1}, ${pid1:-1} + 1, '2020-01-01', '2020-12-30', 5, NULL)\""
 t "udaconnect_reader can neither write nor read tables directly" \
   bash -c "$(declare -f expect_fail tcp_psql); expect_fail 'ERROR:  42501' tcp_psql udaconnect_reader '$READER_PW' \"SELECT udaconnect.create_person('a', 'b', 'c')\" &&
            expect_fail 'ERROR:  42501' tcp_psql udaconnect_reader '$READER_PW' 'SELECT * FROM udaconnect.person LIMIT 1'"

@@ -36,15 +36,21 @@ ALTER ROLE udaconnect_api LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATIO
     PASSWORD :'api_password';
 
 -- udaconnect-grpcd logs in as udaconnect_reader for FindConnections: EXECUTE
--- on the two finder functions (SECURITY DEFINER), nothing else.
+-- on api_find_connections (SECURITY DEFINER), which applies the caller rules
+-- (docs/security.md), nothing else: not the raw finder.
 SELECT 'CREATE ROLE udaconnect_reader NOINHERIT'
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'udaconnect_reader') \gexec
 ALTER ROLE udaconnect_reader LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
     PASSWORD :'reader_password';
 GRANT USAGE ON SCHEMA udaconnect TO udaconnect_reader;
-SELECT format('GRANT EXECUTE ON FUNCTION %s TO udaconnect_reader', p.oid::regprocedure)
+-- (a database initialised before 1.2 granted the raw finder: take it back)
+SELECT format('REVOKE EXECUTE ON FUNCTION %s FROM udaconnect_reader', p.oid::regprocedure)
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = 'udaconnect' AND p.proname IN ('find_connections', 'connected_persons')
+ ORDER BY 1 \gexec
+SELECT format('GRANT EXECUTE ON FUNCTION %s TO udaconnect_reader', p.oid::regprocedure)
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'udaconnect' AND p.proname = 'api_find_connections'
  ORDER BY 1 \gexec
 
 -- A bounded statement time for every gateway connection unless it sets its own.
