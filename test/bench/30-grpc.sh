@@ -13,6 +13,10 @@
 # deployment's partition count (deployment/config/udaconnect.env,
 # UDACONNECT_KAFKA_PARTITIONS): the messages are keyed by person id, so the
 # partition count decides how the calls in flight split into Kafka batches.
+# udaconnect-grpcd runs twice, from the same binary: with tokens
+# (UDACONNECT_AUTH=on, the default; the load generator sends an organizer
+# token with every call) and without (off, the original's open API): the
+# verified-token path must keep at least 0.8x the open one (docs/security.md).
 # Besides the rates, the table shows the CPU time each process spent per
 # acknowledged call (/proc/PID/stat and the load generator's getrusage).
 #   UDACONNECT_BENCH_QUICK=1            2 s per run instead of 10
@@ -54,12 +58,18 @@ pids+=($KPID)
 for _ in $(seq 1 100); do [ -s "$BENCH_DIR/kafka.bootstrap" ] && break; sleep 0.1; done
 UDACONNECT_KAFKA_BROKERS=$(cat "$BENCH_DIR/kafka.bootstrap" 2>/dev/null) || { echo "30-grpc: the broker did not start"; exit 1; }
 
-# udaconnect-grpcd (a private instance on an ephemeral port, same binary and
-# defaults as the stack's)
-UDACONNECT_KAFKA_BROKERS=$UDACONNECT_KAFKA_BROKERS "$TOP/gateway/grpcd/udaconnect-grpcd" \
+# udaconnect-grpcd (private instances on ephemeral ports, same binary and
+# defaults as the stack's; the stack's signing key)
+: "${UDACONNECT_JWT_KEY_FILE:?no signing key: scripts/stack.d/05-auth.sh did not run}"
+TOKEN=$("$TOP/gateway/token/udaconnect-token" --key-file "$UDACONNECT_JWT_KEY_FILE" --organizer bench --ttl 1h)
+UDACONNECT_AUTH=on UDACONNECT_KAFKA_BROKERS=$UDACONNECT_KAFKA_BROKERS "$TOP/gateway/grpcd/udaconnect-grpcd" \
   --bind 127.0.0.1 --port 0 --topic "$TOPIC" >"$BENCH_DIR/grpcd.log" 2>&1 &
 GPID=$!
 pids+=($GPID)
+UDACONNECT_AUTH=off UDACONNECT_KAFKA_BROKERS=$UDACONNECT_KAFKA_BROKERS "$TOP/gateway/grpcd/udaconnect-grpcd" \
+  --bind 127.0.0.1 --port 0 --topic "$TOPIC" >"$BENCH_DIR/grpcd-open.log" 2>&1 &
+OPID=$!
+pids+=($OPID)
 # the reference
 $PY "$TOP/test/bench/ref_grpc_server.py" --gen "$BENCH_DIR/gen" --brokers "$UDACONNECT_KAFKA_BROKERS" \
   --topic "$TOPIC" --port-file "$BENCH_DIR/ref.port" >"$BENCH_DIR/ref.log" 2>&1 &
@@ -68,19 +78,22 @@ pids+=($RPID)
 GPORT=; RPORT=
 for _ in $(seq 1 100); do
   GPORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_DIR/grpcd.log" | head -1)
+  OPORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_DIR/grpcd-open.log" | head -1)
   RPORT=$(cat "$BENCH_DIR/ref.port" 2>/dev/null || true)
-  [ -n "$GPORT" ] && [ -n "$RPORT" ] && break
+  [ -n "$GPORT" ] && [ -n "$OPORT" ] && [ -n "$RPORT" ] && break
   sleep 0.1
 done
-if [ -z "$GPORT" ] || [ -z "$RPORT" ]; then
-  echo "30-grpc: a server did not start"; tail -n 5 "$BENCH_DIR/grpcd.log" "$BENCH_DIR/ref.log"; exit 1
+if [ -z "$GPORT" ] || [ -z "$OPORT" ] || [ -z "$RPORT" ]; then
+  echo "30-grpc: a server did not start"; tail -n 5 "$BENCH_DIR/grpcd.log" "$BENCH_DIR/grpcd-open.log" "$BENCH_DIR/ref.log"; exit 1
 fi
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 run() {  # name port server-pid mode concurrency [stream-size]
   local out s0 k0 s1 k1
+  local -a tok=()
+  [ "$3" = "$GPID" ] && tok=(--token "$TOKEN")
   s0=$(cpu_ticks "$3"); k0=$(cpu_ticks "$KPID")
-  out=$("$LOAD" --addr "127.0.0.1:$2" --mode "$4" --concurrency "$5" --stream-size "${6:-1}" --seconds "$SECS")
+  out=$("$LOAD" --addr "127.0.0.1:$2" --mode "$4" --concurrency "$5" --stream-size "${6:-1}" --seconds "$SECS" "${tok[@]}")
   s1=$(cpu_ticks "$3"); k1=$(cpu_ticks "$KPID")
   # CPU microseconds per acknowledged location: server, broker, load generator
   out="$out $(awk -v s=$((s1 - s0)) -v k=$((k1 - k0)) -v hz="$(getconf CLK_TCK)" -v o="$out" 'BEGIN {
@@ -96,7 +109,8 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 : > "$BENCH_DIR/results.txt"
 # warm-up (connections, metadata, producer id)
-"$LOAD" --addr "127.0.0.1:$GPORT" --mode unary --concurrency 8 --seconds 0.5 >/dev/null
+"$LOAD" --addr "127.0.0.1:$GPORT" --mode unary --concurrency 8 --seconds 0.5 --token "$TOKEN" >/dev/null
+"$LOAD" --addr "127.0.0.1:$OPORT" --mode unary --concurrency 8 --seconds 0.5 >/dev/null
 "$LOAD" --addr "127.0.0.1:$RPORT" --mode unary --concurrency 8 --seconds 0.5 >/dev/null
 g_unary=$(run grpcd "$GPORT" "$GPID" unary $CONC)
 g_legacy=$(run grpcd "$GPORT" "$GPID" legacy $CONC)
@@ -104,6 +118,8 @@ g_stream=$(run grpcd "$GPORT" "$GPID" stream "$NSTREAMS" "$SSIZE")
 r_unary=$(run ref "$RPORT" "$RPID" unary $CONC)
 r_stream=$(run ref "$RPORT" "$RPID" stream "$NSTREAMS" "$SSIZE")
 h=$(run grpcd "$GPORT" "$GPID" health $CONC)
+o_unary=$(run grpcd-open "$OPORT" "$OPID" unary $CONC)
+o_stream=$(run grpcd-open "$OPORT" "$OPID" stream "$NSTREAMS" "$SSIZE")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }'; }
 verdict() { awk -v v="$1" -v t="$2" -v r="$3" -v rt=10 'BEGIN { print (v >= t && r >= rt) ? "met" : "NOT met" }'; }
@@ -123,11 +139,15 @@ printf '%-44s %16s %16s %8s  %s\n' "streamed locations/s, $NSTREAMS streams x $S
   ">= 300000: $(verdict "$gs" 300000 "$sr")"
 printf '%-44s %16s %16s\n' "RecordLocation p50 / p99 latency, ms" \
   "$(field p50_ms "$g_unary") / $(field p99_ms "$g_unary")" "$(field p50_ms "$r_unary") / $(field p99_ms "$r_unary")"
+ou=$(field calls_per_s "$o_unary"); os=$(field locations_per_s "$o_stream")
+at() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx (target >= 0.8x: %s)", a / b, (a / b >= 0.8) ? "met" : "NOT met"; else print "-" }'; }
+printf '%-44s %16s %16s  %s\n' "RecordLocation/s: token (on) / open (off)" "$gu" "$ou" "$(at "$gu" "$ou")"
+printf '%-44s %16s %16s  %s\n' "streamed locations/s: token / open" "$gs" "$os" "$(at "$gs" "$os")"
 printf '%-44s %16s\n' "original updateLocation/s, $CONC concurrent" "$gl"
 printf '%-44s %16s\n' "health Check/s (gRPC alone, no Kafka)" "$gh"
 cpu3() { echo "$(field server_cpu_us "$1") / $(field broker_cpu_us "$1") / $(field load_cpu_us "$1")"; }
 printf '%-44s %16s %16s\n' "CPU us per call, server / broker / load gen" "$(cpu3 "$g_unary")" "$(cpu3 "$r_unary")"
 printf '%-44s %16s %16s\n' "CPU us per streamed location, same" "$(cpu3 "$g_stream")" "$(cpu3 "$r_stream")"
-for v in "$g_unary" "$g_stream" "$r_unary" "$r_stream" "$g_legacy"; do
+for v in "$g_unary" "$g_stream" "$r_unary" "$r_stream" "$g_legacy" "$o_unary" "$o_stream"; do
   if [ "$(field failed "$v")" != 0 ]; then echo "note: failed calls in: $v"; fi
 done

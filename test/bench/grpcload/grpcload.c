@@ -4,13 +4,16 @@
  *
  *   grpcload --addr HOST:PORT --mode unary|legacy|stream
  *            [--concurrency N] [--seconds S] [--stream-size N]
- *            [--threads N] [--timeout S]
+ *            [--threads N] [--timeout S] [--token JWT]
  *
  * unary   N concurrent /udaconnect.v1.LocationService/RecordLocation calls
  * legacy  the same with /LocationService/updateLocation (original proto)
  * health  N concurrent /grpc.health.v1.Health/Check calls (gRPC only, no Kafka)
  * stream  N concurrent /udaconnect.v1.LocationService/RecordLocations
  *         streams of --stream-size locations each
+ *
+ * --token sends `authorization: Bearer JWT` with every call (the gateways'
+ * UDACONNECT_AUTH=on).
  *
  * Each thread has its own channel (own TCP connection) and completion queue
  * and keeps concurrency/threads calls in flight for --seconds, then waits for
@@ -50,6 +53,8 @@ static double seconds = 5;
 static int	stream_size = 10000;
 static int	nthreads = 1;
 static int	timeout_s = 30;
+static grpc_metadata auth_md;	/* authorization, when --token is given */
+static size_t n_auth_md = 0;
 
 static grpc_slice payload[NPAYLOAD];
 static grpc_slice method;
@@ -65,7 +70,7 @@ static atomic_int error_set;
 
 static const char usage[] =
 	"usage: grpcload --addr HOST:PORT --mode unary|legacy|stream [--concurrency N]"
-	" [--seconds S] [--stream-size N] [--threads N] [--timeout S]\n";
+	" [--seconds S] [--stream-size N] [--threads N] [--timeout S] [--token JWT]\n";
 
 /* ---- request messages, hand-encoded (pb_put_* of gateway/common/cli.h) ---- */
 static grpc_slice
@@ -180,7 +185,9 @@ start_call(slot *s)
 	s->recv_buf = NULL;
 	s->details = grpc_empty_slice();
 	memset(s->ops, 0, sizeof(s->ops));
-	s->ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+	s->ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+	s->ops[n].data.send_initial_metadata.count = n_auth_md;
+	s->ops[n++].data.send_initial_metadata.metadata = n_auth_md ? &auth_md : NULL;
 	s->send_buf = grpc_raw_byte_buffer_create(&payload[s->seq++ % NPAYLOAD], 1);
 	s->ops[n].op = GRPC_OP_SEND_MESSAGE;
 	s->ops[n++].data.send_message.send_message = s->send_buf;
@@ -362,6 +369,7 @@ main(int argc, char **argv)
 		{"stream-size", required_argument, NULL, 'n'},
 		{"threads", required_argument, NULL, 'j'},
 		{"timeout", required_argument, NULL, 't'},
+		{"token", required_argument, NULL, 'k'},
 		{NULL, 0, NULL, 0}
 	};
 	int			o;
@@ -370,9 +378,10 @@ main(int argc, char **argv)
 				el;
 	bool		legacy;
 	struct rusage ru;
+	const char *token = NULL;
 
 	cli_progname = "grpcload";
-	while ((o = getopt_long(argc, argv, "a:m:c:s:n:j:t:", opts, NULL)) != -1)
+	while ((o = getopt_long(argc, argv, "a:m:c:s:n:j:t:k:", opts, NULL)) != -1)
 	{
 		switch (o)
 		{
@@ -397,6 +406,9 @@ main(int argc, char **argv)
 			case 't':
 				timeout_s = (int) cli_parse_long(optarg, "--timeout", 1, 86400);
 				break;
+			case 'k':
+				token = optarg;
+				break;
 			default:
 				cli_usage(usage, 2);
 		}
@@ -409,6 +421,16 @@ main(int argc, char **argv)
 	}
 	legacy = strcmp(mode, "legacy") == 0;
 	grpc_init();
+	if (token)
+	{
+		char	   *bearer = malloc(strlen(token) + 8);
+
+		sprintf(bearer, "Bearer %s", token);
+		auth_md.key = grpc_slice_from_static_string("authorization");
+		auth_md.value = grpc_slice_from_copied_string(bearer);
+		n_auth_md = 1;
+		free(bearer);
+	}
 	method = grpc_slice_from_static_string(strcmp(mode, "health") == 0 ? "/grpc.health.v1.Health/Check"
 										   : legacy ? "/LocationService/updateLocation"
 										   : strcmp(mode, "stream") == 0 ? "/udaconnect.v1.LocationService/RecordLocations"
