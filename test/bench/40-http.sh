@@ -5,6 +5,10 @@
 #   person      GET /api/persons/5
 #   connection  GET /api/persons/1/connection?start_date=2020-01-01&end_date=2020-12-30&distance=5
 # (the seed data).  Prints requests/s, p50 and p99 latency and the speed-up.
+# udaconnect-httpd runs with tokens (the stack's, UDACONNECT_AUTH=on: wrk
+# sends an organizer token, and for the person route also the attendee's own)
+# and, in the same run, a second instance without (off, the original's open
+# API): the verified-token path must keep at least 0.8x the open one.
 #
 # Settings: UDACONNECT_BENCH_HTTP_SECONDS (default 10; 3 with
 # UDACONNECT_BENCH_QUICK=1), UDACONNECT_BENCH_HTTP_CONNECTIONS (default 32),
@@ -20,14 +24,25 @@ CONNS=${UDACONNECT_BENCH_HTTP_CONNECTIONS:-32}
 WT=${UDACONNECT_BENCH_HTTP_WRK_THREADS:-2}
 FLASK_PORT=$(( ${UDACONNECT_HTTP_PORT:-30001} + 2 ))
 FLASK_URL=http://127.0.0.1:$FLASK_PORT
+OPEN_PORT=$(( ${UDACONNECT_HTTP_PORT:-30001} + 3 ))
+OPEN_URL=http://127.0.0.1:$OPEN_PORT
+TOKENCLI=$TOP/gateway/token/udaconnect-token
+: "${UDACONNECT_JWT_KEY_FILE:?no signing key: scripts/stack.d/05-auth.sh did not run}"
+ORG=$("$TOKENCLI" --key-file "$UDACONNECT_JWT_KEY_FILE" --organizer bench --ttl 1h)
+ATT5=$("$TOKENCLI" --key-file "$UDACONNECT_JWT_KEY_FILE" --person 5 --ttl 1h)
 
 command -v wrk >/dev/null || { echo "bench 40-http: wrk is not installed"; exit 1; }
 
 python3 "$TOP/test/bench/ref_flask_server.py" "$FLASK_PORT" >"$OUT/flask.log" 2>&1 &
 FLASK_PID=$!
-trap 'kill $FLASK_PID 2>/dev/null; wait $FLASK_PID 2>/dev/null' EXIT
+UDACONNECT_AUTH=off UDACONNECT_HTTP_DB_USER=udaconnect_api \
+  "$TOP/gateway/httpd/udaconnect-httpd" --bind 127.0.0.1 --port "$OPEN_PORT" \
+  --web-root "$TOP/gateway/web" >"$OUT/httpd-open.log" 2>&1 &
+OPEN_PID=$!
+trap 'kill $FLASK_PID $OPEN_PID 2>/dev/null; wait $FLASK_PID $OPEN_PID 2>/dev/null' EXIT
 for _ in $(seq 1 100); do
-  curl -fsS -o /dev/null "$FLASK_URL/api/persons/5" 2>/dev/null && break
+  curl -fsS -o /dev/null "$FLASK_URL/api/persons/5" 2>/dev/null &&
+    curl -fsS -o /dev/null "$OPEN_URL/api/persons/5" 2>/dev/null && break
   sleep 0.1
 done
 
@@ -35,18 +50,20 @@ PERSON=/api/persons/5
 CONN="/api/persons/1/connection?start_date=2020-01-01&end_date=2020-12-30&distance=5"
 
 # both servers must give the same answers before we time them
-same=$(python3 - "$UDACONNECT_HTTP_URL" "$FLASK_URL" "$PERSON" "$CONN" <<'PY'
+same=$(python3 - "$UDACONNECT_HTTP_URL" "$FLASK_URL" "$ORG" "$PERSON" "$CONN" <<'PY'
 import json, sys, urllib.request
 from datetime import datetime
-a, b = sys.argv[1], sys.argv[2]
-def get(u): return json.load(urllib.request.urlopen(u, timeout=30))
+a, b, tok = sys.argv[1], sys.argv[2], sys.argv[3]
+def get(u):
+    h = {"Authorization": "Bearer " + tok} if u.startswith(a) else {}
+    return json.load(urllib.request.urlopen(urllib.request.Request(u, headers=h), timeout=30))
 def norm(x):
     if isinstance(x, dict):
         return {k: (datetime.fromisoformat(v).timestamp() if k == "creation_time" else norm(v)) for k, v in x.items()}
     if isinstance(x, list):
         return [norm(v) for v in x]
     return x
-ok = all(norm(get(a + p)) == norm(get(b + p)) for p in sys.argv[3:])
+ok = all(norm(get(a + p)) == norm(get(b + p)) for p in sys.argv[4:])
 print("yes" if ok else "NO")
 PY
 )
@@ -54,10 +71,12 @@ PY
 # wrk latency figures -> milliseconds
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.2f", v}'; }
 
-run() {  # name url -> "rps p50 p99 errors"
+run() {  # name url [token] -> "rps p50 p99 errors"
   local name=$1 url=$2 f="$OUT/wrk-$1.txt"
-  wrk -t"$WT" -c"$CONNS" -d1s "$url" >/dev/null 2>&1      # warm-up
-  wrk -t"$WT" -c"$CONNS" -d"${SECS}s" --latency "$url" >"$f" 2>&1
+  local -a h=()
+  [ -n "${3:-}" ] && h=(-H "Authorization: Bearer $3")
+  wrk -t"$WT" -c"$CONNS" -d1s "${h[@]}" "$url" >/dev/null 2>&1      # warm-up
+  wrk -t"$WT" -c"$CONNS" -d"${SECS}s" --latency "${h[@]}" "$url" >"$f" 2>&1
   local rps p50 p99 errs
   rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$f")
   p50=$(awk '$1=="50%" {print $2}' "$f" | to_ms)
@@ -74,17 +93,26 @@ printf '%-12s %-22s %10s %10s %10s %8s\n' route server req/s p50_ms p99_ms error
 declare -A R
 for route in person connection; do
   path=$PERSON; [ $route = connection ] && path=$CONN
-  for srv in httpd flask; do
-    base=$UDACONNECT_HTTP_URL; [ $srv = flask ] && base=$FLASK_URL
-    read -r rps p50 p99 errs < <(run "$route-$srv" "$base$path")
+  srvs="httpd open flask"; [ $route = person ] && srvs="httpd attendee open flask"
+  for srv in $srvs; do
+    case $srv in
+      httpd) base=$UDACONNECT_HTTP_URL tok=$ORG label="httpd, organizer token" ;;
+      attendee) base=$UDACONNECT_HTTP_URL tok=$ATT5 label="httpd, own token" ;;
+      open) base=$OPEN_URL tok= label="httpd, auth off" ;;
+      flask) base=$FLASK_URL tok= label="Flask+psycopg2 (ref)" ;;
+    esac
+    read -r rps p50 p99 errs < <(run "$route-$srv" "$base$path" "$tok")
     R[$route-$srv]=$rps
-    label=udaconnect-httpd; [ $srv = flask ] && label="Flask+psycopg2 (ref)"
     printf '%-12s %-22s %10s %10s %10s %8s\n' "$route" "$label" "$rps" "$p50" "$p99" "$errs"
   done
 done
 for route in person connection; do
   awk -v a="${R[$route-httpd]}" -v b="${R[$route-flask]}" -v r="$route" \
     'BEGIN { if (b > 0) printf "speed-up %-11s %.1fx  (target >= 15x)\n", r, a / b }'
+done
+for k in person-httpd person-attendee connection-httpd; do
+  awk -v a="${R[$k]}" -v b="${R[${k%%-*}-open]}" -v k="$k" \
+    'BEGIN { if (b > 0) printf "with token / auth off %-18s %.2fx  (target >= 0.8x: %s)\n", k, a / b, (a / b >= 0.8) ? "met" : "NOT met" }'
 done
 awk -v a="${R[person-httpd]}" 'BEGIN { printf "person lookup: %d req/s (target >= 20000 on 2 cores, wrk included)\n", a }'
 echo "raw wrk output: $OUT"
