@@ -1,5 +1,6 @@
 -- Who may call what: the API functions and the ingest's worker state are not
--- for PUBLIC (a role without grants gets 42501), the pure helpers are.
+-- for PUBLIC (a role without grants gets 42501), the pure helpers are; the
+-- gateways' role udaconnect_api may call the api_* functions and no more.
 SET client_min_messages = warning;
 CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN EXECUTE q; RETURN 'no error';
@@ -25,5 +26,35 @@ SELECT p.oid::regprocedure AS callable_by_public
    AND has_function_privilege('regress_udc_nobody', p.oid, 'EXECUTE')
  ORDER BY p.oid::regprocedure::text;
 RESET ROLE;
+-- every function the gateways' role may call: the api_* functions (each
+-- takes the verified caller first) and what api_person, inlined into the
+-- gateway's own statement, calls with its rights; and the one relation it
+-- may read
+SELECT p.oid::regprocedure AS callable_by_udaconnect_api
+  FROM pg_proc p
+ WHERE p.pronamespace = 'udaconnect'::regnamespace
+   AND has_function_privilege('udaconnect_api', p.oid, 'EXECUTE')
+   AND NOT has_function_privilege('regress_udc_nobody', p.oid, 'EXECUTE')
+ ORDER BY p.oid::regprocedure::text;
+SELECT c.oid::regclass AS readable_by_udaconnect_api
+  FROM pg_class c
+ WHERE c.relnamespace = 'udaconnect'::regnamespace AND c.relkind IN ('r', 'v', 'm', 'p', 'S')
+   AND has_table_privilege('udaconnect_api', c.oid, 'SELECT')
+ ORDER BY 1::text;
+BEGIN;
+INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
+VALUES (801, 'Priv', 'A', 'X'), (802, 'Priv', 'B', 'X');
+SET LOCAL ROLE udaconnect_api;
+SELECT pg_temp.err($$SELECT * FROM udaconnect.person$$);
+SELECT pg_temp.err($$SELECT udaconnect.forget_person(801)$$);
+SELECT pg_temp.err($$SELECT udaconnect.retention_sweep(now())$$);
+SELECT pg_temp.err($$SELECT udaconnect.create_person('A', 'B', 'C')$$);
+-- api_person runs as udaconnect_api: met_persons, deny_person and
+-- caller_is_organizer with its rights
+SELECT udaconnect.api_person('organizer', NULL, 802) AS organizer_reads_802,
+       udaconnect.api_person('attendee', 801, 801) AS attendee_reads_self;
+SELECT pg_temp.err($$SELECT udaconnect.api_person('attendee', 801, 802)$$) AS attendee_reads_unmet;
+SELECT pg_temp.err($$SELECT udaconnect.api_person('visitor', 801, 802)$$) AS unknown_caller;
+ROLLBACK;
 REVOKE USAGE ON SCHEMA udaconnect FROM regress_udc_nobody;
 DROP ROLE regress_udc_nobody;

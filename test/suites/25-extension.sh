@@ -4,9 +4,12 @@
 #     instance) CREATE EXTENSION works and so does the whole SQL API (the
 #     pg_regress files of 20-regress), while the ingest says it is off
 #     (ingest_off).
-#  2. An installed 1.0 holding data is updated with ALTER EXTENSION ... UPDATE:
-#     every row and every finder answer is kept, and the result is the same
-#     extension as a fresh install of the current version.
+#  2. An installed 1.0 (through the chain of update scripts) and an installed
+#     1.1, each holding data, are updated with ALTER EXTENSION ... UPDATE:
+#     every row and every finder answer is kept, new columns get their values
+#     (erased_dropped 0, ingest_rejects.person_id from the stored payloads),
+#     the result is the same extension as a fresh install of the current
+#     version, and the new API works on the old data (callers, erasure).
 #  3. The location -> person reference holds as a foreign key would, at every
 #     isolation level, in a fresh and in an updated database.
 set -uo pipefail
@@ -37,82 +40,153 @@ if [ -f "$SUITE_DIR/nopreload/regression.diffs" ]; then
 fi
 grep -q "ingest_off .* ok" "$SUITE_DIR/nopreload.out" || fail "no preload: pg_regress did not run ingest_off"
 
-# --- 2. update from 1.0 with data -------------------------------------------
-OLD=udaconnect_update_from_1_0
+# --- 2. update from 1.0 (the chain) and from 1.1 with data -------------------
 NEW=udaconnect_fresh_install
-for db in $OLD $NEW; do
-  dropdb --if-exists "$db" 2>/dev/null
-  createdb "$db"
-done
-"${PSQL[@]}" -d $OLD -c "CREATE EXTENSION postgis; CREATE EXTENSION pg_udaconnect VERSION '1.0'"
+dropdb --if-exists "$NEW" 2>/dev/null
+createdb "$NEW"
 "${PSQL[@]}" -d $NEW -c "CREATE EXTENSION pg_udaconnect CASCADE"
-if [ "$("${PSQL[@]}" -d $OLD -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_udaconnect'")" = 1.0 ]; then
-  ok "version 1.0 installs from its shipped script"
-else
-  fail "version 1.0 installs from its shipped script"
-fi
-# data: the original's seed, a synthetic crowd, ingest bookkeeping
-PGDATABASE=$OLD sh "$TOP/scripts/run_db_command.sh" >/dev/null
-"${PSQL[@]}" -d $OLD >/dev/null <<'SQL'
-SELECT udaconnect.create_person('Crowd', 'Member ' || i, 'Upgrade Test') FROM generate_series(1, 20) i;
-SELECT udaconnect.record_location(p.id, 37.5536 + (random() - 0.5) * 1e-4, -122.2909 + (random() - 0.5) * 1e-4,
-                                  '2020-08-18 10:00Z'::timestamptz + i * interval '17 seconds')
-  FROM udaconnect.person p, generate_series(1, 100) i WHERE p.company_name = 'Upgrade Test';
-INSERT INTO udaconnect.ingest_offset (topic, "partition", next_offset, rows_ingested, rejects, last_batch_at)
-VALUES ('locations', 0, 1234, 1200, 34, '2020-08-18 10:00Z'), ('locations', 1, 99, 99, 0, NULL);
-INSERT INTO udaconnect.ingest_rejects (topic, "partition", "offset", key, payload, reason)
-VALUES ('locations', 0, 7, '1', '\x0a0b', 'undecodable payload: 2 bytes');
-SELECT udaconnect.ingest_pause();
-SQL
+"${PSQL[@]}" -d $NEW -f "$TOP/test/extension/schema_fingerprint.sql" > "$SUITE_DIR/schema-fresh.txt"
+# Only the columns every version has: new columns are checked on their own.
 state_sql="
 SELECT md5(string_agg(t, '|' ORDER BY t)) FROM (
   SELECT 'p' || row(p.*)::text AS t FROM udaconnect.person p
   UNION ALL SELECT 'l' || row(l.*)::text FROM udaconnect.location l
-  UNION ALL SELECT 'o' || row(o.*)::text FROM udaconnect.ingest_offset o
-  UNION ALL SELECT 'r' || row(r.id, r.topic, r.\"partition\", r.\"offset\", r.key, r.payload, r.reason)::text FROM udaconnect.ingest_rejects r
+  UNION ALL SELECT 'o' || row(o.topic, o.\"partition\", o.next_offset, o.rows_ingested, o.rejects, o.last_batch_at)::text
+              FROM udaconnect.ingest_offset o
+  UNION ALL SELECT 'r' || row(r.id, r.topic, r.\"partition\", r.\"offset\", r.key, r.payload, r.reason, r.received_at)::text
+              FROM udaconnect.ingest_rejects r
   UNION ALL SELECT 'c' || row(c.paused)::text FROM udaconnect.ingest_control c
   UNION ALL SELECT 'f' || p.id || row(f.*)::text
               FROM udaconnect.person p, udaconnect.find_connections(p.id, '2020-01-01', '2020-12-31', 5, '60 seconds') f
   UNION ALL SELECT 'n' || p.id || ':' || count(*) FROM udaconnect.person p,
                    udaconnect.connected_persons(p.id, '2020-01-01', '2020-12-31', 10) c GROUP BY p.id) s"
-counts_sql="SELECT (SELECT count(*) FROM udaconnect.person) || ' persons, ' || (SELECT count(*) FROM udaconnect.location) || ' locations'"
-before=$("${PSQL[@]}" -d $OLD -c "$state_sql")
-counts=$("${PSQL[@]}" -d $OLD -c "$counts_sql")
-maxid=$("${PSQL[@]}" -d $OLD -c "SELECT max(id) FROM udaconnect.location")
-if out=$("${PSQL[@]}" -d $OLD -c "ALTER EXTENSION pg_udaconnect UPDATE" 2>&1); then
-  ok "ALTER EXTENSION pg_udaconnect UPDATE from 1.0 with data ($counts)"
-else
-  fail "ALTER EXTENSION pg_udaconnect UPDATE from 1.0"; printf '%s\n' "$out" | sed 's/^/#   /'
-fi
-got=$("${PSQL[@]}" -d $OLD -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_udaconnect'")
-[ "$got" = "$CURRENT" ] && ok "the updated database is at version $CURRENT" || fail "updated database is at version $got, not $CURRENT"
-after=$("${PSQL[@]}" -d $OLD -c "$state_sql")
-[ -n "$before" ] && [ "$before" = "$after" ] \
-  && ok "every row, the pause switch and every finder answer are kept by the update" \
-  || fail "rows or finder answers changed by the update ($before -> $after)"
-"${PSQL[@]}" -d $OLD -f "$TOP/test/extension/schema_fingerprint.sql" > "$SUITE_DIR/schema-updated.txt"
-"${PSQL[@]}" -d $NEW -f "$TOP/test/extension/schema_fingerprint.sql" > "$SUITE_DIR/schema-fresh.txt"
-if [ -s "$SUITE_DIR/schema-fresh.txt" ] && diff "$SUITE_DIR/schema-fresh.txt" "$SUITE_DIR/schema-updated.txt" > "$SUITE_DIR/schema.diff"; then
-  ok "the updated extension is the same as a fresh install ($(wc -l < "$SUITE_DIR/schema-fresh.txt") objects: functions, ACLs, tables, indexes, triggers, views)"
-else
-  fail "the updated extension differs from a fresh install"; sed 's/^/#   /' "$SUITE_DIR/schema.diff" | head -40
-fi
-pid=$("${PSQL[@]}" -d $OLD -c "SELECT min(id) FROM udaconnect.person")
-newid=$("${PSQL[@]}" -d $OLD -c "SELECT id FROM udaconnect.record_location($pid, 1, 1, now())")
-[ "${newid:-0}" -gt "${maxid:-0}" ] 2>/dev/null \
-  && ok "after the update new locations continue the id sequence ($newid > $maxid)" \
-  || fail "after the update a new location got id $newid (max before $maxid)"
-out=$("${PSQL[@]}" -d $OLD -c "SELECT udaconnect.record_location($pid, 1, 1, now() + interval '1 day')" 2>&1)
-printf '%s' "$out" | grep -q "creation_time is .* s in the future" \
-  && ok "after the update record_location applies the future-skew rule" \
-  || { fail "after the update record_location accepted a time a day ahead"; printf '%s\n' "$out" | sed 's/^/#   /'; }
+counts_sql="SELECT (SELECT count(*) FROM udaconnect.person) || ' persons, ' || (SELECT count(*) FROM udaconnect.location) || ' locations, ' || (SELECT count(*) FROM udaconnect.ingest_rejects) || ' rejects'"
+# the person of the payloads below: the seed's first person with locations
+# (a 1- or 2-byte varint in field 1 of the Kafka message, as the ingest reads it)
+PAYLOAD_PERSON_SQL="SELECT min(person_id) FROM udaconnect.location"
+VARINT_SQL="CASE WHEN \$1 < 128 THEN set_byte('\\x0800'::bytea, 1, \$1)
+                 ELSE set_byte(set_byte('\\x080000'::bytea, 1, (\$1 & 127) | 128), 2, \$1 >> 7) END"
+
+q() { "${PSQL[@]}" -d "$1" -c "$2" 2>&1; }
+
+update_from() {
+  local from=$1 db=udaconnect_update_from_${1/./_}
+  local before counts maxid after got out pid rejects_after locs
+  dropdb --if-exists "$db" 2>/dev/null
+  createdb "$db"
+  UPDATED_DBS="$UPDATED_DBS $db"
+  "${PSQL[@]}" -d $db -c "CREATE EXTENSION postgis; CREATE EXTENSION pg_udaconnect VERSION '$from'"
+  if [ "$(q $db "SELECT extversion FROM pg_extension WHERE extname = 'pg_udaconnect'")" = "$from" ]; then
+    ok "$from: installs from its shipped script"
+  else
+    fail "$from: installs from its shipped script"
+  fi
+  # data: the original's seed, a synthetic crowd, ingest bookkeeping with
+  # rejects whose payloads name a person, a missing person, nobody
+  PGDATABASE=$db sh "$TOP/scripts/run_db_command.sh" >/dev/null
+  pid=$(q $db "$PAYLOAD_PERSON_SQL")
+  "${PSQL[@]}" -d $db >/dev/null <<SQL
+CREATE FUNCTION pg_temp.varint_payload(integer) RETURNS bytea LANGUAGE sql AS \$\$ SELECT $VARINT_SQL \$\$;
+SELECT udaconnect.create_person('Crowd', 'Member ' || i, 'Upgrade Test') FROM generate_series(1, 20) i;
+SELECT udaconnect.record_location(p.id, 37.5536 + (random() - 0.5) * 1e-4, -122.2909 + (random() - 0.5) * 1e-4,
+                                  '2020-08-18 10:00Z'::timestamptz + i * interval '17 seconds')
+  FROM udaconnect.person p, generate_series(1, 100) i WHERE p.company_name = 'Upgrade Test';
+SELECT udaconnect.record_location((udaconnect.create_person('Far', 'Away', 'Upgrade Test')).id, 0, 0, '2020-08-18 10:00Z');
+INSERT INTO udaconnect.ingest_offset (topic, "partition", next_offset, rows_ingested, rejects, last_batch_at)
+VALUES ('locations', 0, 1234, 1200, 34, '2020-08-18 10:00Z'), ('locations', 1, 99, 99, 0, NULL);
+INSERT INTO udaconnect.ingest_rejects (topic, "partition", "offset", key, payload, reason, received_at)
+VALUES ('locations', 0, 7, '1', '\x0a0b', 'undecodable payload: 2 bytes', '2020-08-18 10:00Z'),
+       ('locations', 0, 8, '$pid', pg_temp.varint_payload($pid), 'creation_time is missing', '2020-08-18 10:01Z'),
+       ('locations', 0, 9, '5000', pg_temp.varint_payload(5000), 'person 5000 does not exist', '2020-08-18 10:02Z'),
+       ('locations', 0, 10, NULL, NULL, 'empty message', '2020-08-18 10:03Z'),
+       ('locations', 0, 11, '0', '\x0800', 'person_id is missing', '2020-08-18 10:04Z');
+SELECT udaconnect.ingest_pause();
+SQL
+  before=$(q $db "$state_sql")
+  counts=$(q $db "$counts_sql")
+  maxid=$(q $db "SELECT max(id) FROM udaconnect.location")
+  if out=$(q $db "ALTER EXTENSION pg_udaconnect UPDATE"); then
+    ok "$from: ALTER EXTENSION pg_udaconnect UPDATE with data ($counts)"
+  else
+    fail "$from: ALTER EXTENSION pg_udaconnect UPDATE"; printf '%s\n' "$out" | sed 's/^/#   /'
+  fi
+  got=$(q $db "SELECT extversion FROM pg_extension WHERE extname = 'pg_udaconnect'")
+  [ "$got" = "$CURRENT" ] && ok "$from: the updated database is at version $CURRENT" \
+    || fail "$from: updated database is at version $got, not $CURRENT"
+  after=$(q $db "$state_sql")
+  [ -n "$before" ] && [ "$before" = "$after" ] \
+    && ok "$from: every row (the columns it had), the pause switch and every finder answer are kept by the update" \
+    || fail "$from: rows or finder answers changed by the update ($before -> $after)"
+  got=$(q $db "SELECT string_agg(\"partition\" || ':' || erased_dropped, ' ' ORDER BY \"partition\") FROM udaconnect.ingest_offset")
+  [ "$got" = "0:0 1:0" ] && ok "$from: ingest_offset.erased_dropped is 0 for the partitions it had" \
+    || fail "$from: ingest_offset.erased_dropped after the update: $got"
+  got=$(q $db "SELECT string_agg(\"offset\" || ':' || coalesce(person_id::text, '-'), ' ' ORDER BY \"offset\") FROM udaconnect.ingest_rejects")
+  [ "$got" = "7:- 8:$pid 9:5000 10:- 11:-" ] \
+    && ok "$from: ingest_rejects.person_id filled from the stored payloads ($got)" \
+    || fail "$from: ingest_rejects.person_id after the update: '$got', not '7:- 8:$pid 9:5000 10:- 11:-'"
+  "${PSQL[@]}" -d $db -f "$TOP/test/extension/schema_fingerprint.sql" > "$SUITE_DIR/schema-updated-$from.txt"
+  if [ -s "$SUITE_DIR/schema-fresh.txt" ] && diff "$SUITE_DIR/schema-fresh.txt" "$SUITE_DIR/schema-updated-$from.txt" > "$SUITE_DIR/schema-$from.diff"; then
+    ok "$from: the updated extension is the same as a fresh install ($(wc -l < "$SUITE_DIR/schema-fresh.txt") objects: functions, ACLs, tables, indexes, triggers, views)"
+  else
+    fail "$from: the updated extension differs from a fresh install"; sed 's/^/#   /' "$SUITE_DIR/schema-$from.diff" | head -40
+  fi
+  got=$(q $db "SELECT id FROM udaconnect.record_location($pid, 1, 1, now())")
+  [ "${got:-0}" -gt "${maxid:-0}" ] 2>/dev/null \
+    && ok "$from: after the update new locations continue the id sequence ($got > $maxid)" \
+    || fail "$from: after the update a new location got id $got (max before $maxid)"
+  out=$(q $db "SELECT udaconnect.record_location($pid, 1, 1, now() + interval '1 day')")
+  printf '%s' "$out" | grep -q "creation_time is .* s in the future" \
+    && ok "$from: after the update record_location applies the future-skew rule" \
+    || { fail "$from: after the update record_location accepted a time a day ahead"; printf '%s\n' "$out" | sed 's/^/#   /'; }
+  # the api_* functions answer with callers on the updated data
+  got=$(q $db "SELECT json_array_length(udaconnect.api_persons('organizer', NULL)) = (SELECT count(*) FROM udaconnect.person)
+                  AND (SELECT a::jsonb->>'id' FROM udaconnect.api_person('attendee', $pid, $pid) a) = '$pid'
+                  AND json_array_length(udaconnect.api_persons('attendee', $pid))
+                      = 1 + (SELECT count(*) FROM udaconnect.met_persons($pid) m WHERE m <> $pid)
+                  AND json_array_length(udaconnect.api_connections('attendee', $pid, $pid, '2020-01-01', '2020-12-31', 10, NULL, true))
+                      = (SELECT count(DISTINCT f.person_id) FROM udaconnect.find_connections($pid, '2020-01-01', '2020-12-31', 10) f)
+                  AND (SELECT count(*) FROM udaconnect.api_find_connections('organizer', NULL, $pid, '2020-01-01', '2020-12-31', 5, 60))
+                      = (SELECT count(*) FROM udaconnect.find_connections($pid, '2020-01-01', '2020-12-31', 5, '60 seconds'))")
+  [ "$got" = t ] && ok "$from: after the update api_persons, api_person, api_connections, api_find_connections answer organizer and attendee $pid" \
+    || { fail "$from: after the update the api_* answers are wrong"; printf '%s\n' "$got" | sed 's/^/#   /'; }
+  out=$(q $db "SELECT udaconnect.api_person('attendee', $pid, p.id) FROM udaconnect.person p WHERE p.last_name = 'Away'")
+  printf '%s' "$out" | grep -q "attendee $pid may not see person" \
+    && ok "$from: after the update an attendee may not see a person they have not met (42501)" \
+    || { fail "$from: after the update an attendee saw a person they have not met"; printf '%s\n' "$out" | sed 's/^/#   /'; }
+  out=$(q $db "SELECT udaconnect.api_persons(NULL, NULL)")
+  printf '%s' "$out" | grep -q "unknown caller" \
+    && ok "$from: after the update an unknown caller gets 42501" \
+    || { fail "$from: after the update an unknown caller got an answer"; printf '%s\n' "$out" | sed 's/^/#   /'; }
+  # erasure on the updated data: the reject stored before person_id existed goes too
+  locs=$(q $db "SELECT count(*) FROM udaconnect.location WHERE person_id = $pid")
+  got=$(q $db "SELECT udaconnect.api_forget_person('organizer', NULL, $pid)::jsonb::text")
+  [ "$got" = "{\"erased\": true, \"rejects\": 1, \"locations\": $locs}" ] \
+    && ok "$from: after the update forget_person erases person $pid ($got)" \
+    || fail "$from: after the update forget_person($pid) answered '$got' (expected $locs locations, 1 reject)"
+  got=$(q $db "SELECT (SELECT count(*) FROM udaconnect.person WHERE id = $pid) || ' ' ||
+                      (SELECT count(*) FROM udaconnect.location WHERE person_id = $pid) || ' ' ||
+                      (SELECT string_agg(\"offset\"::text, ',' ORDER BY \"offset\") FROM udaconnect.ingest_rejects) || ' ' ||
+                      (SELECT count(*) FROM udaconnect.erased_person WHERE id = $pid) || ' ' ||
+                      (SELECT count(*) FROM udaconnect.erasure_audit WHERE requested_by = 'organizer')")
+  [ "$got" = "0 0 7,9,10,11 1 1" ] \
+    && ok "$from: person $pid, their locations and their reject are gone; the id is kept as erased; one audit row" \
+    || fail "$from: after forget_person($pid): person/locations/rejects/erased/audit = '$got', not '0 0 7,9,10,11 1 1'"
+  out=$(q $db "INSERT INTO udaconnect.person (id, first_name, last_name, company_name) VALUES ($pid, 'Re', 'Used', 'X')")
+  printf '%s' "$out" | grep -q "is not reused" \
+    && ok "$from: after the update the erased id $pid is not given again" \
+    || { fail "$from: after the update the erased id $pid could be inserted"; printf '%s\n' "$out" | sed 's/^/#   /'; }
+}
+
+UPDATED_DBS=
+update_from 1.0
+update_from 1.1
 
 # --- 3. the person reference, fresh and updated ----------------------------------
-for db in $NEW $OLD; do
+for db in $NEW $UPDATED_DBS; do
   python3 "$TOP/test/extension/person_reference.py" "dbname=$db" $((n + 1)) > "$SUITE_DIR/reference-$db.tap" 2>&1 || rc=1
   sed "s/^\(\(not \)\?ok [0-9]* - \)/\1$db: /" "$SUITE_DIR/reference-$db.tap"
   n=$((n + $(grep -cE '^(not )?ok [0-9]+' "$SUITE_DIR/reference-$db.tap")))
 done
 
-for db in $OLD $NEW; do dropdb --if-exists "$db" 2>/dev/null; done
+for db in $UPDATED_DBS $NEW; do dropdb --if-exists "$db" 2>/dev/null; done
 exit $rc
