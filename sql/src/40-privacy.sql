@@ -172,6 +172,9 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
 AS $$
 BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION 'id must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     -- FOR UPDATE waits for ingest batches that hold the person FOR KEY
     -- SHARE and keeps new ones out until we commit; those then find the
     -- person gone and the id erased, and drop the message.

@@ -87,7 +87,8 @@ $$;
 -- Who may see the row is 40-privacy.sql's rule written out as one CASE, so
 -- an organizer or an attendee reading themself costs two comparisons (an
 -- attendee reading someone else runs met_persons); anyone else gets
--- deny_person's 42501.  Zero rows when there is no such person (-> 404).
+-- deny_person's 42501.  Zero rows when there is no such person (-> 404),
+-- for those who could see it if it existed.
 CREATE VIEW api_person_public AS
     SELECT p.id, p.first_name, p.last_name, p.company_name FROM udaconnect.person p;
 COMMENT ON VIEW api_person_public IS
@@ -108,7 +109,16 @@ BEGIN ATOMIC
                ELSE udaconnect.deny_person(api_person.caller_role, api_person.caller_id, p.id)
            END
       FROM udaconnect.api_person_public p
-     WHERE p.id = api_person.id;
+     WHERE p.id = api_person.id
+    UNION ALL
+    -- no such person: 404 for an organizer, or an attendee asking for
+    -- themself; anyone else is denied as for an existing person, so an
+    -- attendee cannot tell which ids exist
+    SELECT udaconnect.deny_person(api_person.caller_role, api_person.caller_id, api_person.id)
+     WHERE NOT (api_person.caller_role = 'organizer'
+                OR (api_person.caller_role = 'attendee' AND api_person.caller_id = api_person.id))
+             IS TRUE
+       AND NOT EXISTS (SELECT FROM udaconnect.api_person_public q WHERE q.id = api_person.id);
 END;
 
 -- POST /api/persons (organizers)
@@ -139,7 +149,10 @@ DECLARE
     f record;
 BEGIN
     PERFORM udaconnect.caller_require_self(caller_role, caller_id, id, 'erase');
-    IF NOT EXISTS (SELECT 1 FROM udaconnect.person p WHERE p.id = api_forget_person.id) THEN
+    -- the lock forget_person takes, taken first: of two concurrent erasures
+    -- the second waits, then finds no person (NULL -> 404)
+    PERFORM 1 FROM udaconnect.person p WHERE p.id = api_forget_person.id FOR UPDATE;
+    IF NOT FOUND THEN
         RETURN NULL;
     END IF;
     SELECT * INTO f FROM udaconnect.forget_person(id, CASE WHEN by_organizer THEN 'organizer' ELSE 'self' END);
@@ -232,6 +245,9 @@ SET TimeZone = 'UTC'
 AS $$
 #variable_conflict use_column
 BEGIN
+    IF per_person IS NULL THEN
+        RAISE EXCEPTION 'per_person must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     IF NOT per_person THEN
         -- the person of each row by primary key (a join would scan all persons)
         RETURN (
@@ -321,7 +337,7 @@ END;
 $$;
 
 -- GET /api/locations/{id}: NULL when there is no such location (-> 404);
--- an attendee's own only.
+-- an attendee's own only (42501 for any other id, existing or not).
 CREATE FUNCTION api_location(caller_role text, caller_id integer, id bigint) RETURNS json
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
@@ -332,7 +348,13 @@ DECLARE
 BEGIN
     SELECT * INTO l FROM udaconnect.location o WHERE o.id = api_location.id;
     IF NOT FOUND THEN
-        PERFORM udaconnect.caller_is_organizer(caller_role, caller_id);   -- unknown caller
+        -- 404 for an organizer; an attendee is denied as for another's
+        -- location, so they cannot tell which ids exist
+        IF NOT udaconnect.caller_is_organizer(caller_role, caller_id) THEN
+            RAISE EXCEPTION 'attendee % may not read location %', caller_id, id
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'An attendee sees and reports only their own locations and connections.';
+        END IF;
         RETURN NULL;
     END IF;
     PERFORM udaconnect.caller_require_self(caller_role, caller_id, l.person_id, 'read the locations of');
