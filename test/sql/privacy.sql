@@ -40,9 +40,9 @@ SELECT coalesce(array_agg(m), '{}') AS nobody_without_locations FROM udaconnect.
 
 -- Every api_* function for every kind of caller (the creating calls are
 -- rolled back).  42501 = the caller may not.  api_persons shows the scene's
--- persons and whether any other is listed.  NB: api_person of a missing id is
--- zero rows (-> 404) for every caller, unknown ones included (its CASE only
--- runs on a row).
+-- persons and whether any other is listed.  A missing id is zero rows
+-- (-> 404) only for those who could see it if it existed (an organizer); an
+-- attendee is denied as for an existing one (no existence oracle).
 CREATE TEMP TABLE callers (n int, who text, role text, id int);
 INSERT INTO callers VALUES (1, 'organizer', 'organizer', NULL), (2, 'attendee Ada', 'attendee', 901),
     (3, 'no role', NULL, NULL), (4, 'admin', 'admin', NULL), (5, 'attendee, no id', 'attendee', NULL),
