@@ -32,12 +32,11 @@ CREATE TABLE ingest_rejects (
     payload     bytea,
     reason      text    NOT NULL,
     received_at timestamptz NOT NULL DEFAULT now(),
-    -- the person the payload names, when it names one: erasure finds the
-    -- person's rejects by it (forget_person)
+    -- the person the payload names, when it names one (forget_person
+    -- removes the rejects that name the person)
     person_id   integer
 );
 CREATE INDEX ingest_rejects_message_idx ON ingest_rejects (topic, "partition", "offset");
-CREATE INDEX ingest_rejects_person_idx ON ingest_rejects (person_id) WHERE person_id IS NOT NULL;
 -- retention (retention_sweep) removes the oldest first
 CREATE INDEX ingest_rejects_received_idx ON ingest_rejects (received_at);
 COMMENT ON TABLE ingest_rejects IS

@@ -185,9 +185,12 @@ BEGIN
     END IF;
     DELETE FROM udaconnect.location l WHERE l.person_id = forget_person.id;
     GET DIAGNOSTICS locations = ROW_COUNT;
+    -- by the column, and by decoding every payload: a reject stored before
+    -- the column existed, or whose payload names someone else than its
+    -- column, still names them (rejects are few: retention bounds them)
     DELETE FROM udaconnect.ingest_rejects r
      WHERE r.person_id = forget_person.id
-        OR (r.person_id IS NULL AND r.payload IS NOT NULL
+        OR (r.payload IS NOT NULL
             AND udaconnect.ingest_payload_person(r.payload) = forget_person.id);
     GET DIAGNOSTICS rejects = ROW_COUNT;
     DELETE FROM udaconnect.person p WHERE p.id = forget_person.id;

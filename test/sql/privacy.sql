@@ -101,7 +101,7 @@ INSERT INTO udaconnect.ingest_rejects (topic, "partition", "offset", key, payloa
     ('privacy', 0, 4, NULL, '\x0a0b', 'undecodable', '2021-05-01', NULL),
     ('privacy', 0, 5, NULL, NULL, 'no payload', '2021-05-01', NULL),
     ('privacy', 0, 6, '906', '\x088a07', 'fay by payload', '2021-05-01', NULL),
-    ('privacy', 0, 7, '902', '\x088907', 'person_id wins over the payload', '2021-05-01', 902);
+    ('privacy', 0, 7, '902', '\x088907', 'column 902, payload names Eve: goes with Eve', '2021-05-01', 902);
 -- who may erase: an attendee only themself, unknown callers nobody
 SELECT pg_temp.try($$SELECT udaconnect.api_forget_person('attendee', 901, 905)$$) AS ada_erases_eve,
        pg_temp.try($$SELECT udaconnect.api_forget_person(NULL, NULL, 905)$$) AS nobody_erases_eve,
@@ -113,6 +113,32 @@ SELECT (SELECT count(*) FROM udaconnect.person WHERE id = 905) AS person,
        (SELECT count(*) FROM udaconnect.location WHERE person_id = 905) AS locations,
        (SELECT count(*) FROM udaconnect.erased_person WHERE id = 905) AS erased_id;
 SELECT "offset", reason FROM udaconnect.ingest_rejects WHERE topic = 'privacy' ORDER BY "offset";
+-- every table of the extension, searched for Eve: her record, a person_id of
+-- hers, a payload naming her (erased_person, which holds only the id so the
+-- ingest can drop her messages, is the one exception)
+CREATE FUNCTION pg_temp.mentions_eve() RETURNS TABLE (tbl text, nrows bigint)
+LANGUAGE plpgsql AS $f$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT c.oid::regclass AS rel, c.relname
+               FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+               JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_udaconnect'
+              WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e' AND c.relkind = 'r'
+                AND c.relname <> 'erased_person'
+              ORDER BY c.relname
+    LOOP
+        tbl := r.relname;
+        EXECUTE format($q$SELECT count(*) FROM %s t
+                          WHERE to_jsonb(t)::text ~ '"first_name": "Eve", "company_name": "Privacy"|"person_id": 905\M|"id": 905\M'
+                             OR (to_jsonb(t) ? 'payload' AND to_jsonb(t)->>'payload' IS NOT NULL
+                                 AND udaconnect.ingest_payload_person(decode(substr(to_jsonb(t)->>'payload', 3), 'hex')) = 905)$q$,
+                       r.rel) INTO nrows;
+        RETURN NEXT;
+    END LOOP;
+END;
+$f$;
+SELECT string_agg(tbl || ':' || nrows, ' ' ORDER BY tbl) AS eve_mentioned_in FROM pg_temp.mentions_eve();
 -- the audit: who asked and how many rows, no person id, no name
 SELECT string_agg(column_name, ', ' ORDER BY ordinal_position) AS audit_columns
   FROM information_schema.columns WHERE table_schema = 'udaconnect' AND table_name = 'erasure_audit';
