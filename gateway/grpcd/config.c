@@ -33,6 +33,7 @@ typedef enum setting_kind
 	S_INT,						/* int in [min, max] */
 	S_NUMBER,					/* double in [min, max] */
 	S_KAFKA_OPT,				/* NAME=VALUE, repeatable */
+	S_ON_OFF,					/* bool: "on" or "off" */
 	S_LOG_LEVEL,
 	S_HELP,
 	S_VERSION
@@ -72,6 +73,8 @@ static const setting settings[] = {
 	{"stream-linger-ms", 0, NULL, "5", S_NUMBER, 0, 900000, &cfg.stream_linger_ms},
 	{"kafka-opt", 'X', NULL, NULL, S_KAFKA_OPT, 0, 0, NULL},
 	{"grace", 0, NULL, "10", S_NUMBER, 0, 3600, &cfg.grace},
+	{"auth", 0, "UDACONNECT_AUTH", "on", S_ON_OFF, 0, 0, &cfg.auth},
+	{"jwt-key-file", 0, "UDACONNECT_JWT_KEY_FILE", NULL, S_TEXT, 0, 0, &cfg.jwt_key_file},
 	{"log-level", 'l', "UDACONNECT_LOG_LEVEL", "info", S_LOG_LEVEL, 0, 0, NULL},
 	{"help", 'h', NULL, NULL, S_HELP, 0, 0, NULL},
 	{"version", 'V', NULL, NULL, S_VERSION, 0, 0, NULL},
@@ -103,6 +106,10 @@ static const char usage[] =
 	"      --stream-linger-ms X  linger.ms of the producer for RecordLocations streams (default 5)\n"
 	"  -X, --kafka-opt K=V       any other librdkafka producer setting (repeatable)\n"
 	"      --grace S             seconds SIGTERM waits for calls before cancelling them (default 10)\n"
+	"      --auth on|off         on: every call but the health check needs a token (JWT, HS256)\n"
+	"                            off: every caller is an organizer (env UDACONNECT_AUTH, default on)\n"
+	"      --jwt-key-file PATH   the keys that verify tokens, one a line\n"
+	"                            (env UDACONNECT_JWT_KEY_FILE; required with --auth on)\n"
 	"  -l, --log-level LEVEL     debug, info, warning, error (env UDACONNECT_LOG_LEVEL, default info)\n"
 	"  -h, --help, -V, --version\n";
 
@@ -144,6 +151,14 @@ apply(const setting *s, const char *what, const char *v)
 			break;
 		case S_KAFKA_OPT:
 			add_kafka_opt(v);
+			break;
+		case S_ON_OFF:
+			if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+			{
+				fprintf(stderr, "udaconnect-grpcd: %s must be on or off, got \"%s\"\n", what, v);
+				exit(2);
+			}
+			*(bool *) s->target = strcmp(v, "on") == 0;
 			break;
 		case S_LOG_LEVEL:
 			if ((log_min_level = log_level_from_name(v)) < 0)
@@ -221,6 +236,13 @@ config_load(int argc, char **argv)
 	if (cfg.brokers == NULL)
 	{
 		fprintf(stderr, "udaconnect-grpcd: no Kafka brokers: set UDACONNECT_KAFKA_BROKERS or --brokers\n");
+		exit(2);
+	}
+	/* the keys themselves are read by caller.c, which says what is wrong with them */
+	if (cfg.auth && (cfg.jwt_key_file == NULL || cfg.jwt_key_file[0] == '\0'))
+	{
+		fprintf(stderr, "udaconnect-grpcd: authentication is on (UDACONNECT_AUTH) but no key file is set:"
+				" set UDACONNECT_JWT_KEY_FILE or --jwt-key-file (or UDACONNECT_AUTH=off for an open API)\n");
 		exit(2);
 	}
 	if (cfg.topic[0] == '\0' || strlen(cfg.topic) > 249)

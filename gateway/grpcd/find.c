@@ -8,7 +8,8 @@
  *
  *   BEGIN; SELECT set_config('statement_timeout', $1, true);
  *   DECLARE grpcd_fc_N NO SCROLL CURSOR WITH HOLD FOR SELECT ...
- *   FROM udaconnect.api_find_connections($1, ...); FETCH 256 FROM
+ *   FROM udaconnect.api_find_connections(caller_role, caller_id, ...);
+ *   FETCH 256 FROM
  *   grpcd_fc_N; COMMIT
  *
  * sent as one libpq pipeline, the values as parameters: one round trip.
@@ -185,6 +186,9 @@ sqlstate_to_status(const char *st)
 		return GRPC_STATUS_NOT_FOUND;
 	if (strcmp(st, "57014") == 0)
 		return GRPC_STATUS_DEADLINE_EXCEEDED;
+	/* insufficient_privilege: the caller may not (udaconnect.caller_require_self ...) */
+	if (strcmp(st, "42501") == 0)
+		return GRPC_STATUS_PERMISSION_DENIED;
 	if (strncmp(st, "22", 2) == 0)
 		return GRPC_STATUS_INVALID_ARGUMENT;
 	if (strncmp(st, "08", 2) == 0 || strncmp(st, "57", 2) == 0 || strncmp(st, "53", 2) == 0)
@@ -422,11 +426,12 @@ db_query(call *c, db_thread *t)
 	char		declare[512];
 	char		fetch[64];
 	char		p_timeout[16],
+				p_caller[16],
 				p_person[16],
 				p_meters[32],
 				p_window[32],
 				p_limit[24];
-	const char *params[6];
+	const char *params[8];
 	const char *ptimeout;
 	bool		sent;
 	PGresult   *rows = NULL,
@@ -456,8 +461,9 @@ db_query(call *c, db_thread *t)
 			 "DECLARE grpcd_fc_%u NO SCROLL CURSOR WITH HOLD FOR"
 			 " SELECT location_id, person_id, latitude, longitude,"
 			 "        (extract(epoch FROM creation_time) * 1000000)::int8, distance_m"
-			 "   FROM udaconnect.api_find_connections($1::int4, $2::date, $3::date, $4::float8, $5::float8)"
-			 "  LIMIT $6::int8",
+			 "   FROM udaconnect.api_find_connections($1::text, $2::int4, $3::int4, $4::date, $5::date,"
+			 "                                        $6::float8, $7::float8)"
+			 "  LIMIT $8::int8",
 			 c->cursor_no);
 	snprintf(fetch, sizeof(fetch), "FETCH FORWARD %d FROM grpcd_fc_%u", FIND_CHUNK, c->cursor_no);
 	snprintf(p_person, sizeof(p_person), "%d", q->person_id);
@@ -470,19 +476,23 @@ db_query(call *c, db_thread *t)
 	else
 		snprintf(p_window, sizeof(p_window), "%.17g", q->time_window_seconds);
 	snprintf(p_limit, sizeof(p_limit), "%lld", (long long) cfg.max_rows + 1);
-	params[0] = p_person;
-	params[1] = q->start_date;
-	params[2] = q->end_date;
-	params[3] = p_meters;
+	/* the verified caller: the database decides what it may search (42501) */
+	snprintf(p_caller, sizeof(p_caller), "%d", c->who.person);
+	params[0] = caller_role_name(&c->who);
+	params[1] = c->who.role == UDC_ROLE_ATTENDEE ? p_caller : NULL;
+	params[2] = p_person;
+	params[3] = q->start_date;
+	params[4] = q->end_date;
+	params[5] = p_meters;
 	/* proto3's 0 = none; anything else, NaN too, goes to api_window() */
-	params[4] = q->time_window_seconds != 0 ? p_window : NULL;
-	params[5] = p_limit;
+	params[6] = q->time_window_seconds != 0 ? p_window : NULL;
+	params[7] = p_limit;
 
 	sent = PQenterPipelineMode(t->conn) &&
 		PQsendQueryParams(t->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
 		PQsendQueryParams(t->conn, "SELECT pg_catalog.set_config('statement_timeout', $1, true)",
 						  1, NULL, (const char *const *) &ptimeout, NULL, NULL, 0) &&
-		PQsendQueryParams(t->conn, declare, 6, NULL, params, NULL, NULL, 0) &&
+		PQsendQueryParams(t->conn, declare, 8, NULL, params, NULL, NULL, 0) &&
 		PQsendQueryParams(t->conn, fetch, 0, NULL, NULL, NULL, NULL, 0) &&	/* query 3 */
 		PQsendQueryParams(t->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
 		PQpipelineSync(t->conn);

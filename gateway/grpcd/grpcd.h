@@ -25,6 +25,7 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
+#include "auth.h"
 #include "cli.h"
 #include "google/protobuf/timestamp.pb-c.h"
 #include "location_rule.h"
@@ -72,6 +73,8 @@ typedef struct grpcd_config
 	int			stream_idle_s;	/* end a stream nobody writes to */
 	int			max_listed;		/* rejections listed per stream */
 	int			max_find;		/* FindConnections calls at once */
+	bool		auth;			/* UDACONNECT_AUTH: callers need a token */
+	const char *jwt_key_file;
 	int			nkopts;
 	char	   *kopt_name[MAX_KAFKA_OPTS];
 	const char *kopt_value[MAX_KAFKA_OPTS];
@@ -82,6 +85,19 @@ extern grpcd_config cfg;
 /* fill cfg from the environment, then the flags; exit(2) on a bad one */
 void		config_load(int argc, char **argv);
 void		config_free(void);
+
+/* ---- caller.c: who is calling, the self rule of location reports ------- */
+typedef struct caller
+{
+	udc_role	role;
+	int32_t		person;			/* an attendee's person id; organizer: 0 */
+} caller;
+
+void		caller_start(void);
+void		caller_stop(void);
+bool		caller_from_metadata(const grpc_metadata_array *md, caller *who, char *reason, size_t len);
+bool		caller_may_report(const caller *who, int32_t person_id, char *reason, size_t len);
+const char *caller_role_name(const caller *who);
 
 /* ---- call.c: the call record, its life, its answer ---------------------- */
 #define REASON_LEN 256
@@ -126,6 +142,7 @@ typedef struct call
 	int			kind;
 	grpc_call  *gc;
 	int64_t		deadline_ms;	/* INT64_MAX: none */
+	caller		who;			/* verified before the method's file sees the call */
 
 	/*
 	 * Set by the file that handles the method, so that call.c and kafka.c
@@ -257,7 +274,7 @@ void		sweep_add(call *c);
 void		sweep_remove(call *c);
 
 /* ---- location.c: the location rule, RecordLocation, updateLocation ------ */
-Udaconnect__V1__Location *decode_v1(grpc_slice s, ProtobufCAllocator *al, char *err, size_t errlen);
+Udaconnect__V1__Location *decode_v1(grpc_slice s, const caller *who, ProtobufCAllocator *al, char *err, size_t errlen);
 void		handle_record(call *c, grpc_byte_buffer *payload);
 void		handle_legacy(call *c, grpc_byte_buffer *payload);
 

@@ -5,7 +5,7 @@
  *
  * What this file holds: checking a location with pg_udaconnect's own rule
  * (core/location_rule.c), its messages naming the fields as the request's
- * proto spells them; decoding a v1 Location (also for stream.c); and a
+ * proto spells them, after the caller's right to report it (caller.c); decoding a v1 Location (also for stream.c); and a
  * unary call's path: unpack, check, produce to Kafka, answer once the
  * broker's delivery report is in (or UNAVAILABLE at once when the producer
  * queue is full: nothing was produced, so a retry is safe).
@@ -51,11 +51,13 @@ check_location(const field_names *f, const Udaconnect__V1__Location *loc, char *
 }
 
 /*
- * Decode + validate a v1 Location from a slice; NULL + err on failure.
- * The result is freed with udaconnect__v1__location__free_unpacked(loc, al).
+ * Decode + validate a v1 Location from a slice, reported by `who`; NULL +
+ * err on failure.  Who may report for whom comes first, as in the SQL API
+ * (api_create_location).  The result is freed with
+ * udaconnect__v1__location__free_unpacked(loc, al).
  */
 Udaconnect__V1__Location *
-decode_v1(grpc_slice s, ProtobufCAllocator *al, char *err, size_t errlen)
+decode_v1(grpc_slice s, const caller *who, ProtobufCAllocator *al, char *err, size_t errlen)
 {
 	Udaconnect__V1__Location *loc;
 
@@ -65,7 +67,8 @@ decode_v1(grpc_slice s, ProtobufCAllocator *al, char *err, size_t errlen)
 		snprintf(err, errlen, "the request is not a valid udaconnect.v1.Location message");
 		return NULL;
 	}
-	if (!check_location(&v1_fields, loc, err, errlen))
+	if (!caller_may_report(who, loc->person_id, err, errlen) ||
+		!check_location(&v1_fields, loc, err, errlen))
 	{
 		udaconnect__v1__location__free_unpacked(loc, al);
 		return NULL;
@@ -138,15 +141,17 @@ produce_unary(call *c, const Udaconnect__V1__Location *loc)
 
 /*
  * The path of both unary ingest methods once the request is a v1 Location:
- * check it, naming the fields as the request's proto does (f), and
- * produce it.
+ * check that the caller may report it (PERMISSION_DENIED) and its content,
+ * naming the fields as the request's proto does (f), and produce it.
  */
 static void
 record_location(call *c, const Udaconnect__V1__Location *loc, const field_names *f)
 {
 	char		err[256];
 
-	if (!check_location(f, loc, err, sizeof(err)))
+	if (!caller_may_report(&c->who, loc->person_id, err, sizeof(err)))
+		call_fail(c, GRPC_STATUS_PERMISSION_DENIED, "%s", err);
+	else if (!check_location(f, loc, err, sizeof(err)))
 		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
 	else
 		produce_unary(c, loc);

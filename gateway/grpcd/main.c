@@ -83,6 +83,7 @@ shutdown_all(int sig)
 	logmsg(LOG_DEBUG, "shutdown: gRPC server destroyed");
 	kafka_stop();
 	grpc_shutdown();
+	caller_stop();
 	config_free();
 	logmsg(LOG_INFO, "stopped");
 }
@@ -95,6 +96,7 @@ main(int argc, char **argv)
 
 	log_init("udaconnect-grpcd");
 	config_load(argc, argv);
+	caller_start();				/* exit(2) without usable keys */
 
 	/* signals are handled by sigwait() in main only */
 	sigemptyset(&sigs);
@@ -117,8 +119,9 @@ main(int argc, char **argv)
 		find_threads_start();
 	server_workers_start();
 
-	logmsg(LOG_INFO, "listening on %s:%d (%d worker threads); Kafka %s topic %s; database %s",
-		   cfg.bind, bound, cfg.threads, cfg.brokers, cfg.topic, cfg.dburl ? "configured" : "not configured (FindConnections answers UNAVAILABLE)");
+	logmsg(LOG_INFO, "listening on %s:%d (%d worker threads); Kafka %s topic %s; database %s; authentication %s",
+		   cfg.bind, bound, cfg.threads, cfg.brokers, cfg.topic, cfg.dburl ? "configured" : "not configured (FindConnections answers UNAVAILABLE)",
+		   cfg.auth ? "on" : "off (every caller is an organizer)");
 
 	shutdown_all(wait_for_signal(&sigs));
 	return 0;

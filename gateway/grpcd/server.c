@@ -107,8 +107,9 @@ request_done(tag *t, bool ok)
 	call	   *c;
 	int64_t		deadline;
 	char		method[256] = "";
+	char		reason[REASON_LEN];
+	bool		known;
 
-	grpc_metadata_array_destroy(&r->md);
 	if (r->kind == M_UNKNOWN)
 	{
 		deadline = timespec_ms(r->details.deadline);
@@ -121,6 +122,7 @@ request_done(tag *t, bool ok)
 	if (!ok)
 	{
 		/* server shutting down */
+		grpc_metadata_array_destroy(&r->md);
 		if (payload)
 			grpc_byte_buffer_destroy(payload);
 		if (r->call)
@@ -129,6 +131,14 @@ request_done(tag *t, bool ok)
 		return;
 	}
 	c = call_new(r->w, r->kind, r->call, deadline);
+	/*
+	 * The caller, before the request is re-armed (which reuses r->md).  The
+	 * health check is open; an unknown method is answered UNIMPLEMENTED
+	 * whoever asks.  CPU only (caller.c): this thread must not wait.
+	 */
+	known = c != NULL && (c->kind == M_HEALTH || c->kind == M_UNKNOWN ||
+						  caller_from_metadata(&r->md, &c->who, reason, sizeof(reason)));
+	grpc_metadata_array_destroy(&r->md);
 	/* re-arm before handling the call */
 	request_arm(r);
 	if (c == NULL)
@@ -138,7 +148,9 @@ request_done(tag *t, bool ok)
 			grpc_byte_buffer_destroy(payload);
 		return;					/* the call leaks its grpc_call: cannot answer without memory */
 	}
-	if (c->kind < M_COUNT)
+	if (!known)
+		call_fail(c, GRPC_STATUS_UNAUTHENTICATED, "%s", reason);
+	else if (c->kind < M_COUNT)
 		handlers[c->kind] (c, payload);
 	else
 		call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method %s", method);

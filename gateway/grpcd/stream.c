@@ -258,7 +258,8 @@ stream_recv_done(tag *t, bool ok)
 				  cfg.max_stream, index, c->valid);
 		return;
 	}
-	loc = decode_v1(s, &al, err, sizeof(err));
+	/* a point the caller may not report is rejected like an invalid one */
+	loc = decode_v1(s, &c->who, &al, err, sizeof(err));
 	grpc_slice_unref(s);
 	if (loc == NULL)
 		stream_reject(c, index, err);

@@ -17,7 +17,8 @@ running() { pid_running "$PIDFILE"; }
 case "$1" in
 start)
   mkdir -p "$DIR" "$LOG_DIR"
-  # brokers (10-kafka.sh) and database (20-postgres.sh)
+  # authentication (05-auth.sh: UDACONNECT_AUTH, UDACONNECT_JWT_KEY_FILE),
+  # brokers (10-kafka.sh) and database (20-postgres.sh), all exported
   # shellcheck disable=SC1091
   [ -f "$RUN_DIR/env" ] && . "$RUN_DIR/env"
   if ! running; then

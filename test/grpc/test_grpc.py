@@ -4,7 +4,8 @@ python3-grpcio + python3-grpc-tools (stubs generated into $SUITE_DIR by
 test/suites/50-grpc.sh).  Output: TAP lines ("ok N - ..." / "not ok N - ...").
 
 Uses the running stack (UDACONNECT_GRPC_ADDR, UDACONNECT_KAFKA_BROKERS,
-PostgreSQL through the libpq environment) and, for the broker-outage and
+PostgreSQL through the libpq environment, the signing key
+UDACONNECT_JWT_KEY_FILE: tokens are minted here with PyJWT) and, for the broker-outage and
 shutdown tests, a private broker (udaconnect-devkafka) and private daemons
 started in $SUITE_DIR.
 """
@@ -24,6 +25,7 @@ sys.path[:0] = [os.path.join(SUITE_DIR, "gen"), os.path.join(SUITE_DIR, "gen_hea
                 os.path.join(SUITE_DIR, "gen_orig")]
 
 import grpc  # noqa: E402
+import jwt  # noqa: E402  (PyJWT: the independent client of the tokens)
 from google.protobuf import timestamp_pb2  # noqa: E402
 from udaconnect.v1 import location_pb2 as v1  # noqa: E402
 from udaconnect.v1 import location_service_pb2 as svc  # noqa: E402
@@ -39,6 +41,9 @@ TOPIC = os.environ.get("UDACONNECT_KAFKA_TOPIC", "locations")
 GRPCD = os.path.join(TOP, "gateway/grpcd/udaconnect-grpcd")
 DEVKAFKA = os.path.join(TOP, "scripts/devkafka/udaconnect-devkafka")
 DBURL = os.environ.get("UDACONNECT_DATABASE_URL")
+
+AUTH_ON = os.environ.get("UDACONNECT_AUTH", "on") != "off"
+KEY_FILE = os.environ.get("UDACONNECT_JWT_KEY_FILE")
 
 n_tests = 0
 n_failed = 0
@@ -110,7 +115,72 @@ def ts(seconds, nanos=0):
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
 
 
-ch = grpc.insecure_channel(ADDR)
+def signing_key():
+    """The first line of the stack's key file: the key that signs (used as text)."""
+    with open(KEY_FILE) as f:
+        return f.readline().rstrip(" \t\r\n")
+
+
+def token(role="organizer", sub="test-suite", key=None, alg="HS256", ttl=3600, **claims):
+    """A token as udaconnect-token would sign it; a claim given as None is left out."""
+    now = int(time.time())
+    body = {"sub": sub, "role": role, "iat": now, "exp": now + ttl}
+    body.update(claims)
+    body = {k: v for k, v in body.items() if v is not None}
+    if alg == "none":
+        return jwt.encode(body, None, algorithm="none")
+    return jwt.encode(body, key if key is not None else signing_key(), algorithm=alg)
+
+
+def bearer(tok):
+    """Call metadata carrying tok (None: no authorization at all)."""
+    return [] if tok is None else [("authorization", "Bearer " + tok)]
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, d, metadata):
+        self.method, self.timeout, self.credentials = d.method, d.timeout, d.credentials
+        self.wait_for_ready, self.compression = d.wait_for_ready, d.compression
+        self.metadata = metadata
+
+
+class _WithToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                 grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds the authorization metadata to every call without any."""
+
+    def __init__(self, tok):
+        self.md = bearer(tok)
+
+    def _d(self, d):
+        md = list(d.metadata or [])
+        if not any(k == "authorization" for k, _ in md):
+            md += self.md
+        return _CallDetails(d, md)
+
+    def intercept_unary_unary(self, cont, d, req):
+        return cont(self._d(d), req)
+
+    def intercept_unary_stream(self, cont, d, req):
+        return cont(self._d(d), req)
+
+    def intercept_stream_unary(self, cont, d, reqs):
+        return cont(self._d(d), reqs)
+
+    def intercept_stream_stream(self, cont, d, reqs):
+        return cont(self._d(d), reqs)
+
+
+ORGANIZER = token(ttl=86400) if KEY_FILE else None
+
+
+def channel(addr, tok="organizer"):
+    """A channel whose calls carry tok (default: an organizer's token, which
+    the tests written before authentication act as)."""
+    tok = ORGANIZER if tok == "organizer" else tok
+    return grpc.intercept_channel(grpc.insecure_channel(addr), _WithToken(tok))
+
+
+ch = channel(ADDR)
 grpc.channel_ready_future(ch).result(timeout=30)
 health = health_pb2_grpc.HealthStub(ch)
 locs = svc_grpc.LocationServiceStub(ch)
@@ -713,7 +783,7 @@ try:
     broker = Broker("outage-broker")
     daemon = Daemon("outage-grpcd", broker.brokers, "--kafka-timeout-ms", "3000", "--max-stream", "50",
                     "--database-url", "host=127.0.0.1 port=1 dbname=nothing connect_timeout=5")
-    dch = grpc.insecure_channel(daemon.addr)
+    dch = channel(daemon.addr)
     dlocs = svc_grpc.LocationServiceStub(dch)
     dlegacy = orig_grpc.LocationServiceStub(dch)
     accepted = []
@@ -848,7 +918,7 @@ try:
     # no broker at all (nothing listens on port 1) and room for 100 messages
     stuck = Daemon("stuck-grpcd", "127.0.0.1:1", "-X", "queue.buffering.max.messages=100",
                    "--kafka-timeout-ms", "30000")
-    sch = grpc.insecure_channel(stuck.addr)
+    sch = channel(stuck.addr)
     slocs = svc_grpc.LocationServiceStub(sch)
     shealth = health_pb2_grpc.HealthStub(sch)
     yielded = [0]
@@ -897,7 +967,7 @@ finally:
 streamd = None
 try:
     streamd = Daemon("streams-grpcd", "127.0.0.1:1", env={"UDACONNECT_GRPC_MAX_STREAMS": "40"})
-    dch = grpc.insecure_channel(streamd.addr)
+    dch = channel(streamd.addr)
     dlocs = svc_grpc.LocationServiceStub(dch)
     release = threading.Event()
 
@@ -939,7 +1009,7 @@ finally:
 idled = None
 try:
     idled = Daemon("idle-grpcd", "127.0.0.1:1", env={"UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT": "2"})
-    ich = grpc.insecure_channel(idled.addr)
+    ich = channel(idled.addr)
     ilocs = svc_grpc.LocationServiceStub(ich)
 
     @test("a stream without a deadline that stops sending is ended after --stream-idle-timeout")
@@ -969,7 +1039,7 @@ finally:
 findd = None
 try:
     findd = Daemon("find-grpcd", BROKERS, "--database-url", DBURL, env={"UDACONNECT_GRPC_MAX_FIND_CALLS": "30"})
-    fch = grpc.insecure_channel(findd.addr)
+    fch = channel(findd.addr)
     fconns = svc_grpc.ConnectionServiceStub(fch)
     BIG = svc.FindConnectionsRequest(person_id=BIG_PID, start_date="2021-06-01", end_date="2021-06-01")
 
@@ -1009,6 +1079,240 @@ try:
 finally:
     if findd:
         findd.kill()
+
+# ---------------------------------------------------------------- authentication and the privacy rules
+# Tokens are minted here with PyJWT from the stack's key file.  With
+# UDACONNECT_AUTH on (the stack's default) the stack's daemon is the one under
+# test; otherwise a private daemon with authentication on.
+
+
+def wait_count(q, want, tries=600):
+    """The first line of q once it equals want (bounded wait: 60 s), else its last value."""
+    got = None
+    for _ in range(tries):
+        try:
+            got = psql(q).strip()
+        except subprocess.CalledProcessError:
+            time.sleep(0.1)
+            continue
+        if got == want:
+            break
+        time.sleep(0.1)
+    return got
+
+
+def point_rows(pid, pts):
+    """How many rows of person pid in udaconnect.location are one of pts (v1.Location)."""
+    conds = " OR ".join(
+        "(creation_time = to_timestamp(%d) AND abs(ST_Y(coordinate) - %r) < 1e-9 AND abs(ST_X(coordinate) - %r) < 1e-9)"
+        % (m.creation_time.seconds, m.latitude, m.longitude) for m in pts)
+    return "SELECT count(*) FROM udaconnect.location WHERE person_id = %d AND (%s)" % (pid, conds)
+
+
+def on_topic(pts):
+    """Those of pts (v1.Location) that are on the stack's topic, whatever their key."""
+    values = {v for _, v in kafka_all(BROKERS, TOPIC)}
+    return [m for m in pts if m.SerializeToString() in values]
+
+
+ATT, OTHER = [int(x) for x in psql("SELECT id FROM udaconnect.person WHERE id IN (1, 5) ORDER BY id").split()]
+AUTH_T = NOW - 6 * 86400
+auth_pts = iter(range(1, 1000))
+
+
+def auth_point(pid):
+    """A point of its own place and time, to be found again in the database."""
+    k = next(auth_pts)
+    return v1.Location(person_id=pid, latitude=43.5 + k / 1000.0, longitude=1.25 + k / 1000.0,
+                       creation_time=ts(AUTH_T + k))
+
+
+authd = offd = None
+try:
+    if not AUTH_ON:
+        authd = Daemon("auth-grpcd", BROKERS, "--database-url", DBURL, env={"UDACONNECT_AUTH": "on"})
+    AUTH_ADDR = authd.addr if authd else ADDR
+    bare = grpc.insecure_channel(AUTH_ADDR)
+    b_locs = svc_grpc.LocationServiceStub(bare)
+    b_conns = svc_grpc.ConnectionServiceStub(bare)
+    b_legacy = orig_grpc.LocationServiceStub(bare)
+    b_health = health_pb2_grpc.HealthStub(bare)
+    ATT_MD = bearer(token("attendee", str(ATT)))
+    ORG_MD = bearer(ORGANIZER)
+
+    @test("auth: Health Check answers SERVING without a token")
+    def _():
+        return b_health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == S.SERVING
+
+    NO_TOKEN = [
+        ("RecordLocation", lambda md: b_locs.RecordLocation(v1.Location(person_id=ATT, latitude=1, longitude=1),
+                                                             timeout=10, metadata=md)),
+        ("RecordLocations", lambda md: b_locs.RecordLocations(iter([v1.Location(person_id=ATT, latitude=1, longitude=1)]),
+                                                               timeout=10, metadata=md)),
+        ("updateLocation", lambda md: b_legacy.updateLocation(orig.Location(personId=ATT, latitude=1, longitude=1),
+                                                               timeout=10, metadata=md)),
+        ("FindConnections", lambda md: list(b_conns.FindConnections(svc.FindConnectionsRequest(
+            person_id=ATT, start_date="2020-01-01", end_date="2020-12-31"), timeout=10, metadata=md))),
+    ]
+    for name, fn in NO_TOKEN:
+        @test("auth: %s without a token -> UNAUTHENTICATED saying so" % name)
+        def _(fn=fn):
+            code, det = rpc_error(fn, [])
+            return code == grpc.StatusCode.UNAUTHENTICATED and "no token" in det, (code, det)
+
+    now = int(time.time())
+    BAD_TOKENS = [
+        ("alg none", bearer(token("organizer", alg="none")), 'alg "none"'),
+        ("signed with another key", bearer(token("organizer", key="another-key-of-at-least-32-bytes-0123456789")),
+         "signature does not match"),
+        ("expired", bearer(token("organizer", exp=now - 10)), "expired"),
+        ("nbf in the future", bearer(token("organizer", nbf=now + 3600)), "not valid yet"),
+        ("malformed (not a JWT)", bearer("not-a-jwt"), "malformed token"),
+        ("malformed (garbage parts)", bearer("a.b.c"), "malformed token"),
+        ("without exp", bearer(token("organizer", exp=None)), "no exp"),
+        ("without sub", bearer(token("organizer", sub=None)), "no sub"),
+        ("without role", bearer(token(None)), "no role"),
+        ("unknown role 'admin'", bearer(token("admin")), 'role "admin" is neither'),
+        ("attendee sub not a person id", bearer(token("attendee", "alice")), "person id"),
+        ("another scheme (Basic)", [("authorization", "Basic dXNlcjpwYXNz")], "Bearer"),
+    ]
+    for what, md, reason in BAD_TOKENS:
+        @test("auth: token %s -> UNAUTHENTICATED with the reason (%s)" % (what, reason))
+        def _(md=md, reason=reason):
+            code, det = rpc_error(b_locs.RecordLocation, v1.Location(person_id=ATT, latitude=1, longitude=1),
+                                  timeout=10, metadata=md)
+            return code == grpc.StatusCode.UNAUTHENTICATED and reason in det, (code, det)
+
+    @test("auth: an expired token on every other method -> UNAUTHENTICATED with the reason")
+    def _():
+        out = []
+        for name, fn in NO_TOKEN:
+            code, det = rpc_error(fn, bearer(token("organizer", exp=now - 10)))
+            if code != grpc.StatusCode.UNAUTHENTICATED or "expired" not in det:
+                out.append((name, code, det))
+        return not out, out
+
+    att_ok = []
+
+    @test("auth: an attendee records a location for themself (RecordLocation OK)")
+    def _():
+        m = auth_point(ATT)
+        r = b_locs.RecordLocation(m, timeout=30, metadata=ATT_MD)
+        att_ok.append(m)
+        return r.offset >= 0, r
+
+    @test("auth: an attendee records for another person -> PERMISSION_DENIED naming both ids, nothing produced")
+    def _():
+        m = auth_point(OTHER)
+        code, det = rpc_error(b_locs.RecordLocation, m, timeout=10, metadata=ATT_MD)
+        return (code == grpc.StatusCode.PERMISSION_DENIED
+                and "attendee %d may not report locations for person %d" % (ATT, OTHER) in det
+                and not on_topic([m])), (code, det)
+
+    @test("auth: original updateLocation: an attendee for themself OK, for another -> PERMISSION_DENIED")
+    def _():
+        k = next(auth_pts)
+        mine = orig.Location(personId=ATT, latitude=45, longitude=2, createdTime=ts(AUTH_T + k))
+        r = b_legacy.updateLocation(mine, timeout=30, metadata=ATT_MD)
+        att_ok.append(v1.Location(person_id=ATT, latitude=45, longitude=2, creation_time=ts(AUTH_T + k)))
+        code, det = rpc_error(b_legacy.updateLocation, orig.Location(personId=OTHER, latitude=45, longitude=3),
+                              timeout=10, metadata=ATT_MD)
+        return (r.currentState == "Received" and code == grpc.StatusCode.PERMISSION_DENIED
+                and "attendee %d may not report locations for person %d" % (ATT, OTHER) in det), (r, code, det)
+
+    foreign = []
+
+    @test("auth: in an attendee's stream the other person's point is rejected with the reason, the others accepted")
+    def _():
+        pts = [auth_point(ATT), auth_point(OTHER), auth_point(ATT), auth_point(ATT)]
+        r = b_locs.RecordLocations(iter(pts), timeout=60, metadata=ATT_MD)
+        att_ok.extend([pts[0], pts[2], pts[3]])
+        foreign.append(pts[1])
+        rej = [(x.index, x.reason) for x in r.rejections]
+        return (r.accepted == 3 and r.rejected == 1 and len(rej) == 1 and rej[0][0] == 1
+                and "attendee %d may not report locations for person %d" % (ATT, OTHER) in rej[0][1]), r
+
+    @test("auth: an organizer records for any person (RecordLocation OK)")
+    def _():
+        m = auth_point(OTHER)
+        r = b_locs.RecordLocation(m, timeout=30, metadata=ORG_MD)
+        return r.offset >= 0, r
+
+    @test("auth: the attendee's accepted points reach udaconnect.location once each, the rejected one nowhere")
+    def _():
+        got = wait_count(point_rows(ATT, att_ok), str(len(att_ok)))
+        # the rejected point was never produced: it cannot reach the database
+        return got == str(len(att_ok)) and not on_topic(foreign), \
+            "rows %r of %d; rejected point on the topic: %r" % (got, len(att_ok), on_topic(foreign))
+
+    @test("auth: FindConnections: an attendee for themself streams the rows of find_connections")
+    def _():
+        want = sql_connections(ATT, "2020-01-01", "2020-12-31", 5.0)
+        got = grpc_rows(b_conns.FindConnections(svc.FindConnectionsRequest(
+            person_id=ATT, start_date="2020-01-01", end_date="2020-12-31"), timeout=30, metadata=ATT_MD))
+        return len(want) > 0 and got == want, (len(want), len(got))
+
+    @test("auth: FindConnections: an attendee for another person -> PERMISSION_DENIED with the database's message")
+    def _():
+        code, det = rpc_error(lambda: list(b_conns.FindConnections(svc.FindConnectionsRequest(
+            person_id=OTHER, start_date="2020-01-01", end_date="2020-12-31"), timeout=30, metadata=ATT_MD)))
+        return (code == grpc.StatusCode.PERMISSION_DENIED
+                and "attendee %d may not search the connections of person %d" % (ATT, OTHER) in det), (code, det)
+
+    @test("auth: FindConnections: an attendee wider than 10 m -> PERMISSION_DENIED with the database's message")
+    def _():
+        code, det = rpc_error(lambda: list(b_conns.FindConnections(svc.FindConnectionsRequest(
+            person_id=ATT, start_date="2020-01-01", end_date="2020-12-31", meters=11), timeout=30, metadata=ATT_MD)))
+        return code == grpc.StatusCode.PERMISSION_DENIED and "at most 10 m" in det, (code, det)
+
+    @test("auth: FindConnections: an organizer for any person, any width")
+    def _():
+        want = sql_connections(OTHER, "2020-01-01", "2020-12-31", 1000.0)
+        got = grpc_rows(b_conns.FindConnections(svc.FindConnectionsRequest(
+            person_id=OTHER, start_date="2020-01-01", end_date="2020-12-31", meters=1000), timeout=30,
+            metadata=ORG_MD))
+        return len(want) > 0 and got == want, (len(want), len(got))
+
+    # UDACONNECT_AUTH=off: the original's open API; every caller is an organizer
+    offd = Daemon("noauth-grpcd", BROKERS, "--database-url", DBURL, env={"UDACONNECT_AUTH": "off"})
+    och = grpc.insecure_channel(offd.addr)
+    o_locs = svc_grpc.LocationServiceStub(och)
+    o_conns = svc_grpc.ConnectionServiceStub(och)
+    o_legacy = orig_grpc.LocationServiceStub(och)
+    off_pts = []
+
+    @test("auth off: RecordLocation, RecordLocations and updateLocation without a token, for any person: OK")
+    def _():
+        a, b, c = auth_point(OTHER), auth_point(OTHER), auth_point(ATT)
+        r1 = o_locs.RecordLocation(a, timeout=30)
+        r2 = o_locs.RecordLocations(iter([b, c]), timeout=30)
+        r3 = o_legacy.updateLocation(orig.Location(personId=OTHER, latitude=46, longitude=2), timeout=30)
+        off_pts.extend([a, b])
+        return r1.offset >= 0 and r2.accepted == 2 and r2.rejected == 0 and r3.currentState == "Received", (r1, r2, r3)
+
+    @test("auth off: an attendee's token is not looked at: the caller is still an organizer")
+    def _():
+        m = auth_point(OTHER)
+        r = o_locs.RecordLocation(m, timeout=30, metadata=ATT_MD)
+        off_pts.append(m)
+        return r.offset >= 0, r
+
+    @test("auth off: the points reach udaconnect.location")
+    def _():
+        got = wait_count(point_rows(OTHER, off_pts), str(len(off_pts)))
+        return got == str(len(off_pts)), (got, len(off_pts))
+
+    @test("auth off: FindConnections without a token, any person, any width: the rows of find_connections")
+    def _():
+        want = sql_connections(OTHER, "2020-01-01", "2020-12-31", 1000.0)
+        got = grpc_rows(o_conns.FindConnections(svc.FindConnectionsRequest(
+            person_id=OTHER, start_date="2020-01-01", end_date="2020-12-31", meters=1000), timeout=30))
+        return len(want) > 0 and got == want, (len(want), len(got))
+finally:
+    if authd:
+        authd.stop()
+    if offd:
+        offd.stop()
 
 # ---------------------------------------------------------------- configuration errors
 
@@ -1050,6 +1354,36 @@ def _():
     r = subprocess.run([GRPCD, "--port", "0", "-X", "no.such.setting=1"], capture_output=True, text=True,
                        env=dict(os.environ, UDACONNECT_KAFKA_BROKERS="127.0.0.1:1"), timeout=30)
     return r.returncode != 0 and "no.such.setting" in r.stderr, (r.returncode, r.stderr)
+
+
+@test("auth on without a key file: exit status 2 naming UDACONNECT_JWT_KEY_FILE")
+def _():
+    env = dict(os.environ, UDACONNECT_KAFKA_BROKERS="127.0.0.1:1", UDACONNECT_AUTH="on")
+    env.pop("UDACONNECT_JWT_KEY_FILE", None)
+    r = subprocess.run([GRPCD, "--port", "0"], capture_output=True, text=True, env=env, timeout=30)
+    return r.returncode == 2 and "UDACONNECT_JWT_KEY_FILE" in r.stderr, (r.returncode, r.stderr)
+
+
+@test("auth on with an unusable key file (missing; key under 32 bytes): exit status 2 with the reason")
+def _():
+    short = os.path.join(SUITE_DIR, "short.key")
+    with open(short, "w") as f:
+        f.write("too-short\n")
+    out = []
+    for path, reason in ((os.path.join(SUITE_DIR, "no-such.key"), "no-such.key"), (short, "32")):
+        r = subprocess.run([GRPCD, "--port", "0"], capture_output=True, text=True, timeout=30,
+                           env=dict(os.environ, UDACONNECT_KAFKA_BROKERS="127.0.0.1:1", UDACONNECT_AUTH="on",
+                                    UDACONNECT_JWT_KEY_FILE=path))
+        if r.returncode != 2 or "UDACONNECT_JWT_KEY_FILE" not in r.stderr or reason not in r.stderr:
+            out.append((path, r.returncode, r.stderr))
+    return not out, out
+
+
+@test("UDACONNECT_AUTH neither on nor off: exit status 2 naming it")
+def _():
+    r = subprocess.run([GRPCD, "--port", "0"], capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, UDACONNECT_KAFKA_BROKERS="127.0.0.1:1", UDACONNECT_AUTH="yes"))
+    return r.returncode == 2 and "UDACONNECT_AUTH" in r.stderr, (r.returncode, r.stderr)
 
 
 # leave the shared stack as the suites after this one expect it: the
