@@ -2,7 +2,8 @@
  * ingest_batch.c — one batch of the ingest worker in one transaction: lock
  * the batch's partitions' offset rows, skip what is already ingested,
  * decode and check each message (ingest_message.c), check that its person
- * exists, insert the valid rows (ingest_direct.c, else ingest_copy.c) in
+ * exists (and drop the messages of erased persons, rows and rejects alike:
+ * check_persons), insert the valid rows (ingest_direct.c, else ingest_copy.c) in
  * subtransactions that split a failing insert down to the rows at fault
  * (ingest_errors.c decides whose fault), write the rejects, store the next
  * offsets and counts (ingest_offsets.c), commit.
