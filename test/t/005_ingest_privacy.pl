@@ -197,6 +197,26 @@ is(traces_of(1004), '0 0', 'batch first: nothing of the erased person is left');
 $l->quit;
 $f->quit;
 
+# 3c. a row refused by the table (a trigger: the COPY path) is a reject that
+#     carries its person too
+psql(q{CREATE FUNCTION public.refuse_777() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF ST_Y(NEW.coordinate) = 77.7 THEN
+			RAISE EXCEPTION 'no one stands at latitude 77.7';
+		END IF;
+		RETURN NEW;
+	END $$;
+	CREATE TRIGGER refuse_777 BEFORE INSERT ON udaconnect.location
+		FOR EACH ROW EXECUTE FUNCTION public.refuse_777()});
+produce('insert failure', [ 1005, 77.7, 20, $t + 50 ], [ 1005, 10, 20, $t + 51 ]);
+consumed('insert failure');
+is(psql(q{SELECT person_id || ' ' || reason FROM udaconnect.ingest_rejects WHERE reason LIKE 'insert failed%'}),
+	'1005 insert failed: no one stands at latitude 77.7 (SQLSTATE P0001)',
+	'insert failure: the reject carries the person');
+is(psql('SELECT locations || \' \' || rejects FROM udaconnect.forget_person(1005)'), '1 1',
+	'insert failure: forget_person removes the row and the reject');
+psql('DROP TRIGGER refuse_777 ON udaconnect.location');
+
 # 4. settings
 is(psql(q{SELECT current_setting('udaconnect.attendee_max_distance') || ' ' || udaconnect.attendee_max_distance()
 	|| ' [' || current_setting('udaconnect.location_retention') || '] '
