@@ -2,7 +2,8 @@
  * ingest_batch.c — one batch of the ingest worker in one transaction: lock
  * the batch's partitions' offset rows, skip what is already ingested,
  * decode and check each message (ingest_message.c), check that its person
- * exists, insert the valid rows (ingest_direct.c, else ingest_copy.c) in
+ * exists (and drop the messages of erased persons, rows and rejects alike:
+ * check_persons), insert the valid rows (ingest_direct.c, else ingest_copy.c) in
  * subtransactions that split a failing insert down to the rows at fault
  * (ingest_errors.c decides whose fault), write the rejects, store the next
  * offsets and counts (ingest_offsets.c), commit.
@@ -33,6 +34,7 @@
 typedef struct IngestReject
 {
 	int			msg;			/* index into w->batch[] */
+	int32		person;			/* the person the payload names; 0: none */
 	char	   *reason;
 } IngestReject;
 
@@ -46,6 +48,7 @@ typedef struct Batch
 	BatchPart  *bp;				/* the partitions of the batch */
 	int			nbp;
 	uint64		inserted;
+	int			erased;			/* messages of erased persons dropped */
 } Batch;
 
 /* Log which insert path the batches take, once per change of path. */
@@ -120,6 +123,7 @@ insert_resilient(IngestWorker *w, Relation rel, IngestRow *rows, int n, Batch *b
 	if (n == 1)
 	{
 		b->rejects[b->nrejects].msg = rows[0].msg;
+		b->rejects[b->nrejects].person = rows[0].person_id;
 		b->rejects[b->nrejects].reason = failure;
 		b->nrejects++;
 		return;
@@ -160,18 +164,18 @@ static void
 insert_rejects(IngestWorker *w, IngestReject *rejects, int n)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[6] = {TEXTOID, INT4OID, INT8OID, TEXTOID, BYTEAOID, TEXTOID};
+	Oid			types[7] = {TEXTOID, INT4OID, INT8OID, TEXTOID, BYTEAOID, TEXTOID, INT4OID};
 	int			i;
 
 	if (n == 0)
 		return;
-	udc_ingest_kept_plan(&plan, "INSERT INTO udaconnect.ingest_rejects (topic, \"partition\", \"offset\", key, payload, reason) "
-						 "VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
+	udc_ingest_kept_plan(&plan, "INSERT INTO udaconnect.ingest_rejects (topic, \"partition\", \"offset\", key, payload, reason, person_id) "
+						 "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
 	for (i = 0; i < n; i++)
 	{
 		rd_kafka_message_t *m = w->batch[rejects[i].msg];
-		Datum		values[6];
-		char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+		Datum		values[7];
+		char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 		bool		isnull;
 		int			rc;
 
@@ -192,6 +196,9 @@ insert_rejects(IngestWorker *w, IngestReject *rejects, int n)
 			values[4] = PointerGetDatum(b);
 		}
 		values[5] = CStringGetTextDatum(rejects[i].reason);
+		values[6] = Int32GetDatum(rejects[i].person);
+		if (rejects[i].person <= 0)
+			nulls[6] = 'n';
 		rc = SPI_execute_plan(plan, values, nulls, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "inserting into udaconnect.ingest_rejects failed: %s", SPI_result_code_string(rc));
@@ -207,65 +214,169 @@ cmp_int32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/*
- * Which person ids of rows[] exist?  Marks the others as rejects and
- * compacts rows[].  One query per batch.  rows[] is sorted by person_id
- * (insert_rows), so its distinct ids come out sorted.
- */
-static int
-check_persons(IngestRow *rows, int n, IngestReject *rejects, int *nrejects)
+static inline bool
+id_in(int32 id, const int32 *set, int n)
 {
-	int32	   *ids;
-	int			nids = 0;
-	int32	   *found;
-	int			nfound = 0;
-	Datum	   *elems;
-	ArrayType  *arr;
+	return n > 0 && bsearch(&id, set, n, sizeof(int32), cmp_int32) != NULL;
+}
+
+/*
+ * Run a kept plan "... WHERE id = ANY ($1)" over ids[0..nids) and return the
+ * ids of its rows, sorted, in *found (*nfound of them).
+ */
+static void
+query_ids(SPIPlanPtr *plan, const char *sql, const int32 *ids, int nids,
+		  int32 **found, int *nfound)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * nids);
 	Oid			types[1] = {INT4ARRAYOID};
 	Datum		values[1];
 	int			rc;
-	int			i,
-				kept = 0;
-	static SPIPlanPtr plan = NULL;
+	int			i;
 
-	if (n == 0)
-		return 0;
-	ids = palloc(sizeof(int32) * n);
-	for (i = 0; i < n; i++)
-		if (nids == 0 || ids[nids - 1] != rows[i].person_id)
-			ids[nids++] = rows[i].person_id;
-	elems = palloc(sizeof(Datum) * nids);
 	for (i = 0; i < nids; i++)
 		elems[i] = Int32GetDatum(ids[i]);
-	arr = construct_array(elems, nids, INT4OID, sizeof(int32), true, TYPALIGN_INT);
-
-	udc_ingest_kept_plan(&plan, "SELECT id FROM udaconnect.person WHERE id = ANY ($1) FOR KEY SHARE", 1, types);
-	values[0] = PointerGetDatum(arr);
-	rc = SPI_execute_plan(plan, values, NULL, false, 0);
+	values[0] = PointerGetDatum(construct_array(elems, nids, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+	udc_ingest_kept_plan(plan, sql, 1, types);
+	rc = SPI_execute_plan(*plan, values, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "reading udaconnect.person failed: %s", SPI_result_code_string(rc));
-	found = palloc(sizeof(int32) * (SPI_processed + 1));
+		elog(ERROR, "\"%s\" failed: %s", sql, SPI_result_code_string(rc));
+	*found = palloc(sizeof(int32) * (SPI_processed + 1));
+	*nfound = 0;
 	for (i = 0; i < (int) SPI_processed; i++)
 	{
 		bool		isnull;
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
 
 		if (!isnull)
-			found[nfound++] = DatumGetInt32(d);
+			(*found)[(*nfound)++] = DatumGetInt32(d);
 	}
-	qsort(found, nfound, sizeof(int32), cmp_int32);
+	qsort(*found, *nfound, sizeof(int32), cmp_int32);
+}
+
+/*
+ * The distinct person ids of rows[] (sorted by person_id, insert_rows) and
+ * of the rejects that name one, sorted.  Rejects are few: the normal batch
+ * pays nothing for them.
+ */
+static int32 *
+batch_person_ids(IngestRow *rows, int n, IngestReject *rejects, int nrejects, int *nids)
+{
+	int32	   *ids = palloc(sizeof(int32) * (n + nrejects + 1));
+	int			k = 0;
+	int			i;
+	bool		more = false;
+
 	for (i = 0; i < n; i++)
+		if (k == 0 || ids[k - 1] != rows[i].person_id)
+			ids[k++] = rows[i].person_id;
+	for (i = 0; i < nrejects; i++)
+		if (rejects[i].person > 0)
+		{
+			ids[k++] = rejects[i].person;
+			more = true;
+		}
+	if (more)
 	{
-		if (bsearch(&rows[i].person_id, found, nfound, sizeof(int32), cmp_int32) != NULL)
-			rows[kept++] = rows[i];
+		int			j = 0;
+
+		qsort(ids, k, sizeof(int32), cmp_int32);
+		for (i = 0; i < k; i++)
+			if (j == 0 || ids[j - 1] != ids[i])
+				ids[j++] = ids[i];
+		k = j;
+	}
+	*nids = k;
+	return ids;
+}
+
+/* a message of an erased person: counted, never stored */
+static inline void
+drop_erased(IngestWorker *w, Batch *b, int msg)
+{
+	udc_ingest_batch_part(b->bp, &b->nbp, w->batch[msg]->partition)->erased++;
+	b->erased++;
+}
+
+/*
+ * The person check of a batch, one query in the normal case:
+ *
+ * 1. Lock FOR KEY SHARE every person that a row or a reject names: a
+ *    concurrent forget_person() (FOR UPDATE) then waits for this batch and
+ *    deletes its rows and its rejects after it commits; a forget_person()
+ *    that got there first makes this query wait, and then find the person
+ *    gone (READ COMMITTED) or fail to serialize (the batch is retried).
+ * 2. Only for the ids not found (a rare case): which were erased?  A query
+ *    of its own, after 1, so its snapshot sees an erasure that 1 waited for.
+ * 3. Rows of existing persons stay; rows and rejects of erased persons are
+ *    dropped (counted in erased_dropped: their payload is personal data);
+ *    rows of other unknown persons become rejects.
+ *
+ * Compacts b->rows and b->rejects.  See docs/ingest.md, "Erasure".
+ */
+static void
+check_persons(IngestWorker *w, Batch *b)
+{
+	static SPIPlanPtr person_plan = NULL;
+	static SPIPlanPtr erased_plan = NULL;
+	int32	   *ids;
+	int32	   *found;
+	int32	   *missing;
+	int32	   *erased = NULL;
+	int			nids,
+				nfound,
+				nmissing = 0,
+				nerased = 0;
+	int			i,
+				kept;
+	int			nold = b->nrejects;
+
+	if (b->nrows == 0 && b->nrejects == 0)
+		return;
+	ids = batch_person_ids(b->rows, b->nrows, b->rejects, b->nrejects, &nids);
+	if (nids == 0)
+		return;
+	query_ids(&person_plan, "SELECT id FROM udaconnect.person WHERE id = ANY ($1) FOR KEY SHARE",
+			  ids, nids, &found, &nfound);
+	if (nfound < nids)
+	{
+		missing = palloc(sizeof(int32) * nids);
+		for (i = 0; i < nids; i++)
+			if (!id_in(ids[i], found, nfound))
+				missing[nmissing++] = ids[i];
+		query_ids(&erased_plan, "SELECT id FROM udaconnect.erased_person WHERE id = ANY ($1)",
+				  missing, nmissing, &erased, &nerased);
+	}
+
+	/* the validation's rejects first: new ones are appended below */
+	kept = 0;
+	for (i = 0; i < nold; i++)
+	{
+		if (b->rejects[i].person > 0 && id_in(b->rejects[i].person, erased, nerased))
+			drop_erased(w, b, b->rejects[i].msg);
+		else
+			b->rejects[kept++] = b->rejects[i];
+	}
+	b->nrejects = kept;
+
+	kept = 0;
+	for (i = 0; i < b->nrows; i++)
+	{
+		IngestRow  *r = &b->rows[i];
+
+		if (id_in(r->person_id, found, nfound))
+			b->rows[kept++] = *r;
+		else if (id_in(r->person_id, erased, nerased))
+			drop_erased(w, b, r->msg);
 		else
 		{
-			rejects[*nrejects].msg = rows[i].msg;
-			rejects[*nrejects].reason = psprintf("person %d does not exist", rows[i].person_id);
-			(*nrejects)++;
+			b->rejects[b->nrejects].msg = r->msg;
+			b->rejects[b->nrejects].person = r->person_id;
+			b->rejects[b->nrejects].reason = psprintf("person %d does not exist", r->person_id);
+			b->nrejects++;
 		}
 	}
-	return kept;
+	b->nrows = kept;
 }
 
 static int
@@ -326,6 +437,7 @@ validate_messages(IngestWorker *w, Batch *b, int n, MemoryContext txcxt)
 		else
 		{
 			rejects[nrejects].msg = i;
+			rejects[nrejects].person = rows[nrows].person_id;
 			rejects[nrejects].reason = reason;
 			nrejects++;
 		}
@@ -347,7 +459,7 @@ insert_rows(IngestWorker *w, Batch *b)
 	 * rows of a batch together, and check_persons() gets its ids sorted.
 	 */
 	qsort(b->rows, b->nrows, sizeof(IngestRow), cmp_row);
-	b->nrows = check_persons(b->rows, b->nrows, b->rejects, &b->nrejects);
+	check_persons(w, b);
 	if (b->nrows == 0)
 		return;
 	locrel = get_relname_relid("location", get_namespace_oid("udaconnect", false));
@@ -405,9 +517,9 @@ done:
 	if (!applied)
 		udc_ingest_set_state(w, w->paused ? "paused" : "waiting for CREATE EXTENSION");
 	MemoryContextReset(w->batch_cxt);
-	if (applied && b.nrejects > 0)
+	if (applied && (b.nrejects > 0 || b.erased > 0))
 		ereport(DEBUG1,
-				(errmsg_internal("udaconnect ingest worker %d: batch of %d messages: %llu rows, %d rejects",
-								 w->index, n, (unsigned long long) b.inserted, b.nrejects)));
+				(errmsg_internal("udaconnect ingest worker %d: batch of %d messages: %llu rows, %d rejects, %d of erased persons dropped",
+								 w->index, n, (unsigned long long) b.inserted, b.nrejects, b.erased)));
 	return applied;
 }

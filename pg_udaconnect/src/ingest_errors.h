@@ -1,6 +1,6 @@
 /*
  * ingest_errors.h — what the Kafka ingest worker does with a database error
- * (private to src/ingest*.c).  See ingest_errors.c and docs/ingest.md,
+ * (private to src/ingest*.c; retention.c uses its guard too).  See ingest_errors.c and docs/ingest.md,
  * "Database errors".
  */
 #ifndef UDC_INGEST_ERRORS_H

@@ -96,8 +96,10 @@ typedef struct BatchPart
 	int64		stored;			/* offset stored before this batch, -1 none,
 								 * -2 not read yet */
 	int64		next;			/* offset after the last message consumed */
-	int64		taken;			/* new messages: become rows or rejects */
+	int64		taken;			/* new messages: become rows or rejects, or
+								 * are dropped (erased person) */
 	int64		rejects;
+	int64		erased;			/* messages of erased persons dropped */
 	bool		any;			/* any new message of this partition */
 } BatchPart;
 
@@ -115,6 +117,7 @@ udc_ingest_batch_part(BatchPart *bp, int *nbp, int32 partition)
 	bp[*nbp].next = -1;
 	bp[*nbp].taken = 0;
 	bp[*nbp].rejects = 0;
+	bp[*nbp].erased = 0;
 	bp[*nbp].any = false;
 	return &bp[(*nbp)++];
 }

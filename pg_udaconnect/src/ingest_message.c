@@ -62,11 +62,14 @@ udc_ingest_validate_message(const rd_kafka_message_t *m, ProtobufCAllocator *all
 	char		time_err[UDC_ERRLEN];
 	char		err[UDC_ERRLEN];
 
+	/* a reject names the person when the payload does (erasure finds it) */
+	row->person_id = 0;
 	if (m->payload == NULL)
 		return pstrdup("empty message: no value (tombstone)");
 	loc = udaconnect__v1__location__unpack(alloc, m->len, (const uint8_t *) m->payload);
 	if (loc == NULL)
 		return psprintf("undecodable payload: %zu bytes that are not a udaconnect.v1.Location protobuf", m->len);
+	row->person_id = loc->person_id > 0 ? loc->person_id : 0;
 	if (loc->creation_time != NULL)
 		time_ok = udc_time_from_timestamp(f, loc->creation_time->seconds, loc->creation_time->nanos,
 										  &usec, time_err, sizeof(time_err));
@@ -93,7 +96,6 @@ udc_ingest_validate_message(const rd_kafka_message_t *m, ProtobufCAllocator *all
 		return pstrdup(err);
 	if (!time_ok)
 		return pstrdup(time_err);
-	row->person_id = loc->person_id;
 	row->latitude = loc->latitude;
 	row->longitude = loc->longitude;
 	row->creation_time = (TimestampTz) (usec - UDC_UNIX_TO_PG_EPOCH_USEC);

@@ -34,7 +34,8 @@ extern void udc_ingest_pb_allocator(ProtobufCAllocator *alloc, MemoryContext cxt
 /*
  * Decode message m and check it against the location rule of every entry
  * path.  now_usec: Unix microseconds.  Returns NULL when valid (row filled
- * except row->msg), else the reason for ingest_rejects (palloc'd).
+ * except row->msg), else the reason for ingest_rejects (palloc'd); then
+ * row->person_id is the person the payload names (> 0), or 0 for none.
  */
 extern char *udc_ingest_validate_message(const rd_kafka_message_t *m, ProtobufCAllocator *alloc,
 										 int64 now_usec, IngestRow *row);

@@ -53,8 +53,19 @@ udc_ingest_end_tx(void)
 bool
 udc_ingest_extension_ready(void)
 {
-	return OidIsValid(get_extension_oid("pg_udaconnect", true)) &&
-		OidIsValid(get_relname_relid("ingest_offset", get_namespace_oid("udaconnect", true)));
+	Oid			nsp;
+
+	if (!OidIsValid(get_extension_oid("pg_udaconnect", true)))
+		return false;
+	nsp = get_namespace_oid("udaconnect", true);
+
+	/*
+	 * erased_person came with version 1.2: before ALTER EXTENSION ... UPDATE
+	 * the worker waits (Kafka keeps the messages) rather than ingest without
+	 * the erasure check.
+	 */
+	return OidIsValid(get_relname_relid("ingest_offset", nsp)) &&
+		OidIsValid(get_relname_relid("erased_person", nsp));
 }
 
 /*
@@ -187,26 +198,29 @@ udc_ingest_reset_offset(IngestWorker *w, int32 partition, int64 lo, int64 hi, co
 }
 
 static void
-store_offset(IngestWorker *w, int32 partition, int64 next_offset, int64 rows, int64 nrejects)
+store_offset(IngestWorker *w, int32 partition, int64 next_offset, int64 rows, int64 nrejects,
+			 int64 erased)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[5] = {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID};
-	Datum		values[5];
+	Oid			types[6] = {TEXTOID, INT4OID, INT8OID, INT8OID, INT8OID, INT8OID};
+	Datum		values[6];
 	int			rc;
 
 	udc_ingest_kept_plan(&plan, "INSERT INTO udaconnect.ingest_offset AS o "
-						 "(topic, \"partition\", next_offset, rows_ingested, rejects, last_batch_at) "
-						 "VALUES ($1, $2, $3, $4, $5, now()) "
+						 "(topic, \"partition\", next_offset, rows_ingested, rejects, erased_dropped, last_batch_at) "
+						 "VALUES ($1, $2, $3, $4, $5, $6, now()) "
 						 "ON CONFLICT (topic, \"partition\") DO UPDATE SET "
 						 "next_offset = excluded.next_offset, "
 						 "rows_ingested = o.rows_ingested + excluded.rows_ingested, "
 						 "rejects = o.rejects + excluded.rejects, "
-						 "last_batch_at = excluded.last_batch_at", 5, types);
+						 "erased_dropped = o.erased_dropped + excluded.erased_dropped, "
+						 "last_batch_at = excluded.last_batch_at", 6, types);
 	values[0] = CStringGetTextDatum(w->consumer_topic);
 	values[1] = Int32GetDatum(partition);
 	values[2] = Int64GetDatum(next_offset);
 	values[3] = Int64GetDatum(rows);
 	values[4] = Int64GetDatum(nrejects);
+	values[5] = Int64GetDatum(erased);
 	rc = SPI_execute_plan(plan, values, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "updating udaconnect.ingest_offset failed: %s", SPI_result_code_string(rc));
@@ -225,8 +239,8 @@ find_part(IngestWorker *w, int32 partition)
 
 /*
  * In the batch's transaction: the next offset and the counts of every
- * partition bp[0..nbp) of the batch that had a new message (bp[].taken and
- * bp[].rejects counted while the batch was validated).
+ * partition bp[0..nbp) of the batch that had a new message (bp[].taken,
+ * bp[].rejects and bp[].erased counted while the batch was checked).
  */
 void
 udc_ingest_store_offsets(IngestWorker *w, BatchPart *bp, int nbp)
@@ -242,6 +256,7 @@ udc_ingest_store_offsets(IngestWorker *w, BatchPart *bp, int nbp)
 		ps = find_part(w, bp[i].partition);
 		if (ps)
 			ps->next_offset = bp[i].next;
-		store_offset(w, bp[i].partition, bp[i].next, bp[i].taken - bp[i].rejects, bp[i].rejects);
+		store_offset(w, bp[i].partition, bp[i].next, bp[i].taken - bp[i].rejects - bp[i].erased,
+					 bp[i].rejects, bp[i].erased);
 	}
 }

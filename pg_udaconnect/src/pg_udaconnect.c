@@ -10,6 +10,7 @@
 
 #include "geodesy.h"
 #include "ingest.h"
+#include "retention.h"
 #include "udc_pg.h"
 
 PG_MODULE_MAGIC;
@@ -21,6 +22,8 @@ _PG_init(void)
 {
 	/* components that need shared_preload_libraries register here */
 	udc_ingest_init();
+	/* after the ingest's: its worker uses udaconnect.database */
+	udc_retention_init();
 }
 
 void

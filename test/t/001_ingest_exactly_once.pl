@@ -109,9 +109,11 @@ is($counted, $total, 'ingest_status counts every message as row or reject');
 # the direct insert path wrote every index entry, crashes included
 $node->safe_psql('postgres', 'CREATE EXTENSION amcheck');
 is($node->safe_psql('postgres',
-		"SELECT count(*) FROM pg_index i, LATERAL (SELECT bt_index_check(i.indexrelid, true)) c "
+		"SELECT count(*) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+		  . "JOIN pg_am am ON am.oid = ic.relam AND am.amname = 'btree', "
+		  . "LATERAL (SELECT bt_index_check(i.indexrelid, true)) c "
 		  . "WHERE i.indrelid = 'udaconnect.location'::regclass"),
-	'3', 'after crashes: every index of location is a valid btree with an entry for each of its rows (amcheck, heapallindexed)');
+	'3', 'after crashes: every btree index of location is valid with an entry for each of its rows (amcheck, heapallindexed)');
 
 $node->stop('fast');
 done_testing();
