@@ -664,8 +664,10 @@ udc_auth_verify(udc_auth *a, const char *token, size_t len, int64_t now_s,
 
 	if (len > UDC_AUTH_TOKEN_MAX)
 		return fail(reason, reasonlen, "the token is longer than %d bytes", UDC_AUTH_TOKEN_MAX);
-	if (token == NULL || split_token(token, len, &p) != 0)
+	if (token == NULL || len == 0)
 		return fail(reason, reasonlen, "malformed token: not three base64url parts");
+
+	/* the same bytes as a token that verified: only the times can have changed */
 	h = token_hash(a->seed, token, len);
 	if (cache_lookup(a, h, token, len, &c, &nbf))
 	{
@@ -674,6 +676,8 @@ udc_auth_verify(udc_auth *a, const char *token, size_t len, int64_t now_s,
 		*out = c;
 		return 0;
 	}
+	if (split_token(token, len, &p) != 0)
+		return fail(reason, reasonlen, "malformed token: not three base64url parts");
 	if (verify_token(a, token, len, &p, &c, &nbf, reason, reasonlen) != 0 ||
 		check_times(&c, nbf, now_s, reason, reasonlen) != 0)
 		return -1;

@@ -1,7 +1,7 @@
 /*
  * cli.h — small helpers shared by the project's command-line programs:
- * udaconnect-grpcd, the development Kafka tools (scripts/devkafka) and the
- * gRPC load generator (test/bench/grpcload).
+ * udaconnect-grpcd, udaconnect-token, the development Kafka tools
+ * (scripts/devkafka) and the gRPC load generator (test/bench/grpcload).
  *
  * What it holds: clocks in the units those programs count in; strict parsing
  * of numbers given as flags or environment settings (a bad one ends the
