@@ -9,8 +9,8 @@
  * the worker's pipelined connection instead when it can (worker.c) and
  * falls back to db_call() whenever that cannot give the statement's own
  * answer.  Both put the request's caller (caller.c) before the statement's
- * own parameters, so no handler can forget it.  This file must not decide what a route asks nor build a success
- * answer: the handlers (api.c) do.
+ * own parameters, so no handler can forget it.  This file must not decide
+ * what a route asks nor build a success answer: the handlers (api.c) do.
  */
 #include <stdio.h>
 #include <string.h>
@@ -31,7 +31,8 @@ result_shape_ok(const PGresult *res, enum stmt s)
 /*
  * The parameters of statement s: the caller's two, then the handler's n
  * values, in `all`; their count, or -1 when the caller is not established
- * (a handler reached without caller_refused(): a bug, answered 500).
+ * (a handler reached without caller_refused(): a bug, answered 500) or
+ * there are too many.
  */
 static int
 with_caller(const struct request *r, enum stmt s, int n, const char *const *values,
@@ -39,14 +40,16 @@ with_caller(const struct request *r, enum stmt s, int n, const char *const *valu
 {
 	int			k = 0;
 
+	if (n + 2 > MAX_PARAMS)
+		return -1;
 	if (db_stmt_has_caller(s))
 	{
-		if (!r->caller_known || n + 2 > MAX_PARAMS)
+		if (!r->caller_known)
 			return -1;
 		all[k++] = r->caller_role;
 		all[k++] = r->caller_id[0] ? r->caller_id : NULL;
 	}
-	for (int i = 0; i < n && k < MAX_PARAMS; i++)
+	for (int i = 0; i < n; i++)
 		all[k++] = values[i];
 	return k;
 }
