@@ -1,11 +1,13 @@
 // UdaConnect REST client (same origin).  Every failure becomes an ApiError
 // carrying the server's error body: {"error": {status, code, message, field}}.
+// A database refusal (403) also carries its detail or hint when it has one.
 export class ApiError extends Error {
-  constructor(status, code, message, field) {
+  constructor(status, code, message, field, explain) {
     super(message);
     this.status = status;
     this.code = code;
     this.field = field;
+    this.explain = explain || null;
   }
 }
 
@@ -90,7 +92,8 @@ async function call(method, path, body) {
   if (!resp.ok) {
     const err = (data && data.error) || {};
     throw new ApiError(resp.status, err.code || 'http_error',
-                       err.message || `The server answered ${resp.status}.`, err.field || null);
+                       err.message || `The server answered ${resp.status}.`, err.field || null,
+                       err.detail || err.hint);
   }
   return data;
 }

@@ -55,7 +55,8 @@ function signedOutBy(e) {
 
 function failed(e, node, what) {
   if (signedOutBy(e)) return;
-  setStatus(node, 'error', `${what}: ${e.message}`);
+  const why = e.status === 403 && e.explain ? ` (${e.explain})` : '';
+  setStatus(node, 'error', `${what}: ${e.message}${why}`);
 }
 
 function signOut(done) {
