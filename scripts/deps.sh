@@ -7,11 +7,11 @@ PKGS=(
   postgresql-15 postgresql-server-dev-15 postgresql-15-postgis-3 postgresql-contrib
   librdkafka-dev kcat
   libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
-  libgrpc-dev libmicrohttpd-dev libpq-dev libjansson-dev
+  libgrpc-dev libmicrohttpd-dev libpq-dev libjansson-dev libjwt-dev
   python3 python3-grpcio python3-grpc-tools python3-psycopg2 python3-flask python3-kafka
   libipc-run-perl wrk
   chromium chromium-driver python3-selenium python3-requests
-  python3-yaml tini
+  python3-yaml tini python3-jwt
 )
 PKGS+=(${UDACONNECT_EXTRA_PKGS:-})
 missing=()

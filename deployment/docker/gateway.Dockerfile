@@ -17,7 +17,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         build-essential pkg-config ca-certificates \
         libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler \
-        librdkafka-dev libmicrohttpd-dev libpq-dev libjansson-dev \
+        librdkafka-dev libmicrohttpd-dev libpq-dev libjansson-dev libjwt-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY gateway/ gateway/
@@ -33,7 +33,7 @@ FROM ${DEBIAN_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        libgrpc29 libprotobuf-c1 librdkafka1 libmicrohttpd12 libpq5 libjansson4 \
+        libgrpc29 libprotobuf-c1 librdkafka1 libmicrohttpd12 libpq5 libjansson4 libjwt0 \
         ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd -g 10001 udaconnect \
@@ -43,10 +43,12 @@ RUN apt-get update \
 WORKDIR /opt/udaconnect
 COPY --from=build /src/gateway/grpcd/udaconnect-grpcd /opt/udaconnect/gateway/grpcd/udaconnect-grpcd
 COPY --from=build /src/gateway/httpd/udaconnect-httpd /opt/udaconnect/gateway/httpd/udaconnect-httpd
+# signs tokens and makes JWT keys (deployment scripts run it in the pod)
+COPY --from=build /src/gateway/token/udaconnect-token /opt/udaconnect/gateway/token/udaconnect-token
 # udaconnect-httpd serves <binary dir>/openapi.json and <binary dir>/../web
 COPY gateway/httpd/openapi.json /opt/udaconnect/gateway/httpd/openapi.json
 COPY gateway/web/ /opt/udaconnect/gateway/web/
-ENV PATH=/opt/udaconnect/gateway/grpcd:/opt/udaconnect/gateway/httpd:$PATH \
+ENV PATH=/opt/udaconnect/gateway/grpcd:/opt/udaconnect/gateway/httpd:/opt/udaconnect/gateway/token:$PATH \
     UDACONNECT_GRPC_PORT=30005 \
     UDACONNECT_HTTP_PORT=30001
 USER 10001:10001

@@ -4,8 +4,9 @@
  *
  * A thin gateway: each handler validates the request's parameters (with
  * params.c), calls one udaconnect.api_* SQL function with them (with
- * dbcall.c; sql/src/60-http.sql) and passes the JSON text it returns
- * straight through (response.c).  The SQL functions own the data rules;
+ * dbcall.c, which puts the verified caller first; sql/src/60-http.sql) and
+ * passes the JSON text it returns straight through (response.c).  The token
+ * route signs the claims its function returns (caller.c).  The SQL functions own the data rules;
  * nothing here reads or shapes the data itself, and this file must not
  * route requests or speak to libpq directly.
  */
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "httpd.h"
 
@@ -386,6 +388,111 @@ enum MHD_Result
 api_create_location(struct MHD_Connection *c, struct request *r)
 {
 	return create(c, r, &create_location);
+}
+
+/* ---- DELETE /api/persons/{id}: erasure ------------------------------------ */
+
+enum MHD_Result
+api_forget_person(struct MHD_Connection *c, struct request *r)
+{
+	return get_one(c, r, S_FORGET_PERSON, INT_MAX, "person");
+}
+
+/* ---- POST /api/persons/{id}/token ----------------------------------------- */
+
+#define TTL_MIN 60
+#define TTL_MAX 31536000		/* a year */
+#define TTL_DEFAULT 86400
+
+/* The person id of attendee claims {"sub": "<id>", "role": "attendee"}, or 0. */
+static int32_t
+claims_person(const char *text)
+{
+	json_t	   *j = json_loads(text, 0, NULL);
+	const char *role = json_string_value(json_object_get(j, "role"));
+	const char *sub = json_string_value(json_object_get(j, "sub"));
+	long long	id = 0;
+
+	if (!role || strcmp(role, "attendee") != 0 || !sub || parse_int64(sub, 1, INT_MAX, &id) < 0)
+		id = 0;
+	json_decref(j);
+	return (int32_t) id;
+}
+
+/* 201 {"token", "person_id", "expires_at"} for the claims' person. */
+static enum MHD_Result
+send_token(struct MHD_Connection *c, struct request *r, int32_t person, long long ttl)
+{
+	time_t		now = time(NULL);
+	time_t		exp = now + (time_t) ttl;
+	struct tm	tm;
+	char		expires[32];
+	char		err[200];
+	char	   *token = caller_sign_attendee(person, (int64_t) now, ttl, err, sizeof(err));
+	json_t	   *doc;
+	char	   *text;
+
+	if (!token)
+	{
+		logmsg(LOG_ERROR, "cannot sign a token: %s", err);
+		return send_error(c, r, 500, "internal_error", "the token could not be signed", NULL);
+	}
+	gmtime_r(&exp, &tm);
+	strftime(expires, sizeof(expires), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	doc = json_pack("{s:s, s:I, s:s}", "token", token, "person_id", (json_int_t) person,
+					"expires_at", expires);
+	free(token);
+	text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	if (!text)
+		return MHD_NO;
+	return send_owned(c, r, 201, text, strlen(text), "application/json");
+}
+
+enum MHD_Result
+api_token(struct MHD_Connection *c, struct request *r)
+{
+	static const char *const params[] = {"ttl", NULL};
+	static const char *const fields[] = {"id", NULL};
+	enum MHD_Result ret;
+	long long	id;
+	long long	ttl = TTL_DEFAULT;
+	const char *t = arg(c, "ttl");
+	char		idbuf[24];
+	char		b[64];
+	char		msg[80];
+	const char *vals[1];
+	PGresult   *res;
+	int32_t		person;
+
+	/* not a client mistake to retry: the deployment runs without tokens */
+	if (!cfg.auth)
+		return send_error(c, r, 409, "auth_off",
+						  "tokens need UDACONNECT_AUTH=on (this server checks no tokens)", NULL);
+	if (path_id(c, r, INT_MAX, &id, &ret) < 0 || unique_args(c, r, params, &ret) < 0)
+		return ret;
+	if (t && parse_int64(t, TTL_MIN, TTL_MAX, &ttl) < 0)
+		return bad_param(c, r, "ttl", "ttl must be a number of seconds between %d and %d, not \"%s\"",
+						 TTL_MIN, TTL_MAX, shown(t, b, sizeof(b)));
+	snprintf(idbuf, sizeof(idbuf), "%lld", id);
+	vals[0] = idbuf;
+	res = db_call(c, r, S_TOKEN_CLAIMS, 1, vals, fields, "id", &ret);
+	if (!res)
+		return ret;
+	if (PQgetisnull(res, 0, 0))
+	{
+		PQclear(res);
+		snprintf(msg, sizeof(msg), "person %lld does not exist", id);
+		return send_error(c, r, 404, "not_found", msg, "id");
+	}
+	person = claims_person(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if (person == 0)
+	{
+		logmsg(LOG_ERROR, "api_token_claims returned claims that are not an attendee's");
+		return send_error(c, r, 500, "internal_error", "unexpected token claims", NULL);
+	}
+	return send_token(c, r, person, ttl);
 }
 
 /* ---- health ---------------------------------------------------------------- */

@@ -65,7 +65,8 @@ static const opt_def opts[] = {
 	{"--cors-origin", "UDACONNECT_HTTP_CORS_ORIGIN", NULL, OPT_TEXT, 0, 0, &cfg.cors_origin},
 	{"--web-root", "UDACONNECT_WEB_ROOT", NULL, OPT_TEXT, 0, 0, &cfg.web_root},
 	{"--openapi", NULL, NULL, OPT_TEXT, 0, 0, &cfg.openapi_path},
-	{NULL, "UDACONNECT_API_TOKEN", NULL, OPT_TEXT, 0, 0, &cfg.api_token},
+	{"--auth", "UDACONNECT_AUTH", "on", OPT_TEXT, 0, 0, &cfg.auth_text},
+	{"--jwt-key-file", "UDACONNECT_JWT_KEY_FILE", NULL, OPT_TEXT, 0, 0, &cfg.jwt_key_file},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -98,7 +99,11 @@ usage(FILE *f)
 			"  --cors-origin ORIGIN        enable CORS for ORIGIN or * (UDACONNECT_HTTP_CORS_ORIGIN; default off)\n"
 			"  --web-root DIR              the web app (UDACONNECT_WEB_ROOT, default <binary>/../web)\n"
 			"  --openapi FILE              OpenAPI document (default <binary>/openapi.json)\n"
-			"  UDACONNECT_API_TOKEN        if set, POST routes need Authorization: Bearer <token>\n");
+			"  --auth on|off               on: every /api route needs Authorization: Bearer <JWT>;\n"
+			"                              off: the open API, every caller an organizer\n"
+			"                              (UDACONNECT_AUTH, default on)\n"
+			"  --jwt-key-file FILE         the HS256 keys, one a line, the first signs\n"
+			"                              (UDACONNECT_JWT_KEY_FILE; required when auth is on)\n");
 }
 
 /* Stores v (named `name` in the message) into o's target; exits on a bad
@@ -196,6 +201,28 @@ find_flag(const char *a)
 	return NULL;
 }
 
+/* UDACONNECT_AUTH is on or off; on needs a key file (caller.c loads it). */
+static int
+check_auth(void)
+{
+	if (strcmp(cfg.auth_text, "on") != 0 && strcmp(cfg.auth_text, "off") != 0)
+	{
+		logmsg(LOG_FATAL, "--auth (UDACONNECT_AUTH) must be on or off, not \"%s\"",
+			   cfg.auth_text);
+		return -1;
+	}
+	cfg.auth = strcmp(cfg.auth_text, "on") == 0;
+	if (cfg.auth && (!cfg.jwt_key_file || !*cfg.jwt_key_file))
+	{
+		logmsg(LOG_FATAL, "UDACONNECT_AUTH is on but no key file is given: set "
+			   "UDACONNECT_JWT_KEY_FILE (--jwt-key-file) to the HS256 key file "
+			   "(udaconnect-token --genkey makes one), or UDACONNECT_AUTH=off for the "
+			   "open API");
+		return -1;
+	}
+	return 0;
+}
+
 int
 config_load(int argc, char **argv)
 {
@@ -240,6 +267,8 @@ config_load(int argc, char **argv)
 			   "--max-body (%zu), not %zu", (size_t) cfg.max_body, cfg.max_discard);
 		return 2;
 	}
+	if (check_auth() != 0)
+		return 2;
 	if (cfg.max_connections < (unsigned) cfg.threads)
 		cfg.max_connections = (unsigned) cfg.threads;
 	return -1;

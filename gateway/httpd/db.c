@@ -23,42 +23,56 @@
 /* How long a thread waits after a failed attempt to connect. */
 #define RETRY_SECONDS 0.5
 
+/* Every api_* statement takes the caller first: $1 caller_role, $2 caller_id. */
+#define CALLER "$1::text, $2::integer"
+
 static const struct
 {
 	const char *name;
 	const char *sql;
 	int			nparams;
 	bool		may_be_empty;	/* 0 rows = NULL (a set-returning function) */
+	bool		no_caller;		/* S_HEALTH only */
 }			stmts[S_COUNT] = {
-	[S_PERSONS] = {"persons", "SELECT udaconnect.api_persons()", 0},
+	[S_PERSONS] = {"persons", "SELECT udaconnect.api_persons(" CALLER ")", 2},
 	/* inlined by the planner: see api_person in sql/src/60-http.sql */
-	[S_PERSON] = {"person", "SELECT body FROM udaconnect.api_person($1::integer) AS body", 1, true},
+	[S_PERSON] = {
+		"person",
+		"SELECT body FROM udaconnect.api_person(" CALLER ", $3::integer) AS body", 3, true
+	},
 	[S_CREATE_PERSON] = {
 		"create_person",
-		"SELECT udaconnect.api_create_person($1::text, $2::text, $3::text)", 3
+		"SELECT udaconnect.api_create_person(" CALLER ", $3::text, $4::text, $5::text)", 5
 	},
+	[S_FORGET_PERSON] = {
+		"forget_person", "SELECT udaconnect.api_forget_person(" CALLER ", $3::integer)", 3
+	},
+	[S_TOKEN_CLAIMS] = {
+		"token_claims", "SELECT udaconnect.api_token_claims(" CALLER ", $3::integer)", 3
+	},
+	/* the original's shape (one entry per location) and per person */
 	[S_CONNECTION] = {
 		"connection",
-		"SELECT udaconnect.api_connection($1::integer, $2::date, $3::date, "
-		"$4::float8, $5::float8)", 5
+		"SELECT udaconnect.api_connections(" CALLER ", $3::integer, $4::date, $5::date, "
+		"$6::float8, $7::float8, false)", 7
 	},
 	[S_CONNECTIONS] = {
 		"connections",
-		"SELECT udaconnect.api_connections($1::integer, $2::date, $3::date, "
-		"$4::float8, $5::float8)", 5
+		"SELECT udaconnect.api_connections(" CALLER ", $3::integer, $4::date, $5::date, "
+		"$6::float8, $7::float8, true)", 7
 	},
 	[S_LOCATIONS] = {
 		"locations",
-		"SELECT body, next_cursor FROM udaconnect.api_locations($1::integer, "
-		"$2::bigint, $3::bigint, $4::integer, $5::date, $6::date)", 6
+		"SELECT body, next_cursor FROM udaconnect.api_locations(" CALLER ", $3::integer, "
+		"$4::bigint, $5::bigint, $6::integer, $7::date, $8::date)", 8
 	},
-	[S_LOCATION] = {"location", "SELECT udaconnect.api_location($1::bigint)", 1},
+	[S_LOCATION] = {"location", "SELECT udaconnect.api_location(" CALLER ", $3::bigint)", 3},
 	[S_CREATE_LOCATION] = {
 		"create_location",
-		"SELECT udaconnect.api_create_location($1::integer, $2::float8, "
-		"$3::float8, $4::text)", 4
+		"SELECT udaconnect.api_create_location(" CALLER ", $3::integer, $4::float8, "
+		"$5::float8, $6::text)", 6
 	},
-	[S_HEALTH] = {"health", "SELECT 1", 0},
+	[S_HEALTH] = {"health", "SELECT 1", 0, false, true},
 };
 
 static pthread_key_t conn_key;
@@ -131,6 +145,12 @@ const char *
 db_stmt_name(enum stmt s)
 {
 	return stmts[s].name;
+}
+
+bool
+db_stmt_has_caller(enum stmt s)
+{
+	return !stmts[s].no_caller;
 }
 
 bool

@@ -8,7 +8,8 @@
  * SQL error (response.c's SQLSTATE mapping).  db_call_fast() sends it on
  * the worker's pipelined connection instead when it can (worker.c) and
  * falls back to db_call() whenever that cannot give the statement's own
- * answer.  This file must not decide what a route asks nor build a success
+ * answer.  Both put the request's caller (caller.c) before the statement's
+ * own parameters, so no handler can forget it.  This file must not decide what a route asks nor build a success
  * answer: the handlers (api.c) do.
  */
 #include <stdio.h>
@@ -22,6 +23,32 @@ result_shape_ok(const PGresult *res, enum stmt s)
 {
 	return PQnfields(res) > 0 &&
 		(PQntuples(res) == 1 || (PQntuples(res) == 0 && db_stmt_may_be_empty(s)));
+}
+
+/* The most parameters of a statement, the caller's two included. */
+#define MAX_PARAMS 10
+
+/*
+ * The parameters of statement s: the caller's two, then the handler's n
+ * values, in `all`; their count, or -1 when the caller is not established
+ * (a handler reached without caller_refused(): a bug, answered 500).
+ */
+static int
+with_caller(const struct request *r, enum stmt s, int n, const char *const *values,
+			const char **all)
+{
+	int			k = 0;
+
+	if (db_stmt_has_caller(s))
+	{
+		if (!r->caller_known || n + 2 > MAX_PARAMS)
+			return -1;
+		all[k++] = r->caller_role;
+		all[k++] = r->caller_id[0] ? r->caller_id : NULL;
+	}
+	for (int i = 0; i < n && k < MAX_PARAMS; i++)
+		all[k++] = values[i];
+	return k;
 }
 
 static enum MHD_Result
@@ -40,6 +67,15 @@ db_call(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 		const char *const *values, const char *const *fields,
 		const char *fallback_field, enum MHD_Result *ret)
 {
+	const char *all[MAX_PARAMS];
+	int			k = with_caller(r, s, n, values, all);
+
+	if (k < 0)
+	{
+		logmsg(LOG_ERROR, "%s: called without an established caller", db_stmt_name(s));
+		*ret = send_error(c, r, 500, "internal_error", "the caller was not established", NULL);
+		return NULL;
+	}
 	for (int attempt = 0;; attempt++)
 	{
 		PGconn	   *conn = db_conn();
@@ -53,7 +89,7 @@ db_call(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 			return NULL;
 		}
 		metrics_db_busy(+1);
-		res = PQexecPrepared(conn, db_stmt_name(s), n, values, NULL, NULL, 0);
+		res = PQexecPrepared(conn, db_stmt_name(s), k, all, NULL, NULL, 0);
 		metrics_db_busy(-1);
 		st = PQresultStatus(res);
 		if (st == PGRES_TUPLES_OK && result_shape_ok(res, s))
@@ -69,7 +105,8 @@ db_call(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 			PQclear(res);
 			db_drop();
 			metrics_db_error("connection_lost");
-			if (attempt == 0 && !r->is_post)
+			/* a read is run again; a write may have happened */
+			if (attempt == 0 && !r->is_post && !r->is_delete)
 				continue;
 			*ret = send_error(c, r, 503, "database_unavailable",
 							  "the database connection was lost; retry later", NULL);
@@ -101,6 +138,8 @@ db_call_fast(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 			 const char *fallback_field, enum MHD_Result *ret)
 {
 	PGresult   *res;
+	const char *all[MAX_PARAMS];
+	int			k;
 
 	if (r->pipe.done)
 	{
@@ -118,7 +157,8 @@ db_call_fast(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 		}
 		PQclear(res);			/* not the statement's own answer: run it here */
 	}
-	else if (r->may_async && pipe_send(&r->pipe, s, n, values) == 0)
+	else if (r->may_async && (k = with_caller(r, s, n, values, all)) >= 0 &&
+			 pipe_send(&r->pipe, s, k, all) == 0)
 	{
 		*ret = MHD_YES;			/* suspended until the result is in */
 		return NULL;

@@ -20,6 +20,7 @@
 #include <libpq-fe.h>
 #include <microhttpd.h>
 
+#include "auth.h"
 #include "log.h"
 
 #define HTTPD_VERSION "1.0"
@@ -33,6 +34,7 @@ enum route
 	R_PERSON,
 	R_CONNECTION,
 	R_CONNECTIONS,
+	R_TOKEN,
 	R_LOCATIONS,
 	R_LOCATION,
 	R_OPENAPI,
@@ -43,12 +45,15 @@ enum route
 	R_COUNT
 };
 
-/* The prepared statements, one udaconnect.api_* call each (see db.c). */
+/* The prepared statements, one udaconnect.api_* call each (see db.c); all
+ * but S_HEALTH take the caller (caller_role, caller_id) first. */
 enum stmt
 {
 	S_PERSONS,
 	S_PERSON,
 	S_CREATE_PERSON,
+	S_FORGET_PERSON,
+	S_TOKEN_CLAIMS,
 	S_CONNECTION,
 	S_CONNECTIONS,
 	S_LOCATIONS,
@@ -92,7 +97,9 @@ struct config
 	unsigned	connection_timeout_s;
 	size_t		connection_memory;
 	const char *cors_origin;	/* NULL = CORS off */
-	const char *api_token;		/* NULL = writes need no token */
+	bool		auth;			/* UDACONNECT_AUTH: /api routes need a token */
+	const char *auth_text;		/* its text as given ("on", "off") */
+	const char *jwt_key_file;	/* UDACONNECT_JWT_KEY_FILE */
 	const char *web_root;
 	const char *openapi_path;
 };
@@ -125,6 +132,9 @@ extern PGconn *db_conn(void);
 extern void db_drop(void);
 
 extern const char *db_stmt_name(enum stmt s);
+
+/* The statement takes the caller as its first two parameters. */
+extern bool db_stmt_has_caller(enum stmt s);
 
 /* The statement returns no row instead of a NULL one (treated the same). */
 extern bool db_stmt_may_be_empty(enum stmt s);
@@ -185,6 +195,7 @@ struct request
 	enum route	route;
 	unsigned	status;			/* the status answered (metrics) */
 	bool		is_post;
+	bool		is_delete;
 	const char *allow;			/* methods of the route (405, CORS) */
 	char	   *url;			/* copy of the path, cut by route() */
 	const char *id_str;			/* the path's id, points into url */
@@ -199,6 +210,11 @@ struct request
 	/* a statement on the pipelined connection (worker.c fills it) */
 	bool		may_async;		/* the final call of a request without body */
 	struct pipe_wait pipe;
+	/* the verified caller (caller.c): the udaconnect.api_* calls' first two
+	 * parameters */
+	bool		caller_known;	/* verified (or auth off) */
+	const char *caller_role;	/* "organizer" or "attendee" */
+	char		caller_id[16];	/* an attendee's person id; "" = NULL */
 };
 
 /* ---- response.c: answers, errors, SQLSTATE -> HTTP ----------------------- */
@@ -209,6 +225,13 @@ extern void common_headers(struct MHD_Response *resp, const char *content_type);
 /* Queues resp (or holds it until the body is read, see discard.c). */
 extern enum MHD_Result queue(struct MHD_Connection *c, struct request *r,
 							 unsigned status, struct MHD_Response *resp);
+
+/* The 401 of RFC 6750: the error shape with `code` and `message` and the
+ * WWW-Authenticate challenge (its error_description from `reason`, made a
+ * valid quoted-string; NULL = no token was given). */
+extern enum MHD_Result send_unauthorized(struct MHD_Connection *c, struct request *r,
+										 const char *code, const char *message,
+										 const char *reason);
 
 /* An answer without a body; NULL when out of memory. */
 extern struct MHD_Response *empty_response(void);
@@ -249,10 +272,32 @@ extern enum MHD_Result send_db_error(struct MHD_Connection *c, struct request *r
 									 const char *const *fields,
 									 const char *fallback_field);
 
+/* ---- caller.c: who is asking (the bearer token) -------------------------- */
+
+/* Loads the signing key when auth is on: 0, or -1 (logged). */
+extern int	caller_init(void);
+extern void caller_free(void);
+
+/* The route needs a caller (the /api routes but the OpenAPI document). */
+extern bool caller_needed(enum route rt);
+
+/*
+ * Establishes the request's caller once (from the token, or the organizer
+ * when auth is off): false when it is known, true with the 401 queued in
+ * *ret.  CPU only, no database: a verified token is cached (auth.h).
+ */
+extern bool caller_refused(struct MHD_Connection *c, struct request *r,
+						   enum MHD_Result *ret);
+
+/* Signs an attendee token for `person`: malloc'd, or NULL with err set. */
+extern char *caller_sign_attendee(int32_t person, int64_t now_s, int64_t ttl_s,
+								  char *err, size_t errlen);
+
 /* ---- dbcall.c: one statement for one request ----------------------------- */
 
 /* The result (a single row of PGRES_TUPLES_OK), or NULL with the error
- * answer queued in *ret; blocking. */
+ * answer queued in *ret; blocking.  `values` are the statement's own
+ * parameters: the request's caller goes before them (db_stmt_has_caller). */
 extern PGresult *db_call(struct MHD_Connection *c, struct request *r, enum stmt s,
 						 int n, const char *const *values,
 						 const char *const *fields, const char *fallback_field,
@@ -318,6 +363,8 @@ extern enum MHD_Result api_locations(struct MHD_Connection *c, struct request *r
 extern enum MHD_Result api_location(struct MHD_Connection *c, struct request *r);
 extern enum MHD_Result api_create_person(struct MHD_Connection *c, struct request *r);
 extern enum MHD_Result api_create_location(struct MHD_Connection *c, struct request *r);
+extern enum MHD_Result api_forget_person(struct MHD_Connection *c, struct request *r);
+extern enum MHD_Result api_token(struct MHD_Connection *c, struct request *r);
 extern enum MHD_Result api_healthz(struct MHD_Connection *c, struct request *r);
 
 /* ---- static.c: the web app and the OpenAPI document ---------------------- */

@@ -10,8 +10,8 @@
  * header block (our own limits, below what the per-connection memory lets
  * libmicrohttpd hold, so that an oversized request gets the JSON error shape:
  * libmicrohttpd's own 414/431, for requests that do not even fit in its
- * memory, are HTML and cannot be changed in 0.9.75), and a POST's token,
- * media type and declared length.  This file refuses; it must not read
+ * memory, are HTML and cannot be changed in 0.9.75), and a POST's caller
+ * (caller.c), media type and declared length.  This file refuses; it must not read
  * bodies (request.c, discard.c) nor route.
  */
 #include <limits.h>
@@ -146,29 +146,6 @@ limits_oversized(struct MHD_Connection *c, struct request *r, enum MHD_Result *r
 	return false;
 }
 
-/* The bearer token, compared in constant time. */
-static bool
-token_ok(struct MHD_Connection *c)
-{
-	const char *h;
-	size_t		a;
-	size_t		b;
-	unsigned char diff;
-
-	if (!cfg.api_token)
-		return true;
-	h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-		return false;
-	h += 7;
-	a = strlen(h);
-	b = strlen(cfg.api_token);
-	diff = a != b;
-	for (size_t i = 0; i < a && i < b; i++)
-		diff |= (unsigned char) (h[i] ^ cfg.api_token[i]);
-	return diff == 0;
-}
-
 static bool
 is_json_type(const char *ct)
 {
@@ -197,11 +174,13 @@ limits_post_refused(struct MHD_Connection *c, struct request *r, enum MHD_Result
 	const char *cl;
 	long long	len;
 
-	if (!token_ok(c))
-		*ret = send_error(c, r, 401, "unauthorized",
-						  "this route needs the header Authorization: Bearer <token>", NULL);
-	else if (!is_json_type(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-													   MHD_HTTP_HEADER_CONTENT_TYPE)))
+	/* the caller first: a body is not worth reading for someone unknown */
+	if (caller_needed(r->route) && caller_refused(c, r, ret))
+		return true;
+	/* the token route reads no body, so any (or none) will do */
+	if (r->route != R_TOKEN &&
+		!is_json_type(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+												  MHD_HTTP_HEADER_CONTENT_TYPE)))
 		*ret = send_error(c, r, 415, "unsupported_media_type",
 						  "the request body must be JSON (Content-Type: application/json)", NULL);
 	else if ((cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,

@@ -96,6 +96,8 @@ main(int argc, char **argv)
 	rc = config_load(argc, argv);
 	if (rc >= 0)
 		return rc;
+	if (caller_init() != 0)
+		return 2;				/* a bad setting: the key file */
 	if (static_init() != 0)
 		return 1;
 	memset(&sa, 0, sizeof(sa));
@@ -134,5 +136,6 @@ main(int argc, char **argv)
 	logmsg(LOG_INFO, "signal %d, stopping", sig);
 	workers_stop();
 	static_free();
+	caller_free();
 	return 0;
 }

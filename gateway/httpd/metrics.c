@@ -19,6 +19,7 @@ static const char *const route_names[R_COUNT] = {
 	[R_PERSON] = "/api/persons/{id}",
 	[R_CONNECTION] = "/api/persons/{id}/connection",
 	[R_CONNECTIONS] = "/api/persons/{id}/connections",
+	[R_TOKEN] = "/api/persons/{id}/token",
 	[R_LOCATIONS] = "/api/locations",
 	[R_LOCATION] = "/api/locations/{id}",
 	[R_OPENAPI] = "/api/openapi.json",

@@ -49,6 +49,7 @@ headers_in(struct MHD_Connection *c, struct request *r, const char *method,
 	if (limits_oversized(c, r, &ret))
 		return ret;
 	r->is_post = strcmp(method, "POST") == 0 && r->allow && strstr(r->allow, "POST");
+	r->is_delete = strcmp(method, "DELETE") == 0 && r->allow && strstr(r->allow, "DELETE");
 	if (!r->is_post)
 	{
 		/*

@@ -128,12 +128,12 @@ send_result(struct MHD_Connection *c, struct request *r, unsigned status,
  * The one error shape:
  *   {"error": {"status": 400, "code": "...", "message": "...", "field": ...}}
  * plus "sqlstate" (and "detail"/"hint" when present) for database errors.
+ * NULL when out of memory.
  */
-enum MHD_Result
-send_error_ex(struct MHD_Connection *c, struct request *r, unsigned status,
-			  const char *code, const char *message, const char *field,
-			  const char *sqlstate, const char *detail, const char *hint,
-			  const char *allow)
+static struct MHD_Response *
+error_response(unsigned status, const char *code, const char *message,
+			   const char *field, const char *sqlstate, const char *detail,
+			   const char *hint)
 {
 	json_t	   *err = json_object();
 	json_t	   *msg = json_string(message);
@@ -159,22 +159,64 @@ send_error_ex(struct MHD_Connection *c, struct request *r, unsigned status,
 	text = json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
 	if (!text)
-		return MHD_NO;
+		return NULL;
 	resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
 	if (!resp)
 	{
 		free(text);
-		return MHD_NO;
+		return NULL;
 	}
 	common_headers(resp, "application/json");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	return resp;
+}
+
+enum MHD_Result
+send_error_ex(struct MHD_Connection *c, struct request *r, unsigned status,
+			  const char *code, const char *message, const char *field,
+			  const char *sqlstate, const char *detail, const char *hint,
+			  const char *allow)
+{
+	struct MHD_Response *resp = error_response(status, code, message, field,
+											   sqlstate, detail, hint);
+
+	if (!resp)
+		return MHD_NO;
 	if (allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-	if (status == 401)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 	if (status == 503)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 	return queue(c, r, status, resp);
+}
+
+enum MHD_Result
+send_unauthorized(struct MHD_Connection *c, struct request *r, const char *code,
+				  const char *message, const char *reason)
+{
+	struct MHD_Response *resp = error_response(401, code, message, NULL, NULL, NULL, NULL);
+	char		challenge[300];
+	size_t		n;
+
+	if (!resp)
+		return MHD_NO;
+	if (!reason)
+		snprintf(challenge, sizeof(challenge), "Bearer realm=\"udaconnect\"");
+	else
+	{
+		/*
+		 * RFC 6750 allows error_description only printable ASCII without '"'
+		 * and '\\': the reasons quote names with '"', which become '\''.
+		 */
+		n = (size_t) snprintf(challenge, sizeof(challenge),
+							  "Bearer error=\"invalid_token\", error_description=\"");
+		for (const char *p = reason; *p && n < sizeof(challenge) - 2; p++)
+			challenge[n++] = *p == '"' ? '\'' : *p == '\\' ? '/' :
+				(*p < 0x20 || *p > 0x7e) ? '?' : *p;
+		challenge[n++] = '"';
+		challenge[n] = 0;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, challenge);
+	return queue(c, r, 401, resp);
 }
 
 enum MHD_Result

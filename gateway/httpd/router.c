@@ -4,9 +4,10 @@
  *
  * route() names the route of a path (the API's, /healthz, /metrics, or a
  * static file) and the methods it allows; dispatch() answers the CORS
- * preflight, the 404 and the 405 itself and hands everything else to its
- * handler (api.c, static.c, the metrics text).  This file must not look at
- * parameters or bodies: the handlers do.
+ * preflight, the 404 and the 405 itself, establishes the caller of the /api
+ * routes (caller.c: the 401 comes before any handler runs) and hands
+ * everything else to its handler (api.c, static.c, the metrics text).  This
+ * file must not look at parameters or bodies: the handlers do.
  */
 #include <stdio.h>
 #include <string.h>
@@ -46,12 +47,14 @@ route(struct request *r)
 		slash = strchr(id, '/');
 		r->id_str = id;
 		if (!slash)
-			return r->route = R_PERSON, "GET, HEAD";
+			return r->route = R_PERSON, "GET, HEAD, DELETE";
 		*slash = 0;
 		if (strcmp(slash + 1, "connection") == 0)
 			return r->route = R_CONNECTION, "GET, HEAD";
 		if (strcmp(slash + 1, "connections") == 0)
 			return r->route = R_CONNECTIONS, "GET, HEAD";
+		if (strcmp(slash + 1, "token") == 0)
+			return r->route = R_TOKEN, "POST";
 		*slash = '/';
 	}
 	else if (strncmp(u, "/api/locations/", 15) == 0 || strncmp(u, "/api/location/", 14) == 0)
@@ -114,25 +117,34 @@ enum MHD_Result
 dispatch(struct MHD_Connection *c, struct request *r, const char *method)
 {
 	char		msg[120];
+	enum MHD_Result ret;
+	bool		get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 
 	if (r->route == R_NOT_FOUND)
 		return send_error(c, r, 404, "not_found", "no such route", NULL);
 	if (strcmp(method, "OPTIONS") == 0 && cfg.cors_origin)
 		return preflight(c, r);
-	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+	if (!(get && strstr(r->allow, "GET")) && !r->is_delete)
 	{
 		snprintf(msg, sizeof(msg), "method %.16s is not allowed here; allowed: %s",
 				 method, r->allow);
 		return send_error_ex(c, r, 405, "method_not_allowed", msg, NULL, NULL, NULL, NULL,
 							 r->allow);
 	}
+	if (caller_needed(r->route) && caller_refused(c, r, &ret))
+		return ret;
+	if (r->is_delete)
+		return api_forget_person(c, r);
 	return get_handlers[r->route] (c, r);
 }
 
+/* The caller was established with the headers (limits_post_refused). */
 enum MHD_Result
 dispatch_post(struct MHD_Connection *c, struct request *r)
 {
 	if (r->route == R_PERSONS)
 		return api_create_person(c, r);
+	if (r->route == R_TOKEN)
+		return api_token(c, r);
 	return api_create_location(c, r);
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Stack hook: udaconnect-httpd (REST/JSON API + web app) on
 # 127.0.0.1:$UDACONNECT_HTTP_PORT, connected to the stack's database as the
-# least-privilege role udaconnect_api (sql/src/60-http.sql).  Other settings
-# (UDACONNECT_HTTP_THREADS, UDACONNECT_API_TOKEN, ...) pass through from the
-# environment; see docs/http.md.
+# least-privilege role udaconnect_api (sql/src/60-http.sql), asking for the
+# tokens 05-auth.sh set up (UDACONNECT_AUTH, UDACONNECT_JWT_KEY_FILE from
+# $RUN_DIR/env).  Other settings (UDACONNECT_HTTP_THREADS, ...) pass through
+# from the environment; see docs/http.md.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/daemon.sh"
 BIN=$TOP/gateway/httpd/udaconnect-httpd
@@ -25,7 +26,16 @@ start)
       echo "50-httpd: UDACONNECT_DATABASE_URL is not in $RUN_DIR/env (is PostgreSQL up?)" >&2
       exit 1
     fi
+    # shellcheck disable=SC1091
+    AUTH=$(. "$RUN_DIR/env"; echo "${UDACONNECT_AUTH:-on}")
+    # shellcheck disable=SC1091
+    KEYFILE=$(. "$RUN_DIR/env"; echo "${UDACONNECT_JWT_KEY_FILE:-}")
+    if [ "$AUTH" = on ] && [ -z "$KEYFILE" ]; then
+      echo "50-httpd: UDACONNECT_JWT_KEY_FILE is not in $RUN_DIR/env (did 05-auth run?)" >&2
+      exit 1
+    fi
     UDACONNECT_DATABASE_URL=$DBURL UDACONNECT_HTTP_DB_USER=${UDACONNECT_HTTP_DB_USER:-udaconnect_api} \
+    UDACONNECT_AUTH=$AUTH UDACONNECT_JWT_KEY_FILE=$KEYFILE \
       nohup "$BIN" --bind 127.0.0.1 --port "$UDACONNECT_HTTP_PORT" \
         --web-root "$TOP/gateway/web" >>"$LOG_DIR/httpd.log" 2>&1 </dev/null &
     echo $! > "$PIDFILE"
