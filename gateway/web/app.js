@@ -40,6 +40,7 @@ function showSignIn(reason, done) {
   $('#signin-done').hidden = !done;
   $('#signin-done').textContent = done || '';
   setStatus($('#signin-reason'), reason ? 'error' : '', reason || '');
+  $('#signin-reason').hidden = !reason;
 }
 
 // A 401 ends the session (the token expired, was revoked or never was):
