@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """udaconnect-httpd over real HTTP: every route and error case, the original's
-API collection, limits, bearer token, CORS, 503/504 and reconnection.
+API collection, limits, JWT callers and who may see what, CORS, 503/504 and
+reconnection.
 
 Prints TAP lines ("ok N - ...").  Needs the stack's environment
-(UDACONNECT_HTTP_URL, UDACONNECT_DATABASE_URL, PGHOST/PGPORT/...), TOP and
-SUITE_DIR.  Extra daemons for the limit tests listen on UDACONNECT_HTTP_PORT+1..+3.
+(UDACONNECT_HTTP_URL, UDACONNECT_DATABASE_URL, PGHOST/PGPORT/...,
+UDACONNECT_AUTH, UDACONNECT_JWT_KEY_FILE), TOP and SUITE_DIR.  Extra daemons
+for the limit and auth tests listen on UDACONNECT_HTTP_PORT+1..+3.  Requests
+carry an organizer's token (minted with PyJWT, tokens.py) unless a test says
+otherwise (auth=None: no token; auth="<jwt>": that one).
 """
 import http.client
 import json
@@ -16,6 +20,9 @@ import time
 import traceback
 import urllib.parse
 
+import jwt
+
+import tokens
 from httpd_daemon import start_httpd
 from tap import Tap
 
@@ -37,10 +44,18 @@ def check(desc, fn):
         tap(False, desc, traceback.format_exc())
 
 
-def req(method, path, body=None, headers=None, port=None, host=None, raw=None):
+ORG = "organizer"     # auth= default: an organizer's token when the daemon asks for one
+AUTH = tokens.stack_headers()
+
+
+def req(method, path, body=None, headers=None, port=None, host=None, raw=None, auth=ORG):
     """One request on a fresh connection: (status, headers dict lower-case, body bytes)."""
     c = http.client.HTTPConnection(host or HOST, port or PORT, timeout=30)
     h = dict(headers or {})
+    if auth == ORG:
+        h.update(AUTH)
+    elif auth is not None:
+        h.update(tokens.bearer(auth))
     data = None
     if body is not None:
         data = json.dumps(body).encode()
@@ -110,7 +125,6 @@ def start_daemon(port, args=(), env_extra=None, dburl=None):
     env = dict(os.environ)
     env["UDACONNECT_DATABASE_URL"] = dburl or os.environ["UDACONNECT_DATABASE_URL"]
     env["UDACONNECT_HTTP_DB_USER"] = "udaconnect_api"
-    env.pop("UDACONNECT_API_TOKEN", None)
     env.update(env_extra or {})
     p = start_httpd(port, env, os.path.join(SUITE_DIR, "httpd-%d.log" % port), args)
     procs.append(p)
@@ -126,6 +140,346 @@ def stop_daemon(p):
         p.wait()
     if p in procs:
         procs.remove(p)
+
+
+# ---------------------------------------------------------------------------
+# JWT callers and who may see what (issue 14; sql/src/40-privacy.sql)
+# ---------------------------------------------------------------------------
+CONN_Q = "?start_date=2019-01-01&end_date=2030-12-31&distance=5"
+
+
+def expect_status(method, path, want, auth, port, code=None, body=None, why=None, **kw):
+    """HTTP `want`; for an error, the error shape (403: the database's own
+    message, SQLSTATE 42501)."""
+    def f():
+        s, h, j = jreq(method, path, body, port=port, auth=auth, **kw)
+        if s != want:
+            return "HTTP %d != %d: %r" % (s, want, j)
+        if want == 403:
+            r = is_error(j, 403, "forbidden")
+            return r if r is not True else (j["error"].get("sqlstate") == "42501" or j)
+        if want >= 400:
+            r = is_error(j, want, code)
+            if r is True and why and why not in j["error"]["message"]:
+                return "message %r lacks %r" % (j["error"]["message"], why)
+            return r
+        return True
+    return f
+
+
+def unauthorized(method, path, port, auth=None, why=None, body=None):
+    """401: the error shape and the RFC 6750 challenge (realm when no token
+    was given, error="invalid_token" with the reason otherwise)."""
+    def f():
+        s, h, j = jreq(method, path, body, port=port, auth=auth)
+        if s != 401:
+            return "HTTP %d != 401: %r" % (s, j)
+        www = h.get("www-authenticate", "")
+        if auth is None:
+            r = is_error(j, 401, "unauthorized")
+            return r if r is not True else (www == 'Bearer realm="udaconnect"' or www)
+        r = is_error(j, 401, "invalid_token")
+        if r is not True:
+            return r
+        if not www.startswith('Bearer error="invalid_token", error_description="'):
+            return www
+        return (why in j["error"]["message"] and why.replace('"', "'") in www) or (j, www)
+    return f
+
+
+def person_ids(port, auth):
+    s, h, j = jreq("GET", "/api/persons", port=port, auth=auth)
+    if s != 200:
+        raise AssertionError((s, j))
+    return {p["id"] for p in j}
+
+
+def mentions(doc, pid, name):
+    """Whether an API answer names the person: the name anywhere in its text,
+    or the id as a person's id (a person object, a person_id field)."""
+    if name in json.dumps(doc):
+        return True
+    if isinstance(doc, dict):
+        if doc.get("person_id") == pid or ("first_name" in doc and doc.get("id") == pid):
+            return True
+        return any(mentions(v, pid, name) for v in doc.values())
+    if isinstance(doc, list):
+        return any(mentions(v, pid, name) for v in doc)
+    return False
+
+
+def auth_matrix(port):
+    """Attendee (seed person 5), organizer and no token against a daemon
+    with UDACONNECT_AUTH=on."""
+    stamp = "%d" % (time.time() * 1000)
+    A, MET, OTHER = 5, 6, 8
+    att = tokens.attendee(A)
+    org = tokens.organizer()
+    met = set(int(x) for x in psql("select udaconnect.met_persons(%d)" % A).split())
+    other_loc = int(psql("select min(id) from udaconnect.location where person_id = %d" % OTHER))
+    own_loc = int(psql("select min(id) from udaconnect.location where person_id = %d" % A))
+    st = {}
+
+    def t_setup():
+        s, h, j = jreq("POST", "/api/persons", {"first_name": "Una", "last_name": "Met " + stamp,
+                                                "company_name": "Nobody"}, port=port, auth=org)
+        st["unmet"] = j.get("id") if s == 201 else None
+        return (s == 201 and MET in met and OTHER != A) or (s, j, met)
+    check("auth: organizer POST /api/persons -> 201 (a person nobody has met)", t_setup)
+    U = st.get("unmet") or 0
+
+    # ---- GET /api/persons
+    def t_list_att():
+        want = {A} | met
+        got = person_ids(port, att)
+        return (got == want and U not in got) or (got, want)
+    check("auth: attendee GET /api/persons lists themself and the persons they met, no one else",
+          t_list_att)
+
+    def t_list_org():
+        got = person_ids(port, org)
+        want = set(int(x) for x in psql("select id from udaconnect.person").split())
+        return (got == want and U in got) or (got, want)
+    check("auth: organizer GET /api/persons lists every person", t_list_org)
+
+    # ---- GET /api/persons/{id}
+    check("auth: attendee GET /api/persons/{self} -> 200",
+          expect_status("GET", "/api/persons/%d" % A, 200, att, port))
+    check("auth: attendee GET /api/persons/{met} -> 200",
+          expect_status("GET", "/api/persons/%d" % MET, 200, att, port))
+    check("auth: attendee GET /api/persons/{unmet} -> 403 forbidden (the database's 42501)",
+          expect_status("GET", "/api/persons/%d" % U, 403, att, port))
+    check("auth: organizer GET /api/persons/{unmet} -> 200",
+          expect_status("GET", "/api/persons/%d" % U, 200, org, port))
+
+    # ---- connections
+    for route in ("connection", "connections"):
+        check("auth: attendee GET /api/persons/{other}/%s -> 403" % route,
+              expect_status("GET", "/api/persons/%d/%s%s" % (OTHER, route, CONN_Q), 403, att, port))
+        check("auth: attendee GET /api/persons/{self}/%s -> 200" % route,
+              expect_status("GET", "/api/persons/%d/%s%s" % (A, route, CONN_Q), 200, att, port))
+        check("auth: organizer GET /api/persons/{other}/%s -> 200" % route,
+              expect_status("GET", "/api/persons/%d/%s%s" % (OTHER, route, CONN_Q), 200, org, port))
+    check("auth: attendee connection search wider than attendee_max_distance -> 403",
+          expect_status("GET", "/api/persons/%d/connections?start_date=2019-01-01&end_date=2030-12-31"
+                        "&distance=100000" % A, 403, att, port))
+
+    def t_same_answer():
+        a = jreq("GET", "/api/persons/%d/connections%s" % (A, CONN_Q), port=port, auth=att)
+        o = jreq("GET", "/api/persons/%d/connections%s" % (A, CONN_Q), port=port, auth=org)
+        return (a[0] == o[0] == 200 and a[2] == o[2] and len(a[2]) > 0) or (a, o)
+    check("auth: an attendee's own connections equal what an organizer sees of them", t_same_answer)
+
+    # ---- locations
+    def t_locs_att():
+        s, h, j = jreq("GET", "/api/locations?limit=1000", port=port, auth=att)
+        n = int(psql("select count(*) from udaconnect.location where person_id = %d" % A))
+        if s != 200:
+            return (s, j)
+        return ({e["person_id"] for e in j} == {A} and len(j) == n) or (len(j), n, j[:3])
+    check("auth: attendee GET /api/locations -> only their own locations, all of them", t_locs_att)
+
+    def t_locs_org():
+        s, h, j = jreq("GET", "/api/locations?limit=1000", port=port, auth=org)
+        n = int(psql("select count(*) from udaconnect.location"))
+        return (s == 200 and len(j) == min(n, 1000) and len({e["person_id"] for e in j}) > 1) \
+            or (s, len(j), n)
+    check("auth: organizer GET /api/locations -> everyone's", t_locs_org)
+    check("auth: attendee GET /api/locations?person_id={other} -> 403",
+          expect_status("GET", "/api/locations?person_id=%d" % OTHER, 403, att, port))
+    check("auth: attendee GET /api/locations/{other's} -> 403",
+          expect_status("GET", "/api/locations/%d" % other_loc, 403, att, port))
+    check("auth: attendee GET /api/locations/{own} -> 200",
+          expect_status("GET", "/api/locations/%d" % own_loc, 200, att, port))
+    check("auth: organizer GET /api/locations/{anyone's} -> 200",
+          expect_status("GET", "/api/locations/%d" % other_loc, 200, org, port))
+    check("auth: attendee POST /api/locations for another person -> 403",
+          expect_status("POST", "/api/locations", 403, att, port,
+                        body={"person_id": OTHER, "latitude": 37.55, "longitude": -122.29}))
+    check("auth: attendee POST /api/locations for themself -> 201",
+          expect_status("POST", "/api/locations", 201, att, port,
+                        body={"person_id": A, "latitude": 37.55, "longitude": -122.29}))
+
+    # ---- persons: create, tokens, erasure
+    check("auth: attendee POST /api/persons -> 403",
+          expect_status("POST", "/api/persons", 403, att, port,
+                        body={"first_name": "No", "last_name": "Way", "company_name": "X"}))
+    check("auth: attendee POST /api/persons/{id}/token -> 403",
+          expect_status("POST", "/api/persons/%d/token" % MET, 403, att, port))
+    check("auth: attendee DELETE /api/persons/{other} -> 403",
+          expect_status("DELETE", "/api/persons/%d" % OTHER, 403, att, port))
+
+    def t_token():
+        s, h, j = jreq("POST", "/api/persons/%d/token?ttl=120" % U, port=port, auth=org)
+        if s != 201 or set(j) != {"token", "person_id", "expires_at"} or j["person_id"] != U:
+            return (s, j)
+        c = jwt.decode(j["token"], tokens.key(), algorithms=["HS256"])
+        exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(c["exp"]))
+        if (c["sub"], c["role"], c["exp"] - c["iat"], exp) != (str(U), "attendee", 120, j["expires_at"]):
+            return (c, j)
+        if h.get("cache-control") != "no-store":
+            return h
+        st["utoken"] = j["token"]
+        return True
+    check("auth: organizer POST /api/persons/{id}/token?ttl=120 -> 201 {token, person_id, expires_at}: "
+          "an HS256 attendee token with the stack's key, exp = iat + 120 = expires_at", t_token)
+
+    def t_token_works():
+        tok = st.get("utoken")
+        a = jreq("GET", "/api/persons/%d" % U, port=port, auth=tok)
+        b = jreq("GET", "/api/persons/%d" % A, port=port, auth=tok)
+        return (a[0] == 200 and a[2]["id"] == U and b[0] == 403) or (a, b)
+    check("auth: the issued token works: its person sees themself, not the persons they never met",
+          t_token_works)
+
+    def t_token_default():
+        s, h, j = jreq("POST", "/api/persons/%d/token" % U, port=port, auth=org)
+        c = jwt.decode(j["token"], tokens.key(), algorithms=["HS256"]) if s == 201 else {}
+        return (c.get("exp", 0) - c.get("iat", 0) == 86400) or (s, j, c)
+    check("auth: the token's ttl defaults to 86400 s", t_token_default)
+    for q in ("ttl=59", "ttl=31536001", "ttl=abc", "ttl=60&ttl=61"):
+        check("auth: POST /api/persons/{id}/token?%s -> 400 field ttl" % q,
+              expect_status("POST", "/api/persons/%d/token?%s" % (U, q), 400, org, port,
+                            code="invalid_parameter"))
+    check("auth: POST /api/persons/{unknown}/token -> 404",
+          expect_status("POST", "/api/persons/2000000000/token", 404, org, port, code="not_found"))
+
+    def t_org_delete():
+        s, h, j = jreq("POST", "/api/persons", {"first_name": "Era", "last_name": "Sed " + stamp,
+                                                "company_name": "Gone"}, port=port, auth=org)
+        pid = j["id"]
+        d1 = jreq("DELETE", "/api/persons/%d" % pid, port=port, auth=org)
+        g = jreq("GET", "/api/persons/%d" % pid, port=port, auth=org)
+        d2 = jreq("DELETE", "/api/persons/%d" % pid, port=port, auth=org)
+        return (d1[0] == 200 and d1[2].get("erased") is True and g[0] == 404 and d2[0] == 404) \
+            or (d1, g, d2)
+    check("auth: organizer DELETE /api/persons/{id} -> 200 {erased}; then GET and DELETE -> 404",
+          t_org_delete)
+
+    # ---- an attendee erases themself: afterwards no answer names them
+    def t_forget_self():
+        name = "Forget " + stamp
+        s, h, j = jreq("POST", "/api/persons", {"first_name": "Fay", "last_name": name,
+                                                "company_name": "Ephemeral"}, port=port, auth=org)
+        D = j["id"]
+        lat, lon, t = psql("select st_y(coordinate), st_x(coordinate), "
+                           "to_char((creation_time + interval '30 seconds') at time zone 'UTC', "
+                           "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') from udaconnect.location "
+                           "where id = %d" % own_loc).split("|")
+        for dt in (0, 1):
+            s, h, j = jreq("POST", "/api/locations", {"person_id": D, "latitude": float(lat),
+                                                      "longitude": float(lon) + dt * 1e-6,
+                                                      "creation_time": t}, port=port, auth=org)
+            if s != 201:
+                return ("location", s, j)
+        s, h, j = jreq("POST", "/api/persons/%d/token" % D, port=port, auth=org)
+        tok = j["token"]
+        paths = ["/api/persons", "/api/persons/%d/connection%s" % (A, CONN_Q),
+                 "/api/persons/%d/connections%s" % (A, CONN_Q), "/api/locations?limit=1000",
+                 "/api/locations?person_id=%d&limit=1000" % D]
+        before = [jreq("GET", p, port=port, auth=org)[2] for p in paths]
+        if not all(mentions(b, D, name) for b in before[:4]):
+            return ("the searches did not find the person before", [mentions(b, D, name) for b in before])
+        s, h, j = jreq("DELETE", "/api/persons/%d" % D, port=port, auth=tok)
+        if s != 200 or j != {"erased": True, "locations": 2, "rejects": 0}:
+            return ("DELETE", s, j)
+        after = []
+        for p in paths + ["/api/persons/%d" % D]:
+            s, h, b = req("GET", p, port=port, auth=org)
+            if s not in (200, 404) or name.encode() in b or mentions(json.loads(b), D, name):
+                after.append((p, s, b[:200]))
+        left = psql("select (select count(*) from udaconnect.location where person_id = %d) + "
+                    "(select count(*) from udaconnect.person where id = %d)" % (D, D))
+        return (not after and left == "0") or (after, left)
+    check("auth: attendee DELETE /api/persons/{self} -> 200; afterwards no organizer's answer "
+          "(persons, connection, connections, locations) names them or their id", t_forget_self)
+
+    # ---- no token: 401 on every /api route; the rest stays open
+    for method, path, body in (
+            ("GET", "/api/persons", None), ("GET", "/api/persons/%d" % A, None),
+            ("GET", "/api/persons/%d/connection%s" % (A, CONN_Q), None),
+            ("GET", "/api/persons/%d/connections%s" % (A, CONN_Q), None),
+            ("GET", "/api/locations", None), ("GET", "/api/locations/%d" % own_loc, None),
+            ("POST", "/api/locations", {"person_id": A, "latitude": 1, "longitude": 2}),
+            ("POST", "/api/persons", {"first_name": "a", "last_name": "b", "company_name": "c"}),
+            ("POST", "/api/persons/%d/token" % A, None), ("DELETE", "/api/persons/%d" % A, None)):
+        check("auth: no token: %s %s -> 401, WWW-Authenticate: Bearer realm=\"udaconnect\""
+              % (method, path.split("?")[0]), unauthorized(method, path, port, body=body))
+    check("auth: Authorization: Basic ... -> 401 (no bearer token)",
+          expect_status("GET", "/api/persons", 401, None, port, code="unauthorized",
+                        headers={"Authorization": "Basic dXNlcjpwYXNz"}))
+    for path in ("/healthz", "/metrics", "/", "/api/openapi.json"):
+        check("auth: %s needs no token" % path, lambda p=path: req("GET", p, port=port, auth=None)[0] == 200)
+
+    # ---- bad tokens: each 401 with its own reason
+    now = int(time.time())
+    bad = (
+        ("alg none", tokens.unsigned({"sub": "ops", "role": "organizer", "exp": now + 600}),
+         'alg "none"'),
+        ("signed with another key", tokens.mint({"sub": "ops", "role": "organizer"}, "k" * 40),
+         "signature does not match"),
+        ("expired", tokens.mint({"sub": "ops", "role": "organizer", "exp": now - 60}), "expired"),
+        ("nbf in the future", tokens.mint({"sub": "ops", "role": "organizer", "nbf": now + 3600}),
+         "not valid yet"),
+        ("malformed", "not-a-jwt", "malformed token"),
+        ("malformed payload", "eyJhbGciOiJIUzI1NiJ9.!!!.abc", "malformed token"),
+        ("without exp", tokens.mint({"sub": "ops", "role": "organizer", "exp": None}), "no exp"),
+        ("without sub", tokens.mint({"role": "organizer"}), "no sub"),
+        ("without role", tokens.mint({"sub": "ops"}), "no role"),
+        ("with an unknown role", tokens.mint({"sub": "ops", "role": "admin"}),
+         "neither attendee nor organizer"),
+        ("attendee with a sub that is not a number", tokens.mint({"sub": "abc", "role": "attendee"}),
+         "person id"),
+        ("HS512-signed", tokens.mint({"sub": "ops", "role": "organizer"}, alg="HS512"), 'alg "HS512"'),
+    )
+    for what, tok, why in bad:
+        check("auth: a token %s -> 401 invalid_token naming why (%s)" % (what, why),
+              unauthorized("GET", "/api/persons/%d" % A, port, auth=tok, why=why))
+
+
+def auth_off(port):
+    """UDACONNECT_AUTH=off: the original's open API, every caller an organizer."""
+    check("auth off: GET /api/persons without a token -> 200, every person",
+          lambda: (lambda r: (r[0] == 200 and {p["id"] for p in r[2]} ==
+                              set(int(x) for x in psql("select id from udaconnect.person").split()))
+                   or r[:3:2])(jreq("GET", "/api/persons", port=port, auth=None)))
+    for path in ("/api/persons/5", "/api/persons/1/connection" + CONN_Q,
+                 "/api/persons/1/connections" + CONN_Q, "/api/locations?person_id=8",
+                 "/api/locations/29"):
+        check("auth off: GET %s without a token -> 200" % path.split("?")[0],
+              expect_status("GET", path, 200, None, port))
+    check("auth off: POST /api/persons without a token -> 201",
+          expect_status("POST", "/api/persons", 201, None, port,
+                        body={"first_name": "Open", "last_name": "Api", "company_name": "Trial"}))
+    check("auth off: a token is not looked at (even a bad one) -> 200",
+          expect_status("GET", "/api/persons/5", 200, "not-a-jwt", port))
+    check("auth off: POST /api/persons/{id}/token -> 409 (tokens need UDACONNECT_AUTH=on)",
+          expect_status("POST", "/api/persons/5/token", 409, None, port, code="auth_off",
+                        why="UDACONNECT_AUTH=on"))
+
+
+def auth_settings():
+    """Start-up refuses auth on without a usable key (exit 2, a clear message)."""
+    binary = os.path.join(TOP, "gateway/httpd/udaconnect-httpd")
+    short = os.path.join(SUITE_DIR, "short.key")
+    with open(short, "w") as f:
+        f.write("too-short\n")
+    cases = (
+        ("UDACONNECT_AUTH=on without UDACONNECT_JWT_KEY_FILE",
+         {"UDACONNECT_AUTH": "on", "UDACONNECT_JWT_KEY_FILE": ""}, "UDACONNECT_JWT_KEY_FILE"),
+        ("a key file that does not exist",
+         {"UDACONNECT_AUTH": "on", "UDACONNECT_JWT_KEY_FILE": "/nonexistent/jwt.key"}, "cannot open"),
+        ("a key shorter than 32 bytes",
+         {"UDACONNECT_AUTH": "on", "UDACONNECT_JWT_KEY_FILE": short}, "at least 32"),
+        ("UDACONNECT_AUTH=yes", {"UDACONNECT_AUTH": "yes"}, "on or off"),
+    )
+    for what, extra, why in cases:
+        def f(extra=extra, why=why):
+            env = dict(os.environ, **extra)
+            r = subprocess.run([binary, "--port", "1", "--bind", "127.0.0.1"], env=env,
+                               capture_output=True, text=True, timeout=30)
+            return (r.returncode == 2 and why in r.stderr) or (r.returncode, r.stderr)
+        check("auth: %s -> refused at start (exit 2: %s)" % (what, why), f)
 
 
 def main():
@@ -294,7 +648,8 @@ def main():
         # the 413 comes back without the body being sent at all
         sk = socket.create_connection((HOST, PORT), timeout=10)
         sk.sendall(b"POST /api/persons HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                   b"Content-Length: 10000000000\r\n\r\n")
+                   + "".join("%s: %s\r\n" % kv for kv in AUTH.items()).encode()
+                   + b"Content-Length: 10000000000\r\n\r\n")
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = sk.recv(4096)
@@ -310,6 +665,8 @@ def main():
         c.putrequest("POST", "/api/persons")
         c.putheader("Content-Type", "application/json")
         c.putheader("Transfer-Encoding", "chunked")
+        for k, v in AUTH.items():
+            c.putheader(k, v)
         c.endheaders()
         for _ in range(20):
             c.send(b"1000\r\n" + b" " * 4096 + b"\r\n")
@@ -321,10 +678,12 @@ def main():
 
     # -------------------------------------------------------- methods, routes
     def t_405():
-        s, h, j = jreq("DELETE", "/api/persons/5")
+        s, h, j = jreq("PATCH", "/api/persons/5")
         r = is_error(j, 405, "method_not_allowed")
-        return (s == 405 and r is True and h.get("allow") == "GET, HEAD") or (s, h, j)
-    check("DELETE /api/persons/5 -> 405 with Allow: GET, HEAD", t_405)
+        return (s == 405 and r is True and h.get("allow") == "GET, HEAD, DELETE") or (s, h, j)
+    check("PATCH /api/persons/5 -> 405 with Allow: GET, HEAD, DELETE", t_405)
+    check("GET /api/persons/5/token -> 405 (POST only)",
+          expect_error("GET", "/api/persons/5/token", 405, "method_not_allowed"))
 
     def t_405b():
         s, h, j = jreq("PUT", "/api/persons", body={})
@@ -345,7 +704,7 @@ def main():
         c = http.client.HTTPConnection(HOST, PORT, timeout=10)
         out = []
         for path in ("/api/persons/5", "/api/persons/6", "/api/persons/abc", "/api/location/29"):
-            c.request("GET", path)
+            c.request("GET", path, headers=AUTH)
             r = c.getresponse()
             r.read()
             out.append(r.status)
@@ -536,7 +895,7 @@ def main():
             return (s, j)
         want = {"/api/persons", "/api/persons/{id}", "/api/persons/{id}/connection",
                 "/api/persons/{id}/connections", "/api/locations", "/api/locations/{id}",
-                "/api/location/{id}", "/healthz", "/metrics"}
+                "/api/location/{id}", "/api/persons/{id}/token", "/healthz", "/metrics"}
         missing = want - set(j.get("paths", {}))
         return not missing or ("missing", missing)
     check("GET /api/openapi.json is an OpenAPI 3.0 document of every route", t_openapi)
@@ -601,7 +960,7 @@ def main():
                 c = http.client.HTTPConnection(HOST, PORT, timeout=30)
                 for i in range(30):
                     p = cases[(k + i) % len(cases)]
-                    c.request("GET", p)
+                    c.request("GET", p, headers=AUTH)
                     r = c.getresponse()
                     got = (r.status, json.loads(r.read()))
                     if got != want[p]:
@@ -619,30 +978,30 @@ def main():
     check("16 concurrent keep-alive clients, mixed hits, misses and 404 errors: every answer "
           "equals the one-at-a-time answer", t_pipelined_mix)
 
-    # ------------------------------------------------- token, CORS (port +1)
+    # ------------------------------------- JWT callers (the stack, or port +1)
+    auth_settings()
+    if tokens.STACK_AUTH:
+        auth_matrix(PORT)
+    else:
+        d = start_daemon(HTTP_PORT + 1, [], {"UDACONNECT_AUTH": "on"})
+        try:
+            auth_matrix(HTTP_PORT + 1)
+        finally:
+            stop_daemon(d)
+
+    # ------------------------------------------- auth off, CORS (port +1)
     p1 = HTTP_PORT + 1
-    d = start_daemon(p1, ["--cors-origin", "https://example.org"],
-                     {"UDACONNECT_API_TOKEN": "s3cret-token"})
+    d = start_daemon(p1, ["--cors-origin", "https://example.org"], {"UDACONNECT_AUTH": "off"})
     try:
-        body = {"first_name": "Tok", "last_name": "En", "company_name": "Auth"}
-        check("with UDACONNECT_API_TOKEN: POST without a token -> 401",
-              expect_error("POST", "/api/persons", 401, "unauthorized", body=body, port=p1))
-        check("with UDACONNECT_API_TOKEN: POST with a wrong token -> 401",
-              expect_error("POST", "/api/persons", 401, "unauthorized", body=body, port=p1,
-                           headers={"Authorization": "Bearer nope"}))
-        check("with UDACONNECT_API_TOKEN: POST with the token -> 201",
-              lambda: jreq("POST", "/api/persons", body, port=p1,
-                           headers={"Authorization": "Bearer s3cret-token"})[0] == 201)
-        check("with UDACONNECT_API_TOKEN: GET needs no token",
-              lambda: jreq("GET", "/api/persons/5", port=p1)[0] == 200)
+        auth_off(p1)
 
         def t_cors():
             s, h, j = jreq("GET", "/api/persons/5", port=p1, headers={"Origin": "https://example.org"})
-            s2, h2, b2 = req("OPTIONS", "/api/persons", port=p1,
+            s2, h2, b2 = req("OPTIONS", "/api/persons/5", port=p1,
                              headers={"Origin": "https://example.org",
-                                      "Access-Control-Request-Method": "POST"})
+                                      "Access-Control-Request-Method": "DELETE"})
             return (h.get("access-control-allow-origin") == "https://example.org" and s2 == 204
-                    and "POST" in h2.get("access-control-allow-methods", "")
+                    and "DELETE" in h2.get("access-control-allow-methods", "")
                     and "Authorization" in h2.get("access-control-allow-headers", "")) or (h, s2, h2)
         check("CORS when configured: Allow-Origin on responses, 204 preflight", t_cors)
 
@@ -740,6 +1099,9 @@ def main():
               expect_error("GET", "/healthz", 503, "database_unavailable", port=p3))
         check("database unreachable: GET /api/persons -> 503",
               expect_error("GET", "/api/persons", 503, "database_unavailable", port=p3))
+        if tokens.STACK_AUTH:
+            check("database unreachable: no token -> 401, not 503 (the token is checked first)",
+                  unauthorized("GET", "/api/persons", p3))
         check("database unreachable: static files are still served",
               lambda: req("GET", "/", port=p3)[0] == 200)
     finally:
@@ -767,7 +1129,7 @@ def main():
         r = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-U", "udaconnect_api", "-c",
                             "select count(*) from udaconnect.person"], capture_output=True, text=True)
         r2 = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-U", "udaconnect_api", "-c",
-                             "select udaconnect.api_person(5)::text"], capture_output=True, text=True)
+                             "select udaconnect.api_person('organizer', null, 5)::text"], capture_output=True, text=True)
         # the one relation it may read (api_person is inlined, so it runs with
         # the caller's rights): the published person fields, read-only
         r3 = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-U", "udaconnect_api", "-c",

@@ -12,7 +12,8 @@ the rest of such a body (up to a bound), then answers 413 with
 
 Prints TAP lines, numbered from TAP_START.  Needs UDACONNECT_HTTP_URL (the
 stack's daemon, with the default --max-body unless UDACONNECT_HTTP_MAX_BODY
-says otherwise).
+says otherwise).  Every request carries an organizer's token (tokens.py):
+without one, the answer would be the 401, decided as early as the 413.
 """
 import http.client
 import json
@@ -24,6 +25,10 @@ import tempfile
 import traceback
 import urllib.parse
 from tap import Tap
+from tokens import stack_headers
+
+AUTH = stack_headers()
+AUTH_LINE = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in AUTH.items())
 
 BASE = os.environ["UDACONNECT_HTTP_URL"]
 U = urllib.parse.urlparse(BASE)
@@ -81,7 +86,7 @@ def is_413(status, headers, body):
 def still_serving():
     """A normal request on a new connection."""
     c = http.client.HTTPConnection(HOST, PORT, timeout=30)
-    c.request("GET", "/api/persons/5")
+    c.request("GET", "/api/persons/5", headers=AUTH)
     r = c.getresponse()
     j = json.loads(r.read())
     c.close()
@@ -90,7 +95,7 @@ def still_serving():
 
 def post_http_client(path, data, chunked):
     c = http.client.HTTPConnection(HOST, PORT, timeout=60)
-    h = {"Content-Type": "application/json"}
+    h = dict(AUTH, **{"Content-Type": "application/json"})
     if chunked:
         # an iterable body without a length: http.client sends it chunked
         c.request("POST", path, body=pieces(data), headers=h, encode_chunked=True)
@@ -105,7 +110,7 @@ def post_http_client(path, data, chunked):
 
 def post_requests(path, data, chunked):
     import requests
-    h = {"Content-Type": "application/json"}
+    h = dict(AUTH, **{"Content-Type": "application/json"})
     r = requests.post(BASE + path, data=pieces(data) if chunked else data, headers=h, timeout=60)
     if chunked and r.request.headers.get("Transfer-Encoding") != "chunked":
         raise AssertionError("requests did not send the body chunked: %r" % r.request.headers)
@@ -139,7 +144,8 @@ def main():
     def t_415():
         # any refusal decided before the body is read waits for the body too
         c = http.client.HTTPConnection(HOST, PORT, timeout=60)
-        c.request("POST", "/api/persons", body=body_of(10 * CAP), headers={"Content-Type": "text/plain"})
+        c.request("POST", "/api/persons", body=body_of(10 * CAP),
+                  headers=dict(AUTH, **{"Content-Type": "text/plain"}))
         r = c.getresponse()
         j = json.loads(r.read())
         c.close()
@@ -151,6 +157,7 @@ def main():
         # comes back at once and the body is never sent
         sk = socket.create_connection((HOST, PORT), timeout=30)
         sk.sendall(b"POST /api/locations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   + AUTH_LINE +
                    b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % (2 * CAP))
         data = b""
         while True:
@@ -170,6 +177,7 @@ def main():
             f.flush()
             out = subprocess.run(["curl", "-sS", "-o", "/dev/stdout", "-w", "\\n%{http_code} %{size_upload}",
                                   "-H", "Content-Type: application/json", "--data-binary", "@" + f.name]
+                                 + [x for k, v in AUTH.items() for x in ("-H", "%s: %s" % (k, v))]
                                  + list(args) + [BASE + "/api/persons"],
                                  capture_output=True, text=True, timeout=60)
         body, _, tail = out.stdout.rpartition("\n")
@@ -195,7 +203,7 @@ def main():
         # closes the connection (no answer; what matters is that it ends)
         sk = socket.create_connection((HOST, PORT), timeout=60)
         sk.sendall(b"POST /api/persons HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                   b"Transfer-Encoding: chunked\r\n\r\n")
+                   + AUTH_LINE + b"Transfer-Encoding: chunked\r\n\r\n")
         piece = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
         sent = 0
         try:
