@@ -9,8 +9,8 @@ every page load.  The browser gets a fresh profile in $SUITE_DIR and is always
 quit, whatever fails.
 
 The stack's daemon asks for tokens (UDACONNECT_AUTH=on, the default): the
-tests mint them with PyJWT (python3-jwt, the independent client) from the
-stack's key file, sign the browser in through the badge link /#token=<jwt>
+tests mint them with PyJWT (python3-jwt, the independent client; tokens.py)
+from the stack's key file, sign the browser in through the badge link /#token=<jwt>
 and call the API as an organizer to compare.  A second daemon with
 UDACONNECT_AUTH=off checks that the app works without any token.
 
@@ -23,7 +23,6 @@ driver's log to $SUITE_DIR/chromedriver.log.
 import json
 import os
 import re
-import sys
 import tempfile
 import time
 import traceback
@@ -31,7 +30,6 @@ import urllib.parse
 import urllib.error
 import urllib.request
 
-import jwt
 from selenium import webdriver
 from selenium.common.exceptions import (JavascriptException, NoSuchElementException,
                                         StaleElementReferenceException, TimeoutException)
@@ -42,6 +40,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from httpd_daemon import start_httpd
 from tap import Tap
+import tokens
 
 BASE = os.environ["UDACONNECT_HTTP_URL"]
 SUITE_DIR = os.environ["SUITE_DIR"]
@@ -76,18 +75,9 @@ def start_browser():
     return d
 
 
-def signing_key():
-    """The first key of the stack's key file signs (docs/security.md)."""
-    with open(os.environ["UDACONNECT_JWT_KEY_FILE"], "rb") as f:
-        return [k.strip() for k in f.read().splitlines() if k.strip()][0]
-
-
 def mint(sub, role, ttl=3600):
     """A token as the server issues them; ttl < 0: already expired."""
-    now = int(time.time())
-    t = jwt.encode({"sub": str(sub), "role": role, "iat": now + min(ttl, 0) - 60, "exp": now + ttl},
-                   signing_key(), algorithm="HS256")
-    return t.decode() if isinstance(t, bytes) else t
+    return tokens.mint({"sub": str(sub), "role": role}, ttl=ttl)
 
 
 ORGANIZER = None        # the organizer token of api(), set in main()
