@@ -8,18 +8,26 @@ bounded timeout; so is every WebDriver command (RemoteConnection timeout) and
 every page load.  The browser gets a fresh profile in $SUITE_DIR and is always
 quit, whatever fails.
 
-Env: UDACONNECT_HTTP_URL, SUITE_DIR, CHROMIUM (default /usr/bin/chromium),
+The stack's daemon asks for tokens (UDACONNECT_AUTH=on, the default): the
+tests mint them with PyJWT (python3-jwt, the independent client; tokens.py)
+from the stack's key file, sign the browser in through the badge link /#token=<jwt>
+and call the API as an organizer to compare.  A second daemon with
+UDACONNECT_AUTH=off checks that the app works without any token.
+
+Env: UDACONNECT_HTTP_URL, UDACONNECT_JWT_KEY_FILE, SUITE_DIR,
+CHROMIUM (default /usr/bin/chromium),
 CHROMEDRIVER (default /usr/bin/chromedriver), TAP_START (number of the first
 test).  Prints TAP lines; screenshots go to $SUITE_DIR/webapp-*.png, the
 driver's log to $SUITE_DIR/chromedriver.log.
 """
 import json
 import os
-import sys
+import re
 import tempfile
 import time
 import traceback
 import urllib.parse
+import urllib.error
 import urllib.request
 
 from selenium import webdriver
@@ -32,6 +40,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from httpd_daemon import start_httpd
 from tap import Tap
+import tokens
 
 BASE = os.environ["UDACONNECT_HTTP_URL"]
 SUITE_DIR = os.environ["SUITE_DIR"]
@@ -66,15 +75,46 @@ def start_browser():
     return d
 
 
-def api(path):
-    with urllib.request.urlopen(BASE + path, timeout=30) as r:
-        return json.load(r)
+def mint(sub, role, ttl=3600):
+    """A token as the server issues them; ttl < 0: already expired."""
+    return tokens.mint({"sub": str(sub), "role": role}, ttl=ttl)
 
 
-def start_token_daemon(port, token):
-    """A second udaconnect-httpd on the same database that requires a token."""
-    env = dict(os.environ, UDACONNECT_API_TOKEN=token, UDACONNECT_HTTP_DB_USER="udaconnect_api")
-    return start_httpd(port, env, os.path.join(SUITE_DIR, "httpd-token-%d.log" % port))
+ORGANIZER = None        # the organizer token of api(), set in main()
+
+
+def call(method, path, body=None, token=None, base=None):
+    """(status, parsed JSON body) of one API call; token None = organizer."""
+    token = ORGANIZER if token is None else token
+    req = urllib.request.Request((base or BASE) + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Accept": "application/json"})
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, raw.decode(errors="replace")
+
+
+def api(path, token=None):
+    status, body = call("GET", path, token=token)
+    if status != 200:
+        raise AssertionError("GET %s answered %d: %r" % (path, status, body))
+    return body
+
+
+def start_open_daemon(port):
+    """A second udaconnect-httpd on the same database with authentication off."""
+    env = dict(os.environ, UDACONNECT_AUTH="off", UDACONNECT_HTTP_DB_USER="udaconnect_api")
+    return start_httpd(port, env, os.path.join(SUITE_DIR, "httpd-open-%d.log" % port))
 
 
 def describe(exc):
@@ -173,6 +213,24 @@ class Page:
             return "loading" not in cls and s.get_attribute("aria-busy") != "true" and (cls + ["settled"])
         return self.wait(cond, what)
 
+    def stored_token(self):
+        return self.d.execute_script("return sessionStorage.getItem('udaconnect.token');")
+
+    def href(self):
+        return self.d.execute_script("return location.href;")
+
+    def shown(self, css):
+        found = self.all(css)
+        return bool(found) and found[0].is_displayed()
+
+    def sign_in_page(self, what):
+        """Waits for the sign-in page (and the app gone); returns its text."""
+        return self.wait(lambda d: self.shown("#signin") and not self.shown("#app")
+                         and self.text("#signin"), what)
+
+    def signed_in_as(self, name, what):
+        self.wait(lambda d: self.shown("#session") and self.text("#session-name") == name, what)
+
     def screenshot(self, name):
         """The whole page, not just the viewport: the window is grown to the
         page's height for the shot and set back afterwards."""
@@ -197,6 +255,8 @@ def browser_errors(d):
 
 
 def main():
+    global ORGANIZER
+    ORGANIZER = mint("browser-test organizer", "organizer")
     d = start_browser()
     try:
         run(Page(d))
@@ -209,12 +269,28 @@ def run(b):
     CONN = "?start_date=2020-01-01&end_date=2020-12-30&distance=5"
     errors = []
 
-    def t_load():
+    def t_no_token():
         d.get(BASE + "/")
+        text = b.sign_in_page("the sign-in page")
+        status, body = call("GET", "/api/persons", token="")
+        reason = body["error"]["message"] if status == 401 else None
+        r = {"persons": len(b.all("#persons li")), "reason": b.text("#signin-reason"), "server": (status, reason)}
+        return (status == 401 and "Scan the QR code on your badge" in text and r["persons"] == 0
+                and reason in r["reason"]) or r
+    test("without a token: the sign-in page (scan your badge / open your sign-in link) "
+         "with the server's reason, no app", t_no_token)
+
+    def t_load():
+        d.get("about:blank")
+        d.get(BASE + "/#token=" + ORGANIZER)
         b.persons_listed()
+        b.signed_in_as("browser-test organizer", "the organizer's name in the header")
         names = b.texts("#persons .name")
-        return all(x in names for x in ("Pam Trexler", "Taco Fargo", "Frank Shader")) or names
-    test("the web app loads and lists the persons", t_load)
+        r = {"href": b.href(), "stored": b.stored_token() == ORGANIZER, "role": b.text("#session-role")}
+        return (all(x in names for x in ("Pam Trexler", "Taco Fargo", "Frank Shader"))
+                and r["href"] == BASE + "/" and r["stored"] and r["role"] == "organizer") or (names, r)
+    test("an organizer signs in with /#token=<jwt>: the token moves to sessionStorage, the address "
+         "loses the fragment, the header names the organizer, all persons are listed", t_load)
 
     def t_click():
         b.click('#persons button[data-person-id="1"]')
@@ -308,50 +384,146 @@ def run(b):
         print("# screenshot: " + b.screenshot("webapp-added-person.png"), flush=True)
     test("screenshot after adding a person saved", t_shot2)
 
+    def t_org_erase():
+        pid = [x for x in api("/api/persons") if x["last_name"] == "Tester " + stamp][0]["id"]
+        b.click('#persons button[data-person-id="%d"]' % pid)
+        b.wait(lambda d: "Chromium Tester" in b.text("#detail-title"), "the person to delete")
+        b.click("#erase-button")
+        b.wait(lambda d: b.shown("#erase-confirm"), "the confirmation step")
+        b.click("#erase-yes")
+        msg = b.wait(lambda d: "Deleted" in b.text("#connections-status") and b.text("#connections-status"),
+                     "what was deleted")
+        b.wait(lambda d: not b.all('#persons button[data-person-id="%d"]' % pid), "the person gone from the list")
+        status, _ = call("GET", "/api/persons/%d" % pid)
+        want = "Deleted Chromium Tester %s: the person record, 0 locations and 0 rejected" % stamp
+        return (status == 404 and want in msg and b.stored_token() == ORGANIZER) or (status, msg)
+    test("an organizer's 'delete this person' (confirmed) erases the chosen person, says what went "
+         "and the organizer stays signed in", t_org_erase)
+
+    def t_sign_out():
+        b.click("#sign-out")
+        text = b.sign_in_page("the sign-in page after signing out")
+        stored = b.stored_token()
+        d.refresh()
+        again = b.sign_in_page("the sign-in page after a reload")
+        return ("signed out" in text and stored is None and "Scan the QR code" in again) or (text, stored, again)
+    test("sign out forgets the token (sessionStorage) and shows the sign-in page, also after a reload",
+         t_sign_out)
+
+    # ---- an attendee: person 1, signed in from the page already open (only
+    # the fragment changes, so the page is not reloaded)
+    pam = mint(1, "attendee")
+
+    def t_attendee_signin():
+        d.get(BASE + "/#token=" + pam)
+        b.signed_in_as("Pam Trexler", "the attendee's name in the header")
+        r = {"href": b.href(), "stored": b.stored_token() == pam, "role": b.text("#session-role"),
+             "chooser": [e.get_attribute("data-person-id") for e in b.all("#persons button")],
+             "title": b.text("#people-title"), "add": b.shown("#add-person"),
+             "erase": b.shown("#erase-button") and b.text("#erase-button")}
+        return (r["href"] == BASE + "/" and r["stored"] and r["role"] == "attendee" and r["chooser"] == ["1"]
+                and r["title"] == "You" and not r["add"] and r["erase"] == "Delete my data") or r
+    test("an attendee signs in with /#token=<jwt> in an open tab: fragment gone, token in sessionStorage, "
+         "their name (GET /api/persons/{sub}) and role shown, the chooser is themself", t_attendee_signin)
+
+    def t_attendee_connections():
+        b.wait(lambda d: "Pam Trexler" in b.text("#detail-title"), "the attendee's own connections")
+        b.connections_settled("the attendee's connections")
+        got = [int(li.get_attribute("data-person-id")) for li in b.all("#connections li.connection")]
+        want = [c["person_id"] for c in api("/api/persons/1/connections" + CONN, token=pam)]
+        plot = len(b.all("#plot svg g.own circle"))
+        own = len(api("/api/locations?person_id=1&start_date=2020-01-01&end_date=2020-12-30&limit=1000"))
+        print("# screenshot: " + b.screenshot("webapp-attendee.png"), flush=True)
+        return (got == want and got and plot == own) or (got, want, plot, own)
+    test("the signed-in attendee's own connections and locations render", t_attendee_connections)
+
+    def t_attendee_403():
+        b.replace("#filters [name=distance]", "50")
+        b.click("#filters button[type=submit]")
+        msg = b.wait(lambda d: b.text("#connections-status.error"), "the 403 error")
+        status, body = call("GET", "/api/persons/1/connections?start_date=2020-01-01&end_date=2020-12-30"
+                            "&distance=50", token=pam)
+        b.replace("#filters [name=distance]", "5")
+        reason = body["error"]["message"] if status == 403 else None
+        return (status == 403 and reason in msg and b.shown("#app")) or (msg, status, body)
+    test("an attendee's search wider than allowed shows the server's 403 message", t_attendee_403)
+
+    def t_attendee_reload():
+        d.refresh()
+        b.signed_in_as("Pam Trexler", "the attendee after a reload")
+        return b.href() == BASE + "/" or b.href()
+    test("the sign-in survives a reload of the tab (sessionStorage)", t_attendee_reload)
+
+    def t_expired():
+        expired = mint(1, "attendee", ttl=-120)
+        d.execute_script("sessionStorage.setItem('udaconnect.token', arguments[0]);", expired)
+        d.refresh()
+        b.sign_in_page("the sign-in page for an expired token")
+        status, body = call("GET", "/api/persons/1", token=expired)
+        reason = body["error"]["message"] if status == 401 else None
+        shown = b.text("#signin-reason")
+        print("# screenshot: " + b.screenshot("webapp-signin-expired.png"), flush=True)
+        # the reason names the server's clock ("now <seconds>"): compared without numbers
+        same = reason and re.sub(r"[0-9]+", "#", reason) in re.sub(r"[0-9]+", "#", shown)
+        return (status == 401 and same and b.stored_token() is None) or (shown, status, body)
+    test("an expired token: the sign-in page with the server's reason, the token forgotten", t_expired)
+
+    # ---- Delete my data: a person of this test's own, with two locations
+    def t_erase_self():
+        status, p = call("POST", "/api/persons", {"first_name": "Erase", "last_name": "Me " + stamp,
+                                                  "company_name": "Gone GmbH"})
+        if status != 201:
+            return ("POST /api/persons", status, p)
+        for lat in (35.0585136, 35.0585137):
+            st, loc = call("POST", "/api/locations", {"person_id": p["id"], "latitude": lat,
+                                                      "longitude": -106.5719566,
+                                                      "creation_time": "2020-07-07T10:00:00Z"})
+            if st != 201:
+                return ("POST /api/locations", st, loc)
+        me = mint(p["id"], "attendee")
+        d.get(BASE + "/#token=" + me)
+        b.signed_in_as("Erase Me " + stamp, "the attendee to erase")
+        b.click("#erase-button")
+        b.wait(lambda d: b.shown("#erase-confirm"), "the confirmation step")
+        b.click("#erase-no")
+        b.wait(lambda d: not b.shown("#erase-confirm"), "the confirmation withdrawn")
+        kept = call("GET", "/api/persons/%d" % p["id"])[0]
+        b.click("#erase-button")
+        b.wait(lambda d: b.shown("#erase-confirm"), "the confirmation step again")
+        b.click("#erase-yes")
+        b.sign_in_page("the sign-in page after the erasure")
+        done = b.text("#signin-done")
+        print("# screenshot: " + b.screenshot("webapp-data-deleted.png"), flush=True)
+        r = {"kept after cancel": kept, "done": done, "stored": b.stored_token(),
+             "organizer GET": call("GET", "/api/persons/%d" % p["id"])[0],
+             "own token GET": call("GET", "/api/persons/%d" % p["id"], token=me)[0]}
+        return (kept == 200 and "your person record, 2 locations and 0 rejected location messages" in done
+                and r["stored"] is None and r["organizer GET"] == 404
+                and r["own token GET"] in (401, 403, 404)) or r
+    test("Delete my data: cancel keeps everything; confirmed, the person is erased (organizer GET -> 404), "
+         "the app says what went and signs out", t_erase_self)
+
     # The log is read (and emptied) before the second origin: a failure
     # there still reports the errors of the first part.
     errors += browser_errors(d)
 
-    # ---- the API token field, against a second daemon that requires one
-    tport = int(os.environ.get("UDACONNECT_HTTP_PORT", urllib.parse.urlparse(BASE).port)) + 1
-    tbase = "http://127.0.0.1:%d" % tport
-    token = "web-token-" + stamp
-    daemon = start_token_daemon(tport, token)
+    # ---- authentication off: the app works without any token
+    oport = int(os.environ.get("UDACONNECT_HTTP_PORT", urllib.parse.urlparse(BASE).port)) + 1
+    obase = "http://127.0.0.1:%d" % oport
+    daemon = start_open_daemon(oport)
     try:
-        def t_token_needed():
-            d.get(tbase + "/")
-            b.persons_listed("the persons list (reads need no token)")
-            before = len(api("/api/persons"))
-            b.type("#add-person [name=first_name]", "Token")
-            b.type("#add-person [name=last_name]", "Less " + stamp)
-            b.type("#add-person [name=company_name]", "Nope Ltd.")
-            b.click("#add-person button[type=submit]")
-            msg = b.wait(lambda d: b.text("#add-status.error"), "the 401 error")
-            r = {"open": b.find("#token-box").get_property("open"),
-                 "focused": d.switch_to.active_element.get_attribute("id")}
-            after = len(api("/api/persons"))
-            print("# screenshot: " + b.screenshot("webapp-token-needed.png"), flush=True)
-            return ("needs an API token" in msg and r["open"] and r["focused"] == "api-token"
-                    and before == after) or (msg, r, before, after)
-        test("with a token required, adding a person without one shows the need for a token "
-             "and saves nothing", t_token_needed)
-
-        def t_token_sent():
-            b.type("#api-token", token)
-            b.click("#add-person button[type=submit]")
-            b.person_named("Token Less " + stamp)
-            stored = d.execute_script("return sessionStorage.getItem('udaconnect.apiToken');")
-            p = [x for x in api("/api/persons") if x["last_name"] == "Less " + stamp]
-            return (len(p) == 1 and stored == token) or (p, stored)
-        test("the API token field: the token is kept in sessionStorage and sent, and the person is added",
-             t_token_sent)
-
-        def t_token_kept():
-            d.refresh()
-            b.persons_listed("the reloaded app")
-            value = b.find("#api-token").get_property("value")
-            return value == token or value
-        test("the API token survives a reload of the tab", t_token_kept)
+        def t_open():
+            d.get(obase + "/")
+            b.persons_listed("the persons list without a token")
+            b.click('#persons button[data-person-id="1"]')
+            b.connections_settled("the connections of person 1 without a token")
+            got = len(b.all("#connections li.connection"))
+            want = len(api("/api/persons/1/connections" + CONN))
+            r = {"session": b.shown("#session"), "signin": b.shown("#signin"), "add": b.shown("#add-person"),
+                 "erase": b.text("#erase-button")}
+            return (got == want and got > 0 and not r["session"] and not r["signin"] and r["add"]
+                    and r["erase"] == "Delete this person") or (got, want, r)
+        test("with the server's authentication off the app works without a token, as before", t_open)
     finally:
         daemon.terminate()
         daemon.wait(10)
