@@ -214,6 +214,15 @@ BEGIN
     IF id IS NULL THEN
         RAISE EXCEPTION 'id must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    -- Under REPEATABLE READ or SERIALIZABLE the deletes below would use the
+    -- snapshot from before the lock wait, and miss the rejects of a batch
+    -- that committed meanwhile.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'forget_person must run at READ COMMITTED, not %',
+                upper(current_setting('transaction_isolation'))
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = 'Call it in a READ COMMITTED transaction (the default), so it sees every row committed while it waited for the person''s lock.';
+    END IF;
     -- FOR UPDATE waits for ingest batches that hold the person FOR KEY
     -- SHARE and keeps new ones out until we commit; those then find the
     -- person gone and the id erased, and drop the message.

@@ -194,3 +194,9 @@ SELECT pg_temp.try($$SELECT row(s.*)::text FROM udaconnect.retention_sweep('2010
 -- what retention and erasure leave of the scene: Ada, Ben, Cy untouched
 SELECT id, first_name FROM udaconnect.person WHERE id BETWEEN 900 AND 999 ORDER BY id;
 SELECT person_id, count(*) FROM udaconnect.location WHERE id BETWEEN 90000 AND 90999 GROUP BY 1 ORDER BY 1;
+
+-- forget_person needs READ COMMITTED: at a higher level its deletes would
+-- not see rows committed while it waited for the person's lock
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT pg_temp.try($$SELECT row(f.*)::text FROM udaconnect.forget_person(901) f$$) AS forget_at_repeatable_read;
+ROLLBACK;
