@@ -65,7 +65,8 @@ static char *
 read_pem(const char *setting, const char *path)
 {
 	FILE	   *f = fopen(path, "rb");
-	char	   *buf;
+	char	   *buf,
+			   *shrunk;
 	size_t		n;
 
 	if (f == NULL)
@@ -82,7 +83,9 @@ read_pem(const char *setting, const char *path)
 	if (memchr(buf, '\0', n) != NULL)
 		tls_refuse(setting, path, "holds a NUL byte: not a PEM file (a DER file? convert it with openssl to PEM)");
 	buf[n] = '\0';
-	return buf;
+	/* keep only what the file held, not the 1 MB the read allowed */
+	shrunk = realloc(buf, n + 1);
+	return shrunk ? shrunk : buf;
 }
 
 /* the reason PEM reading stopped was the end of the text, not a bad block */
