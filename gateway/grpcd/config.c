@@ -75,6 +75,8 @@ static const setting settings[] = {
 	{"grace", 0, NULL, "10", S_NUMBER, 0, 3600, &cfg.grace},
 	{"auth", 0, "UDACONNECT_AUTH", "on", S_ON_OFF, 0, 0, &cfg.auth},
 	{"jwt-key-file", 0, "UDACONNECT_JWT_KEY_FILE", NULL, S_TEXT, 0, 0, &cfg.jwt_key_file},
+	{"tls-cert", 0, "UDACONNECT_TLS_CERT_FILE", NULL, S_TEXT, 0, 0, &cfg.tls_cert},
+	{"tls-key", 0, "UDACONNECT_TLS_KEY_FILE", NULL, S_TEXT, 0, 0, &cfg.tls_key},
 	{"log-level", 'l', "UDACONNECT_LOG_LEVEL", "info", S_LOG_LEVEL, 0, 0, NULL},
 	{"help", 'h', NULL, NULL, S_HELP, 0, 0, NULL},
 	{"version", 'V', NULL, NULL, S_VERSION, 0, 0, NULL},
@@ -110,6 +112,10 @@ static const char usage[] =
 	"                            off: every caller is an organizer (env UDACONNECT_AUTH, default on)\n"
 	"      --jwt-key-file PATH   the keys that verify tokens, one a line\n"
 	"                            (env UDACONNECT_JWT_KEY_FILE; required with --auth on)\n"
+	"      --tls-cert PATH       PEM certificate, then any intermediates: serve TLS only\n"
+	"                            (env UDACONNECT_TLS_CERT_FILE; needs --tls-key)\n"
+	"      --tls-key PATH        PEM private key of that certificate, unencrypted\n"
+	"                            (env UDACONNECT_TLS_KEY_FILE; neither set: plaintext)\n"
 	"  -l, --log-level LEVEL     debug, info, warning, error (env UDACONNECT_LOG_LEVEL, default info)\n"
 	"  -h, --help, -V, --version\n";
 

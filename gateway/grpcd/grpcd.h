@@ -75,6 +75,8 @@ typedef struct grpcd_config
 	int			max_find;		/* FindConnections calls at once */
 	bool		auth;			/* UDACONNECT_AUTH: callers need a token */
 	const char *jwt_key_file;
+	const char *tls_cert;		/* PEM certificate (chain); with tls_key: TLS */
+	const char *tls_key;		/* PEM private key of that certificate */
 	int			nkopts;
 	char	   *kopt_name[MAX_KAFKA_OPTS];
 	const char *kopt_value[MAX_KAFKA_OPTS];
@@ -85,6 +87,12 @@ extern grpcd_config cfg;
 /* fill cfg from the environment, then the flags; exit(2) on a bad one */
 void		config_load(int argc, char **argv);
 void		config_free(void);
+
+/* ---- tls.c: the listening port's credentials (TLS or plaintext) -------- */
+void		tls_start(void);
+bool		tls_enabled(void);
+grpc_server_credentials *tls_credentials(void);
+void		tls_stop(void);
 
 /* ---- caller.c: who is calling, the self rule of location reports ------- */
 typedef struct caller

@@ -84,6 +84,7 @@ shutdown_all(int sig)
 	kafka_stop();
 	grpc_shutdown();
 	caller_stop();
+	tls_stop();
 	config_free();
 	logmsg(LOG_INFO, "stopped");
 }
@@ -97,6 +98,7 @@ main(int argc, char **argv)
 	log_init("udaconnect-grpcd");
 	config_load(argc, argv);
 	caller_start();				/* exit(2) without usable keys */
+	tls_start();				/* exit(2) on a bad certificate or key */
 
 	/* signals are handled by sigwait() in main only */
 	sigemptyset(&sigs);
@@ -119,8 +121,12 @@ main(int argc, char **argv)
 		find_threads_start();
 	server_workers_start();
 
-	logmsg(LOG_INFO, "listening on %s:%d (%d worker threads); Kafka %s topic %s; database %s; authentication %s",
-		   cfg.bind, bound, cfg.threads, cfg.brokers, cfg.topic, cfg.dburl ? "configured" : "not configured (FindConnections answers UNAVAILABLE)",
+	if (!tls_enabled())
+		logmsg(LOG_INFO, "plaintext: terminate TLS in front of it (a proxy or the ingress), or set"
+			   " UDACONNECT_TLS_CERT_FILE and UDACONNECT_TLS_KEY_FILE");
+	/* "listening on ADDR:PORT" is what the stack hook and the tests wait for */
+	logmsg(LOG_INFO, "listening on %s:%d (%s; %d worker threads); Kafka %s topic %s; database %s; authentication %s",
+		   cfg.bind, bound, tls_enabled() ? "TLS" : "plaintext", cfg.threads, cfg.brokers, cfg.topic, cfg.dburl ? "configured" : "not configured (FindConnections answers UNAVAILABLE)",
 		   cfg.auth ? "on" : "off (every caller is an organizer)");
 
 	shutdown_all(wait_for_signal(&sigs));

@@ -240,12 +240,13 @@ server_start(void)
 	}
 	shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
 	snprintf(addr, sizeof(addr), strchr(cfg.bind, ':') ? "[%s]:%d" : "%s:%d", cfg.bind, cfg.port);
-	creds = grpc_insecure_server_credentials_create();
+	creds = tls_credentials();
 	bound = grpc_server_add_http2_port(server, addr, creds);
 	grpc_server_credentials_release(creds);
 	if (bound == 0)
 	{
-		logmsg(LOG_FATAL, "cannot listen on %s (address in use or not available)", addr);
+		logmsg(LOG_FATAL, "cannot listen on %s%s (address in use or not available)", addr,
+			   tls_enabled() ? " with TLS" : "");
 		return -1;
 	}
 	grpc_server_start(server);

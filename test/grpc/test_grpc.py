@@ -1314,6 +1314,176 @@ finally:
     if offd:
         offd.stop()
 
+# ---------------------------------------------------------------- TLS (UDACONNECT_TLS_CERT_FILE / _KEY_FILE)
+
+
+def openssl(*args):
+    subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=60)
+
+
+def self_signed(name, cn="localhost"):
+    """A self-signed EC certificate for localhost and 127.0.0.1: (cert path, key path)."""
+    crt, key = (os.path.join(SUITE_DIR, name + ext) for ext in (".crt", ".key"))
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-subj", "/CN=" + cn, "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-days", "1",
+            "-keyout", key, "-out", crt)
+    return crt, key
+
+
+def signed_by(name, ca_crt, ca_key, cn, ext):
+    """An EC certificate signed by ca: (cert path, key path); ext: its x509v3 extensions."""
+    crt, key, csr, extf = (os.path.join(SUITE_DIR, name + e) for e in (".crt", ".key", ".csr", ".ext"))
+    with open(extf, "w") as f:
+        f.write(ext + "\n")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-subj", "/CN=" + cn, "-keyout", key, "-out", csr)
+    openssl("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-set_serial", "1", "-days", "1",
+            "-extfile", extf, "-out", crt)
+    return crt, key
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def refused(env=None, args=()):
+    """Start a daemon that must refuse: (exit status, stderr)."""
+    e = dict(os.environ, UDACONNECT_KAFKA_BROKERS="127.0.0.1:1")
+    for k in ("UDACONNECT_TLS_CERT_FILE", "UDACONNECT_TLS_KEY_FILE"):
+        e.pop(k, None)
+    e.update(env or {})
+    r = subprocess.run([GRPCD, "--port", "0"] + list(args), capture_output=True, text=True, timeout=30, env=e)
+    return r.returncode, r.stderr
+
+
+TLS_CRT, TLS_KEY = self_signed("tls-server")
+OTHER_CRT, OTHER_KEY = self_signed("tls-other")
+# a chain: root -> intermediate -> leaf; the daemon's file holds leaf + intermediate,
+# the client trusts the root only, so it verifies only if the daemon sends the chain
+ROOT_CRT, ROOT_KEY = self_signed("tls-root", cn="udaconnect test root")
+INT_CRT, INT_KEY = signed_by("tls-int", ROOT_CRT, ROOT_KEY, "udaconnect test intermediate",
+                             "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign")
+LEAF_CRT, LEAF_KEY = signed_by("tls-leaf", INT_CRT, INT_KEY, "localhost",
+                               "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth")
+CHAIN_CRT = os.path.join(SUITE_DIR, "tls-chain.crt")
+with open(CHAIN_CRT, "wb") as f:
+    f.write(read_bytes(LEAF_CRT) + read_bytes(INT_CRT))
+
+
+def secure(addr, root):
+    return grpc.secure_channel(addr, grpc.ssl_channel_credentials(root_certificates=read_bytes(root)))
+
+
+tlsd = chaind = None
+try:
+    tlsd = Daemon("tls-grpcd", BROKERS, "--database-url", DBURL,
+                  env={"UDACONNECT_AUTH": "on", "UDACONNECT_TLS_CERT_FILE": TLS_CRT,
+                       "UDACONNECT_TLS_KEY_FILE": TLS_KEY})
+    sch = secure(tlsd.addr, TLS_CRT)
+    s_locs = svc_grpc.LocationServiceStub(sch)
+    s_conns = svc_grpc.ConnectionServiceStub(sch)
+    s_health = health_pb2_grpc.HealthStub(sch)
+    TLS_ORG_MD = bearer(token(sub="tls-test"))
+
+    @test("TLS: the log says the port serves TLS; a daemon without the settings says plaintext")
+    def _():
+        tls_log = open(tlsd.log).read()
+        plain_log = open(offd.log).read() if offd else ""
+        return (re.search(r"listening on 127\.0\.0\.1:%d \(TLS" % tlsd.port, tls_log) is not None
+                and "plaintext" not in tls_log
+                and "plaintext: terminate TLS in front of it" in plain_log
+                and re.search(r"listening on 127\.0\.0\.1:%d \(plaintext" % offd.port, plain_log) is not None), \
+            (tls_log, plain_log)
+
+    @test("TLS: a secure channel trusting the certificate: health check SERVING")
+    def _():
+        return s_health.Check(health_pb2.HealthCheckRequest(), timeout=30).status == S.SERVING
+
+    tls_pts = []
+
+    @test("TLS: an organizer records a location over TLS, and it reaches udaconnect.location")
+    def _():
+        m = auth_point(OTHER)
+        r = s_locs.RecordLocation(m, timeout=30, metadata=TLS_ORG_MD)
+        tls_pts.append(m)
+        got = wait_count(point_rows(OTHER, tls_pts), "1")
+        return r.offset >= 0 and got == "1", (r, got)
+
+    @test("TLS: FindConnections over TLS: the rows of find_connections")
+    def _():
+        want = sql_connections(OTHER, "2020-01-01", "2020-12-31", 1000.0)
+        got = grpc_rows(s_conns.FindConnections(svc.FindConnectionsRequest(
+            person_id=OTHER, start_date="2020-01-01", end_date="2020-12-31", meters=1000), timeout=30,
+            metadata=TLS_ORG_MD))
+        return len(want) > 0 and got == want, (len(want), len(got))
+
+    @test("TLS: tokens are still required over TLS: no token -> UNAUTHENTICATED")
+    def _():
+        code, det = rpc_error(s_locs.RecordLocation, auth_point(OTHER), timeout=30)
+        return code == grpc.StatusCode.UNAUTHENTICATED and "no token" in det, (code, det)
+
+    @test("TLS: a plaintext channel to the TLS port -> UNAVAILABLE, nothing recorded")
+    def _():
+        m = auth_point(OTHER)
+        pch = grpc.insecure_channel(tlsd.addr)
+        c1, d1 = rpc_error(health_pb2_grpc.HealthStub(pch).Check, health_pb2.HealthCheckRequest(), timeout=10)
+        c2, d2 = rpc_error(svc_grpc.LocationServiceStub(pch).RecordLocation, m, timeout=10, metadata=TLS_ORG_MD)
+        pch.close()
+        return c1 == c2 == grpc.StatusCode.UNAVAILABLE and on_topic([m]) == [], (c1, d1, c2, d2)
+
+    @test("TLS: a secure channel trusting another CA -> UNAVAILABLE (the certificate does not verify)")
+    def _():
+        och2 = secure(tlsd.addr, OTHER_CRT)
+        code, det = rpc_error(health_pb2_grpc.HealthStub(och2).Check, health_pb2.HealthCheckRequest(), timeout=10)
+        och2.close()
+        return code == grpc.StatusCode.UNAVAILABLE, (code, det)
+
+    # flags instead of the environment; a certificate file holding the chain
+    chaind = Daemon("tls-chain-grpcd", BROKERS, "--tls-cert", CHAIN_CRT, "--tls-key", LEAF_KEY,
+                    env={"UDACONNECT_AUTH": "on"})
+
+    @test("TLS: --tls-cert with leaf + intermediate: a client trusting only the root records a location")
+    def _():
+        cch = secure(chaind.addr, ROOT_CRT)
+        r = svc_grpc.LocationServiceStub(cch).RecordLocation(v1.Location(person_id=OTHER, latitude=1, longitude=1),
+                                                              timeout=30, metadata=TLS_ORG_MD)
+        cch.close()
+        return r.offset >= 0, r
+finally:
+    if tlsd:
+        tlsd.stop()
+    if chaind:
+        chaind.stop()
+
+
+@test("TLS: start refused (exit 2, naming the setting) for a certificate without key, or a key without certificate")
+def _():
+    r1 = refused({"UDACONNECT_TLS_CERT_FILE": TLS_CRT})
+    r2 = refused(args=["--tls-key", TLS_KEY])
+    return (r1[0] == 2 and "UDACONNECT_TLS_KEY_FILE" in r1[1] and "is not" in r1[1]
+            and r2[0] == 2 and "--tls-cert" in r2[1] and "is not" in r2[1]), (r1, r2)
+
+
+ENC_KEY = os.path.join(SUITE_DIR, "tls-encrypted.key")
+openssl("pkey", "-in", TLS_KEY, "-aes256", "-passout", "pass:secret", "-out", ENC_KEY)
+TLS_REFUSALS = [
+    ("a missing certificate file", os.path.join(SUITE_DIR, "no-such.crt"), TLS_KEY,
+     "UDACONNECT_TLS_CERT_FILE", "No such file"),
+    ("a missing key file", TLS_CRT, os.path.join(SUITE_DIR, "no-such.key"), "UDACONNECT_TLS_KEY_FILE", "No such file"),
+    ("a key that does not match the certificate", TLS_CRT, OTHER_KEY, "UDACONNECT_TLS_KEY_FILE",
+     "does not belong to the certificate"),
+    ("a certificate file holding a key only", TLS_KEY, TLS_KEY, "UDACONNECT_TLS_CERT_FILE", "no PEM certificate"),
+    ("a key file holding a certificate only", TLS_CRT, TLS_CRT, "UDACONNECT_TLS_KEY_FILE", "no PEM private key"),
+    ("an encrypted key", TLS_CRT, ENC_KEY, "UDACONNECT_TLS_KEY_FILE", "encrypted"),
+]
+for what, crt, key, setting, reason in TLS_REFUSALS:
+    @test("TLS: start refused for %s: exit 2, naming %s and the problem" % (what, setting))
+    def _(crt=crt, key=key, setting=setting, reason=reason):
+        rc, err = refused({"UDACONNECT_TLS_CERT_FILE": crt, "UDACONNECT_TLS_KEY_FILE": key})
+        return rc == 2 and setting in err and reason in err, (rc, err)
+
+
 # ---------------------------------------------------------------- configuration errors
 
 
