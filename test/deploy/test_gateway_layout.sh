@@ -85,8 +85,17 @@ stop_daemon() { # stop_daemon PID: SIGTERM, wait, exit status
   wait "$pid"
 }
 
+# --- the token signing key, as the Secret's jwt-key is mounted --------------
+TOKENCLI=$(find "$W/root" -name udaconnect-token -type f -perm -u+x | head -n 1)
+if [ -n "$TOKENCLI" ] && (umask 077; "$TOKENCLI" --genkey > "$W/jwt.key") && [ -s "$W/jwt.key" ]; then
+  ok "the image carries udaconnect-token, which makes a signing key (--genkey)"
+else
+  nok "the image carries udaconnect-token, which makes a signing key (--genkey)" "found: ${TOKENCLI:-none}"
+fi
+
 # --- udaconnect-httpd --------------------------------------------------------
 run_daemon udaconnect-httpd "$W/httpd.log" UDACONNECT_HTTP_PORT="$HP" \
+  UDACONNECT_AUTH=on UDACONNECT_JWT_KEY_FILE="$W/jwt.key" \
   UDACONNECT_DATABASE_URL="$UDACONNECT_DATABASE_URL" || nok "udaconnect-httpd starts from the image layout" "$DERR"
 hpid=$DPID
 if [ -n "$hpid" ]; then
@@ -106,12 +115,21 @@ if [ -n "$hpid" ]; then
     nok "udaconnect-httpd from the image layout: /healthz 200 (readiness probe), web app at /, /api/openapi.json" \
         "healthz=$h index=$ic" "$(tail -n 5 "$W/httpd.log")"
   fi
+  tok=$("$TOKENCLI" --key-file "$W/jwt.key" --organizer layout-test --ttl 5m 2>/dev/null)
+  with=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" "http://127.0.0.1:$HP/api/persons")
+  without=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HP/api/persons")
+  if [ "$with" = 200 ] && [ "$without" = 401 ]; then
+    ok "udaconnect-httpd from the image layout asks for a token: 401 without, 200 with one udaconnect-token signed"
+  else
+    nok "udaconnect-httpd from the image layout asks for a token" "with=$with without=$without"
+  fi
   stop_daemon "$hpid"; rc=$?
   if [ $rc = 0 ]; then ok "udaconnect-httpd stops on SIGTERM with status 0"; else nok "udaconnect-httpd stops on SIGTERM with status 0" "status $rc"; fi
 fi
 
 # --- udaconnect-grpcd --------------------------------------------------------
 run_daemon udaconnect-grpcd "$W/grpcd.log" UDACONNECT_GRPC_PORT="$GP" \
+  UDACONNECT_AUTH=on UDACONNECT_JWT_KEY_FILE="$W/jwt.key" \
   UDACONNECT_KAFKA_BROKERS="${UDACONNECT_KAFKA_BROKERS:-}" UDACONNECT_KAFKA_TOPIC=locations \
   UDACONNECT_DATABASE_URL="$UDACONNECT_DATABASE_URL" || nok "udaconnect-grpcd starts from the image layout" "$DERR"
 gpid=$DPID
