@@ -3,7 +3,7 @@
 # Only missing packages are installed (apt-get; sudo when not root).
 set -euo pipefail
 PKGS=(
-  build-essential pkg-config ca-certificates curl jq procps
+  build-essential pkg-config ca-certificates openssl curl jq procps
   postgresql-15 postgresql-server-dev-15 postgresql-15-postgis-3 postgresql-contrib
   librdkafka-dev kcat
   libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler
