@@ -65,6 +65,9 @@ stop)
   pid_stop "50-httpd: udaconnect-httpd" "$PIDFILE" 5
   ;;
 status)
+  # the URL it was started with (https:// or not), not this shell's guess
+  # shellcheck disable=SC1091
+  if [ -f "$RUN_DIR/env" ]; then URL=$(. "$RUN_DIR/env"; echo "${UDACONNECT_HTTP_URL:-$URL}"); fi
   if running; then echo "udaconnect-httpd: running (pid $(cat "$PIDFILE")) on $URL"
   else echo "udaconnect-httpd: not running"; fi
   ;;
