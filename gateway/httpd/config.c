@@ -67,6 +67,8 @@ static const opt_def opts[] = {
 	{"--openapi", NULL, NULL, OPT_TEXT, 0, 0, &cfg.openapi_path},
 	{"--auth", "UDACONNECT_AUTH", "on", OPT_TEXT, 0, 0, &cfg.auth_text},
 	{"--jwt-key-file", "UDACONNECT_JWT_KEY_FILE", NULL, OPT_TEXT, 0, 0, &cfg.jwt_key_file},
+	{"--tls-cert", "UDACONNECT_TLS_CERT_FILE", NULL, OPT_TEXT, 0, 0, &cfg.tls_cert_file},
+	{"--tls-key", "UDACONNECT_TLS_KEY_FILE", NULL, OPT_TEXT, 0, 0, &cfg.tls_key_file},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -103,7 +105,10 @@ usage(FILE *f)
 			"                              off: the open API, every caller an organizer\n"
 			"                              (UDACONNECT_AUTH, default on)\n"
 			"  --jwt-key-file FILE         the HS256 keys, one a line, the first signs\n"
-			"                              (UDACONNECT_JWT_KEY_FILE; required when auth is on)\n");
+			"                              (UDACONNECT_JWT_KEY_FILE; required when auth is on)\n"
+			"  --tls-cert FILE             PEM certificate, the chain after it: serve HTTPS only\n"
+			"                              (UDACONNECT_TLS_CERT_FILE; needs --tls-key; default plain HTTP)\n"
+			"  --tls-key FILE              its PEM private key, unencrypted (UDACONNECT_TLS_KEY_FILE)\n");
 }
 
 /* Stores v (named `name` in the message) into o's target; exits on a bad

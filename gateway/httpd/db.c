@@ -276,7 +276,15 @@ db_connect_new(void)
 PGconn *
 db_conn(void)
 {
-	if (tconn && PQstatus(tconn) == CONNECTION_OK)
+	/*
+	 * The server may have closed the connection while it sat idle
+	 * (pg_terminate_backend, a restart): reading what already arrived finds
+	 * that before a statement is sent on it, so that a POST, which is not
+	 * retried once sent, is not lost to it.  It never blocks (libpq's socket
+	 * is non-blocking) and costs one recv.
+	 */
+	if (tconn && PQstatus(tconn) == CONNECTION_OK && PQconsumeInput(tconn) &&
+		PQstatus(tconn) == CONNECTION_OK)
 		return tconn;
 	db_drop();
 	tconn = db_connect_new();

@@ -100,6 +100,8 @@ struct config
 	bool		auth;			/* UDACONNECT_AUTH: /api routes need a token */
 	const char *auth_text;		/* its text as given ("on", "off") */
 	const char *jwt_key_file;	/* UDACONNECT_JWT_KEY_FILE */
+	const char *tls_cert_file;	/* UDACONNECT_TLS_CERT_FILE (NULL: no TLS) */
+	const char *tls_key_file;	/* UDACONNECT_TLS_KEY_FILE */
 	const char *web_root;
 	const char *openapi_path;
 };
@@ -109,6 +111,21 @@ extern struct config cfg;
 /* Reads the environment, then the flags: -1 to go on, else the exit status
  * (0 after --help or --version, 2 after a bad setting). */
 extern int	config_load(int argc, char **argv);
+
+/* ---- tls.c: HTTPS ------------------------------------------------------- */
+
+/* Reads and checks the certificate and key when TLS is configured: 0 (TLS on
+ * or plain HTTP), or -1 (logged: a bad setting, exit status 2). */
+extern int	tls_init(void);
+extern void tls_free(void);
+
+/* The daemons speak HTTPS. */
+extern bool tls_on(void);
+
+/* What each daemon adds for TLS: its flag, and its options (for
+ * MHD_OPTION_ARRAY; just MHD_OPTION_END when TLS is off). */
+extern unsigned tls_daemon_flags(void);
+extern struct MHD_OptionItem *tls_daemon_options(void);
 
 /* ---- metrics.c: Prometheus counters -------------------------------------- */
 

@@ -2,11 +2,12 @@
  * main.c: udaconnect-httpd, the REST/JSON API and the web app of UdaConnect:
  * start-up, signals and shutdown.
  *
- * It reads the settings (config.c), opens the one listening socket that
- * every worker's libmicrohttpd daemon shares, starts the workers (worker.c)
- * with a daemon each, wired to the request life cycle (request.c) and the
- * connection limits (limits.c), then waits for SIGINT, SIGTERM or SIGHUP and
- * stops them, answering what is in flight.  See docs/http.md for the service
+ * It reads the settings (config.c, tls.c), opens the one listening socket
+ * that every worker's libmicrohttpd daemon shares, starts the workers
+ * (worker.c) with a daemon each (HTTPS only when tls.c says so), wired to
+ * the request life cycle (request.c) and the connection limits (limits.c),
+ * then waits for SIGINT, SIGTERM or SIGHUP and stops them, answering what
+ * is in flight.  See docs/http.md for the service
  * and docs/design.md for the map of the code.  Nothing here serves a
  * request.
  */
@@ -49,7 +50,7 @@ make_daemon(void *cls)
 	if (fd < 0)
 		return NULL;
 	d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_TURBO |
-						 MHD_ALLOW_SUSPEND_RESUME,
+						 MHD_ALLOW_SUSPEND_RESUME | tls_daemon_flags(),
 						 0, limits_accept, NULL, request_handler, NULL,
 						 MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
 						 MHD_OPTION_LISTEN_SOCKET, fd,
@@ -59,6 +60,7 @@ make_daemon(void *cls)
 						 MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
 						 MHD_OPTION_NOTIFY_CONNECTION, limits_notify, NULL,
 						 MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+						 MHD_OPTION_ARRAY, tls_daemon_options(),
 						 MHD_OPTION_END);
 	if (!d)
 		close(fd);
@@ -98,6 +100,8 @@ main(int argc, char **argv)
 		return rc;
 	if (caller_init() != 0)
 		return 2;				/* a bad setting: the key file */
+	if (tls_init() != 0)
+		return 2;				/* a bad setting: the certificate or key */
 	if (static_init() != 0)
 		return 1;
 	memset(&sa, 0, sizeof(sa));
@@ -129,13 +133,16 @@ main(int argc, char **argv)
 		return 1;
 	}
 	close(lfd);					/* each daemon has its own descriptor of it */
-	logmsg(LOG_INFO, "version %s listening on http://%s:%d/ (%d threads, web root %s)",
-		   HTTPD_VERSION, cfg.bind, cfg.port, cfg.threads, static_web_root());
+	logmsg(LOG_INFO, "version %s listening on %s://%s:%d/ (%s, %d threads, web root %s)",
+		   HTTPD_VERSION, tls_on() ? "https" : "http", cfg.bind, cfg.port,
+		   tls_on() ? "HTTPS only, certificate from UDACONNECT_TLS_CERT_FILE"
+		   : "plain HTTP: no UDACONNECT_TLS_CERT_FILE", cfg.threads, static_web_root());
 
 	sigwait(&set, &sig);
 	logmsg(LOG_INFO, "signal %d, stopping", sig);
 	workers_stop();
 	static_free();
 	caller_free();
+	tls_free();
 	return 0;
 }

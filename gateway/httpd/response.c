@@ -50,6 +50,10 @@ queue(struct MHD_Connection *c, struct request *r, unsigned status,
 	 */
 	if (r->hold || r->body_too_big)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	/* every answer, so a browser that once came over HTTPS never tries
+	 * plain HTTP (which this port does not speak) for a year */
+	if (tls_on())
+		MHD_add_response_header(resp, "Strict-Transport-Security", "max-age=31536000");
 	if (r->hold)
 	{
 		/* answered on the final call, after the body (see discard.c) */

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # udaconnect-httpd: every route and error case over real HTTP (python3
 # http.client), the original's API collection, oversized bodies answered 413
-# to http.client, requests and curl alike, and the web app in headless
+# to http.client, requests and curl alike, HTTPS (a daemon of its own with
+# a test certificate: curl and urllib, HSTS, 413 over TLS, start-up refused
+# for half or bad TLS settings), and the web app in headless
 # Chromium (WebDriver: Debian's python3-selenium and chromium-driver).
 # Screenshots: $SUITE_DIR/webapp-*.png.
 set -uo pipefail
@@ -14,6 +16,9 @@ last=$(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/api.tap")
 TAP_START=$((last + 1)) python3 test/http/test_oversized.py > "$SUITE_DIR/oversized.tap" 2>&1 || rc=1
 cat "$SUITE_DIR/oversized.tap"
 last=$((last + $(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/oversized.tap")))
+TAP_START=$((last + 1)) python3 test/http/test_tls.py > "$SUITE_DIR/tls.tap" 2>&1 || rc=1
+cat "$SUITE_DIR/tls.tap"
+last=$((last + $(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/tls.tap")))
 missing=()
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
 [ -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] || missing+=(chromium-driver)
