@@ -12,6 +12,10 @@ export UDACONNECT_HTTP_PORT=${UDACONNECT_HTTP_PORT:-30091}
 export UDACONNECT_GRPC_PORT=${UDACONNECT_GRPC_PORT:-30095}
 export RUN_DIR=$UDACONNECT_RUN_DIR
 export PG_CONFIG=${PG_CONFIG:-pg_config}
+# the stack under test is the default one: tokens on, plain HTTP/gRPC on
+# 127.0.0.1 (the suites start their own auth-off and TLS instances)
+export UDACONNECT_AUTH=on
+unset UDACONNECT_TLS_CERT_FILE UDACONNECT_TLS_KEY_FILE
 "$TOP/scripts/stack.sh" stop >/dev/null 2>&1 || true
 rm -rf "$RUN_DIR"; mkdir -p "$RUN_DIR"
 "$TOP/scripts/stack.sh" start || { echo "bench: the stack did not start"; exit 1; }
