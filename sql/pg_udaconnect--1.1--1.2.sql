@@ -58,22 +58,10 @@ COMMENT ON VIEW ingest_status IS
 
 -- Whether the caller is an organizer (true) or an attendee (false); 42501
 -- for anything else, so a caller the gateway did not establish sees nothing.
+-- C (src/caller.c): every api_* call asks it.
 CREATE FUNCTION caller_is_organizer(caller_role text, caller_id integer) RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $$
-BEGIN
-    IF caller_role = 'organizer' THEN
-        RETURN true;
-    END IF;
-    IF caller_role = 'attendee' AND caller_id > 0 THEN
-        RETURN false;
-    END IF;
-    RAISE EXCEPTION 'unknown caller: role %, person %',
-            coalesce(quote_literal(caller_role), 'NULL'), coalesce(caller_id::text, 'NULL')
-        USING ERRCODE = 'insufficient_privilege',
-              HINT = 'A caller is an organizer, or an attendee with their person id.';
-END;
-$$;
+    AS 'MODULE_PATHNAME', 'udc_caller_is_organizer'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 -- 42501 unless the caller is an organizer or the attendee person_id itself.
 -- what: the action, for the message ("read the connections of").
@@ -138,19 +126,15 @@ BEGIN
 END;
 $$;
 
--- The ELSE of api_person's CASE (see there): 42501 naming what the caller
--- may not see.  Its arguments include the row's id, so the planner cannot
--- fold the call into a constant and raise while planning.
-CREATE FUNCTION deny_person(caller_role text, caller_id integer, id integer) RETURNS json
-LANGUAGE plpgsql STABLE PARALLEL SAFE
-AS $$
-BEGIN
-    PERFORM udaconnect.caller_is_organizer(caller_role, caller_id);   -- unknown caller
-    RAISE EXCEPTION 'attendee % may not see person %', caller_id, id
-        USING ERRCODE = 'insufficient_privilege',
-              DETAIL = 'An attendee sees only themself and the persons they have met.';
-END;
-$$;
+-- May the caller read person `id`'s record?  True (organizers: any;
+-- attendees: themself and the persons they have met, met_persons), else
+-- 42501, for an id that does not exist too (no existence oracle).  C
+-- (src/caller.c): api_person, the hot read route, asks it as a one-time
+-- filter.
+CREATE FUNCTION caller_may_see_person(caller_role text, caller_id integer, id integer)
+RETURNS boolean
+    AS 'MODULE_PATHNAME', 'udc_caller_may_see_person'
+    LANGUAGE C STABLE PARALLEL RESTRICTED;
 
 -- ---------------------------------------------------------------------------
 -- Erasure.  forget_person(id) removes, in one transaction, every row about
@@ -285,7 +269,7 @@ REVOKE ALL ON FUNCTION caller_is_organizer(text, integer),
     caller_require_self(text, integer, integer, text),
     caller_require_organizer(text, integer, text),
     attendee_max_distance(), met_persons(integer),
-    deny_person(text, integer, integer),
+    caller_may_see_person(text, integer, integer),
     person_refuse_erased_id(), ingest_payload_person(bytea),
     forget_person(integer, text), retention_sweep(timestamptz, integer) FROM PUBLIC;
 
@@ -334,35 +318,19 @@ $$;
 -- privileges: it reads api_person_public, a view of exactly the four
 -- published person fields, on which udaconnect_api has SELECT (the tables
 -- themselves stay closed to it).
--- Who may see the row is 40-privacy.sql's rule written out as one CASE, so
--- an organizer or an attendee reading themself costs two comparisons (an
--- attendee reading someone else runs met_persons); anyone else gets
--- deny_person's 42501.  Zero rows when there is no such person (-> 404),
--- for those who could see it if it existed.
+-- Who may see the row: caller_may_see_person (C), which does not depend on
+-- the row, so the planner makes it a one-time filter: checked once, before
+-- the index probe, and raising 42501 whether or not the person exists.
+-- Zero rows when there is no such person and the caller could see it
+-- (-> 404).
 CREATE FUNCTION api_person(caller_role text, caller_id integer, id integer) RETURNS SETOF json
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
 BEGIN ATOMIC
-    SELECT CASE
-               WHEN api_person.caller_role = 'organizer'
-                    OR (api_person.caller_role = 'attendee' AND api_person.caller_id > 0
-                        AND (p.id = api_person.caller_id
-                             OR p.id IN (SELECT udaconnect.met_persons(api_person.caller_id))))
-               THEN pg_catalog.json_build_object('id', p.id, 'first_name', p.first_name,
-                                                 'last_name', p.last_name,
-                                                 'company_name', p.company_name)
-               ELSE udaconnect.deny_person(api_person.caller_role, api_person.caller_id, p.id)
-           END
+    SELECT pg_catalog.json_build_object('id', p.id, 'first_name', p.first_name,
+                                        'last_name', p.last_name, 'company_name', p.company_name)
       FROM udaconnect.api_person_public p
-     WHERE p.id = api_person.id
-    UNION ALL
-    -- no such person: 404 for an organizer, or an attendee asking for
-    -- themself; anyone else is denied as for an existing person, so an
-    -- attendee cannot tell which ids exist
-    SELECT udaconnect.deny_person(api_person.caller_role, api_person.caller_id, api_person.id)
-     WHERE NOT (api_person.caller_role = 'organizer'
-                OR (api_person.caller_role = 'attendee' AND api_person.caller_id = api_person.id))
-             IS TRUE
-       AND NOT EXISTS (SELECT FROM udaconnect.api_person_public q WHERE q.id = api_person.id);
+     WHERE udaconnect.caller_may_see_person(api_person.caller_role, api_person.caller_id, api_person.id)
+       AND p.id = api_person.id;
 END;
 
 -- POST /api/persons (organizers)
@@ -619,8 +587,7 @@ $$;
 -- ---------------------------------------------------------------------------
 -- Privileges: udaconnect_api may call exactly these functions and read
 -- api_person_public; api_person, inlined into its statement, calls
--- met_persons, deny_person and (through it) caller_is_organizer with its
--- rights.
+-- caller_may_see_person and (through it) met_persons with its rights.
 -- ---------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION api_persons(text, integer), api_person(text, integer, integer),
     api_create_person(text, integer, text, text, text),
@@ -643,5 +610,4 @@ GRANT EXECUTE ON FUNCTION api_persons(text, integer), api_person(text, integer, 
     api_locations(text, integer, integer, bigint, bigint, integer, date, date),
     api_location(text, integer, bigint),
     api_create_location(text, integer, integer, float8, float8, text),
-    met_persons(integer), deny_person(text, integer, integer),
-    caller_is_organizer(text, integer) TO udaconnect_api;
+    caller_may_see_person(text, integer, integer), met_persons(integer) TO udaconnect_api;

@@ -19,22 +19,10 @@
 
 -- Whether the caller is an organizer (true) or an attendee (false); 42501
 -- for anything else, so a caller the gateway did not establish sees nothing.
+-- C (src/caller.c): every api_* call asks it.
 CREATE FUNCTION caller_is_organizer(caller_role text, caller_id integer) RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $$
-BEGIN
-    IF caller_role = 'organizer' THEN
-        RETURN true;
-    END IF;
-    IF caller_role = 'attendee' AND caller_id > 0 THEN
-        RETURN false;
-    END IF;
-    RAISE EXCEPTION 'unknown caller: role %, person %',
-            coalesce(quote_literal(caller_role), 'NULL'), coalesce(caller_id::text, 'NULL')
-        USING ERRCODE = 'insufficient_privilege',
-              HINT = 'A caller is an organizer, or an attendee with their person id.';
-END;
-$$;
+    AS 'MODULE_PATHNAME', 'udc_caller_is_organizer'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 -- 42501 unless the caller is an organizer or the attendee person_id itself.
 -- what: the action, for the message ("read the connections of").
@@ -99,19 +87,15 @@ BEGIN
 END;
 $$;
 
--- The ELSE of api_person's CASE (see there): 42501 naming what the caller
--- may not see.  Its arguments include the row's id, so the planner cannot
--- fold the call into a constant and raise while planning.
-CREATE FUNCTION deny_person(caller_role text, caller_id integer, id integer) RETURNS json
-LANGUAGE plpgsql STABLE PARALLEL SAFE
-AS $$
-BEGIN
-    PERFORM udaconnect.caller_is_organizer(caller_role, caller_id);   -- unknown caller
-    RAISE EXCEPTION 'attendee % may not see person %', caller_id, id
-        USING ERRCODE = 'insufficient_privilege',
-              DETAIL = 'An attendee sees only themself and the persons they have met.';
-END;
-$$;
+-- May the caller read person `id`'s record?  True (organizers: any;
+-- attendees: themself and the persons they have met, met_persons), else
+-- 42501, for an id that does not exist too (no existence oracle).  C
+-- (src/caller.c): api_person, the hot read route, asks it as a one-time
+-- filter.
+CREATE FUNCTION caller_may_see_person(caller_role text, caller_id integer, id integer)
+RETURNS boolean
+    AS 'MODULE_PATHNAME', 'udc_caller_may_see_person'
+    LANGUAGE C STABLE PARALLEL RESTRICTED;
 
 -- ---------------------------------------------------------------------------
 -- Erasure.  forget_person(id) removes, in one transaction, every row about
@@ -246,6 +230,6 @@ REVOKE ALL ON FUNCTION caller_is_organizer(text, integer),
     caller_require_self(text, integer, integer, text),
     caller_require_organizer(text, integer, text),
     attendee_max_distance(), met_persons(integer),
-    deny_person(text, integer, integer),
+    caller_may_see_person(text, integer, integer),
     person_refuse_erased_id(), ingest_payload_person(bytea),
     forget_person(integer, text), retention_sweep(timestamptz, integer) FROM PUBLIC;

@@ -84,11 +84,11 @@ $$;
 -- privileges: it reads api_person_public, a view of exactly the four
 -- published person fields, on which udaconnect_api has SELECT (the tables
 -- themselves stay closed to it).
--- Who may see the row is 40-privacy.sql's rule written out as one CASE, so
--- an organizer or an attendee reading themself costs two comparisons (an
--- attendee reading someone else runs met_persons); anyone else gets
--- deny_person's 42501.  Zero rows when there is no such person (-> 404),
--- for those who could see it if it existed.
+-- Who may see the row: caller_may_see_person (C), which does not depend on
+-- the row, so the planner makes it a one-time filter: checked once, before
+-- the index probe, and raising 42501 whether or not the person exists.
+-- Zero rows when there is no such person and the caller could see it
+-- (-> 404).
 CREATE VIEW api_person_public AS
     SELECT p.id, p.first_name, p.last_name, p.company_name FROM udaconnect.person p;
 COMMENT ON VIEW api_person_public IS
@@ -98,27 +98,11 @@ COMMENT ON VIEW api_person_public IS
 CREATE FUNCTION api_person(caller_role text, caller_id integer, id integer) RETURNS SETOF json
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
 BEGIN ATOMIC
-    SELECT CASE
-               WHEN api_person.caller_role = 'organizer'
-                    OR (api_person.caller_role = 'attendee' AND api_person.caller_id > 0
-                        AND (p.id = api_person.caller_id
-                             OR p.id IN (SELECT udaconnect.met_persons(api_person.caller_id))))
-               THEN pg_catalog.json_build_object('id', p.id, 'first_name', p.first_name,
-                                                 'last_name', p.last_name,
-                                                 'company_name', p.company_name)
-               ELSE udaconnect.deny_person(api_person.caller_role, api_person.caller_id, p.id)
-           END
+    SELECT pg_catalog.json_build_object('id', p.id, 'first_name', p.first_name,
+                                        'last_name', p.last_name, 'company_name', p.company_name)
       FROM udaconnect.api_person_public p
-     WHERE p.id = api_person.id
-    UNION ALL
-    -- no such person: 404 for an organizer, or an attendee asking for
-    -- themself; anyone else is denied as for an existing person, so an
-    -- attendee cannot tell which ids exist
-    SELECT udaconnect.deny_person(api_person.caller_role, api_person.caller_id, api_person.id)
-     WHERE NOT (api_person.caller_role = 'organizer'
-                OR (api_person.caller_role = 'attendee' AND api_person.caller_id = api_person.id))
-             IS TRUE
-       AND NOT EXISTS (SELECT FROM udaconnect.api_person_public q WHERE q.id = api_person.id);
+     WHERE udaconnect.caller_may_see_person(api_person.caller_role, api_person.caller_id, api_person.id)
+       AND p.id = api_person.id;
 END;
 
 -- POST /api/persons (organizers)
@@ -395,8 +379,7 @@ $$;
 -- ---------------------------------------------------------------------------
 -- Privileges: udaconnect_api may call exactly these functions and read
 -- api_person_public; api_person, inlined into its statement, calls
--- met_persons, deny_person and (through it) caller_is_organizer with its
--- rights.
+-- caller_may_see_person and (through it) met_persons with its rights.
 -- ---------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION api_persons(text, integer), api_person(text, integer, integer),
     api_create_person(text, integer, text, text, text),
@@ -419,5 +402,4 @@ GRANT EXECUTE ON FUNCTION api_persons(text, integer), api_person(text, integer, 
     api_locations(text, integer, integer, bigint, bigint, integer, date, date),
     api_location(text, integer, bigint),
     api_create_location(text, integer, integer, float8, float8, text),
-    met_persons(integer), deny_person(text, integer, integer),
-    caller_is_organizer(text, integer) TO udaconnect_api;
+    caller_may_see_person(text, integer, integer), met_persons(integer) TO udaconnect_api;

@@ -49,8 +49,8 @@ SELECT pg_temp.err($$SELECT * FROM udaconnect.person$$);
 SELECT pg_temp.err($$SELECT udaconnect.forget_person(801)$$);
 SELECT pg_temp.err($$SELECT udaconnect.retention_sweep(now())$$);
 SELECT pg_temp.err($$SELECT udaconnect.create_person('A', 'B', 'C')$$);
--- api_person runs as udaconnect_api: met_persons, deny_person and
--- caller_is_organizer with its rights
+-- api_person runs as udaconnect_api: caller_may_see_person and (through
+-- it) met_persons with its rights
 SELECT udaconnect.api_person('organizer', NULL, 802) AS organizer_reads_802,
        udaconnect.api_person('attendee', 801, 801) AS attendee_reads_self;
 SELECT pg_temp.err($$SELECT udaconnect.api_person('attendee', 801, 802)$$) AS attendee_reads_unmet;
