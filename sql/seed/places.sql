@@ -6,7 +6,12 @@
 -- load.sql.  Ids are kept and a place whose id exists is left alone, so a
 -- second load changes nothing; the table's checks apply as to
 -- create_place(), and booth 2 is round as create_place_circle() makes it.
+-- Into a database whose extension predates places (1.0, 1.1) it loads none
+-- and says so.
 
+-- an extension older than 1.2 has no places: the rest of the seed still loads
+SELECT to_regclass('udaconnect.place') IS NOT NULL AS seed_has_places \gset
+\if :seed_has_places
 INSERT INTO udaconnect.place (id, name, kind, floor, area)
 VALUES (1, 'Main hall', 'room', 0,
         ST_MakeEnvelope(-122.2912, 37.5532, -122.2902, 37.5538, 4326)),
@@ -27,3 +32,6 @@ SELECT setval(pg_get_serial_sequence('udaconnect.place', 'id'),
 \pset format unaligned
 SELECT format('loaded %s places: %s', count(*), string_agg(name || ' (' || kind || ')', ', ' ORDER BY id))
   FROM udaconnect.place WHERE id BETWEEN 1 AND 4;
+\else
+\echo 'no places loaded: udaconnect.place needs pg_udaconnect 1.2 (ALTER EXTENSION pg_udaconnect UPDATE)'
+\endif
