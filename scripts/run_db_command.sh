@@ -1,5 +1,6 @@
 #!/bin/sh
-# Load the original UdaConnect sample data (persons and locations, ids kept).
+# Load the original UdaConnect sample data (persons and locations, ids kept)
+# and a few named places around them (sql/seed/places.sql).
 #
 #   sh scripts/run_db_command.sh           into the local database named by the
 #                                          standard libpq environment (PGHOST,
@@ -22,7 +23,7 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 SEED=$TOP/sql/seed
 
 seed_sql() {
-  for f in udaconnect_public_person.sql udaconnect_public_location.sql load.sql; do
+  for f in udaconnect_public_person.sql udaconnect_public_location.sql load.sql places.sql; do
     if [ ! -r "$SEED/$f" ]; then
       echo "run_db_command.sh: $SEED/$f is missing" >&2
       return 1
@@ -37,6 +38,8 @@ seed_sql() {
   sed -e 's/insert into public\.location /INSERT INTO pg_temp.seed_location /I' "$SEED/udaconnect_public_location.sql"
   echo
   cat "$SEED/load.sql"
+  echo
+  cat "$SEED/places.sql"
   echo 'COMMIT;'
 }
 

@@ -1,6 +1,6 @@
 /*
  * api.c: the routes of udaconnect-httpd that call the database: persons,
- * locations, connections, and the health check.
+ * locations, connections, places, and the health check.
  *
  * A thin gateway: each handler validates the request's parameters (with
  * params.c), calls one udaconnect.api_* SQL function with them (with
@@ -308,7 +308,7 @@ api_locations(struct MHD_Connection *c, struct request *r)
 
 /* ---- POST: creation -------------------------------------------------------- */
 
-#define MAX_FIELDS 4
+#define MAX_FIELDS 7
 
 /* A creation route: the body's fields, in the order of the SQL function's
  * arguments, and where the created object lives. */
@@ -317,12 +317,14 @@ typedef struct creation
 	enum stmt	stmt;
 	const char *collection;		/* the Location header's prefix */
 	const char *fallback_field; /* what an unknown referenced id is about */
+	const char *alias;			/* NULL, or "sqlname:field": an argument of a
+								 * function it calls that is a field here */
 	int			nfields;
 	struct body_field fields[MAX_FIELDS];
 } creation;
 
 static const creation create_person = {
-	S_CREATE_PERSON, "/api/persons", NULL, 3, {
+	S_CREATE_PERSON, "/api/persons", NULL, NULL, 3, {
 		{"first_name", F_STRING, true, "a string"},
 		{"last_name", F_STRING, true, "a string"},
 		{"company_name", F_STRING, true, "a string"},
@@ -330,11 +332,25 @@ static const creation create_person = {
 };
 
 static const creation create_location = {
-	S_CREATE_LOCATION, "/api/locations", "person_id", 4, {
+	S_CREATE_LOCATION, "/api/locations", "person_id", NULL, 4, {
 		{"person_id", F_INTEGER, true, "an integer"},
 		{"latitude", F_NUMBER, true, "a number"},
 		{"longitude", F_NUMBER, true, "a number"},
 		{"creation_time", F_STRING, false, "a string (ISO 8601)"},
+	}
+};
+
+/* the polygon, or the centre and radius: which one is given is the SQL
+ * function's rule; create_place's errors about its `area` are the polygon's */
+static const creation create_place = {
+	S_CREATE_PLACE, "/api/places", NULL, "area:polygon", 7, {
+		{"name", F_STRING, true, "a string"},
+		{"kind", F_STRING, true, "a string (booth, room, stage or area)"},
+		{"floor", F_INTEGER, false, "an integer"},
+		{"polygon", F_ARRAY, false, "an array of vertices {\"latitude\": ..., \"longitude\": ...}"},
+		{"latitude", F_NUMBER, false, "a number"},
+		{"longitude", F_NUMBER, false, "a number"},
+		{"radius_m", F_NUMBER, false, "a number of metres"},
 	}
 };
 
@@ -360,7 +376,7 @@ create(struct MHD_Connection *c, struct request *r, const creation *k)
 {
 	enum MHD_Result ret;
 	const char *vals[MAX_FIELDS];
-	const char *names[MAX_FIELDS + 1];
+	const char *names[MAX_FIELDS + 2];
 	char		text[MAX_FIELDS][FIELD_TEXT_MAX];
 	json_t	   *doc;
 	PGresult   *res;
@@ -370,7 +386,8 @@ create(struct MHD_Connection *c, struct request *r, const creation *k)
 		return ret;
 	for (int i = 0; i < k->nfields; i++)
 		names[i] = k->fields[i].name;
-	names[k->nfields] = NULL;
+	names[k->nfields] = k->alias;
+	names[k->nfields + 1] = NULL;
 	res = db_call(c, r, k->stmt, k->nfields, vals, names, k->fallback_field, &ret);
 	json_decref(doc);
 	if (!res)
@@ -388,6 +405,12 @@ enum MHD_Result
 api_create_location(struct MHD_Connection *c, struct request *r)
 {
 	return create(c, r, &create_location);
+}
+
+enum MHD_Result
+api_create_place(struct MHD_Connection *c, struct request *r)
+{
+	return create(c, r, &create_place);
 }
 
 /* ---- DELETE /api/persons/{id}: erasure ------------------------------------ */
@@ -493,6 +516,29 @@ api_token(struct MHD_Connection *c, struct request *r)
 		return send_error(c, r, 500, "internal_error", "unexpected token claims", NULL);
 	}
 	return send_token(c, r, person, ttl);
+}
+
+/* ---- places: GET /api/places[/{id}], DELETE /api/places/{id} -------------- */
+
+enum MHD_Result
+api_places(struct MHD_Connection *c, struct request *r)
+{
+	enum MHD_Result ret;
+	PGresult   *res = db_call(c, r, S_PLACES, 0, NULL, NULL, NULL, &ret);
+
+	return res ? send_result(c, r, 200, res, NULL) : ret;
+}
+
+enum MHD_Result
+api_place(struct MHD_Connection *c, struct request *r)
+{
+	return get_one(c, r, S_PLACE, INT_MAX, "place");
+}
+
+enum MHD_Result
+api_delete_place(struct MHD_Connection *c, struct request *r)
+{
+	return get_one(c, r, S_DELETE_PLACE, INT_MAX, "place");
 }
 
 /* ---- health ---------------------------------------------------------------- */

@@ -57,6 +57,8 @@ caller_needed(enum route rt)
 		case R_TOKEN:
 		case R_LOCATIONS:
 		case R_LOCATION:
+		case R_PLACES:
+		case R_PLACE:
 			return true;
 		default:
 			return false;

@@ -72,6 +72,16 @@ static const struct
 		"SELECT udaconnect.api_create_location(" CALLER ", $3::integer, $4::float8, "
 		"$5::float8, $6::text)", 6
 	},
+	[S_PLACES] = {"places", "SELECT udaconnect.api_places(" CALLER ")", 2},
+	[S_PLACE] = {"place", "SELECT udaconnect.api_place(" CALLER ", $3::integer)", 3},
+	[S_CREATE_PLACE] = {
+		"create_place",
+		"SELECT udaconnect.api_create_place(" CALLER ", $3::text, $4::text, $5::integer, "
+		"$6::json, $7::float8, $8::float8, $9::float8)", 9
+	},
+	[S_DELETE_PLACE] = {
+		"delete_place", "SELECT udaconnect.api_delete_place(" CALLER ", $3::integer)", 3
+	},
 	[S_HEALTH] = {"health", "SELECT 1", 0, false, true},
 };
 

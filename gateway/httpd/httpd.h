@@ -37,6 +37,8 @@ enum route
 	R_TOKEN,
 	R_LOCATIONS,
 	R_LOCATION,
+	R_PLACES,
+	R_PLACE,
 	R_OPENAPI,
 	R_HEALTHZ,
 	R_METRICS,
@@ -59,6 +61,10 @@ enum stmt
 	S_LOCATIONS,
 	S_LOCATION,
 	S_CREATE_LOCATION,
+	S_PLACES,
+	S_PLACE,
+	S_CREATE_PLACE,
+	S_DELETE_PLACE,
 	S_HEALTH,
 	S_COUNT
 };
@@ -350,7 +356,8 @@ enum field_type
 {
 	F_STRING,
 	F_INTEGER,					/* an SQL integer (32 bits) */
-	F_NUMBER
+	F_NUMBER,
+	F_ARRAY						/* passed on as its JSON text */
 };
 
 struct body_field
@@ -382,6 +389,10 @@ extern enum MHD_Result api_create_person(struct MHD_Connection *c, struct reques
 extern enum MHD_Result api_create_location(struct MHD_Connection *c, struct request *r);
 extern enum MHD_Result api_forget_person(struct MHD_Connection *c, struct request *r);
 extern enum MHD_Result api_token(struct MHD_Connection *c, struct request *r);
+extern enum MHD_Result api_places(struct MHD_Connection *c, struct request *r);
+extern enum MHD_Result api_place(struct MHD_Connection *c, struct request *r);
+extern enum MHD_Result api_create_place(struct MHD_Connection *c, struct request *r);
+extern enum MHD_Result api_delete_place(struct MHD_Connection *c, struct request *r);
 extern enum MHD_Result api_healthz(struct MHD_Connection *c, struct request *r);
 
 /* ---- static.c: the web app and the OpenAPI document ---------------------- */

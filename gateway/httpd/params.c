@@ -10,6 +10,7 @@
  */
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "httpd.h"
@@ -169,6 +170,8 @@ type_ok(const json_t *v, enum field_type type)
 			return json_is_integer(v);
 		case F_NUMBER:
 			return json_is_number(v);
+		case F_ARRAY:
+			return json_is_array(v);
 	}
 	return false;
 }
@@ -204,10 +207,28 @@ field_ok(const struct body_field *f, const json_t *v, const char **code,
 }
 
 /*
+ * An array field's value as its compact JSON text, which replaces the value
+ * in the document (so it lives as long as the document); NULL when out of
+ * memory.
+ */
+static const char *
+array_text(json_t *doc, const char *name, const json_t *v)
+{
+	char	   *t = json_dumps(v, JSON_COMPACT);
+	json_t	   *s = t ? json_string(t) : NULL;
+
+	free(t);
+	if (!s || json_object_set_new(doc, name, s) < 0)
+		return NULL;
+	return json_string_value(s);
+}
+
+/*
  * The body's fields as the SQL call's text parameters, checked in the
  * table's order (the first bad one is the answer).  vals[i] points into the
  * returned document (free it after the call) or into text[i]; NULL for an
- * absent optional field.
+ * absent optional field.  An array (F_ARRAY) is passed on as its JSON text,
+ * for the SQL function to read.
  */
 json_t *
 read_fields(struct MHD_Connection *c, struct request *r, const struct body_field *f,
@@ -235,6 +256,16 @@ read_fields(struct MHD_Connection *c, struct request *r, const struct body_field
 		if (f[i].type == F_STRING)
 		{
 			vals[i] = json_string_value(v);
+			continue;
+		}
+		if (f[i].type == F_ARRAY)
+		{
+			if (!(vals[i] = array_text(doc, f[i].name, v)))
+			{
+				json_decref(doc);
+				*ret = MHD_NO;	/* out of memory */
+				return NULL;
+			}
 			continue;
 		}
 		if (f[i].type == F_INTEGER)

@@ -41,6 +41,8 @@ route(struct request *r)
 		return r->route = R_PERSONS, "GET, HEAD, POST";
 	if (strcmp(u, "/api/locations") == 0)
 		return r->route = R_LOCATIONS, "GET, HEAD, POST";
+	if (strcmp(u, "/api/places") == 0)
+		return r->route = R_PLACES, "GET, HEAD, POST";
 	if (strncmp(u, "/api/persons/", 13) == 0)
 	{
 		id = u + 13;
@@ -65,6 +67,11 @@ route(struct request *r)
 			r->id_str = id;
 			return r->route = R_LOCATION, "GET, HEAD";
 		}
+	}
+	else if (strncmp(u, "/api/places/", 12) == 0 && !strchr(u + 12, '/'))
+	{
+		r->id_str = u + 12;
+		return r->route = R_PLACE, "GET, HEAD, DELETE";
 	}
 	r->route = R_NOT_FOUND;
 	return NULL;
@@ -107,6 +114,8 @@ static const handler get_handlers[R_COUNT] = {
 	[R_CONNECTIONS] = api_connections,
 	[R_LOCATIONS] = api_locations,
 	[R_LOCATION] = api_location,
+	[R_PLACES] = api_places,
+	[R_PLACE] = api_place,
 	[R_OPENAPI] = static_openapi,
 	[R_HEALTHZ] = api_healthz,
 	[R_METRICS] = send_metrics,
@@ -134,7 +143,7 @@ dispatch(struct MHD_Connection *c, struct request *r, const char *method)
 	if (caller_needed(r->route) && caller_refused(c, r, &ret))
 		return ret;
 	if (r->is_delete)
-		return api_forget_person(c, r);
+		return r->route == R_PLACE ? api_delete_place(c, r) : api_forget_person(c, r);
 	return get_handlers[r->route] (c, r);
 }
 
@@ -146,5 +155,7 @@ dispatch_post(struct MHD_Connection *c, struct request *r)
 		return api_create_person(c, r);
 	if (r->route == R_TOKEN)
 		return api_token(c, r);
+	if (r->route == R_PLACES)
+		return api_create_place(c, r);
 	return api_create_location(c, r);
 }

@@ -895,7 +895,8 @@ def main():
             return (s, j)
         want = {"/api/persons", "/api/persons/{id}", "/api/persons/{id}/connection",
                 "/api/persons/{id}/connections", "/api/locations", "/api/locations/{id}",
-                "/api/location/{id}", "/api/persons/{id}/token", "/healthz", "/metrics"}
+                "/api/location/{id}", "/api/persons/{id}/token", "/api/places", "/api/places/{id}",
+                "/healthz", "/metrics"}
         missing = want - set(j.get("paths", {}))
         return not missing or ("missing", missing)
     check("GET /api/openapi.json is an OpenAPI 3.0 document of every route", t_openapi)

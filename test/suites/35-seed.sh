@@ -71,14 +71,49 @@ counts() {
 # another database (or none) cannot pass
 drop_one() { "${PSQL[@]}" -c "DELETE FROM udaconnect.location WHERE id = (SELECT min(id) FROM udaconnect.location)"; }
 before=$(counts)
+
+# the seed's places (sql/seed/places.sql): every row, and which place a
+# sample point belongs to (a booth inside the hall: the smallest wins); each
+# load must put back a place removed first and change no other
+places() {
+  "${PSQL[@]}" -c "SELECT count(*) || '/' || coalesce(sum(hashtext(id || ':' || name || ':' || kind || ':'
+                          || coalesce(floor::text, '-') || ':' || ST_AsText(area))), 0)
+                     FROM udaconnect.place"
+}
+seed_places() {
+  "${PSQL[@]}" -c "SELECT string_agg(id || ' ' || name || ' ' || kind, ', ' ORDER BY id)
+                          || '; at point 29: ' || coalesce(udaconnect.place_at(37.553441, -122.290524)::text, 'none')
+                          || ', point 30: ' || coalesce(udaconnect.place_at(37.55363, -122.290883)::text, 'none')
+                          || ', point 42: ' || coalesce(udaconnect.place_at(35.0585136, -106.5719566)::text, 'none')
+                     FROM udaconnect.place WHERE id BETWEEN 1 AND 4" 2>&1
+}
+want_places="1 Main hall room, 2 Booth 1 booth, 3 Booth 2 booth, 4 Main stage stage; at point 29: 2, point 30: 3, point 42: 4"
+drop_place() { "${PSQL[@]}" -c "DELETE FROM udaconnect.place WHERE id = 2"; }
+n=$((n + 1))
+got=$(seed_places)
+if [ "$got" = "$want_places" ]; then
+  echo "ok $n - seed places loaded: $got"
+else
+  echo "not ok $n - seed places: '$got', want '$want_places'"
+fi
+pbefore=$(places)
 n=$((n + 1))
 drop_one
+drop_place
 out=$(sh "$TOP/scripts/run_db_command.sh" 2>&1); rc=$?
 after=$(counts)
 if [ $rc = 0 ] && [ -n "$before" ] && [ "$before" = "$after" ] && ! printf '%s' "$out" | grep -qi "illegal option"; then
   echo "ok $n - sh scripts/run_db_command.sh (dash) puts back a removed seed row and changes nothing else ($after)"
 else
   echo "not ok $n - sh scripts/run_db_command.sh: exit $rc, $before -> $after"; printf '%s\n' "$out" | sed 's/^/#   /'
+fi
+n=$((n + 1))
+pafter=$(places)
+got=$(seed_places)
+if [ $rc = 0 ] && [ -n "$pbefore" ] && [ "$pbefore" = "$pafter" ] && [ "$got" = "$want_places" ]; then
+  echo "ok $n - the load puts back a removed seed place and changes no place ($pafter)"
+else
+  echo "not ok $n - places after the load: $pbefore -> $pafter; $got"
 fi
 mkdir -p "$SUITE_DIR/bin"
 cat > "$SUITE_DIR/bin/kubectl" <<'EOF2'
@@ -96,11 +131,20 @@ chmod +x "$SUITE_DIR/bin/kubectl"
 rm -f "$SUITE_DIR/kubectl.args"
 n=$((n + 1))
 drop_one
+drop_place
 out=$(PATH="$SUITE_DIR/bin:$PATH" SUITE_DIR="$SUITE_DIR" sh "$TOP/scripts/run_db_command.sh" postgres-0 2>&1); rc=$?
 after=$(counts)
 if [ $rc = 0 ] && [ -n "$before" ] && [ "$before" = "$after" ] && grep -q "^psql .*-d geoconnections" "$SUITE_DIR/kubectl.args" 2>/dev/null; then
   echo "ok $n - sh scripts/run_db_command.sh POD feeds the seed to psql in the pod (kubectl exec): the removed row is back, nothing else changed"
 else
   echo "not ok $n - sh scripts/run_db_command.sh postgres-0: exit $rc, $before -> $after"; printf '%s\n' "$out" | sed 's/^/#   /'
+fi
+n=$((n + 1))
+pafter=$(places)
+got=$(seed_places)
+if [ $rc = 0 ] && [ -n "$pbefore" ] && [ "$pbefore" = "$pafter" ] && [ "$got" = "$want_places" ]; then
+  echo "ok $n - a second load (POD) again puts back the removed seed place and changes no place ($pafter)"
+else
+  echo "not ok $n - places after the second load: $pbefore -> $pafter; $got"
 fi
 exit 0

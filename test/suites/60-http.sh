@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # udaconnect-httpd: every route and error case over real HTTP (python3
-# http.client), the original's API collection, oversized bodies answered 413
-# to http.client, requests and curl alike, HTTPS (a daemon of its own with
+# http.client), the named places (test_places.py), the original's API
+# collection, oversized bodies answered 413 to http.client, requests and
+# curl alike, HTTPS (a daemon of its own with
 # a test certificate: curl and urllib, HSTS, 413 over TLS, start-up refused
 # for half or bad TLS settings), and the web app in headless
 # Chromium (WebDriver: Debian's python3-selenium and chromium-driver).
@@ -13,6 +14,9 @@ rc=0
 python3 test/http/test_api.py > "$SUITE_DIR/api.tap" 2>&1 || rc=1
 cat "$SUITE_DIR/api.tap"
 last=$(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/api.tap")
+TAP_START=$((last + 1)) python3 test/http/test_places.py > "$SUITE_DIR/places.tap" 2>&1 || rc=1
+cat "$SUITE_DIR/places.tap"
+last=$((last + $(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/places.tap")))
 TAP_START=$((last + 1)) python3 test/http/test_oversized.py > "$SUITE_DIR/oversized.tap" 2>&1 || rc=1
 cat "$SUITE_DIR/oversized.tap"
 last=$((last + $(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/oversized.tap")))
