@@ -68,10 +68,14 @@ caller_from_metadata(const grpc_metadata_array *md, caller *who, char *reason, s
 	size_t		n;
 	udc_claims	claims;
 
-	who->role = UDC_ROLE_ORGANIZER;
+	/* no caller until one is established (fail closed) */
+	who->role = 0;
 	who->person = 0;
 	if (keys == NULL)
+	{
+		who->role = UDC_ROLE_ORGANIZER;
 		return true;
+	}
 	for (size_t i = 0; i < md->count; i++)
 	{
 		if (!grpc_slice_str_cmp(md->metadata[i].key, "authorization"))
@@ -120,7 +124,8 @@ caller_from_metadata(const grpc_metadata_array *md, caller *who, char *reason, s
 bool
 caller_may_report(const caller *who, int32_t person_id, char *reason, size_t len)
 {
-	if (who->role == UDC_ROLE_ORGANIZER || person_id == who->person)
+	if (who->role == UDC_ROLE_ORGANIZER ||
+		(who->role == UDC_ROLE_ATTENDEE && who->person > 0 && person_id == who->person))
 		return true;
 	snprintf(reason, len, "attendee %d may not report locations for person %d: an attendee reports only"
 			 " their own locations", (int) who->person, (int) person_id);
@@ -131,5 +136,7 @@ caller_may_report(const caller *who, int32_t person_id, char *reason, size_t len
 const char *
 caller_role_name(const caller *who)
 {
-	return who->role == UDC_ROLE_ATTENDEE ? "attendee" : "organizer";
+	/* no established caller: a role the database refuses (42501) */
+	return who->role == UDC_ROLE_ATTENDEE ? "attendee"
+		: who->role == UDC_ROLE_ORGANIZER ? "organizer" : "none";
 }

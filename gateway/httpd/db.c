@@ -33,12 +33,21 @@ static const struct
 	int			nparams;
 	bool		may_be_empty;	/* 0 rows = NULL (a set-returning function) */
 	bool		no_caller;		/* S_HEALTH only */
+
+	/*
+	 * A read without side effects: it may share a worker's pipelined round
+	 * (dbcall.c).  The round's statements run under one Sync, i.e. one
+	 * implicit transaction, so a statement that writes must never be in it:
+	 * another request's error would roll its write back after its answer
+	 * had gone out.
+	 */
+	bool		pipeline;
 }			stmts[S_COUNT] = {
-	[S_PERSONS] = {"persons", "SELECT udaconnect.api_persons(" CALLER ")", 2},
+	[S_PERSONS] = {"persons", "SELECT udaconnect.api_persons(" CALLER ")", 2, .pipeline = true},
 	/* inlined by the planner: see api_person in sql/src/60-http.sql */
 	[S_PERSON] = {
 		"person",
-		"SELECT body FROM udaconnect.api_person(" CALLER ", $3::integer) AS body", 3, true
+		"SELECT body FROM udaconnect.api_person(" CALLER ", $3::integer) AS body", 3, true, .pipeline = true
 	},
 	[S_CREATE_PERSON] = {
 		"create_person",
@@ -54,26 +63,26 @@ static const struct
 	[S_CONNECTION] = {
 		"connection",
 		"SELECT udaconnect.api_connections(" CALLER ", $3::integer, $4::date, $5::date, "
-		"$6::float8, $7::float8, false)", 7
+		"$6::float8, $7::float8, false)", 7, .pipeline = true
 	},
 	[S_CONNECTIONS] = {
 		"connections",
 		"SELECT udaconnect.api_connections(" CALLER ", $3::integer, $4::date, $5::date, "
-		"$6::float8, $7::float8, true)", 7
+		"$6::float8, $7::float8, true)", 7, .pipeline = true
 	},
 	[S_LOCATIONS] = {
 		"locations",
 		"SELECT body, next_cursor FROM udaconnect.api_locations(" CALLER ", $3::integer, "
-		"$4::bigint, $5::bigint, $6::integer, $7::date, $8::date)", 8
+		"$4::bigint, $5::bigint, $6::integer, $7::date, $8::date)", 8, .pipeline = true
 	},
-	[S_LOCATION] = {"location", "SELECT udaconnect.api_location(" CALLER ", $3::bigint)", 3},
+	[S_LOCATION] = {"location", "SELECT udaconnect.api_location(" CALLER ", $3::bigint)", 3, .pipeline = true},
 	[S_CREATE_LOCATION] = {
 		"create_location",
 		"SELECT udaconnect.api_create_location(" CALLER ", $3::integer, $4::float8, "
 		"$5::float8, $6::text)", 6
 	},
-	[S_PLACES] = {"places", "SELECT udaconnect.api_places(" CALLER ")", 2},
-	[S_PLACE] = {"place", "SELECT udaconnect.api_place(" CALLER ", $3::integer)", 3},
+	[S_PLACES] = {"places", "SELECT udaconnect.api_places(" CALLER ")", 2, .pipeline = true},
+	[S_PLACE] = {"place", "SELECT udaconnect.api_place(" CALLER ", $3::integer)", 3, .pipeline = true},
 	[S_CREATE_PLACE] = {
 		"create_place",
 		"SELECT udaconnect.api_create_place(" CALLER ", $3::text, $4::text, $5::integer, "
@@ -167,6 +176,12 @@ bool
 db_stmt_may_be_empty(enum stmt s)
 {
 	return stmts[s].may_be_empty;
+}
+
+bool
+db_stmt_may_pipeline(enum stmt s)
+{
+	return stmts[s].pipeline;
 }
 
 void

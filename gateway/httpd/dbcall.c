@@ -160,7 +160,8 @@ db_call_fast(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 		}
 		PQclear(res);			/* not the statement's own answer: run it here */
 	}
-	else if (r->may_async && (k = with_caller(r, s, n, values, all)) >= 0 &&
+	else if (r->may_async && db_stmt_may_pipeline(s) &&
+			 (k = with_caller(r, s, n, values, all)) >= 0 &&
 			 pipe_send(&r->pipe, s, k, all) == 0)
 	{
 		*ret = MHD_YES;			/* suspended until the result is in */

@@ -161,6 +161,7 @@ extern bool db_stmt_has_caller(enum stmt s);
 
 /* The statement returns no row instead of a NULL one (treated the same). */
 extern bool db_stmt_may_be_empty(enum stmt s);
+extern bool db_stmt_may_pipeline(enum stmt s);
 
 /* Why the thread's last connection attempt failed ("" if it did not). */
 extern const char *db_last_error(void);

@@ -71,7 +71,7 @@ has_met(int32 caller, int32 person)
 		elog(ERROR, "SPI_connect failed");
 	if (plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare("SELECT $2 IN (SELECT udaconnect.met_persons($1))", 2, types);
+		SPIPlanPtr	p = SPI_prepare("SELECT $2 OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT udaconnect.met_persons($1)))", 2, types);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "preparing the met_persons query failed: %s", SPI_result_code_string(SPI_result));

@@ -44,6 +44,7 @@
 #include "retention.h"
 
 double		udc_attendee_max_distance = 10.0;
+int			udc_attendee_max_window = 300;
 char	   *udc_location_retention = NULL;
 int			udc_retention_naptime = 60;
 int			udc_retention_batch = 10000;
@@ -102,6 +103,18 @@ check_location_retention(char **newval, void **extra, GucSource source)
 		GUC_check_errhint("Give a positive interval such as '30 days', or '' to keep locations forever.");
 		return false;
 	}
+
+	/*
+	 * '0' would remove every location at the next sweep: whoever writes it
+	 * most likely means "off", which is ''.  Past a century, now() minus it
+	 * approaches the start of timestamptz's range.
+	 */
+	if (span < (double) USECS_PER_HOUR || span > 36525.0 * USECS_PER_DAY)
+	{
+		GUC_check_errdetail("The retention \"%s\" is outside 1 hour .. 100 years.", *newval);
+		GUC_check_errhint("Give an interval such as '30 days', or '' (not '0') to keep locations forever.");
+		return false;
+	}
 	return true;
 }
 
@@ -125,6 +138,12 @@ udc_retention_init(void)
 							 "Organizers are not limited.",
 							 &udc_attendee_max_distance, 10.0, 0.0, 2e7, PGC_SUSET, 0,
 							 check_attendee_max_distance, NULL, NULL);
+	DefineCustomIntVariable("udaconnect.attendee_max_window",
+							"The longest time window of an attendee's connection search.",
+							"Without one, a search would show where others were at any time "
+							"of the day near the attendee's points.  Organizers are not limited.",
+							&udc_attendee_max_window, 300, 1, 86400, PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
 	DefineCustomStringVariable("udaconnect.location_retention",
 							   "How long locations and ingest rejects are kept (an interval); empty keeps them forever.",
 							   "The retention worker removes older ones in batches of udaconnect.retention_batch.",

@@ -185,7 +185,9 @@ $$;
 
 -- ---------------------------------------------------------------------------
 -- A connection search as a caller may make it: an attendee only for
--- themself and at most attendee_max_distance() wide; the window in seconds
+-- themself, at most attendee_max_distance() wide and attendee_max_window()
+-- long (that window when none is given: co-presence, not "anyone who was
+-- ever near one of my points"); the window in seconds
 -- as above; rows in the finder's order.  grpcd's FindConnections streams
 -- these rows; api_connections shapes them for httpd.
 -- ---------------------------------------------------------------------------
@@ -200,14 +202,27 @@ AS $$
 #variable_conflict use_column
 BEGIN
     PERFORM udaconnect.caller_require_self($1, $2, $3, 'search the connections of');
-    IF NOT udaconnect.caller_is_organizer($1, $2) AND $6 > udaconnect.attendee_max_distance() THEN
+    IF udaconnect.caller_is_organizer($1, $2) THEN
+        RETURN QUERY
+            SELECT * FROM udaconnect.find_connections($3, $4, $5, $6, udaconnect.api_window($7));
+        RETURN;
+    END IF;
+    IF $6 > udaconnect.attendee_max_distance() THEN
         RAISE EXCEPTION 'an attendee may search at most % m around their locations, not % m',
                 udaconnect.attendee_max_distance(), $6
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Organizers may search wider (setting udaconnect.attendee_max_distance).';
     END IF;
+    IF udaconnect.api_window($7) > udaconnect.attendee_max_window() THEN
+        RAISE EXCEPTION 'an attendee may search a time window of at most % s, not % s',
+                extract(epoch FROM udaconnect.attendee_max_window())::float8, $7
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Organizers may search longer (setting udaconnect.attendee_max_window).';
+    END IF;
+    -- no window given: the attendee's longest
     RETURN QUERY
-        SELECT * FROM udaconnect.find_connections($3, $4, $5, $6, udaconnect.api_window($7));
+        SELECT * FROM udaconnect.find_connections($3, $4, $5, $6,
+                   coalesce(udaconnect.api_window($7), udaconnect.attendee_max_window()));
 END;
 $$;
 
@@ -331,17 +346,16 @@ DECLARE
     l udaconnect.location;
 BEGIN
     SELECT * INTO l FROM udaconnect.location o WHERE o.id = api_location.id;
-    IF NOT FOUND THEN
-        -- 404 for an organizer; an attendee is denied as for another's
-        -- location, so they cannot tell which ids exist
-        IF NOT udaconnect.caller_is_organizer(caller_role, caller_id) THEN
-            RAISE EXCEPTION 'attendee % may not read location %', caller_id, id
-                USING ERRCODE = 'insufficient_privilege',
-                      DETAIL = 'An attendee sees and reports only their own locations and connections.';
-        END IF;
-        RETURN NULL;
+    IF udaconnect.caller_is_organizer(caller_role, caller_id) THEN
+        RETURN CASE WHEN FOUND THEN udaconnect.api_location_json(l) END;   -- NULL -> 404
     END IF;
-    PERFORM udaconnect.caller_require_self(caller_role, caller_id, l.person_id, 'read the locations of');
+    -- an attendee: one answer for another's location and for a missing id,
+    -- naming neither an owner nor whether it exists
+    IF NOT FOUND OR l.person_id <> caller_id THEN
+        RAISE EXCEPTION 'attendee % may not read location %', caller_id, id
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'An attendee sees and reports only their own locations and connections.';
+    END IF;
     RETURN udaconnect.api_location_json(l);
 END;
 $$;

@@ -264,11 +264,17 @@ def auth_matrix(port):
           expect_status("GET", "/api/persons/%d/connections?start_date=2019-01-01&end_date=2030-12-31"
                         "&distance=100000" % A, 403, att, port))
 
+    check("auth: attendee connection search longer than attendee_max_window (300 s) -> 403",
+          expect_status("GET", "/api/persons/%d/connections%s&window=301" % (A, CONN_Q), 403, att, port))
+
     def t_same_answer():
+        # an attendee's search without a window gets attendee_max_window
         a = jreq("GET", "/api/persons/%d/connections%s" % (A, CONN_Q), port=port, auth=att)
-        o = jreq("GET", "/api/persons/%d/connections%s" % (A, CONN_Q), port=port, auth=org)
-        return (a[0] == o[0] == 200 and a[2] == o[2] and len(a[2]) > 0) or (a, o)
-    check("auth: an attendee's own connections equal what an organizer sees of them", t_same_answer)
+        o = jreq("GET", "/api/persons/%d/connections%s&window=300" % (A, CONN_Q), port=port, auth=org)
+        wide = jreq("GET", "/api/persons/%d/connections%s" % (A, CONN_Q), port=port, auth=org)
+        return (a[0] == o[0] == 200 and a[2] == o[2] and len(a[2]) > 0 and a[2] != wide[2]) or (a, o, wide)
+    check("auth: an attendee's own connections (no window: 300 s) equal what an organizer sees "
+          "with window=300, and differ from the organizer's any-time answer", t_same_answer)
 
     # ---- locations
     def t_locs_att():

@@ -37,6 +37,16 @@ SELECT udaconnect.attendee_max_distance() AS set_m,
        (SELECT array_agg(m ORDER BY m) FROM udaconnect.met_persons(901) m) AS ada_met_at_60_m;
 RESET udaconnect.attendee_max_distance;
 SELECT coalesce(array_agg(m), '{}') AS nobody_without_locations FROM udaconnect.met_persons(99999) m;
+-- met means co-present: Ben's point 30 s after Ada's counts, but with the
+-- window at 10 s he is not met
+SELECT extract(epoch FROM udaconnect.attendee_max_window())::float8 AS default_window_s;
+SET udaconnect.attendee_max_window = '10s';
+SELECT (SELECT coalesce(array_agg(m ORDER BY m), '{}') FROM udaconnect.met_persons(901) m) AS ada_met_within_10_s;
+-- an attendee's search without a window gets that window; longer is refused
+SELECT pg_temp.try($$SELECT count(*) FROM udaconnect.api_find_connections('attendee', 901, 901, '2021-05-01', '2021-05-01', 5, NULL)$$) AS ada_no_window_at_10_s,
+       pg_temp.try($$SELECT count(*) FROM udaconnect.api_find_connections('attendee', 901, 901, '2021-05-01', '2021-05-01', 5, 11)$$) AS ada_window_11_s,
+       pg_temp.try($$SELECT count(*) FROM udaconnect.api_find_connections('organizer', NULL, 901, '2021-05-01', '2021-05-01', 5, NULL)$$) AS organizer_no_window;
+RESET udaconnect.attendee_max_window;
 
 -- Every api_* function for every kind of caller (the creating calls are
 -- rolled back).  42501 = the caller may not.  api_persons shows the scene's

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # udaconnect-httpd: every route and error case over real HTTP (python3
-# http.client), the named places (test_places.py), the original's API
+# http.client), the named places (test_places.py), writes kept out of
+# pipelined rounds (test_write_rounds.py), the original's API
 # collection, oversized bodies answered 413 to http.client, requests and
 # curl alike, HTTPS (a daemon of its own with
 # a test certificate: curl and urllib, HSTS, 413 over TLS, start-up refused
@@ -17,6 +18,9 @@ last=$(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/api.tap")
 TAP_START=$((last + 1)) python3 test/http/test_places.py > "$SUITE_DIR/places.tap" 2>&1 || rc=1
 cat "$SUITE_DIR/places.tap"
 last=$((last + $(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/places.tap")))
+TAP_START=$((last + 1)) python3 test/http/test_write_rounds.py > "$SUITE_DIR/write_rounds.tap" 2>&1 || rc=1
+cat "$SUITE_DIR/write_rounds.tap"
+last=$((last + $(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/write_rounds.tap")))
 TAP_START=$((last + 1)) python3 test/http/test_oversized.py > "$SUITE_DIR/oversized.tap" 2>&1 || rc=1
 cat "$SUITE_DIR/oversized.tap"
 last=$((last + $(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/oversized.tap")))

@@ -233,6 +233,12 @@ like($err, qr/invalid value for parameter "udaconnect.location_retention": "-3 d
 ($rc, $out, $err) = $node->psql('postgres', q{ALTER SYSTEM SET udaconnect.location_retention = '30 dayz'});
 like($err, qr/invalid value for parameter "udaconnect.location_retention": "30 dayz".*is not an interval/s,
 	'an unparsable retention is refused');
+($rc, $out, $err) = $node->psql('postgres', q{ALTER SYSTEM SET udaconnect.location_retention = '0'});
+like($err, qr/invalid value for parameter "udaconnect.location_retention": "0".*outside 1 hour \.\. 100 years.*not '0'/s,
+	'a retention of 0 (which would remove everything) is refused, with the hint that \'\' is off');
+($rc, $out, $err) = $node->psql('postgres', q{ALTER SYSTEM SET udaconnect.location_retention = '200 years'});
+like($err, qr/invalid value for parameter "udaconnect.location_retention": "200 years".*outside 1 hour/s,
+	'a retention past a century is refused');
 ($rc, $out, $err) = $node->psql('postgres', q{SET udaconnect.location_retention = '30 days'});
 like($err, qr/cannot be changed now/, 'location_retention is set in the server\'s configuration');
 
