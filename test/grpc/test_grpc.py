@@ -504,10 +504,11 @@ def _():
 # ---------------------------------------------------------------- FindConnections
 
 
-def sql_connections(pid, start, end, meters):
+def sql_connections(pid, start, end, meters, window=None):
     rows = psql("SELECT location_id, person_id, latitude, longitude,"
                 " (extract(epoch FROM creation_time) * 1000000)::int8, distance_m"
-                " FROM udaconnect.find_connections(%d, '%s', '%s', %r)" % (pid, start, end, meters))
+                " FROM udaconnect.find_connections(%d, '%s', '%s', %r, %s)"
+                % (pid, start, end, meters, "NULL" if window is None else "'%d seconds'" % window))
     out = []
     for line in rows.splitlines():
         a = line.split("\t")
@@ -1245,9 +1246,10 @@ try:
         return got == str(len(att_ok)) and not on_topic(foreign), \
             "rows %r of %d; rejected point on the topic: %r" % (got, len(att_ok), on_topic(foreign))
 
-    @test("auth: FindConnections: an attendee for themself streams the rows of find_connections")
+    @test("auth: FindConnections: an attendee for themself (no window: attendee_max_window, 300 s) "
+          "streams the rows of find_connections with that window")
     def _():
-        want = sql_connections(ATT, "2020-01-01", "2020-12-31", 5.0)
+        want = sql_connections(ATT, "2020-01-01", "2020-12-31", 5.0, 300)
         got = grpc_rows(b_conns.FindConnections(svc.FindConnectionsRequest(
             person_id=ATT, start_date="2020-01-01", end_date="2020-12-31"), timeout=30, metadata=ATT_MD))
         return len(want) > 0 and got == want, (len(want), len(got))

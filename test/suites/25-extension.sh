@@ -144,7 +144,7 @@ SQL
                   AND json_array_length(udaconnect.api_persons('attendee', $pid))
                       = 1 + (SELECT count(*) FROM udaconnect.met_persons($pid) m WHERE m <> $pid)
                   AND json_array_length(udaconnect.api_connections('attendee', $pid, $pid, '2020-01-01', '2020-12-31', 10, NULL, true))
-                      = (SELECT count(DISTINCT f.person_id) FROM udaconnect.find_connections($pid, '2020-01-01', '2020-12-31', 10) f)
+                      = (SELECT count(DISTINCT f.person_id) FROM udaconnect.find_connections($pid, '2020-01-01', '2020-12-31', 10, '300 seconds') f)
                   AND (SELECT count(*) FROM udaconnect.api_find_connections('organizer', NULL, $pid, '2020-01-01', '2020-12-31', 5, 60))
                       = (SELECT count(*) FROM udaconnect.find_connections($pid, '2020-01-01', '2020-12-31', 5, '60 seconds'))")
   [ "$got" = t ] && ok "$from: after the update api_persons, api_person, api_connections, api_find_connections answer organizer and attendee $pid" \
