@@ -12,21 +12,14 @@ set -uo pipefail
 : "${UDACONNECT_HTTP_URL:?the stack did not start udaconnect-httpd}"
 cd "$TOP"
 rc=0
-python3 test/http/test_api.py > "$SUITE_DIR/api.tap" 2>&1 || rc=1
-cat "$SUITE_DIR/api.tap"
-last=$(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/api.tap")
-TAP_START=$((last + 1)) python3 test/http/test_places.py > "$SUITE_DIR/places.tap" 2>&1 || rc=1
-cat "$SUITE_DIR/places.tap"
-last=$((last + $(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/places.tap")))
-TAP_START=$((last + 1)) python3 test/http/test_write_rounds.py > "$SUITE_DIR/write_rounds.tap" 2>&1 || rc=1
-cat "$SUITE_DIR/write_rounds.tap"
-last=$((last + $(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/write_rounds.tap")))
-TAP_START=$((last + 1)) python3 test/http/test_oversized.py > "$SUITE_DIR/oversized.tap" 2>&1 || rc=1
-cat "$SUITE_DIR/oversized.tap"
-last=$((last + $(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/oversized.tap")))
-TAP_START=$((last + 1)) python3 test/http/test_tls.py > "$SUITE_DIR/tls.tap" 2>&1 || rc=1
-cat "$SUITE_DIR/tls.tap"
-last=$((last + $(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/tls.tap")))
+last=0
+# run_tap NAME: test/http/NAME.py, its TAP numbered on from the scripts before it
+run_tap() {
+  TAP_START=$((last + 1)) python3 "test/http/$1.py" > "$SUITE_DIR/$1.tap" 2>&1 || rc=1
+  cat "$SUITE_DIR/$1.tap"
+  last=$((last + $(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/$1.tap")))
+}
+for t in test_api test_places test_write_rounds test_oversized test_tls; do run_tap "$t"; done
 missing=()
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
 [ -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] || missing+=(chromium-driver)
