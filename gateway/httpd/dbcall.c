@@ -65,6 +65,51 @@ send_unavailable(struct MHD_Connection *c, struct request *r)
 	return send_error(c, r, 503, "database_unavailable", msg, NULL);
 }
 
+/* SQLSTATE 57P01..57P03: the server ended the session (shutdown, terminated) */
+static bool
+is_termination(const PGresult *res)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return state && strncmp(state, "57P0", 4) == 0 &&
+		(state[4] == '1' || state[4] == '2' || state[4] == '3');
+}
+
+/*
+ * PQexecPrepared, telling whether the statement certainly did not run
+ * (*unrun): it never left, or the server reported the end of the session
+ * before the statement's complete answer (CommandComplete) came back.  The
+ * server commits only after that answer, at the Sync, so such a write did
+ * not happen and may run again on a new connection.  libpq reports the lost
+ * connection as a result of its own after the server's message: every
+ * result is looked at, the last one returned.
+ */
+static PGresult *
+exec_prepared(PGconn *conn, enum stmt s, int n, const char *const *values, bool *unrun)
+{
+	PGresult   *res = NULL;
+	PGresult   *next;
+	bool		answered = false;
+	bool		terminated = false;
+
+	if (PQsendQueryPrepared(conn, db_stmt_name(s), n, values, NULL, NULL, 0) != 1)
+	{
+		*unrun = true;
+		return PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+	}
+	while ((next = PQgetResult(conn)) != NULL)
+	{
+		if (PQresultStatus(next) == PGRES_TUPLES_OK)
+			answered = true;
+		else if (is_termination(next))
+			terminated = true;
+		PQclear(res);
+		res = next;
+	}
+	*unrun = terminated && !answered;
+	return res ? res : PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+}
+
 PGresult *
 db_call(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 		const char *const *values, const char *const *fields,
@@ -85,6 +130,7 @@ db_call(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 		PGresult   *res;
 		ExecStatusType st;
 		const char *state;
+		bool		unrun;
 
 		if (!conn)
 		{
@@ -92,7 +138,7 @@ db_call(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 			return NULL;
 		}
 		metrics_db_busy(+1);
-		res = PQexecPrepared(conn, db_stmt_name(s), k, all, NULL, NULL, 0);
+		res = exec_prepared(conn, s, k, all, &unrun);
 		metrics_db_busy(-1);
 		st = PQresultStatus(res);
 		if (st == PGRES_TUPLES_OK && result_shape_ok(res, s))
@@ -108,8 +154,12 @@ db_call(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 			PQclear(res);
 			db_drop();
 			metrics_db_error("connection_lost");
-			/* a read is run again; a write may have happened */
-			if (attempt == 0 && !r->is_post && !r->is_delete)
+
+			/*
+			 * A read is run again; a write only when it certainly did not
+			 * happen (else the client is told, and may retry).
+			 */
+			if (attempt == 0 && ((!r->is_post && !r->is_delete) || unrun))
 				continue;
 			*ret = send_error(c, r, 503, "database_unavailable",
 							  "the database connection was lost; retry later", NULL);

@@ -951,6 +951,23 @@ def main():
     check("after its database sessions are terminated, the next requests reconnect and succeed",
           t_reconnect)
 
+    def t_write_after_terminate():
+        # a write whose session was terminated before it ran (57P01 before
+        # any answer) is run again on a new connection: not a 503, and once
+        names = []
+        statuses = []
+        for i in range(8):
+            psql("select count(pg_terminate_backend(pid)) from pg_stat_activity "
+                 "where application_name = 'udaconnect-httpd'")
+            name = "Terminated %d %d" % (os.getpid(), i)
+            names.append(name)
+            statuses.append(jreq("POST", "/api/persons",
+                                 {"first_name": "Write", "last_name": name, "company_name": "Reconnect"})[0])
+        made = psql("select count(*) from udaconnect.person where last_name like 'Terminated %d %%'" % os.getpid())
+        return (statuses == [201] * 8 and int(made) == 8) or (statuses, made)
+    check("a POST right after its database sessions are terminated: 201 each time, each person created once",
+          t_write_after_terminate)
+
     def t_pipelined_mix():
         # many keep-alive clients at once: the statements of their requests
         # share pipelined round trips (gateway/httpd/worker.c); an error in one
