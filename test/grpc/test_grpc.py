@@ -1243,10 +1243,11 @@ try:
     @test("auth: original updateLocation: an attendee's own point 2 h old -> PERMISSION_DENIED naming the limit")
     def _():
         m = old_point(ATT)
+        # the original proto's degrees are integers: a place of its own
         code, det = rpc_error(b_legacy.updateLocation, orig.Location(
-            personId=ATT, latitude=m.latitude, longitude=m.longitude, createdTime=m.creation_time),
+            personId=ATT, latitude=44, longitude=3, createdTime=m.creation_time),
             timeout=10, metadata=ATT_MD)
-        foreign.append(m)
+        foreign.append(v1.Location(person_id=ATT, latitude=44, longitude=3, creation_time=m.creation_time))
         return code == grpc.StatusCode.PERMISSION_DENIED and AGE_REASON in det, (code, det)
 
     @test("auth: in an attendee's stream a 2 h old point is rejected with the reason; fresh ones and one "
