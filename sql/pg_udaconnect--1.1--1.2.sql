@@ -112,6 +112,20 @@ AS $$
                     interval '5 minutes')
 $$;
 
+-- How far back an attendee may report their own locations (setting
+-- udaconnect.attendee_max_report_age, default 1 hour): a point reported for
+-- a forged past place and time would let their connection search show who
+-- was there then; repeated, others' past trails.  Organizers are not
+-- limited.  udaconnect-grpcd applies the same limit to attendees' points
+-- (its --attendee-max-report-age, which must equal this setting): the Kafka
+-- path cannot ask the database per point.
+CREATE FUNCTION attendee_max_report_age() RETURNS interval
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(nullif(current_setting('udaconnect.attendee_max_report_age', true), '')::interval,
+                    interval '1 hour')
+$$;
+
 -- The persons `person_id` has met: those in its connection search over all
 -- of its own days, attendee_max_distance() wide and attendee_max_window()
 -- apart: co-present.  (When encounters exist, they will be the rule.)
@@ -279,7 +293,8 @@ $$;
 REVOKE ALL ON FUNCTION caller_is_organizer(text, integer),
     caller_require_self(text, integer, integer, text),
     caller_require_organizer(text, integer, text),
-    attendee_max_distance(), attendee_max_window(), met_persons(integer),
+    attendee_max_distance(), attendee_max_window(), attendee_max_report_age(),
+    met_persons(integer),
     caller_may_see_person(text, integer, integer),
     person_refuse_erased_id(), ingest_payload_person(bytea),
     forget_person(integer, text), retention_sweep(timestamptz, integer) FROM PUBLIC;
@@ -777,7 +792,8 @@ END;
 $$;
 
 -- POST /api/locations.  creation_time is ISO 8601 text (no zone = UTC);
--- NULL means now().  An attendee reports only for themself.
+-- NULL means now().  An attendee reports only for themself, and at most
+-- attendee_max_report_age() back.
 CREATE FUNCTION api_create_location(caller_role text, caller_id integer,
                                     person_id integer, latitude float8, longitude float8,
                                     creation_time text)
@@ -800,6 +816,17 @@ BEGIN
                 USING ERRCODE = 'invalid_datetime_format', COLUMN = 'creation_time',
                       HINT = 'Use ISO 8601, e.g. 2020-08-15T10:37:06Z.';
         END;
+    END IF;
+    -- a point of a forged past would open a connection search of who was
+    -- there then (attendee_max_report_age, 40-privacy.sql)
+    IF ts < now() - udaconnect.attendee_max_report_age()
+       AND NOT udaconnect.caller_is_organizer(caller_role, caller_id) THEN
+        RAISE EXCEPTION 'an attendee may report a location at most % s old: creation_time % is before %',
+                extract(epoch FROM udaconnect.attendee_max_report_age())::bigint,
+                coalesce(to_char(ts, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), ts::text),
+                to_char(now() - udaconnect.attendee_max_report_age(), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+            USING ERRCODE = 'insufficient_privilege', COLUMN = 'creation_time',
+                  HINT = 'Report a location within that time of its creation_time; only an organizer may report older ones (setting udaconnect.attendee_max_report_age).';
     END IF;
     RETURN udaconnect.api_location_json(
         udaconnect.record_location(person_id, latitude, longitude, ts));

@@ -5,9 +5,10 @@
  * What this file holds: loading the signing keys at start (UDACONNECT_AUTH
  * on: no usable key file ends the program with status 2); establishing a
  * call's caller from its `authorization` request metadata ("Bearer <jwt>",
- * verified by gateway/common/auth.c); and the rule that an attendee reports
- * locations only for themself (caller_may_report), which the Kafka path
- * needs per point and cannot ask the database for.  Every other rule is the
+ * verified by gateway/common/auth.c); and the two rules of an attendee's
+ * location reports, only for themself (caller_may_report) and at most
+ * --attendee-max-report-age back (caller_may_report_at), which the Kafka
+ * path needs per point and cannot ask the database for.  Every other rule is the
  * database's: FindConnections hands the caller to
  * udaconnect.api_find_connections, which decides (docs/grpc.md,
  * "Authentication").  With UDACONNECT_AUTH=off every caller is an
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "grpcd.h"
 
@@ -129,6 +131,57 @@ caller_may_report(const caller *who, int32_t person_id, char *reason, size_t len
 		return true;
 	snprintf(reason, len, "attendee %d may not report locations for person %d: an attendee reports only"
 			 " their own locations", (int) who->person, (int) person_id);
+	return false;
+}
+
+/* t (microseconds since the Unix epoch) as ISO 8601 UTC, as the database writes it */
+static void
+format_time(int64_t t, char *buf, size_t len)
+{
+	int64_t		sec = t / 1000000;
+	int64_t		usec = t % 1000000;
+	time_t		tt;
+	struct tm	tm;
+
+	if (usec < 0)
+	{
+		sec--;
+		usec += 1000000;
+	}
+	tt = (time_t) sec;
+	if (gmtime_r(&tt, &tm) == NULL)
+	{
+		snprintf(buf, len, "%lld s after 1970", (long long) sec);
+		return;
+	}
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+			 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int) usec);
+}
+
+/*
+ * May `who` report a location made at time_usec (now: now_usec)?  An
+ * organizer any time; an attendee at most cfg.attendee_max_report_age back,
+ * or a point of a forged past would let their connection search show who
+ * was there then.  This is the rule of the database's api_create_location
+ * with udaconnect.attendee_max_report_age() (sql/src/60-http.sql,
+ * 40-privacy.sql), its other home, applied here for the same reason as
+ * caller_may_report, with the database's wording: the setting and
+ * --attendee-max-report-age must be equal.  The ingest itself stores late
+ * points of any age: this gateway, which knows the caller, is the gate.
+ */
+bool
+caller_may_report_at(const caller *who, int64_t time_usec, int64_t now_usec, char *reason, size_t len)
+{
+	int64_t		cutoff = now_usec - (int64_t) cfg.attendee_max_report_age * INT64_C(1000000);
+	char		t[48];
+	char		c[48];
+
+	if (who->role == UDC_ROLE_ORGANIZER || time_usec >= cutoff)
+		return true;
+	format_time(time_usec, t, sizeof(t));
+	format_time(cutoff, c, sizeof(c));
+	snprintf(reason, len, "an attendee may report a location at most %d s old: creation_time %s is before %s"
+			 " (only an organizer may report older ones)", cfg.attendee_max_report_age, t, c);
 	return false;
 }
 

@@ -68,6 +68,7 @@ static const setting settings[] = {
 	{"stream-idle-timeout", 0, "UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT", "60", S_INT, 1, 86400, &cfg.stream_idle_s},
 	{"max-listed-rejections", 0, "UDACONNECT_GRPC_MAX_LISTED_REJECTIONS", "1000", S_INT, 0, 1000, &cfg.max_listed},
 	{"max-future-skew", 0, NULL, STRINGIFY(UDC_DEFAULT_MAX_FUTURE_SKEW), S_INT, 0, UDC_MAX_MAX_FUTURE_SKEW, &cfg.max_skew},
+	{"attendee-max-report-age", 0, "UDACONNECT_ATTENDEE_MAX_REPORT_AGE", "3600", S_INT, 60, 604800, &cfg.attendee_max_report_age},
 	{"kafka-timeout-ms", 0, NULL, "10000", S_INT, 1, 900000, &cfg.kafka_timeout_ms},
 	{"linger-ms", 0, NULL, "0.5", S_NUMBER, 0, 900000, &cfg.linger_ms},
 	{"stream-linger-ms", 0, NULL, "5", S_NUMBER, 0, 900000, &cfg.stream_linger_ms},
@@ -103,6 +104,9 @@ static const char usage[] =
 	"      --max-listed-rejections N  rejections listed per stream, 0..1000\n"
 	"                            (env UDACONNECT_GRPC_MAX_LISTED_REJECTIONS, default 1000)\n"
 	"      --max-future-skew S   seconds a creation_time may lie in the future (default 300)\n"
+	"      --attendee-max-report-age S  how old an attendee's point may be, 60..604800 s;\n"
+	"                            must equal the database's udaconnect.attendee_max_report_age\n"
+	"                            (env UDACONNECT_ATTENDEE_MAX_REPORT_AGE, default 3600)\n"
 	"      --kafka-timeout-ms N  message.timeout.ms: give up on the broker after N ms (default 10000)\n"
 	"      --linger-ms X         linger.ms of the producer for unary calls (default 0.5)\n"
 	"      --stream-linger-ms X  linger.ms of the producer for RecordLocations streams (default 5)\n"

@@ -65,6 +65,7 @@ typedef struct grpcd_config
 	int			max_stream;
 	int			max_rows;
 	int			max_skew;
+	int			attendee_max_report_age;	/* s; = udaconnect.attendee_max_report_age */
 	int			kafka_timeout_ms;
 	double		linger_ms;
 	double		stream_linger_ms;
@@ -105,6 +106,8 @@ void		caller_start(void);
 void		caller_stop(void);
 bool		caller_from_metadata(const grpc_metadata_array *md, caller *who, char *reason, size_t len);
 bool		caller_may_report(const caller *who, int32_t person_id, char *reason, size_t len);
+bool		caller_may_report_at(const caller *who, int64_t time_usec, int64_t now_usec,
+								 char *reason, size_t len);
 const char *caller_role_name(const caller *who);
 
 /* ---- call.c: the call record, its life, its answer ---------------------- */

@@ -5,10 +5,12 @@
  *
  * What this file holds: checking a location with pg_udaconnect's own rule
  * (core/location_rule.c), its messages naming the fields as the request's
- * proto spells them, after the caller's right to report it (caller.c); decoding a v1 Location (also for stream.c); and a
- * unary call's path: unpack, check, produce to Kafka, answer once the
- * broker's delivery report is in (or UNAVAILABLE at once when the producer
- * queue is full: nothing was produced, so a retry is safe).
+ * proto spells them, between the caller's rights to report it (caller.c:
+ * for whom, then how far back); decoding a v1 Location (also for
+ * stream.c); and a unary call's path: unpack, check, produce to Kafka,
+ * answer once the broker's delivery report is in (or UNAVAILABLE at once
+ * when the producer queue is full: nothing was produced, so a retry is
+ * safe).
  *
  * What it must not do: block (it runs on the worker thread), or allocate per
  * call: requests are unpacked into a stack arena.  This is the path of
@@ -33,33 +35,46 @@ static const field_names legacy_fields = {"personId", "latitude", "longitude", "
  * the ingest workers and record_location() run, so a point accepted here is
  * never rejected later for its content.  A missing creation_time is allowed:
  * the ingest then takes the Kafka message's timestamp, i.e. about now.
- * Returns true when valid; otherwise writes a message naming the offending
- * field into err.
+ * Returns true when valid, with the point's time in *time_usec (now_usec
+ * when it has none) for caller_may_report_at; otherwise writes a message
+ * naming the offending field into err.
  */
 static bool
-check_location(const field_names *f, const Udaconnect__V1__Location *loc, char *err, size_t errlen)
+check_location(const field_names *f, const Udaconnect__V1__Location *loc, int64_t now_usec,
+			   int64_t *time_usec, char *err, size_t errlen)
 {
-	int64_t		now_usec = (int64_t) time(NULL) * INT64_C(1000000);
-	int64_t		time_usec = now_usec;
 	const Google__Protobuf__Timestamp *ts = loc->creation_time;
 
+	*time_usec = now_usec;
 	if (ts != NULL &&
-		!udc_time_from_timestamp(f, ts->seconds, ts->nanos, &time_usec, err, errlen))
+		!udc_time_from_timestamp(f, ts->seconds, ts->nanos, time_usec, err, errlen))
 		return false;
-	return udc_check_location(f, loc->person_id, loc->latitude, loc->longitude, time_usec, now_usec,
+	return udc_check_location(f, loc->person_id, loc->latitude, loc->longitude, *time_usec, now_usec,
 							  cfg.max_skew, err, errlen) == UDC_FIELD_NONE;
+}
+
+static int64_t
+now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t) ts.tv_sec * INT64_C(1000000) + ts.tv_nsec / 1000;
 }
 
 /*
  * Decode + validate a v1 Location from a slice, reported by `who`; NULL +
  * err on failure.  Who may report for whom comes first, as in the SQL API
- * (api_create_location).  The result is freed with
+ * (api_create_location), then the content, then how old an attendee's
+ * point may be (caller_may_report_at).  The result is freed with
  * udaconnect__v1__location__free_unpacked(loc, al).
  */
 Udaconnect__V1__Location *
 decode_v1(grpc_slice s, const caller *who, ProtobufCAllocator *al, char *err, size_t errlen)
 {
 	Udaconnect__V1__Location *loc;
+	int64_t		now = now_usec();
+	int64_t		t;
 
 	loc = udaconnect__v1__location__unpack(al, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
 	if (loc == NULL)
@@ -68,7 +83,8 @@ decode_v1(grpc_slice s, const caller *who, ProtobufCAllocator *al, char *err, si
 		return NULL;
 	}
 	if (!caller_may_report(who, loc->person_id, err, errlen) ||
-		!check_location(&v1_fields, loc, err, errlen))
+		!check_location(&v1_fields, loc, now, &t, err, errlen) ||
+		!caller_may_report_at(who, t, now, err, errlen))
 	{
 		udaconnect__v1__location__free_unpacked(loc, al);
 		return NULL;
@@ -141,18 +157,23 @@ produce_unary(call *c, const Udaconnect__V1__Location *loc)
 
 /*
  * The path of both unary ingest methods once the request is a v1 Location:
- * check that the caller may report it (PERMISSION_DENIED) and its content,
+ * check that the caller may report it (PERMISSION_DENIED: for whom, and an
+ * attendee's point how old) and its content (INVALID_ARGUMENT),
  * naming the fields as the request's proto does (f), and produce it.
  */
 static void
 record_location(call *c, const Udaconnect__V1__Location *loc, const field_names *f)
 {
 	char		err[256];
+	int64_t		now = now_usec();
+	int64_t		t;
 
 	if (!caller_may_report(&c->who, loc->person_id, err, sizeof(err)))
 		call_fail(c, GRPC_STATUS_PERMISSION_DENIED, "%s", err);
-	else if (!check_location(f, loc, err, sizeof(err)))
+	else if (!check_location(f, loc, now, &t, err, sizeof(err)))
 		call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+	else if (!caller_may_report_at(&c->who, t, now, err, sizeof(err)))
+		call_fail(c, GRPC_STATUS_PERMISSION_DENIED, "%s", err);
 	else
 		produce_unary(c, loc);
 }

@@ -1,6 +1,7 @@
 /*
  * retention.c — the settings of privacy that live in C (attendee search
- * width, location retention) and the retention background worker.
+ * width and window, how far back an attendee may report, location
+ * retention) and the retention background worker.
  *
  * The worker (one per server, registered only when the library is
  * preloaded, as the ingest workers are) connects to udaconnect.database and,
@@ -45,6 +46,7 @@
 
 double		udc_attendee_max_distance = 10.0;
 int			udc_attendee_max_window = 300;
+int			udc_attendee_max_report_age = 3600;
 char	   *udc_location_retention = NULL;
 int			udc_retention_naptime = 60;
 int			udc_retention_batch = 10000;
@@ -143,6 +145,13 @@ udc_retention_init(void)
 							"Without one, a search would show where others were at any time "
 							"of the day near the attendee's points.  Organizers are not limited.",
 							&udc_attendee_max_window, 300, 1, 86400, PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("udaconnect.attendee_max_report_age",
+							"How far back an attendee may report their own locations.",
+							"Older, a forged point would let their connection search show who was "
+							"at that place and time.  Organizers are not limited.  udaconnect-grpcd's "
+							"--attendee-max-report-age must equal it.",
+							&udc_attendee_max_report_age, 3600, 60, 604800, PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("udaconnect.location_retention",
 							   "How long locations and ingest rejects are kept (an interval); empty keeps them forever.",

@@ -16,6 +16,7 @@ extern PGDLLEXPORT void udc_retention_worker_main(Datum main_arg);
 /* settings (GUCs) */
 extern double udc_attendee_max_distance;
 extern int	udc_attendee_max_window;
+extern int	udc_attendee_max_report_age;
 extern char *udc_location_retention;
 extern int	udc_retention_naptime;
 extern int	udc_retention_batch;

@@ -73,6 +73,20 @@ AS $$
                     interval '5 minutes')
 $$;
 
+-- How far back an attendee may report their own locations (setting
+-- udaconnect.attendee_max_report_age, default 1 hour): a point reported for
+-- a forged past place and time would let their connection search show who
+-- was there then; repeated, others' past trails.  Organizers are not
+-- limited.  udaconnect-grpcd applies the same limit to attendees' points
+-- (its --attendee-max-report-age, which must equal this setting): the Kafka
+-- path cannot ask the database per point.
+CREATE FUNCTION attendee_max_report_age() RETURNS interval
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT coalesce(nullif(current_setting('udaconnect.attendee_max_report_age', true), '')::interval,
+                    interval '1 hour')
+$$;
+
 -- The persons `person_id` has met: those in its connection search over all
 -- of its own days, attendee_max_distance() wide and attendee_max_window()
 -- apart: co-present.  (When encounters exist, they will be the rule.)
@@ -240,7 +254,8 @@ $$;
 REVOKE ALL ON FUNCTION caller_is_organizer(text, integer),
     caller_require_self(text, integer, integer, text),
     caller_require_organizer(text, integer, text),
-    attendee_max_distance(), attendee_max_window(), met_persons(integer),
+    attendee_max_distance(), attendee_max_window(), attendee_max_report_age(),
+    met_persons(integer),
     caller_may_see_person(text, integer, integer),
     person_refuse_erased_id(), ingest_payload_person(bytea),
     forget_person(integer, text), retention_sweep(timestamptz, integer) FROM PUBLIC;

@@ -361,7 +361,8 @@ END;
 $$;
 
 -- POST /api/locations.  creation_time is ISO 8601 text (no zone = UTC);
--- NULL means now().  An attendee reports only for themself.
+-- NULL means now().  An attendee reports only for themself, and at most
+-- attendee_max_report_age() back.
 CREATE FUNCTION api_create_location(caller_role text, caller_id integer,
                                     person_id integer, latitude float8, longitude float8,
                                     creation_time text)
@@ -384,6 +385,17 @@ BEGIN
                 USING ERRCODE = 'invalid_datetime_format', COLUMN = 'creation_time',
                       HINT = 'Use ISO 8601, e.g. 2020-08-15T10:37:06Z.';
         END;
+    END IF;
+    -- a point of a forged past would open a connection search of who was
+    -- there then (attendee_max_report_age, 40-privacy.sql)
+    IF ts < now() - udaconnect.attendee_max_report_age()
+       AND NOT udaconnect.caller_is_organizer(caller_role, caller_id) THEN
+        RAISE EXCEPTION 'an attendee may report a location at most % s old: creation_time % is before %',
+                extract(epoch FROM udaconnect.attendee_max_report_age())::bigint,
+                coalesce(to_char(ts, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), ts::text),
+                to_char(now() - udaconnect.attendee_max_report_age(), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+            USING ERRCODE = 'insufficient_privilege', COLUMN = 'creation_time',
+                  HINT = 'Report a location within that time of its creation_time; only an organizer may report older ones (setting udaconnect.attendee_max_report_age).';
     END IF;
     RETURN udaconnect.api_location_json(
         udaconnect.record_location(person_id, latitude, longitude, ts));

@@ -1117,7 +1117,9 @@ def on_topic(pts):
 
 
 ATT, OTHER = [int(x) for x in psql("SELECT id FROM udaconnect.person WHERE id IN (1, 5) ORDER BY id").split()]
-AUTH_T = NOW - 6 * 86400
+# recent enough for an attendee (--attendee-max-report-age, 1 h by default)
+AUTH_T = int(time.time()) - 900
+OLD_T = int(time.time()) - 7200     # 2 h old: too old for an attendee, not for an organizer
 auth_pts = iter(range(1, 1000))
 
 
@@ -1221,7 +1223,50 @@ try:
         return (r.currentState == "Received" and code == grpc.StatusCode.PERMISSION_DENIED
                 and "attendee %d may not report locations for person %d" % (ATT, OTHER) in det), (r, code, det)
 
+    def old_point(pid):
+        m = auth_point(pid)
+        m.creation_time.CopyFrom(ts(OLD_T + m.creation_time.seconds - AUTH_T))
+        return m
+
+    AGE_REASON = "an attendee may report a location at most 3600 s old"
     foreign = []
+
+    @test("auth: an attendee's own point 2 h old -> PERMISSION_DENIED naming the limit and both times, nothing produced")
+    def _():
+        m = old_point(ATT)
+        code, det = rpc_error(b_locs.RecordLocation, m, timeout=10, metadata=ATT_MD)
+        when = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(m.creation_time.seconds))
+        foreign.append(m)
+        return (code == grpc.StatusCode.PERMISSION_DENIED and AGE_REASON in det
+                and "creation_time %s is before " % when in det and not on_topic([m])), (code, det)
+
+    @test("auth: original updateLocation: an attendee's own point 2 h old -> PERMISSION_DENIED naming the limit")
+    def _():
+        m = old_point(ATT)
+        # the original proto's degrees are integers: a place of its own
+        code, det = rpc_error(b_legacy.updateLocation, orig.Location(
+            personId=ATT, latitude=44, longitude=3, createdTime=m.creation_time),
+            timeout=10, metadata=ATT_MD)
+        foreign.append(v1.Location(person_id=ATT, latitude=44, longitude=3, creation_time=m.creation_time))
+        return code == grpc.StatusCode.PERMISSION_DENIED and AGE_REASON in det, (code, det)
+
+    @test("auth: in an attendee's stream a 2 h old point is rejected with the reason; fresh ones and one "
+          "without creation_time accepted")
+    def _():
+        pts = [auth_point(ATT), old_point(ATT), auth_point(ATT), v1.Location(person_id=ATT, latitude=43.4, longitude=1.2)]
+        r = b_locs.RecordLocations(iter(pts), timeout=60, metadata=ATT_MD)
+        att_ok.extend([pts[0], pts[2]])
+        foreign.append(pts[1])
+        rej = [(x.index, x.reason) for x in r.rejections]
+        return (r.accepted == 3 and r.rejected == 1 and len(rej) == 1 and rej[0][0] == 1
+                and AGE_REASON in rej[0][1]), r
+
+    @test("auth: an organizer's point 2 h old, for an attendee, is accepted (RecordLocation OK)")
+    def _():
+        m = old_point(ATT)
+        r = b_locs.RecordLocation(m, timeout=30, metadata=ORG_MD)
+        att_ok.append(m)
+        return r.offset >= 0, r
 
     @test("auth: in an attendee's stream the other person's point is rejected with the reason, the others accepted")
     def _():
@@ -1511,6 +1556,17 @@ def _():
                         env=dict(env, UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT="soon"))
     return (r1.returncode == 2 and "--max-streams" in r1.stderr and r2.returncode == 2
             and "UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT" in r2.stderr), (r1.returncode, r1.stderr, r2.returncode, r2.stderr)
+
+
+@test("--attendee-max-report-age / UDACONNECT_ATTENDEE_MAX_REPORT_AGE outside 60..604800: exit status 2 naming it")
+def _():
+    env = dict(os.environ, UDACONNECT_KAFKA_BROKERS="127.0.0.1:1")
+    r1 = subprocess.run([GRPCD, "--port", "0", "--attendee-max-report-age", "59"], capture_output=True, text=True,
+                        env=env, timeout=30)
+    r2 = subprocess.run([GRPCD, "--port", "0"], capture_output=True, text=True, timeout=30,
+                        env=dict(env, UDACONNECT_ATTENDEE_MAX_REPORT_AGE="604801"))
+    return (r1.returncode == 2 and "--attendee-max-report-age" in r1.stderr and r2.returncode == 2
+            and "UDACONNECT_ATTENDEE_MAX_REPORT_AGE" in r2.stderr), (r1.returncode, r1.stderr, r2.returncode, r2.stderr)
 
 
 @test("no brokers configured: exit status 2 naming UDACONNECT_KAFKA_BROKERS")

@@ -306,6 +306,33 @@ def auth_matrix(port):
           expect_status("POST", "/api/locations", 201, att, port,
                         body={"person_id": A, "latitude": 37.55, "longitude": -122.29}))
 
+    # how far back an attendee may report (udaconnect.attendee_max_report_age, 1 h)
+    def t_report_age():
+        iso = lambda ago: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - ago))
+        old, recent = iso(7200), iso(600)
+        s1, h1, j1 = jreq("POST", "/api/locations", {"person_id": A, "latitude": 37.5511, "longitude": -122.2911,
+                                                     "creation_time": old}, port=port, auth=att)
+        r = is_error(j1, 403, "forbidden") if s1 == 403 else "HTTP %d != 403: %r" % (s1, j1)
+        if r is not True:
+            return ("2 h old", r)
+        msg = j1["error"]["message"]
+        if ("at most 3600 s old" not in msg or "creation_time %s.000000Z is before" % old[:-1] not in msg
+                or j1["error"].get("sqlstate") != "42501"):
+            return ("2 h old: message", j1)
+        stored = psql("select count(*) from udaconnect.location where person_id = %d "
+                      "and creation_time = '%s'" % (A, old))
+        if stored != "0":
+            return ("2 h old point stored", stored)
+        s2, h2, j2 = jreq("POST", "/api/locations", {"person_id": A, "latitude": 37.5512, "longitude": -122.2912,
+                                                     "creation_time": recent}, port=port, auth=att)
+        if s2 != 201 or not j2["creation_time"].startswith(recent[:-1]):
+            return ("10 min old", s2, j2)
+        s3, h3, j3 = jreq("POST", "/api/locations", {"person_id": A, "latitude": 37.5513, "longitude": -122.2913,
+                                                     "creation_time": old}, port=port, auth=org)
+        return s3 == 201 or ("organizer, 2 h old", s3, j3)
+    check("auth: attendee POST /api/locations with creation_time 2 h ago -> 403 naming the limit and the time, "
+          "nothing stored; 10 min ago -> 201; an organizer's 2 h old -> 201", t_report_age)
+
     # ---- persons: create, tokens, erasure
     check("auth: attendee POST /api/persons -> 403",
           expect_status("POST", "/api/persons", 403, att, port,

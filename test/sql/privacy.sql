@@ -83,7 +83,8 @@ INSERT INTO calls VALUES
     (17, 'api_location(Ada''s)', $$SELECT udaconnect.api_location(%1$s, %2$s, 90001)$$),
     (18, 'api_location(Ben''s)', $$SELECT udaconnect.api_location(%1$s, %2$s, 90002)$$),
     (19, 'api_location(none)', $$SELECT udaconnect.api_location(%1$s, %2$s, 1e15::bigint)$$),
-    (20, 'api_create_location(Ada)', $$SELECT (udaconnect.api_create_location(%1$s, %2$s, 901, 48, 11, '2021-05-02 13:00Z')::jsonb - 'id')::text$$),
+    -- 30 minutes old: within attendee_max_report_age (below)
+    (20, 'api_create_location(Ada)', $$SELECT (udaconnect.api_create_location(%1$s, %2$s, 901, 48, 11, (now() - interval '30 minutes')::text)::jsonb - 'id' - 'creation_time')::text$$),
     (21, 'api_create_location(Ben)', $$SELECT (udaconnect.api_create_location(%1$s, %2$s, 902, 48, 11, '2021-05-02 13:00Z')::jsonb - 'id')::text$$);
 BEGIN;
 SELECT c.who, k.call, pg_temp.try(format(k.q, quote_nullable(c.role), quote_nullable(c.id))) AS answer
@@ -95,6 +96,50 @@ SELECT pg_temp.try($$SELECT string_agg(f.person_id::text, ' ' ORDER BY f.person_
        pg_temp.try($$SELECT udaconnect.api_person('attendee', 901, 904)$$) AS dee_now_met;
 RESET udaconnect.attendee_max_distance;
 SELECT pg_temp.try($$SELECT count(*) FROM udaconnect.api_find_connections('attendee', 901, 901, '2021-05-01', '2021-05-01', 10.000001, NULL)$$) AS just_over;
+
+-- How far back an attendee may report their own locations
+-- (attendee_max_report_age, 1 h by default): a point of a forged past would
+-- open a connection search of who was there then.  Organizers are not
+-- limited.  now() is the transaction's, so "exactly the limit" is exact; the
+-- refusal's times are masked (they are now's).
+CREATE FUNCTION pg_temp.try_report(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE r text; h text;
+BEGIN EXECUTE q INTO r; RETURN coalesce(r, 'NULL');
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
+    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z', '<time>', 'g')
+           || ' HINT: ' || coalesce(h, '');
+END $$;
+SHOW udaconnect.attendee_max_report_age;
+SELECT extract(epoch FROM udaconnect.attendee_max_report_age())::int AS default_report_age_s;
+BEGIN;
+SELECT a.what, pg_temp.try_report(format($$SELECT (udaconnect.api_create_location(%s, %s, 901, 48, 11, %L)::jsonb->>'person_id')$$,
+                                         quote_nullable(a.role), quote_nullable(a.id), a.t)) AS answer
+  FROM (VALUES (1, 'attendee Ada, 2 h old', 'attendee', 901, (now() - interval '2 hours')::text),
+               (2, 'attendee Ada, 30 min old', 'attendee', 901, (now() - interval '30 minutes')::text),
+               (3, 'attendee Ada, exactly 1 h old', 'attendee', 901, (now() - interval '1 hour')::text),
+               (4, 'attendee Ada, 1 h and 1 ms old', 'attendee', 901, (now() - interval '1 hour 0.001 seconds')::text),
+               (5, 'attendee Ada, no creation_time (now)', 'attendee', 901, NULL),
+               (6, 'attendee Ada, 2021-05-02', 'attendee', 901, '2021-05-02 13:00Z'),
+               (7, 'attendee Ada, -infinity', 'attendee', 901, '-infinity'),
+               (8, 'organizer, 2 h old', 'organizer', NULL, (now() - interval '2 hours')::text),
+               (9, 'organizer, 2021-05-02', 'organizer', NULL, '2021-05-02 13:00Z'))
+       AS a(n, what, role, id, t) ORDER BY a.n;
+-- the limit follows the setting, in seconds
+SET LOCAL udaconnect.attendee_max_report_age = '10min';
+SELECT extract(epoch FROM udaconnect.attendee_max_report_age())::int AS report_age_s,
+       pg_temp.try_report($$SELECT udaconnect.api_create_location('attendee', 901, 901, 48, 11, (now() - interval '30 minutes')::text)->>'person_id'$$) AS ada_30_min_old,
+       pg_temp.try_report($$SELECT udaconnect.api_create_location('attendee', 901, 901, 48, 11, (now() - interval '9 minutes')::text)->>'person_id'$$) AS ada_9_min_old;
+ROLLBACK;
+-- its range: 1 min .. 7 days
+SELECT pg_temp.try($$SELECT set_config('udaconnect.attendee_max_report_age', '59', true)$$) AS s59,
+       pg_temp.try($$SELECT set_config('udaconnect.attendee_max_report_age', '60', true)$$) AS s60,
+       pg_temp.try($$SELECT set_config('udaconnect.attendee_max_report_age', '7d', true)$$) AS s7d,
+       pg_temp.try($$SELECT set_config('udaconnect.attendee_max_report_age', '604801', true)$$) AS s604801,
+       pg_temp.try($$SELECT set_config('udaconnect.attendee_max_report_age', 'soon', true)$$) AS soon;
+SELECT (SELECT setting FROM pg_settings WHERE name = 'udaconnect.attendee_max_report_age') AS setting,
+       (SELECT unit FROM pg_settings WHERE name = 'udaconnect.attendee_max_report_age') AS unit,
+       (SELECT context FROM pg_settings WHERE name = 'udaconnect.attendee_max_report_age') AS context;
 
 -- ---------------------------------------------------------------------------
 -- Erasure.  ingest_payload_person: field 1 (varint) of the Kafka payload.
