@@ -240,13 +240,19 @@ BEGIN
         RAISE EXCEPTION 'retention_sweep needs a cutoff and a batch of at least 1'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- SKIP LOCKED: rows another transaction holds (an erasure deleting the
+    -- same person's old points) are left for the next sweep, so the sweep
+    -- never waits, and never deadlocks with an erasure that locks in
+    -- another order
     DELETE FROM udaconnect.location l
      WHERE l.ctid = ANY (ARRAY(SELECT o.ctid FROM udaconnect.location o
-                                WHERE o.creation_time < cutoff LIMIT batch));
+                                WHERE o.creation_time < cutoff LIMIT batch
+                                  FOR UPDATE SKIP LOCKED));
     GET DIAGNOSTICS locations = ROW_COUNT;
     DELETE FROM udaconnect.ingest_rejects r
      WHERE r.id IN (SELECT o.id FROM udaconnect.ingest_rejects o
-                     WHERE o.received_at < cutoff ORDER BY o.received_at LIMIT batch);
+                     WHERE o.received_at < cutoff ORDER BY o.received_at LIMIT batch
+                       FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS rejects = ROW_COUNT;
 END;
 $$;
