@@ -139,17 +139,9 @@ typedef struct tag
 	void		(*done) (struct tag *t, bool ok);
 } tag;
 
-typedef struct worker
-{
-	int			id;
-	grpc_completion_queue *cq;
-	pthread_t	thread;
-} worker;
-
 typedef struct call
 {
 	tag			t;				/* the call's current batch */
-	worker	   *w;
 	int			kind;
 	grpc_call  *gc;
 	int64_t		deadline_ms;	/* INT64_MAX: none */
@@ -231,7 +223,7 @@ typedef struct call
 
 extern atomic_int stopping;		/* SIGTERM received: no new calls */
 
-call	   *call_new(worker *w, int kind, grpc_call *gc, int64_t deadline_ms);
+call	   *call_new(int kind, grpc_call *gc, int64_t deadline_ms);
 void		call_unref(call *c);
 void		call_finish(call *c, grpc_status_code code, const char *msg, const ProtobufCMessage *resp);
 void		call_fail(call *c, grpc_status_code code, const char *fmt,...) __attribute__((format(printf, 3, 4)));
