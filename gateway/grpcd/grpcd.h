@@ -67,6 +67,7 @@ typedef struct grpcd_config
 	int			max_skew;
 	int			attendee_max_report_age;	/* s; = udaconnect.attendee_max_report_age */
 	int			kafka_timeout_ms;
+	int			statement_timeout_ms;	/* FindConnections' longest query */
 	double		linger_ms;
 	double		stream_linger_ms;
 	double		grace;
@@ -215,6 +216,8 @@ typedef struct call
 	int			owner;			/* db thread holding the cursor */
 	unsigned	conn_gen;
 	unsigned	cursor_no;
+	bool		deadline_timeout;	/* the query's statement_timeout is the
+									 * call's deadline, not the server's own */
 
 	struct call *qnext;			/* in a call_queue: a stream waiting for room
 								 * in the producer queue, or a FindConnections
