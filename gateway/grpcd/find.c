@@ -58,7 +58,12 @@ typedef struct db_thread
 	PGconn	   *conn;
 	unsigned	gen;			/* bumped when the connection is replaced */
 	unsigned	next_cursor;
+	int			backoff_ms;		/* 0: the last connect succeeded */
+	int64_t		retry_at_ms;	/* monotonic: no connect before this */
 } db_thread;
+
+#define DB_BACKOFF_MIN_MS 500
+#define DB_BACKOFF_MAX_MS 10000
 
 static pthread_mutex_t dbq_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t dbq_cv = PTHREAD_COND_INITIALIZER;
@@ -193,8 +198,14 @@ sqlstate_to_status(const char *st)
 	return GRPC_STATUS_INTERNAL;
 }
 
+/*
+ * Connect t, unless its last attempt failed a moment ago.  While PostgreSQL
+ * is down, every call would otherwise hold the db thread for a connect
+ * (up to connect_timeout) and log a line: after a failure, calls fail fast
+ * for 0.5 s, doubling up to 10 s, until a connect succeeds.
+ */
 static bool
-db_connect(db_thread *t)
+db_connect(db_thread *t, call *c)
 {
 	/*
 	 * Bounded network waits: a dead server or peer must not hold a db thread
@@ -206,14 +217,27 @@ db_connect(db_thread *t)
 	const char *vals[] = {"5", "10", "5", "3", cfg.dburl, NULL};
 	char		set[128];
 
+	if (t->backoff_ms > 0 && mono_ms() < t->retry_at_ms)
+	{
+		call_fail(c, GRPC_STATUS_UNAVAILABLE, "database unavailable, retry later"
+				  " (the last connection attempt failed %lld ms ago)",
+				  (long long) (mono_ms() - (t->retry_at_ms - t->backoff_ms)));
+		return false;
+	}
 	t->conn = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(t->conn) != CONNECTION_OK)
 	{
-		logmsg(LOG_WARNING, "db thread %d: cannot connect to the database: %s", t->id, PQerrorMessage(t->conn));
+		t->backoff_ms = t->backoff_ms == 0 ? DB_BACKOFF_MIN_MS :
+			t->backoff_ms * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS : t->backoff_ms * 2;
+		t->retry_at_ms = mono_ms() + t->backoff_ms;
+		logmsg(LOG_WARNING, "db thread %d: cannot connect to the database (next attempt in %d ms at the earliest): %s",
+			   t->id, t->backoff_ms, PQerrorMessage(t->conn));
 		PQfinish(t->conn);
 		t->conn = NULL;
+		call_fail(c, GRPC_STATUS_UNAVAILABLE, "the database is unavailable");
 		return false;
 	}
+	t->backoff_ms = 0;
 	/* the session's limit: later FETCHes from a held cursor run under it */
 	snprintf(set, sizeof(set), "SET application_name = 'udaconnect-grpcd'; SET statement_timeout = %d",
 			 cfg.statement_timeout_ms);
@@ -467,11 +491,8 @@ db_query(call *c, db_thread *t)
 		call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed before the query started");
 		return;
 	}
-	if (t->conn == NULL && !db_connect(t))
-	{
-		call_fail(c, GRPC_STATUS_UNAVAILABLE, "the database is unavailable");
+	if (t->conn == NULL && !db_connect(t, c))
 		return;
-	}
 	/*
 	 * The query ends at the call's deadline: a client that gave up must not
 	 * hold one of the few db threads for the full --statement-timeout-ms

@@ -1138,6 +1138,33 @@ finally:
     if stmtd:
         stmtd.stop()
 
+# ---------------------------------------------------------------- FindConnections: the database down
+
+nodbd = None
+try:
+    # nothing listens on port 1: every connect fails at once; one db thread
+    nodbd = Daemon("nodb-grpcd", BROKERS, "--db-threads", "1",
+                   "--database-url", "host=127.0.0.1 port=1 dbname=nothing connect_timeout=5")
+    nch = channel(nodbd.addr)
+    nconns = svc_grpc.ConnectionServiceStub(nch)
+    nhealth = health_pb2_grpc.HealthStub(nch)
+
+    @test("database down: 20 FindConnections calls all UNAVAILABLE, at most 2 connect attempts (back-off), health SERVING")
+    def _():
+        # every call used to try a fresh connect (up to connect_timeout each) on a db thread
+        futs = [nconns.FindConnections(svc.FindConnectionsRequest(
+            person_id=1, start_date="2020-01-01", end_date="2020-12-31"), timeout=30) for _ in range(20)]
+        res = [rpc_error(lambda: list(f)) for f in futs]
+        codes = set(r[0] for r in res)
+        fast = sum(1 for r in res if "retry later" in r[1])
+        attempts = open(nodbd.log).read().count("cannot connect to the database")
+        st = nhealth.Check(health_pb2.HealthCheckRequest(), timeout=10).status
+        return (codes == {grpc.StatusCode.UNAVAILABLE} and attempts <= 2 and fast >= 18 and st == S.SERVING), \
+            (codes, "connect attempts: %d, failed fast: %d" % (attempts, fast), st, res[:2])
+finally:
+    if nodbd:
+        nodbd.stop()
+
 # ---------------------------------------------------------------- authentication and the privacy rules
 # Tokens are minted here with PyJWT from the stack's key file.  With
 # UDACONNECT_AUTH on (the stack's default) the stack's daemon is the one under
