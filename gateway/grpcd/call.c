@@ -42,13 +42,12 @@ static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t live_cv = PTHREAD_COND_INITIALIZER;
 
 call *
-call_new(worker *w, int kind, grpc_call *gc, int64_t deadline_ms)
+call_new(int kind, grpc_call *gc, int64_t deadline_ms)
 {
 	call	   *c = calloc(1, sizeof(call));
 
 	if (c == NULL)
 		return NULL;
-	c->w = w;
 	c->kind = kind;
 	c->gc = gc;
 	c->deadline_ms = deadline_ms;

@@ -70,6 +70,7 @@ static const setting settings[] = {
 	{"max-future-skew", 0, NULL, STRINGIFY(UDC_DEFAULT_MAX_FUTURE_SKEW), S_INT, 0, UDC_MAX_MAX_FUTURE_SKEW, &cfg.max_skew},
 	{"attendee-max-report-age", 0, "UDACONNECT_ATTENDEE_MAX_REPORT_AGE", "3600", S_INT, 60, 604800, &cfg.attendee_max_report_age},
 	{"kafka-timeout-ms", 0, NULL, "10000", S_INT, 1, 900000, &cfg.kafka_timeout_ms},
+	{"statement-timeout-ms", 0, NULL, "30000", S_INT, 1, 3600000, &cfg.statement_timeout_ms},
 	{"linger-ms", 0, NULL, "0.5", S_NUMBER, 0, 900000, &cfg.linger_ms},
 	{"stream-linger-ms", 0, NULL, "5", S_NUMBER, 0, 900000, &cfg.stream_linger_ms},
 	{"kafka-opt", 'X', NULL, NULL, S_KAFKA_OPT, 0, 0, NULL},
@@ -108,6 +109,7 @@ static const char usage[] =
 	"                            must equal the database's udaconnect.attendee_max_report_age\n"
 	"                            (env UDACONNECT_ATTENDEE_MAX_REPORT_AGE, default 3600)\n"
 	"      --kafka-timeout-ms N  message.timeout.ms: give up on the broker after N ms (default 10000)\n"
+	"      --statement-timeout-ms N  longest FindConnections query, 1..3600000 (default 30000)\n"
 	"      --linger-ms X         linger.ms of the producer for unary calls (default 0.5)\n"
 	"      --stream-linger-ms X  linger.ms of the producer for RecordLocations streams (default 5)\n"
 	"  -X, --kafka-opt K=V       any other librdkafka producer setting (repeatable)\n"

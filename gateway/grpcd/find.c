@@ -15,12 +15,12 @@
  * sent as one libpq pipeline, the values as parameters: one round trip.
  * The FETCH runs udaconnect.api_find_connections() under
  * the statement_timeout (the time left before the call's deadline, at most
- * 30 s); at COMMIT, PostgreSQL keeps the rest of the result in the cursor
- * (in memory up to work_mem, then in a temporary file).  Once the call has
- * sent a chunk, the db thread that owns the cursor fetches the next one;
- * between fetches, it serves other calls.  So the daemon holds at most one
- * chunk per call, however slowly the client reads, and the rows are those
- * of one snapshot, in the function's order.  --max-find-calls bounds the
+ * --statement-timeout-ms, 30 s by default); at COMMIT, PostgreSQL keeps the
+ * rest of the result in the cursor (in memory up to work_mem, then in a
+ * temporary file).  Once the call has sent a chunk, the db thread that owns
+ * the cursor fetches the next one; between fetches, it serves other calls.
+ * So the daemon holds at most one chunk per call, however slowly the client
+ * reads, and the rows are those of one snapshot, in the function's order.  --max-find-calls bounds the
  * calls in flight (waiting for a db thread or streaming); the excess gets
  * RESOURCE_EXHAUSTED.
  *
@@ -41,7 +41,6 @@
 #include "grpcd.h"
 
 #define FIND_CHUNK 256			/* rows per FETCH: about 40 KB of PGresult */
-#define DB_STATEMENT_TIMEOUT_MS 30000
 
 enum find_job
 {
@@ -59,7 +58,12 @@ typedef struct db_thread
 	PGconn	   *conn;
 	unsigned	gen;			/* bumped when the connection is replaced */
 	unsigned	next_cursor;
+	int			backoff_ms;		/* 0: the last connect succeeded */
+	int64_t		retry_at_ms;	/* monotonic: no connect before this */
 } db_thread;
+
+#define DB_BACKOFF_MIN_MS 500
+#define DB_BACKOFF_MAX_MS 10000
 
 static pthread_mutex_t dbq_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t dbq_cv = PTHREAD_COND_INITIALIZER;
@@ -184,8 +188,6 @@ sqlstate_to_status(const char *st)
 		return GRPC_STATUS_UNAVAILABLE;
 	if (strcmp(st, "P0002") == 0)
 		return GRPC_STATUS_NOT_FOUND;
-	if (strcmp(st, "57014") == 0)
-		return GRPC_STATUS_DEADLINE_EXCEEDED;
 	/* insufficient_privilege: the caller may not (udaconnect.caller_require_self ...) */
 	if (strcmp(st, "42501") == 0)
 		return GRPC_STATUS_PERMISSION_DENIED;
@@ -196,8 +198,14 @@ sqlstate_to_status(const char *st)
 	return GRPC_STATUS_INTERNAL;
 }
 
+/*
+ * Connect t, unless its last attempt failed a moment ago.  While PostgreSQL
+ * is down, every call would otherwise hold the db thread for a connect
+ * (up to connect_timeout) and log a line: after a failure, calls fail fast
+ * for 0.5 s, doubling up to 10 s, until a connect succeeds.
+ */
 static bool
-db_connect(db_thread *t)
+db_connect(db_thread *t, call *c)
 {
 	/*
 	 * Bounded network waits: a dead server or peer must not hold a db thread
@@ -207,16 +215,33 @@ db_connect(db_thread *t)
 	static const char *const keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
 	"keepalives_count", "dbname", NULL};
 	const char *vals[] = {"5", "10", "5", "3", cfg.dburl, NULL};
+	char		set[128];
 
+	if (t->backoff_ms > 0 && mono_ms() < t->retry_at_ms)
+	{
+		call_fail(c, GRPC_STATUS_UNAVAILABLE, "database unavailable, retry later"
+				  " (the last connection attempt failed %lld ms ago)",
+				  (long long) (mono_ms() - (t->retry_at_ms - t->backoff_ms)));
+		return false;
+	}
 	t->conn = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(t->conn) != CONNECTION_OK)
 	{
-		logmsg(LOG_WARNING, "db thread %d: cannot connect to the database: %s", t->id, PQerrorMessage(t->conn));
+		t->backoff_ms = t->backoff_ms == 0 ? DB_BACKOFF_MIN_MS :
+			t->backoff_ms * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS : t->backoff_ms * 2;
+		t->retry_at_ms = mono_ms() + t->backoff_ms;
+		logmsg(LOG_WARNING, "db thread %d: cannot connect to the database (next attempt in %d ms at the earliest): %s",
+			   t->id, t->backoff_ms, PQerrorMessage(t->conn));
 		PQfinish(t->conn);
 		t->conn = NULL;
+		call_fail(c, GRPC_STATUS_UNAVAILABLE, "the database is unavailable");
 		return false;
 	}
-	PQclear(PQexec(t->conn, "SET application_name = 'udaconnect-grpcd'; SET statement_timeout = '30s'"));
+	t->backoff_ms = 0;
+	/* the session's limit: later FETCHes from a held cursor run under it */
+	snprintf(set, sizeof(set), "SET application_name = 'udaconnect-grpcd'; SET statement_timeout = %d",
+			 cfg.statement_timeout_ms);
+	PQclear(PQexec(t->conn, set));
 	logmsg(LOG_INFO, "db thread %d: connected to the database", t->id);
 	return true;
 }
@@ -286,6 +311,27 @@ db_fail(call *c, db_thread *t, PGresult *res)
 	{
 		db_reset(t);
 		code = GRPC_STATUS_UNAVAILABLE;
+	}
+	else if (st != NULL && strcmp(st, "57014") == 0)
+	{
+		/*
+		 * Cancelled at the client's deadline: the client's own doing.  At the
+		 * server's limit (no deadline, or a later one; or a FETCH under the
+		 * session's limit): a server-side limit, worth a retry.  Another
+		 * cancel (pg_cancel_backend) keeps its message, UNAVAILABLE too.
+		 */
+		if (c->deadline_timeout)
+			code = GRPC_STATUS_DEADLINE_EXCEEDED;
+		else if (pm == NULL || strstr(pm, "statement timeout") != NULL)
+		{
+			if (c->fetched > 0)
+				snprintf(sent, sizeof(sent), " (after %lld rows were sent)", (long long) c->fetched);
+			call_fail(c, GRPC_STATUS_UNAVAILABLE,
+					  "the server's statement timeout (%d ms) was reached%s; retry later or narrow the date range",
+					  cfg.statement_timeout_ms, sent);
+			PQclear(res);
+			return;
+		}
 	}
 	if (code == GRPC_STATUS_INTERNAL)
 		logmsg(LOG_ERROR, "FindConnections: database error %s: %s", st ? st : "?",
@@ -361,15 +407,18 @@ db_take_chunk(call *c, db_thread *t, PGresult *rows)
 
 /*
  * statement_timeout for c's query: the time left before its deadline, at
- * most 30 s (set with SET LOCAL inside the query's pipeline, so it costs no
- * round trip and ends with the transaction).
+ * most --statement-timeout-ms (set with SET LOCAL inside the query's
+ * pipeline, so it costs no round trip and ends with the transaction).
+ * c->deadline_timeout tells db_fail() whose limit a 57014 was.
  */
 static void
 db_timeout_param(call *c, char *buf, size_t len)
 {
-	int64_t		left = c->deadline_ms == INT64_MAX ? DB_STATEMENT_TIMEOUT_MS : c->deadline_ms - now_ms();
-	int			tmo = left >= DB_STATEMENT_TIMEOUT_MS ? DB_STATEMENT_TIMEOUT_MS : left < 1 ? 1 : (int) left;
+	int64_t		left = c->deadline_ms == INT64_MAX ? INT64_MAX : c->deadline_ms - now_ms();
+	int			tmo;
 
+	c->deadline_timeout = left < cfg.statement_timeout_ms;
+	tmo = !c->deadline_timeout ? cfg.statement_timeout_ms : left < 1 ? 1 : (int) left;
 	snprintf(buf, len, "%d", tmo);
 }
 /*
@@ -442,15 +491,12 @@ db_query(call *c, db_thread *t)
 		call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed before the query started");
 		return;
 	}
-	if (t->conn == NULL && !db_connect(t))
-	{
-		call_fail(c, GRPC_STATUS_UNAVAILABLE, "the database is unavailable");
+	if (t->conn == NULL && !db_connect(t, c))
 		return;
-	}
 	/*
 	 * The query ends at the call's deadline: a client that gave up must not
-	 * hold one of the few db threads for the full 30 s (SQLSTATE 57014 ->
-	 * DEADLINE_EXCEEDED).
+	 * hold one of the few db threads for the full --statement-timeout-ms
+	 * (SQLSTATE 57014 -> DEADLINE_EXCEEDED).
 	 */
 	db_timeout_param(c, p_timeout, sizeof(p_timeout));
 	ptimeout = p_timeout;
@@ -541,7 +587,8 @@ db_fetch(call *c, db_thread *t)
 				  (long long) c->fetched);
 		return;
 	}
-	/* the session's 30 s: reading a held cursor's stored result is quick */
+	/* the session's --statement-timeout-ms: reading a held cursor's stored result is quick */
+	c->deadline_timeout = false;
 	snprintf(sql, sizeof(sql), "FETCH FORWARD %d FROM grpcd_fc_%u", FIND_CHUNK, c->cursor_no);
 	res = PQexec(t->conn, sql);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)

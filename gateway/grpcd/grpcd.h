@@ -67,6 +67,7 @@ typedef struct grpcd_config
 	int			max_skew;
 	int			attendee_max_report_age;	/* s; = udaconnect.attendee_max_report_age */
 	int			kafka_timeout_ms;
+	int			statement_timeout_ms;	/* FindConnections' longest query */
 	double		linger_ms;
 	double		stream_linger_ms;
 	double		grace;
@@ -139,17 +140,9 @@ typedef struct tag
 	void		(*done) (struct tag *t, bool ok);
 } tag;
 
-typedef struct worker
-{
-	int			id;
-	grpc_completion_queue *cq;
-	pthread_t	thread;
-} worker;
-
 typedef struct call
 {
 	tag			t;				/* the call's current batch */
-	worker	   *w;
 	int			kind;
 	grpc_call  *gc;
 	int64_t		deadline_ms;	/* INT64_MAX: none */
@@ -223,6 +216,8 @@ typedef struct call
 	int			owner;			/* db thread holding the cursor */
 	unsigned	conn_gen;
 	unsigned	cursor_no;
+	bool		deadline_timeout;	/* the query's statement_timeout is the
+									 * call's deadline, not the server's own */
 
 	struct call *qnext;			/* in a call_queue: a stream waiting for room
 								 * in the producer queue, or a FindConnections
@@ -231,7 +226,7 @@ typedef struct call
 
 extern atomic_int stopping;		/* SIGTERM received: no new calls */
 
-call	   *call_new(worker *w, int kind, grpc_call *gc, int64_t deadline_ms);
+call	   *call_new(int kind, grpc_call *gc, int64_t deadline_ms);
 void		call_unref(call *c);
 void		call_finish(call *c, grpc_status_code code, const char *msg, const ProtobufCMessage *resp);
 void		call_fail(call *c, grpc_status_code code, const char *fmt,...) __attribute__((format(printf, 3, 4)));

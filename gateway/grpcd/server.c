@@ -26,6 +26,14 @@
 
 #include "grpcd.h"
 
+/* a worker thread and its completion queue: every call arriving there stays there */
+typedef struct worker
+{
+	int			id;
+	grpc_completion_queue *cq;
+	pthread_t	thread;
+} worker;
+
 typedef struct request
 {
 	tag			t;
@@ -130,7 +138,7 @@ request_done(tag *t, bool ok)
 		free(r);
 		return;
 	}
-	c = call_new(r->w, r->kind, r->call, deadline);
+	c = call_new(r->kind, r->call, deadline);
 	/*
 	 * The caller, before the request is re-armed (which reuses r->md).  The
 	 * health check is open; an unknown method is answered UNIMPLEMENTED

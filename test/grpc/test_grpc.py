@@ -1081,6 +1081,90 @@ finally:
     if findd:
         findd.kill()
 
+# ---------------------------------------------------------------- FindConnections: whose time limit
+
+
+class TableLocked:
+    """udaconnect.location locked ACCESS EXCLUSIVE (at most 20 s): every query on it waits"""
+
+    def __enter__(self):
+        self.p = subprocess.Popen(["psql", "-X", "-q", "-c", "BEGIN; LOCK TABLE udaconnect.location IN ACCESS "
+                                   "EXCLUSIVE MODE; SELECT pg_sleep(20); COMMIT"],
+                                  env=dict(os.environ, PGAPPNAME="udaconnect-test-locker"),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if psql("SELECT count(*) FROM pg_locks WHERE relation = 'udaconnect.location'::regclass"
+                    " AND mode = 'AccessExclusiveLock' AND granted").strip() == "1":
+                break
+            time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc):
+        psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+             " WHERE application_name = 'udaconnect-test-locker'")
+        self.p.wait(timeout=30)
+
+
+stmtd = None
+try:
+    # the server's own limit, short: --statement-timeout-ms 1500
+    stmtd = Daemon("stmt-grpcd", BROKERS, "--database-url", DBURL, "--statement-timeout-ms", "1500",
+                   "--log-level", "debug")
+    tconns = svc_grpc.ConnectionServiceStub(channel(stmtd.addr))
+    P1 = svc.FindConnectionsRequest(person_id=1, start_date="2020-01-01", end_date="2020-12-31")
+
+    @test("FindConnections without a deadline, the server's statement timeout reached -> UNAVAILABLE saying so")
+    def _():
+        # it used to be DEADLINE_EXCEEDED, though the client had set no deadline
+        with TableLocked():
+            code, det = rpc_error(lambda: list(tconns.FindConnections(P1)))
+        return code == grpc.StatusCode.UNAVAILABLE and "statement timeout (1500 ms)" in det, (code, det)
+
+    @test("FindConnections with a deadline before the server's timeout -> DEADLINE_EXCEEDED (the server's status too)")
+    def _():
+        with TableLocked():
+            code, det = rpc_error(lambda: list(tconns.FindConnections(P1, timeout=0.8)))
+        # the client reports its own deadline either way: the daemon's log says what it answered
+        pat = re.compile(r"FindConnections -> status (\d+): (.*)")
+        logged = None
+        for _ in range(100):
+            logged = [m.groups() for m in pat.finditer(open(stmtd.log).read())]
+            if len(logged) >= 2:
+                break
+            time.sleep(0.1)
+        return (code == grpc.StatusCode.DEADLINE_EXCEEDED and logged is not None and len(logged) == 2
+                and logged[1][0] == str(grpc.StatusCode.DEADLINE_EXCEEDED.value[0])), (code, det, logged)
+finally:
+    if stmtd:
+        stmtd.stop()
+
+# ---------------------------------------------------------------- FindConnections: the database down
+
+nodbd = None
+try:
+    # nothing listens on port 1: every connect fails at once; one db thread
+    nodbd = Daemon("nodb-grpcd", BROKERS, "--db-threads", "1",
+                   "--database-url", "host=127.0.0.1 port=1 dbname=nothing connect_timeout=5")
+    nch = channel(nodbd.addr)
+    nconns = svc_grpc.ConnectionServiceStub(nch)
+    nhealth = health_pb2_grpc.HealthStub(nch)
+
+    @test("database down: 20 FindConnections calls all UNAVAILABLE, at most 2 connect attempts (back-off), health SERVING")
+    def _():
+        # every call used to try a fresh connect (up to connect_timeout each) on a db thread
+        futs = [nconns.FindConnections(svc.FindConnectionsRequest(
+            person_id=1, start_date="2020-01-01", end_date="2020-12-31"), timeout=30) for _ in range(20)]
+        res = [rpc_error(lambda: list(f)) for f in futs]
+        codes = set(r[0] for r in res)
+        fast = sum(1 for r in res if "retry later" in r[1])
+        attempts = open(nodbd.log).read().count("cannot connect to the database")
+        st = nhealth.Check(health_pb2.HealthCheckRequest(), timeout=10).status
+        return (codes == {grpc.StatusCode.UNAVAILABLE} and attempts <= 2 and fast >= 18 and st == S.SERVING), \
+            (codes, "connect attempts: %d, failed fast: %d" % (attempts, fast), st, res[:2])
+finally:
+    if nodbd:
+        nodbd.stop()
+
 # ---------------------------------------------------------------- authentication and the privacy rules
 # Tokens are minted here with PyJWT from the stack's key file.  With
 # UDACONNECT_AUTH on (the stack's default) the stack's daemon is the one under
