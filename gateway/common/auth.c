@@ -15,7 +15,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -25,12 +24,12 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
-#include <unistd.h>
 
 #include <jansson.h>
 #include <jwt.h>
 
 #include "auth.h"
+#include "smallfile.h"
 
 #define KEY_MIN_BYTES 32
 #define KEYS_MAX 16
@@ -177,42 +176,6 @@ free_keys(udc_auth *a)
 	a->nkeys = 0;
 }
 
-/* the whole file into buf (at most KEY_FILE_MAX bytes); its length or -1 */
-static long
-read_key_file(const char *path, char *buf, char *err, size_t errlen)
-{
-	int			fd;
-	long		n = 0;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fail(err, errlen, "cannot open key file \"%s\": %s", path, strerror(errno));
-	for (;;)
-	{
-		ssize_t		r = read(fd, buf + n, KEY_FILE_MAX + 1 - n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-		{
-			int			e = errno;
-
-			close(fd);
-			return fail(err, errlen, "cannot read key file \"%s\": %s", path, strerror(e));
-		}
-		if (r == 0)
-			break;
-		n += r;
-		if (n > KEY_FILE_MAX)
-		{
-			close(fd);
-			return fail(err, errlen, "key file \"%s\" is larger than %d bytes", path, KEY_FILE_MAX);
-		}
-	}
-	close(fd);
-	return n;
-}
-
 /* one key a non-empty line, trailing blanks stripped; 0 or -1 */
 static int
 parse_keys(udc_auth *a, const char *path, char *buf, long n, char *err, size_t errlen)
@@ -256,22 +219,22 @@ udc_auth_load(const char *path, char *err, size_t errlen)
 {
 	udc_auth   *a;
 	char	   *buf;
-	long		n;
+	size_t		n;
 	int			rc;
 
 	a = calloc(1, sizeof(*a));
-	buf = malloc(KEY_FILE_MAX + 1);
-	if (a == NULL || buf == NULL)
+	if (a == NULL)
 	{
-		free(a);
-		free(buf);
 		fail(err, errlen, "out of memory");
 		return NULL;
 	}
-	n = read_key_file(path, buf, err, errlen);
-	rc = n < 0 ? -1 : parse_keys(a, path, buf, n, err, errlen);
-	explicit_bzero(buf, KEY_FILE_MAX + 1);
-	free(buf);
+	buf = udc_read_small_file("key file", path, KEY_FILE_MAX, &n, err, errlen);
+	rc = buf == NULL ? -1 : parse_keys(a, path, buf, (long) n, err, errlen);
+	if (buf != NULL)
+	{
+		explicit_bzero(buf, n);
+		free(buf);
+	}
 	if (rc == 0 && getrandom(&a->seed, sizeof(a->seed), 0) != sizeof(a->seed))
 		rc = fail(err, errlen, "getrandom: %s", strerror(errno));
 	if (rc == 0 && udc_auth_set_cache_slots(a, UDC_AUTH_CACHE_SLOTS_DEFAULT) != 0)

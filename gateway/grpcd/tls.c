@@ -30,6 +30,7 @@
 #include <openssl/x509.h>
 
 #include "grpcd.h"
+#include "smallfile.h"
 
 /* a certificate chain or a key is a few KB; anything this big is a wrong file */
 #define TLS_PEM_MAX (1024 * 1024)
@@ -64,28 +65,15 @@ tls_refuse(const char *setting, const char *path, const char *fmt,...)
 static char *
 read_pem(const char *setting, const char *path)
 {
-	FILE	   *f = fopen(path, "rb");
-	char	   *buf,
-			   *shrunk;
+	char		err[512];
 	size_t		n;
+	char	   *buf = udc_read_small_file("file", path, TLS_PEM_MAX, &n, err, sizeof(err));
 
-	if (f == NULL)
-		tls_refuse(setting, path, "cannot be read: %s", strerror(errno));
-	buf = malloc(TLS_PEM_MAX + 1);
 	if (buf == NULL)
-		tls_refuse(setting, path, "out of memory");
-	n = fread(buf, 1, TLS_PEM_MAX + 1, f);
-	if (ferror(f))
-		tls_refuse(setting, path, "cannot be read: %s", strerror(errno));
-	fclose(f);
-	if (n > TLS_PEM_MAX)
-		tls_refuse(setting, path, "is larger than %d bytes: not a PEM certificate or key", TLS_PEM_MAX);
+		tls_refuse(setting, path, "%s", err);
 	if (memchr(buf, '\0', n) != NULL)
 		tls_refuse(setting, path, "holds a NUL byte: not a PEM file (a DER file? convert it with openssl to PEM)");
-	buf[n] = '\0';
-	/* keep only what the file held, not the 1 MB the read allowed */
-	shrunk = realloc(buf, n + 1);
-	return shrunk ? shrunk : buf;
+	return buf;
 }
 
 /* the reason PEM reading stopped was the end of the text, not a bad block */

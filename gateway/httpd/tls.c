@@ -22,6 +22,7 @@
 #include <gnutls/x509.h>
 
 #include "httpd.h"
+#include "smallfile.h"
 
 /* A PEM file larger than this is not a certificate chain or a key. */
 #define TLS_FILE_MAX (1 << 20)
@@ -43,36 +44,21 @@ static struct MHD_OptionItem options[4] = {{MHD_OPTION_END, 0, NULL}};
 static int
 read_pem(const char *name, const char *path, char **out, size_t *len)
 {
-	FILE	   *f = fopen(path, "rb");
-	char	   *buf;
-	size_t		n;
+	char		err[512];
 
-	if (!f)
+	*out = udc_read_small_file("file", path, TLS_FILE_MAX, len, err, sizeof(err));
+	if (*out == NULL)
 	{
-		logmsg(LOG_FATAL, "%s: cannot open \"%s\": %s", name, path, strerror(errno));
+		logmsg(LOG_FATAL, "%s: %s", name, err);
 		return -1;
 	}
-	buf = malloc(TLS_FILE_MAX + 1);
-	if (!buf)
+	if (*len == 0)
 	{
-		fclose(f);
-		logmsg(LOG_FATAL, "%s: out of memory", name);
+		logmsg(LOG_FATAL, "%s: cannot read \"%s\": the file is empty", name, path);
+		free(*out);
+		*out = NULL;
 		return -1;
 	}
-	n = fread(buf, 1, TLS_FILE_MAX + 1, f);
-	if (ferror(f) || n == 0 || n > TLS_FILE_MAX)
-	{
-		logmsg(LOG_FATAL, "%s: cannot read \"%s\": %s", name, path,
-			   ferror(f) ? strerror(errno) : n == 0 ? "the file is empty"
-			   : "the file is larger than 1 MiB");
-		fclose(f);
-		free(buf);
-		return -1;
-	}
-	fclose(f);
-	buf[n] = 0;
-	*out = buf;
-	*len = n;
 	return 0;
 }
 
