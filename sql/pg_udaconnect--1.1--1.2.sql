@@ -50,9 +50,11 @@ COMMENT ON VIEW ingest_status IS
 --   organizer  everything: all persons, locations, connections; creates
 --              persons, issues tokens, erases.
 --   attendee   their own person record, locations and connections; of other
---              persons only those they have met (has_met), and of those only
+--              persons only those they have met (met_persons), and of those only
 --              what GET /api/persons shows (names and company).  Connection
---              searches at most attendee_max_distance() metres wide.
+--              searches at most attendee_max_distance() metres wide and
+--              attendee_max_window() long; their own points at most
+--              attendee_max_report_age() old.
 -- Everything else: SQLSTATE 42501 (-> 403 / PERMISSION_DENIED).
 -- ---------------------------------------------------------------------------
 
@@ -96,21 +98,16 @@ $$;
 -- udaconnect.attendee_max_distance, default 10): wider, a "connection" would
 -- be a view of everyone in the hall.
 CREATE FUNCTION attendee_max_distance() RETURNS float8
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    SELECT coalesce(nullif(current_setting('udaconnect.attendee_max_distance', true), '')::float8, 10)
-$$;
+    AS 'MODULE_PATHNAME', 'udc_attendee_max_distance_sql'
+    LANGUAGE C STABLE PARALLEL SAFE;
 
 -- The longest time window of an attendee's connection search (setting
 -- udaconnect.attendee_max_window, default 5 minutes; also the window an
 -- attendee's search gets when it names none): without it a "connection"
 -- would show where others were at any time of the day.
 CREATE FUNCTION attendee_max_window() RETURNS interval
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    SELECT coalesce(nullif(current_setting('udaconnect.attendee_max_window', true), '')::interval,
-                    interval '5 minutes')
-$$;
+    AS 'MODULE_PATHNAME', 'udc_attendee_max_window_sql'
+    LANGUAGE C STABLE PARALLEL SAFE;
 
 -- How far back an attendee may report their own locations (setting
 -- udaconnect.attendee_max_report_age, default 1 hour): a point reported for
@@ -120,11 +117,8 @@ $$;
 -- (its --attendee-max-report-age, which must equal this setting): the Kafka
 -- path cannot ask the database per point.
 CREATE FUNCTION attendee_max_report_age() RETURNS interval
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    SELECT coalesce(nullif(current_setting('udaconnect.attendee_max_report_age', true), '')::interval,
-                    interval '1 hour')
-$$;
+    AS 'MODULE_PATHNAME', 'udc_attendee_max_report_age_sql'
+    LANGUAGE C STABLE PARALLEL SAFE;
 
 -- The persons `person_id` has met: those in its connection search over all
 -- of its own days, attendee_max_distance() wide and attendee_max_window()

@@ -10,6 +10,10 @@
  * attendee has met is SQL's rule (met_persons), asked through SPI only when
  * an attendee looks at someone else.
  *
+ * It also hands SQL the attendee limits (attendee_max_distance() and its
+ * siblings) straight from their settings, defined in retention.c: one
+ * default, in C, and a value that is always the checked one.
+ *
  * Why C: api_person is inlined into the gateway's prepared statement; an
  * expression with a sub-select and a PL/pgSQL call doubled the executor's
  * start-up work per request, a C call in a one-time filter adds nothing
@@ -22,6 +26,9 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "retention.h"
 
 /*
  * The caller's kind from (caller_role, caller_id), both possibly NULL: true
@@ -116,4 +123,39 @@ udc_caller_may_see_person(PG_FUNCTION_ARGS)
 			 errmsg("attendee %d may not see person %d", caller, person),
 			 errdetail("An attendee sees only themself and the persons they have met.")));
 	PG_RETURN_BOOL(false);		/* not reached */
+}
+
+/* ---- the attendee limits, as SQL reads them ----------------------------- */
+
+static Datum
+seconds_interval(int seconds)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = (int64) seconds * USECS_PER_SEC;
+	return IntervalPGetDatum(iv);
+}
+
+/* udaconnect.attendee_max_distance() -> float8 (metres) */
+PG_FUNCTION_INFO_V1(udc_attendee_max_distance_sql);
+Datum
+udc_attendee_max_distance_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(udc_attendee_max_distance);
+}
+
+/* udaconnect.attendee_max_window() -> interval */
+PG_FUNCTION_INFO_V1(udc_attendee_max_window_sql);
+Datum
+udc_attendee_max_window_sql(PG_FUNCTION_ARGS)
+{
+	return seconds_interval(udc_attendee_max_window);
+}
+
+/* udaconnect.attendee_max_report_age() -> interval */
+PG_FUNCTION_INFO_V1(udc_attendee_max_report_age_sql);
+Datum
+udc_attendee_max_report_age_sql(PG_FUNCTION_ARGS)
+{
+	return seconds_interval(udc_attendee_max_report_age);
 }
