@@ -148,10 +148,10 @@ read_args(FunctionCallInfo fcinfo, FinderState *st)
 /*
  * Scan each group (the probes of one cell range) over its time segments.
  * The merge gap is taken once per group, from the statistics of the scans
- * before it.
+ * before it.  The encounter matcher (encounter_match.c) runs the same scans.
  */
-static void
-scan_groups(FinderState *st, const Probe *probes, int nprobes)
+void
+finder_scan_groups(FinderState *st, const Probe *probes, int nprobes)
 {
 	for (int g = 0; g < nprobes;)
 	{
@@ -217,7 +217,7 @@ udc_find_connections(PG_FUNCTION_ARGS)
 
 	finder_hits_begin(&st);
 	finder_scan_begin(&st);
-	scan_groups(&st, probes, nprobes);
+	finder_scan_groups(&st, probes, nprobes);
 	finder_scan_end(&st);
 	finder_close_rels(&rels);
 

@@ -144,7 +144,29 @@ typedef struct FinderState
 	 */
 	TimestampTz t0;
 	TimestampTz t1;
+
+	/*
+	 * Encounter matching (encounter_match.c): own points of many persons,
+	 * and every close pair is kept, not the nearest own point per location.
+	 */
+	bool		pairs;
+	const int32 *own_person;	/* person of each own point */
+	struct RawPair *raw;
+	int			nraw;
+	int			capraw;
 } FinderState;
+
+/* A close pair found in pairs mode: own point `own` and a location. */
+typedef struct RawPair
+{
+	int			own;
+	int32		person;
+	int64		id;
+	double		lat;
+	double		lon;
+	TimestampTz t;
+	double		dist;
+} RawPair;
 
 /* finder_index.c */
 
@@ -167,6 +189,9 @@ extern int64 finder_merge_gap(const FinderState *st);
 extern void finder_scan_segment(FinderState *st, const Probe *group, int ngroup,
 								TimestampTz a, TimestampTz b);
 
+/* finder.c */
+extern void finder_scan_groups(FinderState *st, const Probe *probes, int nprobes);
+
 /* finder_match.c */
 extern Probe *finder_make_probes(FinderState *st, int nown, int *nprobes);
 extern bool finder_next_segment(const FinderState *st, const Probe *group,
@@ -180,6 +205,29 @@ extern void finder_sort_hits(FinderState *st);
  * for why it is here).
  */
 
+/* First of the group's points (in time order) at or after t - window. */
+static inline int
+window_start(const FinderState *st, const Probe *group, int ngroup, TimestampTz t)
+{
+	int			lo = 0,
+				hi = ngroup;
+	TimestampTz tmin;
+
+	if (!st->has_window)
+		return 0;
+	tmin = (t < PG_INT64_MIN + st->window) ? PG_INT64_MIN : t - st->window;
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (st->own[group[mid].own].t < tmin)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* Smallest exact distance <= meters from (lat, lon, t) to the group's points. */
 static inline double
 nearest_own(FinderState *st, const Probe *group, int ngroup, double lat, double lon,
@@ -188,26 +236,8 @@ nearest_own(FinderState *st, const Probe *group, int ngroup, double lat, double 
 	double		best = -1.0;
 	double		cut = st->meters * (1.0 + 1e-3) + 1e-3;
 	double		max_dlat = st->max_dlat;
-	int			from = 0;
+	int			from = window_start(st, group, ngroup, t);
 
-	if (st->has_window)
-	{
-		/* first own point with time >= t - window (group is in time order) */
-		int			lo = 0,
-					hi = ngroup;
-		TimestampTz tmin = (t < PG_INT64_MIN + st->window) ? PG_INT64_MIN : t - st->window;
-
-		while (lo < hi)
-		{
-			int			mid = lo + (hi - lo) / 2;
-
-			if (st->own[group[mid].own].t < tmin)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		from = lo;
-	}
 	for (int k = from; k < ngroup; k++)
 	{
 		const OwnPoint *p = &st->own[group[k].own];
@@ -265,6 +295,48 @@ add_hit(FinderState *st, int64 id, int32 person, double lat, double lon,
 	st->hits[st->nhits++] = (Hit) {id, person, lat, lon, t, dist};
 }
 
+/*
+ * Pairs mode: every own point of another person within the window and the
+ * distance makes a pair with this location.  Out of line for the same reason
+ * as add_hit(): the finder's scan loops must not grow.
+ */
+static pg_noinline pg_attribute_unused() void
+consider_pairs(FinderState *st, const Probe *group, int ngroup, int32 person,
+			   int64 id, Datum coord, TimestampTz t)
+{
+	double		lat,
+				lon;
+	double		cut = st->meters * (1.0 + 1e-3) + 1e-3;
+
+	udc_point_coordinates(coord, &lat, &lon);
+	for (int k = window_start(st, group, ngroup, t); k < ngroup; k++)
+	{
+		int			o = group[k].own;
+		const OwnPoint *p = &st->own[o];
+		int64		dt;
+		double		d;
+
+		if (pg_sub_s64_overflow(p->t, t, &dt) || dt > st->window)
+			break;
+		if (st->own_person[o] == person || fabs(lat - p->lat) > st->max_dlat)
+			continue;
+		if (udc_approx_ok(lat, p->lat) &&
+			udc_approx_distance(lat, lon, p->lat, p->lon) > cut)
+			continue;
+		st->ndist++;
+		d = udc_geodesic_distance(lat, lon, p->lat, p->lon);
+		if (d < 0.0 || d > st->meters)
+			continue;
+		if (st->nraw == st->capraw)
+		{
+			st->capraw = Max(256, st->capraw * 2);
+			st->raw = st->raw ? repalloc_huge(st->raw, sizeof(RawPair) * st->capraw)
+				: palloc(sizeof(RawPair) * st->capraw);
+		}
+		st->raw[st->nraw++] = (RawPair) {o, person, id, lat, lon, t, d};
+	}
+}
+
 /* A candidate location: keep it if another person's and close to the group. */
 static inline void
 consider(FinderState *st, const Probe *group, int ngroup, int32 person, int64 id,
@@ -274,6 +346,11 @@ consider(FinderState *st, const Probe *group, int ngroup, int32 person, int64 id
 				lon,
 				d;
 
+	if (unlikely(st->pairs))
+	{
+		consider_pairs(st, group, ngroup, person, id, coord, t);
+		return;
+	}
 	if (person == st->pid)
 		return;
 	udc_point_coordinates(coord, &lat, &lon);

@@ -35,6 +35,7 @@
 #include "utils/sortsupport.h"
 #include "utils/syscache.h"
 
+#include "encounter.h"
 #include "ingest_int.h"
 #include "udc_pg.h"
 #include "geodesy.h"
@@ -69,6 +70,7 @@ typedef struct DirectCols
 	Oid			identity_seq;
 	AttrNumber	cell;			/* 0: none; else computed here */
 	bool		has_generated;	/* generated columns the executor computes */
+	bool		encounters;		/* the encounter trigger: call it ourselves */
 } DirectCols;
 
 /* is e the function call fn(args...) of the given arity? */
@@ -141,7 +143,10 @@ direct_path_ok(Relation rel, ResultRelInfo *rri, DirectCols *dc)
 		rel->rd_rules != NULL)
 		return false;
 
-	/* triggers: only the person check, whose lock check_persons() takes */
+	/*
+	 * triggers: only the person check, whose lock check_persons() takes, and
+	 * the encounter maintenance, which we call with the inserted rows
+	 */
 	if (rel->trigdesc != NULL)
 	{
 		List	   *fname = list_make2(makeString("udaconnect"), makeString("location_check_person"));
@@ -153,8 +158,11 @@ direct_path_ok(Relation rel, ResultRelInfo *rri, DirectCols *dc)
 
 			if (!TRIGGER_FOR_INSERT(t->tgtype) || t->tgenabled == TRIGGER_DISABLED)
 				continue;
-			if (t->tgfoid != checkfn || !OidIsValid(checkfn) ||
-				TRIGGER_FOR_ROW(t->tgtype) || !TRIGGER_FOR_AFTER(t->tgtype))
+			if (TRIGGER_FOR_ROW(t->tgtype) || !TRIGGER_FOR_AFTER(t->tgtype))
+				return false;
+			if (udc_encounter_is_trigger_function(t->tgfoid) && !dc->encounters)
+				dc->encounters = true;
+			else if (t->tgfoid != checkfn || !OidIsValid(checkfn))
 				return false;
 		}
 	}
@@ -194,6 +202,9 @@ direct_path_ok(Relation rel, ResultRelInfo *rri, DirectCols *dc)
 			return false;
 	}
 	if (dc->person == 0 || dc->coordinate == 0 || dc->creation_time == 0)
+		return false;
+	/* the matcher needs each row's id */
+	if (dc->encounters && dc->identity == 0)
 		return false;
 	if (dc->cell != 0 && !generated_is_cell_key(rel, dc->cell, dc->coordinate, geomtype, geomnsp))
 	{
@@ -368,10 +379,19 @@ insert_index_sorted(Relation rel, ResultRelInfo *rri, int j, DirectRows *r, int 
 	pfree(order);
 }
 
-/*
- * Insert rows[0..n) directly.  Returns the number inserted, or -1 if the
- * table is not one this path handles (nothing done: use COPY).
- */
+/* What the encounter trigger would have done for the inserted rows. */
+static void
+add_encounters(const IngestRow *rows, const DirectRows *r, AttrNumber identity, int n)
+{
+	EncPoint   *pts = palloc(sizeof(EncPoint) * n);
+
+	for (int i = 0; i < n; i++)
+		pts[i] = (EncPoint) {DatumGetInt64(r->values[i * r->natts + identity - 1]),
+			rows[i].person_id, rows[i].latitude, rows[i].longitude, rows[i].creation_time};
+	udc_encounters_add(pts, n);
+	pfree(pts);
+}
+
 /*
  * Insert rows[0..n) directly.  Returns the number inserted, or -1 if the
  * table is not one this path handles (nothing done: use COPY).
@@ -475,5 +495,7 @@ udc_ingest_insert_direct(Relation rel, IngestRow *rows, int n)
 	ExecCloseResultRelations(estate);
 	ExecCloseRangeTableRelations(estate);
 	FreeExecutorState(estate);
+	if (dc.encounters)
+		add_encounters(rows, &r, dc.identity, n);
 	return n;
 }

@@ -8,6 +8,7 @@
 #include "utils/builtins.h"
 #include "utils/float.h"
 
+#include "encounter.h"
 #include "geodesy.h"
 #include "ingest.h"
 #include "retention.h"
@@ -22,6 +23,7 @@ _PG_init(void)
 {
 	/* components that need shared_preload_libraries register here */
 	udc_ingest_init();
+	udc_encounter_init();
 	/* after the ingest's: its worker uses udaconnect.database */
 	udc_retention_init();
 }

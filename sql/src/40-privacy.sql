@@ -118,7 +118,8 @@ RETURNS boolean
 
 -- ---------------------------------------------------------------------------
 -- Erasure.  forget_person(id) removes, in one transaction, every row about
--- the person: locations, ingest rejects that name them, the person.  What
+-- the person: encounters, locations, ingest rejects that name them, the
+-- person.  What
 -- stays: the id in erased_person (so the ingest drops their messages still
 -- in Kafka and the id is never given again) and an audit row that holds no
 -- personal data (when, who asked, how many rows).
@@ -195,6 +196,22 @@ BEGIN
         RAISE EXCEPTION 'person % does not exist', forget_person.id
             USING ERRCODE = 'no_data_found';
     END IF;
+    -- their encounters first (the other person's stream hears of it), so
+    -- that deleting their locations leaves no encounter to recompute
+    PERFORM udaconnect.encounter_lock();
+    WITH gone AS (
+        DELETE FROM udaconnect.encounter x
+         WHERE x.person_a = forget_person.id OR x.person_b = forget_person.id
+        RETURNING x.id, CASE WHEN x.person_a = forget_person.id THEN x.person_b
+                             ELSE x.person_a END AS other
+    ), clock AS (
+        UPDATE udaconnect.encounter_clock c SET version = c.version + 1
+         WHERE EXISTS (SELECT 1 FROM gone)
+        RETURNING c.version
+    )
+    INSERT INTO udaconnect.encounter_removed (version, id, person_id)
+    SELECT (SELECT version FROM clock), g.id, g.other FROM gone g;
+    DELETE FROM udaconnect.encounter_removed r WHERE r.person_id = forget_person.id;
     DELETE FROM udaconnect.location l WHERE l.person_id = forget_person.id;
     GET DIAGNOSTICS locations = ROW_COUNT;
     -- by the column, and by decoding every payload: a reject stored before
@@ -216,9 +233,10 @@ $$;
 -- Retention.  With udaconnect.location_retention set (an interval; off by
 -- default), the retention worker (src/retention.c) calls retention_sweep
 -- with cutoff = now() - retention until a call removes fewer than `batch`
--- rows: each call is one short transaction that takes no lock the ingest
--- waits for.  This function is the one place that knows how old rows go
--- (the partitioned layout will drop whole partitions here instead).
+-- rows: each call is one short transaction; the ingest waits for it only
+-- on the encounter lock, for the length of one batch.  This function is the
+-- one place that knows how old rows go (the partitioned layout will drop
+-- whole partitions here instead).
 -- ---------------------------------------------------------------------------
 -- BRIN: positions arrive roughly in time order, so a summary per block range
 -- finds the old ones at almost no cost per inserted row.
@@ -234,10 +252,18 @@ BEGIN
         RAISE EXCEPTION 'retention_sweep needs a cutoff and a batch of at least 1'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- The encounter lock first, as every encounter writer takes it before
+    -- any location row (an erasure waits here instead of deadlocking).
+    -- Encounters that ended before the cutoff lose all their locations in
+    -- this or a later call; those that reach across it are recomputed by
+    -- the location delete trigger (50-encounters.sql) from what is left.
+    PERFORM udaconnect.encounter_lock();
+    DELETE FROM udaconnect.encounter x
+     WHERE x.id = ANY (ARRAY(SELECT o.id FROM udaconnect.encounter o
+                              WHERE o.ended_at < cutoff LIMIT batch));
     -- SKIP LOCKED: rows another transaction holds (an erasure deleting the
     -- same person's old points) are left for the next sweep, so the sweep
-    -- never waits, and never deadlocks with an erasure that locks in
-    -- another order
+    -- never waits for row locks
     DELETE FROM udaconnect.location l
      WHERE l.ctid = ANY (ARRAY(SELECT o.ctid FROM udaconnect.location o
                                 WHERE o.creation_time < cutoff LIMIT batch
@@ -248,6 +274,11 @@ BEGIN
                      WHERE o.received_at < cutoff ORDER BY o.received_at LIMIT batch
                        FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS rejects = ROW_COUNT;
+    -- encounters went with their locations (the location delete trigger of
+    -- 50-encounters.sql recomputes them); what streams were told goes too
+    DELETE FROM udaconnect.encounter_removed r
+     WHERE r.ctid = ANY (ARRAY(SELECT o.ctid FROM udaconnect.encounter_removed o
+                                WHERE o.removed_at < cutoff LIMIT batch));
 END;
 $$;
 

@@ -1,0 +1,411 @@
+/*
+ * encounter.c — the entry points of the encounter maintenance
+ * (docs/encounters.md, sql/src/50-encounters.sql): the settings
+ * udaconnect.encounter_distance, _window and _gap; the INSERT/COPY trigger
+ * location_add_encounters() and udc_encounters_add(), which the ingest's
+ * direct path calls for the rows it inserted; encounter_add_range(), which
+ * encounters_rebuild() calls.
+ *
+ * Every call here locks encounter_clock first (encounter_lock()), then
+ * finds the matches with a snapshot taken after the lock (so it sees the
+ * locations of every writer that committed before it), then hands them to
+ * encounter_merge().  It must not decide what a match is (the finder's test,
+ * encounter_match.c) nor how matches chain (SQL).
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "encounter_int.h"
+#include "udc_pg.h"
+
+/* locations read per matcher call by encounter_add_range() */
+#define RANGE_CHUNK 50000
+
+static double udc_encounter_distance_m = 5.0;
+static int	udc_encounter_window_s = 60;
+static int	udc_encounter_gap_s = 300;
+
+void
+udc_encounter_init(void)
+{
+	DefineCustomRealVariable("udaconnect.encounter_distance",
+							 "Largest geodesic distance, in metres, between two persons' locations that is a match.",
+							 "Changing it applies to new locations; udaconnect.encounters_rebuild() recomputes the old ones.",
+							 &udc_encounter_distance_m, 5.0, 0.01, 100.0, PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("udaconnect.encounter_window",
+							"Largest time between two persons' locations that is a match.",
+							"Changing it applies to new locations; udaconnect.encounters_rebuild() recomputes the old ones.",
+							&udc_encounter_window_s, 60, 0, 3600, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("udaconnect.encounter_gap",
+							"Largest time between consecutive matches of one encounter.",
+							"Changing it applies to new locations; udaconnect.encounters_rebuild() recomputes the old ones.",
+							&udc_encounter_gap_s, 300, 0, 86400, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
+
+static Interval *
+seconds_interval(int s)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = (int64) s * USECS_PER_SEC;
+	return iv;
+}
+
+PG_FUNCTION_INFO_V1(udc_encounter_distance);
+Datum
+udc_encounter_distance(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(udc_encounter_distance_m);
+}
+
+PG_FUNCTION_INFO_V1(udc_encounter_window);
+Datum
+udc_encounter_window(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INTERVAL_P(seconds_interval(udc_encounter_window_s));
+}
+
+PG_FUNCTION_INFO_V1(udc_encounter_gap);
+Datum
+udc_encounter_gap(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INTERVAL_P(seconds_interval(udc_encounter_gap_s));
+}
+
+bool
+udc_encounter_is_trigger_function(Oid fn)
+{
+	List	   *name = list_make2(makeString("udaconnect"), makeString("location_add_encounters"));
+	Oid			ours = LookupFuncName(name, 0, NULL, true);
+
+	return OidIsValid(ours) && fn == ours;
+}
+
+/* SPI must be connected */
+static void
+lock_encounters(void)
+{
+	if (SPI_execute("SELECT udaconnect.encounter_lock()", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "udaconnect.encounter_lock() failed");
+}
+
+static Datum
+array_of(Datum *elems, int n, Oid type)
+{
+	int16		len;
+	bool		byval;
+	char		align;
+
+	get_typlenbyvalalign(type, &len, &byval, &align);
+	return PointerGetDatum(construct_array(elems, n, type, len, byval, align));
+}
+
+/* Chain the matches into the stored encounters (SPI connected). */
+static void
+merge_matches(const EncMatch *m, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[9] = {INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID};
+	Oid			elem[9] = {INT4OID, INT4OID, INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+		FLOAT8OID, FLOAT8OID, FLOAT8OID};
+	Datum		args[9];
+	Datum	   *cols[9];
+
+	if (n == 0)
+		return;
+	for (int c = 0; c < 9; c++)
+		cols[c] = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+	{
+		cols[0][i] = Int32GetDatum(m[i].person_a);
+		cols[1][i] = Int32GetDatum(m[i].person_b);
+		cols[2][i] = Int64GetDatum(m[i].a_id);
+		cols[3][i] = Int64GetDatum(m[i].b_id);
+		cols[4][i] = TimestampTzGetDatum(m[i].a_t);
+		cols[5][i] = TimestampTzGetDatum(m[i].b_t);
+		cols[6][i] = Float8GetDatum(m[i].dist);
+		cols[7][i] = Float8GetDatum(m[i].lat);
+		cols[8][i] = Float8GetDatum(m[i].lon);
+	}
+	for (int c = 0; c < 9; c++)
+		args[c] = array_of(cols[c], n, elem[c]);
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("SELECT udaconnect.encounter_merge($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+									9, types);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plan = p;
+	}
+	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "udaconnect.encounter_merge() failed");
+}
+
+/*
+ * Find and merge the matches of pts (all of them in `set`), with SPI
+ * connected and encounter_clock locked.  The probes run on a snapshot taken
+ * now, after the lock: it sees the rows of the writers that committed while
+ * we waited, and this command's own.
+ */
+static int64
+add_points(EncPoint *pts, int n, const EncSet *set)
+{
+	EncMatch   *m;
+	int			nm;
+
+	CommandCounterIncrement();
+	/* on an error, the abort pops the snapshot */
+	PushActiveSnapshot(GetLatestSnapshot());
+	m = enc_find_matches(pts, n, set, udc_encounter_distance_m,
+						 (int64) udc_encounter_window_s * USECS_PER_SEC, &nm);
+	PopActiveSnapshot();
+	merge_matches(m, nm);
+	if (m)
+		pfree(m);
+	return nm;
+}
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a,
+				y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+void
+udc_encounters_add(EncPoint *pts, int n)
+{
+	int64	   *ids;
+	EncSet		set = {0};
+
+	if (n == 0)
+		return;
+	ids = palloc(sizeof(int64) * n);
+	for (int i = 0; i < n; i++)
+		ids[i] = pts[i].id;
+	qsort(ids, n, sizeof(int64), cmp_int64);
+	set.ids = ids;
+	set.nids = n;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	lock_encounters();
+	add_points(pts, n, &set);
+	SPI_finish();
+	pfree(ids);
+}
+
+/* Attribute number of a column of location, or an error naming it. */
+static AttrNumber
+location_column(TupleDesc td, const char *name)
+{
+	for (int i = 0; i < td->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(td, i);
+
+		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0)
+			return a->attnum;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_COLUMN),
+			 errmsg("column \"%s\" of table \"udaconnect.location\" does not exist", name),
+			 errdetail("The encounter maintenance reads it.")));
+	return InvalidAttrNumber;	/* not reached */
+}
+
+/*
+ * AFTER INSERT FOR EACH STATEMENT on location (INSERT, COPY, record_location
+ * and the ingest's COPY path): the new rows' matches.
+ */
+PG_FUNCTION_INFO_V1(udc_location_add_encounters);
+Datum
+udc_location_add_encounters(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Tuplestorestate *ts;
+	TupleDesc	desc;
+	TupleTableSlot *slot;
+	AttrNumber	att_id,
+				att_person,
+				att_coord,
+				att_time;
+	int			n = 0,
+				cap = 256;
+	EncPoint   *pts;
+	int			rp;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_INSERT(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) || td->tg_newtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("location_add_encounters() must be an AFTER INSERT FOR EACH STATEMENT trigger with REFERENCING NEW TABLE")));
+	ts = td->tg_newtable;
+	desc = RelationGetDescr(td->tg_relation);
+	att_id = location_column(desc, "id");
+	att_person = location_column(desc, "person_id");
+	att_coord = location_column(desc, "coordinate");
+	att_time = location_column(desc, "creation_time");
+
+	pts = palloc(sizeof(EncPoint) * cap);
+	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	/* a read pointer of our own: other triggers read the same table */
+	rp = tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND);
+	tuplestore_select_read_pointer(ts, rp);
+	tuplestore_rescan(ts);
+	while (tuplestore_gettupleslot(ts, true, false, slot))
+	{
+		bool		isnull;
+
+		if (n == cap)
+		{
+			cap *= 2;
+			pts = repalloc_huge(pts, sizeof(EncPoint) * cap);
+		}
+		pts[n].id = DatumGetInt64(slot_getattr(slot, att_id, &isnull));
+		pts[n].person = DatumGetInt32(slot_getattr(slot, att_person, &isnull));
+		pts[n].t = DatumGetTimestampTz(slot_getattr(slot, att_time, &isnull));
+		udc_point_coordinates(slot_getattr(slot, att_coord, &isnull), &pts[n].lat, &pts[n].lon);
+		n++;
+	}
+	tuplestore_select_read_pointer(ts, 0);
+	ExecDropSingleTupleTableSlot(slot);
+
+	udc_encounters_add(pts, n);
+	pfree(pts);
+	return PointerGetDatum(NULL);
+}
+
+/* Locations with creation_time in [lo, hi), of persons (if any), in chunks. */
+static int64
+add_range(TimestampTz lo, TimestampTz hi, const int32 *persons, int npersons,
+		  ArrayType *persons_arr)
+{
+	EncSet		set = {0};
+	Oid			types[3] = {TIMESTAMPTZOID, TIMESTAMPTZOID, INT4ARRAYOID};
+	Datum		args[3];
+	char		nulls[3] = {' ', ' ', persons_arr ? ' ' : 'n'};
+	Portal		cur;
+	int64		total = 0;
+
+	set.lo = lo;
+	set.hi = hi;
+	set.persons = persons;
+	set.npersons = npersons;
+	args[0] = TimestampTzGetDatum(lo);
+	args[1] = TimestampTzGetDatum(hi);
+	args[2] = PointerGetDatum(persons_arr);
+	/* the latest snapshot: what the matcher will see, not older */
+	CommandCounterIncrement();
+	cur = SPI_cursor_open_with_args(NULL,
+									"SELECT l.id, l.person_id, ST_Y(l.coordinate), ST_X(l.coordinate), l.creation_time"
+									"  FROM udaconnect.location l"
+									" WHERE l.creation_time >= $1 AND l.creation_time < $2"
+									"   AND ($3 IS NULL OR l.person_id = ANY ($3))",
+									3, types, args, nulls, true, 0);
+	for (;;)
+	{
+		EncPoint   *pts;
+		uint64		got;
+
+		SPI_cursor_fetch(cur, true, RANGE_CHUNK);
+		got = SPI_processed;
+		if (got == 0)
+			break;
+		pts = palloc(sizeof(EncPoint) * got);
+		for (uint64 i = 0; i < got; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	d = SPI_tuptable->tupdesc;
+			bool		isnull;
+
+			pts[i].id = DatumGetInt64(SPI_getbinval(tup, d, 1, &isnull));
+			pts[i].person = DatumGetInt32(SPI_getbinval(tup, d, 2, &isnull));
+			pts[i].lat = DatumGetFloat8(SPI_getbinval(tup, d, 3, &isnull));
+			pts[i].lon = DatumGetFloat8(SPI_getbinval(tup, d, 4, &isnull));
+			pts[i].t = DatumGetTimestampTz(SPI_getbinval(tup, d, 5, &isnull));
+		}
+		SPI_freetuptable(SPI_tuptable);
+		total += add_points(pts, (int) got, &set);
+		pfree(pts);
+	}
+	SPI_cursor_close(cur);
+	return total;
+}
+
+/*
+ * encounter_add_range(lo, hi, persons): the matches of the locations with
+ * creation_time in [lo, hi) (of persons, sorted and distinct, unless NULL);
+ * returns their number.  encounters_rebuild() removed the encounters they
+ * belonged to.
+ */
+PG_FUNCTION_INFO_V1(udc_encounter_add_range);
+Datum
+udc_encounter_add_range(PG_FUNCTION_ARGS)
+{
+	TimestampTz lo,
+				hi;
+	ArrayType  *arr = PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2);
+	int32	   *persons = NULL;
+	int			npersons = 0;
+	int64		total;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("lo and hi must not be null")));
+	lo = PG_GETARG_TIMESTAMPTZ(0);
+	hi = PG_GETARG_TIMESTAMPTZ(1);
+	if (arr != NULL)
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+
+		if (ARR_ELEMTYPE(arr) != INT4OID || ARR_NDIM(arr) > 1)
+			elog(ERROR, "persons must be a one-dimensional integer[]");
+		deconstruct_array(arr, INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &npersons);
+		persons = palloc(sizeof(int32) * Max(npersons, 1));
+		for (int i = 0; i < npersons; i++)
+		{
+			if (nulls[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("persons must not contain NULL")));
+			persons[i] = DatumGetInt32(elems[i]);
+			if (i > 0 && persons[i] <= persons[i - 1])
+				elog(ERROR, "persons must be sorted and distinct");
+		}
+		if (npersons == 0)
+			PG_RETURN_INT64(0);
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	lock_encounters();
+	total = add_range(lo, hi, persons, npersons, arr);
+	SPI_finish();
+	PG_RETURN_INT64(total);
+}

@@ -1,0 +1,54 @@
+/*
+ * encounter_int.h — private header of the encounter maintenance: the match
+ * (two locations of different persons within encounter_distance and
+ * encounter_window), the set of locations a call is adding, and the calls
+ * between encounter.c (entry points, settings, locking) and
+ * encounter_match.c (finding the matches with the finder's probes).  Only
+ * encounter*.c include it.
+ */
+#ifndef UDC_ENCOUNTER_INT_H
+#define UDC_ENCOUNTER_INT_H
+
+#include "encounter.h"
+
+/*
+ * One match, person_a < person_b; a_id and a_t are person_a's location.
+ * (lat, lon) is the midpoint of the two locations.
+ */
+typedef struct EncMatch
+{
+	int32		person_a;
+	int32		person_b;
+	int64		a_id;
+	int64		b_id;
+	TimestampTz a_t;
+	TimestampTz b_t;
+	double		dist;
+	double		lat;
+	double		lon;
+} EncMatch;
+
+/*
+ * The locations being added: either the ids given (sorted), or every
+ * location with creation_time in [lo, hi) (and, if npersons > 0, of one of
+ * the persons given, sorted).  A match between two of them is counted once,
+ * from its location with the larger id; a match with a location outside the
+ * set is counted from the location in the set.  So adding a set of
+ * locations, in one call or in any number of calls over parts of it, counts
+ * each new match exactly once (docs/encounters.md).
+ */
+typedef struct EncSet
+{
+	const int64 *ids;
+	int			nids;
+	TimestampTz lo;
+	TimestampTz hi;
+	const int32 *persons;
+	int			npersons;
+} EncSet;
+
+/* encounter_match.c */
+extern EncMatch *enc_find_matches(EncPoint *pts, int n, const EncSet *set,
+								  double meters, int64 window, int *nmatches);
+
+#endif							/* UDC_ENCOUNTER_INT_H */

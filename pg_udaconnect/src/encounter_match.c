@@ -1,0 +1,197 @@
+/*
+ * encounter_match.c — the matches of a set of locations: every location of
+ * another person within encounter_distance and encounter_window of one of
+ * them.  It runs the connection finder's own probes and scans (finder.c's
+ * finder_scan_groups(), in the finder's pairs mode: consider_pairs() in
+ * finder_int.h), with the set's locations as the "own points" of many
+ * persons at once, and then keeps each match once (the rule of EncSet in
+ * encounter_int.h).
+ *
+ * It must not write anything nor decide what a match means beyond the
+ * finder's test (distance as the finder measures it, |dt| <= window): the
+ * chaining of matches into encounters is SQL's (encounter_merge in
+ * sql/src/50-encounters.sql).  The caller provides the snapshot that must
+ * see the set's own rows.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "miscadmin.h"
+#include "utils/timestamp.h"
+
+#include "encounter_int.h"
+#include "finder_int.h"
+#include "geodesy.h"
+
+static inline int
+cmp_point(const EncPoint *x, const EncPoint *y)
+{
+	if (x->t != y->t)
+		return x->t < y->t ? -1 : 1;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+#define ST_SORT sort_points
+#define ST_ELEMENT_TYPE EncPoint
+#define ST_COMPARE(a, b) cmp_point(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+static bool
+sorted_contains64(const int64 *v, int n, int64 x)
+{
+	int			lo = 0,
+				hi = n;
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (v[mid] < x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && v[lo] == x;
+}
+
+static bool
+sorted_contains32(const int32 *v, int n, int32 x)
+{
+	int			lo = 0,
+				hi = n;
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (v[mid] < x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && v[lo] == x;
+}
+
+/* Is location (id, person, t) one of the set's? */
+static bool
+in_set(const EncSet *set, int64 id, int32 person, TimestampTz t)
+{
+	if (set->ids != NULL)
+		return sorted_contains64(set->ids, set->nids, id);
+	if (t < set->lo || t >= set->hi)
+		return false;
+	return set->npersons == 0 || sorted_contains32(set->persons, set->npersons, person);
+}
+
+/* The midpoint of two nearby points (their longitudes may straddle 180). */
+static void
+midpoint(double lat1, double lon1, double lat2, double lon2, double *lat, double *lon)
+{
+	double		d = lon2 - lon1;
+
+	*lat = (lat1 + lat2) / 2.0;
+	if (d > 180.0)
+		lon2 -= 360.0;
+	else if (d < -180.0)
+		lon2 += 360.0;
+	*lon = (lon1 + lon2) / 2.0;
+	if (*lon < -180.0)
+		*lon += 360.0;
+	else if (*lon > 180.0)
+		*lon -= 360.0;
+}
+
+/* The raw pairs that count (see EncSet), as matches with person_a < person_b. */
+static EncMatch *
+keep_matches(const FinderState *st, const EncPoint *pts, const EncSet *set, int *nmatches)
+{
+	EncMatch   *out = palloc(sizeof(EncMatch) * Max(st->nraw, 1));
+	int			n = 0;
+
+	for (int i = 0; i < st->nraw; i++)
+	{
+		const RawPair *r = &st->raw[i];
+		const EncPoint *p = &pts[r->own];
+		EncMatch   *m = &out[n];
+		double		lat1 = p->lat,
+					lon1 = p->lon,
+					lat2 = r->lat,
+					lon2 = r->lon;
+
+		if (r->id > p->id && in_set(set, r->id, r->person, r->t))
+			continue;			/* counted from r's side */
+		if (p->person < r->person)
+		{
+			*m = (EncMatch) {p->person, r->person, p->id, r->id, p->t, r->t, r->dist};
+		}
+		else
+		{
+			*m = (EncMatch) {r->person, p->person, r->id, p->id, r->t, p->t, r->dist};
+			lat1 = r->lat, lon1 = r->lon, lat2 = p->lat, lon2 = p->lon;
+		}
+		/* from person_a's point, so the result does not depend on the side */
+		midpoint(lat1, lon1, lat2, lon2, &m->lat, &m->lon);
+		n++;
+	}
+	*nmatches = n;
+	return out;
+}
+
+/*
+ * The matches of pts[0..n) that count for `set` (pts must be the set's
+ * locations, or part of them).  Sorts pts by time.
+ */
+EncMatch *
+enc_find_matches(EncPoint *pts, int n, const EncSet *set, double meters,
+				 int64 window, int *nmatches)
+{
+	FinderRels	rels;
+	FinderState st = {0};
+	OwnPoint   *own;
+	int32	   *persons;
+	Probe	   *probes;
+	int			nprobes;
+	EncMatch   *out;
+
+	*nmatches = 0;
+	if (n == 0)
+		return NULL;
+	sort_points(pts, n);
+	own = palloc(sizeof(OwnPoint) * n);
+	persons = palloc(sizeof(int32) * n);
+	for (int i = 0; i < n; i++)
+	{
+		own[i] = (OwnPoint) {pts[i].lat, pts[i].lon, pts[i].t};
+		persons[i] = pts[i].person;
+	}
+
+	finder_open_rels(&rels);
+	st.rels = &rels;
+	st.meters = meters;
+	st.max_dlat = udc_max_dlat(meters);
+	st.has_window = true;
+	st.window = window;
+	st.t0 = DT_NOBEGIN;
+	st.t1 = DT_NOEND;
+	st.own = own;
+	st.pairs = true;
+	st.own_person = persons;
+	probes = finder_make_probes(&st, n, &nprobes);
+	finder_scan_begin(&st);
+	finder_scan_groups(&st, probes, nprobes);
+	finder_scan_end(&st);
+	finder_close_rels(&rels);
+
+	out = keep_matches(&st, pts, set, nmatches);
+	elog(DEBUG1, "encounter matcher: %d locations, %d probes, %ld index scans, %ld entries, %ld exact distances, %d pairs, %d matches",
+		 n, nprobes, st.nscans, st.nentries, st.ndist, st.nraw, *nmatches);
+	if (st.raw)
+		pfree(st.raw);
+	pfree(probes);
+	pfree(own);
+	pfree(persons);
+	return out;
+}
