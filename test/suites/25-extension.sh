@@ -4,12 +4,14 @@
 #     instance) CREATE EXTENSION works and so does the whole SQL API (the
 #     pg_regress files of 20-regress), while the ingest says it is off
 #     (ingest_off).
-#  2. An installed 1.0 (through the chain of update scripts) and an installed
-#     1.1, each holding data, are updated with ALTER EXTENSION ... UPDATE:
+#  2. An installed 1.0 (through the chain of update scripts), 1.1 and 1.2,
+#     each holding data, are updated with ALTER EXTENSION ... UPDATE:
 #     every row and every finder answer is kept, new columns get their values
 #     (erased_dropped 0, ingest_rejects.person_id from the stored payloads),
 #     the result is the same extension as a fresh install of the current
-#     version, and the new API works on the old data (callers, erasure).
+#     version, the encounters of the old data are built (equal to a rebuild
+#     and to a self-join's close pairs), and the new API works on the old
+#     data (callers, erasure, encounters).
 #  3. The location -> person reference holds as a foreign key would, at every
 #     isolation level, in a fresh and in an updated database.
 set -uo pipefail
@@ -40,7 +42,7 @@ if [ -f "$SUITE_DIR/nopreload/regression.diffs" ]; then
 fi
 grep -q "ingest_off .* ok" "$SUITE_DIR/nopreload.out" || fail "no preload: pg_regress did not run ingest_off"
 
-# --- 2. update from 1.0 (the chain) and from 1.1 with data -------------------
+# --- 2. update from 1.0 (the chain), 1.1 and 1.2 with data ------------------
 NEW=udaconnect_fresh_install
 dropdb --if-exists "$NEW" 2>/dev/null
 createdb "$NEW"
@@ -68,6 +70,37 @@ VARINT_SQL="CASE WHEN \$1 < 128 THEN set_byte('\\x0800'::bytea, 1, \$1)
                  ELSE set_byte(set_byte('\\x080000'::bytea, 1, (\$1 & 127) | 128), 2, \$1 >> 7) END"
 
 q() { "${PSQL[@]}" -d "$1" -c "$2" 2>&1; }
+
+# The update builds the encounters of the stored locations: their matches
+# are the close pairs an independent self-join counts, and the table is what
+# a rebuild makes; a new location then extends them (the trigger works).
+ENC_ROWS="SELECT md5(string_agg(row(person_a, person_b, started_at, ended_at, matches, min_distance_m, place_id,
+                                   place_ids, place_matches, latitude, longitude, closest_a, closest_b)::text, '|'
+                               ORDER BY person_a, person_b, started_at)) FROM udaconnect.encounter"
+check_encounters_after_update() {
+  local got want rows rebuilt
+  got=$(q $db "SELECT count(*) || ' encounters, ' || coalesce(sum(matches), 0) || ' matches' FROM udaconnect.encounter")
+  want=$(q $db "SELECT count(*) FROM udaconnect.location a JOIN udaconnect.location b
+                   ON a.person_id < b.person_id AND abs(extract(epoch FROM a.creation_time - b.creation_time)) <= 60
+                  AND udaconnect.geodesic_distance(ST_Y(a.coordinate), ST_X(a.coordinate), ST_Y(b.coordinate), ST_X(b.coordinate)) <= 5")
+  case "$got" in
+    *" encounters, $want matches") [ "$want" -gt 0 ] && ok "$from: the update built the encounters of the stored locations ($got = the close pairs of a self-join)" \
+      || fail "$from: the data has no close pairs ($got)";;
+    *) fail "$from: after the update: $got; a self-join counts $want close pairs";;
+  esac
+  rows=$(q $db "$ENC_ROWS")
+  q $db "SELECT udaconnect.encounters_rebuild('-infinity', 'infinity')" >/dev/null
+  rebuilt=$(q $db "$ENC_ROWS")
+  [ -n "$rows" ] && [ "$rows" = "$rebuilt" ] && ok "$from: the encounters built by the update equal a rebuild, row for row" \
+    || fail "$from: the encounters built by the update differ from a rebuild"
+  got=$(q $db "SELECT coalesce(sum(matches), 0) FROM udaconnect.encounter")
+  q $db "SELECT udaconnect.record_location($pid, ST_Y(p.coordinate), ST_X(p.coordinate), p.creation_time)
+           FROM (SELECT coordinate, creation_time FROM udaconnect.location
+                  WHERE person_id <> $pid ORDER BY creation_time DESC, id LIMIT 1) p" >/dev/null
+  want=$(q $db "SELECT coalesce(sum(matches), 0) FROM udaconnect.encounter")
+  [ "$want" -gt "$got" ] 2>/dev/null && ok "$from: after the update a new location adds its matches ($got -> $want)" \
+    || fail "$from: after the update a new location added no match ($got -> $want)"
+}
 
 update_from() {
   local from=$1 db=udaconnect_update_from_${1/./_}
@@ -102,6 +135,10 @@ VALUES ('locations', 0, 7, '1', '\x0a0b', 'undecodable payload: 2 bytes', '2020-
        ('locations', 0, 11, '0', '\x0800', 'person_id is missing', '2020-08-18 10:04Z');
 SELECT udaconnect.ingest_pause();
 SQL
+  # from 1.2 on the ingest fills person_id itself, as it decodes
+  if [ "$from" != 1.0 ] && [ "$from" != 1.1 ]; then
+    q $db "UPDATE udaconnect.ingest_rejects SET person_id = udaconnect.ingest_payload_person(payload) WHERE payload IS NOT NULL" >/dev/null
+  fi
   before=$(q $db "$state_sql")
   counts=$(q $db "$counts_sql")
   maxid=$(q $db "SELECT max(id) FROM udaconnect.location")
@@ -130,6 +167,7 @@ SQL
   else
     fail "$from: the updated extension differs from a fresh install"; sed 's/^/#   /' "$SUITE_DIR/schema-$from.diff" | head -40
   fi
+  check_encounters_after_update
   got=$(q $db "SELECT id FROM udaconnect.record_location($pid, 1, 1, now())")
   [ "${got:-0}" -gt "${maxid:-0}" ] 2>/dev/null \
     && ok "$from: after the update new locations continue the id sequence ($got > $maxid)" \
@@ -180,6 +218,7 @@ SQL
 UPDATED_DBS=
 update_from 1.0
 update_from 1.1
+update_from 1.2
 
 # --- 3. the person reference, fresh and updated ----------------------------------
 for db in $NEW $UPDATED_DBS; do
