@@ -50,10 +50,11 @@ CREATE TABLE encounter (
 COMMENT ON TABLE encounter IS
     'Who met whom, where, from when to when: matches (locations of two persons within encounter_distance and encounter_window) chained while at most encounter_gap apart.  Maintained with the locations; docs/encounters.md.';
 
+-- Few indexes: every merge writes rows.  The pair index serves the merge
+-- and person_a's reads, the other person_b's; ended_at and version are not
+-- indexed, so extending an encounter is a HOT update.
 CREATE INDEX encounter_pair_idx ON encounter (person_a, person_b, started_at);
-CREATE INDEX encounter_a_idx ON encounter (person_a, started_at);
 CREATE INDEX encounter_b_idx ON encounter (person_b, started_at);
-CREATE INDEX encounter_version_idx ON encounter (version);
 
 -- Encounters that went away (merged into another, or recomputed away when
 -- locations were deleted or moved), one row per person who had it: what a
@@ -161,14 +162,14 @@ isl AS (
       FROM marked mk
 ),
 grp AS (
+    -- min() of an array compares element by element: the closest match is
+    -- the smallest [distance, id a, id b, ...] (ids below 2^53 are exact in
+    -- a float8), without a sort per island
     SELECT i.pa, i.pb, i.k, min(i.s) AS s, max(i.e) AS e, sum(i.n)::bigint AS n,
-           min(i.dist) AS dist,
-           (array_agg(i.lat ORDER BY i.dist, i.ra, i.rb))[1] AS lat,
-           (array_agg(i.lon ORDER BY i.dist, i.ra, i.rb))[1] AS lon,
-           (array_agg(i.ra ORDER BY i.dist, i.ra, i.rb))[1] AS ra,
-           (array_agg(i.rb ORDER BY i.dist, i.ra, i.rb))[1] AS rb,
+           min(ARRAY[i.dist, i.ra, i.rb, i.lat, i.lon]) AS rep,
            min(i.old_id) AS keep_id,
-           array_agg(i.old_id) FILTER (WHERE i.old_id IS NOT NULL) AS old_ids
+           array_agg(i.old_id) FILTER (WHERE i.old_id IS NOT NULL) AS old_ids,
+           bool_or(i.place IS NOT NULL OR cardinality(i.place_ids) > 0) AS placed
       FROM isl i
      GROUP BY i.pa, i.pb, i.k
     HAVING bool_or(i.old_id IS NULL)
@@ -187,16 +188,19 @@ places AS (
     SELECT p.pa, p.pb, p.k,
            array_agg(p.place ORDER BY p.place) AS ids,
            array_agg(p.cnt ORDER BY p.place) AS cnts,
-           (array_agg(p.place ORDER BY p.cnt DESC, p.place))[1] AS top
+           (min(ARRAY[-p.cnt, p.place]))[2]::integer AS top
       FROM per_place p GROUP BY p.pa, p.pb, p.k
 ),
 res AS (
-    SELECT g.*, pl.top, coalesce(pl.ids, '{}') AS ids, coalesce(pl.cnts, '{}') AS cnts,
+    SELECT g.pa, g.pb, g.k, g.s, g.e, g.n, g.rep[1] AS dist, g.rep[2]::bigint AS ra,
+           g.rep[3]::bigint AS rb, g.rep[4] AS lat, g.rep[5] AS lon, g.keep_id, g.old_ids,
+           pl.top, coalesce(pl.ids, '{}') AS ids, coalesce(pl.cnts, '{}') AS cnts,
            (SELECT version FROM clock) AS v
-      FROM grp g LEFT JOIN places pl USING (pa, pb, k)
+      FROM grp g LEFT JOIN places pl ON g.placed AND (pl.pa, pl.pb, pl.k) = (g.pa, g.pb, g.k)
 ),
 gone AS (
-    DELETE FROM udaconnect.encounter x USING res
+    DELETE FROM udaconnect.encounter x
+     USING (SELECT * FROM res WHERE cardinality(res.old_ids) > 1) res
      WHERE x.id = ANY (res.old_ids) AND x.id <> res.keep_id
     RETURNING x.id, x.person_a, x.person_b, res.keep_id, res.v
 ),
