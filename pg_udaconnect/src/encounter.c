@@ -35,8 +35,8 @@
 #include "encounter_int.h"
 #include "udc_pg.h"
 
-/* locations read per matcher call by encounter_add_range() */
-#define RANGE_CHUNK 50000
+/* locations per matcher call: bounds the memory of a statement's maintenance */
+#define CHUNK 50000
 
 static double udc_encounter_distance_m = 5.0;
 static int	udc_encounter_window_s = 60;
@@ -188,36 +188,31 @@ add_points(EncPoint *pts, int n, const EncSet *set)
 	return nm;
 }
 
-static int
-cmp_int64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a,
-				y = *(const int64 *) b;
-
-	return (x > y) - (x < y);
-}
-
 void
 udc_encounters_add(EncPoint *pts, int n)
 {
-	int64	   *ids;
 	EncSet		set = {0};
+	int64		min = PG_INT64_MAX,
+				max = PG_INT64_MIN;
 
 	if (n == 0)
 		return;
-	ids = palloc(sizeof(int64) * n);
 	for (int i = 0; i < n; i++)
-		ids[i] = pts[i].id;
-	qsort(ids, n, sizeof(int64), cmp_int64);
-	set.ids = ids;
-	set.nids = n;
+	{
+		min = Min(min, pts[i].id);
+		max = Max(max, pts[i].id);
+	}
+	enc_idset_init(&set, min, max, n);
+	for (int i = 0; i < n; i++)
+		enc_idset_add(&set, pts[i].id);
+	enc_idset_finish(&set);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	lock_encounters();
-	add_points(pts, n, &set);
+	for (int i = 0; i < n; i += CHUNK)
+		add_points(pts + i, Min(CHUNK, n - i), &set);
 	SPI_finish();
-	pfree(ids);
 }
 
 /* Attribute number of a column of location, or an error naming it. */
@@ -238,6 +233,80 @@ location_column(TupleDesc td, const char *name)
 	return InvalidAttrNumber;	/* not reached */
 }
 
+/* The columns the maintenance reads from a transition table's rows. */
+typedef struct NewRows
+{
+	Tuplestorestate *ts;
+	TupleTableSlot *slot;
+	AttrNumber	id;
+	AttrNumber	person;
+	AttrNumber	coord;
+	AttrNumber	time;
+} NewRows;
+
+/* Read the next row of the transition table; false at its end. */
+static bool
+next_row(NewRows *nr, EncPoint *p, bool id_only)
+{
+	bool		isnull;
+
+	if (!tuplestore_gettupleslot(nr->ts, true, false, nr->slot))
+		return false;
+	p->id = DatumGetInt64(slot_getattr(nr->slot, nr->id, &isnull));
+	if (id_only)
+		return true;
+	p->person = DatumGetInt32(slot_getattr(nr->slot, nr->person, &isnull));
+	p->t = DatumGetTimestampTz(slot_getattr(nr->slot, nr->time, &isnull));
+	udc_point_coordinates(slot_getattr(nr->slot, nr->coord, &isnull), &p->lat, &p->lon);
+	return true;
+}
+
+/*
+ * The new rows' matches, CHUNK rows at a time: memory stays bounded however
+ * many rows the statement (a COPY) inserted.  Two passes build the set of
+ * their ids first (EncSet: which pairs count from which side).
+ */
+static void
+add_new_rows(NewRows *nr)
+{
+	EncSet		set = {0};
+	EncPoint	p;
+	EncPoint   *pts;
+	int64		min = PG_INT64_MAX,
+				max = PG_INT64_MIN,
+				count = 0;
+	int			n;
+
+	tuplestore_rescan(nr->ts);
+	while (next_row(nr, &p, true))
+	{
+		min = Min(min, p.id);
+		max = Max(max, p.id);
+		count++;
+	}
+	if (count == 0)
+		return;
+	enc_idset_init(&set, min, max, count);
+	tuplestore_rescan(nr->ts);
+	while (next_row(nr, &p, true))
+		enc_idset_add(&set, p.id);
+	enc_idset_finish(&set);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	lock_encounters();
+	pts = palloc(sizeof(EncPoint) * CHUNK);
+	tuplestore_rescan(nr->ts);
+	do
+	{
+		for (n = 0; n < CHUNK && next_row(nr, &pts[n], false); n++)
+			;
+		if (n > 0)
+			add_points(pts, n, &set);
+	} while (n == CHUNK);
+	SPI_finish();
+}
+
 /*
  * AFTER INSERT FOR EACH STATEMENT on location (INSERT, COPY, record_location
  * and the ingest's COPY path): the new rows' matches.
@@ -247,16 +316,8 @@ Datum
 udc_location_add_encounters(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
-	Tuplestorestate *ts;
 	TupleDesc	desc;
-	TupleTableSlot *slot;
-	AttrNumber	att_id,
-				att_person,
-				att_coord,
-				att_time;
-	int			n = 0,
-				cap = 256;
-	EncPoint   *pts;
+	NewRows		nr;
 	int			rp;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BY_INSERT(td->tg_event) ||
@@ -264,39 +325,19 @@ udc_location_add_encounters(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("location_add_encounters() must be an AFTER INSERT FOR EACH STATEMENT trigger with REFERENCING NEW TABLE")));
-	ts = td->tg_newtable;
 	desc = RelationGetDescr(td->tg_relation);
-	att_id = location_column(desc, "id");
-	att_person = location_column(desc, "person_id");
-	att_coord = location_column(desc, "coordinate");
-	att_time = location_column(desc, "creation_time");
-
-	pts = palloc(sizeof(EncPoint) * cap);
-	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	nr.ts = td->tg_newtable;
+	nr.id = location_column(desc, "id");
+	nr.person = location_column(desc, "person_id");
+	nr.coord = location_column(desc, "coordinate");
+	nr.time = location_column(desc, "creation_time");
+	nr.slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 	/* a read pointer of our own: other triggers read the same table */
-	rp = tuplestore_alloc_read_pointer(ts, EXEC_FLAG_REWIND);
-	tuplestore_select_read_pointer(ts, rp);
-	tuplestore_rescan(ts);
-	while (tuplestore_gettupleslot(ts, true, false, slot))
-	{
-		bool		isnull;
-
-		if (n == cap)
-		{
-			cap *= 2;
-			pts = repalloc_huge(pts, sizeof(EncPoint) * cap);
-		}
-		pts[n].id = DatumGetInt64(slot_getattr(slot, att_id, &isnull));
-		pts[n].person = DatumGetInt32(slot_getattr(slot, att_person, &isnull));
-		pts[n].t = DatumGetTimestampTz(slot_getattr(slot, att_time, &isnull));
-		udc_point_coordinates(slot_getattr(slot, att_coord, &isnull), &pts[n].lat, &pts[n].lon);
-		n++;
-	}
-	tuplestore_select_read_pointer(ts, 0);
-	ExecDropSingleTupleTableSlot(slot);
-
-	udc_encounters_add(pts, n);
-	pfree(pts);
+	rp = tuplestore_alloc_read_pointer(nr.ts, EXEC_FLAG_REWIND);
+	tuplestore_select_read_pointer(nr.ts, rp);
+	add_new_rows(&nr);
+	tuplestore_select_read_pointer(nr.ts, 0);
+	ExecDropSingleTupleTableSlot(nr.slot);
 	return PointerGetDatum(NULL);
 }
 
@@ -332,7 +373,7 @@ add_range(TimestampTz lo, TimestampTz hi, const int32 *persons, int npersons,
 		EncPoint   *pts;
 		uint64		got;
 
-		SPI_cursor_fetch(cur, true, RANGE_CHUNK);
+		SPI_cursor_fetch(cur, true, CHUNK);
 		got = SPI_processed;
 		if (got == 0)
 			break;

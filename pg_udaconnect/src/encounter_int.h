@@ -39,8 +39,14 @@ typedef struct EncMatch
  */
 typedef struct EncSet
 {
-	const int64 *ids;
-	int			nids;
+	/* by id: a bitmap over [base, base + nbits) or, if sparse, a sorted array */
+	bool		by_id;
+	int64		base;
+	int64		nbits;
+	uint64	   *bits;
+	int64	   *ids;
+	int64		nids;
+	/* by time (and person) */
 	TimestampTz lo;
 	TimestampTz hi;
 	const int32 *persons;
@@ -48,6 +54,9 @@ typedef struct EncSet
 } EncSet;
 
 /* encounter_match.c */
+extern void enc_idset_init(EncSet *set, int64 min, int64 max, int64 count);
+extern void enc_idset_add(EncSet *set, int64 id);
+extern void enc_idset_finish(EncSet *set);
 extern EncMatch *enc_find_matches(EncPoint *pts, int n, const EncSet *set,
 								  double meters, int64 window, int *nmatches);
 

@@ -40,14 +40,14 @@ cmp_point(const EncPoint *x, const EncPoint *y)
 #include "lib/sort_template.h"
 
 static bool
-sorted_contains64(const int64 *v, int n, int64 x)
+sorted_contains64(const int64 *v, int64 n, int64 x)
 {
-	int			lo = 0,
+	int64		lo = 0,
 				hi = n;
 
 	while (lo < hi)
 	{
-		int			mid = lo + (hi - lo) / 2;
+		int64		mid = lo + (hi - lo) / 2;
 
 		if (v[mid] < x)
 			lo = mid + 1;
@@ -55,6 +55,77 @@ sorted_contains64(const int64 *v, int n, int64 x)
 			hi = mid;
 	}
 	return lo < n && v[lo] == x;
+}
+
+/*
+ * The ids of a statement's new rows are nearly always a dense range (one
+ * identity sequence): a bitmap of it costs a bit per id, where an array
+ * would cost 64.  Ids spread wider than 64 times their number go into a
+ * sorted array instead.
+ */
+void
+enc_idset_init(EncSet *set, int64 min, int64 max, int64 count)
+{
+	uint64		span;
+
+	set->by_id = true;
+	set->nids = 0;
+	span = (uint64) max - (uint64) min + 1;
+	if (count > 0 && span / 64 <= (uint64) count)
+	{
+		set->base = min;
+		set->nbits = (int64) span;
+		set->bits = palloc_extended(sizeof(uint64) * ((span + 63) / 64),
+									 MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+		set->ids = NULL;
+	}
+	else
+	{
+		set->bits = NULL;
+		set->ids = palloc_extended(sizeof(int64) * Max(count, 1), MCXT_ALLOC_HUGE);
+	}
+}
+
+void
+enc_idset_add(EncSet *set, int64 id)
+{
+	if (set->bits)
+	{
+		uint64		k = (uint64) id - (uint64) set->base;
+
+		Assert(k < (uint64) set->nbits);
+		set->bits[k / 64] |= UINT64CONST(1) << (k % 64);
+	}
+	else
+		set->ids[set->nids++] = id;
+}
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a,
+				y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+void
+enc_idset_finish(EncSet *set)
+{
+	if (set->ids)
+		qsort(set->ids, set->nids, sizeof(int64), cmp_int64);
+}
+
+static bool
+idset_contains(const EncSet *set, int64 id)
+{
+	if (set->bits)
+	{
+		uint64		k = (uint64) id - (uint64) set->base;
+
+		return k < (uint64) set->nbits && (set->bits[k / 64] >> (k % 64)) & 1;
+	}
+	return sorted_contains64(set->ids, set->nids, id);
 }
 
 static bool
@@ -79,8 +150,8 @@ sorted_contains32(const int32 *v, int n, int32 x)
 static bool
 in_set(const EncSet *set, int64 id, int32 person, TimestampTz t)
 {
-	if (set->ids != NULL)
-		return sorted_contains64(set->ids, set->nids, id);
+	if (set->by_id)
+		return idset_contains(set, id);
 	if (t < set->lo || t >= set->hi)
 		return false;
 	return set->npersons == 0 || sorted_contains32(set->persons, set->npersons, person);
