@@ -64,15 +64,33 @@ export function tokenClaims(token = currentToken()) {
   }
 }
 
-async function call(method, path, body) {
-  const init = { method, headers: { Accept: 'application/json' } };
+function authHeaders(accept) {
+  const headers = { Accept: accept };
   const token = currentToken();
   if (token) {
     if (!/^[\x21-\x7e]+$/.test(token)) {
       throw new ApiError(401, 'invalid_token', 'The sign-in token is damaged (it holds spaces or other characters a token cannot have).', null);
     }
-    init.headers.Authorization = `Bearer ${token}`;
+    headers.Authorization = `Bearer ${token}`;
   }
+  return headers;
+}
+
+async function errorOf(resp) {
+  let data = null;
+  try { data = await resp.json(); } catch (e) { /* no body */ }
+  const err = (data && data.error) || {};
+  return new ApiError(resp.status, err.code || 'http_error',
+                      err.message || `The server answered ${resp.status}.`, err.field || null,
+                      err.detail || err.hint);
+}
+
+async function call(method, path, body) {
+  return (await request(method, path, body)).data;
+}
+
+async function request(method, path, body) {
+  const init = { method, headers: authHeaders('application/json') };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -95,7 +113,7 @@ async function call(method, path, body) {
                        err.message || `The server answered ${resp.status}.`, err.field || null,
                        err.detail || err.hint);
   }
-  return data;
+  return { data, resp };
 }
 
 const qs = (params) => new URLSearchParams(
@@ -109,3 +127,27 @@ export const erasePerson = (id) => call('DELETE', `/api/persons/${pid(id)}`);
 export const connectedPersons = (id, f) => call('GET', `/api/persons/${pid(id)}/connections?${qs(f)}`);
 export const connections = (id, f) => call('GET', `/api/persons/${pid(id)}/connection?${qs(f)}`);
 export const locationsOf = (id, f) => call('GET', `/api/locations?${qs({ person_id: id, start_date: f.start_date, end_date: f.end_date, limit: 1000 })}`);
+
+// A page of a person's encounters: {items, next} (next: the cursor of the
+// following page, null on the last).
+export async function encountersPage(id, cursor) {
+  const { data, resp } = await request('GET', `/api/persons/${pid(id)}/encounters?${qs({ limit: 1000, cursor })}`);
+  const items = Array.isArray(data) ? data : (data && data.encounters) || [];
+  const next = resp.headers.get('X-Next-Cursor') || (data && !Array.isArray(data) && data.next_cursor) || null;
+  return { items, next };
+}
+
+// The live stream of a person's encounters, resuming after lastEventId:
+// the Response, whose body the caller reads.  Refusals throw ApiError.
+export async function openEncounterStream(id, lastEventId, signal) {
+  const headers = authHeaders('text/event-stream');
+  if (lastEventId) headers['Last-Event-ID'] = lastEventId;
+  let resp;
+  try {
+    resp = await fetch(`/api/persons/${pid(id)}/encounters/stream`, { headers, signal, cache: 'no-store' });
+  } catch (e) {
+    throw new ApiError(0, 'network_error', 'The server cannot be reached.', null);
+  }
+  if (!resp.ok) throw await errorOf(resp);
+  return resp;
+}

@@ -1,5 +1,6 @@
 // UdaConnect web app: sign-in from the badge link, persons, their
-// connections, an SVG plot, add a person, erase a person's data.
+// encounters (live, encounters.js), their connections, an SVG plot, add a
+// person, erase a person's data.
 //
 // Who may see or do what is the server's decision alone (it verifies the
 // token on every call: 401 without a valid one, 403 with the database's
@@ -9,11 +10,13 @@
 // attendee themself.
 import * as api from './api.js';
 import { renderPlot } from './plot.js';
+import { EncounterTimeline } from './encounters.js';
 
 const $ = (sel) => document.querySelector(sel);
 // gen: bumped on every (re)start and sign-out, so answers to requests of an
 // earlier session are dropped; seq: a newer connection search wins.
 const state = { persons: [], selected: null, seq: 0, gen: 0, attendee: null };
+const timeline = new EncounterTimeline($('#encounters'), $('#encounters-status'));
 
 function setStatus(node, kind, text) {
   node.className = 'status' + (kind ? ' ' + kind : '');
@@ -148,6 +151,9 @@ function selectPerson(p) {
   renderPersons();
   renderErase();
   showConnections();
+  $('#encounters-title').textContent = `Encounters of ${fullName(p)}`;
+  $('#encounters-card').hidden = false;
+  timeline.show(p, fullName);
 }
 
 async function showConnections() {
@@ -200,6 +206,9 @@ function clearConnections(text) {
   $('#connections').textContent = '';
   $('#plot').hidden = true;
   setStatus($('#connections-status'), '', text);
+  timeline.stop();
+  $('#encounters').textContent = '';
+  $('#encounters-card').hidden = true;
 }
 
 async function addPerson(ev) {
