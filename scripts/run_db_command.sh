@@ -23,7 +23,7 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 SEED=$TOP/sql/seed
 
 seed_sql() {
-  for f in udaconnect_public_person.sql udaconnect_public_location.sql load.sql places.sql; do
+  for f in udaconnect_public_person.sql udaconnect_public_location.sql places.sql load.sql; do
     if [ ! -r "$SEED/$f" ]; then
       echo "run_db_command.sh: $SEED/$f is missing" >&2
       return 1
@@ -37,9 +37,10 @@ seed_sql() {
   echo
   sed -e 's/insert into public\.location /INSERT INTO pg_temp.seed_location /I' "$SEED/udaconnect_public_location.sql"
   echo
-  cat "$SEED/load.sql"
-  echo
+  # places first: an encounter is placed when its matches are added
   cat "$SEED/places.sql"
+  echo
+  cat "$SEED/load.sql"
   echo 'COMMIT;'
 }
 

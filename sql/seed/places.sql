@@ -2,8 +2,8 @@
 -- points, so `make run` shows them: a hall in San Mateo with two booths
 -- inside it (a point in a booth belongs to the booth, the smallest place;
 -- elsewhere in the hall to the hall), and a stage in Albuquerque, where the
--- repaired points lie.  scripts/run_db_command.sh feeds this file after
--- load.sql.  Ids are kept and a place whose id exists is left alone, so a
+-- repaired points lie.  scripts/run_db_command.sh feeds this file before
+-- load.sql, so the sample data's encounters are placed as they are made.  Ids are kept and a place whose id exists is left alone, so a
 -- second load changes nothing; the table's checks apply as to
 -- create_place(), and booth 2 is round as create_place_circle() makes it.
 -- Into a database whose extension predates places (1.0, 1.1) it loads none

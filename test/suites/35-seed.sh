@@ -96,6 +96,19 @@ if [ "$got" = "$want_places" ]; then
 else
   echo "not ok $n - seed places: '$got', want '$want_places'"
 fi
+# the sample data's encounters, made as the seed loads (places first, so
+# they are placed): the seed's densest spot, point 30, is Booth 2
+n=$((n + 1))
+got=$("${PSQL[@]}" -c "SELECT count(*) || ' encounters, ' || count(place_id) || ' placed; at point 30: '
+                             || coalesce((SELECT string_agg(DISTINCT p.name, ', ') FROM udaconnect.encounter x
+                                          JOIN udaconnect.place p ON p.id = x.place_id
+                                         WHERE x.latitude = 37.55363 AND x.longitude = -122.290883), 'none')
+                        FROM udaconnect.encounter" 2>&1)
+case "$got" in
+  "0 encounters"*|*" 0 placed"*|*"none") echo "not ok $n - the seed's encounters: $got";;
+  *"at point 30: Booth 2") echo "ok $n - the seed made its encounters, placed: $got";;
+  *) echo "not ok $n - the seed's encounters: $got";;
+esac
 pbefore=$(places)
 n=$((n + 1))
 drop_one
