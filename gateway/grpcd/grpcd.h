@@ -140,6 +140,8 @@ typedef struct tag
 	void		(*done) (struct tag *t, bool ok);
 } tag;
 
+struct db_thread;					/* db.c's section below */
+
 typedef struct call
 {
 	tag			t;				/* the call's current batch */
@@ -204,6 +206,9 @@ typedef struct call
 	Google__Protobuf__Timestamp held_ts;
 	int64_t		held_since_ms;
 
+	/* a job on a db thread (db.c): what it runs */
+	void		(*db_job) (struct call *c, struct db_thread *t);
+
 	/* FindConnections (find.c) */
 	Udaconnect__V1__FindConnectionsRequest *freq;
 	PGresult   *res;			/* the current chunk of rows */
@@ -212,7 +217,6 @@ typedef struct call
 	int64_t		fetched;		/* rows fetched so far (--max-rows) */
 	bool		exhausted;		/* no cursor left open */
 	bool		truncated;
-	int			job;
 	int			owner;			/* db thread holding the cursor */
 	unsigned	conn_gen;
 	unsigned	cursor_no;
@@ -220,8 +224,8 @@ typedef struct call
 									 * call's deadline, not the server's own */
 
 	struct call *qnext;			/* in a call_queue: a stream waiting for room
-								 * in the producer queue, or a FindConnections
-								 * job waiting for a db thread */
+								 * in the producer queue, or a job waiting for
+								 * a db thread */
 } call;
 
 extern atomic_int stopping;		/* SIGTERM received: no new calls */
@@ -288,10 +292,40 @@ void		handle_legacy(call *c, grpc_byte_buffer *payload);
 void		handle_stream(call *c, grpc_byte_buffer *payload);
 void		streams_poll(void);
 
+/* ---- db.c: the db threads of FindConnections and ListEncounters -------- */
+typedef struct db_thread
+{
+	int			id;
+	pthread_t	thread;
+	call_queue	own;			/* its own jobs (its cursors), under db.c's lock */
+	/* the thread's alone: */
+	PGconn	   *conn;
+	unsigned	gen;			/* bumped when the connection is replaced */
+	unsigned	next_cursor;
+	int			backoff_ms;		/* 0: the last connect succeeded */
+	int64_t		retry_at_ms;	/* monotonic: no connect before this */
+} db_thread;
+
+typedef void (*db_job_fn) (call *c, db_thread *t);
+
+#define DB_CONN_NKEYS 5
+
+void		db_threads_start(void);
+void		db_threads_stop(void);
+void		db_submit(call *c, db_job_fn fn);
+void		db_submit_to(call *c, int owner, db_job_fn fn);
+bool		db_connect(db_thread *t, call *c);
+void		db_reset(db_thread *t);
+const char *const *db_conn_keys(void);
+void		db_conn_values(const char **vals);
+int			db_backoff_next(int backoff_ms);
+grpc_status_code sqlstate_to_status(const char *st);
+void		proto_field_names(const char *in, char *out, size_t len, const char *const (*names)[2], size_t n);
+void		db_timeout_param(call *c, char *buf, size_t len);
+bool		db_pipeline_results(db_thread *t, int rows_of, PGresult **rows, PGresult **err);
+
 /* ---- find.c: FindConnections -------------------------------------------- */
 void		handle_find(call *c, grpc_byte_buffer *payload);
-void		find_threads_start(void);
-void		find_threads_stop(void);
 
 /* ---- health.c: grpc.health.v1.Health/Check ------------------------------ */
 void		handle_health(call *c, grpc_byte_buffer *payload);

@@ -16,7 +16,8 @@
  *   kafka-s     rd_kafka_poll() of the client streams' producer; also
  *               resumes streams held by a full queue and ends idle ones
  *               (stream.c)
- *   db N        libpq, one connection each, for FindConnections (find.c)
+ *   db N        libpq, one connection each, for FindConnections and
+ *               ListEncounters (db.c)
  *
  * What this file must not do: handle calls.  It starts the parts in an
  * order where nothing receives work before what it hands work to is
@@ -78,7 +79,7 @@ shutdown_all(int sig)
 	}
 	logmsg(LOG_DEBUG, "shutdown: all calls finished");
 	if (cfg.dburl)
-		find_threads_stop();
+		db_threads_stop();
 	server_stop();
 	logmsg(LOG_DEBUG, "shutdown: gRPC server destroyed");
 	kafka_stop();
@@ -118,7 +119,7 @@ main(int argc, char **argv)
 		return 1;
 	kafka_poll_start(streams_poll);
 	if (cfg.dburl)
-		find_threads_start();
+		db_threads_start();
 	server_workers_start();
 
 	if (!tls_enabled())
