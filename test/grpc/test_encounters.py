@@ -408,6 +408,34 @@ try:
             and "was cancelled" in d.text()
         return ok, (over, freed, d.text()[-1500:])
 
+    @test("WatchEncounters: a client that does not read is ended RESOURCE_EXHAUSTED once --watch-queue events wait")
+    def _():
+        q = Daemon("watch-queue-grpcd", "--watch-queue", "32")
+        try:
+            # a small flow-control window, so that unread events stay in the daemon's queue
+            stub = svc_grpc.ConnectionServiceStub(grpc.insecure_channel(q.addr, options=[
+                ("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0)]))
+            S = person()
+            others = [int(x) for x in psql("SELECT (udaconnect.create_person('Slow' || g, 'Reader', 'Co'))"
+                                           ".id FROM generate_series(1, 45) g").split()]
+            w = watch(S, stub=stub)
+            psql("SELECT " + ", ".join(
+                "udaconnect.record_location(%d, 11.5, %r, to_timestamp(%d)),"
+                " udaconnect.record_location(%d, 11.500009, %r, to_timestamp(%d))"
+                % (S, 30 + k * 0.001, T0 + 5 * 86400, o, 30 + k * 0.001, T0 + 5 * 86400)
+                for k, o in enumerate(others)))
+            ended = False
+            for k in range(40):          # more events, until the daemon gives up on the reader
+                if re.search(r"watcher of person %d ends with status 8" % S, q.text()):
+                    ended = True
+                    break
+                meet(S, others[k], T0 + 6 * 86400 + k * 600)
+                time.sleep(0.2)
+            code, det = rpc_error(lambda: list(w))
+            return ended and code == grpc.StatusCode.RESOURCE_EXHAUSTED and "watch-queue" in det, (ended, code, det)
+        finally:
+            q.stop()
+
     @test("WatchEncounters: the watch connection terminated -> reconnected, the watcher caught up exactly once")
     def _():
         R = person()
