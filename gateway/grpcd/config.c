@@ -94,7 +94,7 @@ static const char usage[] =
 	"      --bind ADDR           listen address (env UDACONNECT_GRPC_BIND, default 0.0.0.0)\n"
 	"  -b, --brokers LIST        Kafka bootstrap servers (env UDACONNECT_KAFKA_BROKERS; required)\n"
 	"  -t, --topic NAME          Kafka topic (env UDACONNECT_KAFKA_TOPIC, default locations)\n"
-	"  -d, --database-url URL    libpq conninfo for FindConnections (env UDACONNECT_DATABASE_URL)\n"
+	"  -d, --database-url URL    libpq conninfo for the ConnectionService (env UDACONNECT_DATABASE_URL)\n"
 	"  -j, --threads N           worker threads = completion queues (default 1)\n"
 	"      --db-threads N        database connections (default 2)\n"
 	"      --max-message-bytes N largest request message (default 16384)\n"
