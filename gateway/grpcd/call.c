@@ -32,6 +32,8 @@ const method_def methods[M_COUNT] = {
 	[M_LEGACY] = {"/LocationService/updateLocation", true},
 	[M_HEALTH] = {"/grpc.health.v1.Health/Check", true},
 	[M_FIND] = {"/udaconnect.v1.ConnectionService/FindConnections", true},
+	[M_LIST] = {"/udaconnect.v1.ConnectionService/ListEncounters", true},
+	[M_WATCH] = {"/udaconnect.v1.ConnectionService/WatchEncounters", true},
 };
 
 atomic_int	stopping;			/* SIGTERM received */
@@ -185,9 +187,12 @@ call_finish(call *c, grpc_status_code code, const char *msg, const ProtobufCMess
 		c->ops[n].data.send_status_from_server.status_details = &c->details;
 	}
 	n++;
-	memset(&c->ops[n], 0, sizeof(grpc_op));
-	c->ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-	c->ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+	if (!c->close_started)
+	{
+		memset(&c->ops[n], 0, sizeof(grpc_op));
+		c->ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+		c->ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+	}
 	c->t.done = final_done;
 	/*
 	 * Log before starting the batch: once it is started, the worker thread

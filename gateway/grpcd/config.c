@@ -64,6 +64,8 @@ static const setting settings[] = {
 	{"max-stream", 0, NULL, "1000000", S_INT, 1, INT32_MAX - 1, &cfg.max_stream},
 	{"max-rows", 0, NULL, "100000", S_INT, 1, 100000000, &cfg.max_rows},
 	{"max-find-calls", 0, "UDACONNECT_GRPC_MAX_FIND_CALLS", "64", S_INT, 1, 100000, &cfg.max_find},
+	{"max-watchers", 0, "UDACONNECT_GRPC_MAX_WATCHERS", "4096", S_INT, 1, 1000000, &cfg.max_watchers},
+	{"watch-queue", 0, "UDACONNECT_GRPC_WATCH_QUEUE", "1024", S_INT, 32, 100000, &cfg.watch_queue},
 	{"max-streams", 0, "UDACONNECT_GRPC_MAX_STREAMS", "256", S_INT, 1, 100000, &cfg.max_streams},
 	{"stream-idle-timeout", 0, "UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT", "60", S_INT, 1, 86400, &cfg.stream_idle_s},
 	{"max-listed-rejections", 0, "UDACONNECT_GRPC_MAX_LISTED_REJECTIONS", "1000", S_INT, 0, 1000, &cfg.max_listed},
@@ -92,13 +94,16 @@ static const char usage[] =
 	"      --bind ADDR           listen address (env UDACONNECT_GRPC_BIND, default 0.0.0.0)\n"
 	"  -b, --brokers LIST        Kafka bootstrap servers (env UDACONNECT_KAFKA_BROKERS; required)\n"
 	"  -t, --topic NAME          Kafka topic (env UDACONNECT_KAFKA_TOPIC, default locations)\n"
-	"  -d, --database-url URL    libpq conninfo for FindConnections (env UDACONNECT_DATABASE_URL)\n"
+	"  -d, --database-url URL    libpq conninfo for the ConnectionService (env UDACONNECT_DATABASE_URL)\n"
 	"  -j, --threads N           worker threads = completion queues (default 1)\n"
 	"      --db-threads N        database connections (default 2)\n"
 	"      --max-message-bytes N largest request message (default 16384)\n"
 	"      --max-stream N        most locations in one RecordLocations stream (default 1000000)\n"
 	"      --max-rows N          most rows one FindConnections call streams (default 100000)\n"
 	"      --max-find-calls N    FindConnections calls at once (env UDACONNECT_GRPC_MAX_FIND_CALLS, default 64)\n"
+	"      --max-watchers N      WatchEncounters calls at once (env UDACONNECT_GRPC_MAX_WATCHERS, default 4096)\n"
+	"      --watch-queue N       events waiting to be sent per watcher, 32..100000; a watcher\n"
+	"                            with more is ended (env UDACONNECT_GRPC_WATCH_QUEUE, default 1024)\n"
 	"      --max-streams N       RecordLocations streams at once (env UDACONNECT_GRPC_MAX_STREAMS, default 256)\n"
 	"      --stream-idle-timeout S  end a stream that sends nothing for S s\n"
 	"                            (env UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT, default 60)\n"

@@ -2,9 +2,9 @@
  * udaconnect-grpcd — FindConnections, the server stream read from
  * PostgreSQL.
  *
- * What this file holds: checking the request, the db threads (--db-threads,
- * one libpq connection each), and streaming the rows in bounded chunks.  A
- * call's query runs as
+ * What this file holds: checking the request, and streaming the rows in
+ * bounded chunks from a cursor on a db thread (db.c).  A call's query runs
+ * as
  *
  *   BEGIN; SELECT set_config('statement_timeout', $1, true);
  *   DECLARE grpcd_fc_N NO SCROLL CURSOR WITH HOLD FOR SELECT ...
@@ -32,7 +32,6 @@
  * time owns the call: a job is queued only when no batch is outstanding.
  */
 #define _GNU_SOURCE
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,51 +41,12 @@
 
 #define FIND_CHUNK 256			/* rows per FETCH: about 40 KB of PGresult */
 
-enum find_job
-{
-	JOB_QUERY,					/* run the query, send the first chunk */
-	JOB_FETCH,					/* send the next chunk */
-	JOB_CLOSE					/* the client went away: close the cursor */
-};
-
-typedef struct db_thread
-{
-	int			id;
-	pthread_t	thread;
-	call_queue	own;			/* its own jobs (its cursors), under dbq_mu */
-	/* the thread's alone: */
-	PGconn	   *conn;
-	unsigned	gen;			/* bumped when the connection is replaced */
-	unsigned	next_cursor;
-	int			backoff_ms;		/* 0: the last connect succeeded */
-	int64_t		retry_at_ms;	/* monotonic: no connect before this */
-} db_thread;
-
-#define DB_BACKOFF_MIN_MS 500
-#define DB_BACKOFF_MAX_MS 10000
-
-static pthread_mutex_t dbq_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t dbq_cv = PTHREAD_COND_INITIALIZER;
-static call_queue dbq;			/* new calls: any db thread */
-static bool dbq_stop;
-static db_thread *dbt;
 static atomic_int nfind;		/* calls counted against --max-find-calls */
 
 static void find_send_done(tag *t, bool ok);
-
-/* a job for the db thread that holds c's cursor (any thread) */
-static void
-push_own(call *c, int job)
-{
-	db_thread  *t = &dbt[c->owner];
-
-	c->job = job;
-	pthread_mutex_lock(&dbq_mu);
-	call_queue_push(&t->own, c);
-	/* one condition variable for all: wake them all, the owner takes it */
-	pthread_cond_broadcast(&dbq_cv);
-	pthread_mutex_unlock(&dbq_mu);
-}
+static void find_fetch_job(call *c, db_thread *t);
+static void find_close_job(call *c, db_thread *t);
+static void find_query_job(call *c, db_thread *t);
 
 /* the end of the rows: the final status (any thread) */
 static void
@@ -126,7 +86,7 @@ find_send_next(call *c)
 		PQclear(c->res);
 		c->res = NULL;
 		if (!c->exhausted)
-			push_own(c, JOB_FETCH);
+			db_submit_to(c, c->owner, find_fetch_job);
 		else
 			find_finish(c);
 		return;
@@ -173,87 +133,12 @@ find_send_done(tag *t, bool ok)
 		/* cancelled, deadline exceeded or the connection went away */
 		atomic_store(&c->answered, 1);
 		if (!c->exhausted)
-			push_own(c, JOB_CLOSE); /* the job releases the flow */
+			db_submit_to(c, c->owner, find_close_job);	/* the job releases the flow */
 		else
 			call_unref(c);
 		return;
 	}
 	find_send_next(c);
-}
-
-static grpc_status_code
-sqlstate_to_status(const char *st)
-{
-	if (st == NULL)
-		return GRPC_STATUS_UNAVAILABLE;
-	if (strcmp(st, "P0002") == 0)
-		return GRPC_STATUS_NOT_FOUND;
-	/* insufficient_privilege: the caller may not (udaconnect.caller_require_self ...) */
-	if (strcmp(st, "42501") == 0)
-		return GRPC_STATUS_PERMISSION_DENIED;
-	if (strncmp(st, "22", 2) == 0)
-		return GRPC_STATUS_INVALID_ARGUMENT;
-	if (strncmp(st, "08", 2) == 0 || strncmp(st, "57", 2) == 0 || strncmp(st, "53", 2) == 0)
-		return GRPC_STATUS_UNAVAILABLE;
-	return GRPC_STATUS_INTERNAL;
-}
-
-/*
- * Connect t, unless its last attempt failed a moment ago.  While PostgreSQL
- * is down, every call would otherwise hold the db thread for a connect
- * (up to connect_timeout) and log a line: after a failure, calls fail fast
- * for 0.5 s, doubling up to 10 s, until a connect succeeds.
- */
-static bool
-db_connect(db_thread *t, call *c)
-{
-	/*
-	 * Bounded network waits: a dead server or peer must not hold a db thread
-	 * (and shutdown) for the kernel's hours.  The URL comes last, so what it
-	 * says overrides these defaults.
-	 */
-	static const char *const keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
-	"keepalives_count", "dbname", NULL};
-	const char *vals[] = {"5", "10", "5", "3", cfg.dburl, NULL};
-	char		set[128];
-
-	if (t->backoff_ms > 0 && mono_ms() < t->retry_at_ms)
-	{
-		call_fail(c, GRPC_STATUS_UNAVAILABLE, "database unavailable, retry later"
-				  " (the last connection attempt failed %lld ms ago)",
-				  (long long) (mono_ms() - (t->retry_at_ms - t->backoff_ms)));
-		return false;
-	}
-	t->conn = PQconnectdbParams(keys, vals, 1);
-	if (PQstatus(t->conn) != CONNECTION_OK)
-	{
-		t->backoff_ms = t->backoff_ms == 0 ? DB_BACKOFF_MIN_MS :
-			t->backoff_ms * 2 > DB_BACKOFF_MAX_MS ? DB_BACKOFF_MAX_MS : t->backoff_ms * 2;
-		t->retry_at_ms = mono_ms() + t->backoff_ms;
-		logmsg(LOG_WARNING, "db thread %d: cannot connect to the database (next attempt in %d ms at the earliest): %s",
-			   t->id, t->backoff_ms, PQerrorMessage(t->conn));
-		PQfinish(t->conn);
-		t->conn = NULL;
-		call_fail(c, GRPC_STATUS_UNAVAILABLE, "the database is unavailable");
-		return false;
-	}
-	t->backoff_ms = 0;
-	/* the session's limit: later FETCHes from a held cursor run under it */
-	snprintf(set, sizeof(set), "SET application_name = 'udaconnect-grpcd'; SET statement_timeout = %d",
-			 cfg.statement_timeout_ms);
-	PQclear(PQexec(t->conn, set));
-	logmsg(LOG_INFO, "db thread %d: connected to the database", t->id);
-	return true;
-}
-
-/* drop a broken connection: its cursors are gone with it */
-static void
-db_reset(db_thread *t)
-{
-	logmsg(LOG_WARNING, "db thread %d: lost the database connection: %s", t->id, PQerrorMessage(t->conn));
-	PQfinish(t->conn);
-	t->conn = NULL;
-	t->gen++;
 }
 
 /*
@@ -264,35 +149,6 @@ db_reset(db_thread *t)
 static const char *const sql_to_proto[][2] = {
 	{"time_window", "time_window_seconds"},
 };
-
-/* in, its SQL argument names replaced by the request's field names (bounded) */
-static void
-proto_field_names(const char *in, char *out, size_t len)
-{
-	size_t		n = 0;
-
-	while (*in && n + 1 < len)
-	{
-		size_t		w = 0;
-		const char *rep = NULL;
-		int			m;
-
-		while (isalnum((unsigned char) in[w]) || in[w] == '_')
-			w++;
-		if (w == 0)
-		{
-			out[n++] = *in++;
-			continue;
-		}
-		for (size_t i = 0; i < sizeof(sql_to_proto) / sizeof(sql_to_proto[0]); i++)
-			if (strlen(sql_to_proto[i][0]) == w && strncmp(in, sql_to_proto[i][0], w) == 0)
-				rep = sql_to_proto[i][1];
-		m = snprintf(out + n, len - n, "%.*s", rep ? (int) strlen(rep) : (int) w, rep ? rep : in);
-		n = n + (size_t) m < len ? n + (size_t) m : len - 1;
-		in += w;
-	}
-	out[n] = '\0';
-}
 
 /* answer c with the error of res (or of the connection); the cursor is gone */
 static void
@@ -340,7 +196,7 @@ db_fail(call *c, db_thread *t, PGresult *res)
 		snprintf(sent, sizeof(sent), " (after %lld rows were sent)", (long long) c->fetched);
 	snprintf(sqlmsg, sizeof(sqlmsg), "%s%s%s%s", pm ? pm : "the database query failed", dt ? ": " : "",
 			 dt ? dt : "", sent);
-	proto_field_names(sqlmsg, msg, sizeof(msg));
+	proto_field_names(sqlmsg, msg, sizeof(msg), sql_to_proto, sizeof(sql_to_proto) / sizeof(sql_to_proto[0]));
 	call_fail(c, code, "%s", msg);
 	PQclear(res);
 }
@@ -406,70 +262,13 @@ db_take_chunk(call *c, db_thread *t, PGresult *rows)
 }
 
 /*
- * statement_timeout for c's query: the time left before its deadline, at
- * most --statement-timeout-ms (set with SET LOCAL inside the query's
- * pipeline, so it costs no round trip and ends with the transaction).
- * c->deadline_timeout tells db_fail() whose limit a 57014 was.
- */
-static void
-db_timeout_param(call *c, char *buf, size_t len)
-{
-	int64_t		left = c->deadline_ms == INT64_MAX ? INT64_MAX : c->deadline_ms - now_ms();
-	int			tmo;
-
-	c->deadline_timeout = left < cfg.statement_timeout_ms;
-	tmo = !c->deadline_timeout ? cfg.statement_timeout_ms : left < 1 ? 1 : (int) left;
-	snprintf(buf, len, "%d", tmo);
-}
-/*
- * Read the results of the pipeline db_query() sent: the result set of its
- * query number rows_of (counting from 0) into *rows, the first error into
- * *err; everything up to the pipeline's sync is consumed.  False when the
- * connection broke.
- */
-static bool
-db_pipeline_results(db_thread *t, int rows_of, PGresult **rows, PGresult **err)
-{
-	PGresult   *res;
-	int			query = 0;
-
-	for (;;)
-	{
-		ExecStatusType st;
-
-		res = PQgetResult(t->conn);
-		if (res == NULL)
-		{
-			/* the end of one query's results; a dead connection also ends here */
-			if (PQstatus(t->conn) != CONNECTION_OK)
-				return false;
-			query++;
-			continue;
-		}
-		st = PQresultStatus(res);
-		if (st == PGRES_PIPELINE_SYNC)
-		{
-			PQclear(res);
-			return true;
-		}
-		if (st == PGRES_TUPLES_OK && query == rows_of && *rows == NULL)
-			*rows = res;
-		else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK &&
-				 st != PGRES_PIPELINE_ABORTED && *err == NULL)
-			*err = res;
-		else
-			PQclear(res);
-	}
-}
-
-/*
  * The first chunk: BEGIN, DECLARE (the values as parameters), FETCH and
  * COMMIT sent as one libpq pipeline, so they take one round trip (see the
  * header).  The window and date rules are the SQL API's:
  * udaconnect.api_find_connections(), its window through api_window().
  */
 static void
-db_query(call *c, db_thread *t)
+find_query_job(call *c, db_thread *t)
 {
 	Udaconnect__V1__FindConnectionsRequest *q = c->freq;
 	char		declare[512];
@@ -567,7 +366,7 @@ db_query(call *c, db_thread *t)
 
 /* the next chunk from c's cursor */
 static void
-db_fetch(call *c, db_thread *t)
+find_fetch_job(call *c, db_thread *t)
 {
 	char		sql[64];
 	PGresult   *res;
@@ -600,70 +399,12 @@ db_fetch(call *c, db_thread *t)
 	db_take_chunk(c, t, res);
 }
 
-static void *
-db_main(void *arg)
+/* the client went away: close the cursor and release the flow */
+static void
+find_close_job(call *c, db_thread *t)
 {
-	db_thread  *t = arg;
-	char		name[16];
-
-	snprintf(name, sizeof(name), "grpcd-db%d", t->id);
-	pthread_setname_np(pthread_self(), name);
-
-	for (;;)
-	{
-		call	   *c;
-
-		pthread_mutex_lock(&dbq_mu);
-		while (t->own.head == NULL && dbq.head == NULL && !dbq_stop)
-			pthread_cond_wait(&dbq_cv, &dbq_mu);
-		/* its own cursors first: each holds memory until it is read */
-		if ((c = call_queue_pop(&t->own)) == NULL && (c = call_queue_pop(&dbq)) == NULL)
-		{
-			pthread_mutex_unlock(&dbq_mu);
-			break;
-		}
-		pthread_mutex_unlock(&dbq_mu);
-		switch (c->job)
-		{
-			case JOB_QUERY:
-				db_query(c, t);
-				break;
-			case JOB_FETCH:
-				db_fetch(c, t);
-				break;
-			case JOB_CLOSE:
-				db_close_cursor(c, t);
-				call_unref(c);	/* the flow's reference */
-				break;
-		}
-	}
-	if (t->conn)
-		PQfinish(t->conn);
-	return NULL;
-}
-
-void
-find_threads_start(void)
-{
-	dbt = calloc(cfg.db_threads, sizeof(db_thread));
-	for (int i = 0; i < cfg.db_threads; i++)
-	{
-		dbt[i].id = i;
-		pthread_create(&dbt[i].thread, NULL, db_main, &dbt[i]);
-	}
-}
-
-/* after every call ended: no job is left */
-void
-find_threads_stop(void)
-{
-	pthread_mutex_lock(&dbq_mu);
-	dbq_stop = true;
-	pthread_cond_broadcast(&dbq_cv);
-	pthread_mutex_unlock(&dbq_mu);
-	for (int i = 0; i < cfg.db_threads; i++)
-		pthread_join(dbt[i].thread, NULL);
-	free(dbt);
+	db_close_cursor(c, t);
+	call_unref(c);
 }
 
 /* c->release: the call is being freed */
@@ -744,9 +485,5 @@ handle_find(call *c, grpc_byte_buffer *payload)
 		return;
 	}
 	c->counted = true;
-	c->job = JOB_QUERY;
-	pthread_mutex_lock(&dbq_mu);
-	call_queue_push(&dbq, c);
-	pthread_cond_signal(&dbq_cv);
-	pthread_mutex_unlock(&dbq_mu);
+	db_submit(c, find_query_job);
 }

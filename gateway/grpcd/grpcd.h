@@ -22,12 +22,14 @@
 #include <time.h>
 
 #include <grpc/grpc.h>
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
 #include "auth.h"
 #include "cli.h"
 #include "google/protobuf/timestamp.pb-c.h"
+#include "google/protobuf/wrappers.pb-c.h"
 #include "location_rule.h"
 #include "log.h"
 #include "udaconnect/v1/location.pb-c.h"
@@ -75,6 +77,8 @@ typedef struct grpcd_config
 	int			stream_idle_s;	/* end a stream nobody writes to */
 	int			max_listed;		/* rejections listed per stream */
 	int			max_find;		/* FindConnections calls at once */
+	int			max_watchers;	/* WatchEncounters calls at once */
+	int			watch_queue;	/* events waiting per watcher */
 	bool		auth;			/* UDACONNECT_AUTH: callers need a token */
 	const char *jwt_key_file;
 	const char *tls_cert;		/* PEM certificate (chain); with tls_key: TLS */
@@ -121,6 +125,8 @@ enum method_kind
 	M_LEGACY,
 	M_HEALTH,
 	M_FIND,
+	M_LIST,
+	M_WATCH,
 	M_COUNT,
 	M_UNKNOWN = M_COUNT
 };
@@ -139,6 +145,9 @@ typedef struct tag
 {
 	void		(*done) (struct tag *t, bool ok);
 } tag;
+
+struct db_thread;					/* db.c's section below */
+struct watcher;					/* watch.c's section below */
 
 typedef struct call
 {
@@ -177,6 +186,9 @@ typedef struct call
 	grpc_slice	details;
 	bool		has_details;
 	bool		sent_initial;
+	bool		close_started;	/* RECV_CLOSE_ON_SERVER is in a batch of its
+								 * own (watch.c): the final batch must not
+								 * start it again */
 	int			cancelled;
 
 	/* deadline sweeper list (kafka.c, under its sweep_mu) */
@@ -204,6 +216,13 @@ typedef struct call
 	Google__Protobuf__Timestamp held_ts;
 	int64_t		held_since_ms;
 
+	/* the request of ListEncounters, WatchEncounters (its file frees it) */
+	ProtobufCMessage *req;
+	struct watcher *watcher;	/* WatchEncounters (watch.c) */
+
+	/* a job on a db thread (db.c): what it runs */
+	void		(*db_job) (struct call *c, struct db_thread *t);
+
 	/* FindConnections (find.c) */
 	Udaconnect__V1__FindConnectionsRequest *freq;
 	PGresult   *res;			/* the current chunk of rows */
@@ -212,7 +231,6 @@ typedef struct call
 	int64_t		fetched;		/* rows fetched so far (--max-rows) */
 	bool		exhausted;		/* no cursor left open */
 	bool		truncated;
-	int			job;
 	int			owner;			/* db thread holding the cursor */
 	unsigned	conn_gen;
 	unsigned	cursor_no;
@@ -220,8 +238,8 @@ typedef struct call
 									 * call's deadline, not the server's own */
 
 	struct call *qnext;			/* in a call_queue: a stream waiting for room
-								 * in the producer queue, or a FindConnections
-								 * job waiting for a db thread */
+								 * in the producer queue, or a job waiting for
+								 * a db thread */
 } call;
 
 extern atomic_int stopping;		/* SIGTERM received: no new calls */
@@ -288,10 +306,155 @@ void		handle_legacy(call *c, grpc_byte_buffer *payload);
 void		handle_stream(call *c, grpc_byte_buffer *payload);
 void		streams_poll(void);
 
+/* ---- db.c: the db threads of FindConnections and ListEncounters -------- */
+typedef struct db_thread
+{
+	int			id;
+	pthread_t	thread;
+	call_queue	own;			/* its own jobs (its cursors), under db.c's lock */
+	/* the thread's alone: */
+	PGconn	   *conn;
+	unsigned	gen;			/* bumped when the connection is replaced */
+	unsigned	next_cursor;
+	int			backoff_ms;		/* 0: the last connect succeeded */
+	int64_t		retry_at_ms;	/* monotonic: no connect before this */
+} db_thread;
+
+typedef void (*db_job_fn) (call *c, db_thread *t);
+
+#define DB_CONN_NKEYS 5
+
+void		db_threads_start(void);
+void		db_threads_stop(void);
+void		db_submit(call *c, db_job_fn fn);
+void		db_submit_to(call *c, int owner, db_job_fn fn);
+bool		db_connect(db_thread *t, call *c);
+void		db_reset(db_thread *t);
+const char *const *db_conn_keys(void);
+void		db_conn_values(const char **vals);
+int			db_backoff_next(int backoff_ms);
+grpc_status_code sqlstate_to_status(const char *st);
+void		proto_field_names(const char *in, char *out, size_t len, const char *const (*names)[2], size_t n);
+void		db_timeout_param(call *c, char *buf, size_t len);
+bool		db_pipeline_results(db_thread *t, int rows_of, PGresult **rows, PGresult **err);
+
 /* ---- find.c: FindConnections -------------------------------------------- */
 void		handle_find(call *c, grpc_byte_buffer *payload);
-void		find_threads_start(void);
-void		find_threads_stop(void);
+
+/* ---- encounter_json.c: an encounter of the SQL API as a message ------- */
+typedef struct encounter_msg
+{
+	Udaconnect__V1__Encounter e;
+	Udaconnect__V1__Person person;
+	Udaconnect__V1__Place place;
+	Google__Protobuf__Int32Value floor;
+	Google__Protobuf__Timestamp started;
+	Google__Protobuf__Timestamp ended;
+} encounter_msg;
+
+json_t	   *json_parse(const char *text, char *err, size_t len);
+bool		encounter_from_json(json_t *o, encounter_msg *m, char *err, size_t len);
+
+/* ---- encounters.c: ListEncounters --------------------------------------- */
+void		handle_list(call *c, grpc_byte_buffer *payload);
+
+/* ---- listen.c: the watch connection (LISTEN, WatchEncounters' queries) - */
+typedef struct listen_hooks
+{
+	void		(*result) (void *ctx, PGresult *res);	/* NULL res: connection lost */
+	void		(*notified) (void);
+	void		(*connected) (void);	/* listening: catch every watcher up */
+	void		(*pump) (void); /* after every wake-up: commands, new queries */
+} listen_hooks;
+
+void		listen_start(const listen_hooks *h);
+void		listen_stop(void);
+void		listen_wake(void);
+bool		listen_can_send(void);
+void		listen_send(void *ctx, const char *sql, int n, const char *const *params);
+
+/* ---- watch.c: WatchEncounters calls, their queues and sends ------------- */
+enum watcher_state
+{
+	W_NEW,						/* not yet seen by the watch thread */
+	W_START,					/* its check and "now" query */
+	W_CHECK,					/* its check (a resume point was given) */
+	W_CATCHUP,					/* fetching from its resume point */
+	W_LIVE,						/* fed by its person's live fetches */
+	W_GONE						/* ended or over */
+};
+
+/* a query the watch thread runs for a watcher or a person (watch_feed.c) */
+typedef struct watch_job
+{
+	int			kind;
+	void	   *obj;
+	struct watch_job *next;		/* in the ready list */
+	bool		queued;
+	bool		busy;			/* in flight */
+	int			lim;			/* the rows it asked for */
+} watch_job;
+
+#define WCMD_NEW 1
+#define WCMD_ROOM 2
+#define WCMD_GONE 4
+
+typedef struct watcher
+{
+	call	   *c;
+	int32_t		person;
+	tag			send_t;
+	tag			close_t;
+	pthread_mutex_t mu;
+	/* under mu: */
+	grpc_byte_buffer **q;		/* ring of events to send, at most --watch-queue */
+	int			qhead,
+				qlen,
+				qcap;
+	grpc_byte_buffer *sending_buf;
+	bool		sending;
+	bool		ended;			/* the final status is decided */
+	bool		status_sent;
+	bool		closed;			/* the call is over */
+	bool		want_room;
+	bool		md_pending;		/* the initial metadata goes first */
+	grpc_status_code end_code;
+	char		end_msg[384];
+	grpc_op		ops[2];
+	grpc_metadata md[2];
+	char		md_v[24],
+				md_i[24];
+	/* under watch.c's command lock: */
+	unsigned	cmd_bits;
+	bool		in_cmd;
+	struct watcher *cmd_next;
+	/* the watch thread's alone (watch_feed.c): */
+	int			state;
+	int64_t		cur_v,			/* the last event queued (or the start) */
+				cur_id;
+	bool		pinned;
+	bool		released;		/* the watch thread's reference is gone */
+	struct watch_group *g;
+	struct watcher *gprev,
+			   *gnext;
+	watch_job	job;
+} watcher;
+
+void		handle_watch(call *c, grpc_byte_buffer *payload);
+void		watch_drain(void);
+bool		watch_draining(void);
+int			watchers_open(void);
+int			watch_chunk(void);
+void		watcher_post(watcher *w, unsigned bits);
+watcher    *watcher_cmd_take(unsigned *bits);
+void		watcher_end(watcher *w, grpc_status_code code, const char *fmt,...) __attribute__((format(printf, 3, 4)));
+bool		watcher_push(watcher *w, grpc_slice msg);
+bool		watcher_has_room(watcher *w, int chunk);
+void		watcher_established(watcher *w, int64_t version, int64_t id);
+
+/* ---- watch_feed.c: the watch thread: groups, queries, fan-out ----------- */
+void		watch_start(void);
+void		watch_stop(void);
 
 /* ---- health.c: grpc.health.v1.Health/Check ------------------------------ */
 void		handle_health(call *c, grpc_byte_buffer *payload);

@@ -4,8 +4,8 @@
  *
  * gRPC core C API (no C++) + protobuf-c; produces validated locations to
  * Kafka with librdkafka (idempotent producer, acks=all) and answers only
- * after the broker's delivery report; serves FindConnections from
- * PostgreSQL.  See docs/grpc.md, and docs/design.md ("Map of the code:
+ * after the broker's delivery report; serves FindConnections, ListEncounters
+ * and WatchEncounters from PostgreSQL.  See docs/grpc.md, and docs/design.md ("Map of the code:
  * udaconnect-grpcd") for which file holds what.
  *
  * Threads
@@ -16,7 +16,11 @@
  *   kafka-s     rd_kafka_poll() of the client streams' producer; also
  *               resumes streams held by a full queue and ends idle ones
  *               (stream.c)
- *   db N        libpq, one connection each, for FindConnections (find.c)
+ *   db N        libpq, one connection each, for FindConnections and
+ *               ListEncounters (db.c)
+ *   watch       one libpq connection in non-blocking pipeline mode: LISTEN
+ *               udaconnect_encounter and WatchEncounters' queries (listen.c,
+ *               watch_feed.c); waits in poll() only
  *
  * What this file must not do: handle calls.  It starts the parts in an
  * order where nothing receives work before what it hands work to is
@@ -69,6 +73,8 @@ shutdown_all(int sig)
 {
 	logmsg(LOG_INFO, "%s received: draining %ld call(s), %.0f s grace", strsignal(sig),
 		   calls_live(), cfg.grace);
+	if (cfg.dburl)
+		watch_drain();			/* watchers would otherwise hold the grace period */
 	server_drain();
 	/* calls still waiting for delivery reports or the database */
 	if (!calls_wait_ended(now_ms() + cfg.kafka_timeout_ms + 1000))
@@ -78,7 +84,10 @@ shutdown_all(int sig)
 	}
 	logmsg(LOG_DEBUG, "shutdown: all calls finished");
 	if (cfg.dburl)
-		find_threads_stop();
+	{
+		watch_stop();
+		db_threads_stop();
+	}
 	server_stop();
 	logmsg(LOG_DEBUG, "shutdown: gRPC server destroyed");
 	kafka_stop();
@@ -118,7 +127,10 @@ main(int argc, char **argv)
 		return 1;
 	kafka_poll_start(streams_poll);
 	if (cfg.dburl)
-		find_threads_start();
+	{
+		db_threads_start();
+		watch_start();
+	}
 	server_workers_start();
 
 	if (!tls_enabled())

@@ -5,15 +5,15 @@
  * What this file holds: one completion queue per worker thread (--threads);
  * every call is bound to the queue it arrived on, so one call's events
  * never run concurrently.  Each queue keeps requests outstanding for every
- * method (32 per ingest method, 2 for health, FindConnections and
- * unregistered methods); a request that completes is re-armed before its
+ * method (32 per ingest method, 2 for health, the ConnectionService methods
+ * and unregistered methods); a request that completes is re-armed before its
  * call is handled, and the call goes to its method's handler.  Also the
  * orderly end: no new calls, the grace period, cancelling what is left, and
  * tearing the queues and threads down.
  *
  * What it must not do: handle a method itself (location.c, stream.c, find.c,
- * health.c do), or let a worker thread wait: not for the broker, not for the
- * database.
+ * encounters.c, watch.c, health.c do), or let a worker thread wait: not for
+ * the broker, not for the database.
  */
 #define _GNU_SOURCE
 #include <limits.h>
@@ -105,6 +105,8 @@ static void (*const handlers[M_COUNT]) (call *c, grpc_byte_buffer *payload) = {
 	[M_LEGACY] = handle_legacy,
 	[M_HEALTH] = handle_health,
 	[M_FIND] = handle_find,
+	[M_LIST] = handle_list,
+	[M_WATCH] = handle_watch,
 };
 
 static void
@@ -176,7 +178,8 @@ worker_main(void *arg)
 	pthread_setname_np(pthread_self(), name);
 	for (int k = 0; k <= M_UNKNOWN; k++)
 	{
-		int			n = (k == M_UNKNOWN || k == M_HEALTH || k == M_FIND) ? 2 : cfg.requests;
+		int			n = (k == M_UNKNOWN || k == M_HEALTH || k == M_FIND || k == M_LIST ||
+						 k == M_WATCH) ? 2 : cfg.requests;
 
 		for (int i = 0; i < n; i++)
 		{

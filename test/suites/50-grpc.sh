@@ -16,4 +16,8 @@ $PY -m grpc_tools.protoc -I"$TOP/proto/grpc/health/v1" --python_out="$GEN/gen_he
 # the original UdaConnect proto (no package)
 $PY -m grpc_tools.protoc -I"$TOP/proto/original" -I/usr/include --python_out="$GEN/gen_orig" \
   --grpc_python_out="$GEN/gen_orig" location.proto
-exec $PY "$TOP/test/grpc/test_grpc.py"
+rc=0
+$PY "$TOP/test/grpc/test_grpc.py" || rc=1
+# ListEncounters and WatchEncounters
+$PY "$TOP/test/grpc/test_encounters.py" || rc=1
+exit $rc

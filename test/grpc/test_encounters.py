@@ -1,0 +1,466 @@
+#!/usr/bin/python3
+"""Tests of ConnectionService/ListEncounters and WatchEncounters
+(udaconnect-grpcd) with python3-grpcio clients generated from proto/ by
+test/suites/50-grpc.sh.  Output: TAP lines.
+
+Encounters are made through SQL (udaconnect.record_location as the stack's
+superuser): two persons' points within udaconnect.encounter_distance (5 m)
+and encounter_window (60 s) are a match.  Every test makes persons of its
+own, so it reads only what it made.  Nothing here waits on a clock: a watch
+is known to be set up when its initial metadata arrived, and a daemon's
+state is read from its log.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+SUITE_DIR = os.environ["SUITE_DIR"]
+TOP = os.environ["TOP"]
+sys.path[:0] = [os.path.join(SUITE_DIR, "gen")]
+
+import grpc  # noqa: E402
+import jwt  # noqa: E402
+from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
+from udaconnect.v1 import location_service_pb2 as svc  # noqa: E402
+from udaconnect.v1 import location_service_pb2_grpc as svc_grpc  # noqa: E402
+
+ADDR = os.environ["UDACONNECT_GRPC_ADDR"]
+BROKERS = os.environ["UDACONNECT_KAFKA_BROKERS"]
+DBURL = os.environ["UDACONNECT_DATABASE_URL"]
+KEY_FILE = os.environ["UDACONNECT_JWT_KEY_FILE"]
+GRPCD = os.path.join(TOP, "gateway/grpcd/udaconnect-grpcd")
+E = svc.EncounterEvent
+
+n_tests = n_failed = 0
+
+
+def tap(ok, desc, diag=None):
+    global n_tests, n_failed
+    n_tests += 1
+    n_failed += 0 if ok else 1
+    print(("ok" if ok else "not ok"), n_tests, "-", desc, flush=True)
+    if diag is not None and not ok:
+        for line in str(diag).splitlines():
+            print("#", line, flush=True)
+
+
+def test(desc):
+    def run(fn):
+        try:
+            r = fn()
+            tap(r[0], desc, r[1]) if isinstance(r, tuple) else tap(bool(r) or r is None, desc)
+        except Exception:
+            tap(False, desc, traceback.format_exc())
+        return fn
+    return run
+
+
+def psql(sql):
+    return subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-F", "\t", "-c", sql],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def token(role, sub):
+    with open(KEY_FILE) as f:
+        key = f.readline().rstrip(" \t\r\n")
+    now = int(time.time())
+    return jwt.encode({"sub": sub, "role": role, "iat": now, "exp": now + 7200}, key, algorithm="HS256")
+
+
+ORG = [("authorization", "Bearer " + token("organizer", "encounter-tests"))]
+
+
+def att(pid):
+    return [("authorization", "Bearer " + token("attendee", str(pid)))]
+
+
+def rpc_error(fn):
+    try:
+        r = fn()
+    except grpc.RpcError as e:
+        return e.code(), e.details()
+    raise AssertionError("expected an error, got %r" % (r,))
+
+
+persons_made = iter(range(1, 100000))
+
+
+def person():
+    k = next(persons_made)
+    return int(psql("SELECT id FROM udaconnect.create_person('Enc%d', 'Tester', 'Co %d')" % (k, k)).split()[0])
+
+
+# each meeting at its own place: far from the seed data and from each other
+spots = iter(range(1, 100000))
+
+
+def meet(a, b, t, lat=None, lon=None):
+    """a and b 1 m apart at time t (epoch seconds): one match."""
+    if lat is None:
+        k = next(spots)
+        lat, lon = 12.0 + k * 0.001, 34.0
+    psql("SELECT udaconnect.record_location(%d, %r, %r, to_timestamp(%d)),"
+         "       udaconnect.record_location(%d, %r, %r, to_timestamp(%d))"
+         % (a, lat, lon, t, b, lat + 0.000009, lon, t))
+
+
+def sql_encounters(pid):
+    return [tuple(int(x) for x in line.split("\t")) for line in psql(
+        "SELECT id, version FROM udaconnect.encounter WHERE %d IN (person_a, person_b) ORDER BY started_at, id"
+        % pid).splitlines()]
+
+
+def sql_changes(pid, v, i):
+    return [(int(a), int(b), k) for a, b, k in (line.split("\t") for line in psql(
+        "SELECT version, id, kind FROM udaconnect.api_encounter_changes('organizer', NULL, %d, %d, %d, 10000)"
+        % (pid, v, i)).splitlines())]
+
+
+ch = grpc.insecure_channel(ADDR)
+grpc.channel_ready_future(ch).result(timeout=30)
+conns = svc_grpc.ConnectionServiceStub(ch)
+P = person()
+# days of this run's own, even in a database an earlier run filled (2021-03-01 on)
+T0 = 1614556800 + (P % 10000) * 10 * 86400
+
+
+def list_all(pid, md=ORG, **kw):
+    """Every page; returns (encounters, pages)."""
+    out, pages, tok = [], 0, ""
+    while True:
+        r = conns.ListEncounters(svc.ListEncountersRequest(person_id=pid, page_token=tok, **kw),
+                                 metadata=md, timeout=30)
+        pages += 1
+        out += list(r.encounters)
+        tok = r.next_page_token
+        if not tok or pages > 1000:
+            return out, pages
+
+
+# ---------------------------------------------------------------- ListEncounters
+OTHERS = [person() for _ in range(23)]
+for n, o in enumerate(OTHERS):
+    meet(P, o, T0 + n * 600)
+# one more inside a place (Booth 1 of the sample data, on floor 0)
+BOOTH = [float(x) for x in psql("SELECT ST_Y(ST_Centroid(area)), ST_X(ST_Centroid(area)), floor"
+                                " FROM udaconnect.place WHERE name = 'Booth 1'").split()]
+IN_PLACE = person()
+meet(P, IN_PLACE, T0 + 30 * 600, BOOTH[0], BOOTH[1])
+
+
+@test("ListEncounters: 24 encounters in pages of 7 (7, 7, 7, 3), each exactly once, in the SQL order")
+def _():
+    got, pages = list_all(P, page_size=7)
+    want = sql_encounters(P)
+    return [(e.id, e.version) for e in got] == want and pages == 4 and len(want) == 24, (pages, got[:1], want)
+
+
+@test("ListEncounters: the default page (0) is 100: all 24 in one page without a token")
+def _():
+    r = conns.ListEncounters(svc.ListEncountersRequest(person_id=P), metadata=ORG, timeout=30)
+    return len(r.encounters) == 24 and r.next_page_token == "", (len(r.encounters), r.next_page_token)
+
+
+@test("ListEncounters: the fields are the SQL row's (other person, times, duration, matches, distance, place, floor)")
+def _():
+    got = {e.person.id: e for e in list_all(P)[0]}
+    e = got[IN_PLACE]
+    row = psql("SELECT e.id, extract(epoch FROM e.started_at)::int8, e.matches, e.min_distance_m, pl.id, pl.name,"
+               "       pl.kind, e.latitude, e.longitude, p.first_name, p.company_name"
+               "  FROM udaconnect.encounter e JOIN udaconnect.place pl ON pl.id = e.place_id"
+               "  JOIN udaconnect.person p ON p.id = %d WHERE e.id = %d" % (IN_PLACE, e.id)).strip().split("\t")
+    other = got[OTHERS[0]]
+    ok = (str(e.id) == row[0] and e.started_at.seconds == int(row[1]) and e.matches == int(row[2])
+          and abs(e.min_distance_m - float(row[3])) < 0.001 and e.place.id == int(row[4])
+          and e.place.name == row[5] and e.place.kind == row[6] and e.place.HasField("floor")
+          and e.place.floor.value == int(BOOTH[2]) and abs(e.latitude - float(row[7])) < 1e-9
+          and abs(e.longitude - float(row[8])) < 1e-9 and e.person.first_name == row[9]
+          and e.person.company_name == row[10] and e.duration_seconds == 0.0
+          and not other.HasField("place") and other.started_at.seconds == T0)
+    return ok, (e, row, other)
+
+
+@test("ListEncounters: from_time/to_time keep the encounters overlapping [from, to)")
+def _():
+    got, _ = list_all(P, page_size=5, from_time=Timestamp(seconds=T0 + 600), to_time=Timestamp(seconds=T0 + 3 * 600))
+    return sorted(e.person.id for e in got) == sorted(OTHERS[1:3]), [e.person.id for e in got]
+
+
+@test("ListEncounters: an attendee lists their own encounters")
+def _():
+    got, _ = list_all(P, md=att(P), page_size=10)
+    return len(got) == 24, len(got)
+
+
+@test("ListEncounters: an attendee listing someone else's -> PERMISSION_DENIED")
+def _():
+    code, det = rpc_error(lambda: conns.ListEncounters(svc.ListEncountersRequest(person_id=P),
+                                                       metadata=att(OTHERS[0]), timeout=30))
+    return code == grpc.StatusCode.PERMISSION_DENIED and str(P) in det, (code, det)
+
+
+@test("ListEncounters: a page token it did not give -> INVALID_ARGUMENT naming page_token")
+def _():
+    code, det = rpc_error(lambda: conns.ListEncounters(svc.ListEncountersRequest(person_id=P, page_token="12.x"),
+                                                       metadata=ORG, timeout=30))
+    return code == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in det, (code, det)
+
+
+@test("ListEncounters: page_size 1001, -1 and from_time after to_time -> INVALID_ARGUMENT naming the field")
+def _():
+    res = [rpc_error(lambda q=q: conns.ListEncounters(q, metadata=ORG, timeout=30)) for q in (
+        svc.ListEncountersRequest(person_id=P, page_size=1001),
+        svc.ListEncountersRequest(person_id=P, page_size=-1),
+        svc.ListEncountersRequest(person_id=P, from_time=Timestamp(seconds=T0 + 1), to_time=Timestamp(seconds=T0)))]
+    ok = all(c == grpc.StatusCode.INVALID_ARGUMENT for c, _ in res) and "page_size" in res[0][1] \
+        and "page_size" in res[1][1] and "from_time" in res[2][1]
+    return ok, res
+
+
+@test("ListEncounters: an unknown person (organizer) -> NOT_FOUND; no token -> UNAUTHENTICATED")
+def _():
+    a = rpc_error(lambda: conns.ListEncounters(svc.ListEncountersRequest(person_id=999999), metadata=ORG, timeout=30))
+    b = rpc_error(lambda: conns.ListEncounters(svc.ListEncountersRequest(person_id=P), timeout=30))
+    return a[0] == grpc.StatusCode.NOT_FOUND and b[0] == grpc.StatusCode.UNAUTHENTICATED, (a, b)
+
+
+# ---------------------------------------------------------------- WatchEncounters
+def watch(pid, md=ORG, after=None, stub=None, timeout=120):
+    """A watch call, returned once set up (its initial metadata arrived)."""
+    req = svc.WatchEncountersRequest(person_id=pid)
+    if after is not None:
+        req.after.version, req.after.id = after
+    w = (stub or conns).WatchEncounters(req, metadata=md, timeout=timeout)
+    w.md = dict(w.initial_metadata())
+    if "udaconnect-after-version" not in w.md:
+        list(w)                 # ended before it was set up: raises its status
+    return w
+
+
+def take(w, n):
+    """The next n events of w."""
+    out = []
+    for ev in w:
+        out.append(ev)
+        if len(out) == n:
+            break
+    return out
+
+
+W = person()
+WO = [person() for _ in range(6)]
+meet(W, WO[0], T0 + 86400)
+last = []
+
+
+@test("WatchEncounters: set up (initial metadata with its start position); an event after matching points are inserted")
+def _():
+    w = watch(W)
+    start = (int(w.md["udaconnect-after-version"]), int(w.md["udaconnect-after-id"]))
+    meet(W, WO[1], T0 + 86400 + 3600)
+    ev = take(w, 1)[0]
+    row = psql("SELECT id, version FROM udaconnect.encounter WHERE person_a = least(%d, %d) AND person_b = greatest(%d, %d)"
+               % (W, WO[1], W, WO[1])).split()
+    w.cancel()
+    last.append((ev.version, ev.id))
+    ok = (ev.kind == E.ENCOUNTER and ev.encounter.person.id == WO[1] and [str(ev.id), str(ev.version)] == row
+          and ev.encounter.id == ev.id and start == sql_changes(W, 0, 0)[0][:2])
+    return ok, (ev, row, start)
+
+
+@test("WatchEncounters: resuming after the last (version, id) gets exactly the missed events, then live ones")
+def _():
+    meet(W, WO[2], T0 + 86400 + 7200)
+    meet(W, WO[3], T0 + 86400 + 7200 + 600)
+    meet(W, WO[1], T0 + 86400 + 3600 + 30)       # extends the encounter already sent: a new version
+    missed = sql_changes(W, *last[0])
+    w = watch(W, after=last[0])
+    got = take(w, len(missed))
+    meet(W, WO[4], T0 + 86400 + 7200 + 1200)   # the next live event comes right after them
+    nxt = take(w, 1)[0]
+    w.cancel()
+    ok = ([(e.version, e.id) for e in got] == [(v, i) for v, i, _ in missed] and len(missed) == 3
+          and nxt.encounter.person.id == WO[4] and (nxt.version, nxt.id) > (got[-1].version, got[-1].id))
+    return ok, (missed, [(e.version, e.id) for e in got], nxt)
+
+
+@test("WatchEncounters: after {0, 0} replays every change of the person in (version, id) order")
+def _():
+    want = sql_changes(W, 0, 0)
+    w = watch(W, after=(0, 0))
+    got = take(w, len(want))
+    w.cancel()
+    return [(e.version, e.id) for e in got] == [(v, i) for v, i, _ in want], (want, got)
+
+
+@test("WatchEncounters: an encounter merged into another is REMOVED with merged_into")
+def _():
+    # W-WO[5] twice, 2 gap-lengths apart; a point between bridges them into one
+    meet(W, WO[5], T0 + 2 * 86400)
+    meet(W, WO[5], T0 + 2 * 86400 + 500)
+    w = watch(W)
+    meet(W, WO[5], T0 + 2 * 86400 + 250)
+    evs = take(w, 2)
+    w.cancel()
+    kinds = sorted((e.kind, e.merged_into) for e in evs)
+    kept = [e for e in evs if e.kind == E.ENCOUNTER]
+    ok = len(kept) == 1 and kinds[1][0] == E.REMOVED and kinds[1][1] == kept[0].id and kept[0].encounter.matches == 3
+    return ok, evs
+
+
+@test("WatchEncounters: an attendee watching someone else -> PERMISSION_DENIED (before any message)")
+def _():
+    code, det = rpc_error(lambda: list(conns.WatchEncounters(svc.WatchEncountersRequest(person_id=W),
+                                                             metadata=att(WO[0]), timeout=30)))
+    return code == grpc.StatusCode.PERMISSION_DENIED, (code, det)
+
+
+@test("WatchEncounters: an attendee watches themself; an unknown person -> NOT_FOUND; no token -> UNAUTHENTICATED")
+def _():
+    w = watch(WO[0], md=att(WO[0]))
+    w.cancel()
+    a = rpc_error(lambda: list(conns.WatchEncounters(svc.WatchEncountersRequest(person_id=999999), metadata=ORG, timeout=30)))
+    b = rpc_error(lambda: list(conns.WatchEncounters(svc.WatchEncountersRequest(person_id=W), timeout=30)))
+    c = rpc_error(lambda: list(conns.WatchEncounters(svc.WatchEncountersRequest(person_id=0), metadata=ORG, timeout=30)))
+    ok = (a[0] == grpc.StatusCode.NOT_FOUND and b[0] == grpc.StatusCode.UNAUTHENTICATED
+          and c[0] == grpc.StatusCode.INVALID_ARGUMENT and "udaconnect-after-version" in w.md)
+    return ok, (a, b, c, w.md)
+
+
+@test("WatchEncounters: 50 concurrent watchers all get the event")
+def _():
+    C = person()
+    ws = [watch(C) for _ in range(50)]
+    meet(C, WO[0], T0 + 3 * 86400)
+    res = [None] * 50
+
+    def read(k):
+        try:
+            res[k] = (lambda e: (e.version, e.id, e.encounter.person.id))(take(ws[k], 1)[0])
+        except Exception as e:
+            res[k] = e
+    ts = [threading.Thread(target=read, args=(k,)) for k in range(50)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    for w in ws:
+        w.cancel()
+    return len(set(res)) == 1 and res[0][2] == WO[0], set(map(str, res))
+
+
+# ---------------------------------------------------------------- private daemons
+class Daemon:
+    def __init__(self, name, *args):
+        self.log = os.path.join(SUITE_DIR, name + ".log")
+        env = dict(os.environ, UDACONNECT_KAFKA_BROKERS=BROKERS)
+        self.p = subprocess.Popen([GRPCD, "--bind", "127.0.0.1", "--port", "0", "--database-url", DBURL,
+                                   "--log-level", "debug"] + list(args),
+                                  env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+        self.addr = None
+        for _ in range(300):
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.text())
+            if m and "watch: listening for encounter changes" in self.text():
+                self.addr = "127.0.0.1:" + m.group(1)
+                break
+            time.sleep(0.1)
+        if self.addr is None:
+            raise RuntimeError("daemon did not start: " + self.text())
+        self.stub = svc_grpc.ConnectionServiceStub(grpc.insecure_channel(self.addr))
+
+    def text(self):
+        return open(self.log).read()
+
+    def wait_log(self, pattern, count=1):
+        """until pattern occurs count times in the log (bounded: 60 s)"""
+        for _ in range(600):
+            if len(re.findall(pattern, self.text())) >= count:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+        return self.p.wait(timeout=60)
+
+
+d = None
+try:
+    d = Daemon("watch-grpcd", "--max-watchers", "2")
+
+    @test("WatchEncounters: over --max-watchers -> RESOURCE_EXHAUSTED; cancelled watchers are freed and their slots reused")
+    def _():
+        a, b = watch(W, stub=d.stub), watch(W, stub=d.stub)
+        over = rpc_error(lambda: watch(W, stub=d.stub))
+        a.cancel()
+        b.cancel()
+        freed = d.wait_log(r"watcher of person %d is freed \(0 open\)" % W)
+        c, e = watch(W, stub=d.stub), watch(W, stub=d.stub)
+        c.cancel()
+        e.cancel()
+        ok = over[0] == grpc.StatusCode.RESOURCE_EXHAUSTED and "max-watchers" in over[1] and freed \
+            and "was cancelled" in d.text()
+        return ok, (over, freed, d.text()[-1500:])
+
+    @test("WatchEncounters: a client that does not read is ended RESOURCE_EXHAUSTED once --watch-queue events wait")
+    def _():
+        q = Daemon("watch-queue-grpcd", "--watch-queue", "32")
+        try:
+            # a small flow-control window, so that unread events stay in the daemon's queue
+            stub = svc_grpc.ConnectionServiceStub(grpc.insecure_channel(q.addr, options=[
+                ("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0)]))
+            S = person()
+            others = [int(x) for x in psql("SELECT (udaconnect.create_person('Slow' || g, 'Reader', 'Co'))"
+                                           ".id FROM generate_series(1, 45) g").split()]
+            w = watch(S, stub=stub)
+            psql("SELECT " + ", ".join(
+                "udaconnect.record_location(%d, 11.5, %r, to_timestamp(%d)),"
+                " udaconnect.record_location(%d, 11.500009, %r, to_timestamp(%d))"
+                % (S, 30 + k * 0.001, T0 + 5 * 86400, o, 30 + k * 0.001, T0 + 5 * 86400)
+                for k, o in enumerate(others)))
+            ended = False
+            for k in range(40):          # more events, until the daemon gives up on the reader
+                if re.search(r"watcher of person %d ends with status 8" % S, q.text()):
+                    ended = True
+                    break
+                meet(S, others[k], T0 + 6 * 86400 + k * 600)
+                time.sleep(0.2)
+            code, det = rpc_error(lambda: list(w))
+            return ended and code == grpc.StatusCode.RESOURCE_EXHAUSTED and "watch-queue" in det, (ended, code, det)
+        finally:
+            q.stop()
+
+    @test("WatchEncounters: the watch connection terminated -> reconnected, the watcher caught up exactly once")
+    def _():
+        R = person()
+        w = watch(R, stub=d.stub)
+        psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'udaconnect-grpcd-watch'")
+        meet(R, WO[0], T0 + 4 * 86400)                 # while it is down, or just after
+        ev = take(w, 1)[0]
+        back = d.wait_log("watch: listening for encounter changes", 2)
+        meet(R, WO[1], T0 + 4 * 86400 + 3600)          # and live again afterwards
+        ev2 = take(w, 1)[0]
+        w.cancel()
+        ok = (ev.encounter.person.id == WO[0] and ev2.encounter.person.id == WO[1] and back
+              and "watch: lost the database connection" in d.text())
+        return ok, (ev, ev2, d.text()[-1500:])
+
+    @test("WatchEncounters: SIGTERM ends open watchers at once with UNAVAILABLE; the daemon exits 0")
+    def _():
+        w = watch(W, stub=d.stub)
+        d.p.send_signal(signal.SIGTERM)
+        code, det = rpc_error(lambda: list(w))
+        rc = d.p.wait(timeout=60)
+        return code == grpc.StatusCode.UNAVAILABLE and "shutting down" in det and rc == 0, (code, det, rc)
+finally:
+    if d:
+        d.stop()
+
+print("1..%d" % n_tests)
+sys.exit(1 if n_failed else 0)
