@@ -362,7 +362,7 @@ void		handle_list(call *c, grpc_byte_buffer *payload);
 typedef struct listen_hooks
 {
 	void		(*result) (void *ctx, PGresult *res);	/* NULL res: connection lost */
-	void		(*notified) (void);
+	void		(*notified) (const char *persons);	/* "1,2,3": theirs changed */
 	void		(*connected) (void);	/* listening: catch every watcher up */
 	void		(*pump) (void); /* after every wake-up: commands, new queries */
 } listen_hooks;

@@ -1,7 +1,7 @@
 /*
  * listen.c — the watch connection of udaconnect-grpcd: one libpq
  * connection, in non-blocking pipeline mode, that LISTENs on
- * udaconnect_encounter and runs the queries of WatchEncounters, driven by
+ * udaconnect_encounter_person (the persons whose encounters changed) and runs the queries of WatchEncounters, driven by
  * one thread (grpcd-watch) that waits in poll() and nowhere else.
  *
  * What this file holds: connecting without blocking (PQconnectStartParams
@@ -176,7 +176,7 @@ connect_done(void)
 	if (PQsetnonblocking(conn, 1) != 0 || !PQenterPipelineMode(conn) ||
 		!send_query(NULL, "SET application_name = 'udaconnect-grpcd-watch'", 0, NULL) ||
 		!send_query(NULL, tmo, 0, NULL) ||
-		!send_query(NULL, "LISTEN udaconnect_encounter", 0, NULL))
+		!send_query(NULL, "LISTEN udaconnect_encounter_person", 0, NULL))
 	{
 		conn_lost(PQerrorMessage(conn));
 		return;
@@ -223,16 +223,17 @@ static void
 conn_read(void)
 {
 	PGnotify   *n;
-	bool		notified = false;
 
 	if (!PQconsumeInput(conn))
 	{
 		conn_lost(PQerrorMessage(conn));
 		return;
 	}
+	/* before a reconnect's catch-up (P_SETUP) every watcher is read anyway */
 	while ((n = PQnotifies(conn)) != NULL)
 	{
-		notified = true;
+		if (phase == P_UP)
+			hooks.notified(n->extra);
 		PQfreemem(n);
 	}
 	while (pipe_len > 0 && !PQisBusy(conn))
@@ -270,8 +271,6 @@ conn_read(void)
 	}
 	if (PQstatus(conn) == CONNECTION_BAD)
 		conn_lost(PQerrorMessage(conn));
-	else if (notified && phase == P_UP)
-		hooks.notified();
 }
 
 /* what to wait for: the wake fd, and the socket as the phase wants it */

@@ -11,7 +11,8 @@
  *   - catching up a watcher that resumes: api_encounter_changes from its
  *     position, one chunk at a time, each only once its queue has room for
  *     it, until a chunk comes back short: then it is live;
- *   - live watchers: on every notification (and after a reconnect) one
+ *   - live watchers: on a notification naming their person (and for every
+ *     person after a reconnect) one
  *     api_encounter_changes per watched person, from the lowest position of
  *     its live watchers, each event packed once and queued to every live
  *     watcher that has not had it.  A full chunk means more rows wait: the
@@ -26,6 +27,8 @@
  * watcher), or touch a watcher's queue except through watch.c.
  */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -489,17 +492,53 @@ feed_result(void *ctx, PGresult *res)
 	PQclear(res);
 }
 
+static void all_dirty(void);
+
+static void
+mark_dirty(group *g)
+{
+	g->dirty = true;
+	if (g->nlive > 0)
+		ready_push(&g->job);
+}
+
+/*
+ * A notification names the persons whose encounters changed: only their
+ * groups fetch.  A payload that does not parse wakes every group (never
+ * miss a change).
+ */
+static void
+persons_dirty(const char *list)
+{
+	const char *p = list;
+
+	while (*p)
+	{
+		char	   *end;
+		long		v;
+		group	   *g;
+
+		errno = 0;
+		v = strtol(p, &end, 10);
+		if (end == p || errno != 0 || v < INT32_MIN || v > INT32_MAX || (*end != ',' && *end != '\0'))
+		{
+			logmsg(LOG_ERROR, "watch: unexpected notification payload \"%.40s\"; reading every watched person", list);
+			all_dirty();
+			return;
+		}
+		if ((g = *group_slot((int32_t) v)) != NULL)
+			mark_dirty(g);
+		p = *end ? end + 1 : end;
+	}
+}
+
 /* every watched person may have changes */
 static void
 all_dirty(void)
 {
 	for (int b = 0; b < NBUCKETS; b++)
 		for (group *g = buckets[b]; g; g = g->hnext)
-		{
-			g->dirty = true;
-			if (g->nlive > 0)
-				ready_push(&g->job);
-		}
+			mark_dirty(g);
 }
 
 /* shutting down: every watcher ends, told where to resume */
@@ -590,7 +629,7 @@ watch_start(void)
 {
 	static const listen_hooks h = {
 		.result = feed_result,
-		.notified = all_dirty,
+		.notified = persons_dirty,
 		.connected = feed_connected,
 		.pump = feed_pump,
 	};

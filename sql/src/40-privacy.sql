@@ -175,6 +175,8 @@ CREATE FUNCTION forget_person(id integer, requested_by text DEFAULT NULL,
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
 AS $$
+DECLARE
+    others integer[];
 BEGIN
     IF id IS NULL THEN
         RAISE EXCEPTION 'id must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -209,8 +211,13 @@ BEGIN
          WHERE EXISTS (SELECT 1 FROM gone)
         RETURNING c.version
     )
-    INSERT INTO udaconnect.encounter_removed (version, id, person_id)
-    SELECT (SELECT version FROM clock), g.id, g.other FROM gone g;
+    , told AS (
+        INSERT INTO udaconnect.encounter_removed (version, id, person_id)
+        SELECT (SELECT version FROM clock), g.id, g.other FROM gone g
+        RETURNING person_id
+    )
+    SELECT array_agg(t.person_id) INTO others FROM told t;
+    PERFORM udaconnect.encounter_notify_persons(others);
     DELETE FROM udaconnect.encounter_removed r WHERE r.person_id = forget_person.id;
     DELETE FROM udaconnect.location l WHERE l.person_id = forget_person.id;
     GET DIAGNOSTICS locations = ROW_COUNT;

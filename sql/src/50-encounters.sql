@@ -98,6 +98,20 @@ CREATE FUNCTION encounter_window() RETURNS interval
 CREATE FUNCTION encounter_gap() RETURNS interval
     AS 'MODULE_PATHNAME', 'udc_encounter_gap' LANGUAGE C STABLE PARALLEL SAFE;
 
+-- NOTIFY udaconnect_encounter_person with the persons whose encounters
+-- changed (or went), comma-separated, 700 a notification: a live stream
+-- reads the changes of the persons named, not of every person it follows.
+CREATE FUNCTION encounter_notify_persons(persons integer[]) RETURNS integer
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT coalesce(sum(c.n), 0)::integer
+      FROM (SELECT count(*) AS n,
+                   pg_notify('udaconnect_encounter_person', string_agg(p::text, ',' ORDER BY p))
+              FROM (SELECT p, (dense_rank() OVER (ORDER BY p) - 1) / 700 AS chunk
+                      FROM (SELECT DISTINCT p FROM unnest(persons) p WHERE p IS NOT NULL) d) r
+             GROUP BY r.chunk) c
+$$;
+
 -- ---------------------------------------------------------------------------
 -- encounter_merge(matches...) -> number of encounters written
 --
@@ -217,7 +231,7 @@ upd AS (
            version = r.v
       FROM res r
      WHERE x.id = r.keep_id
-    RETURNING x.id
+    RETURNING x.id, x.person_a, x.person_b
 ),
 ins AS (
     INSERT INTO udaconnect.encounter (person_a, person_b, started_at, ended_at, matches,
@@ -225,18 +239,23 @@ ins AS (
                                       latitude, longitude, closest_a, closest_b, version)
     SELECT r.pa, r.pb, r.s, r.e, r.n, r.dist, r.top, r.ids, r.cnts, r.lat, r.lon, r.ra, r.rb, r.v
       FROM res r WHERE r.keep_id IS NULL
-    RETURNING id
+    RETURNING id, person_a, person_b
 ),
 changed AS (
-    SELECT id FROM upd UNION ALL SELECT id FROM ins
+    SELECT * FROM upd UNION ALL SELECT * FROM ins
 ),
 notified AS (
     -- at most 8000 bytes a payload: 400 ids of up to 19 digits
     SELECT pg_notify('udaconnect_encounter', string_agg(c.id::text, ',' ORDER BY c.id))
       FROM (SELECT id, (row_number() OVER (ORDER BY id) - 1) / 400 AS chunk FROM changed) c
      GROUP BY c.chunk
+),
+notified_persons AS (
+    SELECT udaconnect.encounter_notify_persons(array_agg(c.person_a) || array_agg(c.person_b))
+      FROM changed c
 )
-SELECT (SELECT count(*) FROM changed) + 0 * (SELECT count(*) FROM notified);
+SELECT (SELECT count(*) FROM changed) + 0 * (SELECT count(*) FROM notified)
+       + 0 * (SELECT count(*) FROM notified_persons);
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -305,10 +324,14 @@ BEGIN
            AND (persons IS NULL OR x.person_a = ANY (persons) OR x.person_b = ANY (persons))
         RETURNING x.id, x.person_a, x.person_b
     )
-    INSERT INTO udaconnect.encounter_removed (version, id, person_id)
-    SELECT v, g.id, p.person
-      FROM gone g, LATERAL (VALUES (g.person_a), (g.person_b)) AS p(person)
-     WHERE EXISTS (SELECT 1 FROM udaconnect.person q WHERE q.id = p.person);
+    , told AS (
+        INSERT INTO udaconnect.encounter_removed (version, id, person_id)
+        SELECT v, g.id, p.person
+          FROM gone g, LATERAL (VALUES (g.person_a), (g.person_b)) AS p(person)
+        RETURNING person_id
+    )
+    SELECT count(*) INTO v
+      FROM (SELECT udaconnect.encounter_notify_persons(array_agg(t.person_id)) FROM told t) z;
     -- [lo, hi] is closed; the range below is half-open
     RETURN udaconnect.encounter_add_range(lo, CASE WHEN hi = 'infinity' THEN hi ELSE hi + interval '1 microsecond' END,
                                          (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(persons) x));
@@ -383,7 +406,7 @@ AS $$
      ORDER BY x.started_at, x.id
 $$;
 
-REVOKE ALL ON FUNCTION encounter_lock(), encounter_merge(integer[], integer[], bigint[], bigint[],
+REVOKE ALL ON FUNCTION encounter_lock(), encounter_notify_persons(integer[]), encounter_merge(integer[], integer[], bigint[], bigint[],
     timestamptz[], timestamptz[], float8[], float8[], float8[]),
     encounter_add_range(timestamptz, timestamptz, integer[]),
     encounters_rebuild(timestamptz, timestamptz, integer[]),

@@ -133,7 +133,9 @@ $$;
 -- (body the encounter as JSON) or 'removed' (body {id, merged_into}).
 -- Versions are given in commit order (50-encounters.sql), so a client that
 -- resumes after the last (version, id) it received misses nothing and gets
--- nothing twice.  (0, 0) starts from the beginning.
+-- nothing twice.  (0, 0) starts from the beginning.  A stream wakes on
+-- NOTIFY udaconnect_encounter_person (50-encounters.sql), which names the
+-- persons whose encounters changed.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION api_encounter_changes(caller_role text, caller_id integer, person_id integer,
                                       after_version bigint, after_id bigint, lim integer)

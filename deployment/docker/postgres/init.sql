@@ -35,9 +35,10 @@ SELECT 'CREATE ROLE udaconnect_api NOINHERIT'
 ALTER ROLE udaconnect_api LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
     PASSWORD :'api_password';
 
--- udaconnect-grpcd logs in as udaconnect_reader for FindConnections: EXECUTE
--- on api_find_connections (SECURITY DEFINER), which applies the caller rules
--- (docs/security.md), nothing else: not the raw finder.
+-- udaconnect-grpcd logs in as udaconnect_reader for FindConnections,
+-- ListEncounters and WatchEncounters: EXECUTE on api_find_connections,
+-- api_encounters and api_encounter_changes (SECURITY DEFINER), which apply
+-- the caller rules (docs/security.md), nothing else: not the raw finder.
 SELECT 'CREATE ROLE udaconnect_reader NOINHERIT'
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'udaconnect_reader') \gexec
 ALTER ROLE udaconnect_reader LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
@@ -50,7 +51,8 @@ SELECT format('REVOKE EXECUTE ON FUNCTION %s FROM udaconnect_reader', p.oid::reg
  ORDER BY 1 \gexec
 SELECT format('GRANT EXECUTE ON FUNCTION %s TO udaconnect_reader', p.oid::regprocedure)
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE n.nspname = 'udaconnect' AND p.proname = 'api_find_connections'
+ WHERE n.nspname = 'udaconnect'
+   AND p.proname IN ('api_find_connections', 'api_encounters', 'api_encounter_changes')
  ORDER BY 1 \gexec
 
 -- A bounded statement time for every gateway connection unless it sets its own.
