@@ -127,6 +127,8 @@ main(int argc, char **argv)
 	lfd = listen_socket(&sa);
 	if (lfd < 0)
 		return 1;
+	if (hub_init() != 0 || stream_start() != 0)
+		return 1;
 	if (workers_start(cfg.threads, make_daemon, &lfd) != 0)
 	{
 		logmsg(LOG_FATAL, "cannot start the HTTP workers on %s:%d", cfg.bind, cfg.port);
@@ -140,6 +142,7 @@ main(int argc, char **argv)
 
 	sigwait(&set, &sig);
 	logmsg(LOG_INFO, "signal %d, stopping", sig);
+	stream_stop();				/* the streams end while the workers still run */
 	workers_stop();
 	static_free();
 	caller_free();
