@@ -155,6 +155,7 @@ extern void metrics_request(enum route r, unsigned status, double seconds);
 extern void metrics_db_error(const char *kind);
 extern void metrics_db_conn(int delta);
 extern void metrics_db_busy(int delta);
+extern void metrics_streams(int delta);
 
 /* Prometheus text; malloc'ed, *len set; NULL when out of memory. */
 extern char *metrics_render(size_t *len);

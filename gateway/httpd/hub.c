@@ -240,6 +240,7 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 	g->subs = s;
 	g->nsubs++;
 	nsubs++;
+	metrics_streams(+1);
 	pend(g);
 	pthread_mutex_unlock(&lock);
 	return s;
@@ -304,6 +305,7 @@ hub_free(void *cls)
 		s->next->prev = s->prev;
 	g->nsubs--;
 	nsubs--;
+	metrics_streams(-1);
 	free(s->q);
 	free(s);
 	group_release(g);
