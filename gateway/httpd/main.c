@@ -6,7 +6,7 @@
  * that every worker's libmicrohttpd daemon shares, starts the workers
  * (worker.c) with a daemon each (HTTPS only when tls.c says so), wired to
  * the request life cycle (request.c) and the connection limits (limits.c),
- * then waits for SIGINT, SIGTERM or SIGHUP and stops them, answering what
+ * and the thread of the live encounter streams (listen.c), then waits for SIGINT, SIGTERM or SIGHUP and stops them, answering what
  * is in flight.  See docs/http.md for the service
  * and docs/design.md for the map of the code.  Nothing here serves a
  * request.
