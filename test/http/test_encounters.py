@@ -30,6 +30,8 @@ import traceback
 import urllib.parse
 import http.client
 
+import resource
+
 import psycopg2
 
 import tokens
@@ -41,6 +43,11 @@ U = urllib.parse.urlparse(os.environ["UDACONNECT_HTTP_URL"])
 HOST, PORT = U.hostname, U.port
 SUITE_DIR = os.environ.get("SUITE_DIR", "/tmp")
 ORG = tokens.organizer()
+
+# 1000 streams are 1000 descriptors here too (a login's soft limit is often 1024)
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _soft < _hard:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
 
 tap = Tap()
 db = psycopg2.connect("")
