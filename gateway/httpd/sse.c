@@ -24,8 +24,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "httpd.h"
+
+/*
+ * The kernel's send buffer of a stream's socket.  Events are small and
+ * rare, and a stream's memory is to be bounded: the kernel's autotuning
+ * would let a client that stopped reading park megabytes there.
+ */
+#define STREAM_SNDBUF 32768
 
 /* "<version>.<id>", both non-negative, or "0" when `zero_ok`: 0, or -1. */
 static int
@@ -122,6 +130,8 @@ api_encounter_stream(struct MHD_Connection *c, struct request *r)
 	PGresult   *res;
 	struct sub *s;
 	bool		at_cap;
+	const union MHD_ConnectionInfo *ci;
+	int			sndbuf = STREAM_SNDBUF;
 
 	if (path_id(c, r, INT_MAX, &person, &ret) < 0 || unique_args(c, r, params, &ret) < 0 ||
 		(given = start_position(c, r, &version, &id, &ret)) < 0)
@@ -143,5 +153,8 @@ api_encounter_stream(struct MHD_Connection *c, struct request *r)
 						  "(--stream-max); retry later", NULL);
 	if (!s)
 		return MHD_NO;
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci)
+		setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	return queue(c, r, 200, stream_response(s));
 }

@@ -556,6 +556,68 @@ def t_expiry():
         s.close()
 
 
+def metric(port, name):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def t_slow_reader():
+    """A client that never reads a long replay: the daemon's queue for it
+    stays bounded (--stream-queue 1024) and, when nothing can be written
+    for --connection-timeout (2 s), the daemon closes the stream."""
+    e, f = person("E"), person("F")
+    n = 400
+    sql("INSERT INTO udaconnect.location (person_id, coordinate, creation_time) "
+        "SELECT p, ST_SetSRID(ST_MakePoint(%s + d, %s), 4326), to_timestamp(%s + 600 * k + dt) "
+        "FROM generate_series(0, %s - 1) k, (VALUES (%s, 0.0, 0), (%s, 0.00001, 5)) v(p, d, dt)",
+        (LON, LAT + 0.5, T0, n, e, f))
+    got = sql("SELECT count(*) FROM udaconnect.encounter WHERE person_a = least(%s, %s) "
+              "AND person_b = greatest(%s, %s)", (e, f, e, f))[0][0]
+    if got != n:
+        return "the data made %d encounters, not %d" % (got, n)
+    port, _ = daemon(["--connection-timeout", "2", "--stream-queue", "1024"])
+    sk = socket.socket()
+    sk.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sk.connect(("127.0.0.1", port))
+    try:
+        sk.sendall(("GET %s?since=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
+                    % (STREAM % e, ORG)).encode())
+        for _ in range(300):
+            if metric(port, "udaconnect_http_streams") == 1:
+                break
+            time.sleep(0.1)
+        else:
+            return "the stream did not open"
+        # nothing is read: the daemon must give up on it
+        for _ in range(600):
+            if metric(port, "udaconnect_http_streams") == 0:
+                break
+            time.sleep(0.1)
+        else:
+            return "the daemon still holds the stream of a client that reads nothing"
+        # what had gone out ends short of the whole replay, then the socket closes
+        total = b""
+        sk.settimeout(30)
+        try:
+            while True:
+                d = sk.recv(65536)
+                if not d:
+                    break
+                total += d
+        except ConnectionResetError:
+            pass
+        events = total.count(b"\nevent: encounter\n")
+        return True if 0 < events < n else "%d of %d events came before the close" % (events, n)
+    finally:
+        sk.close()
+
+
 def run_stream():
     global SP, SPROC
     SP, SPROC = daemon(["--stream-heartbeat", "1", "--max-connections", "3000",
@@ -586,6 +648,8 @@ def run_stream():
     check("stream: the stream database connection cut and kept out while A and D meet: "
           "after it is back the subscriber gets the event", t_reconnect)
     check("stream: a stream opened with a token ends when the token expires", t_expiry)
+    check("stream: a client that reads nothing of a 400-event replay is disconnected "
+          "(bounded queue, then the idle timeout), not buffered", t_slow_reader)
     check("stream: 1000 idle subscribers (memory per subscriber printed)", t_memory(1000))
 
 
