@@ -100,9 +100,10 @@ stream_response(struct sub *s)
 {
 	struct MHD_Response *resp;
 
-	/* a small block: chunked bodies are written straight into the
-	 * connection's buffer, this one serves only HTTP/1.0 */
-	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, hub_read, s, hub_free);
+	/* a small block (it is allocated with the response): chunked bodies
+	 * are written straight into the connection's buffer, this one serves
+	 * only HTTP/1.0 clients */
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 128, hub_read, s, hub_free);
 	if (!resp)
 	{
 		hub_free(s);
