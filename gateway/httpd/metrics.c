@@ -181,7 +181,7 @@ metrics_render(size_t *len)
 		fprintf(f, "udaconnect_http_db_errors_total{kind=\"%s\"} %lu\n",
 				db_error_kinds[i], GET(db_errors[i]));
 	fprintf(f, "# HELP udaconnect_http_db_pool_size Database connections allowed "
-			"(two per worker thread, a pipelined one and a blocking one, and the\n"
+			"(two per worker thread, a pipelined one and a blocking one, and the "
 			"encounter streams' one).\n"
 			"# TYPE udaconnect_http_db_pool_size gauge\n"
 			"udaconnect_http_db_pool_size %d\n"
