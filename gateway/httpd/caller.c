@@ -59,6 +59,8 @@ caller_needed(enum route rt)
 		case R_LOCATION:
 		case R_PLACES:
 		case R_PLACE:
+		case R_ENCOUNTERS:
+		case R_ENCOUNTER_STREAM:
 			return true;
 		default:
 			return false;
@@ -81,6 +83,7 @@ caller_refused(struct MHD_Connection *c, struct request *r, enum MHD_Result *ret
 	{
 		r->caller_role = "organizer";
 		r->caller_id[0] = 0;
+		r->caller_exp = 0;
 		r->caller_known = true;
 		return false;
 	}
@@ -110,6 +113,7 @@ caller_refused(struct MHD_Connection *c, struct request *r, enum MHD_Result *ret
 		r->caller_role = "organizer";
 		r->caller_id[0] = 0;
 	}
+	r->caller_exp = claims.exp;
 	r->caller_known = true;
 	return false;
 }

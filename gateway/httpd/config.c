@@ -69,6 +69,11 @@ static const opt_def opts[] = {
 	{"--jwt-key-file", "UDACONNECT_JWT_KEY_FILE", NULL, OPT_TEXT, 0, 0, &cfg.jwt_key_file},
 	{"--tls-cert", "UDACONNECT_TLS_CERT_FILE", NULL, OPT_TEXT, 0, 0, &cfg.tls_cert_file},
 	{"--tls-key", "UDACONNECT_TLS_KEY_FILE", NULL, OPT_TEXT, 0, 0, &cfg.tls_key_file},
+	{"--stream-max", "UDACONNECT_HTTP_STREAM_MAX", "10000", OPT_UINT, 1, 1000000, &cfg.stream_max},
+	{"--stream-heartbeat", "UDACONNECT_HTTP_STREAM_HEARTBEAT", "15", OPT_INT, 1, 3600,
+		&cfg.stream_heartbeat_s},
+	{"--stream-queue", "UDACONNECT_HTTP_STREAM_QUEUE", "16384", OPT_SIZE, 1024, 1 << 24,
+		&cfg.stream_queue},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -108,7 +113,15 @@ usage(FILE *f)
 			"                              (UDACONNECT_JWT_KEY_FILE; required when auth is on)\n"
 			"  --tls-cert FILE             PEM certificate, the chain after it: serve HTTPS only\n"
 			"                              (UDACONNECT_TLS_CERT_FILE; needs --tls-key; default plain HTTP)\n"
-			"  --tls-key FILE              its PEM private key, unencrypted (UDACONNECT_TLS_KEY_FILE)\n");
+			"  --tls-key FILE              its PEM private key, unencrypted (UDACONNECT_TLS_KEY_FILE)\n"
+			"  --stream-max N              live encounter streams at once; more are 503\n"
+			"                              (UDACONNECT_HTTP_STREAM_MAX, default 10000; each is also\n"
+			"                              a connection: see --max-connections)\n"
+			"  --stream-heartbeat S        a comment line to an idle stream every S seconds\n"
+			"                              (UDACONNECT_HTTP_STREAM_HEARTBEAT, default 15)\n"
+			"  --stream-queue BYTES        unsent event text held per stream; a stream past it\n"
+			"                              takes no more until it is sent\n"
+			"                              (UDACONNECT_HTTP_STREAM_QUEUE, default 16384)\n");
 }
 
 /* Stores v (named `name` in the message) into o's target; exits on a bad

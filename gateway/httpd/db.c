@@ -91,6 +91,22 @@ static const struct
 	[S_DELETE_PLACE] = {
 		"delete_place", "SELECT udaconnect.api_delete_place(" CALLER ", $3::integer)", 3
 	},
+	/* the encounters (sql/src/70-encounters-http.sql, 75-encounters-stream.sql) */
+	[S_ENCOUNTERS] = {
+		"encounters",
+		"SELECT body, next_cursor FROM udaconnect.api_encounters(" CALLER ", $3::integer, "
+		"$4::timestamptz, $5::timestamptz, $6::integer, $7::text)", 7, .pipeline = true
+	},
+	[S_ENCOUNTER_POSITION] = {
+		"encounter_position",
+		"SELECT version, id FROM udaconnect.api_encounter_position(" CALLER ", $3::integer)", 3
+	},
+	/* the stream thread's fetch (listen.c): any number of rows */
+	[S_ENCOUNTER_CHANGES] = {
+		"encounter_changes",
+		"SELECT version, id, kind, body FROM udaconnect.api_encounter_changes(" CALLER
+		", $3::integer, $4::bigint, $5::bigint, $6::integer)", 6, true
+	},
 	[S_HEALTH] = {"health", "SELECT 1", 0, false, true},
 };
 

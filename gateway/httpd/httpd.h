@@ -39,6 +39,8 @@ enum route
 	R_LOCATION,
 	R_PLACES,
 	R_PLACE,
+	R_ENCOUNTERS,
+	R_ENCOUNTER_STREAM,
 	R_OPENAPI,
 	R_HEALTHZ,
 	R_METRICS,
@@ -65,6 +67,9 @@ enum stmt
 	S_PLACE,
 	S_CREATE_PLACE,
 	S_DELETE_PLACE,
+	S_ENCOUNTERS,
+	S_ENCOUNTER_POSITION,
+	S_ENCOUNTER_CHANGES,
 	S_HEALTH,
 	S_COUNT
 };
@@ -79,6 +84,13 @@ extern int	parse_number(const char *s, double *out);
 
 /* Whether s is YYYY-MM-DD of a real calendar day. */
 extern bool valid_date(const char *s);
+
+/*
+ * Whether s is an ISO 8601 date (YYYY-MM-DD, *date_only set) or date and
+ * time: YYYY-MM-DD, 'T' (or 't' or a space), HH:MM[:SS[.fraction]], then
+ * nothing (UTC), 'Z' or an offset +HH:MM, +HHMM or +HH (- likewise).
+ */
+extern bool valid_timestamp(const char *s, bool *date_only);
 
 /* s made safe to echo in a message (printable ASCII, at most 40 characters). */
 extern const char *shown(const char *s, char *buf, size_t size);
@@ -110,6 +122,10 @@ struct config
 	const char *tls_key_file;	/* UDACONNECT_TLS_KEY_FILE */
 	const char *web_root;
 	const char *openapi_path;
+	/* the live encounter streams (hub.c, listen.c, sse.c) */
+	unsigned	stream_max;		/* subscribers at once */
+	int			stream_heartbeat_s;
+	size_t		stream_queue;	/* unsent bytes queued per subscriber */
 };
 
 extern struct config cfg;
@@ -139,6 +155,7 @@ extern void metrics_request(enum route r, unsigned status, double seconds);
 extern void metrics_db_error(const char *kind);
 extern void metrics_db_conn(int delta);
 extern void metrics_db_busy(int delta);
+extern void metrics_streams(int delta);
 
 /* Prometheus text; malloc'ed, *len set; NULL when out of memory. */
 extern char *metrics_render(size_t *len);
@@ -211,6 +228,70 @@ extern int	pipe_send(struct pipe_wait *pw, enum stmt s, int n, const char *const
 /* The request ends: forget its statement in flight, free a result unused. */
 extern void pipe_release(struct pipe_wait *pw);
 
+/* ---- hub.c: the subscribers of the live encounter streams ---------------- */
+
+/* A subscriber (opaque): one stream's position and unsent text. */
+struct sub;
+
+/* One change of a person's encounters, as api_encounter_changes gives it. */
+struct hub_change
+{
+	int64_t		version;
+	int64_t		id;
+	const char *kind;			/* "encounter" or "removed" */
+	const char *body;			/* JSON text */
+	size_t		body_len;
+};
+
+/* 0, or -1 (logged): the wake-up descriptor could not be made. */
+extern int	hub_init(void);
+
+/* Readable when the stream thread has a fetch to make (listen.c). */
+extern int	hub_wake_fd(void);
+
+/*
+ * A new subscriber of `person`'s changes after (version, id) on connection
+ * c, until `expires` (seconds since the epoch; 0: no end).  NULL when
+ * cfg.stream_max are subscribed already (*at_cap set) or out of memory.
+ */
+extern struct sub *hub_add(struct MHD_Connection *c, int32_t person, int64_t version,
+						   int64_t id, int64_t expires, bool *at_cap);
+
+/* The stream response's content reader and its free callback (the
+ * subscriber goes away with the response). */
+extern ssize_t hub_read(void *cls, uint64_t pos, char *buf, size_t max);
+extern void hub_free(void *cls);
+
+/* A notification came (or the stream thread reconnected): every watched
+ * person's changes are fetched again. */
+extern void hub_mark_all(void);
+
+/* The next fetch to make: true with the person and the position to fetch
+ * after; false when nobody waits for one. */
+extern bool hub_next_fetch(int32_t *person, int64_t *version, int64_t *id);
+
+/* The fetch's rows (ordered by version, id); `complete`: they were all
+ * there were. */
+extern void hub_deliver(int32_t person, const struct hub_change *rows, int n,
+						bool complete);
+
+/* The fetch failed: it will be made again. */
+extern void hub_fetch_failed(int32_t person);
+
+/* Heartbeats to idle subscribers; streams past their end are ended. */
+extern void hub_tick(int64_t now);
+
+/* Every stream ends once its queue is sent (shutdown). */
+extern void hub_end_all(void);
+
+/* ---- listen.c: the stream thread (LISTEN and fetches) --------------------- */
+
+/* Starts it: 0, or -1 (logged). */
+extern int	stream_start(void);
+
+/* Stops it and ends every stream. */
+extern void stream_stop(void);
+
 /* ---- the per-request record (libmicrohttpd's con_cls; request.c) --------- */
 
 struct request
@@ -239,6 +320,7 @@ struct request
 	bool		caller_known;	/* verified (or auth off) */
 	const char *caller_role;	/* "organizer" or "attendee" */
 	char		caller_id[16];	/* an attendee's person id; "" = NULL */
+	int64_t		caller_exp;		/* the token's exp (0: auth off) */
 };
 
 /* ---- response.c: answers, errors, SQLSTATE -> HTTP ----------------------- */
@@ -395,6 +477,14 @@ extern enum MHD_Result api_place(struct MHD_Connection *c, struct request *r);
 extern enum MHD_Result api_create_place(struct MHD_Connection *c, struct request *r);
 extern enum MHD_Result api_delete_place(struct MHD_Connection *c, struct request *r);
 extern enum MHD_Result api_healthz(struct MHD_Connection *c, struct request *r);
+
+/* ---- encounters.c: GET /api/persons/{id}/encounters ---------------------- */
+
+extern enum MHD_Result api_encounters(struct MHD_Connection *c, struct request *r);
+
+/* ---- sse.c: GET /api/persons/{id}/encounters/stream ---------------------- */
+
+extern enum MHD_Result api_encounter_stream(struct MHD_Connection *c, struct request *r);
 
 /* ---- static.c: the web app and the OpenAPI document ---------------------- */
 

@@ -6,10 +6,10 @@
  * that every worker's libmicrohttpd daemon shares, starts the workers
  * (worker.c) with a daemon each (HTTPS only when tls.c says so), wired to
  * the request life cycle (request.c) and the connection limits (limits.c),
- * then waits for SIGINT, SIGTERM or SIGHUP and stops them, answering what
- * is in flight.  See docs/http.md for the service
- * and docs/design.md for the map of the code.  Nothing here serves a
- * request.
+ * and the thread of the live encounter streams (listen.c), then waits for
+ * SIGINT, SIGTERM or SIGHUP and stops them, answering what is in flight.
+ * See docs/http.md for the service and docs/design.md for the map of the
+ * code.  Nothing here serves a request.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,17 +18,56 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "httpd.h"
 
-/* libmicrohttpd's messages go to our log */
+/*
+ * libmicrohttpd's messages go to our log.  A live stream ends when its
+ * client leaves, which libmicrohttpd reports as a failed send: that is
+ * only DEBUG, or every reader closing a page would be a WARNING.
+ */
 static void
 log_mhd(void *cls, const char *fmt, va_list ap)
 {
+	char		msg[512];
+	va_list		aq;
+
 	(void) cls;
-	vlogmsg(LOG_WARNING, fmt, ap);
+	va_copy(aq, ap);
+	vsnprintf(msg, sizeof(msg), fmt, aq);
+	va_end(aq);
+	if (strncmp(msg, "Failed to send the chunked response body", 40) == 0 &&
+		strstr(msg, "/encounters/stream'"))
+		logmsg(LOG_DEBUG, "%s", msg);
+	else
+		logmsg(LOG_WARNING, "%s", msg);
+}
+
+/*
+ * Every connection and every live stream is a descriptor: take the hard
+ * limit (a login's soft limit is often 1024), and say so when the limits
+ * set may still need more.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+	rlim_t		need = (rlim_t) cfg.max_connections + 4 * (rlim_t) cfg.threads + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max)
+	{
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		logmsg(LOG_WARNING, "only %llu open files allowed (ulimit -n), fewer than "
+			   "--max-connections (%u) needs; connections past it are refused",
+			   (unsigned long long) rl.rlim_cur, cfg.max_connections);
 }
 
 /* MHD_OPTION_UNESCAPE_CALLBACK: see percent_decode() */
@@ -120,12 +159,15 @@ main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 	db_init();
 
 	/* one listening socket, shared by every worker's daemon (as MHD's own
 	 * thread pool shares it) */
 	lfd = listen_socket(&sa);
 	if (lfd < 0)
+		return 1;
+	if (hub_init() != 0 || stream_start() != 0)
 		return 1;
 	if (workers_start(cfg.threads, make_daemon, &lfd) != 0)
 	{
@@ -140,6 +182,7 @@ main(int argc, char **argv)
 
 	sigwait(&set, &sig);
 	logmsg(LOG_INFO, "signal %d, stopping", sig);
+	stream_stop();				/* the streams end while the workers still run */
 	workers_stop();
 	static_free();
 	caller_free();

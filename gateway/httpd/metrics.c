@@ -24,6 +24,8 @@ static const char *const route_names[R_COUNT] = {
 	[R_LOCATION] = "/api/locations/{id}",
 	[R_PLACES] = "/api/places",
 	[R_PLACE] = "/api/places/{id}",
+	[R_ENCOUNTERS] = "/api/persons/{id}/encounters",
+	[R_ENCOUNTER_STREAM] = "/api/persons/{id}/encounters/stream",
 	[R_OPENAPI] = "/api/openapi.json",
 	[R_HEALTHZ] = "/healthz",
 	[R_METRICS] = "/metrics",
@@ -57,6 +59,7 @@ static unsigned long hist_sum_us[R_COUNT];
 static unsigned long db_errors[N_DB_KINDS];
 static long db_conns;
 static long db_busy;
+static long streams;
 
 #define INC(x, n) __atomic_fetch_add(&(x), (n), __ATOMIC_RELAXED)
 #define GET(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
@@ -94,6 +97,12 @@ void
 metrics_db_conn(int delta)
 {
 	INC(db_conns, delta);
+}
+
+void
+metrics_streams(int delta)
+{
+	INC(streams, delta);
 }
 
 void
@@ -172,7 +181,8 @@ metrics_render(size_t *len)
 		fprintf(f, "udaconnect_http_db_errors_total{kind=\"%s\"} %lu\n",
 				db_error_kinds[i], GET(db_errors[i]));
 	fprintf(f, "# HELP udaconnect_http_db_pool_size Database connections allowed "
-			"(two per worker thread: a pipelined one and a blocking one).\n"
+			"(two per worker thread, a pipelined one and a blocking one, and the "
+			"encounter streams' one).\n"
 			"# TYPE udaconnect_http_db_pool_size gauge\n"
 			"udaconnect_http_db_pool_size %d\n"
 			"# HELP udaconnect_http_db_connections Open database connections.\n"
@@ -180,8 +190,11 @@ metrics_render(size_t *len)
 			"udaconnect_http_db_connections %ld\n"
 			"# HELP udaconnect_http_db_busy Statements in flight (pipelined ones included).\n"
 			"# TYPE udaconnect_http_db_busy gauge\n"
-			"udaconnect_http_db_busy %ld\n",
-			2 * cfg.threads, GET(db_conns), GET(db_busy));
+			"udaconnect_http_db_busy %ld\n"
+			"# HELP udaconnect_http_streams Live encounter streams open (at most --stream-max).\n"
+			"# TYPE udaconnect_http_streams gauge\n"
+			"udaconnect_http_streams %ld\n",
+			2 * cfg.threads + 1, GET(db_conns), GET(db_busy), GET(streams));
 	if (fclose(f) != 0)
 	{
 		free(buf);

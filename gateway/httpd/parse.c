@@ -78,6 +78,73 @@ valid_date(const char *s)
 	return true;
 }
 
+/* Two digits at s, at most max: the value, or -1. */
+static int
+two_digits(const char *s, int max)
+{
+	int			v;
+
+	if (!isdigit((unsigned char) s[0]) || !isdigit((unsigned char) s[1]))
+		return -1;
+	v = (s[0] - '0') * 10 + (s[1] - '0');
+	return v <= max ? v : -1;
+}
+
+/* The zone designator of a timestamp (all that is left of it): "", Z,
+ * +HH:MM, +HHMM or +HH (or -), offsets up to 15:59 as PostgreSQL takes. */
+static bool
+valid_zone(const char *s)
+{
+	if (!*s || ((*s == 'Z' || *s == 'z') && !s[1]))
+		return true;
+	if ((*s != '+' && *s != '-') || two_digits(s + 1, 15) < 0)
+		return false;
+	s += 3;
+	if (*s == ':')
+		s++;
+	else if (!*s)
+		return true;
+	return two_digits(s, 59) >= 0 && !s[2];
+}
+
+bool
+valid_timestamp(const char *s, bool *date_only)
+{
+	char		date[11];
+
+	if (!s || strlen(s) < 10)
+		return false;
+	memcpy(date, s, 10);
+	date[10] = 0;
+	if (!valid_date(date))
+		return false;
+	*date_only = !s[10];
+	if (*date_only)
+		return true;
+	s += 10;
+	if ((*s != 'T' && *s != 't' && *s != ' ') || two_digits(s + 1, 23) < 0 ||
+		s[3] != ':' || two_digits(s + 4, 59) < 0)
+		return false;
+	s += 6;
+	if (*s == ':')
+	{
+		if (two_digits(s + 1, 59) < 0)
+			return false;
+		s += 3;
+		if (*s == '.')
+		{
+			int			n = 0;
+
+			while (isdigit((unsigned char) s[n + 1]))
+				n++;
+			if (n < 1 || n > 9)
+				return false;
+			s += n + 1;
+		}
+	}
+	return valid_zone(s);
+}
+
 const char *
 shown(const char *s, char *buf, size_t size)
 {

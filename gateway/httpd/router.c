@@ -57,6 +57,10 @@ route(struct request *r)
 			return r->route = R_CONNECTIONS, "GET, HEAD";
 		if (strcmp(slash + 1, "token") == 0)
 			return r->route = R_TOKEN, "POST";
+		if (strcmp(slash + 1, "encounters") == 0)
+			return r->route = R_ENCOUNTERS, "GET, HEAD";
+		if (strcmp(slash + 1, "encounters/stream") == 0)
+			return r->route = R_ENCOUNTER_STREAM, "GET, HEAD";
 		*slash = '/';
 	}
 	else if (strncmp(u, "/api/locations/", 15) == 0 || strncmp(u, "/api/location/", 14) == 0)
@@ -87,7 +91,7 @@ preflight(struct MHD_Connection *c, struct request *r)
 		return MHD_NO;
 	common_headers(resp, NULL);
 	MHD_add_response_header(resp, "Access-Control-Allow-Methods", r->allow);
-	MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Content-Type, Authorization");
+	MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Content-Type, Authorization, Last-Event-ID");
 	MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
 	return queue(c, r, 204, resp);
@@ -116,6 +120,8 @@ static const handler get_handlers[R_COUNT] = {
 	[R_LOCATION] = api_location,
 	[R_PLACES] = api_places,
 	[R_PLACE] = api_place,
+	[R_ENCOUNTERS] = api_encounters,
+	[R_ENCOUNTER_STREAM] = api_encounter_stream,
 	[R_OPENAPI] = static_openapi,
 	[R_HEALTHZ] = api_healthz,
 	[R_METRICS] = send_metrics,

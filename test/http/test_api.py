@@ -929,6 +929,7 @@ def main():
         want = {"/api/persons", "/api/persons/{id}", "/api/persons/{id}/connection",
                 "/api/persons/{id}/connections", "/api/locations", "/api/locations/{id}",
                 "/api/location/{id}", "/api/persons/{id}/token", "/api/places", "/api/places/{id}",
+                "/api/persons/{id}/encounters", "/api/persons/{id}/encounters/stream",
                 "/healthz", "/metrics"}
         missing = want - set(j.get("paths", {}))
         return not missing or ("missing", missing)

@@ -2,7 +2,9 @@
 # udaconnect-httpd: every route and error case over real HTTP (python3
 # http.client), the named places (test_places.py), writes kept out of
 # pipelined rounds (test_write_rounds.py), the original's API
-# collection, oversized bodies answered 413 to http.client, requests and
+# collection, the encounters and their live stream (test_encounters.py:
+# pages, SSE read by a raw-socket client and curl, 200 subscribers, memory
+# of 1000 idle ones), oversized bodies answered 413 to http.client, requests and
 # curl alike, HTTPS (a daemon of its own with
 # a test certificate: curl and urllib, HSTS, 413 over TLS, start-up refused
 # for half or bad TLS settings), and the web app in headless
@@ -19,7 +21,7 @@ run_tap() {
   cat "$SUITE_DIR/$1.tap"
   last=$((last + $(grep -cE '^(ok|not ok) [0-9]+' "$SUITE_DIR/$1.tap")))
 }
-for t in test_api test_places test_write_rounds test_oversized test_tls; do run_tap "$t"; done
+for t in test_api test_places test_encounters test_write_rounds test_oversized test_tls; do run_tap "$t"; done
 missing=()
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
 [ -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] || missing+=(chromium-driver)

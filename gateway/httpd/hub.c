@@ -1,0 +1,528 @@
+/*
+ * hub.c: the subscribers of the live encounter streams of udaconnect-httpd
+ * (GET /api/persons/{id}/encounters/stream) and the text each has yet to
+ * be sent.
+ *
+ * Subscribers are grouped by the person they watch, so that one fetch of
+ * that person's changes (listen.c) serves all of them.  Each holds its
+ * position, the (version, id) of the last event queued for it, and a queue
+ * of event text bounded by cfg.stream_queue: an event that does not fit is
+ * not queued, the subscriber is "full" and takes nothing more until its
+ * queue has gone out, then catches up from its position like a new one.  So
+ * its memory never grows past the bound whatever the rate of changes, and a
+ * client that stops reading altogether is closed by libmicrohttpd's
+ * connection timeout (no write goes through).
+ *
+ * libmicrohttpd sends the queue through hub_read(), the content reader of
+ * the stream's response, in the worker thread that owns the connection:
+ * with nothing queued it suspends the connection, and the stream thread
+ * resumes it when it queues something.  A suspended connection is not
+ * processed, so it cannot go away while the stream thread holds it
+ * suspended here; the subscriber is freed with its response (hub_free).
+ * One mutex guards everything here; libmicrohttpd is called under it only
+ * to suspend or resume, which take its own connection lock after ours.
+ * This file neither talks to the database nor decides who may watch whom
+ * (sse.c asks the database before a subscriber is added).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "httpd.h"
+
+#define BUCKETS 4096
+#define HEARTBEAT ": heartbeat\n\n"
+/* the first text of every stream: the client's reconnection delay (ms) */
+#define PREAMBLE "retry: 3000\n\n"
+
+typedef struct group group;
+
+struct sub
+{
+	struct sub *next;			/* in its group */
+	struct sub *prev;
+	group	   *g;
+	struct MHD_Connection *conn;
+	int64_t		version;		/* the position: the last event queued */
+	int64_t		id;
+	int64_t		expires;		/* the stream ends then (0: never) */
+	char	   *q;				/* the text to send: q[off .. off + len) */
+	size_t		off;
+	size_t		len;
+	size_t		cap;
+	bool		want;			/* may have changes after its position */
+	bool		full;			/* an event did not fit: waits to be sent */
+	bool		suspended;		/* hub_read suspended the connection */
+	bool		ended;			/* the stream ends when the queue is sent */
+};
+
+struct group
+{
+	group	   *hnext;			/* hash chain */
+	group	   *pnext;			/* the pending list */
+	int32_t		person;
+	struct sub *subs;
+	unsigned	nsubs;
+	bool		pending;		/* in the pending list */
+	bool		dirty;			/* changes notified since its last fetch began */
+	bool		in_flight;		/* a fetch of it is running */
+	int64_t		from_version;	/* ... after this position */
+	int64_t		from_id;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static group *table[BUCKETS];
+static group *pend_head;
+static group *pend_tail;
+static unsigned nsubs;
+static int	wake_fd = -1;
+
+int
+hub_init(void)
+{
+	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (wake_fd < 0)
+	{
+		logmsg(LOG_FATAL, "eventfd: %m");
+		return -1;
+	}
+	return 0;
+}
+
+int
+hub_wake_fd(void)
+{
+	return wake_fd;
+}
+
+static void
+wake(void)
+{
+	uint64_t	one = 1;
+
+	if (write(wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		logmsg(LOG_WARNING, "eventfd: %m");
+}
+
+static group **
+slot(int32_t person)
+{
+	group	  **p = &table[((uint32_t) person * 2654435761u) % BUCKETS];
+
+	while (*p && (*p)->person != person)
+		p = &(*p)->hnext;
+	return p;
+}
+
+/* Queues g for a fetch (the stream thread is woken for the first). */
+static void
+pend(group *g)
+{
+	if (g->pending)
+		return;
+	g->pending = true;
+	g->pnext = NULL;
+	if (pend_tail)
+		pend_tail->pnext = g;
+	else
+	{
+		/* the stream thread takes the whole list once woken */
+		pend_head = g;
+		wake();
+	}
+	pend_tail = g;
+}
+
+/* Frees g once nothing refers to it: no subscriber, not queued, no fetch. */
+static void
+group_release(group *g)
+{
+	group	  **p;
+
+	if (g->nsubs || g->pending || g->in_flight)
+		return;
+	p = slot(g->person);
+	*p = g->hnext;
+	free(g);
+}
+
+static void
+resume(struct sub *s)
+{
+	if (s->suspended)
+	{
+		s->suspended = false;
+		MHD_resume_connection(s->conn);
+	}
+}
+
+/*
+ * Appends n bytes of text to s's queue: 0, or -1 when they do not fit the
+ * bound (an empty queue takes any one event) or memory is short.
+ */
+static int
+append(struct sub *s, const char *text, size_t n)
+{
+	size_t		ncap;
+	char	   *nq;
+
+	if (s->len && s->len + n > cfg.stream_queue)
+		return -1;
+	if (s->off + s->len + n > s->cap)
+	{
+		if (s->off)
+		{
+			memmove(s->q, s->q + s->off, s->len);
+			s->off = 0;
+		}
+		if (s->len + n > s->cap)
+		{
+			ncap = s->cap ? 2 * s->cap : 1024;
+			while (ncap < s->len + n)
+				ncap *= 2;
+			if (ncap > cfg.stream_queue && s->len + n <= cfg.stream_queue)
+				ncap = cfg.stream_queue;
+			nq = realloc(s->q, ncap);
+			if (!nq)
+				return -1;
+			s->q = nq;
+			s->cap = ncap;
+		}
+	}
+	memcpy(s->q + s->off + s->len, text, n);
+	s->len += n;
+	return 0;
+}
+
+struct sub *
+hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
+		int64_t expires, bool *at_cap)
+{
+	struct sub *s;
+	group	  **p;
+	group	   *g;
+
+	*at_cap = false;
+	pthread_mutex_lock(&lock);
+	if (nsubs >= cfg.stream_max)
+	{
+		pthread_mutex_unlock(&lock);
+		*at_cap = true;
+		return NULL;
+	}
+	p = slot(person);
+	if (!*p && (*p = calloc(1, sizeof(group))))
+		(*p)->person = person;
+	g = *p;
+	s = g ? calloc(1, sizeof(*s)) : NULL;
+	if (!s || append(s, PREAMBLE, strlen(PREAMBLE)) < 0)
+	{
+		free(s);
+		if (g)
+			group_release(g);
+		pthread_mutex_unlock(&lock);
+		return NULL;
+	}
+	s->g = g;
+	s->conn = c;
+	s->version = version;
+	s->id = id;
+	s->expires = expires;
+	s->want = true;
+	s->next = g->subs;
+	if (g->subs)
+		g->subs->prev = s;
+	g->subs = s;
+	g->nsubs++;
+	nsubs++;
+	metrics_streams(+1);
+	pend(g);
+	pthread_mutex_unlock(&lock);
+	return s;
+}
+
+ssize_t
+hub_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct sub *s = cls;
+	size_t		n;
+
+	(void) pos;
+	if (max == 0)
+		return 0;
+	pthread_mutex_lock(&lock);
+	if (s->len == 0)
+	{
+		if (s->ended)
+		{
+			pthread_mutex_unlock(&lock);
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		}
+		/* nothing to send: off libmicrohttpd's loop until resume() */
+		s->suspended = true;
+		MHD_suspend_connection(s->conn);
+		pthread_mutex_unlock(&lock);
+		return 0;
+	}
+	n = s->len < max ? s->len : max;
+	memcpy(buf, s->q + s->off, n);
+	s->off += n;
+	s->len -= n;
+	if (s->len == 0)
+	{
+		/* an idle stream holds no buffer */
+		free(s->q);
+		s->q = NULL;
+		s->off = s->cap = 0;
+		if (s->full && !s->ended)
+		{
+			s->full = false;
+			s->want = true;
+			pend(s->g);
+		}
+	}
+	pthread_mutex_unlock(&lock);
+	return (ssize_t) n;
+}
+
+void
+hub_free(void *cls)
+{
+	struct sub *s = cls;
+	group	   *g = s->g;
+
+	pthread_mutex_lock(&lock);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		g->subs = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	g->nsubs--;
+	nsubs--;
+	metrics_streams(-1);
+	free(s->q);
+	free(s);
+	group_release(g);
+	pthread_mutex_unlock(&lock);
+}
+
+void
+hub_mark_all(void)
+{
+	pthread_mutex_lock(&lock);
+	for (int b = 0; b < BUCKETS; b++)
+		for (group *g = table[b]; g; g = g->hnext)
+		{
+			g->dirty = true;
+			pend(g);
+		}
+	pthread_mutex_unlock(&lock);
+}
+
+/* The position g's next fetch starts after: the smallest of its subscribers
+ * that want one (false: none does). */
+static bool
+fetch_from(group *g, int64_t *version, int64_t *id)
+{
+	bool		any = false;
+
+	for (struct sub *s = g->subs; s; s = s->next)
+	{
+		if (g->dirty && !s->full && !s->ended)
+			s->want = true;
+		if (!s->want || s->full || s->ended)
+			continue;
+		if (!any || s->version < *version || (s->version == *version && s->id < *id))
+		{
+			*version = s->version;
+			*id = s->id;
+		}
+		any = true;
+	}
+	g->dirty = false;
+	return any;
+}
+
+bool
+hub_next_fetch(int32_t *person, int64_t *version, int64_t *id)
+{
+	group	   *g;
+
+	pthread_mutex_lock(&lock);
+	while ((g = pend_head))
+	{
+		pend_head = g->pnext;
+		if (!pend_head)
+			pend_tail = NULL;
+		g->pending = false;
+		if (g->in_flight)
+			continue;			/* queued again by hub_deliver */
+		if (fetch_from(g, version, id))
+		{
+			g->in_flight = true;
+			g->from_version = *version;
+			g->from_id = *id;
+			*person = g->person;
+			pthread_mutex_unlock(&lock);
+			return true;
+		}
+		group_release(g);
+	}
+	pthread_mutex_unlock(&lock);
+	return false;
+}
+
+/* The SSE text of a change: id, event, data (one line: the JSON's own line
+ * breaks are blanks to it); malloc'd, or NULL. */
+static char *
+event_text(const struct hub_change *c, size_t *len)
+{
+	size_t		cap = c->body_len + 96;
+	char	   *t = malloc(cap);
+	int			n;
+
+	if (!t)
+		return NULL;
+	n = snprintf(t, cap, "id: %lld.%lld\nevent: %s\ndata: ",
+				 (long long) c->version, (long long) c->id, c->kind);
+	for (size_t i = 0; i < c->body_len; i++)
+		t[n++] = c->body[i] == '\n' || c->body[i] == '\r' ? ' ' : c->body[i];
+	t[n++] = '\n';
+	t[n++] = '\n';
+	*len = (size_t) n;
+	return t;
+}
+
+/* Queues to s the rows after its position that fit; false when one did not. */
+static bool
+feed(struct sub *s, const struct hub_change *rows, char **text, size_t *tlen, int n)
+{
+	bool		queued = false;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (rows[i].version < s->version ||
+			(rows[i].version == s->version && rows[i].id <= s->id))
+			continue;
+		if (!text[i] && !(text[i] = event_text(&rows[i], &tlen[i])))
+			return false;
+		if (append(s, text[i], tlen[i]) < 0)
+		{
+			s->full = true;
+			break;
+		}
+		s->version = rows[i].version;
+		s->id = rows[i].id;
+		queued = true;
+	}
+	if (queued)
+		resume(s);
+	return !s->full;
+}
+
+/* Delivers a fetch of g's changes after its from-position. */
+static void
+deliver_group(group *g, const struct hub_change *rows, int n, bool complete,
+			  char **text, size_t *tlen)
+{
+	bool		again = g->dirty;
+
+	for (struct sub *s = g->subs; s; s = s->next)
+	{
+		if (!s->want || s->full || s->ended)
+			continue;
+		/* came after the fetch began, further back than it reaches */
+		if (s->version < g->from_version ||
+			(s->version == g->from_version && s->id < g->from_id))
+		{
+			again = true;
+			continue;
+		}
+		if (feed(s, rows, text, tlen, n) && complete && !g->dirty)
+			s->want = false;
+		else if (!s->full)
+			again = true;
+	}
+	if (again)
+		pend(g);
+}
+
+void
+hub_deliver(int32_t person, const struct hub_change *rows, int n, bool complete)
+{
+	char	  **text = calloc((size_t) n + 1, sizeof(char *));
+	size_t	   *tlen = calloc((size_t) n + 1, sizeof(size_t));
+	group	   *g;
+
+	pthread_mutex_lock(&lock);
+	g = *slot(person);
+	if (g)
+	{
+		g->in_flight = false;
+		if (text && tlen)
+			deliver_group(g, rows, n, complete, text, tlen);
+		else
+			pend(g);			/* out of memory: again later */
+		group_release(g);
+	}
+	pthread_mutex_unlock(&lock);
+	for (int i = 0; text && i < n; i++)
+		free(text[i]);
+	free(text);
+	free(tlen);
+}
+
+void
+hub_fetch_failed(int32_t person)
+{
+	group	   *g;
+
+	pthread_mutex_lock(&lock);
+	g = *slot(person);
+	if (g)
+	{
+		g->in_flight = false;
+		g->dirty = true;
+		pend(g);
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+void
+hub_tick(int64_t now)
+{
+	pthread_mutex_lock(&lock);
+	for (int b = 0; b < BUCKETS; b++)
+		for (group *g = table[b]; g; g = g->hnext)
+			for (struct sub *s = g->subs; s; s = s->next)
+			{
+				/* the token it was opened with expired: the client must
+				 * come back with a valid one */
+				if (s->expires && now >= s->expires)
+					s->ended = true;
+				else if (s->len == 0)
+					append(s, HEARTBEAT, strlen(HEARTBEAT));
+				resume(s);
+			}
+	pthread_mutex_unlock(&lock);
+}
+
+void
+hub_end_all(void)
+{
+	pthread_mutex_lock(&lock);
+	for (int b = 0; b < BUCKETS; b++)
+		for (group *g = table[b]; g; g = g->hnext)
+			for (struct sub *s = g->subs; s; s = s->next)
+			{
+				s->ended = true;
+				resume(s);
+			}
+	pthread_mutex_unlock(&lock);
+}
