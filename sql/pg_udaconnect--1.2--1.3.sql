@@ -64,10 +64,11 @@ CREATE TABLE encounter (
 COMMENT ON TABLE encounter IS
     'Who met whom, where, from when to when: matches (locations of two persons within encounter_distance and encounter_window) chained while at most encounter_gap apart.  Maintained with the locations; docs/encounters.md.';
 
+-- Few indexes: every merge writes rows.  The pair index serves the merge
+-- and person_a's reads, the other person_b's; ended_at and version are not
+-- indexed, so extending an encounter is a HOT update.
 CREATE INDEX encounter_pair_idx ON encounter (person_a, person_b, started_at);
-CREATE INDEX encounter_a_idx ON encounter (person_a, started_at);
 CREATE INDEX encounter_b_idx ON encounter (person_b, started_at);
-CREATE INDEX encounter_version_idx ON encounter (version);
 
 -- Encounters that went away (merged into another, or recomputed away when
 -- locations were deleted or moved), one row per person who had it: what a
@@ -110,6 +111,20 @@ CREATE FUNCTION encounter_window() RETURNS interval
     AS 'MODULE_PATHNAME', 'udc_encounter_window' LANGUAGE C STABLE PARALLEL SAFE;
 CREATE FUNCTION encounter_gap() RETURNS interval
     AS 'MODULE_PATHNAME', 'udc_encounter_gap' LANGUAGE C STABLE PARALLEL SAFE;
+
+-- NOTIFY udaconnect_encounter_person with the persons whose encounters
+-- changed (or went), comma-separated, 700 a notification: a live stream
+-- reads the changes of the persons named, not of every person it follows.
+CREATE FUNCTION encounter_notify_persons(persons integer[]) RETURNS integer
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT coalesce(sum(c.n), 0)::integer
+      FROM (SELECT count(*) AS n,
+                   pg_notify('udaconnect_encounter_person', string_agg(p::text, ',' ORDER BY p))
+              FROM (SELECT p, (dense_rank() OVER (ORDER BY p) - 1) / 700 AS chunk
+                      FROM (SELECT DISTINCT p FROM unnest(persons) p WHERE p IS NOT NULL) d) r
+             GROUP BY r.chunk) c
+$$;
 
 -- ---------------------------------------------------------------------------
 -- encounter_merge(matches...) -> number of encounters written
@@ -175,14 +190,14 @@ isl AS (
       FROM marked mk
 ),
 grp AS (
+    -- min() of an array compares element by element: the closest match is
+    -- the smallest [distance, id a, id b, ...] (ids below 2^53 are exact in
+    -- a float8), without a sort per island
     SELECT i.pa, i.pb, i.k, min(i.s) AS s, max(i.e) AS e, sum(i.n)::bigint AS n,
-           min(i.dist) AS dist,
-           (array_agg(i.lat ORDER BY i.dist, i.ra, i.rb))[1] AS lat,
-           (array_agg(i.lon ORDER BY i.dist, i.ra, i.rb))[1] AS lon,
-           (array_agg(i.ra ORDER BY i.dist, i.ra, i.rb))[1] AS ra,
-           (array_agg(i.rb ORDER BY i.dist, i.ra, i.rb))[1] AS rb,
+           min(ARRAY[i.dist, i.ra, i.rb, i.lat, i.lon]) AS rep,
            min(i.old_id) AS keep_id,
-           array_agg(i.old_id) FILTER (WHERE i.old_id IS NOT NULL) AS old_ids
+           array_agg(i.old_id) FILTER (WHERE i.old_id IS NOT NULL) AS old_ids,
+           bool_or(i.place IS NOT NULL OR cardinality(i.place_ids) > 0) AS placed
       FROM isl i
      GROUP BY i.pa, i.pb, i.k
     HAVING bool_or(i.old_id IS NULL)
@@ -201,16 +216,19 @@ places AS (
     SELECT p.pa, p.pb, p.k,
            array_agg(p.place ORDER BY p.place) AS ids,
            array_agg(p.cnt ORDER BY p.place) AS cnts,
-           (array_agg(p.place ORDER BY p.cnt DESC, p.place))[1] AS top
+           (min(ARRAY[-p.cnt, p.place]))[2]::integer AS top
       FROM per_place p GROUP BY p.pa, p.pb, p.k
 ),
 res AS (
-    SELECT g.*, pl.top, coalesce(pl.ids, '{}') AS ids, coalesce(pl.cnts, '{}') AS cnts,
+    SELECT g.pa, g.pb, g.k, g.s, g.e, g.n, g.rep[1] AS dist, g.rep[2]::bigint AS ra,
+           g.rep[3]::bigint AS rb, g.rep[4] AS lat, g.rep[5] AS lon, g.keep_id, g.old_ids,
+           pl.top, coalesce(pl.ids, '{}') AS ids, coalesce(pl.cnts, '{}') AS cnts,
            (SELECT version FROM clock) AS v
-      FROM grp g LEFT JOIN places pl USING (pa, pb, k)
+      FROM grp g LEFT JOIN places pl ON g.placed AND (pl.pa, pl.pb, pl.k) = (g.pa, g.pb, g.k)
 ),
 gone AS (
-    DELETE FROM udaconnect.encounter x USING res
+    DELETE FROM udaconnect.encounter x
+     USING (SELECT * FROM res WHERE cardinality(res.old_ids) > 1) res
      WHERE x.id = ANY (res.old_ids) AND x.id <> res.keep_id
     RETURNING x.id, x.person_a, x.person_b, res.keep_id, res.v
 ),
@@ -227,7 +245,7 @@ upd AS (
            version = r.v
       FROM res r
      WHERE x.id = r.keep_id
-    RETURNING x.id
+    RETURNING x.id, x.person_a, x.person_b
 ),
 ins AS (
     INSERT INTO udaconnect.encounter (person_a, person_b, started_at, ended_at, matches,
@@ -235,18 +253,23 @@ ins AS (
                                       latitude, longitude, closest_a, closest_b, version)
     SELECT r.pa, r.pb, r.s, r.e, r.n, r.dist, r.top, r.ids, r.cnts, r.lat, r.lon, r.ra, r.rb, r.v
       FROM res r WHERE r.keep_id IS NULL
-    RETURNING id
+    RETURNING id, person_a, person_b
 ),
 changed AS (
-    SELECT id FROM upd UNION ALL SELECT id FROM ins
+    SELECT * FROM upd UNION ALL SELECT * FROM ins
 ),
 notified AS (
     -- at most 8000 bytes a payload: 400 ids of up to 19 digits
     SELECT pg_notify('udaconnect_encounter', string_agg(c.id::text, ',' ORDER BY c.id))
       FROM (SELECT id, (row_number() OVER (ORDER BY id) - 1) / 400 AS chunk FROM changed) c
      GROUP BY c.chunk
+),
+notified_persons AS (
+    SELECT udaconnect.encounter_notify_persons(array_agg(c.person_a) || array_agg(c.person_b))
+      FROM changed c
 )
-SELECT (SELECT count(*) FROM changed) + 0 * (SELECT count(*) FROM notified);
+SELECT (SELECT count(*) FROM changed) + 0 * (SELECT count(*) FROM notified)
+       + 0 * (SELECT count(*) FROM notified_persons);
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -315,10 +338,14 @@ BEGIN
            AND (persons IS NULL OR x.person_a = ANY (persons) OR x.person_b = ANY (persons))
         RETURNING x.id, x.person_a, x.person_b
     )
-    INSERT INTO udaconnect.encounter_removed (version, id, person_id)
-    SELECT v, g.id, p.person
-      FROM gone g, LATERAL (VALUES (g.person_a), (g.person_b)) AS p(person)
-     WHERE EXISTS (SELECT 1 FROM udaconnect.person q WHERE q.id = p.person);
+    , told AS (
+        INSERT INTO udaconnect.encounter_removed (version, id, person_id)
+        SELECT v, g.id, p.person
+          FROM gone g, LATERAL (VALUES (g.person_a), (g.person_b)) AS p(person)
+        RETURNING person_id
+    )
+    SELECT count(*) INTO v
+      FROM (SELECT udaconnect.encounter_notify_persons(array_agg(t.person_id)) FROM told t) z;
     -- [lo, hi] is closed; the range below is half-open
     RETURN udaconnect.encounter_add_range(lo, CASE WHEN hi = 'infinity' THEN hi ELSE hi + interval '1 microsecond' END,
                                          (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(persons) x));
@@ -393,7 +420,7 @@ AS $$
      ORDER BY x.started_at, x.id
 $$;
 
-REVOKE ALL ON FUNCTION encounter_lock(), encounter_merge(integer[], integer[], bigint[], bigint[],
+REVOKE ALL ON FUNCTION encounter_lock(), encounter_notify_persons(integer[]), encounter_merge(integer[], integer[], bigint[], bigint[],
     timestamptz[], timestamptz[], float8[], float8[], float8[]),
     encounter_add_range(timestamptz, timestamptz, integer[]),
     encounters_rebuild(timestamptz, timestamptz, integer[]),
@@ -407,6 +434,8 @@ CREATE OR REPLACE FUNCTION forget_person(id integer, requested_by text DEFAULT N
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
 AS $$
+DECLARE
+    others integer[];
 BEGIN
     IF id IS NULL THEN
         RAISE EXCEPTION 'id must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -441,8 +470,13 @@ BEGIN
          WHERE EXISTS (SELECT 1 FROM gone)
         RETURNING c.version
     )
-    INSERT INTO udaconnect.encounter_removed (version, id, person_id)
-    SELECT (SELECT version FROM clock), g.id, g.other FROM gone g;
+    , told AS (
+        INSERT INTO udaconnect.encounter_removed (version, id, person_id)
+        SELECT (SELECT version FROM clock), g.id, g.other FROM gone g
+        RETURNING person_id
+    )
+    SELECT array_agg(t.person_id) INTO others FROM told t;
+    PERFORM udaconnect.encounter_notify_persons(others);
     DELETE FROM udaconnect.encounter_removed r WHERE r.person_id = forget_person.id;
     DELETE FROM udaconnect.location l WHERE l.person_id = forget_person.id;
     GET DIAGNOSTICS locations = ROW_COUNT;
@@ -636,7 +670,9 @@ $$;
 -- (body the encounter as JSON) or 'removed' (body {id, merged_into}).
 -- Versions are given in commit order (50-encounters.sql), so a client that
 -- resumes after the last (version, id) it received misses nothing and gets
--- nothing twice.  (0, 0) starts from the beginning.
+-- nothing twice.  (0, 0) starts from the beginning.  A stream wakes on
+-- NOTIFY udaconnect_encounter_person (50-encounters.sql), which names the
+-- persons whose encounters changed.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION api_encounter_changes(caller_role text, caller_id integer, person_id integer,
                                       after_version bigint, after_id bigint, lim integer)
@@ -676,6 +712,58 @@ REVOKE ALL ON FUNCTION api_encounter_json(udaconnect.encounter, integer),
 GRANT EXECUTE ON FUNCTION
     api_encounters(text, integer, integer, timestamptz, timestamptz, integer, text),
     api_encounter_changes(text, integer, integer, bigint, bigint, integer) TO udaconnect_api;
+
+-- ---------------------------------------------------------------------------
+-- pg_udaconnect: where a live encounter stream starts (udaconnect-httpd's
+-- GET /api/persons/{id}/encounters/stream; docs/http.md, "Live
+-- encounters").  A stream sends what api_encounter_changes returns after a
+-- position (version, id); a client that gives none starts after the
+-- current state, which is this function's answer.
+-- ---------------------------------------------------------------------------
+
+-- ---------------------------------------------------------------------------
+-- api_encounter_position(caller, person_id) -> (version, id)
+-- The caller may watch person_id (42501 as api_encounters, P0002 when an
+-- organizer asks for a person that does not exist), and the position after
+-- every change committed so far: (the last version given, the largest
+-- bigint).  Every committed encounter row has a version at most the
+-- clock's committed value, and every writer still to commit takes a larger
+-- one (50-encounters.sql), so the changes after this position are exactly
+-- those committed later.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION api_encounter_position(caller_role text, caller_id integer, person_id integer,
+                                       OUT version bigint, OUT id bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+BEGIN
+    PERFORM udaconnect.api_encounters_check(caller_role, caller_id, person_id);
+    IF caller_role = 'organizer'
+       AND NOT EXISTS (SELECT 1 FROM udaconnect.person p WHERE p.id = person_id) THEN
+        RAISE EXCEPTION 'person % does not exist', person_id USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT c.version, 9223372036854775807 INTO version, id FROM udaconnect.encounter_clock c;
+END;
+$$;
+
+REVOKE ALL ON FUNCTION api_encounter_position(text, integer, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api_encounter_position(text, integer, integer) TO udaconnect_api;
+
+
+-- ---------------------------------------------------------------------------
+-- A deployment's grpcd role (deployment/docker/postgres/init.sql) reads and
+-- watches encounters, as a fresh deployment's does.
+-- ---------------------------------------------------------------------------
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'udaconnect_reader') THEN
+        GRANT EXECUTE ON FUNCTION
+            api_encounters(text, integer, integer, timestamptz, timestamptz, integer, text),
+            api_encounter_changes(text, integer, integer, bigint, bigint, integer)
+            TO udaconnect_reader;
+    END IF;
+END;
+$$;
 
 -- ---------------------------------------------------------------------------
 -- The encounters of the locations stored before 1.3

@@ -265,6 +265,7 @@ extern void hub_free(void *cls);
 /* A notification came (or the stream thread reconnected): every watched
  * person's changes are fetched again. */
 extern void hub_mark_all(void);
+extern void hub_mark_persons(const char *list);
 
 /* The next fetch to make: true with the person and the position to fetch
  * after; false when nobody waits for one. */

@@ -27,6 +27,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,6 +310,42 @@ hub_free(void *cls)
 	free(s->q);
 	free(s);
 	group_release(g);
+	pthread_mutex_unlock(&lock);
+}
+
+/*
+ * The persons a notification names ("1,2,3") have changes: mark those that
+ * are watched.  A payload that does not parse marks everyone (never miss a
+ * change).
+ */
+void
+hub_mark_persons(const char *list)
+{
+	const char *p = list;
+
+	pthread_mutex_lock(&lock);
+	while (*p)
+	{
+		char	   *end;
+		long		v;
+		group	   *g;
+
+		errno = 0;
+		v = strtol(p, &end, 10);
+		if (end == p || errno != 0 || v < INT32_MIN || v > INT32_MAX || (*end != ',' && *end != '\0'))
+		{
+			pthread_mutex_unlock(&lock);
+			logmsg(LOG_ERROR, "encounter streams: unexpected notification payload \"%.40s\"; fetching for every watched person", list);
+			hub_mark_all();
+			return;
+		}
+		if ((g = *slot((int32_t) v)) != NULL)
+		{
+			g->dirty = true;
+			pend(g);
+		}
+		p = *end ? end + 1 : end;
+	}
 	pthread_mutex_unlock(&lock);
 }
 

@@ -1,10 +1,11 @@
 /*
  * listen.c: the stream thread of udaconnect-httpd: the one database
- * connection of the process that LISTENs on udaconnect_encounter and
- * fetches what the live encounter streams send (hub.c holds the streams).
+ * connection of the process that LISTENs on udaconnect_encounter_person
+ * and fetches what the live encounter streams send (hub.c holds the
+ * streams).
  *
- * A notification marks every watched person (its payload, the changed
- * encounter ids, is not needed: whose they are would take a query too).
+ * A notification names the persons whose encounters changed; those of them
+ * that are watched are marked (a person nobody watches costs nothing).
  * The thread then fetches, one person at a time, api_encounter_changes
  * after the smallest position among that person's subscribers, once for
  * all of them, as an organizer (sse.c asked the database for the
@@ -116,7 +117,7 @@ connect_listen(void)
 		return;
 	}
 	res = PQexec(c, "SET application_name = 'udaconnect-httpd streams'; "
-				 "LISTEN udaconnect_encounter");
+				 "LISTEN udaconnect_encounter_person");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK || PQsetnonblocking(c, 1) != 0 ||
 		epoll_ctl(ep, EPOLL_CTL_ADD, PQsocket(c), &ev) != 0)
 	{
@@ -214,7 +215,6 @@ read_input(void)
 {
 	PGnotify   *nf;
 	PGresult   *res;
-	bool		notified = false;
 
 	if (!PQconsumeInput(conn))
 	{
@@ -249,11 +249,9 @@ read_input(void)
 	}
 	while ((nf = PQnotifies(conn)))
 	{
+		hub_mark_persons(nf->extra);
 		PQfreemem(nf);
-		notified = true;
 	}
-	if (notified)
-		hub_mark_all();
 	if (PQstatus(conn) != CONNECTION_OK)
 		drop(PQerrorMessage(conn));
 }
