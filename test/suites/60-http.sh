@@ -8,7 +8,8 @@
 # curl alike, HTTPS (a daemon of its own with
 # a test certificate: curl and urllib, HSTS, 413 over TLS, start-up refused
 # for half or bad TLS settings), and the web app in headless
-# Chromium (WebDriver: Debian's python3-selenium and chromium-driver).
+# Chromium (WebDriver: Debian's python3-selenium and chromium-driver),
+# including its live encounters timeline fed by points sent through gRPC.
 # Screenshots: $SUITE_DIR/webapp-*.png.
 set -uo pipefail
 : "${UDACONNECT_HTTP_URL:?the stack did not start udaconnect-httpd}"
@@ -27,6 +28,10 @@ missing=()
 [ -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] || missing+=(chromium-driver)
 python3 -c 'import selenium' 2>/dev/null || missing+=(python3-selenium)
 if [ ${#missing[@]} -eq 0 ]; then
+  # the browser test sends points through grpcd (python3-grpcio, stubs from proto/)
+  mkdir -p "$SUITE_DIR/gen"
+  /usr/bin/python3 -m grpc_tools.protoc -I"$TOP/proto" -I/usr/include --python_out="$SUITE_DIR/gen" \
+    --grpc_python_out="$SUITE_DIR/gen" udaconnect/v1/location.proto udaconnect/v1/location_service.proto
   HOME=$SUITE_DIR TAP_START=$((last + 1)) \
     python3 test/http/browser_test.py || rc=1
 else
