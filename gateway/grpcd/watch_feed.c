@@ -27,13 +27,13 @@
  * watcher), or touch a watcher's queue except through watch.c.
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "grpcd.h"
+#include "idlist.h"
 
 #define NBUCKETS 4096
 #define TAIL_PAGE 10000			/* rows per query finding where "now" is */
@@ -502,6 +502,16 @@ mark_dirty(group *g)
 		ready_push(&g->job);
 }
 
+static void
+person_dirty(int32_t person, void *arg)
+{
+	group	   *g = *group_slot(person);
+
+	(void) arg;
+	if (g != NULL)
+		mark_dirty(g);
+}
+
 /*
  * A notification names the persons whose encounters changed: only their
  * groups fetch.  A payload that does not parse wakes every group (never
@@ -510,25 +520,10 @@ mark_dirty(group *g)
 static void
 persons_dirty(const char *list)
 {
-	const char *p = list;
-
-	while (*p)
+	if (!idlist_each(list, person_dirty, NULL))
 	{
-		char	   *end;
-		long		v;
-		group	   *g;
-
-		errno = 0;
-		v = strtol(p, &end, 10);
-		if (end == p || errno != 0 || v < INT32_MIN || v > INT32_MAX || (*end != ',' && *end != '\0'))
-		{
-			logmsg(LOG_ERROR, "watch: unexpected notification payload \"%.40s\"; reading every watched person", list);
-			all_dirty();
-			return;
-		}
-		if ((g = *group_slot((int32_t) v)) != NULL)
-			mark_dirty(g);
-		p = *end ? end + 1 : end;
+		logmsg(LOG_ERROR, "watch: unexpected notification payload \"%.40s\"; reading every watched person", list);
+		all_dirty();
 	}
 }
 

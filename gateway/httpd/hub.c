@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "httpd.h"
+#include "idlist.h"
 
 #define BUCKETS 4096
 #define HEARTBEAT ": heartbeat\n\n"
@@ -313,6 +314,19 @@ hub_free(void *cls)
 	pthread_mutex_unlock(&lock);
 }
 
+static void
+mark_person(int32_t person, void *arg)
+{
+	group	   *g = *slot(person);
+
+	(void) arg;
+	if (g != NULL)
+	{
+		g->dirty = true;
+		pend(g);
+	}
+}
+
 /*
  * The persons a notification names ("1,2,3") have changes: mark those that
  * are watched.  A payload that does not parse marks everyone (never miss a
@@ -321,32 +335,16 @@ hub_free(void *cls)
 void
 hub_mark_persons(const char *list)
 {
-	const char *p = list;
+	bool		ok;
 
 	pthread_mutex_lock(&lock);
-	while (*p)
-	{
-		char	   *end;
-		long		v;
-		group	   *g;
-
-		errno = 0;
-		v = strtol(p, &end, 10);
-		if (end == p || errno != 0 || v < INT32_MIN || v > INT32_MAX || (*end != ',' && *end != '\0'))
-		{
-			pthread_mutex_unlock(&lock);
-			logmsg(LOG_ERROR, "encounter streams: unexpected notification payload \"%.40s\"; fetching for every watched person", list);
-			hub_mark_all();
-			return;
-		}
-		if ((g = *slot((int32_t) v)) != NULL)
-		{
-			g->dirty = true;
-			pend(g);
-		}
-		p = *end ? end + 1 : end;
-	}
+	ok = idlist_each(list, mark_person, NULL);
 	pthread_mutex_unlock(&lock);
+	if (!ok)
+	{
+		logmsg(LOG_ERROR, "encounter streams: unexpected notification payload \"%.40s\"; fetching for every watched person", list);
+		hub_mark_all();
+	}
 }
 
 void

@@ -39,22 +39,22 @@ cmp_point(const EncPoint *x, const EncPoint *y)
 #define ST_DEFINE
 #include "lib/sort_template.h"
 
-static bool
-sorted_contains64(const int64 *v, int64 n, int64 x)
+static int
+cmp_int64(const void *a, const void *b)
 {
-	int64		lo = 0,
-				hi = n;
+	int64		x = *(const int64 *) a,
+				y = *(const int64 *) b;
 
-	while (lo < hi)
-	{
-		int64		mid = lo + (hi - lo) / 2;
+	return (x > y) - (x < y);
+}
 
-		if (v[mid] < x)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < n && v[lo] == x;
+static int
+cmp_int32(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a,
+				y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
 }
 
 /*
@@ -100,15 +100,6 @@ enc_idset_add(EncSet *set, int64 id)
 		set->ids[set->nids++] = id;
 }
 
-static int
-cmp_int64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a,
-				y = *(const int64 *) b;
-
-	return (x > y) - (x < y);
-}
-
 void
 enc_idset_finish(EncSet *set)
 {
@@ -125,25 +116,7 @@ idset_contains(const EncSet *set, int64 id)
 
 		return k < (uint64) set->nbits && (set->bits[k / 64] >> (k % 64)) & 1;
 	}
-	return sorted_contains64(set->ids, set->nids, id);
-}
-
-static bool
-sorted_contains32(const int32 *v, int n, int32 x)
-{
-	int			lo = 0,
-				hi = n;
-
-	while (lo < hi)
-	{
-		int			mid = lo + (hi - lo) / 2;
-
-		if (v[mid] < x)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < n && v[lo] == x;
+	return bsearch(&id, set->ids, set->nids, sizeof(int64), cmp_int64) != NULL;
 }
 
 /* Is location (id, person, t) one of the set's? */
@@ -154,7 +127,8 @@ in_set(const EncSet *set, int64 id, int32 person, TimestampTz t)
 		return idset_contains(set, id);
 	if (t < set->lo || t >= set->hi)
 		return false;
-	return set->npersons == 0 || sorted_contains32(set->persons, set->npersons, person);
+	return set->npersons == 0 ||
+		bsearch(&person, set->persons, set->npersons, sizeof(int32), cmp_int32) != NULL;
 }
 
 /* The midpoint of two nearby points (their longitudes may straddle 180). */
