@@ -324,7 +324,17 @@ consider_pairs(FinderState *st, const Probe *group, int ngroup, int32 person,
 			udc_approx_distance(lat, lon, p->lat, p->lon) > cut)
 			continue;
 		st->ndist++;
-		d = udc_geodesic_distance(lat, lon, p->lat, p->lon);
+
+		/*
+		 * The distance is not symmetric in its last bits: measure from the
+		 * lower person's point, so a pair gets the same distance (and the
+		 * same verdict at the threshold) whichever of its locations is the
+		 * own one, as the rebuild must find what the ingest found.
+		 */
+		if (st->own_person[o] < person)
+			d = udc_geodesic_distance(p->lat, p->lon, lat, lon);
+		else
+			d = udc_geodesic_distance(lat, lon, p->lat, p->lon);
 		if (d < 0.0 || d > st->meters)
 			continue;
 		if (st->nraw == st->capraw)
