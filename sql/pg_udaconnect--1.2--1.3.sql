@@ -395,6 +395,22 @@ CREATE TRIGGER location_retrack_encounters AFTER UPDATE ON location
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION location_changed_encounters();
 
+-- TRUNCATE of the locations (which fires no DELETE trigger) takes every
+-- encounter with it, and what streams were told.
+CREATE FUNCTION location_truncate_encounters() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+BEGIN
+    PERFORM udaconnect.encounter_lock();
+    TRUNCATE udaconnect.encounter, udaconnect.encounter_removed;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER location_truncate_encounters AFTER TRUNCATE ON location
+    FOR EACH STATEMENT EXECUTE FUNCTION location_truncate_encounters();
+
 -- ---------------------------------------------------------------------------
 -- encounters(person_id, from, to): the person's encounters overlapping
 -- [from, to), in time order, with the other person, the place and the
@@ -500,6 +516,8 @@ CREATE OR REPLACE FUNCTION retention_sweep(cutoff timestamptz, batch integer DEF
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
 AS $$
+DECLARE
+    persons_told integer[];
 BEGIN
     IF cutoff IS NULL OR batch IS NULL OR batch < 1 THEN
         RAISE EXCEPTION 'retention_sweep needs a cutoff and a batch of at least 1'
@@ -511,9 +529,24 @@ BEGIN
     -- this or a later call; those that reach across it are recomputed by
     -- the location delete trigger (50-encounters.sql) from what is left.
     PERFORM udaconnect.encounter_lock();
-    DELETE FROM udaconnect.encounter x
-     WHERE x.id = ANY (ARRAY(SELECT o.id FROM udaconnect.encounter o
-                              WHERE o.ended_at < cutoff LIMIT batch));
+    WITH gone AS (
+        DELETE FROM udaconnect.encounter x
+         WHERE x.id = ANY (ARRAY(SELECT o.id FROM udaconnect.encounter o
+                                  WHERE o.ended_at < cutoff LIMIT batch))
+        RETURNING x.id, x.person_a, x.person_b
+    ), clock AS (
+        UPDATE udaconnect.encounter_clock c SET version = c.version + 1
+         WHERE EXISTS (SELECT 1 FROM gone)
+        RETURNING c.version
+    ), told AS (
+        -- live streams hear of it as of any other removal
+        INSERT INTO udaconnect.encounter_removed (version, id, person_id)
+        SELECT (SELECT version FROM clock), g.id, p.person
+          FROM gone g, LATERAL (VALUES (g.person_a), (g.person_b)) AS p(person)
+        RETURNING person_id
+    )
+    SELECT array_agg(t.person_id) INTO persons_told FROM told t;
+    PERFORM udaconnect.encounter_notify_persons(persons_told);
     -- SKIP LOCKED: rows another transaction holds (an erasure deleting the
     -- same person's old points) are left for the next sweep, so the sweep
     -- never waits for row locks

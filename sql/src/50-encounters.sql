@@ -381,6 +381,22 @@ CREATE TRIGGER location_retrack_encounters AFTER UPDATE ON location
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION location_changed_encounters();
 
+-- TRUNCATE of the locations (which fires no DELETE trigger) takes every
+-- encounter with it, and what streams were told.
+CREATE FUNCTION location_truncate_encounters() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+BEGIN
+    PERFORM udaconnect.encounter_lock();
+    TRUNCATE udaconnect.encounter, udaconnect.encounter_removed;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER location_truncate_encounters AFTER TRUNCATE ON location
+    FOR EACH STATEMENT EXECUTE FUNCTION location_truncate_encounters();
+
 -- ---------------------------------------------------------------------------
 -- encounters(person_id, from, to): the person's encounters overlapping
 -- [from, to), in time order, with the other person, the place and the
