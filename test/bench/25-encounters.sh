@@ -147,7 +147,7 @@ wait_sampling() {
 read_encounters() {
   "${PSQL[@]}" -F '|' <<SQL
 SET TimeZone = 'UTC';
-SET max_parallel_workers_per_gather = 0;
+-- the server's planner settings, as the gateways' sessions have them
 CREATE TEMP TABLE r (method text, person int, ms float8, n bigint);
 DO \$\$
 DECLARE

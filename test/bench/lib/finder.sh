@@ -15,7 +15,8 @@ q() { "${PSQL[@]}" -d "$DB" "$@"; }
 # benchmarks measure the finder and the plain load; 25-encounters.sh
 # measures the maintenance.
 finder_db_create() {
-  "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" || return 1
+  "${PSQL[@]}" -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" \
+    -c "CREATE DATABASE $DB" || return 1
   q -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_udaconnect CASCADE" -c "CREATE EXTENSION pg_prewarm" \
     -c "ALTER TABLE udaconnect.location DISABLE TRIGGER location_track_encounters"
 }
