@@ -16,9 +16,10 @@
 #     deleted, the table vacuumed and checkpointed, and the topic's stored
 #     offsets forgotten, so that the workers read the same messages again
 #     into a table in the same state.
-#     - scattered: 20-ingest.sh's workload (udaconnect-produce: persons
-#       100001..102000 at random positions around the globe): no two
-#       locations ever match, the maintenance only probes;
+#     - scattered: 20-ingest.sh's kind of messages (udaconnect-produce:
+#       persons 100001..102000 at random positions around the globe; other
+#       message numbers): no two locations ever match, the maintenance
+#       only probes;
 #     - conference: finder/gen-dense.sql's dense conference (persons
 #       200001..202000 crowding around 200 booths of a 200 m hall, a report
 #       every ~2 min) in time order, as it happens, put on the topic by
