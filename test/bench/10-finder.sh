@@ -5,7 +5,9 @@
 #
 # For each size: a fresh database bench_finder with the extension; the
 # deterministic conference of test/bench/finder/gen.sql; timed load into
-# udaconnect.location (INSERT ... SELECT from an unlogged staging table) and
+# udaconnect.location (INSERT ... SELECT from an unlogged staging table; the
+# encounter maintenance is off in this database, as the load's figures
+# predate it: 25-encounters.sh measures it) and
 # into bench.postgis, the plain PostGIS layout (GiST on coordinate::geography,
 # btree(creation_time), btree(person_id, creation_time)); then, for N persons
 # (default 40) and one UTC day, 5 m, with a 60 s window and without one:
@@ -60,17 +62,8 @@ LOADS=$BENCH_DIR/loads.txt
 : > "$LAT"; : > "$LOADS"
 
 die() { echo "10-finder: $*" >&2; exit 1; }
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
-q() { "${PSQL[@]}" -d "$DB" "$@"; }
-# print '|'-separated lines as an aligned table
-fmt_table() {
-  awk -F'|' '{ for (i = 1; i <= NF; i++) { c[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) }
-               if (NF > nf) nf = NF; n = NR }
-             END { for (r = 1; r <= n; r++) { line = "  "
-                     for (i = 1; i <= nf; i++) line = line sprintf("%-" w[i] "s  ", c[r, i])
-                     sub(/ +$/, "", line); print line } }'
-}
+. "$TOP/test/bench/lib/table.sh"
+. "$TOP/test/bench/lib/finder.sh"
 
 for size in $SIZES; do
   case $size in
@@ -85,8 +78,7 @@ for size in $SIZES; do
   echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
   echo "warm-up before each method and window: the day's pages of its layout read by the measuring backend, then $NWARM other attendees' queries (UDACONNECT_BENCH_WARMUP)"
 
-  "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" || die "cannot create database $DB"
-  q -c "CREATE EXTENSION pg_udaconnect CASCADE" -c "CREATE EXTENSION pg_prewarm" || die "CREATE EXTENSION pg_udaconnect / pg_prewarm failed"
+  finder_db_create || die "cannot create database $DB with pg_udaconnect and pg_prewarm"
 
   t0=$(now)
   q -v persons=$persons -v booths=$booths -v reports=$reports -v editions=$editions -f "$F/gen.sql" >/dev/null ||
@@ -102,16 +94,8 @@ for size in $SIZES; do
   read -r ht hi htot <<<"$(q -F ' ' -c "SELECT pg_relation_size('udaconnect.location'), pg_indexes_size('udaconnect.location'), pg_total_relation_size('udaconnect.location')")"
 
   # load: the plain PostGIS layout, same points and ids
-  q -c "CREATE TABLE bench.postgis (id bigint PRIMARY KEY, person_id integer NOT NULL,
-                                    coordinate geometry(Point, 4326) NOT NULL, creation_time timestamptz NOT NULL)" \
-    -c "CREATE INDEX bench_postgis_geog_idx ON bench.postgis USING gist ((coordinate::geography))" \
-    -c "CREATE INDEX bench_postgis_time_idx ON bench.postgis (creation_time)" \
-    -c "CREATE INDEX bench_postgis_person_time_idx ON bench.postgis (person_id, creation_time)" || die "cannot create bench.postgis"
-  t0=$(now)
-  q -c "INSERT INTO bench.postgis SELECT id, person_id, coordinate, creation_time FROM udaconnect.location ORDER BY id" ||
-    die "load into bench.postgis failed"
-  tpg=$(since "$t0")
-  q -c "VACUUM ANALYZE bench.postgis" -c "DROP TABLE bench.src"
+  tpg=$(postgis_load) || die "load into bench.postgis failed"
+  q -c "DROP TABLE bench.src"
   # a settled database: no checkpoint of the load's and VACUUM's gigabytes
   # of dirty pages runs during the measurement
   q -c "CHECKPOINT"
@@ -125,25 +109,10 @@ for size in $SIZES; do
   # the self-join's plan: the GiST index must be used
   q -f "$F/measure.sql" >/dev/null || die "measure.sql failed"
   first=$(q -c "SELECT bench.sample($NSAMPLE, $persons) LIMIT 1")
-  plan_of() {  # $1 = window ('60 seconds' or NULL), $2 = label; sets gist=yes/NO
-    local sj plan
-    sj=$(q -c "SELECT bench.q_selfjoin($first, '$DAY', $1)")
-    plan=$(q -c "SET max_parallel_workers_per_gather = 0" -c "EXPLAIN (COSTS OFF) $sj")
-    if printf '%s\n' "$plan" | grep -q "Index Scan using bench_postgis_geog_idx"; then
-      gist=yes; how="yes (index scan per point of P)"
-    elif printf '%s\n' "$plan" | grep -q "Bitmap Index Scan on bench_postgis_geog_idx"; then
-      gist=bitmap; how="yes, as a bitmap index scan"
-      printf '%s\n' "$plan" | grep -q "BitmapAnd" && how="$how AND-ed with another index"
-    else
-      gist=NO; how="NO"
-    fi
-    echo "$2 (person $first): GiST index on coordinate::geography used: $how; the plan's joins and scans:"
-    printf '%s\n' "$plan" | grep -E "Scan|Nested|Join" | head -n 8 | sed 's/^ */    /'
-  }
   gistonly=()   # windows whose plan is not a plain GiST index scan
-  plan_of NULL "self-join, no window"
+  plan_of "$first" "$DAY" NULL "self-join, no window"
   [ "$gist" = yes ] || gistonly+=(NULL)
-  plan_of "'60 seconds'" "self-join, 60 s window"
+  plan_of "$first" "$DAY" "'60 seconds'" "self-join, 60 s window"
   [ "$gist" = yes ] || gistonly+=("'60 seconds'")
 
   # finder and self-join
@@ -190,7 +159,7 @@ SQL
   elif [ ${#gistonly[@]} -gt 0 ]; then
     q -c "DROP INDEX bench.bench_postgis_time_idx"
     for w in "${gistonly[@]}"; do
-      plan_of "$w" "self-join, window $w, btree(creation_time) dropped"
+      plan_of "$first" "$DAY" "$w" "self-join, window $w, btree(creation_time) dropped"
     done
     t0=$(now)
     q -f "$F/measure.sql" -c "SELECT bench.measure('$DAY', $NSAMPLE, $persons, ARRAY['self-join, GiST only'],
