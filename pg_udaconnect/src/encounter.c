@@ -120,46 +120,117 @@ array_of(Datum *elems, int n, Oid type)
 	return PointerGetDatum(construct_array(elems, n, type, len, byval, align));
 }
 
-/* Chain the matches into the stored encounters (SPI connected). */
+/* A plan prepared once per backend (the SQL is a call of one function). */
+static SPIPlanPtr
+kept_plan(SPIPlanPtr plan, const char *sql, int nargs, Oid *types)
+{
+	if (plan == NULL)
+	{
+		plan = SPI_prepare(sql, nargs, types);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	return plan;
+}
+
+/* The place of each match's midpoint (0: none), or NULL without places. */
+static int32 *
+places_of(const EncMatch *m, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {FLOAT8ARRAYOID, FLOAT8ARRAYOID};
+	Datum	   *lat = palloc(sizeof(Datum) * n);
+	Datum	   *lon = palloc(sizeof(Datum) * n);
+	Datum		args[2];
+	Datum		d;
+	bool		isnull;
+	int32	   *out = NULL;
+
+	for (int i = 0; i < n; i++)
+	{
+		lat[i] = Float8GetDatum(m[i].lat);
+		lon[i] = Float8GetDatum(m[i].lon);
+	}
+	args[0] = array_of(lat, n, FLOAT8OID);
+	args[1] = array_of(lon, n, FLOAT8OID);
+	plan = kept_plan(plan, "SELECT udaconnect.encounter_places_of($1, $2)", 2, types);
+	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "udaconnect.encounter_places_of() failed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+	{
+		ArrayType  *arr = DatumGetArrayTypeP(d);
+		Datum	   *elems;
+		int			nelems;
+
+		deconstruct_array(arr, INT4OID, 4, true, TYPALIGN_INT, &elems, NULL, &nelems);
+		if (nelems != n)
+			elog(ERROR, "udaconnect.encounter_places_of() returned %d places for %d matches", nelems, n);
+		out = palloc(sizeof(int32) * n);
+		for (int i = 0; i < n; i++)
+			out[i] = DatumGetInt32(elems[i]);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	pfree(lat);
+	pfree(lon);
+	return out;
+}
+
+/*
+ * Chain the matches into the stored encounters (SPI connected): chained
+ * among themselves first (encounter_chain.c), then merged by SQL.
+ */
 static void
 merge_matches(const EncMatch *m, int n)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[9] = {INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
-		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID};
-	Oid			elem[9] = {INT4OID, INT4OID, INT8OID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-		FLOAT8OID, FLOAT8OID, FLOAT8OID};
-	Datum		args[9];
-	Datum	   *cols[9];
+	Oid			types[14] = {INT4ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
+		INT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+	INT4ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID};
+	Oid			elem[12] = {INT4OID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, FLOAT8OID,
+	FLOAT8OID, FLOAT8OID, INT8OID, INT8OID, INT4OID, INT4OID};
+	Datum		args[14];
+	Datum	   *cols[12];
+	Datum	   *pids,
+			   *pcnts;
+	EncIslands	is;
 
 	if (n == 0)
 		return;
-	for (int c = 0; c < 9; c++)
-		cols[c] = palloc(sizeof(Datum) * n);
-	for (int i = 0; i < n; i++)
+	enc_chain(m, places_of(m, n), n, (int64) udc_encounter_gap_s * USECS_PER_SEC, &is);
+	for (int c = 0; c < 12; c++)
+		cols[c] = palloc(sizeof(Datum) * is.n);
+	for (int i = 0; i < is.n; i++)
 	{
-		cols[0][i] = Int32GetDatum(m[i].person_a);
-		cols[1][i] = Int32GetDatum(m[i].person_b);
-		cols[2][i] = Int64GetDatum(m[i].a_id);
-		cols[3][i] = Int64GetDatum(m[i].b_id);
-		cols[4][i] = TimestampTzGetDatum(m[i].a_t);
-		cols[5][i] = TimestampTzGetDatum(m[i].b_t);
-		cols[6][i] = Float8GetDatum(m[i].dist);
-		cols[7][i] = Float8GetDatum(m[i].lat);
-		cols[8][i] = Float8GetDatum(m[i].lon);
-	}
-	for (int c = 0; c < 9; c++)
-		args[c] = array_of(cols[c], n, elem[c]);
-	if (plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare("SELECT udaconnect.encounter_merge($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-									9, types);
+		const EncIsland *x = &is.isl[i];
 
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		plan = p;
+		cols[0][i] = Int32GetDatum(x->person_a);
+		cols[1][i] = Int32GetDatum(x->person_b);
+		cols[2][i] = TimestampTzGetDatum(x->start);
+		cols[3][i] = TimestampTzGetDatum(x->end);
+		cols[4][i] = Int64GetDatum(x->matches);
+		cols[5][i] = Float8GetDatum(x->closest.dist);
+		cols[6][i] = Float8GetDatum(x->closest.lat);
+		cols[7][i] = Float8GetDatum(x->closest.lon);
+		cols[8][i] = Int64GetDatum(x->closest.a_id);
+		cols[9][i] = Int64GetDatum(x->closest.b_id);
+		cols[10][i] = Int32GetDatum(x->place_from);
+		cols[11][i] = Int32GetDatum(x->place_n);
 	}
+	for (int c = 0; c < 12; c++)
+		args[c] = array_of(cols[c], is.n, elem[c]);
+	pids = palloc(sizeof(Datum) * Max(is.nplaces, 1));
+	pcnts = palloc(sizeof(Datum) * Max(is.nplaces, 1));
+	for (int i = 0; i < is.nplaces; i++)
+	{
+		pids[i] = Int32GetDatum(is.place_ids[i]);
+		pcnts[i] = Int64GetDatum(is.place_counts[i]);
+	}
+	args[12] = array_of(pids, is.nplaces, INT4OID);
+	args[13] = array_of(pcnts, is.nplaces, INT8OID);
+	plan = kept_plan(plan, "SELECT udaconnect.encounter_merge($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+					 14, types);
 	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "udaconnect.encounter_merge() failed");
 }

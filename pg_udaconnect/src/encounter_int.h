@@ -53,6 +53,37 @@ typedef struct EncSet
 	int			npersons;
 } EncSet;
 
+/*
+ * A batch's matches of one pair of persons chained into one island
+ * (encounter_chain.c): what encounter_merge() merges with the stored
+ * encounters.  Its places are place_ids/place_counts[place_from ..
+ * place_from + place_n) of its EncIslands.
+ */
+typedef struct EncIsland
+{
+	int32		person_a;
+	int32		person_b;
+	TimestampTz start;
+	TimestampTz end;
+	int64		matches;
+	EncMatch	closest;
+	int			place_from;
+	int			place_n;
+} EncIsland;
+
+typedef struct EncIslands
+{
+	EncIsland  *isl;
+	int			n;
+	int32	   *place_ids;
+	int64	   *place_counts;
+	int			nplaces;
+} EncIslands;
+
+/* encounter_chain.c */
+extern void enc_chain(const EncMatch *m, const int32 *place, int n, int64 gap,
+					  EncIslands *out);
+
 /* encounter_match.c */
 extern void enc_idset_init(EncSet *set, int64 min, int64 max, int64 count);
 extern void enc_idset_add(EncSet *set, int64 id);

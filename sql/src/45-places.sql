@@ -171,26 +171,29 @@ END;
 $$;
 
 -- ---------------------------------------------------------------------------
--- place_at(latitude, longitude) -> the id of the smallest place (area_m2)
--- covering the point, its boundary included; of equal ones the lowest id;
--- NULL when none.  Coordinates are checked as everywhere (make_point:
--- 22004 / 22003).  PL/pgSQL so its plan (a GiST probe, then a sort of the
--- few candidates) is cached per session: the encounters call it per meeting.
+-- places_at(latitudes, longitudes) -> for each point, the id of the smallest
+-- place (area_m2) covering it, its boundary included; of equal ones the
+-- lowest id; NULL when none.  Coordinates are checked as everywhere
+-- (make_point: 22004 / 22003).  One statement for many points (a GiST
+-- probe each): the encounters ask it for every match of a batch.
+-- place_at(latitude, longitude) asks it for one point.
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION place_at(latitude float8, longitude float8) RETURNS integer
-LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+CREATE FUNCTION places_at(latitude float8[], longitude float8[]) RETURNS integer[]
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
 AS $$
-DECLARE
-    pt geometry := udaconnect.make_point(latitude, longitude);
-BEGIN
-    RETURN (SELECT p.id FROM udaconnect.place p
-             WHERE ST_Covers(p.area, pt)
-             ORDER BY p.area_m2, p.id
-             LIMIT 1);
-END;
+    SELECT coalesce(array_agg(p.id ORDER BY u.i), '{}')
+      FROM unnest(latitude, longitude) WITH ORDINALITY AS u(lat, lon, i)
+      LEFT JOIN LATERAL (SELECT q.id FROM udaconnect.place q
+                          WHERE ST_Covers(q.area, udaconnect.make_point(u.lat, u.lon))
+                          ORDER BY q.area_m2, q.id
+                          LIMIT 1) p ON true
 $$;
+
+CREATE FUNCTION place_at(latitude float8, longitude float8) RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT (udaconnect.places_at(ARRAY[latitude], ARRAY[longitude]))[1] $$;
 
 REVOKE ALL ON FUNCTION create_place(text, text, geometry, integer),
     create_place_circle(text, text, float8, float8, float8, integer),
-    delete_place(integer), place_at(float8, float8) FROM PUBLIC;
+    delete_place(integer), places_at(float8[], float8[]), place_at(float8, float8) FROM PUBLIC;

@@ -112,25 +112,43 @@ AS $$
              GROUP BY r.chunk) c
 $$;
 
+-- The place of each match midpoint (0: none), for the counts per place of
+-- the encounters; NULL when there are no places at all.
+CREATE FUNCTION encounter_places_of(lat float8[], lon float8[]) RETURNS integer[]
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM udaconnect.place)
+                THEN ARRAY(SELECT coalesce(x.place, 0)
+                             FROM unnest(udaconnect.places_at(lat, lon)) WITH ORDINALITY AS x(place, i)
+                            ORDER BY x.i) END
+$$;
+
 -- ---------------------------------------------------------------------------
--- encounter_merge(matches...) -> number of encounters written
+-- encounter_merge(islands...) -> number of encounters written
 --
--- Chains new matches (one per array position; person_a < person_b; each
--- match given exactly once over all calls) into the stored encounters.  For
--- each pair it takes the stored encounters that reach within the gap of the
--- new matches' span, and splits the union of those encounters and the new
--- matches into islands: sorted by start, an item starts a new island when it
--- starts more than the gap after the latest end before it.  An island with a
--- new match becomes one encounter: the lowest stored id among its stored
--- encounters keeps its id (the others are removed), or a new one.  Every
--- aggregate (first start, last end, number of matches, smallest distance,
--- the closest match, matches per place) combines the same way whatever the
--- order the matches came in, which is why the maintained table equals the
--- rebuilt one (docs/encounters.md).
+-- Chains new matches into the stored encounters.  The matches come chained
+-- already (src/encounter_chain.c, by the rule below applied to the batch
+-- alone): one array position per island of one pair of persons
+-- (person_a < person_b): its span, number of matches, closest match
+-- (distance, midpoint, location ids) and matches per place
+-- (place_ids/place_counts[pfrom + 1 .. pfrom + pn]); each match is given
+-- exactly once over all calls.  For each pair it takes the stored
+-- encounters that reach within the gap of the new islands' span, and splits
+-- the union of those encounters and the new islands into islands: sorted by
+-- start, an item starts a new island when it starts more than the gap after
+-- the latest end before it.  An island with a new item becomes one
+-- encounter: the lowest stored id among its stored encounters keeps its id
+-- (the others are removed), or a new one.  Every aggregate (first start,
+-- last end, number of matches, the closest match, matches per place)
+-- combines the same way whatever the order the matches came in and however
+-- they were grouped, which is why the maintained table equals the rebuilt
+-- one (docs/encounters.md).
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION encounter_merge(pa integer[], pb integer[], ida bigint[], idb bigint[],
-                                ta timestamptz[], tb timestamptz[], dist float8[],
-                                lat float8[], lon float8[])
+CREATE FUNCTION encounter_merge(pa integer[], pb integer[], s timestamptz[], e timestamptz[],
+                                n bigint[], dist float8[], lat float8[], lon float8[],
+                                ra bigint[], rb bigint[], pfrom integer[], pn integer[],
+                                place_ids integer[], place_counts bigint[])
 RETURNS bigint
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
@@ -139,13 +157,11 @@ WITH clock AS (
     UPDATE udaconnect.encounter_clock SET version = version + 1 RETURNING version
 ),
 m AS (
-    SELECT u.pa, u.pb, least(u.ta, u.tb) AS s, greatest(u.ta, u.tb) AS e, 1::bigint AS n,
-           u.dist, u.lat, u.lon, u.ida AS ra, u.idb AS rb, NULL::bigint AS old_id,
-           CASE WHEN EXISTS (SELECT 1 FROM udaconnect.place)
-                THEN udaconnect.place_at(u.lat, u.lon) END AS place,
-           NULL::integer[] AS place_ids, NULL::bigint[] AS place_matches
-      FROM unnest(pa, pb, ida, idb, ta, tb, dist, lat, lon)
-             AS u(pa, pb, ida, idb, ta, tb, dist, lat, lon)
+    SELECT u.pa, u.pb, u.s, u.e, u.n, u.dist, u.lat, u.lon, u.ra, u.rb, NULL::bigint AS old_id,
+           encounter_merge.place_ids[u.pfrom + 1 : u.pfrom + u.pn] AS place_ids,
+           encounter_merge.place_counts[u.pfrom + 1 : u.pfrom + u.pn] AS place_matches
+      FROM unnest(pa, pb, s, e, n, dist, lat, lon, ra, rb, pfrom, pn)
+             AS u(pa, pb, s, e, n, dist, lat, lon, ra, rb, pfrom, pn)
 ),
 span AS (
     SELECT m.pa, m.pb, min(m.s) - udaconnect.encounter_gap() AS lo,
@@ -154,8 +170,7 @@ span AS (
 ),
 old AS (
     SELECT x.person_a, x.person_b, x.started_at, x.ended_at, x.matches, x.min_distance_m,
-           x.latitude, x.longitude, x.closest_a, x.closest_b, x.id, NULL::integer,
-           x.place_ids, x.place_matches
+           x.latitude, x.longitude, x.closest_a, x.closest_b, x.id, x.place_ids, x.place_matches
       FROM span JOIN udaconnect.encounter x
         ON x.person_a = span.pa AND x.person_b = span.pb
        AND x.started_at <= span.hi AND x.ended_at >= span.lo
@@ -183,20 +198,15 @@ grp AS (
            min(ARRAY[i.dist, i.ra, i.rb, i.lat, i.lon]) AS rep,
            min(i.old_id) AS keep_id,
            array_agg(i.old_id) FILTER (WHERE i.old_id IS NOT NULL) AS old_ids,
-           bool_or(i.place IS NOT NULL OR cardinality(i.place_ids) > 0) AS placed
+           bool_or(cardinality(i.place_ids) > 0) AS placed
       FROM isl i
      GROUP BY i.pa, i.pb, i.k
     HAVING bool_or(i.old_id IS NULL)
 ),
 per_place AS (
-    SELECT c.pa, c.pb, c.k, c.place, sum(c.cnt)::bigint AS cnt
-      FROM (SELECT i.pa, i.pb, i.k, i.place, 1::bigint AS cnt
-              FROM isl i WHERE i.old_id IS NULL AND i.place IS NOT NULL
-            UNION ALL
-            SELECT i.pa, i.pb, i.k, x.place, x.cnt
-              FROM isl i, unnest(i.place_ids, i.place_matches) AS x(place, cnt)
-             WHERE i.old_id IS NOT NULL) c
-     GROUP BY c.pa, c.pb, c.k, c.place
+    SELECT i.pa, i.pb, i.k, x.place, sum(x.cnt)::bigint AS cnt
+      FROM isl i, unnest(i.place_ids, i.place_matches) AS x(place, cnt)
+     GROUP BY i.pa, i.pb, i.k, x.place
 ),
 places AS (
     SELECT p.pa, p.pb, p.k,
@@ -422,8 +432,10 @@ AS $$
      ORDER BY x.started_at, x.id
 $$;
 
-REVOKE ALL ON FUNCTION encounter_lock(), encounter_notify_persons(integer[]), encounter_merge(integer[], integer[], bigint[], bigint[],
-    timestamptz[], timestamptz[], float8[], float8[], float8[]),
+REVOKE ALL ON FUNCTION encounter_lock(), encounter_notify_persons(integer[]),
+    encounter_places_of(float8[], float8[]),
+    encounter_merge(integer[], integer[], timestamptz[], timestamptz[], bigint[], float8[], float8[],
+                    float8[], bigint[], bigint[], integer[], integer[], integer[], bigint[]),
     encounter_add_range(timestamptz, timestamptz, integer[]),
     encounters_rebuild(timestamptz, timestamptz, integer[]),
     encounters(integer, timestamptz, timestamptz) FROM PUBLIC;
