@@ -457,15 +457,19 @@ RETURNS TABLE (id bigint, other_person_id integer, started_at timestamptz,
                min_distance_m float8, place_id integer, place_name text,
                latitude float8, longitude float8, version bigint)
 LANGUAGE sql STABLE
-SET search_path = udaconnect, public, pg_temp
+-- no SET clause and every name qualified: the planner inlines it into the
+-- calling query (a read of maintained rows: nothing to plan twice)
 AS $$
-    SELECT x.id, CASE WHEN x.person_a = $1 THEN x.person_b ELSE x.person_a END,
-           x.started_at, x.ended_at, x.ended_at - x.started_at, x.matches,
+    SELECT x.id, x.other, x.started_at, x.ended_at, x.ended_at - x.started_at, x.matches,
            x.min_distance_m, x.place_id, p.name, x.latitude, x.longitude, x.version
-      FROM (SELECT * FROM udaconnect.encounter a
+      FROM (SELECT a.id, a.person_b AS other, a.started_at, a.ended_at, a.matches,
+                   a.min_distance_m, a.place_id, a.latitude, a.longitude, a.version
+              FROM udaconnect.encounter a
              WHERE a.person_a = $1 AND a.started_at < $3 AND a.ended_at >= $2
             UNION ALL
-            SELECT * FROM udaconnect.encounter b
+            SELECT b.id, b.person_a, b.started_at, b.ended_at, b.matches,
+                   b.min_distance_m, b.place_id, b.latitude, b.longitude, b.version
+              FROM udaconnect.encounter b
              WHERE b.person_b = $1 AND b.started_at < $3 AND b.ended_at >= $2) x
       LEFT JOIN udaconnect.place p ON p.id = x.place_id
      ORDER BY x.started_at, x.id
