@@ -16,7 +16,8 @@
  * libmicrohttpd sends the queue through hub_read(), the content reader of
  * the stream's response, in the worker thread that owns the connection:
  * with nothing queued it suspends the connection, and the stream thread
- * resumes it when it queues something.  A suspended connection is not
+ * resumes it when it queues something, and wakes that worker (in the
+ * workers' polling mode a resume alone does not).  A suspended connection is not
  * processed, so it cannot go away while the stream thread holds it
  * suspended here; the subscriber is freed with its response (hub_free).
  * One mutex guards everything here; libmicrohttpd is called under it only
@@ -53,6 +54,7 @@ struct sub
 	struct sub *prev;
 	group	   *g;
 	struct MHD_Connection *conn;
+	const struct MHD_Daemon *daemon;	/* the worker's daemon serving it */
 	int64_t		version;		/* the position: the last event queued */
 	int64_t		id;
 	int64_t		expires;		/* the stream ends then (0: never) */
@@ -169,6 +171,7 @@ resume(struct sub *s)
 	{
 		s->suspended = false;
 		MHD_resume_connection(s->conn);
+		workers_wake(s->daemon);
 	}
 }
 
@@ -217,6 +220,7 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 	struct sub *s;
 	group	  **p;
 	group	   *g;
+	const union MHD_ConnectionInfo *ci;
 
 	*at_cap = false;
 	pthread_mutex_lock(&lock);
@@ -241,6 +245,8 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 	}
 	s->g = g;
 	s->conn = c;
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_DAEMON);
+	s->daemon = ci ? ci->daemon : NULL;
 	s->version = version;
 	s->id = id;
 	s->expires = expires;
