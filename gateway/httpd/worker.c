@@ -366,10 +366,15 @@ worker_round(worker *w)
 		{
 			uint64_t	v;
 
-			/* cleared before MHD_run: a wake after this is a new one */
-			atomic_store(&w->wake_pending, false);
+			/*
+			 * read, then cleared, then MHD_run: a resume before the clear is
+			 * served by this round's MHD_run, one after it writes wake_fd
+			 * again (cleared first, a write between the two would be read
+			 * here and leave the flag set with nothing to wake the loop)
+			 */
 			if (read(w->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 				logmsg(LOG_WARNING, "eventfd: %m");
+			atomic_store(&w->wake_pending, false);
 		}
 	}
 	if (db && w->aconn)
