@@ -7,9 +7,10 @@ Live: GET /api/persons/{id}/encounters/stream as Server-Sent Events, read
 by sse_client.py (a raw socket) and by curl: an event after matching
 locations are inserted, Last-Event-ID resuming with exactly the missed
 events, ?since=0, heartbeats, a burst after idling, who may watch whom,
-200 subscribers at once, the stream cap (503), catching up after the
-stream connection to the database was cut, a stream ending with its token,
-and the memory of 1000 idle subscribers (printed as a diagnostic line).
+200 subscribers at once, 200 persons changed by one commit, the stream
+cap (503), catching up after the stream connection to the database was
+cut, a stream ending with its token, and the memory of 1000 idle
+subscribers (printed as a diagnostic line).
 
 Encounters are made by inserting locations with SQL (record_location: the
 trigger maintains udaconnect.encounter): two persons within 5 m and 60 s.
@@ -474,6 +475,44 @@ def t_many(n):
     return t
 
 
+def t_many_persons(n):
+    """One commit changes the encounters of 2n watched persons (n pairs): the
+    stream thread fetches many persons in one statement (listen.c); each
+    stream must get its own person's encounter, once."""
+    def t():
+        ps = [person("M%d" % k) for k in range(2 * n)]
+        subs = []
+        try:
+            for p in ps:
+                s = open_stream(p)
+                if s.status != 200:
+                    return "person %d: HTTP %d %r" % (p, s.status, s.json)
+                s.next()
+                subs.append(s)
+            # pair k meets at its own spot, 100 m from the next
+            sql("INSERT INTO udaconnect.location (person_id, coordinate, creation_time) "
+                "SELECT CASE WHEN v.b THEN q.b ELSE q.a END, "
+                "ST_SetSRID(ST_MakePoint(%s + q.k * 0.001 + CASE WHEN v.b THEN 0.00001 ELSE 0 END, %s), 4326), "
+                "to_timestamp(%s + CASE WHEN v.b THEN 5 ELSE 0 END) "
+                "FROM unnest(%s::int[], %s::int[]) WITH ORDINALITY q(a, b, k), (VALUES (false), (true)) v(b)",
+                (LON, LAT + 0.7, T1, ps[0::2], ps[1::2]))
+            bad = []
+            for k, s in enumerate(subs):
+                me, other = ps[k], ps[k ^ 1]
+                e = s.events(1)[0]
+                if e["event"] != "encounter" or e["data"]["id"] != enc_of(me, other, T1 + 5) \
+                        or e["data"]["person"]["id"] != other:
+                    bad.append((me, e))
+                more = s.until(lambda it: it.get("comment") == "heartbeat" or "event" in it)
+                if "event" in more[-1]:
+                    bad.append((me, "a second event %r" % more[-1]))
+            return True if not bad else "%d of %d streams wrong: %r" % (len(bad), 2 * n, bad[:3])
+        finally:
+            for s in subs:
+                s.close()
+    return t
+
+
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -676,6 +715,8 @@ def run_stream():
           t_stream_status(A, ORG, 400, "since", query="?since=yesterday"))
     check("stream: 200 subscribers at once (A as organizer, D as attendee) all get the event",
           t_many(200))
+    check("stream: one commit changes 200 watched persons (100 pairs): each stream gets its "
+          "own person's encounter, once", t_many_persons(100))
     check("stream: over --stream-max -> 503 with Retry-After; one leaves, the next is taken",
           t_cap)
     check("stream: the stream database connection cut and kept out while A and D meet: "
