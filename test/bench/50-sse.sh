@@ -23,7 +23,9 @@
 # each phase starts a fresh one, so the memory figure is not flattered by
 # memory an earlier phase freed.  The streams use an organizer's token.
 # Kafka: a development broker of the benchmark's own (32 partitions, as
-# 20-ingest's), or UDACONNECT_BENCH_KAFKA_BROKERS (+ _TOPIC).
+# 20-ingest's), a new one for each phase, or UDACONNECT_BENCH_KAFKA_BROKERS
+# (+ _TOPIC).  Each phase starts after a 1 s warm-up and with the ingest
+# caught up.
 #
 # Sizes: UDACONNECT_BENCH_SSE_STREAMS (default 5000, quick 500),
 # UDACONNECT_BENCH_SSE_FEW (default 200, quick 100),
@@ -37,6 +39,7 @@ BENCH_DIR=${BENCH_DIR:-$RUN_DIR/bench/50-sse}
 mkdir -p "$BENCH_DIR"
 : "${UDACONNECT_DATABASE_URL:?the stack is not running}" "${UDACONNECT_ORGANIZER_TOKEN:?no organizer token (60-tokens)}"
 DEVKAFKA=$TOP/scripts/devkafka/udaconnect-devkafka
+PGBIN=${PGBIN:-$(${PG_CONFIG:-pg_config} --bindir)}
 if [ "${UDACONNECT_BENCH_QUICK:-0}" = 1 ]; then
   MANY=${UDACONNECT_BENCH_SSE_STREAMS:-500}; FEW=${UDACONNECT_BENCH_SSE_FEW:-100}
   SECS=${UDACONNECT_BENCH_SSE_SECONDS:-3}
@@ -70,22 +73,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# ---- Kafka: the workers read the benchmark's topic
-if [ -n "${UDACONNECT_BENCH_KAFKA_BROKERS:-}" ]; then
-  BROKERS=$UDACONNECT_BENCH_KAFKA_BROKERS
-  TOPIC=${UDACONNECT_BENCH_KAFKA_TOPIC:-bench_sse}
-else
-  TOPIC=bench_sse
-  rm -f "$BENCH_DIR/bootstrap"
-  "$DEVKAFKA" -q -t "$TOPIC" -p 32 -f "$BENCH_DIR/bootstrap" 2>>"$BENCH_DIR/devkafka.log" &
-  DEVKAFKA_PID=$!
-  for _ in $(seq 1 100); do [ -s "$BENCH_DIR/bootstrap" ] && break; sleep 0.1; done
-  BROKERS=$(cat "$BENCH_DIR/bootstrap" 2>/dev/null) || { echo "50-sse: the broker did not start"; exit 1; }
-  # a fresh broker: offsets stored for an earlier one mean nothing
-  q "DELETE FROM udaconnect.ingest_offset WHERE topic = '$TOPIC'" >/dev/null
-  q "ALTER SYSTEM SET udaconnect.kafka_brokers = '$BROKERS'" >/dev/null
-  q "ALTER SYSTEM SET udaconnect.kafka_topic = '$TOPIC'" >/dev/null
-  q "SELECT pg_reload_conf()" >/dev/null
+# commit timestamps split the latency into the ingest's part and the rest
+# (as 20-ingest, which turns them on too)
+if [ "$(q 'SHOW track_commit_timestamp')" != on ]; then
+  q "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null
+  "$PGBIN/pg_ctl" -D "$RUN_DIR/pgdata" -l "$RUN_DIR/log/postgresql.log" -w -t 60 restart -m fast >/dev/null
+  for _ in $(seq 1 50); do q "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
 fi
 q "SELECT udaconnect.ingest_resume()" >/dev/null
 q "INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
@@ -95,12 +88,38 @@ q "INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
    SELECT g, 'Bench' || g, 'Person', 'Bench Inc' FROM generate_series(${BG%:*}, ${BG#*:}) g
    ON CONFLICT (id) DO NOTHING" >/dev/null
 WORKERS=$(q "SHOW udaconnect.ingest_workers")
-OFF0=$(q "SELECT coalesce(sum(next_offset), 0) FROM udaconnect.ingest_offset WHERE topic = '$TOPIC'")
+
+# ---- Kafka: the workers read the benchmark's topic.  The development
+# broker (librdkafka's mock cluster) spends more CPU the longer its
+# partitions' logs (3 CPU-s for the first 400k messages, 7-9 s for the
+# next), on the same 2 cores as the ingest: each phase gets a new one, so
+# that the second phase does not pay for the first's messages.
+BROKERS='' TOPIC='' OFF0=0 PRODUCED=0
+new_broker() {
+  if [ -n "${UDACONNECT_BENCH_KAFKA_BROKERS:-}" ]; then
+    BROKERS=$UDACONNECT_BENCH_KAFKA_BROKERS
+    TOPIC=${UDACONNECT_BENCH_KAFKA_TOPIC:-bench_sse}
+  else
+    [ -n "$DEVKAFKA_PID" ] && kill "$DEVKAFKA_PID" 2>/dev/null && wait "$DEVKAFKA_PID" 2>/dev/null
+    TOPIC=bench_sse
+    rm -f "$BENCH_DIR/bootstrap"
+    "$DEVKAFKA" -q -t "$TOPIC" -p 32 -f "$BENCH_DIR/bootstrap" 2>>"$BENCH_DIR/devkafka.log" &
+    DEVKAFKA_PID=$!
+    for _ in $(seq 1 100); do [ -s "$BENCH_DIR/bootstrap" ] && break; sleep 0.1; done
+    BROKERS=$(cat "$BENCH_DIR/bootstrap" 2>/dev/null) || { echo "50-sse: the broker did not start"; exit 1; }
+    # a fresh broker: offsets stored for an earlier one mean nothing
+    q "DELETE FROM udaconnect.ingest_offset WHERE topic = '$TOPIC'" >/dev/null
+    q "ALTER SYSTEM SET udaconnect.kafka_brokers = '$BROKERS'" >/dev/null
+    q "ALTER SYSTEM SET udaconnect.kafka_topic = '$TOPIC'" >/dev/null
+    q "SELECT pg_reload_conf()" >/dev/null
+  fi
+  OFF0=$(q "SELECT coalesce(sum(next_offset), 0) FROM udaconnect.ingest_offset WHERE topic = '$TOPIC'")
+  PRODUCED=0
+}
 
 # wait until the workers have committed what was produced so far (a run
-# must not start behind the last one's backlog); offsets summed over the
-# partitions, polled from one server-side loop (as 20-ingest does)
-PRODUCED=0
+# must not start behind a backlog); offsets summed over the partitions,
+# polled from one server-side loop (as 20-ingest does)
 caught_up() {
   q "DO \$\$ DECLARE t0 timestamptz := clock_timestamp(); done bigint;
      BEGIN
@@ -132,13 +151,16 @@ start_httpd() {
   exit 1
 }
 
-# warm-up: the workers find the topic's partitions and the first rows go in
-start_httpd
-SSELOAD_TOKEN=$UDACONNECT_ORGANIZER_TOKEN "$LOAD" --port "$PORT" --persons $((P0 + 1)):$((P0 + 2)) \
-  --brokers "$BROKERS" --topic "$TOPIC" --rate "$RATE" --seconds 1 --pair-rate 2 --background "$BG" \
-  --drain 60 >"$BENCH_DIR/warmup.txt" 2>&1 || { echo "50-sse: the warm-up failed:"; cat "$BENCH_DIR/warmup.txt"; exit 1; }
-PRODUCED=$(sed -n 's/.*\bdelivered=\([0-9]*\).*/\1/p' "$BENCH_DIR/warmup.txt")
-caught_up
+# warm-up (its own httpd): the workers find the broker and the topic's
+# partitions, and the first rows go in
+warm_up() {
+  start_httpd
+  SSELOAD_TOKEN=$UDACONNECT_ORGANIZER_TOKEN "$LOAD" --port "$PORT" --persons $((P0 + 1)):$((P0 + 2)) \
+    --brokers "$BROKERS" --topic "$TOPIC" --rate "$RATE" --seconds 1 --pair-rate 2 --background "$BG" \
+    --drain 60 >"$BENCH_DIR/warmup.txt" 2>&1 || { echo "50-sse: the warm-up failed:"; cat "$BENCH_DIR/warmup.txt"; exit 1; }
+  PRODUCED=$((PRODUCED + $(sed -n 's/.*\bdelivered=\([0-9]*\).*/\1/p' "$BENCH_DIR/warmup.txt")))
+  caught_up
+}
 
 val() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" "$BENCH_DIR/run-$1.txt" | head -1; }
 # run N [--httpd-pid]: N streams, the load, -> $BENCH_DIR/run-N.txt
@@ -148,22 +170,36 @@ run() {
   maxid=$(q "SELECT coalesce(max(id), 0) FROM udaconnect.location")
   SSELOAD_TOKEN=$UDACONNECT_ORGANIZER_TOKEN "$LOAD" --port "$PORT" --persons $((P0 + 1)):$((P0 + n)) \
     --httpd-pid "$HTTPD_PID" --settle 3 --brokers "$BROKERS" --topic "$TOPIC" --rate "$RATE" \
-    --seconds "$SECS" --pair-rate "$PAIRS" --background "$BG" --drain 30 >"$f" 2>&1
+    --seconds "$SECS" --pair-rate "$PAIRS" --background "$BG" --drain 30 \
+    --dump "$BENCH_DIR/events-$n.tsv" >"$f" 2>&1
   echo $? >>"$f.rc"
   PRODUCED=$((PRODUCED + $(val "$n" delivered)))
   caught_up
-  # the database's part: produce -> the point's row committed (needs
-  # track_commit_timestamp, which 20-ingest turns on)
+  # the parts: produce -> the causing point's row committed (the ingest),
+  # and commit -> event received (the notification, the fetch, httpd)
   if [ "$(q 'SHOW track_commit_timestamp')" = on ]; then
-    q "SELECT 'row_p50_ms=' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY l)) ||
-              ' row_p99_ms=' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY l))
-         FROM (SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - creation_time) * 1000 AS l
-                 FROM udaconnect.location WHERE id > $maxid AND person_id > $P0) s" >>"$f"
+    "${PSQL[@]}" >>"$f" <<SQL
+CREATE TEMP TABLE ev (person integer, ended bigint, received bigint);
+\\copy ev FROM '$BENCH_DIR/events-$n.tsv'
+SELECT 'row_p50_ms=' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY r)) ||
+       ' row_p99_ms=' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY r)) ||
+       ' commit_p50_ms=' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY c)) ||
+       ' commit_p99_ms=' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY c))
+  FROM (SELECT DISTINCT ON (e.person, e.ended, e.received)
+               (extract(epoch FROM pg_xact_commit_timestamp(l.xmin)) * 1000000 - e.ended) / 1000 AS r,
+               (e.received - extract(epoch FROM pg_xact_commit_timestamp(l.xmin)) * 1000000) / 1000 AS c
+          FROM ev e JOIN udaconnect.location l
+            ON (extract(epoch FROM l.creation_time) * 1000000)::bigint = e.ended
+         WHERE l.id > $maxid AND l.person_id BETWEEN $((P0 + 1)) AND $((P0 + n))) s;
+SQL
   fi
 }
 rm -f "$BENCH_DIR"/run-*.txt*
-run "$FEW"
-run "$MANY"
+for n in "$FEW" "$MANY"; do
+  new_broker
+  warm_up
+  run "$n"
+done
 
 THREADS=$(sed -n 's/.*, \([0-9]*\) threads, .*/\1/p' "$BENCH_DIR/httpd.log" | tail -1)
 verdict() { if [ "$(echo "$1" | bc)" = 1 ]; then echo "met"; else echo "NOT met"; fi; }
@@ -175,10 +211,10 @@ row() {
 PER=$(val "$MANY" rss_per_stream_bytes)
 P99F=$(val "$FEW" p99_ms); P99M=$(val "$MANY" p99_ms)
 TF=$(val "$FEW" timed); TM=$(val "$MANY" timed)
-rows() {
-  local a b
-  a=$(val "$1" row_p50_ms); b=$(val "$1" row_p99_ms)
-  [ -n "$a" ] && echo "  $1 subscribers: produce -> row committed p50 $a ms, p99 $b ms"
+parts() {
+  [ -n "$(val "$1" row_p50_ms)" ] || return 0
+  echo "  $1 subscribers: produce -> row committed p50 $(val "$1" row_p50_ms) ms, p99 $(val "$1" row_p99_ms) ms;" \
+    "commit -> event received p50 $(val "$1" commit_p50_ms) ms, p99 $(val "$1" commit_p99_ms) ms"
 }
 cat <<TABLE
 Live encounter streams (SSE): udaconnect-httpd with its defaults (${THREADS:-?} threads, --connection-memory 32768),
@@ -192,7 +228,7 @@ $(row "$MANY")
 
 (produce of the point that caused an event -> the event received by the stream; "missing": watched
 persons whose last point's event had not arrived 30 s after the last produce)
-$(rows "$FEW"; rows "$MANY")
+$(parts "$FEW"; parts "$MANY")
 
 $MANY idle subscribers on one httpd: RSS $(val "$MANY" rss_before_kb) kB -> $(val "$MANY" rss_after_kb) kB, $PER bytes per subscriber
 (after the load: $(val "$MANY" rss_end_kb) kB)

@@ -5,7 +5,7 @@
  *   sseload --port PORT --persons LO:HI [--host ADDR] [--inflight N]
  *           [--open-timeout S] [--httpd-pid PID] [--settle S]
  *           [--brokers B --topic T --rate R --seconds S --pair-rate E
- *            --background LO:HI [--drain S]]
+ *            --background LO:HI [--drain S] [--dump FILE]]
  *
  * 1. Opens one stream per person LO..HI (GET /api/persons/{id}/encounters/stream,
  *    with the bearer token of the environment's SSELOAD_TOKEN), at most N
@@ -19,7 +19,8 @@
  *    start is timed from the produce of the point that caused it (streams.c);
  *    then waits up to --drain seconds until every watched person's stream
  *    has the event of the person's last point ("missing" counts those that
- *    did not), and with --httpd-pid reads httpd's VmRSS again.
+ *    did not), and with --httpd-pid reads httpd's VmRSS again.  --dump
+ *    writes every event timed: person, ended_at, received (realtime us).
  *
  * Prints key=value lines.  Exit status 0 when every stream opened, every
  * message was delivered and nothing is missing.
@@ -40,7 +41,7 @@ static const char usage[] =
 	"usage: sseload --port PORT --persons LO:HI [--host ADDR] [--inflight N]\n"
 	"               [--open-timeout S] [--httpd-pid PID] [--settle S]\n"
 	"               [--brokers B --topic T --rate R --seconds S --pair-rate E\n"
-	"                --background LO:HI [--drain S]]\n"
+	"                --background LO:HI [--drain S] [--dump FILE]]\n"
 	"  (the bearer token comes from SSELOAD_TOKEN)\n";
 
 static long
@@ -81,7 +82,7 @@ pct_ms(const int64_t *v, long n, double q)
 
 /* The latency part; 0 when everything arrived. */
 static int
-latency_run(const struct produce_opts *po, int npersons, double drain_s)
+latency_run(const struct produce_opts *po, int npersons, double drain_s, FILE *dump)
 {
 	int64_t    *last = calloc((size_t) npersons, sizeof(int64_t));
 	struct produce_result pr;
@@ -92,7 +93,7 @@ latency_run(const struct produce_opts *po, int npersons, double drain_s)
 
 	if (!last)
 		return 1;
-	streams_measure(cli_clock_us(CLOCK_REALTIME));
+	streams_measure(cli_clock_us(CLOCK_REALTIME), dump);
 	prc = produce_run(po, last, &pr);
 	missing = streams_wait_for(last, drain_s);
 	lat = streams_latencies(&n);
@@ -114,7 +115,7 @@ main(int argc, char **argv)
 		{"inflight", 1, 0, 'i'}, {"open-timeout", 1, 0, 'o'}, {"httpd-pid", 1, 0, 'm'},
 		{"settle", 1, 0, 's'}, {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},
 		{"rate", 1, 0, 'r'}, {"seconds", 1, 0, 'S'}, {"pair-rate", 1, 0, 'e'},
-		{"background", 1, 0, 'B'}, {"drain", 1, 0, 'd'}, {0, 0, 0, 0}
+		{"background", 1, 0, 'B'}, {"drain", 1, 0, 'd'}, {"dump", 1, 0, 'D'}, {0, 0, 0, 0}
 	};
 	struct stream_opts so = {.host = "127.0.0.1", .token = getenv("SSELOAD_TOKEN")};
 	struct produce_opts po = {.topic = "locations", .rate = 50000, .seconds = 10, .pair_rate = 100};
@@ -122,6 +123,7 @@ main(int argc, char **argv)
 	double		open_timeout = 300;
 	double		settle = 2;
 	double		drain = 10;
+	const char *dump_path = NULL;
 	long		pid = 0;
 	long		rss0 = -1;
 	int			n;
@@ -149,6 +151,7 @@ main(int argc, char **argv)
 			case 'e': po.pair_rate = cli_parse_double(optarg, "--pair-rate", 0, 1e6); break;
 			case 'B': range(optarg, "--background", &po.bg_lo, &po.bg_hi); break;
 			case 'd': drain = cli_parse_double(optarg, "--drain", 0, 3600); break;
+			case 'D': dump_path = optarg; break;
 			default: cli_usage(usage, 2);
 		}
 	}
@@ -182,7 +185,17 @@ main(int argc, char **argv)
 	{
 		po.pair_lo = so.person_lo;
 		po.pair_hi = so.person_hi;
-		ok = latency_run(&po, so.person_hi - so.person_lo + 1, drain) == 0;
+		FILE	   *dump = dump_path ? fopen(dump_path, "w") : NULL;
+
+		if (dump_path && !dump)
+		{
+			perror(dump_path);
+			return 1;
+		}
+		ok = latency_run(&po, so.person_hi - so.person_lo + 1, drain, dump) == 0;
+		streams_measure(-1, NULL);
+		if (dump)
+			fclose(dump);
 		printf("streams_failed_meanwhile=%d\n", streams_failed());
 		if (pid)
 			printf("rss_end_kb=%ld\n", rss_kb(pid));

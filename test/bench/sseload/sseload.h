@@ -14,6 +14,7 @@
 #define SSELOAD_H
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -38,8 +39,10 @@ extern int	streams_established(void);
 extern int	streams_failed(void);
 
 /* Event latencies are recorded from now on, for events whose encounter
- * ended at or after since_us (realtime): the ones this run caused. */
-extern void streams_measure(int64_t since_us);
+ * ended at or after since_us (realtime): the ones this run caused; and
+ * written to dump_to (unless NULL) as "person <TAB> ended_at <TAB>
+ * received", both realtime microseconds. */
+extern void streams_measure(int64_t since_us, FILE *dump_to);
 
 /*
  * Waits until every person's stream has received an encounter that ended

@@ -82,6 +82,7 @@ static char request_tail[2048];
 /* under lk: what the main thread reads */
 static pthread_mutex_t lk = PTHREAD_MUTEX_INITIALIZER;
 static int64_t measure_since = -1;
+static FILE *dump;				/* one line per event timed, or NULL */
 static int64_t *lat;
 static long nlat;
 static long caplat;
@@ -229,6 +230,9 @@ dispatch(struct conn *c, int64_t now_us)
 					abort();
 			}
 			lat[nlat++] = now_us - c->ev_ended_us;
+			if (dump)
+				fprintf(dump, "%d\t%lld\t%lld\n", c->person, (long long) c->ev_ended_us,
+						(long long) now_us);
 		}
 	}
 	pthread_mutex_unlock(&lk);
@@ -490,10 +494,11 @@ streams_failed(void)
 }
 
 void
-streams_measure(int64_t since_us)
+streams_measure(int64_t since_us, FILE *dump_to)
 {
 	pthread_mutex_lock(&lk);
 	measure_since = since_us;
+	dump = dump_to;
 	nlat = 0;
 	n_removed = n_events = 0;
 	pthread_mutex_unlock(&lk);
