@@ -101,11 +101,17 @@ static const struct
 		"encounter_position",
 		"SELECT version, id FROM udaconnect.api_encounter_position(" CALLER ", $3::integer)", 3
 	},
-	/* the stream thread's fetch (listen.c): any number of rows */
+	/*
+	 * the stream thread's fetch (listen.c): the changes of several persons,
+	 * each after its own position ($3, $4, $5: arrays of one length), in
+	 * the persons' order; any number of rows
+	 */
 	[S_ENCOUNTER_CHANGES] = {
 		"encounter_changes",
-		"SELECT version, id, kind, body FROM udaconnect.api_encounter_changes(" CALLER
-		", $3::integer, $4::bigint, $5::bigint, $6::integer)", 6, true
+		"SELECT x.p, c.version, c.id, c.kind, c.body "
+		"FROM unnest($3::integer[], $4::bigint[], $5::bigint[]) WITH ORDINALITY AS x(p, v, i, o), "
+		"LATERAL udaconnect.api_encounter_changes(" CALLER ", x.p, x.v, x.i, $6::integer) c "
+		"ORDER BY x.o, c.version, c.id", 6, true
 	},
 	[S_HEALTH] = {"health", "SELECT 1", 0, false, true},
 };

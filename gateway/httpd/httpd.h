@@ -220,6 +220,10 @@ extern int	workers_start(int n, struct MHD_Daemon *(*make) (void *cls), void *cl
 /* Stops them (answering what is in flight) and their daemons. */
 extern void workers_stop(void);
 
+/* Wakes the worker running daemon d, after a connection of its was resumed
+ * from another thread. */
+extern void workers_wake(const struct MHD_Daemon *d);
+
 /* Sends statement s on this worker's pipelined connection and suspends
  * pw->conn: 0 = sent, -1 = not possible now (run it with the blocking
  * connection). */

@@ -16,11 +16,15 @@
  * libmicrohttpd sends the queue through hub_read(), the content reader of
  * the stream's response, in the worker thread that owns the connection:
  * with nothing queued it suspends the connection, and the stream thread
- * resumes it when it queues something.  A suspended connection is not
+ * resumes it when it queues something, and wakes that worker (in the
+ * workers' polling mode a resume alone does not).  A suspended connection is not
  * processed, so it cannot go away while the stream thread holds it
  * suspended here; the subscriber is freed with its response (hub_free).
  * One mutex guards everything here; libmicrohttpd is called under it only
  * to suspend or resume, which take its own connection lock after ours.
+ * When a stream goes idle, hub_read also gives the whole pages of the
+ * buffer libmicrohttpd lent it back to the kernel (release_pages): most
+ * of an idle stream's memory would otherwise be zeros.
  * This file neither talks to the database nor decides who may watch whom
  * (sse.c asks the database before a subscriber is added).
  */
@@ -32,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "httpd.h"
@@ -50,6 +55,7 @@ struct sub
 	struct sub *prev;
 	group	   *g;
 	struct MHD_Connection *conn;
+	const struct MHD_Daemon *daemon;	/* the worker's daemon serving it */
 	int64_t		version;		/* the position: the last event queued */
 	int64_t		id;
 	int64_t		expires;		/* the stream ends then (0: never) */
@@ -61,6 +67,7 @@ struct sub
 	bool		full;			/* an event did not fit: waits to be sent */
 	bool		suspended;		/* hub_read suspended the connection */
 	bool		ended;			/* the stream ends when the queue is sent */
+	bool		touched;		/* pages of hub_read's buffer may hold data */
 };
 
 struct group
@@ -83,10 +90,15 @@ static group *pend_head;
 static group *pend_tail;
 static unsigned nsubs;
 static int	wake_fd = -1;
+static uintptr_t page_size = 4096;
 
 int
 hub_init(void)
 {
+	long		ps = sysconf(_SC_PAGESIZE);
+
+	if (ps > 0)
+		page_size = (uintptr_t) ps;
 	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (wake_fd < 0)
 	{
@@ -160,6 +172,7 @@ resume(struct sub *s)
 	{
 		s->suspended = false;
 		MHD_resume_connection(s->conn);
+		workers_wake(s->daemon);
 	}
 }
 
@@ -208,6 +221,7 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 	struct sub *s;
 	group	  **p;
 	group	   *g;
+	const union MHD_ConnectionInfo *ci;
 
 	*at_cap = false;
 	pthread_mutex_lock(&lock);
@@ -232,10 +246,14 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 	}
 	s->g = g;
 	s->conn = c;
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_DAEMON);
+	s->daemon = ci ? ci->daemon : NULL;
 	s->version = version;
 	s->id = id;
 	s->expires = expires;
 	s->want = true;
+	/* libmicrohttpd zeroed half its pool for the response (release_pages) */
+	s->touched = true;
 	s->next = g->subs;
 	if (g->subs)
 		g->subs->prev = s;
@@ -248,11 +266,35 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 	return s;
 }
 
+/*
+ * Gives the whole pages of buf[0 .. max) back to the kernel.  buf is the
+ * content reader's buffer: libmicrohttpd lends it to hub_read to write up
+ * to max bytes into, and sends only what hub_read says it wrote.  It is
+ * the free part of the connection's memory pool (--connection-memory),
+ * which libmicrohttpd 0.9.75 zeroes where the request was read, about
+ * half of it, when the response starts: resident zeros that would be most
+ * of an idle stream's memory.  For the pool's private anonymous memory,
+ * MADV_DONTNEED is the same as writing zeros (the pages come back zeroed
+ * when touched), which hub_read may do to its buffer, so libmicrohttpd
+ * sees no difference.  Pages only partly in the buffer are left alone:
+ * they may hold the request, or other allocations.
+ */
+static void
+release_pages(char *buf, size_t max)
+{
+	uintptr_t	lo = ((uintptr_t) buf + page_size - 1) & ~(page_size - 1);
+	uintptr_t	hi = ((uintptr_t) buf + max) & ~(page_size - 1);
+
+	if (hi > lo)
+		(void) madvise((void *) lo, hi - lo, MADV_DONTNEED);
+}
+
 ssize_t
 hub_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct sub *s = cls;
 	size_t		n;
+	bool		release;
 
 	(void) pos;
 	if (max == 0)
@@ -268,11 +310,19 @@ hub_read(void *cls, uint64_t pos, char *buf, size_t max)
 		/* nothing to send: off libmicrohttpd's loop until resume() */
 		s->suspended = true;
 		MHD_suspend_connection(s->conn);
+		release = s->touched;
+		s->touched = false;
 		pthread_mutex_unlock(&lock);
+		/* the connection is ours until this returns: no one writes buf */
+		if (release)
+			release_pages(buf, max);
 		return 0;
 	}
 	n = s->len < max ? s->len : max;
 	memcpy(buf, s->q + s->off, n);
+	/* the chunk and its CRLF reach past buf's first page boundary */
+	if (((uintptr_t) buf & (page_size - 1)) + n + 2 > page_size)
+		s->touched = true;
 	s->off += n;
 	s->len -= n;
 	if (s->len == 0)

@@ -6,11 +6,14 @@
  *
  * A notification names the persons whose encounters changed; those of them
  * that are watched are marked (a person nobody watches costs nothing).
- * The thread then fetches, one person at a time, api_encounter_changes
+ * The thread then fetches api_encounter_changes for each marked person,
  * after the smallest position among that person's subscribers, once for
  * all of them, as an organizer (sse.c asked the database for the
  * subscriber's own right before it subscribed), and hands the rows to the
- * hub, which queues each subscriber what it lacks.  The connection is
+ * hub, which queues each subscriber what it lacks.  Up to FETCH_PERSONS
+ * persons go in one statement (unnest ... LATERAL): an ingest batch names
+ * many persons at once, and one round trip each would make the last of
+ * them wait for all the others (hundreds of ms on a busy machine).  The connection is
  * non-blocking and driven by this thread's own epoll loop, which also runs
  * the heartbeat; no worker waits on it, and it waits on no client.
  *
@@ -35,9 +38,12 @@
 
 #include "httpd.h"
 
-/* rows a fetch takes at most: a subscriber far behind catches up in pages */
+/* rows a fetch takes at most per person: a subscriber far behind catches
+ * up in pages */
 #define FETCH_ROWS 100
 #define FETCH_ROWS_TEXT "100"
+/* persons one fetch takes at most */
+#define FETCH_PERSONS 64
 #define BACKOFF_MIN 0.5
 #define BACKOFF_MAX 10.0
 
@@ -57,7 +63,9 @@ static PGconn *conn;
 static bool want_write;			/* EPOLLOUT registered */
 static bool busy;				/* a fetch is in flight */
 static bool busy_failed;		/* ... and its result was an error */
-static int32_t busy_person;
+static int32_t busy_persons[FETCH_PERSONS];	/* ... of these persons */
+static int	nbusy;
+static int	solo;				/* fetches to make of one person each */
 static double next_connect;		/* monotonic seconds */
 static double backoff = BACKOFF_MIN;
 
@@ -77,6 +85,15 @@ back_off(void)
 	backoff = backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : backoff * 2;
 }
 
+/* The fetch in flight failed: the hub asks again for its persons. */
+static void
+busy_fail(void)
+{
+	for (int i = 0; i < nbusy; i++)
+		hub_fetch_failed(busy_persons[i]);
+	nbusy = 0;
+}
+
 /* Closes the connection; the fetch in flight is made again later. */
 static void
 drop(const char *why)
@@ -94,7 +111,7 @@ drop(const char *why)
 	conn = NULL;
 	want_write = false;
 	if (busy)
-		hub_fetch_failed(busy_person);
+		busy_fail();
 	busy = false;
 	back_off();
 }
@@ -157,26 +174,48 @@ flush(void)
 		set_write(f == 1);
 }
 
-/* Sends the next fetch the hub wants, if none is in flight. */
+/* Appends ",<v>" (or "{<v>" for the first) to the array literal b at *n. */
+static void
+array_add(char *b, size_t *n, size_t cap, int k, long long v)
+{
+	*n += (size_t) snprintf(b + *n, cap - *n, "%c%lld", k ? ',' : '{', v);
+}
+
+/* Sends the next fetch the hub wants (up to FETCH_PERSONS persons), if none
+ * is in flight. */
 static void
 send_next(void)
 {
 	int32_t		person;
 	int64_t		version;
 	int64_t		id;
-	char		pb[16];
-	char		vb[24];
-	char		ib[24];
+	static char pb[FETCH_PERSONS * 12 + 2];
+	static char vb[FETCH_PERSONS * 21 + 2];
+	static char ib[FETCH_PERSONS * 21 + 2];
+	size_t		pn = 0;
+	size_t		vn = 0;
+	size_t		in = 0;
 	const char *vals[6] = {"organizer", NULL, pb, vb, ib, FETCH_ROWS_TEXT};
 
-	if (!conn || busy || !hub_next_fetch(&person, &version, &id))
+	if (!conn || busy)
 		return;
-	snprintf(pb, sizeof(pb), "%d", (int) person);
-	snprintf(vb, sizeof(vb), "%lld", (long long) version);
-	snprintf(ib, sizeof(ib), "%lld", (long long) id);
+	nbusy = 0;
+	while (nbusy < (solo ? 1 : FETCH_PERSONS) && hub_next_fetch(&person, &version, &id))
+	{
+		array_add(pb, &pn, sizeof(pb), nbusy, person);
+		array_add(vb, &vn, sizeof(vb), nbusy, version);
+		array_add(ib, &in, sizeof(ib), nbusy, id);
+		busy_persons[nbusy++] = person;
+	}
+	if (nbusy == 0)
+		return;
+	if (solo)
+		solo--;
+	snprintf(pb + pn, sizeof(pb) - pn, "}");
+	snprintf(vb + vn, sizeof(vb) - vn, "}");
+	snprintf(ib + in, sizeof(ib) - in, "}");
 	busy = true;
 	busy_failed = false;
-	busy_person = person;
 	if (!PQsendQueryPrepared(conn, db_stmt_name(S_ENCOUNTER_CHANGES), 6, vals, NULL, NULL, 0))
 	{
 		drop(PQerrorMessage(conn));
@@ -185,27 +224,40 @@ send_next(void)
 	flush();
 }
 
-/* The rows of a fetch to the hub. */
+/*
+ * The rows of a fetch to the hub, person by person (the rows come ordered
+ * by the persons' places in the fetch, each person's in (version, id)
+ * order); a person without rows is told so too.
+ */
 static void
 deliver(const PGresult *res)
 {
 	int			n = PQntuples(res);
 	struct hub_change *rows = calloc((size_t) n + 1, sizeof(*rows));
+	int			r = 0;
 
 	if (!rows)
 	{
-		hub_fetch_failed(busy_person);
+		busy_fail();
 		return;
 	}
 	for (int i = 0; i < n; i++)
 	{
-		rows[i].version = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-		rows[i].id = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-		rows[i].kind = PQgetvalue(res, i, 2);
-		rows[i].body = PQgetvalue(res, i, 3);
-		rows[i].body_len = (size_t) PQgetlength(res, i, 3);
+		rows[i].version = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+		rows[i].id = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+		rows[i].kind = PQgetvalue(res, i, 3);
+		rows[i].body = PQgetvalue(res, i, 4);
+		rows[i].body_len = (size_t) PQgetlength(res, i, 4);
 	}
-	hub_deliver(busy_person, rows, n, n < FETCH_ROWS);
+	for (int k = 0; k < nbusy; k++)
+	{
+		int			first = r;
+
+		while (r < n && strtol(PQgetvalue(res, r, 0), NULL, 10) == busy_persons[k])
+			r++;
+		hub_deliver(busy_persons[k], rows + first, r - first, r - first < FETCH_ROWS);
+	}
+	nbusy = 0;
 	free(rows);
 }
 
@@ -229,7 +281,18 @@ read_input(void)
 			busy = false;
 			if (busy_failed)
 			{
-				hub_fetch_failed(busy_person);
+				int			k = nbusy;
+
+				busy_fail();
+				/* one person's fetch failing (a person just erased) must not
+				 * hold back the others: they are fetched one by one next */
+				if (k > 1)
+				{
+					solo = k;
+					break;
+				}
+				if (solo > 0)
+					break;		/* the rest of that batch, one by one */
 				/* a fetch that fails again and again is tried at the
 				 * back-off's pace, not at once */
 				drop("a fetch failed");
@@ -241,8 +304,8 @@ read_input(void)
 			deliver(res);
 		else
 		{
-			logmsg(LOG_WARNING, "encounter streams: fetching the changes of person %d: %s",
-				   (int) busy_person, PQresultErrorMessage(res));
+			logmsg(LOG_WARNING, "encounter streams: fetching the changes of %d person(s) (%d first): %s",
+				   nbusy, nbusy ? (int) busy_persons[0] : 0, PQresultErrorMessage(res));
 			busy_failed = true;
 		}
 		PQclear(res);

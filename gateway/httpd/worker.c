@@ -26,6 +26,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +37,9 @@
 
 #include "httpd.h"
 
-/* the epoll tag of the pipelined connection's socket (MHD's and wake_fd: 0) */
+/* the epoll tags of the pipelined connection's socket and of wake_fd (MHD's: 0) */
 #define EV_DB 1
+#define EV_WAKE 2
 
 typedef struct worker
 {
@@ -45,7 +47,8 @@ typedef struct worker
 	struct MHD_Daemon *d;
 	int			ep;				/* epoll: MHD's epoll fd, the pipelined socket,
 								 * wake_fd */
-	int			wake_fd;		/* eventfd: stop */
+	int			wake_fd;		/* eventfd: stop, or workers_wake() */
+	atomic_bool wake_pending;	/* wake_fd written, not yet seen */
 	PGconn	   *aconn;			/* pipelined connection (NULL = down) */
 	int			asock;			/* its socket as registered in ep (-1) */
 	bool		want_write;		/* EPOLLOUT registered (output not flushed) */
@@ -356,8 +359,24 @@ worker_round(worker *w)
 		return false;
 	}
 	for (int i = 0; i < n; i++)
+	{
 		if (evs[i].data.u32 == EV_DB)
 			db = true;
+		else if (evs[i].data.u32 == EV_WAKE)
+		{
+			uint64_t	v;
+
+			/*
+			 * read, then cleared, then MHD_run: a resume before the clear is
+			 * served by this round's MHD_run, one after it writes wake_fd
+			 * again (cleared first, a write between the two would be read
+			 * here and leave the flag set with nothing to wake the loop)
+			 */
+			if (read(w->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				logmsg(LOG_WARNING, "eventfd: %m");
+			atomic_store(&w->wake_pending, false);
+		}
+	}
 	if (db && w->aconn)
 	{
 		if (w->want_write)
@@ -400,6 +419,7 @@ worker_init(worker *w, struct MHD_Daemon *(*make) (void *cls), void *cls)
 {
 	const union MHD_DaemonInfo *info;
 	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
+	struct epoll_event wev = {.events = EPOLLIN, .data.u32 = EV_WAKE};
 
 	w->asock = -1;
 	w->d = make(cls);
@@ -410,7 +430,7 @@ worker_init(worker *w, struct MHD_Daemon *(*make) (void *cls), void *cls)
 	w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (!info || w->ep < 0 || w->wake_fd < 0 ||
 		epoll_ctl(w->ep, EPOLL_CTL_ADD, info->epoll_fd, &ev) != 0 ||
-		epoll_ctl(w->ep, EPOLL_CTL_ADD, w->wake_fd, &ev) != 0)
+		epoll_ctl(w->ep, EPOLL_CTL_ADD, w->wake_fd, &wev) != 0)
 	{
 		logmsg(LOG_FATAL, "epoll: %m");
 		return -1;
@@ -442,6 +462,28 @@ workers_start(int n, struct MHD_Daemon *(*make) (void *cls), void *cls)
 		}
 	}
 	return 0;
+}
+
+/*
+ * In the "external polling" mode the workers run libmicrohttpd in,
+ * MHD_resume_connection() from another thread does not wake the loop that
+ * owns the connection: it would only be served at the loop's next event or
+ * timeout (up to a second).  The stream thread calls this after resuming a
+ * connection of daemon d; one write per worker until it has woken.
+ */
+void
+workers_wake(const struct MHD_Daemon *d)
+{
+	uint64_t	one = 1;
+
+	for (int i = 0; i < nworkers; i++)
+		if (workers[i].d == d)
+		{
+			if (!atomic_exchange(&workers[i].wake_pending, true) &&
+				write(workers[i].wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+				logmsg(LOG_WARNING, "eventfd: %m");
+			return;
+		}
 }
 
 void

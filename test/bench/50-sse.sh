@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# Benchmark: live encounter streams (GET /api/persons/{id}/encounters/stream,
+# Server-Sent Events) of udaconnect-httpd, issue 15's live numbers:
+#
+#  1. produce -> SSE event received: points produced through Kafka at
+#     50k points/s offered, into the ingest workers (encounter maintenance
+#     on); most are background points that make no encounter, and 100 pairs
+#     of points a second create or extend encounters of persons that have a
+#     stream open.  For every event a stream receives, the time from the
+#     produce of the point that caused it (its creation_time: the
+#     encounter's ended_at) to its receipt: p50/p95/p99/max.  Once with a
+#     few hundred streams, once with 5,000 open (the same events, spread
+#     over all of them: every stream gets some).
+#  2. 5,000 concurrent streams on one httpd: its resident memory (VmRSS)
+#     before the first and after the last was opened, over the streams:
+#     the memory of one idle subscriber.
+#
+# The load generator and client is test/bench/sseload (librdkafka, and one
+# epoll loop holding every stream), built here into $BENCH_DIR.  httpd runs
+# as a second instance of the stack's (tokens on, the stack's database
+# role) with its default settings except the connection limits a few
+# thousand streams need (--max-connections, --max-connections-per-ip);
+# each phase starts a fresh one, so the memory figure is not flattered by
+# memory an earlier phase freed.  The streams use an organizer's token.
+# Kafka: a development broker of the benchmark's own (32 partitions, as
+# 20-ingest's), a new one for each phase, or UDACONNECT_BENCH_KAFKA_BROKERS
+# (+ _TOPIC).  Each phase starts after a 1 s warm-up and with the ingest
+# caught up.
+#
+# Sizes: UDACONNECT_BENCH_SSE_STREAMS (default 5000, quick 500),
+# UDACONNECT_BENCH_SSE_FEW (default 200, quick 100),
+# UDACONNECT_BENCH_SSE_RATE (points/s offered, default 50000),
+# UDACONNECT_BENCH_SSE_PAIRS (encounter point pairs/s, default 100),
+# UDACONNECT_BENCH_SSE_SECONDS (default 10, quick 3).
+set -uo pipefail
+TOP=${TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+RUN_DIR=${RUN_DIR:-$UDACONNECT_RUN_DIR}
+BENCH_DIR=${BENCH_DIR:-$RUN_DIR/bench/50-sse}
+mkdir -p "$BENCH_DIR"
+: "${UDACONNECT_DATABASE_URL:?the stack is not running}" "${UDACONNECT_ORGANIZER_TOKEN:?no organizer token (60-tokens)}"
+DEVKAFKA=$TOP/scripts/devkafka/udaconnect-devkafka
+PGBIN=${PGBIN:-$(${PG_CONFIG:-pg_config} --bindir)}
+if [ "${UDACONNECT_BENCH_QUICK:-0}" = 1 ]; then
+  MANY=${UDACONNECT_BENCH_SSE_STREAMS:-500}; FEW=${UDACONNECT_BENCH_SSE_FEW:-100}
+  SECS=${UDACONNECT_BENCH_SSE_SECONDS:-3}
+else
+  MANY=${UDACONNECT_BENCH_SSE_STREAMS:-5000}; FEW=${UDACONNECT_BENCH_SSE_FEW:-200}
+  SECS=${UDACONNECT_BENCH_SSE_SECONDS:-10}
+fi
+RATE=${UDACONNECT_BENCH_SSE_RATE:-50000}
+PAIRS=${UDACONNECT_BENCH_SSE_PAIRS:-100}
+# a free port (the stack's HTTP port + 4 would be its gRPC port)
+PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+P0=300000				# the watched persons: P0+1 .. P0+MANY
+BG=100001:102000		# background persons (20-ingest's)
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -At)
+q() { "${PSQL[@]}" -c "$1"; }
+
+make -s -C "$TOP/test/bench/sseload" OUT="$BENCH_DIR" >/dev/null || { echo "50-sse: sseload did not build"; exit 1; }
+LOAD=$BENCH_DIR/sseload
+
+HTTPD_PID=
+DEVKAFKA_PID=
+cleanup() {
+  [ -n "$HTTPD_PID" ] && kill "$HTTPD_PID" 2>/dev/null && wait "$HTTPD_PID" 2>/dev/null
+  if [ -z "${UDACONNECT_BENCH_KAFKA_BROKERS:-}" ]; then
+    q "ALTER SYSTEM RESET udaconnect.kafka_brokers" >/dev/null 2>&1
+    q "ALTER SYSTEM RESET udaconnect.kafka_topic" >/dev/null 2>&1
+    q "SELECT pg_reload_conf()" >/dev/null 2>&1
+  fi
+  [ -n "$DEVKAFKA_PID" ] && kill "$DEVKAFKA_PID" 2>/dev/null
+  true
+}
+trap cleanup EXIT
+
+# commit timestamps split the latency into the ingest's part and the rest
+# (as 20-ingest, which turns them on too)
+if [ "$(q 'SHOW track_commit_timestamp')" != on ]; then
+  q "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null
+  "$PGBIN/pg_ctl" -D "$RUN_DIR/pgdata" -l "$RUN_DIR/log/postgresql.log" -w -t 60 restart -m fast >/dev/null
+  for _ in $(seq 1 50); do q "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+q "SELECT udaconnect.ingest_resume()" >/dev/null
+q "INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
+   SELECT g, 'Watched' || g, 'Person', 'Bench Inc' FROM generate_series($((P0 + 1)), $((P0 + MANY))) g
+   ON CONFLICT (id) DO NOTHING;
+   INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
+   SELECT g, 'Bench' || g, 'Person', 'Bench Inc' FROM generate_series(${BG%:*}, ${BG#*:}) g
+   ON CONFLICT (id) DO NOTHING" >/dev/null
+WORKERS=$(q "SHOW udaconnect.ingest_workers")
+
+# ---- Kafka: the workers read the benchmark's topic.  The development
+# broker (librdkafka's mock cluster) spends more CPU the longer its
+# partitions' logs (3 CPU-s for the first 400k messages, 7-9 s for the
+# next), on the same 2 cores as the ingest: each phase gets a new one, so
+# that the second phase does not pay for the first's messages.
+BROKERS='' TOPIC='' OFF0=0 PRODUCED=0
+new_broker() {
+  if [ -n "${UDACONNECT_BENCH_KAFKA_BROKERS:-}" ]; then
+    BROKERS=$UDACONNECT_BENCH_KAFKA_BROKERS
+    TOPIC=${UDACONNECT_BENCH_KAFKA_TOPIC:-bench_sse}
+  else
+    [ -n "$DEVKAFKA_PID" ] && kill "$DEVKAFKA_PID" 2>/dev/null && wait "$DEVKAFKA_PID" 2>/dev/null
+    TOPIC=bench_sse
+    rm -f "$BENCH_DIR/bootstrap"
+    "$DEVKAFKA" -q -t "$TOPIC" -p 32 -f "$BENCH_DIR/bootstrap" 2>>"$BENCH_DIR/devkafka.log" &
+    DEVKAFKA_PID=$!
+    for _ in $(seq 1 100); do [ -s "$BENCH_DIR/bootstrap" ] && break; sleep 0.1; done
+    BROKERS=$(cat "$BENCH_DIR/bootstrap" 2>/dev/null) || { echo "50-sse: the broker did not start"; exit 1; }
+    # a fresh broker: offsets stored for an earlier one mean nothing
+    q "DELETE FROM udaconnect.ingest_offset WHERE topic = '$TOPIC'" >/dev/null
+    q "ALTER SYSTEM SET udaconnect.kafka_brokers = '$BROKERS'" >/dev/null
+    q "ALTER SYSTEM SET udaconnect.kafka_topic = '$TOPIC'" >/dev/null
+    q "SELECT pg_reload_conf()" >/dev/null
+  fi
+  OFF0=$(q "SELECT coalesce(sum(next_offset), 0) FROM udaconnect.ingest_offset WHERE topic = '$TOPIC'")
+  PRODUCED=0
+}
+
+# wait until the workers have committed what was produced so far (a run
+# must not start behind a backlog); offsets summed over the partitions,
+# polled from one server-side loop (as 20-ingest does)
+caught_up() {
+  q "DO \$\$ DECLARE t0 timestamptz := clock_timestamp(); done bigint;
+     BEGIN
+       LOOP
+         SELECT coalesce(sum(next_offset), 0) INTO done FROM udaconnect.ingest_offset WHERE topic = '$TOPIC';
+         EXIT WHEN done >= $((OFF0 + PRODUCED));
+         IF clock_timestamp() - t0 > interval '300 seconds' THEN
+           RAISE EXCEPTION 'offsets reached % of %', done, $((OFF0 + PRODUCED));
+         END IF;
+         COMMIT;
+         PERFORM pg_sleep(0.05);
+       END LOOP;
+     END \$\$" >/dev/null || { echo "50-sse: the ingest did not catch up"; exit 1; }
+}
+
+# a fresh httpd of the stack's kind on $PORT
+start_httpd() {
+  [ -n "$HTTPD_PID" ] && kill "$HTTPD_PID" 2>/dev/null && wait "$HTTPD_PID" 2>/dev/null
+  UDACONNECT_HTTP_DB_USER=udaconnect_api \
+    "$TOP/gateway/httpd/udaconnect-httpd" --bind 127.0.0.1 --port "$PORT" --web-root "$TOP/gateway/web" \
+    --max-connections $((MANY + 200)) --max-connections-per-ip $((MANY + 200)) \
+    >>"$BENCH_DIR/httpd.log" 2>&1 </dev/null &
+  HTTPD_PID=$!
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "50-sse: udaconnect-httpd did not start; see $BENCH_DIR/httpd.log"
+  exit 1
+}
+
+# warm-up (its own httpd): the workers find the broker and the topic's
+# partitions, and the first rows go in
+warm_up() {
+  start_httpd
+  SSELOAD_TOKEN=$UDACONNECT_ORGANIZER_TOKEN "$LOAD" --port "$PORT" --persons $((P0 + 1)):$((P0 + 2)) \
+    --brokers "$BROKERS" --topic "$TOPIC" --rate "$RATE" --seconds 1 --pair-rate 2 --background "$BG" \
+    --drain 60 >"$BENCH_DIR/warmup.txt" 2>&1 || { echo "50-sse: the warm-up failed:"; cat "$BENCH_DIR/warmup.txt"; exit 1; }
+  PRODUCED=$((PRODUCED + $(sed -n 's/.*\bdelivered=\([0-9]*\).*/\1/p' "$BENCH_DIR/warmup.txt")))
+  caught_up
+}
+
+val() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" "$BENCH_DIR/run-$1.txt" | head -1; }
+# run N [--httpd-pid]: N streams, the load, -> $BENCH_DIR/run-N.txt
+run() {
+  local n=$1 f="$BENCH_DIR/run-$1.txt" maxid
+  start_httpd
+  maxid=$(q "SELECT coalesce(max(id), 0) FROM udaconnect.location")
+  SSELOAD_TOKEN=$UDACONNECT_ORGANIZER_TOKEN "$LOAD" --port "$PORT" --persons $((P0 + 1)):$((P0 + n)) \
+    --httpd-pid "$HTTPD_PID" --settle 3 --brokers "$BROKERS" --topic "$TOPIC" --rate "$RATE" \
+    --seconds "$SECS" --pair-rate "$PAIRS" --background "$BG" --drain 30 \
+    --dump "$BENCH_DIR/events-$n.tsv" >"$f" 2>&1
+  echo $? >>"$f.rc"
+  PRODUCED=$((PRODUCED + $(val "$n" delivered)))
+  caught_up
+  # the parts: produce -> the causing point's row committed (the ingest),
+  # and commit -> event received (the notification, the fetch, httpd)
+  if [ "$(q 'SHOW track_commit_timestamp')" = on ]; then
+    "${PSQL[@]}" >>"$f" <<SQL
+CREATE TEMP TABLE ev (person integer, ended bigint, received bigint);
+\\copy ev FROM '$BENCH_DIR/events-$n.tsv'
+SELECT 'row_p50_ms=' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY r)) ||
+       ' row_p99_ms=' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY r)) ||
+       ' commit_p50_ms=' || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY c)) ||
+       ' commit_p99_ms=' || round(percentile_cont(0.99) WITHIN GROUP (ORDER BY c))
+  FROM (SELECT DISTINCT ON (e.person, e.ended, e.received)
+               (extract(epoch FROM pg_xact_commit_timestamp(l.xmin)) * 1000000 - e.ended) / 1000 AS r,
+               (e.received - extract(epoch FROM pg_xact_commit_timestamp(l.xmin)) * 1000000) / 1000 AS c
+          FROM ev e JOIN udaconnect.location l
+            ON (extract(epoch FROM l.creation_time) * 1000000)::bigint = e.ended
+         WHERE l.id > $maxid AND l.person_id BETWEEN $((P0 + 1)) AND $((P0 + n))) s;
+SQL
+  fi
+}
+rm -f "$BENCH_DIR"/run-*.txt*
+for n in "$FEW" "$MANY"; do
+  new_broker
+  warm_up
+  run "$n"
+done
+
+THREADS=$(sed -n 's/.*, \([0-9]*\) threads, .*/\1/p' "$BENCH_DIR/httpd.log" | tail -1)
+verdict() { if [ "$(echo "$1" | bc)" = 1 ]; then echo "met"; else echo "NOT met"; fi; }
+row() {
+  printf '| %-11s | %-13s | %-12s | %-6s | %-6s | %-6s | %-6s | %-7s |\n' "$1" "$(val "$1" timed)" \
+    "$(val "$1" offered_per_s)" "$(val "$1" p50_ms)" "$(val "$1" p95_ms)" "$(val "$1" p99_ms)" \
+    "$(val "$1" max_ms)" "$(val "$1" missing)"
+}
+PER=$(val "$MANY" rss_per_stream_bytes)
+P99F=$(val "$FEW" p99_ms); P99M=$(val "$MANY" p99_ms)
+TF=$(val "$FEW" timed); TM=$(val "$MANY" timed)
+parts() {
+  [ -n "$(val "$1" row_p50_ms)" ] || return 0
+  echo "  $1 subscribers: produce -> row committed p50 $(val "$1" row_p50_ms) ms, p99 $(val "$1" row_p99_ms) ms;" \
+    "commit -> event received p50 $(val "$1" commit_p50_ms) ms, p99 $(val "$1" commit_p99_ms) ms"
+}
+cat <<TABLE
+Live encounter streams (SSE): udaconnect-httpd with its defaults (${THREADS:-?} threads, --connection-memory 32768),
+tokens on; $WORKERS ingest worker(s), Kafka topic of 32 partitions; $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)
+Offered: $RATE points/s for ${SECS}s, of which $PAIRS pairs/s create or extend encounters of watched persons
+
+| subscribers | events timed  | points/s     | p50 ms | p95 ms | p99 ms | max ms | missing |
+|-------------|---------------|--------------|--------|--------|--------|--------|---------|
+$(row "$FEW")
+$(row "$MANY")
+
+(produce of the point that caused an event -> the event received by the stream; "missing": watched
+persons whose last point's event had not arrived 30 s after the last produce)
+$(parts "$FEW"; parts "$MANY")
+
+$MANY idle subscribers on one httpd: RSS $(val "$MANY" rss_before_kb) kB -> $(val "$MANY" rss_after_kb) kB, $PER bytes per subscriber
+(after the load: $(val "$MANY" rss_end_kb) kB)
+
+Targets: p99 <= 1 s: $(verdict "${TF:-0} > 0 && ${TM:-0} > 0 && ${P99F:-99999} <= 1000 && ${P99M:-99999} <= 1000") ($FEW: $P99F ms, $MANY: $P99M ms); memory per subscriber <= 20 KB: $(verdict "${PER:-999999} <= 20480")
+TABLE
+for n in "$FEW" "$MANY"; do
+  [ "$(cat "$BENCH_DIR/run-$n.txt.rc")" = 0 ] || { echo "50-sse: the run with $n streams failed:"; cat "$BENCH_DIR/run-$n.txt"; exit 1; }
+done
