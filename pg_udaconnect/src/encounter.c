@@ -28,6 +28,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -247,6 +248,15 @@ add_points(EncPoint *pts, int n, const EncSet *set)
 	EncMatch   *m;
 	int			nm;
 
+	/*
+	 * Everything a chunk allocates (probes, pairs, matches, islands, the
+	 * arrays for SQL) goes with it: a large COPY's maintenance stays within
+	 * one chunk's memory.
+	 */
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "udaconnect encounters",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
 	CommandCounterIncrement();
 	/* on an error, the abort pops the snapshot */
 	PushActiveSnapshot(GetLatestSnapshot());
@@ -254,8 +264,8 @@ add_points(EncPoint *pts, int n, const EncSet *set)
 						 (int64) udc_encounter_window_s * USECS_PER_SEC, &nm);
 	PopActiveSnapshot();
 	merge_matches(m, nm);
-	if (m)
-		pfree(m);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
 	return nm;
 }
 
