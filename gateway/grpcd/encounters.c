@@ -235,7 +235,14 @@ list_job(call *c, db_thread *t)
 		return;
 	}
 	if (err == NULL && (rows == NULL || PQntuples(rows) != 1 || PQgetisnull(rows, 0, 0)))
-		err = PQmakeEmptyPGresult(t->conn, PGRES_FATAL_ERROR);
+	{
+		/* api_encounters always answers one row: this is our bug, not the database's state */
+		PQclear(rows);
+		if (PQtransactionStatus(t->conn) == PQTRANS_INERROR || PQtransactionStatus(t->conn) == PQTRANS_INTRANS)
+			PQclear(PQexec(t->conn, "ROLLBACK"));
+		call_fail(c, GRPC_STATUS_INTERNAL, "udaconnect.api_encounters() returned no page");
+		return;
+	}
 	if (err != NULL)
 	{
 		PQclear(rows);

@@ -443,7 +443,6 @@ typedef struct watcher
 void		handle_watch(call *c, grpc_byte_buffer *payload);
 void		watch_drain(void);
 bool		watch_draining(void);
-int			watchers_open(void);
 int			watch_chunk(void);
 void		watcher_post(watcher *w, unsigned bits);
 watcher    *watcher_cmd_take(unsigned *bits);

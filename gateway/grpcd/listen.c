@@ -76,12 +76,6 @@ listen_wake(void)
 }
 
 bool
-listen_up(void)
-{
-	return phase == P_UP;
-}
-
-bool
 listen_can_send(void)
 {
 	return phase == P_UP && pipe_len < LISTEN_PIPE;
@@ -218,24 +212,31 @@ setup_result(PGresult *res)
 	}
 }
 
-/* read what arrived: results in order, notifications */
+/* the notifications libpq has parsed (before a reconnect's catch-up,
+ * P_SETUP, every watcher is read anyway) */
 static void
-conn_read(void)
+drain_notifies(void)
 {
 	PGnotify   *n;
 
-	if (!PQconsumeInput(conn))
-	{
-		conn_lost(PQerrorMessage(conn));
-		return;
-	}
-	/* before a reconnect's catch-up (P_SETUP) every watcher is read anyway */
 	while ((n = PQnotifies(conn)) != NULL)
 	{
 		if (phase == P_UP)
 			hooks.notified(n->extra);
 		PQfreemem(n);
 	}
+}
+
+/* read what arrived: results in order, notifications */
+static void
+conn_read(void)
+{
+	if (!PQconsumeInput(conn))
+	{
+		conn_lost(PQerrorMessage(conn));
+		return;
+	}
+	drain_notifies();
 	while (pipe_len > 0 && !PQisBusy(conn))
 	{
 		inflight   *f = &pipe_q[pipe_head];
@@ -270,7 +271,16 @@ conn_read(void)
 			hooks.result(f->ctx, f->res);	/* the hook owns the result */
 	}
 	if (PQstatus(conn) == CONNECTION_BAD)
+	{
 		conn_lost(PQerrorMessage(conn));
+		return;
+	}
+	/*
+	 * libpq parses a notification that came after a result only inside the
+	 * result calls above: read them again, or one could wait, already off
+	 * the socket, until unrelated traffic arrives
+	 */
+	drain_notifies();
 }
 
 /* what to wait for: the wake fd, and the socket as the phase wants it */

@@ -55,12 +55,6 @@ watch_drain(void)
 	listen_wake();
 }
 
-int
-watchers_open(void)
-{
-	return atomic_load(&nwatchers);
-}
-
 /* events per fetch: what a queue must have room for before one is sent */
 int
 watch_chunk(void)

@@ -16,7 +16,8 @@
  *     api_encounter_changes per watched person, from the lowest position of
  *     its live watchers, each event packed once and queued to every live
  *     watcher that has not had it.  A full chunk means more rows wait: the
- *     next one is fetched once every live watcher has room for it.
+ *     next one is fetched at once; a live watcher without room for it is
+ *     ended (RESOURCE_EXHAUSTED) instead of holding the others back.
  *
  * Exactly once: every query runs on listen.c's one connection, in order, so
  * each sees at least what those before it saw; a watcher is sent only
@@ -223,26 +224,41 @@ job_send(watch_job *j)
 
 	if (g != NULL)
 	{
-		bool		room = true;
-
 		if (g->nlive == 0 || (!g->dirty && !g->more))
 			return false;
 		w = NULL;
 		v = INT64_MAX;
 		id = INT64_MAX;
-		for (watcher *x = g->head; x; x = x->gnext)
+		g->pinned = true;
+		for (watcher *x = g->head, *next; x; x = next)
 		{
+			next = x->gnext;
 			if (x->state != W_LIVE)
 				continue;
-			/* a full chunk waits for every live watcher to have room; a notification does not */
+
+			/*
+			 * The next full chunk goes to the live watchers with room for
+			 * it.  One without must not hold the others back: it is so far
+			 * behind (--watch-queue less a chunk of events waiting) that
+			 * it is ended as one whose queue overflows, and resumes with
+			 * after.  A notification's fetch waits for nobody.
+			 */
 			if (!g->dirty && !watcher_has_room(x, watch_chunk()))
-				room = false;
+			{
+				watcher_end(x, GRPC_STATUS_RESOURCE_EXHAUSTED,
+							"the client did not read the events as fast as they came: more than"
+							" --watch-queue less a chunk of events were waiting; watch again with"
+							" after = the last event received");
+				watcher_drop(x);
+				continue;
+			}
 			if (w == NULL)
 				w = x;
 			if (x->cur_v < v || (x->cur_v == v && x->cur_id < id))
 				v = x->cur_v, id = x->cur_id;
 		}
-		if (!room)
+		g->pinned = false;
+		if (w == NULL)
 			return false;
 		g->dirty = false;
 		g->more = false;

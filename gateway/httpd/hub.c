@@ -45,7 +45,13 @@
 #define BUCKETS 4096
 #define HEARTBEAT ": heartbeat\n\n"
 /* the first text of every stream: the client's reconnection delay (ms) */
-#define PREAMBLE "retry: 3000\n\n"
+/*
+ * the first text of every stream: the client's reconnection delay (ms), and
+ * the position the stream starts after as an event id without data, which
+ * sets a client's Last-Event-ID without dispatching an event: a client that
+ * reconnects before any event came resumes from there, missing nothing
+ */
+#define PREAMBLE "retry: 3000\nid: %lld.%lld\n\n"
 
 typedef struct group group;
 
@@ -86,6 +92,7 @@ struct group
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static group *table[BUCKETS];
+static bool closing;			/* hub_end_all ran: no new streams */
 static group *pend_head;
 static group *pend_tail;
 static unsigned nsubs;
@@ -222,10 +229,12 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 	group	  **p;
 	group	   *g;
 	const union MHD_ConnectionInfo *ci;
+	char		pre[80];
 
 	*at_cap = false;
 	pthread_mutex_lock(&lock);
-	if (nsubs >= cfg.stream_max)
+	/* shutting down: no thread would be left to resume a new stream */
+	if (nsubs >= cfg.stream_max || closing)
 	{
 		pthread_mutex_unlock(&lock);
 		*at_cap = true;
@@ -236,7 +245,8 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 		(*p)->person = person;
 	g = *p;
 	s = g ? calloc(1, sizeof(*s)) : NULL;
-	if (!s || append(s, PREAMBLE, strlen(PREAMBLE)) < 0)
+	snprintf(pre, sizeof(pre), PREAMBLE, (long long) version, (long long) id);
+	if (!s || append(s, pre, strlen(pre)) < 0)
 	{
 		free(s);
 		if (g)
@@ -602,6 +612,7 @@ void
 hub_end_all(void)
 {
 	pthread_mutex_lock(&lock);
+	closing = true;
 	for (int b = 0; b < BUCKETS; b++)
 		for (group *g = table[b]; g; g = g->hnext)
 			for (struct sub *s = g->subs; s; s = s->next)

@@ -46,6 +46,7 @@
 #define FETCH_PERSONS 64
 #define BACKOFF_MIN 0.5
 #define BACKOFF_MAX 10.0
+#define BACKOFF_STABLE 30.0		/* seconds up that reset the back-off */
 
 enum
 {
@@ -68,6 +69,7 @@ static int	nbusy;
 static int	solo;				/* fetches to make of one person each */
 static double next_connect;		/* monotonic seconds */
 static double backoff = BACKOFF_MIN;
+static double connected_at;		/* when the connection came up; 0: down */
 
 static double
 mono(void)
@@ -78,9 +80,18 @@ mono(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/*
+ * The next connect waits `backoff`, doubling up to BACKOFF_MAX.  It starts
+ * again from BACKOFF_MIN only after a connection that stayed up a while: one
+ * that connects and then fails at once (a fetch the database refuses every
+ * time) must not reconnect twice a second for ever.
+ */
 static void
 back_off(void)
 {
+	if (connected_at > 0 && mono() - connected_at > BACKOFF_STABLE)
+		backoff = BACKOFF_MIN;
+	connected_at = 0;
 	next_connect = mono() + backoff;
 	backoff = backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : backoff * 2;
 }
@@ -146,7 +157,7 @@ connect_listen(void)
 	}
 	PQclear(res);
 	conn = c;
-	backoff = BACKOFF_MIN;
+	connected_at = mono();
 	logmsg(LOG_INFO, "encounter streams: listening for encounter changes");
 	hub_mark_all();
 }

@@ -7,7 +7,8 @@
 // logs and history would keep it).  What the page shows is only what the
 // server sent for this person; the server decides who may watch whom.
 //
-// Order of events and the list: the stream is opened first, then the list
+// Order of events and the list: the stream is opened first (the list is
+// read once it has answered: it then holds its position), then the list
 // is read; both carry each encounter's `version` (given in commit order),
 // and an older version never replaces a newer one, so nothing that happens
 // in between is lost or undone.  After a dropped connection the stream
@@ -53,7 +54,10 @@ export class EncounterTimeline {
     this.lastEventId = '';
     this.list.textContent = '';
     this.setStatus('loading', 'Loading encounters…');
-    this.follow(gen);
+    // the list is read once the stream holds its position (its answer has
+    // come): a change made in between then comes by the stream
+    await new Promise((ready) => this.follow(gen, ready));
+    if (gen !== this.gen) return;
     try {
       let cursor = null;
       do {
@@ -123,17 +127,20 @@ export class EncounterTimeline {
       : `No encounters for ${name} yet. Live: new ones appear here.`);
   }
 
-  // Read the event stream until stopped; reconnect with back-off.
-  async follow(gen) {
+  // Read the event stream until stopped; reconnect with back-off.  ready()
+  // is called once: when the first stream answered, or failed to.
+  async follow(gen, ready) {
     let wait = RETRY_MIN_MS;
     while (gen === this.gen) {
       const ctl = new AbortController();
       this.abort = ctl;
       try {
         const resp = await api.openEncounterStream(this.person.id, this.lastEventId, ctl.signal);
+        if (ready) { ready(); ready = null; }
         wait = RETRY_MIN_MS;
         await this.read(resp, gen);
       } catch (e) {
+        if (ready) { ready(); ready = null; }
         if (gen !== this.gen) return;
         if (e instanceof api.ApiError && e.status >= 400 && e.status < 500 && e.status !== 429) {
           this.setStatus('error', `Live updates stopped: ${e.message}`);

@@ -688,12 +688,37 @@ def t_slow_reader():
         sk.close()
 
 
+def t_start_id():
+    # The stream's first block names where it starts (an id without data);
+    # a client that drops before any event and reconnects with it gets
+    # what happened meanwhile, nothing missed.
+    s = open_stream(B)
+    try:
+        first = s.next()
+        v, i = sql("SELECT version, id FROM udaconnect.api_encounter_position('organizer', NULL, %s)", (B,))[0]
+    finally:
+        s.close()
+    want = "%d.%d" % (v, i)
+    if first.get("retry") != 3000 or first.get("id") != want or "event" in first:
+        return "first block %r, expected retry 3000 and id %s" % (first, want)
+    meet(B, C, T1 + 3600)
+    again = open_stream(B, headers={"Last-Event-ID": first["id"]})
+    try:
+        e = again.events(1)[0]
+    finally:
+        again.close()
+    eid = enc_of(B, C, T1 + 3600)
+    return (e["event"] == "encounter" and e["data"]["id"] == eid) or "after reconnecting: %r (encounter %r)" % (e, eid)
+
+
 def run_stream():
     global SP, SPROC
     SP, SPROC = daemon(["--stream-heartbeat", "1", "--max-connections", "3000",
                         "--max-connections-per-ip", "3000"])
     check("stream: organizer watches A (sse client and curl): 200 text/event-stream, "
           "retry first, then an encounter event when A and D meet (id <version>.<id>)", t_event)
+    check("stream: the first block names the start position as an id without data (the committed "
+          "clock); reconnecting with it before any event came gets the change made meanwhile", t_start_id)
     check("stream: a heartbeat comment comes on an idle stream", t_heartbeat)
     check("stream: Last-Event-ID resumes with exactly the events missed meanwhile "
           "(two new encounters, then a merge: encounter and removed), nothing twice", t_resume)
