@@ -833,7 +833,8 @@ BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'udaconnect_reader') THEN
         GRANT EXECUTE ON FUNCTION
             api_encounters(text, integer, integer, timestamptz, timestamptz, integer, text),
-            api_encounter_changes(text, integer, integer, bigint, bigint, integer)
+            api_encounter_changes(text, integer, integer, bigint, bigint, integer),
+            api_encounter_position(text, integer, integer)
             TO udaconnect_reader;
     END IF;
 END;

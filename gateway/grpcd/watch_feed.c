@@ -5,9 +5,8 @@
  * What this file holds (all of it on the watch thread, listen.c's hooks):
  *   - the watchers grouped by the person they watch;
  *   - a new watcher's first query: the caller's right to watch the person
- *     (udaconnect.api_encounters raises 42501 / P0002), and, without a
- *     resume point, the last (version, id) of the person's changes so far,
- *     which it starts after (paged by 10000 rows);
+ *     (42501 / P0002), and, without a resume point, where "now" is, which
+ *     it starts after (udaconnect.api_encounter_position);
  *   - catching up a watcher that resumes: api_encounter_changes from its
  *     position, one chunk at a time, each only once its queue has room for
  *     it, until a chunk comes back short: then it is live;
@@ -37,7 +36,6 @@
 #include "idlist.h"
 
 #define NBUCKETS 4096
-#define TAIL_PAGE 10000			/* rows per query finding where "now" is */
 
 enum job_kind
 {
@@ -64,10 +62,9 @@ static watch_job *ready_head,
 		   *ready_tail;
 static bool drained;
 
+/* the caller's right, and the position after every change committed so far */
 static const char SQL_START[] =
-"SELECT t.n, t.v, t.i FROM udaconnect.api_encounters($1::text, $2::int4, $3::int4, NULL, NULL, 1, NULL) chk,"
-" (SELECT count(*) AS n, (max(ARRAY[c.version, c.id]))[1] AS v, (max(ARRAY[c.version, c.id]))[2] AS i"
-"    FROM udaconnect.api_encounter_changes($1::text, $2::int4, $3::int4, $4::int8, $5::int8, $6::int4) c) t";
+"SELECT 1, p.version, p.id FROM udaconnect.api_encounter_position($1::text, $2::int4, $3::int4) p";
 static const char SQL_CHECK[] =
 "SELECT 1 FROM udaconnect.api_encounters($1::text, $2::int4, $3::int4, NULL, NULL, 1, NULL)";
 static const char SQL_CHANGES[] =
@@ -272,7 +269,7 @@ job_send(watch_job *j)
 			return false;
 		v = w->cur_v;
 		id = w->cur_id;
-		j->lim = w->state == W_CATCHUP ? watch_chunk() : TAIL_PAGE;
+		j->lim = watch_chunk();
 	}
 	caller_params(w, params, p_caller, sizeof(p_caller));
 	snprintf(p_person, sizeof(p_person), "%d", w->person);
@@ -285,7 +282,7 @@ job_send(watch_job *j)
 	params[5] = p_lim;
 	j->busy = true;
 	listen_send(j, j->kind == J_START ? SQL_START : j->kind == J_CHECK ? SQL_CHECK : SQL_CHANGES,
-				j->kind == J_CHECK ? 3 : 6, params);
+				j->kind == J_CHECK || j->kind == J_START ? 3 : 6, params);
 	return true;
 }
 
@@ -412,20 +409,11 @@ watcher_result(watch_job *j, watcher *w, PGresult *res)
 	}
 	if (w->state == W_START)
 	{
-		int64_t		n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-
-		if (n > 0)
-		{
-			w->cur_v = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-			w->cur_id = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-		}
-		if (n == TAIL_PAGE)
-			ready_push(j);
-		else
-		{
-			watcher_established(w, w->cur_v, w->cur_id);
-			go_live(w);
-		}
+		/* api_encounter_position: one row, where "now" is */
+		w->cur_v = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		w->cur_id = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+		watcher_established(w, w->cur_v, w->cur_id);
+		go_live(w);
 	}
 	else if (w->state == W_CHECK)
 	{
