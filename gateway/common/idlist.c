@@ -24,6 +24,8 @@ idlist_each(const char *list, void (*fn) (int32_t id, void *arg), void *arg)
 			(*end != ',' && *end != '\0'))
 			return false;
 		fn((int32_t) v, arg);
+		if (*end == ',' && end[1] == '\0')
+			return false;		/* a comma promises another id */
 		p = *end ? end + 1 : end;
 	}
 	return true;
