@@ -151,6 +151,38 @@ AS $$
              GROUP BY r.chunk) c
 $$;
 
+-- Remove encounters (a recompute, an erasure, retention): under the lock,
+-- with the next version, each logged in encounter_removed for both of its
+-- persons and notified, as live streams expect of every removal.  Returns
+-- how many went.  The merge logs its own removals (with merged_into).
+CREATE FUNCTION encounter_remove(ids bigint[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+DECLARE
+    v bigint;
+    persons_told integer[];
+BEGIN
+    IF coalesce(cardinality(ids), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    PERFORM udaconnect.encounter_lock();
+    UPDATE udaconnect.encounter_clock SET version = version + 1 RETURNING version INTO v;
+    WITH gone AS (
+        DELETE FROM udaconnect.encounter x WHERE x.id = ANY (ids)
+        RETURNING x.id, x.person_a, x.person_b
+    ), told AS (
+        INSERT INTO udaconnect.encounter_removed (version, id, person_id)
+        SELECT v, g.id, p.person
+          FROM gone g, LATERAL (VALUES (g.person_a), (g.person_b)) AS p(person)
+        RETURNING person_id
+    )
+    SELECT array_agg(t.person_id) INTO persons_told FROM told t;
+    PERFORM udaconnect.encounter_notify_persons(persons_told);
+    RETURN coalesce(cardinality(persons_told), 0) / 2;
+END;
+$$;
+
 -- The place of each match midpoint (0: none), for the counts per place of
 -- the encounters; NULL when there are no places at all.
 CREATE FUNCTION encounter_places_of(lat float8[], lon float8[]) RETURNS integer[]
@@ -348,7 +380,6 @@ DECLARE
     hi timestamptz := to_time;
     nlo timestamptz;
     nhi timestamptz;
-    v bigint;
 BEGIN
     IF from_time IS NULL OR to_time IS NULL OR from_time > to_time THEN
         RAISE EXCEPTION 'encounters_rebuild needs from_time <= to_time, not % and %',
@@ -366,21 +397,10 @@ BEGIN
         lo := nlo;
         hi := nhi;
     END LOOP;
-    UPDATE udaconnect.encounter_clock SET version = version + 1 RETURNING version INTO v;
-    WITH gone AS (
-        DELETE FROM udaconnect.encounter x
+    PERFORM udaconnect.encounter_remove(ARRAY(
+        SELECT x.id FROM udaconnect.encounter x
          WHERE x.started_at <= hi AND x.ended_at >= lo
-           AND (persons IS NULL OR x.person_a = ANY (persons) OR x.person_b = ANY (persons))
-        RETURNING x.id, x.person_a, x.person_b
-    )
-    , told AS (
-        INSERT INTO udaconnect.encounter_removed (version, id, person_id)
-        SELECT v, g.id, p.person
-          FROM gone g, LATERAL (VALUES (g.person_a), (g.person_b)) AS p(person)
-        RETURNING person_id
-    )
-    SELECT count(*) INTO v
-      FROM (SELECT udaconnect.encounter_notify_persons(array_agg(t.person_id)) FROM told t) z;
+           AND (persons IS NULL OR x.person_a = ANY (persons) OR x.person_b = ANY (persons))));
     -- [lo, hi] is closed; the range below is half-open
     RETURN udaconnect.encounter_add_range(lo, CASE WHEN hi = 'infinity' THEN hi ELSE hi + interval '1 microsecond' END,
                                          (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(persons) x));
@@ -476,6 +496,7 @@ AS $$
 $$;
 
 REVOKE ALL ON FUNCTION encounter_lock(), encounter_notify_persons(integer[]),
+    encounter_remove(bigint[]),
     encounter_places_of(float8[], float8[]),
     encounter_merge(integer[], integer[], timestamptz[], timestamptz[], bigint[], float8[], float8[],
                     float8[], bigint[], bigint[], integer[], integer[], integer[], bigint[]),
@@ -491,8 +512,6 @@ CREATE OR REPLACE FUNCTION forget_person(id integer, requested_by text DEFAULT N
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
 AS $$
-DECLARE
-    others integer[];
 BEGIN
     IF id IS NULL THEN
         RAISE EXCEPTION 'id must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -515,25 +534,13 @@ BEGIN
             USING ERRCODE = 'no_data_found';
     END IF;
     -- their encounters first (the other person's stream hears of it), so
-    -- that deleting their locations leaves no encounter to recompute
+    -- that deleting their locations leaves no encounter to recompute; the
+    -- lock before the ids are read, so that no writer adds one meanwhile
     PERFORM udaconnect.encounter_lock();
-    WITH gone AS (
-        DELETE FROM udaconnect.encounter x
-         WHERE x.person_a = forget_person.id OR x.person_b = forget_person.id
-        RETURNING x.id, CASE WHEN x.person_a = forget_person.id THEN x.person_b
-                             ELSE x.person_a END AS other
-    ), clock AS (
-        UPDATE udaconnect.encounter_clock c SET version = c.version + 1
-         WHERE EXISTS (SELECT 1 FROM gone)
-        RETURNING c.version
-    )
-    , told AS (
-        INSERT INTO udaconnect.encounter_removed (version, id, person_id)
-        SELECT (SELECT version FROM clock), g.id, g.other FROM gone g
-        RETURNING person_id
-    )
-    SELECT array_agg(t.person_id) INTO others FROM told t;
-    PERFORM udaconnect.encounter_notify_persons(others);
+    PERFORM udaconnect.encounter_remove(ARRAY(
+        SELECT x.id FROM udaconnect.encounter x
+         WHERE x.person_a = forget_person.id OR x.person_b = forget_person.id));
+    -- what they were told is theirs too
     DELETE FROM udaconnect.encounter_removed r WHERE r.person_id = forget_person.id;
     DELETE FROM udaconnect.location l WHERE l.person_id = forget_person.id;
     GET DIAGNOSTICS locations = ROW_COUNT;
@@ -557,8 +564,6 @@ CREATE OR REPLACE FUNCTION retention_sweep(cutoff timestamptz, batch integer DEF
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
 AS $$
-DECLARE
-    persons_told integer[];
 BEGIN
     IF cutoff IS NULL OR batch IS NULL OR batch < 1 THEN
         RAISE EXCEPTION 'retention_sweep needs a cutoff and a batch of at least 1'
@@ -570,24 +575,8 @@ BEGIN
     -- this or a later call; those that reach across it are recomputed by
     -- the location delete trigger (50-encounters.sql) from what is left.
     PERFORM udaconnect.encounter_lock();
-    WITH gone AS (
-        DELETE FROM udaconnect.encounter x
-         WHERE x.id = ANY (ARRAY(SELECT o.id FROM udaconnect.encounter o
-                                  WHERE o.ended_at < cutoff LIMIT batch))
-        RETURNING x.id, x.person_a, x.person_b
-    ), clock AS (
-        UPDATE udaconnect.encounter_clock c SET version = c.version + 1
-         WHERE EXISTS (SELECT 1 FROM gone)
-        RETURNING c.version
-    ), told AS (
-        -- live streams hear of it as of any other removal
-        INSERT INTO udaconnect.encounter_removed (version, id, person_id)
-        SELECT (SELECT version FROM clock), g.id, p.person
-          FROM gone g, LATERAL (VALUES (g.person_a), (g.person_b)) AS p(person)
-        RETURNING person_id
-    )
-    SELECT array_agg(t.person_id) INTO persons_told FROM told t;
-    PERFORM udaconnect.encounter_notify_persons(persons_told);
+    PERFORM udaconnect.encounter_remove(ARRAY(
+        SELECT o.id FROM udaconnect.encounter o WHERE o.ended_at < cutoff LIMIT batch));
     -- SKIP LOCKED: rows another transaction holds (an erasure deleting the
     -- same person's old points) are left for the next sweep, so the sweep
     -- never waits for row locks

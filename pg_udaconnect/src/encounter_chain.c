@@ -57,15 +57,6 @@ cmp_placed(const Placed *x, const Placed *y)
 #define ST_DEFINE
 #include "lib/sort_template.h"
 
-static int
-cmp_int32(const void *a, const void *b)
-{
-	int32		x = *(const int32 *) a,
-				y = *(const int32 *) b;
-
-	return (x > y) - (x < y);
-}
-
 /* is x a closer match than y (distance, then the location ids)? */
 static inline bool
 closer(const EncMatch *x, const EncMatch *y)
@@ -81,7 +72,7 @@ closer(const EncMatch *x, const EncMatch *y)
 static void
 count_places(EncIslands *out, int32 *places, int n)
 {
-	qsort(places, n, sizeof(int32), cmp_int32);
+	qsort(places, n, sizeof(int32), enc_cmp_int32);
 	for (int i = 0; i < n;)
 	{
 		int			j = i;

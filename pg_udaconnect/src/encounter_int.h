@@ -85,6 +85,7 @@ extern void enc_chain(const EncMatch *m, const int32 *place, int n, int64 gap,
 					  EncIslands *out);
 
 /* encounter_match.c */
+extern int	enc_cmp_int32(const void *a, const void *b);	/* for qsort, bsearch */
 extern void enc_idset_init(EncSet *set, int64 min, int64 max, int64 count);
 extern void enc_idset_add(EncSet *set, int64 id);
 extern void enc_idset_finish(EncSet *set);

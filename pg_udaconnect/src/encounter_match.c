@@ -48,8 +48,8 @@ cmp_int64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static int
-cmp_int32(const void *a, const void *b)
+int
+enc_cmp_int32(const void *a, const void *b)
 {
 	int32		x = *(const int32 *) a,
 				y = *(const int32 *) b;
@@ -128,7 +128,7 @@ in_set(const EncSet *set, int64 id, int32 person, TimestampTz t)
 	if (t < set->lo || t >= set->hi)
 		return false;
 	return set->npersons == 0 ||
-		bsearch(&person, set->persons, set->npersons, sizeof(int32), cmp_int32) != NULL;
+		bsearch(&person, set->persons, set->npersons, sizeof(int32), enc_cmp_int32) != NULL;
 }
 
 /* The midpoint of two nearby points (their longitudes may straddle 180). */

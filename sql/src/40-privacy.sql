@@ -175,8 +175,6 @@ CREATE FUNCTION forget_person(id integer, requested_by text DEFAULT NULL,
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
 AS $$
-DECLARE
-    others integer[];
 BEGIN
     IF id IS NULL THEN
         RAISE EXCEPTION 'id must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -199,25 +197,13 @@ BEGIN
             USING ERRCODE = 'no_data_found';
     END IF;
     -- their encounters first (the other person's stream hears of it), so
-    -- that deleting their locations leaves no encounter to recompute
+    -- that deleting their locations leaves no encounter to recompute; the
+    -- lock before the ids are read, so that no writer adds one meanwhile
     PERFORM udaconnect.encounter_lock();
-    WITH gone AS (
-        DELETE FROM udaconnect.encounter x
-         WHERE x.person_a = forget_person.id OR x.person_b = forget_person.id
-        RETURNING x.id, CASE WHEN x.person_a = forget_person.id THEN x.person_b
-                             ELSE x.person_a END AS other
-    ), clock AS (
-        UPDATE udaconnect.encounter_clock c SET version = c.version + 1
-         WHERE EXISTS (SELECT 1 FROM gone)
-        RETURNING c.version
-    )
-    , told AS (
-        INSERT INTO udaconnect.encounter_removed (version, id, person_id)
-        SELECT (SELECT version FROM clock), g.id, g.other FROM gone g
-        RETURNING person_id
-    )
-    SELECT array_agg(t.person_id) INTO others FROM told t;
-    PERFORM udaconnect.encounter_notify_persons(others);
+    PERFORM udaconnect.encounter_remove(ARRAY(
+        SELECT x.id FROM udaconnect.encounter x
+         WHERE x.person_a = forget_person.id OR x.person_b = forget_person.id));
+    -- what they were told is theirs too
     DELETE FROM udaconnect.encounter_removed r WHERE r.person_id = forget_person.id;
     DELETE FROM udaconnect.location l WHERE l.person_id = forget_person.id;
     GET DIAGNOSTICS locations = ROW_COUNT;
@@ -254,8 +240,6 @@ CREATE FUNCTION retention_sweep(cutoff timestamptz, batch integer DEFAULT 10000,
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
 AS $$
-DECLARE
-    persons_told integer[];
 BEGIN
     IF cutoff IS NULL OR batch IS NULL OR batch < 1 THEN
         RAISE EXCEPTION 'retention_sweep needs a cutoff and a batch of at least 1'
@@ -267,24 +251,8 @@ BEGIN
     -- this or a later call; those that reach across it are recomputed by
     -- the location delete trigger (50-encounters.sql) from what is left.
     PERFORM udaconnect.encounter_lock();
-    WITH gone AS (
-        DELETE FROM udaconnect.encounter x
-         WHERE x.id = ANY (ARRAY(SELECT o.id FROM udaconnect.encounter o
-                                  WHERE o.ended_at < cutoff LIMIT batch))
-        RETURNING x.id, x.person_a, x.person_b
-    ), clock AS (
-        UPDATE udaconnect.encounter_clock c SET version = c.version + 1
-         WHERE EXISTS (SELECT 1 FROM gone)
-        RETURNING c.version
-    ), told AS (
-        -- live streams hear of it as of any other removal
-        INSERT INTO udaconnect.encounter_removed (version, id, person_id)
-        SELECT (SELECT version FROM clock), g.id, p.person
-          FROM gone g, LATERAL (VALUES (g.person_a), (g.person_b)) AS p(person)
-        RETURNING person_id
-    )
-    SELECT array_agg(t.person_id) INTO persons_told FROM told t;
-    PERFORM udaconnect.encounter_notify_persons(persons_told);
+    PERFORM udaconnect.encounter_remove(ARRAY(
+        SELECT o.id FROM udaconnect.encounter o WHERE o.ended_at < cutoff LIMIT batch));
     -- SKIP LOCKED: rows another transaction holds (an erasure deleting the
     -- same person's old points) are left for the next sweep, so the sweep
     -- never waits for row locks

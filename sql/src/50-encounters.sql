@@ -112,6 +112,38 @@ AS $$
              GROUP BY r.chunk) c
 $$;
 
+-- Remove encounters (a recompute, an erasure, retention): under the lock,
+-- with the next version, each logged in encounter_removed for both of its
+-- persons and notified, as live streams expect of every removal.  Returns
+-- how many went.  The merge logs its own removals (with merged_into).
+CREATE FUNCTION encounter_remove(ids bigint[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+DECLARE
+    v bigint;
+    persons_told integer[];
+BEGIN
+    IF coalesce(cardinality(ids), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    PERFORM udaconnect.encounter_lock();
+    UPDATE udaconnect.encounter_clock SET version = version + 1 RETURNING version INTO v;
+    WITH gone AS (
+        DELETE FROM udaconnect.encounter x WHERE x.id = ANY (ids)
+        RETURNING x.id, x.person_a, x.person_b
+    ), told AS (
+        INSERT INTO udaconnect.encounter_removed (version, id, person_id)
+        SELECT v, g.id, p.person
+          FROM gone g, LATERAL (VALUES (g.person_a), (g.person_b)) AS p(person)
+        RETURNING person_id
+    )
+    SELECT array_agg(t.person_id) INTO persons_told FROM told t;
+    PERFORM udaconnect.encounter_notify_persons(persons_told);
+    RETURN coalesce(cardinality(persons_told), 0) / 2;
+END;
+$$;
+
 -- The place of each match midpoint (0: none), for the counts per place of
 -- the encounters; NULL when there are no places at all.
 CREATE FUNCTION encounter_places_of(lat float8[], lon float8[]) RETURNS integer[]
@@ -309,7 +341,6 @@ DECLARE
     hi timestamptz := to_time;
     nlo timestamptz;
     nhi timestamptz;
-    v bigint;
 BEGIN
     IF from_time IS NULL OR to_time IS NULL OR from_time > to_time THEN
         RAISE EXCEPTION 'encounters_rebuild needs from_time <= to_time, not % and %',
@@ -327,21 +358,10 @@ BEGIN
         lo := nlo;
         hi := nhi;
     END LOOP;
-    UPDATE udaconnect.encounter_clock SET version = version + 1 RETURNING version INTO v;
-    WITH gone AS (
-        DELETE FROM udaconnect.encounter x
+    PERFORM udaconnect.encounter_remove(ARRAY(
+        SELECT x.id FROM udaconnect.encounter x
          WHERE x.started_at <= hi AND x.ended_at >= lo
-           AND (persons IS NULL OR x.person_a = ANY (persons) OR x.person_b = ANY (persons))
-        RETURNING x.id, x.person_a, x.person_b
-    )
-    , told AS (
-        INSERT INTO udaconnect.encounter_removed (version, id, person_id)
-        SELECT v, g.id, p.person
-          FROM gone g, LATERAL (VALUES (g.person_a), (g.person_b)) AS p(person)
-        RETURNING person_id
-    )
-    SELECT count(*) INTO v
-      FROM (SELECT udaconnect.encounter_notify_persons(array_agg(t.person_id)) FROM told t) z;
+           AND (persons IS NULL OR x.person_a = ANY (persons) OR x.person_b = ANY (persons))));
     -- [lo, hi] is closed; the range below is half-open
     RETURN udaconnect.encounter_add_range(lo, CASE WHEN hi = 'infinity' THEN hi ELSE hi + interval '1 microsecond' END,
                                          (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(persons) x));
@@ -437,6 +457,7 @@ AS $$
 $$;
 
 REVOKE ALL ON FUNCTION encounter_lock(), encounter_notify_persons(integer[]),
+    encounter_remove(bigint[]),
     encounter_places_of(float8[], float8[]),
     encounter_merge(integer[], integer[], timestamptz[], timestamptz[], bigint[], float8[], float8[],
                     float8[], bigint[], bigint[], integer[], integer[], integer[], bigint[]),
