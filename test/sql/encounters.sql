@@ -273,6 +273,26 @@ SELECT pg_temp.name(e.other_person_id) AS other, pg_temp.hms(e.started_at) AS st
   FROM udaconnect.encounters(1502, pg_temp.t('11:00:30'), pg_temp.t('13:00:00.000001')) e;
 SELECT count(*) AS none_on_another_day FROM udaconnect.encounters(1501, '2001-02-04', '2001-02-05');
 SELECT count(*) AS none_for_unknown FROM udaconnect.encounters(99999, '-infinity', 'infinity');
+-- the reader (C) against the rule written in SQL, in order, for every
+-- person and every window between two of the stored ends (and the infinities)
+WITH ends AS (SELECT started_at AS t FROM udaconnect.encounter UNION SELECT ended_at FROM udaconnect.encounter
+              UNION SELECT ended_at + interval '1 microsecond' FROM udaconnect.encounter
+              UNION VALUES ('-infinity'::timestamptz), ('infinity')),
+     calls AS (SELECT p.id AS person, f.t AS f, t.t AS t FROM udaconnect.person p, ends f, ends t WHERE f.t <= t.t),
+     got AS (SELECT c.person, c.f, c.t, e.* FROM calls c,
+                    udaconnect.encounters(c.person, c.f, c.t) WITH ORDINALITY e),
+     want AS (SELECT c.person, c.f, c.t, x.id,
+                     CASE WHEN x.person_a = c.person THEN x.person_b ELSE x.person_a END,
+                     x.started_at, x.ended_at, x.ended_at - x.started_at, x.matches, x.min_distance_m,
+                     x.place_id, pl.name, x.latitude, x.longitude, x.version,
+                     row_number() OVER (PARTITION BY c.person, c.f, c.t ORDER BY x.started_at, x.id)
+                FROM calls c JOIN udaconnect.encounter x
+                  ON c.person IN (x.person_a, x.person_b) AND x.started_at < c.t AND x.ended_at >= c.f
+                LEFT JOIN udaconnect.place pl ON pl.id = x.place_id)
+SELECT (SELECT count(*) FROM calls) > 1000 AS many_calls, (SELECT count(*) FROM want) > 1000 AS many_rows,
+       (SELECT count(*) FROM (SELECT * FROM got EXCEPT ALL SELECT * FROM want) d) AS extra,
+       (SELECT count(*) FROM (SELECT * FROM want EXCEPT ALL SELECT * FROM got) d) AS missing;
+SELECT count(*) AS null_args FROM udaconnect.encounters(1501, NULL, 'infinity');
 
 -- ---------------------------------------------------------------------------
 -- api_encounters: who may ask, its errors, its pages

@@ -4,7 +4,7 @@
 #     instance) CREATE EXTENSION works and so does the whole SQL API (the
 #     pg_regress files of 20-regress), while the ingest says it is off
 #     (ingest_off).
-#  2. An installed 1.0 (through the chain of update scripts), 1.1 and 1.2,
+#  2. An installed 1.0 (through the chain of update scripts), 1.1, 1.2 and 1.3,
 #     each holding data, are updated with ALTER EXTENSION ... UPDATE:
 #     every row and every finder answer is kept, new columns get their values
 #     (erased_dropped 0, ingest_rejects.person_id from the stored payloads),
@@ -42,7 +42,7 @@ if [ -f "$SUITE_DIR/nopreload/regression.diffs" ]; then
 fi
 grep -q "ingest_off .* ok" "$SUITE_DIR/nopreload.out" || fail "no preload: pg_regress did not run ingest_off"
 
-# --- 2. update from 1.0 (the chain), 1.1 and 1.2 with data ------------------
+# --- 2. update from 1.0 (the chain), 1.1, 1.2 and 1.3 with data ------------
 NEW=udaconnect_fresh_install
 dropdb --if-exists "$NEW" 2>/dev/null
 createdb "$NEW"
@@ -141,6 +141,11 @@ SQL
   fi
   before=$(q $db "$state_sql")
   counts=$(q $db "$counts_sql")
+  # from 1.3 on encounters() exists: every person's answer is kept
+  enc_sql="SELECT md5(string_agg(row(e.*)::text, '|' ORDER BY p.id, e.ord)) FROM udaconnect.person p,
+             udaconnect.encounters(p.id, '-infinity', 'infinity') WITH ORDINALITY e(id, o, s, x, d, m, dm, pl, pn, la, lo, v, ord)"
+  enc_before=
+  [ "$from" = 1.0 ] || [ "$from" = 1.1 ] || [ "$from" = 1.2 ] || enc_before=$(q $db "$enc_sql")
   maxid=$(q $db "SELECT max(id) FROM udaconnect.location")
   if out=$(q $db "ALTER EXTENSION pg_udaconnect UPDATE"); then
     ok "$from: ALTER EXTENSION pg_udaconnect UPDATE with data ($counts)"
@@ -154,6 +159,11 @@ SQL
   [ -n "$before" ] && [ "$before" = "$after" ] \
     && ok "$from: every row (the columns it had), the pause switch and every finder answer are kept by the update" \
     || fail "$from: rows or finder answers changed by the update ($before -> $after)"
+  if [ -n "$enc_before" ]; then
+    got=$(q $db "$enc_sql")
+    [ "$got" = "$enc_before" ] && ok "$from: every person's encounters() answer is kept by the update" \
+      || fail "$from: encounters() answers changed by the update ($enc_before -> $got)"
+  fi
   got=$(q $db "SELECT string_agg(\"partition\" || ':' || erased_dropped, ' ' ORDER BY \"partition\") FROM udaconnect.ingest_offset")
   [ "$got" = "0:0 1:0" ] && ok "$from: ingest_offset.erased_dropped is 0 for the partitions it had" \
     || fail "$from: ingest_offset.erased_dropped after the update: $got"
@@ -219,6 +229,7 @@ UPDATED_DBS=
 update_from 1.0
 update_from 1.1
 update_from 1.2
+update_from 1.3
 
 # --- 3. the person reference, fresh and updated ----------------------------------
 for db in $NEW $UPDATED_DBS; do
