@@ -9,8 +9,9 @@
  * Every call here locks encounter_clock first (encounter_lock()), then
  * finds the matches with a snapshot taken after the lock (so it sees the
  * locations of every writer that committed before it), then hands them to
- * encounter_merge().  It must not decide what a match is (the finder's test,
- * encounter_match.c) nor how matches chain (SQL).
+ * the chaining (encounter_chain.c) and the merge with the stored encounters
+ * (encounter_merge.c).  It must not decide what a match is (the finder's
+ * test, encounter_match.c) nor how matches chain (enc_starts_island()).
  */
 #include "postgres.h"
 
@@ -180,60 +181,18 @@ places_of(const EncMatch *m, int n)
 
 /*
  * Chain the matches into the stored encounters (SPI connected): chained
- * among themselves first (encounter_chain.c), then merged by SQL.
+ * among themselves first (encounter_chain.c), then merged with the stored
+ * ones and written (encounter_merge.c).
  */
 static void
 merge_matches(const EncMatch *m, int n)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[14] = {INT4ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID,
-		INT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, FLOAT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
-	INT4ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID};
-	Oid			elem[12] = {INT4OID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, FLOAT8OID,
-	FLOAT8OID, FLOAT8OID, INT8OID, INT8OID, INT4OID, INT4OID};
-	Datum		args[14];
-	Datum	   *cols[12];
-	Datum	   *pids,
-			   *pcnts;
 	EncIslands	is;
 
 	if (n == 0)
 		return;
 	enc_chain(m, places_of(m, n), n, (int64) udc_encounter_gap_s * USECS_PER_SEC, &is);
-	for (int c = 0; c < 12; c++)
-		cols[c] = palloc(sizeof(Datum) * is.n);
-	for (int i = 0; i < is.n; i++)
-	{
-		const EncIsland *x = &is.isl[i];
-
-		cols[0][i] = Int32GetDatum(x->person_a);
-		cols[1][i] = Int32GetDatum(x->person_b);
-		cols[2][i] = TimestampTzGetDatum(x->start);
-		cols[3][i] = TimestampTzGetDatum(x->end);
-		cols[4][i] = Int64GetDatum(x->matches);
-		cols[5][i] = Float8GetDatum(x->closest.dist);
-		cols[6][i] = Float8GetDatum(x->closest.lat);
-		cols[7][i] = Float8GetDatum(x->closest.lon);
-		cols[8][i] = Int64GetDatum(x->closest.a_id);
-		cols[9][i] = Int64GetDatum(x->closest.b_id);
-		cols[10][i] = Int32GetDatum(x->place_from);
-		cols[11][i] = Int32GetDatum(x->place_n);
-	}
-	for (int c = 0; c < 12; c++)
-		args[c] = array_of(cols[c], is.n, elem[c]);
-	pids = palloc(sizeof(Datum) * Max(is.nplaces, 1));
-	pcnts = palloc(sizeof(Datum) * Max(is.nplaces, 1));
-	for (int i = 0; i < is.nplaces; i++)
-	{
-		pids[i] = Int32GetDatum(is.place_ids[i]);
-		pcnts[i] = Int64GetDatum(is.place_counts[i]);
-	}
-	args[12] = array_of(pids, is.nplaces, INT4OID);
-	args[13] = array_of(pcnts, is.nplaces, INT8OID);
-	plan = kept_plan(plan, "SELECT udaconnect.encounter_merge($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-					 14, types);
-	if (SPI_execute_plan(plan, args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "udaconnect.encounter_merge() failed");
+	enc_merge(&is, (int64) udc_encounter_gap_s * USECS_PER_SEC);
 }
 
 /*
@@ -250,7 +209,7 @@ add_points(EncPoint *pts, int n, const EncSet *set)
 
 	/*
 	 * Everything a chunk allocates (probes, pairs, matches, islands, the
-	 * arrays for SQL) goes with it: a large COPY's maintenance stays within
+	 * merge's rows) goes with it: a large COPY's maintenance stays within
 	 * one chunk's memory.
 	 */
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "udaconnect encounters",

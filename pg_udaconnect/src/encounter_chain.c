@@ -1,16 +1,16 @@
 /*
- * encounter_chain.c — a batch's matches chained into islands before they
- * go to SQL: the matches of one pair of persons, sorted by start, with a
- * new island wherever a match starts more than encounter_gap after the
- * latest end before it; per island its span, number of matches, closest
+ * encounter_chain.c — a batch's matches chained into islands: the matches
+ * of one pair of persons, sorted by start, with a new island wherever a
+ * match starts more than encounter_gap after the latest end before it
+ * (enc_starts_island()); per island its span, number of matches, closest
  * match (distance, then the two location ids) and matches per place.
  *
- * This is the rule of encounter_merge() (sql/src/50-encounters.sql) applied
- * to the batch alone, so that SQL merges a few islands instead of every
- * match: islands of islands are the islands of the matches, and every
- * aggregate combines the same way however the matches are grouped
- * (docs/encounters.md).  SQL then merges the islands with the stored
- * encounters by the same rule.  This file must not read or write tables.
+ * The merge with the stored encounters (encounter_merge.c) applies the same
+ * rule to these islands and the stored encounters, so it handles a few
+ * islands instead of every match: islands of islands are the islands of
+ * the matches, and every aggregate combines the same way however the
+ * matches are grouped (docs/encounters.md).  This file must not read or
+ * write tables.
  */
 #include "postgres.h"
 
@@ -127,7 +127,7 @@ enc_chain(const EncMatch *m, const int32 *place, int n, int64 gap, EncIslands *o
 			if (x->person_a != first->person_a || x->person_b != first->person_b)
 				break;
 			/* a start more than the gap after the latest end: a new island */
-			if (j > i && match_start(x) > end && match_start(x) - end > gap)
+			if (j > i && enc_starts_island(match_start(x), end, gap))
 				break;
 			end = Max(end, match_end(x));
 			if (closer(x, best))

@@ -80,16 +80,32 @@ typedef struct EncIslands
 	int			nplaces;
 } EncIslands;
 
+/*
+ * The chaining rule, for matches (encounter_chain.c) and for islands and
+ * stored encounters (encounter_merge.c): sorted by start, an item starts a
+ * new island when it starts more than the gap after the latest end before
+ * it (written so that no subtraction overflows).
+ */
+static inline bool
+enc_starts_island(TimestampTz start, TimestampTz latest_end, int64 gap)
+{
+	return start > latest_end && start - latest_end > gap;
+}
+
 /* encounter_chain.c */
 extern void enc_chain(const EncMatch *m, const int32 *place, int n, int64 gap,
 					  EncIslands *out);
 
 /* encounter_match.c */
 extern int	enc_cmp_int32(const void *a, const void *b);	/* for qsort, bsearch */
+extern int	enc_cmp_int64(const void *a, const void *b);
 extern void enc_idset_init(EncSet *set, int64 min, int64 max, int64 count);
 extern void enc_idset_add(EncSet *set, int64 id);
 extern void enc_idset_finish(EncSet *set);
 extern EncMatch *enc_find_matches(EncPoint *pts, int n, const EncSet *set,
 								  double meters, int64 window, int *nmatches);
+
+/* encounter_merge.c */
+extern int64 enc_merge(const EncIslands *is, int64 gap);
 
 #endif							/* UDC_ENCOUNTER_INT_H */

@@ -39,8 +39,8 @@ cmp_point(const EncPoint *x, const EncPoint *y)
 #define ST_DEFINE
 #include "lib/sort_template.h"
 
-static int
-cmp_int64(const void *a, const void *b)
+int
+enc_cmp_int64(const void *a, const void *b)
 {
 	int64		x = *(const int64 *) a,
 				y = *(const int64 *) b;
@@ -104,7 +104,7 @@ void
 enc_idset_finish(EncSet *set)
 {
 	if (set->ids)
-		qsort(set->ids, set->nids, sizeof(int64), cmp_int64);
+		qsort(set->ids, set->nids, sizeof(int64), enc_cmp_int64);
 }
 
 static bool
@@ -116,7 +116,7 @@ idset_contains(const EncSet *set, int64 id)
 
 		return k < (uint64) set->nbits && (set->bits[k / 64] >> (k % 64)) & 1;
 	}
-	return bsearch(&id, set->ids, set->nids, sizeof(int64), cmp_int64) != NULL;
+	return bsearch(&id, set->ids, set->nids, sizeof(int64), enc_cmp_int64) != NULL;
 }
 
 /* Is location (id, person, t) one of the set's? */

@@ -12,7 +12,7 @@
 -- The table is maintained incrementally, in the transaction that adds the
 -- locations: the trigger location_track_encounters (C, src/encounter.c)
 -- finds the matches of the new rows with the finder's probes
--- (src/encounter_match.c) and encounter_merge() below chains them into the
+-- (src/encounter_match.c), src/encounter_chain.c and src/encounter_merge.c chain
 -- stored encounters.  Deleting or moving locations recomputes the encounters
 -- they touched (encounters_rebuild).  Every writer first locks the row of
 -- encounter_clock, so writers are serialized (a location committed by one is
@@ -46,13 +46,15 @@ CREATE TABLE encounter (
     CONSTRAINT encounter_times_check CHECK (started_at <= ended_at),
     CONSTRAINT encounter_matches_check CHECK (matches >= 1),
     CONSTRAINT encounter_places_check CHECK (cardinality(place_ids) = cardinality(place_matches))
-);
+) WITH (fillfactor = 60);
 COMMENT ON TABLE encounter IS
     'Who met whom, where, from when to when: matches (locations of two persons within encounter_distance and encounter_window) chained while at most encounter_gap apart.  Maintained with the locations; docs/encounters.md.';
 
 -- Few indexes: every merge writes rows.  The pair index serves the merge
 -- and person_a's reads, the other person_b's; ended_at and version are not
--- indexed, so extending an encounter is a HOT update.
+-- indexed, and pages are filled to 60 % only, so extending an encounter is
+-- a HOT update (without the room, nearly none was: a dense conference's
+-- batch extends thousands of encounters written a few batches before).
 CREATE INDEX encounter_pair_idx ON encounter (person_a, person_b, started_at);
 CREATE INDEX encounter_b_idx ON encounter (person_b, started_at);
 
@@ -154,150 +156,6 @@ AS $$
                 THEN ARRAY(SELECT coalesce(x.place, 0)
                              FROM unnest(udaconnect.places_at(lat, lon)) WITH ORDINALITY AS x(place, i)
                             ORDER BY x.i) END
-$$;
-
--- ---------------------------------------------------------------------------
--- encounter_merge(islands...) -> number of encounters written
---
--- Chains new matches into the stored encounters.  The matches come chained
--- already (src/encounter_chain.c, by the rule below applied to the batch
--- alone): one array position per island of one pair of persons
--- (person_a < person_b): its span, number of matches, closest match
--- (distance, midpoint, location ids) and matches per place
--- (place_ids/place_counts[pfrom + 1 .. pfrom + pn]); each match is given
--- exactly once over all calls.  For each pair it takes the stored
--- encounters that reach within the gap of the new islands' span, and splits
--- the union of those encounters and the new islands into islands: sorted by
--- start, an item starts a new island when it starts more than the gap after
--- the latest end before it.  An island with a new item becomes one
--- encounter: the lowest stored id among its stored encounters keeps its id
--- (the others are removed), or a new one.  Every aggregate (first start,
--- last end, number of matches, the closest match, matches per place)
--- combines the same way whatever the order the matches came in and however
--- they were grouped, which is why the maintained table equals the rebuilt
--- one (docs/encounters.md).
--- ---------------------------------------------------------------------------
-CREATE FUNCTION encounter_merge(pa integer[], pb integer[], s timestamptz[], e timestamptz[],
-                                n bigint[], dist float8[], lat float8[], lon float8[],
-                                ra bigint[], rb bigint[], pfrom integer[], pn integer[],
-                                place_ids integer[], place_counts bigint[])
-RETURNS bigint
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = udaconnect, public, pg_temp
-AS $$
-WITH clock AS (
-    UPDATE udaconnect.encounter_clock SET version = version + 1 RETURNING version
-),
-m AS (
-    SELECT u.pa, u.pb, u.s, u.e, u.n, u.dist, u.lat, u.lon, u.ra, u.rb, NULL::bigint AS old_id,
-           encounter_merge.place_ids[u.pfrom + 1 : u.pfrom + u.pn] AS place_ids,
-           encounter_merge.place_counts[u.pfrom + 1 : u.pfrom + u.pn] AS place_matches
-      FROM unnest(pa, pb, s, e, n, dist, lat, lon, ra, rb, pfrom, pn)
-             AS u(pa, pb, s, e, n, dist, lat, lon, ra, rb, pfrom, pn)
-),
-span AS (
-    SELECT m.pa, m.pb, min(m.s) - udaconnect.encounter_gap() AS lo,
-           max(m.e) + udaconnect.encounter_gap() AS hi
-      FROM m GROUP BY m.pa, m.pb
-),
-old AS (
-    SELECT x.person_a, x.person_b, x.started_at, x.ended_at, x.matches, x.min_distance_m,
-           x.latitude, x.longitude, x.closest_a, x.closest_b, x.id, x.place_ids, x.place_matches
-      FROM span JOIN udaconnect.encounter x
-        ON x.person_a = span.pa AND x.person_b = span.pb
-       AND x.started_at <= span.hi AND x.ended_at >= span.lo
-),
-items AS (
-    SELECT * FROM m UNION ALL SELECT * FROM old
-),
-marked AS (
-    SELECT i.*,
-           CASE WHEN i.s > max(i.e) OVER w + udaconnect.encounter_gap() THEN 1 ELSE 0 END AS brk
-      FROM items i
-    WINDOW w AS (PARTITION BY i.pa, i.pb ORDER BY i.s, i.e
-                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-),
-isl AS (
-    SELECT mk.*, sum(mk.brk) OVER (PARTITION BY mk.pa, mk.pb ORDER BY mk.s, mk.e
-                                   ROWS UNBOUNDED PRECEDING) AS k
-      FROM marked mk
-),
-grp AS (
-    -- min() of an array compares element by element: the closest match is
-    -- the smallest [distance, id a, id b, ...] (ids below 2^53 are exact in
-    -- a float8), without a sort per island
-    SELECT i.pa, i.pb, i.k, min(i.s) AS s, max(i.e) AS e, sum(i.n)::bigint AS n,
-           min(ARRAY[i.dist, i.ra, i.rb, i.lat, i.lon]) AS rep,
-           min(i.old_id) AS keep_id,
-           array_agg(i.old_id) FILTER (WHERE i.old_id IS NOT NULL) AS old_ids,
-           bool_or(cardinality(i.place_ids) > 0) AS placed
-      FROM isl i
-     GROUP BY i.pa, i.pb, i.k
-    HAVING bool_or(i.old_id IS NULL)
-),
-per_place AS (
-    SELECT i.pa, i.pb, i.k, x.place, sum(x.cnt)::bigint AS cnt
-      FROM isl i, unnest(i.place_ids, i.place_matches) AS x(place, cnt)
-     GROUP BY i.pa, i.pb, i.k, x.place
-),
-places AS (
-    SELECT p.pa, p.pb, p.k,
-           array_agg(p.place ORDER BY p.place) AS ids,
-           array_agg(p.cnt ORDER BY p.place) AS cnts,
-           (min(ARRAY[-p.cnt, p.place]))[2]::integer AS top
-      FROM per_place p GROUP BY p.pa, p.pb, p.k
-),
-res AS (
-    SELECT g.pa, g.pb, g.k, g.s, g.e, g.n, g.rep[1] AS dist, g.rep[2]::bigint AS ra,
-           g.rep[3]::bigint AS rb, g.rep[4] AS lat, g.rep[5] AS lon, g.keep_id, g.old_ids,
-           pl.top, coalesce(pl.ids, '{}') AS ids, coalesce(pl.cnts, '{}') AS cnts,
-           (SELECT version FROM clock) AS v
-      FROM grp g LEFT JOIN places pl ON g.placed AND (pl.pa, pl.pb, pl.k) = (g.pa, g.pb, g.k)
-),
-gone AS (
-    DELETE FROM udaconnect.encounter x
-     USING (SELECT * FROM res WHERE cardinality(res.old_ids) > 1) res
-     WHERE x.id = ANY (res.old_ids) AND x.id <> res.keep_id
-    RETURNING x.id, x.person_a, x.person_b, res.keep_id, res.v
-),
-gone_log AS (
-    INSERT INTO udaconnect.encounter_removed (version, id, person_id, merged_into)
-    SELECT g.v, g.id, p.person, g.keep_id
-      FROM gone g, LATERAL (VALUES (g.person_a), (g.person_b)) AS p(person)
-),
-upd AS (
-    UPDATE udaconnect.encounter x
-       SET started_at = r.s, ended_at = r.e, matches = r.n, min_distance_m = r.dist,
-           place_id = r.top, place_ids = r.ids, place_matches = r.cnts,
-           latitude = r.lat, longitude = r.lon, closest_a = r.ra, closest_b = r.rb,
-           version = r.v
-      FROM res r
-     WHERE x.id = r.keep_id
-    RETURNING x.id, x.person_a, x.person_b
-),
-ins AS (
-    INSERT INTO udaconnect.encounter (person_a, person_b, started_at, ended_at, matches,
-                                      min_distance_m, place_id, place_ids, place_matches,
-                                      latitude, longitude, closest_a, closest_b, version)
-    SELECT r.pa, r.pb, r.s, r.e, r.n, r.dist, r.top, r.ids, r.cnts, r.lat, r.lon, r.ra, r.rb, r.v
-      FROM res r WHERE r.keep_id IS NULL
-    RETURNING id, person_a, person_b
-),
-changed AS (
-    SELECT * FROM upd UNION ALL SELECT * FROM ins
-),
-notified AS (
-    -- at most 8000 bytes a payload: 400 ids of up to 19 digits
-    SELECT pg_notify('udaconnect_encounter', string_agg(c.id::text, ',' ORDER BY c.id))
-      FROM (SELECT id, (row_number() OVER (ORDER BY id) - 1) / 400 AS chunk FROM changed) c
-     GROUP BY c.chunk
-),
-notified_persons AS (
-    SELECT udaconnect.encounter_notify_persons(array_agg(c.person_a) || array_agg(c.person_b))
-      FROM changed c
-)
-SELECT (SELECT count(*) FROM changed) + 0 * (SELECT count(*) FROM notified)
-       + 0 * (SELECT count(*) FROM notified_persons);
 $$;
 
 -- ---------------------------------------------------------------------------
@@ -448,8 +306,6 @@ AS 'MODULE_PATHNAME', 'udc_encounters';
 REVOKE ALL ON FUNCTION encounter_lock(), encounter_notify_persons(integer[]),
     encounter_remove(bigint[]),
     encounter_places_of(float8[], float8[]),
-    encounter_merge(integer[], integer[], timestamptz[], timestamptz[], bigint[], float8[], float8[],
-                    float8[], bigint[], bigint[], integer[], integer[], integer[], bigint[]),
     encounter_add_range(timestamptz, timestamptz, integer[]),
     encounters_rebuild(timestamptz, timestamptz, integer[]),
     encounters(integer, timestamptz, timestamptz) FROM PUBLIC;

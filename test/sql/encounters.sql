@@ -379,7 +379,7 @@ SELECT (SELECT count(*) FROM udaconnect.api_encounter_changes('organizer', NULL,
 SELECT p.proname, has_function_privilege('udaconnect_api', p.oid, 'EXECUTE') AS api_may
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace AND n.nspname = 'udaconnect'
  WHERE p.proname IN ('api_encounters', 'api_encounter_changes', 'encounters', 'encounters_rebuild',
-                     'encounter_merge', 'encounter_add_range', 'encounter_lock')
+                     'encounter_remove', 'encounter_add_range', 'encounter_lock')
  ORDER BY p.proname;
 
 -- ---------------------------------------------------------------------------
