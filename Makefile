@@ -36,7 +36,8 @@ check: deps
 
 bench: deps
 	$(MAKE) install
-	scripts/as-user.sh test/bench/run.sh
+	scripts/huge-pages.sh reserve; scripts/as-user.sh test/bench/run.sh; rc=$$?; \
+	  scripts/huge-pages.sh release; exit $$rc
 
 clean:
 	for d in $(SUBDIRS); do [ -f $$d/Makefile ] && $(MAKE) -C $$d clean || true; done

@@ -18,7 +18,16 @@ export UDACONNECT_AUTH=on
 unset UDACONNECT_TLS_CERT_FILE UDACONNECT_TLS_KEY_FILE
 "$TOP/scripts/stack.sh" stop >/dev/null 2>&1 || true
 rm -rf "$RUN_DIR"; mkdir -p "$RUN_DIR"
+
 "$TOP/scripts/stack.sh" start || { echo "bench: the stack did not start"; exit 1; }
+# huge pages: `make bench` reserves them (scripts/huge-pages.sh) as a
+# production server with gigabytes of shared_buffers has them
+pm=$(head -1 "$RUN_DIR/pgdata/postmaster.pid" 2>/dev/null)
+if [ -n "$pm" ] && grep -q '^KernelPageSize: *2048 kB' "/proc/$pm/smaps" 2>/dev/null; then
+  echo "bench: PostgreSQL's shared memory is on huge pages"
+else
+  echo "bench: PostgreSQL's shared memory is on 4 kB pages (no huge pages reserved: scripts/huge-pages.sh)"
+fi
 . "$RUN_DIR/env"
 rc=0
 for b in "$TOP"/test/bench/[0-9]*.sh; do
