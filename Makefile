@@ -5,12 +5,14 @@
 #   make stop       stop the local stack
 #   make check      the same set-up, then every test ("N passed, N failed")
 #   make bench      benchmarks against their baselines
+#   make deb        Debian packages into build/deb (docs/packages.md)
+#   make install-deb  make deb, then apt-get install them (root or sudo)
 PG_CONFIG ?= pg_config
 export PG_CONFIG
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SUBDIRS := pg_udaconnect gateway scripts test/unit
 
-.PHONY: all install deps run stop check bench clean $(SUBDIRS)
+.PHONY: all install deps run stop check bench clean deb install-deb $(SUBDIRS)
 
 all: $(SUBDIRS)
 
@@ -37,6 +39,13 @@ check: deps
 bench: deps
 	$(MAKE) install
 	scripts/as-user.sh test/bench/run.sh
+
+deb: deps
+	scripts/make-deb.sh
+
+# --reinstall: `make install` may since have overwritten the package's files
+install-deb: deb
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall $(CURDIR)/build/deb/*.deb
 
 clean:
 	for d in $(SUBDIRS); do [ -f $$d/Makefile ] && $(MAKE) -C $$d clean || true; done
