@@ -3,7 +3,7 @@
 #   make install    install the extension into the PostgreSQL named by pg_config
 #   make run        install missing packages, build, start the local stack, load the seed data
 #   make stop       stop the local stack
-#   make check      the same set-up, then every test ("N passed, N failed")
+#   make check      the same set-up, the packages built and installed (install-deb), then every test ("N passed, N failed")
 #   make bench      benchmarks against their baselines
 #   make deb        Debian packages into build/deb (docs/packages.md)
 #   make install-deb  make deb, then apt-get install them (root or sudo)
@@ -32,8 +32,11 @@ run: deps
 stop:
 	scripts/as-user.sh scripts/stack.sh stop
 
+# install-deb after install: the suites run on the packaged extension, and
+# test/suites/80-packages.sh tests the installed packages
 check: deps
 	$(MAKE) install
+	$(MAKE) install-deb
 	scripts/as-user.sh test/run.sh
 
 bench: deps

@@ -17,7 +17,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         build-essential pkg-config ca-certificates \
         libgrpc-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler \
-        librdkafka-dev libmicrohttpd-dev libpq-dev libjansson-dev libjwt-dev \
+        librdkafka-dev libmicrohttpd-dev libpq-dev libjansson-dev libjwt-dev libsystemd-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY gateway/ gateway/
@@ -33,7 +33,7 @@ FROM ${DEBIAN_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        libgrpc29 libprotobuf-c1 librdkafka1 libmicrohttpd12 libpq5 libjansson4 libjwt0 \
+        libgrpc29 libprotobuf-c1 librdkafka1 libmicrohttpd12 libpq5 libjansson4 libjwt0 libsystemd0 \
         ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd -g 10001 udaconnect \
