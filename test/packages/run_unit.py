@@ -116,7 +116,8 @@ def main():
         pwd.getpwnam(user)
         cmd = ["setpriv", f"--reuid={user}", f"--regid={group}", "--init-groups",
                "--no-new-privs", "--"] + execstart
-    who = f"as {user}" if as_user else f"as {pwd.getpwuid(os.geteuid()).pw_name} (not root: not as {user})"
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    who = f"as {user}" if as_user else f"as {me} (not root: not as {user})" if user else f"as {me}"
     log = open(os.path.join(tmp, "log"), "w+")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd="/")
 
