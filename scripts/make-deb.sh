@@ -8,9 +8,16 @@
 # build/deb/src/udaconnect-VERSION.
 #
 #   scripts/make-deb.sh [OUTDIR]      default build/deb
+#   scripts/make-deb.sh --build-deps  print debian/control's Build-Depends names
+#                                     (for a bare Debian 12: scripts/deploy.sh --build)
 # The build-only packages are in scripts/deps.sh (debhelper, postgresql-server-dev-all, ...).
 set -euo pipefail
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ "${1:-}" = --build-deps ]; then
+  sed -n '/^Build-Depends:/,/^[A-Z]/{/^ /p}' "$TOP/debian/control" | sed 's/[ ,]//g; s/(.*//' | grep -vx debhelper-compat | tr '\n' ' '
+  echo
+  exit 0
+fi
 OUT=${1:-$TOP/build/deb}
 cd "$TOP"
 
