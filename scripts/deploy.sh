@@ -4,9 +4,11 @@
 #
 #   scripts/deploy.sh [--build] [--seed] [--no-wait]
 #
-#   --build    build the two images from this tree first (docker build with
-#              deployment/docker/*.Dockerfile) and, on K3s, import them into
-#              K3s' containerd (k3s ctr images import)
+#   --build    build the two images from this tree first: the Debian
+#              packages (make deb, here or, without Debian's build tools, in
+#              a debian:12 container), then docker build with
+#              deployment/docker/*.Dockerfile, which install them; on K3s,
+#              import the images into K3s' containerd (k3s ctr images import)
 #   --seed     load the sample data once everything is up
 #              (scripts/run_db_command.sh postgres-0)
 #   --no-wait  apply and return without waiting for the pods
@@ -49,6 +51,19 @@ command -v "$KUBECTL" >/dev/null 2>&1 || die "kubectl not found (set KUBECTL=...
 
 if [ $build = 1 ]; then
   command -v "$DOCKER" >/dev/null 2>&1 || die "--build needs docker (set DOCKER=...)"
+  # the images install the packages of `make deb` (docs/packages.md): one build path
+  if command -v dpkg-buildpackage >/dev/null 2>&1 && command -v pg_buildext >/dev/null 2>&1; then
+    say "building the Debian packages (scripts/make-deb.sh)"
+    "$TOP/scripts/make-deb.sh"
+  else
+    say "building the Debian packages in a debian:12.11-slim container (no dpkg-buildpackage here)"
+    "$DOCKER" run --rm -v "$TOP:/src" -w /src debian:12.11-slim bash -ec '
+      apt-get update -qq
+      apt-get install -y -qq --no-install-recommends build-essential git make dpkg-dev debhelper fakeroot \
+        $(scripts/make-deb.sh --build-deps) >/dev/null
+      git config --global --add safe.directory /src
+      scripts/make-deb.sh'
+  fi
   for img in postgres gateway; do
     say "building udaconnect/$img:$VERSION"
     "$DOCKER" build -f "$TOP/deployment/docker/$img.Dockerfile" -t "udaconnect/$img:$VERSION" "$TOP"

@@ -12,6 +12,9 @@ PKGS=(
   libipc-run-perl wrk
   chromium chromium-driver python3-selenium python3-requests
   python3-yaml tini python3-jwt
+  libsystemd-dev
+  # `make deb` (debian/) and the installed-package suite (test/suites/80-packages.sh)
+  debhelper dpkg-dev fakeroot postgresql-server-dev-all lintian systemd adduser
 )
 PKGS+=(${UDACONNECT_EXTRA_PKGS:-})
 missing=()

@@ -34,6 +34,7 @@
 #include <grpc/support/log.h>
 
 #include "grpcd.h"
+#include "notify.h"
 
 static void
 grpc_log_to_ours(gpr_log_func_args *a)
@@ -71,6 +72,7 @@ wait_for_signal(const sigset_t *sigs)
 static void
 shutdown_all(int sig)
 {
+	notify_stopping();
 	logmsg(LOG_INFO, "%s received: draining %ld call(s), %.0f s grace", strsignal(sig),
 		   calls_live(), cfg.grace);
 	if (cfg.dburl)
@@ -103,6 +105,7 @@ main(int argc, char **argv)
 {
 	sigset_t	sigs;
 	int			bound;
+	char		status[128];
 
 	log_init("udaconnect-grpcd");
 	config_load(argc, argv);
@@ -140,6 +143,8 @@ main(int argc, char **argv)
 	logmsg(LOG_INFO, "listening on %s:%d (%s; %d worker threads); Kafka %s topic %s; database %s; authentication %s",
 		   cfg.bind, bound, tls_enabled() ? "TLS" : "plaintext", cfg.threads, cfg.brokers, cfg.topic, cfg.dburl ? "configured" : "not configured (FindConnections answers UNAVAILABLE)",
 		   cfg.auth ? "on" : "off (every caller is an organizer)");
+	snprintf(status, sizeof(status), "listening on %s:%d", cfg.bind, bound);
+	notify_ready(status);			/* systemd's Type=notify (notify.c) */
 
 	shutdown_all(wait_for_signal(&sigs));
 	return 0;

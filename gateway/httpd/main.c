@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "httpd.h"
+#include "notify.h"
 
 /*
  * libmicrohttpd's messages go to our log.  A live stream ends when its
@@ -132,6 +133,7 @@ main(int argc, char **argv)
 	sigset_t	set;
 	int			lfd;
 	int			sig = 0;
+	char		status[128];
 
 	log_init("udaconnect-httpd");
 	rc = config_load(argc, argv);
@@ -179,8 +181,11 @@ main(int argc, char **argv)
 		   HTTPD_VERSION, tls_on() ? "https" : "http", cfg.bind, cfg.port,
 		   tls_on() ? "HTTPS only, certificate from UDACONNECT_TLS_CERT_FILE"
 		   : "plain HTTP: no UDACONNECT_TLS_CERT_FILE", cfg.threads, static_web_root());
+	snprintf(status, sizeof(status), "listening on %s:%d", cfg.bind, cfg.port);
+	notify_ready(status);
 
 	sigwait(&set, &sig);
+	notify_stopping();
 	logmsg(LOG_INFO, "signal %d, stopping", sig);
 	stream_stop();				/* the streams end while the workers still run */
 	workers_stop();

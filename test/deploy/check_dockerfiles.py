@@ -18,14 +18,23 @@ One TAP line per check and Dockerfile ("ok - ..." / "not ok - ..." or
   - every shared library the built artefacts link (ldd on the binaries built
     in this tree, when they are built) comes from a package of the final
     stage or one of its dependencies
+An image may instead install this tree's own Debian packages (build/deb,
+`make deb`, docs/packages.md): then it needs no build stage, the .debs it
+copies must be there at the extension's version with dependencies in
+Debian 12, its programs are looked up in the .debs, and the binaries they
+ship are the artefacts whose libraries are checked.
 """
+import atexit
 import fnmatch
+import glob
 import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 
 results = []
 
@@ -117,10 +126,73 @@ def apt_packages(stage):
             toks = cmd.split()
             if len(toks) >= 2 and toks[0] in ("apt-get", "apt") and "install" in toks:
                 for t in toks[toks.index("install") + 1:]:
-                    if t.startswith("-") or t in ("\\",):
-                        continue
+                    if t.startswith("-") or t in ("\\",) or "/" in t:
+                        continue  # options, and local .deb files (installed_debs)
                     pkgs.append(t)
     return pkgs
+
+
+def installed_debs(stage, top):
+    """The tree's .deb files a stage installs: `apt-get install /dir/NAME_*.deb`
+    of a file a COPY put in /dir/, mapped back to the tree ({token: [files]})."""
+    copies = []
+    for instr, rest in stage["instr"]:
+        if instr == "COPY":
+            frm, srcs, dst = copy_parts(rest)
+            if not frm:
+                copies += [(src, dst) for src in srcs]
+    found = {}
+    for instr, rest in stage["instr"]:
+        if instr != "RUN":
+            continue
+        for cmd in re.split(r"&&|;|\|\|", rest):
+            toks = cmd.split()
+            if not (len(toks) >= 2 and toks[0] in ("apt-get", "apt") and "install" in toks):
+                continue
+            for t in toks[toks.index("install") + 1:]:
+                if "/" not in t or not t.endswith(".deb"):
+                    continue
+                files = []
+                for src, dst in copies:
+                    if dst.endswith("/") and os.path.dirname(t) == dst.rstrip("/") and \
+                            fnmatch.fnmatch(os.path.basename(t), os.path.basename(src)):
+                        files += sorted(glob.glob(os.path.join(top, os.path.dirname(src), os.path.basename(t))))
+                found[t] = files
+    return found
+
+
+def deb_field(path, field):
+    rc, out = run(["dpkg-deb", "-f", path, field])
+    return out.strip() if rc == 0 else ""
+
+
+def deb_depends(path):
+    """Every package name in a .deb's Depends and Pre-Depends (alternatives included)."""
+    names = []
+    for f in ("Depends", "Pre-Depends"):
+        for alt in re.split(r"[,|]", deb_field(path, f)):
+            m = re.match(r"\s*([a-z0-9][a-z0-9+.-]*)", alt)
+            if m:
+                names.append(m.group(1))
+    return names
+
+
+def provided(name):
+    """A virtual package some Debian package provides (apt-cache showpkg)."""
+    rc, out = run(["apt-cache", "showpkg", name])
+    tail = out.split("Reverse Provides:", 1)
+    return rc == 0 and len(tail) == 2 and tail[1].strip() != ""
+
+
+def deb_paths(path):
+    """The paths a .deb installs (files and symlinks), as absolute paths."""
+    rc, out = run(["dpkg-deb", "-c", path])
+    paths = set()
+    for ln in out.splitlines():
+        parts = ln.split(None, 5)
+        if len(parts) == 6:
+            paths.add(parts[5].split(" -> ")[0].lstrip(".").rstrip("/") or "/")
+    return paths
 
 
 def dockerignore_patterns(dockerfile, top):
@@ -267,10 +339,13 @@ def check_file(top, df):
     stages = parse(df)
     final = stages[-1] if stages else None
 
+    debs = installed_debs(final, top) if final else {}
+    deb_files = [f for fs in debs.values() for f in fs]
+
     # -- base images pinned, multi-stage ----------------------------------
     probs = []
-    if len(stages) < 2:
-        probs.append("not multi-stage")
+    if len(stages) < 2 and not debs:
+        probs.append("neither multi-stage nor installing this tree's packages (build/deb)")
     names = {s["name"] for s in stages if s["name"]}
     for s in stages:
         img = s["image"]
@@ -282,9 +357,10 @@ def check_file(top, df):
             continue
         if not re.fullmatch(r"debian:(12\.\d+-slim|bookworm-\d{8}-slim)", img):
             probs.append(f"FROM {img}: not a pinned debian bookworm slim image (debian:12.N-slim, debian:bookworm-YYYYMMDD-slim or a digest)")
-    if final and not any(i == "COPY" and copy_parts(r)[0] for i, r in final["instr"]):
+    if final and len(stages) >= 2 and not any(i == "COPY" and copy_parts(r)[0] for i, r in final["instr"]):
         probs.append("the final stage copies nothing from a build stage")
-    check(f"{rel_df}: multi-stage, every FROM a pinned Debian 12 slim image", probs)
+    how = "this tree's packages" if debs else "multi-stage"
+    check(f"{rel_df}: {how}, every FROM a pinned Debian 12 slim image", probs)
 
     # -- COPY sources -------------------------------------------------------
     probs = []
@@ -304,6 +380,14 @@ def check_file(top, df):
                 p = os.path.join(top, src)
                 if src.startswith(("/", "..")) or re.match(r"^\w+://", src):
                     probs.append(f"COPY {src}: outside the build context")
+                elif "*" in src or "?" in src:
+                    hits = sorted(glob.glob(p))
+                    if not hits:
+                        probs.append(f"COPY {src}: nothing matches in the tree" +
+                                     (" (run make deb)" if src.startswith("build/deb/") else ""))
+                    for h in hits:
+                        if ignored(os.path.relpath(h, top), pats):
+                            probs.append(f"COPY {src}: {os.path.relpath(h, top)} is excluded by the .dockerignore")
                 elif not os.path.exists(p):
                     probs.append(f"COPY {src}: missing in the tree")
                 elif ignored(src, pats):
@@ -341,14 +425,21 @@ def check_file(top, df):
             if len(srcs) == 1:
                 copied[dst] = (frm, srcs[0])
     chmodded = " ".join(r for i, r in final["instr"] if i == "RUN")
+    # this tree's packages are not in apt's lists: their dependencies stand in
     final_pkgs = apt_packages(final)
+    in_debs = set()
+    for f in deb_files:
+        final_pkgs = final_pkgs + deb_depends(f)
+        in_debs |= deb_paths(f)
     progs = []
     for instr, rest in final["instr"]:
         if instr in ("ENTRYPOINT", "CMD"):
             progs += [a for a in exec_form(rest) if a.startswith("/")]
-    prog_owner = owners([p for p in progs if p not in copied])
+    prog_owner = owners([p for p in progs if p not in copied and p not in in_debs])
     tree_dirs = [d for d, (frm, src) in copied.items() if d.endswith("/") and not frm]
     for prog in progs:
+        if prog in in_debs:
+            continue  # shipped by this tree's package the stage installs
         if prog in copied:
             frm, src = copied[prog]
             if frm:
@@ -377,9 +468,35 @@ def check_file(top, df):
     else:
         check(f"{rel_df}: ENTRYPOINT/CMD programs exist ({', '.join(progs)})", probs)
 
+    # -- this tree's packages: there, at the extension's version, with Debian
+    #    12 dependencies ----------------------------------------------------------
+    if debs:
+        probs = []
+        ctl = os.path.join(top, "pg_udaconnect", "pg_udaconnect.control")
+        m = re.search(r"^default_version = '(.*)'", open(ctl).read(), re.M) if os.path.exists(ctl) else None
+        version = m.group(1) if m else None
+        for token, files in sorted(debs.items()):
+            if not files:
+                probs.append(f"{token}: no such .deb in the tree (run make deb)")
+            elif len(files) > 1:
+                probs.append(f"{token}: {len(files)} files match, the image would install them all")
+            for f in files:
+                v = deb_field(f, "Version")
+                if version and v != version:
+                    probs.append(f"{os.path.relpath(f, top)} is version {v}, the tree is {version} (run make deb)")
+        if deb_files and apt_usable():
+            deps = sorted({d for f in deb_files for d in deb_depends(f)})
+            ours = {deb_field(f, "Package") for f in glob.glob(os.path.join(top, "build", "deb", "*.deb"))}
+            probs += [f"a dependency, {p}: {why}" for p, why in debian12_check([d for d in deps if d not in ours]).items()
+                      if why and not provided(p)]
+        names = ", ".join(sorted(os.path.basename(f) for f in deb_files)) or "none"
+        check(f"{rel_df}: installs this tree's packages at its version, their dependencies in Debian 12 ({names})", probs)
+
     # -- build stages: the packages behind the Makefiles' pkg-config names,
     #    -l libraries and tools ------------------------------------------------
-    if not apt_usable():
+    if len(stages) < 2:
+        pass  # nothing is built in the image
+    elif not apt_usable():
         check(f"{rel_df}: the build stage installs what the copied Makefiles use", [],
               skip="apt-cache has no package lists")
     else:
@@ -439,6 +556,16 @@ def check_file(top, df):
                         so = "/usr/lib/postgresql/15/lib/pg_udaconnect.so"
                         tree_so = os.path.join(top, "pg_udaconnect", "pg_udaconnect.so")
                         artefacts.append(tree_so if os.path.exists(tree_so) else so)
+    if deb_files:
+        unpacked = tempfile.mkdtemp(prefix="udc-debs-")
+        atexit.register(shutil.rmtree, unpacked, True)
+        for f in deb_files:
+            run(["dpkg-deb", "-x", f, unpacked])
+        for r, _ds, fs in os.walk(unpacked):
+            for fn in fs:
+                fp = os.path.join(r, fn)
+                if not os.path.islink(fp) and open(fp, "rb").read(4) == b"\x7fELF":
+                    artefacts.append(fp)
     built = [a for a in artefacts if os.path.isfile(a)]
     if not built:
         check(f"{rel_df}: the final stage has every shared library its binaries link", [],

@@ -16,11 +16,13 @@ src = open(os.path.join(top, "deployment", "docker", "gateway.Dockerfile")).read
 
 MUTATIONS = [
     ("a floating base image tag", ("ARG DEBIAN_IMAGE=debian:12.11-slim", "ARG DEBIAN_IMAGE=debian:bookworm-slim"), "pinned Debian 12"),
-    ("a COPY source missing from the tree", ("COPY gateway/web/ ", "COPY gateway/webapp/ "), "COPY sources"),
-    ("a package that is not in Debian 12", ("libjansson4 ", "libjansson4 libjansson-runtime-udc "), "Debian 12 packages"),
+    ("a COPY source missing from the tree", ("COPY build/deb/udaconnect-gateways_", "COPY build/deb/udaconnect-gatewayz_"), "COPY sources"),
+    ("a package that is not in Debian 12", (" tini \\", " tini libjansson-runtime-udc \\"), "Debian 12 packages"),
     ("running as root", ("USER 10001:10001", "USER 0"), "non-root"),
-    ("a runtime library missing from the final stage", ("libmicrohttpd12 ", ""), "shared library"),
-    ("a -dev package missing from the build stage", ("libmicrohttpd-dev ", ""), "build stage installs"),
+    ("the tree's package not installed, its program run",
+     ("        /tmp/debs/udaconnect-gateways_*.deb ", "        "), "ENTRYPOINT/CMD programs"),
+    ("several .debs matched by one name (the debug symbols too)",
+     ("udaconnect-gateways_*.deb", "udaconnect-gateways*.deb"), "this tree's packages"),
 ]
 
 os.makedirs(work, exist_ok=True)
@@ -31,7 +33,7 @@ for desc, (old, new), words in MUTATIONS:
         continue
     path = os.path.join(work, "mutated.Dockerfile")
     with open(path, "w") as f:
-        f.write(src.replace(old, new, 1))
+        f.write(src.replace(old, new))  # every occurrence
     cd.results.clear()
     cd.check_file(top, path)
     failed = [f"not ok - {d}" for d, probs, skip in cd.results if probs and not skip]

@@ -13,6 +13,8 @@ stage installs them is check_dockerfiles.py's business).  Then every
 `COPY --from=<stage>` of the final stage must find its source.
 
 This proves the build needs nothing outside what the Dockerfile copies.
+An image without a build stage installs this tree's .debs (make deb): they
+must be there and unpack.
 One TAP line per check ("ok - ..."/"not ok - ..."; the suite numbers them).
 """
 import os
@@ -69,6 +71,23 @@ def main():
         stages = cd.parse(df)
         pats = cd.dockerignore_patterns(df, top)
         roots, probs, ran = {}, [], 0
+        if len(stages) < 2:
+            # no build stage: the image installs this tree's packages, built by
+            # `make deb` (its build is test/suites/80-packages.sh's business)
+            debs = cd.installed_debs(stages[-1], top) if stages else {}
+            files = [f for fs in debs.values() for f in fs]
+            bad = [t for t, fs in debs.items() if not fs]
+            bad += [os.path.relpath(f, top) for f in files
+                    if subprocess.run(["dpkg-deb", "--contents", f], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL).returncode != 0]
+            desc = f"{rel_df}: nothing is built in the image; the .debs of make deb it installs unpack"
+            if debs and not bad:
+                print(f"ok - {desc} ({', '.join(os.path.basename(f) for f in files)})")
+            else:
+                print(f"not ok - {desc}")
+                for b in bad or ["no build stage and no .deb of this tree installed"]:
+                    print(f"#   {b}")
+            continue
         base = os.path.join(work, os.path.basename(df))
         shutil.rmtree(base, ignore_errors=True)
         for i, st in enumerate(stages[:-1]):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The gateway image's file layout, for real: lays out under $SUITE_DIR/root
-# exactly what the final stage of deployment/docker/gateway.Dockerfile copies
-# (the binaries built in this tree, gateway/httpd/openapi.json, gateway/web),
+# exactly what the final stage of deployment/docker/gateway.Dockerfile
+# installs (the package udaconnect-gateways of build/deb, unpacked: the
+# daemons, openapi.json and the web app where the package puts them) and copies,
 # then runs each daemon the way its Deployment does (command without tini,
 # working directory, environment from the ConfigMap's keys) against the
 # running test stack, and asks what the Kubernetes probes ask:
@@ -21,24 +22,30 @@ GP=$(( ${UDACONNECT_GRPC_PORT:-30015} + 7 ))
 ok() { echo "ok - $1"; }
 nok() { echo "not ok - $1"; shift; for l in "$@"; do echo "#   $l"; done; }
 
-if [ ! -x "$TOP/gateway/httpd/udaconnect-httpd" ] || [ ! -x "$TOP/gateway/grpcd/udaconnect-grpcd" ]; then
-  ok "the gateway image's layout runs both daemons # SKIP gateways not built (run make)"
+if ! ls "$TOP"/build/deb/udaconnect-gateways_*.deb >/dev/null 2>&1; then
+  ok "the gateway image's layout runs both daemons # SKIP the package is not built (run make deb)"
   exit 0
 fi
 
 rm -rf "$W"; mkdir -p "$W/root"
 # Materialise the final stage's COPYs and read each Deployment's command.
 layout=$(python3 - "$TOP" "$W/root" "$RENDERED" <<'PY'
-import os, shutil, sys, yaml
+import os, shutil, subprocess, sys, yaml
 top, root, rendered = sys.argv[1:4]
 sys.path.insert(0, os.path.join(top, "test", "deploy"))
 import check_dockerfiles as cd
 stages = cd.parse(os.path.join(top, "deployment", "docker", "gateway.Dockerfile"))
+# the packages the final stage installs, as apt-get would unpack them
+for files in cd.installed_debs(stages[-1], top).values():
+    for f in files:
+        subprocess.run(["dpkg-deb", "-x", f, root], check=True)
 for instr, rest in stages[-1]["instr"]:
     if instr != "COPY":
         continue
     frm, srcs, dst = cd.copy_parts(rest)
     for src in srcs:
+        if src.endswith(".deb"):
+            continue  # unpacked above
         if frm:
             assert src.startswith("/src/"), src
             src = src[len("/src/"):]
@@ -61,7 +68,7 @@ for d in docs:
         ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
         if ref:
             env.append(e["name"])
-    wd = c.get("workingDir", "/opt/udaconnect")
+    wd = c.get("workingDir", "/")
     print(d["metadata"]["name"], root + wd, " ".join(root + a for a in cmd), ",".join(env))
 PY
 ) || { nok "the gateway image's layout can be materialised from the Dockerfile" "$layout"; exit 0; }

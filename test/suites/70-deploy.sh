@@ -10,11 +10,13 @@
 #     (test/deploy/mutations.py)
 #   - the Dockerfiles, statically (test/deploy/check_dockerfiles.py): pinned
 #     Debian 12 bases, COPY sources, Debian packages, non-root, entrypoints,
-#     every shared library the built binaries link, the build stage's -dev
-#     packages for the Makefiles' pkg-config names; each check proven to catch
-#     a mutation (test/deploy/dockerfile_mutations.py); and the build stages'
-#     RUN steps executed on exactly the copied context, without Docker
-#     (test/deploy/emulate_build.py)
+#     the tree's own packages they install (build/deb, make deb: at the
+#     tree's version, dependencies in Debian 12), every shared library the
+#     packaged binaries link (a build stage's -dev packages for the
+#     Makefiles' pkg-config names, should an image build again); each check
+#     proven to catch a mutation (test/deploy/dockerfile_mutations.py); the
+#     .debs they install unpack, or a build stage's RUN steps run on exactly
+#     the copied context, without Docker (test/deploy/emulate_build.py)
 #   - the PostgreSQL image's entrypoint and init.sql, run for real on this
 #     machine's PostgreSQL 15 (test/deploy/test_pg_entrypoint.sh)
 #   - the gateway image's file layout: both daemons started from it as their
