@@ -4,7 +4,8 @@
 --     instead of an inlined SQL query: the same rows in the same order,
 --     in about half the time;
 --   * the merge of new matches with the stored encounters is C
---     (src/encounter_merge.c): encounter_merge() goes;
+--     (src/encounter_merge.c, encounter_write.c): encounter_merge() goes,
+--     encounter_notify_persons() is the C function the merge notifies with;
 --   * encounter is filled to 60 % a page from now on (fillfactor), so that
 --     extending an encounter is a HOT update; pages written before keep
 --     their fill until rewritten (VACUUM FULL udaconnect.encounter, when
@@ -23,5 +24,9 @@ AS 'MODULE_PATHNAME', 'udc_encounters';
 
 DROP FUNCTION encounter_merge(integer[], integer[], timestamptz[], timestamptz[], bigint[], float8[],
                               float8[], float8[], bigint[], bigint[], integer[], integer[], integer[], bigint[]);
+
+CREATE OR REPLACE FUNCTION encounter_notify_persons(persons integer[]) RETURNS integer
+    AS 'MODULE_PATHNAME', 'udc_encounter_notify_persons'
+    LANGUAGE C VOLATILE;
 
 ALTER TABLE encounter SET (fillfactor = 60);

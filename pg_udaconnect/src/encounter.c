@@ -490,3 +490,31 @@ udc_encounter_add_range(PG_FUNCTION_ARGS)
 	SPI_finish();
 	PG_RETURN_INT64(total);
 }
+
+/*
+ * encounter_notify_persons(persons integer[]) -> integer: enc_notify_persons()
+ * for SQL (encounter_remove()); NULLs are skipped, a NULL array names none.
+ */
+PG_FUNCTION_INFO_V1(udc_encounter_notify_persons);
+Datum
+udc_encounter_notify_persons(PG_FUNCTION_ARGS)
+{
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			k = 0;
+	int32	   *persons;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_INT32(0);
+	arr = PG_GETARG_ARRAYTYPE_P(0);
+	if (ARR_ELEMTYPE(arr) != INT4OID)
+		elog(ERROR, "persons must be an integer[]");
+	deconstruct_array(arr, INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &n);
+	persons = palloc(sizeof(int32) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		if (!nulls[i])
+			persons[k++] = DatumGetInt32(elems[i]);
+	PG_RETURN_INT32(enc_notify_persons(persons, k));
+}

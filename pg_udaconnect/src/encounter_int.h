@@ -10,6 +10,8 @@
 #define UDC_ENCOUNTER_INT_H
 
 #include "encounter.h"
+#include "storage/itemptr.h"
+#include "utils/relcache.h"
 
 /*
  * One match, person_a < person_b; a_id and a_t are person_a's location.
@@ -107,5 +109,69 @@ extern EncMatch *enc_find_matches(EncPoint *pts, int n, const EncSet *set,
 
 /* encounter_merge.c */
 extern int64 enc_merge(const EncIslands *is, int64 gap);
+
+/*
+ * encounter_write.c: reading a pair's stored encounters and writing
+ * encounter and encounter_removed rows below SQL, for encounter_merge.c.
+ * An EncItem is a new island or a stored encounter while merging; an
+ * EncOut one encounter as it is written.
+ */
+typedef struct EncItem
+{
+	TimestampTz s;
+	TimestampTz e;
+	int64		n;
+	/* the closest match: distance, then the two location ids */
+	double		dist;
+	int64		ra;
+	int64		rb;
+	double		lat;
+	double		lon;
+	int32	   *place_ids;		/* sorted */
+	int64	   *place_counts;
+	int			nplaces;
+	bool		stored;
+	int64		id;				/* stored only */
+	ItemPointerData tid;
+} EncItem;
+
+typedef struct EncOut
+{
+	const EncItem *keep;		/* the stored row that keeps its id, or NULL */
+	int32		person_a;
+	int32		person_b;
+	TimestampTz start;
+	TimestampTz end;
+	int64		matches;
+	const EncItem *closest;		/* the item holding the closest match */
+	int32	   *place_ids;		/* summed per place, sorted by id */
+	int64	   *place_counts;
+	int			nplaces;
+	int			top;			/* index of the place with most, or -1 */
+} EncOut;
+
+typedef struct EncWriter EncWriter;
+
+extern EncWriter *enc_writer_open(int cap);
+extern int	enc_read_pair(EncWriter *w, int32 pa, int32 pb, TimestampTz lo,
+						  TimestampTz hi, EncItem **items, int n, int *cap);
+extern int64 enc_write(EncWriter *w, const EncOut *o);
+extern void enc_write_removed(EncWriter *w, const EncItem *it, int64 keep,
+							  int32 pa, int32 pb);
+extern int64 enc_writer_close(EncWriter *w);
+extern int	enc_notify_persons(int32 *persons, int n);
+
+/* encounter_rels.c: the relations read and written below SQL, checked */
+typedef struct EncColumn
+{
+	const char *name;
+	Oid			type;
+} EncColumn;
+
+extern Oid	enc_relid(Oid nsp, const char *name);
+extern void enc_columns(Relation rel, const EncColumn *cols, int n, bool exact,
+						AttrNumber *att);
+extern Relation enc_open_btree(Oid nsp, Relation heap, const char *name,
+							   const AttrNumber *keys, int nkeys, const char *ddl);
 
 #endif							/* UDC_ENCOUNTER_INT_H */

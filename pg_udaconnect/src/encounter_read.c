@@ -41,6 +41,7 @@
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -54,10 +55,14 @@ enum
 	E_VERSION, E_NCOLS
 };
 
-static const char *const enc_colnames[E_NCOLS] = {
-	"id", "person_a", "person_b", "started_at", "ended_at", "matches",
-	"min_distance_m", "place_id", "latitude", "longitude", "version"
+static const EncColumn enc_cols[E_NCOLS] = {
+	{"id", INT8OID}, {"person_a", INT4OID}, {"person_b", INT4OID},
+	{"started_at", TIMESTAMPTZOID}, {"ended_at", TIMESTAMPTZOID},
+	{"matches", INT8OID}, {"min_distance_m", FLOAT8OID}, {"place_id", INT4OID},
+	{"latitude", FLOAT8OID}, {"longitude", FLOAT8OID}, {"version", INT8OID}
 };
+
+static const EncColumn place_cols[2] = {{"id", INT4OID}, {"name", TEXTOID}};
 
 /* One result row before sorting. */
 typedef struct EncRow
@@ -81,62 +86,6 @@ typedef struct EncRows
 	int			n;
 	int			cap;
 } EncRows;
-
-static AttrNumber
-column_of(Relation rel, const char *name)
-{
-	AttrNumber	att = get_attnum(RelationGetRelid(rel), name);
-
-	if (att == InvalidAttrNumber)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" of table \"udaconnect.%s\" does not exist",
-						name, RelationGetRelationName(rel)),
-				 errhint("Reinstall the extension: DROP EXTENSION pg_udaconnect; CREATE EXTENSION pg_udaconnect CASCADE.")));
-	return att;
-}
-
-static Oid
-relation_of(Oid nsp, const char *name)
-{
-	Oid			relid = get_relname_relid(name, nsp);
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("relation \"udaconnect.%s\" does not exist", name),
-				 errdetail("udaconnect.encounters() reads it."),
-				 errhint("Reinstall the extension: DROP EXTENSION pg_udaconnect; CREATE EXTENSION pg_udaconnect CASCADE.")));
-	return relid;
-}
-
-/*
- * Open index `name` of heap and check that its leading key columns are the
- * heap columns `keys` (ascending btree, valid, no expression, no
- * predicate): the scan keys below address index columns by position.
- */
-static Relation
-open_index(Oid nsp, Relation heap, const char *name, const AttrNumber *keys, int nkeys,
-		   const char *ddl)
-{
-	Relation	idx = index_open(relation_of(nsp, name), AccessShareLock);
-	Form_pg_index ix = idx->rd_index;
-	bool		ok = idx->rd_rel->relam == BTREE_AM_OID &&
-		ix->indrelid == RelationGetRelid(heap) && ix->indisvalid &&
-		ix->indnkeyatts >= nkeys &&
-		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
-		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL);
-
-	for (int k = 0; ok && k < nkeys; k++)
-		ok = ix->indkey.values[k] == keys[k] && idx->rd_indoption[k] == 0;
-	if (!ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("index \"udaconnect.%s\" is not the one udaconnect.encounters() reads", name),
-				 errdetail("It must be a valid btree index whose leading columns are as the extension creates them."),
-				 errhint("Recreate it: DROP INDEX udaconnect.%s; %s", name, ddl)));
-	return idx;
-}
 
 /*
  * Append the rows of one index scan: the person's encounters on one side
@@ -164,6 +113,7 @@ scan_side(Relation heap, Relation idx, const AttrNumber *att, int32 person, int 
 		Datum	   *v = slot->tts_values;
 		EncRow	   *r;
 
+		CHECK_FOR_INTERRUPTS();
 		slot_getsomeattrs(slot, maxatt);
 		if (DatumGetTimestampTz(v[att[E_END] - 1]) < from_t)
 			continue;
@@ -210,15 +160,14 @@ place_names(Oid nsp, const EncRows *rows, int32 **ids, text ***names, int *n)
 {
 	Relation	heap;
 	Relation	idx;
-	AttrNumber	idcol;
-	AttrNumber	namecol;
+	AttrNumber	pcol[2];
 	ScanKeyData key;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	Datum	   *elems;
 	int			k = 0;
 
-	*ids = palloc(sizeof(int32) * Max(rows->n, 1));
+	*ids = palloc_extended(sizeof(int32) * Max(rows->n, 1), MCXT_ALLOC_HUGE);
 	for (int i = 0; i < rows->n; i++)
 		if (rows->rows[i].has_place)
 			(*ids)[k++] = rows->rows[i].place_id;
@@ -231,11 +180,10 @@ place_names(Oid nsp, const EncRows *rows, int32 **ids, text ***names, int *n)
 	if (*n == 0)
 		return;
 
-	heap = table_open(relation_of(nsp, "place"), AccessShareLock);
-	idcol = column_of(heap, "id");
-	namecol = column_of(heap, "name");
-	idx = open_index(nsp, heap, "place_pkey", &idcol, 1,
-					 "ALTER TABLE udaconnect.place ADD CONSTRAINT place_pkey PRIMARY KEY (id);");
+	heap = table_open(enc_relid(nsp, "place"), AccessShareLock);
+	enc_columns(heap, place_cols, 2, false, pcol);
+	idx = enc_open_btree(nsp, heap, "place_pkey", &pcol[0], 1,
+						 "ALTER TABLE udaconnect.place ADD CONSTRAINT place_pkey PRIMARY KEY (id);");
 	elems = palloc(sizeof(Datum) * *n);
 	for (int i = 0; i < *n; i++)
 		elems[i] = Int32GetDatum((*ids)[i]);
@@ -249,16 +197,17 @@ place_names(Oid nsp, const EncRows *rows, int32 **ids, text ***names, int *n)
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		bool		isnull;
-		int32		id = DatumGetInt32(slot_getattr(slot, idcol, &isnull));
+		int32		id = DatumGetInt32(slot_getattr(slot, pcol[0], &isnull));
 		int32	   *at = bsearch(&id, *ids, *n, sizeof(int32), enc_cmp_int32);
 
 		if (at != NULL)
-			(*names)[at - *ids] = DatumGetTextPCopy(slot_getattr(slot, namecol, &isnull));
+			(*names)[at - *ids] = DatumGetTextPCopy(slot_getattr(slot, pcol[1], &isnull));
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, AccessShareLock);
-	table_close(heap, AccessShareLock);
+	/* the locks are held to the end of the transaction, as a query's are */
+	index_close(idx, NoLock);
+	table_close(heap, NoLock);
 }
 
 /* The rows, sorted, into the function's tuplestore. */
@@ -268,7 +217,7 @@ return_rows(ReturnSetInfo *rsinfo, const EncRows *rows, Oid nsp)
 	int32	   *ids;
 	text	  **names;
 	int			nplaces;
-	EncRow	  **order = palloc(sizeof(EncRow *) * Max(rows->n, 1));
+	EncRow	  **order = palloc_extended(sizeof(EncRow *) * Max(rows->n, 1), MCXT_ALLOC_HUGE);
 
 	for (int i = 0; i < rows->n; i++)
 		order[i] = &rows->rows[i];
@@ -302,6 +251,26 @@ return_rows(ReturnSetInfo *rsinfo, const EncRows *rows, Oid nsp)
 	}
 }
 
+/*
+ * The caller may SELECT the table, as the SQL text of this function
+ * required; row-level security is not applied below SQL, so a table with it
+ * enabled is refused rather than read whole.
+ */
+static void
+check_readable(Oid relid)
+{
+	AclResult	acl = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
+
+	if (acl != ACLCHECK_OK)
+		aclcheck_error(acl, OBJECT_TABLE, get_rel_name(relid));
+	if (check_enable_rls(relid, InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("udaconnect.encounters() does not apply the row-level security of \"udaconnect.%s\"",
+						get_rel_name(relid)),
+				 errhint("Read through udaconnect.api_encounters(), which decides who may see whose encounters.")));
+}
+
 PG_FUNCTION_INFO_V1(udc_encounters);
 Datum
 udc_encounters(PG_FUNCTION_ARGS)
@@ -318,31 +287,26 @@ udc_encounters(PG_FUNCTION_ARGS)
 	EncRows		rows = {palloc(sizeof(EncRow) * 256), 0, 256};
 
 	InitMaterializedSRF(fcinfo, 0);
-	heap = table_open(relation_of(nsp, "encounter"), AccessShareLock);
-	if (pg_class_aclcheck(RelationGetRelid(heap), GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
-		pg_class_aclcheck(relation_of(nsp, "place"), GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for table udaconnect.encounter or udaconnect.place"),
-				 errhint("Call udaconnect.api_encounters(), which checks who may read whose encounters.")));
-	for (int c = 0; c < E_NCOLS; c++)
-		att[c] = column_of(heap, enc_colnames[c]);
+	heap = table_open(enc_relid(nsp, "encounter"), AccessShareLock);
+	check_readable(RelationGetRelid(heap));
+	check_readable(enc_relid(nsp, "place"));
+	enc_columns(heap, enc_cols, E_NCOLS, false, att);
 
 	keys[0] = att[E_A];
 	keys[1] = att[E_B];
 	keys[2] = att[E_START];
-	pair_idx = open_index(nsp, heap, "encounter_pair_idx", keys, 3,
-						  "CREATE INDEX encounter_pair_idx ON udaconnect.encounter (person_a, person_b, started_at);");
+	pair_idx = enc_open_btree(nsp, heap, "encounter_pair_idx", keys, 3,
+							  "CREATE INDEX encounter_pair_idx ON udaconnect.encounter (person_a, person_b, started_at);");
 	keys[0] = att[E_B];
 	keys[1] = att[E_START];
-	b_idx = open_index(nsp, heap, "encounter_b_idx", keys, 2,
-					   "CREATE INDEX encounter_b_idx ON udaconnect.encounter (person_b, started_at);");
+	b_idx = enc_open_btree(nsp, heap, "encounter_b_idx", keys, 2,
+						   "CREATE INDEX encounter_b_idx ON udaconnect.encounter (person_b, started_at);");
 
 	scan_side(heap, pair_idx, att, person, 3, true, from_t, to_t, &rows);
 	scan_side(heap, b_idx, att, person, 2, false, from_t, to_t, &rows);
-	index_close(b_idx, AccessShareLock);
-	index_close(pair_idx, AccessShareLock);
-	table_close(heap, AccessShareLock);
+	index_close(b_idx, NoLock);
+	index_close(pair_idx, NoLock);
+	table_close(heap, NoLock);
 
 	return_rows((ReturnSetInfo *) fcinfo->resultinfo, &rows, nsp);
 	return (Datum) 0;

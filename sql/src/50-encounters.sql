@@ -101,18 +101,13 @@ CREATE FUNCTION encounter_gap() RETURNS interval
     AS 'MODULE_PATHNAME', 'udc_encounter_gap' LANGUAGE C STABLE PARALLEL SAFE;
 
 -- NOTIFY udaconnect_encounter_person with the persons whose encounters
--- changed (or went), comma-separated, 700 a notification: a live stream
--- reads the changes of the persons named, not of every person it follows.
+-- changed (or went): distinct, ascending, comma-separated, 700 a
+-- notification; returns how many were named.  A live stream reads the
+-- changes of the persons named, not of every person it follows.  In C
+-- (src/encounter_write.c), where the merge notifies the same way.
 CREATE FUNCTION encounter_notify_persons(persons integer[]) RETURNS integer
-LANGUAGE sql VOLATILE
-AS $$
-    SELECT coalesce(sum(c.n), 0)::integer
-      FROM (SELECT count(*) AS n,
-                   pg_notify('udaconnect_encounter_person', string_agg(p::text, ',' ORDER BY p))
-              FROM (SELECT p, (dense_rank() OVER (ORDER BY p) - 1) / 700 AS chunk
-                      FROM (SELECT DISTINCT p FROM unnest(persons) p WHERE p IS NOT NULL) d) r
-             GROUP BY r.chunk) c
-$$;
+    AS 'MODULE_PATHNAME', 'udc_encounter_notify_persons'
+    LANGUAGE C VOLATILE;
 
 -- Remove encounters (a recompute, an erasure, retention): under the lock,
 -- with the next version, each logged in encounter_removed for both of its

@@ -1,0 +1,104 @@
+/*
+ * encounter_rels.c — opens the relations that the encounter reader
+ * (encounter_read.c) and writer (encounter_merge.c) use directly, below
+ * SQL, and checks that they are what those files assume: the tables have
+ * the columns read or written, of the expected types, and each index is a
+ * live, valid btree on the table, without expressions or predicate, whose
+ * leading key columns are the expected ones in ascending order.  Reading a
+ * partial index, or one of another layout, would silently miss rows (the
+ * writer would then create a second encounter where one exists).
+ *
+ * Only relcache fields are read on the success path; anything else is an
+ * error that names the object and how to restore it.  This file must not
+ * read or write rows.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am_d.h"
+#include "catalog/pg_index.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "encounter_int.h"
+
+#define RESTORE_HINT "Restore it as sql/src/50-encounters.sql (or 45-places.sql) of the installed version creates it."
+
+Oid
+enc_relid(Oid nsp, const char *name)
+{
+	Oid			relid = get_relname_relid(name, nsp);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"udaconnect.%s\" does not exist", name),
+				 errdetail("The encounter maintenance and udaconnect.encounters() use it."),
+				 errhint(RESTORE_HINT)));
+	return relid;
+}
+
+/*
+ * Attribute numbers of cols[0..n) in rel, checking their types; with
+ * `exact`, rel must have no other column (its rows are written whole).
+ */
+void
+enc_columns(Relation rel, const EncColumn *cols, int n, bool exact, AttrNumber *att)
+{
+	TupleDesc	td = RelationGetDescr(rel);
+	int			live = 0;
+
+	for (int i = 0; i < td->natts; i++)
+		if (!TupleDescAttr(td, i)->attisdropped)
+			live++;
+	for (int c = 0; c < n; c++)
+	{
+		att[c] = get_attnum(RelationGetRelid(rel), cols[c].name);
+		if (att[c] == InvalidAttrNumber ||
+			TupleDescAttr(td, att[c] - 1)->atttypid != cols[c].type)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("column \"%s\" of table \"udaconnect.%s\" is missing or not of type %s",
+							cols[c].name, RelationGetRelationName(rel),
+							format_type_be(cols[c].type)),
+					 errhint(RESTORE_HINT)));
+	}
+	if (exact && live != n)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"udaconnect.%s\" has %d columns, not the %d the encounter maintenance writes",
+						RelationGetRelationName(rel), live, n),
+				 errhint(RESTORE_HINT)));
+}
+
+/*
+ * Open index `name` of heap (AccessShareLock, held to the end of the
+ * transaction as the executor holds it) and check its layout: the scan
+ * keys of the callers address its columns by position.
+ */
+Relation
+enc_open_btree(Oid nsp, Relation heap, const char *name, const AttrNumber *keys,
+			   int nkeys, const char *ddl)
+{
+	Relation	idx = index_open(enc_relid(nsp, name), AccessShareLock);
+	Form_pg_index ix = idx->rd_index;
+	bool		ok = idx->rd_rel->relam == BTREE_AM_OID &&
+		ix->indrelid == RelationGetRelid(heap) &&
+		ix->indisvalid && ix->indisready && ix->indislive &&
+		ix->indnkeyatts >= nkeys &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL) &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL);
+
+	for (int k = 0; ok && k < nkeys; k++)
+		ok = ix->indkey.values[k] == keys[k] && idx->rd_indoption[k] == 0;
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index \"udaconnect.%s\" is not the one the encounters are read through", name),
+				 errdetail("It must be a valid btree index without expressions or predicate whose leading columns are as the extension creates them."),
+				 errhint("Recreate it: DROP INDEX udaconnect.%s; %s", name, ddl)));
+	return idx;
+}

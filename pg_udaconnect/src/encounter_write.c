@@ -1,0 +1,461 @@
+/*
+ * encounter_write.c — the rows of udaconnect.encounter and
+ * encounter_removed as the merge (encounter_merge.c) reads and writes them,
+ * below SQL: a pair's stored encounters through encounter_pair_idx, and
+ * inserts, updates and deletes through the executor's simple-relation calls
+ * (as logical replication's apply worker writes: constraints checked,
+ * indexes maintained, HOT where the page has room, row triggers of the
+ * table fired), within one call of the merge.
+ *
+ * Opening a writer takes the clock's next version (encounter_clock, whose
+ * row the caller locked with encounter_lock()): every row written or
+ * logged as removed in the call gets it.  Closing it notifies the ids
+ * written (NOTIFY udaconnect_encounter, 400 ascending a payload) and their
+ * persons (udaconnect_encounter_person, enc_notify_persons()).  The writes
+ * check no privileges, as the SECURITY DEFINER SQL they replace did not:
+ * whoever may add locations may have their encounters maintained.  This
+ * file must not decide what is merged with what (encounter_merge.c).
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "encounter_int.h"
+
+/* The columns of udaconnect.encounter, all of them. */
+enum
+{
+	C_ID, C_A, C_B, C_START, C_END, C_MATCHES, C_MIND, C_PLACE, C_PLACE_IDS,
+	C_PLACE_MATCHES, C_LAT, C_LON, C_CLOSEST_A, C_CLOSEST_B, C_VERSION, C_NCOLS
+};
+
+static const EncColumn enc_cols[C_NCOLS] = {
+	{"id", INT8OID}, {"person_a", INT4OID}, {"person_b", INT4OID},
+	{"started_at", TIMESTAMPTZOID}, {"ended_at", TIMESTAMPTZOID}, {"matches", INT8OID},
+	{"min_distance_m", FLOAT8OID}, {"place_id", INT4OID}, {"place_ids", INT4ARRAYOID},
+	{"place_matches", INT8ARRAYOID}, {"latitude", FLOAT8OID}, {"longitude", FLOAT8OID},
+	{"closest_a", INT8OID}, {"closest_b", INT8OID}, {"version", INT8OID}
+};
+
+enum
+{
+	R_VERSION, R_ID, R_PERSON, R_MERGED_INTO, R_REMOVED_AT, R_NCOLS
+};
+
+static const EncColumn removed_cols[R_NCOLS] = {
+	{"version", INT8OID}, {"id", INT8OID}, {"person_id", INT4OID},
+	{"merged_into", INT8OID}, {"removed_at", TIMESTAMPTZOID}
+};
+
+static const EncColumn clock_cols[1] = {{"version", INT8OID}};
+
+struct EncWriter
+{
+	Relation	enc;
+	Relation	removed;
+	Relation	clock;
+	Relation	pair_idx;
+	AttrNumber	att[C_NCOLS];
+	AttrNumber	ratt[R_NCOLS];
+	AttrNumber	clock_att;
+	Oid			id_seq;
+	EState	   *estate;
+	EPQState	epq;
+	ResultRelInfo *rri[3];		/* encounter, encounter_removed, encounter_clock */
+	IndexScanDesc scan;
+	TupleTableSlot *scan_slot;
+	TupleTableSlot *row_slot;
+	TupleTableSlot *removed_slot;
+	int64		version;
+	TimestampTz now;
+	/* the ids written and their persons, to notify */
+	int64	   *changed;
+	int			nchanged;
+	int32	   *persons;
+	int			cap;
+};
+
+static void
+open_estate(EncWriter *w)
+{
+	Relation	rels[3] = {w->enc, w->removed, w->clock};
+	List	   *rtes = NIL;
+
+	w->estate = CreateExecutorState();
+	for (int i = 0; i < 3; i++)
+	{
+		RangeTblEntry *rte = makeNode(RangeTblEntry);
+
+		rte->rtekind = RTE_RELATION;
+		rte->relid = RelationGetRelid(rels[i]);
+		rte->relkind = rels[i]->rd_rel->relkind;
+		rte->rellockmode = RowExclusiveLock;
+		rtes = lappend(rtes, rte);
+	}
+	ExecInitRangeTable(w->estate, rtes);
+	w->estate->es_output_cid = GetCurrentCommandId(true);
+	w->estate->es_snapshot = GetActiveSnapshot();
+	EvalPlanQualInit(&w->epq, w->estate, NULL, NIL, -1);
+	for (int i = 0; i < 3; i++)
+	{
+		w->rri[i] = makeNode(ResultRelInfo);
+		InitResultRelInfo(w->rri[i], rels[i], i + 1, NULL, 0);
+		ExecOpenIndices(w->rri[i], false);
+		w->estate->es_opened_result_relations =
+			lappend(w->estate->es_opened_result_relations, w->rri[i]);
+	}
+	/* row triggers someone put on these tables fire at writer_close() */
+	AfterTriggerBeginQuery();
+}
+
+/* version = version + 1 in encounter_clock's one row, which we locked. */
+static int64
+next_version(EncWriter *w)
+{
+	TupleTableSlot *old = table_slot_create(w->clock, NULL);
+	TupleTableSlot *upd = table_slot_create(w->clock, NULL);
+	TableScanDesc scan = table_beginscan(w->clock, GetActiveSnapshot(), 0, NULL);
+	int64		v;
+
+	if (!table_scan_getnextslot(scan, ForwardScanDirection, old))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("table \"udaconnect.encounter_clock\" has no row"),
+				 errhint("INSERT INTO udaconnect.encounter_clock (version) SELECT coalesce(max(version), 0) FROM udaconnect.encounter;")));
+	table_endscan(scan);
+	slot_getallattrs(old);
+	ExecClearTuple(upd);
+	memcpy(upd->tts_values, old->tts_values, sizeof(Datum) * old->tts_nvalid);
+	memcpy(upd->tts_isnull, old->tts_isnull, sizeof(bool) * old->tts_nvalid);
+	v = DatumGetInt64(old->tts_values[w->clock_att - 1]) + 1;
+	upd->tts_values[w->clock_att - 1] = Int64GetDatum(v);
+	ExecStoreVirtualTuple(upd);
+	ExecSimpleRelationUpdate(w->rri[2], w->estate, &w->epq, old, upd);
+	ExecDropSingleTupleTableSlot(old);
+	ExecDropSingleTupleTableSlot(upd);
+	return v;
+}
+
+/*
+ * Open the relations (checked: encounter_rels.c) and the executor state;
+ * take the next version.  cap: about how many encounters will be written.
+ * The caller holds the encounter lock and a snapshot taken after it.
+ */
+EncWriter *
+enc_writer_open(int cap)
+{
+	EncWriter  *w = palloc0(sizeof(EncWriter));
+	Oid			nsp = get_namespace_oid("udaconnect", false);
+	AttrNumber	keys[3];
+
+	w->enc = table_open(enc_relid(nsp, "encounter"), RowExclusiveLock);
+	w->removed = table_open(enc_relid(nsp, "encounter_removed"), RowExclusiveLock);
+	w->clock = table_open(enc_relid(nsp, "encounter_clock"), RowExclusiveLock);
+	enc_columns(w->enc, enc_cols, C_NCOLS, true, w->att);
+	enc_columns(w->removed, removed_cols, R_NCOLS, true, w->ratt);
+	enc_columns(w->clock, clock_cols, 1, false, &w->clock_att);
+	keys[0] = w->att[C_A];
+	keys[1] = w->att[C_B];
+	keys[2] = w->att[C_START];
+	w->pair_idx = enc_open_btree(nsp, w->enc, "encounter_pair_idx", keys, 3,
+								 "CREATE INDEX encounter_pair_idx ON udaconnect.encounter (person_a, person_b, started_at);");
+	w->id_seq = getIdentitySequence(RelationGetRelid(w->enc), w->att[C_ID], false);
+
+	open_estate(w);
+	w->scan_slot = table_slot_create(w->enc, NULL);
+	w->row_slot = table_slot_create(w->enc, NULL);
+	w->removed_slot = table_slot_create(w->removed, NULL);
+	w->scan = index_beginscan(w->enc, w->pair_idx, GetActiveSnapshot(), 3, 0);
+	w->now = GetCurrentTransactionStartTimestamp();
+	w->cap = Max(cap, 16);
+	w->changed = palloc(sizeof(int64) * w->cap);
+	w->persons = palloc(sizeof(int32) * 2 * w->cap);
+	w->version = next_version(w);
+	return w;
+}
+
+/* The elements of a stored int4[] or int8[] (no NULLs: CHECKed). */
+static int
+array_elems(Datum d, Oid type, Datum **out)
+{
+	int			n;
+
+	if (type == INT4OID)
+		deconstruct_array(DatumGetArrayTypeP(d), INT4OID, 4, true, TYPALIGN_INT, out, NULL, &n);
+	else
+		deconstruct_array(DatumGetArrayTypeP(d), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  out, NULL, &n);
+	return n;
+}
+
+/* One stored encounter, from the scan's slot, as an item. */
+static void
+stored_item(EncWriter *w, TupleTableSlot *slot, EncItem *it)
+{
+	Datum	   *v = slot->tts_values;
+	const AttrNumber *a = w->att;
+	Datum	   *ids,
+			   *cnts;
+
+	it->stored = true;
+	it->id = DatumGetInt64(v[a[C_ID] - 1]);
+	it->tid = slot->tts_tid;
+	it->s = DatumGetTimestampTz(v[a[C_START] - 1]);
+	it->e = DatumGetTimestampTz(v[a[C_END] - 1]);
+	it->n = DatumGetInt64(v[a[C_MATCHES] - 1]);
+	it->dist = DatumGetFloat8(v[a[C_MIND] - 1]);
+	it->ra = DatumGetInt64(v[a[C_CLOSEST_A] - 1]);
+	it->rb = DatumGetInt64(v[a[C_CLOSEST_B] - 1]);
+	it->lat = DatumGetFloat8(v[a[C_LAT] - 1]);
+	it->lon = DatumGetFloat8(v[a[C_LON] - 1]);
+	it->nplaces = array_elems(v[a[C_PLACE_IDS] - 1], INT4OID, &ids);
+	if (array_elems(v[a[C_PLACE_MATCHES] - 1], INT8OID, &cnts) != it->nplaces)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("encounter %lld has place_ids and place_matches of different lengths",
+						(long long) it->id),
+				 errhint("Recompute it: SELECT udaconnect.encounters_rebuild(started_at, ended_at) FROM udaconnect.encounter WHERE id = %lld;",
+						 (long long) it->id)));
+	it->place_ids = palloc(sizeof(int32) * Max(it->nplaces, 1));
+	it->place_counts = palloc(sizeof(int64) * Max(it->nplaces, 1));
+	for (int k = 0; k < it->nplaces; k++)
+	{
+		it->place_ids[k] = DatumGetInt32(ids[k]);
+		it->place_counts[k] = DatumGetInt64(cnts[k]);
+	}
+}
+
+/*
+ * Append to items[n..] the stored encounters of (pa, pb) with started_at
+ * <= hi and ended_at >= lo; returns the new count.  The snapshot is the
+ * writer's: this call's own writes are not seen (each pair is read once).
+ */
+int
+enc_read_pair(EncWriter *w, int32 pa, int32 pb, TimestampTz lo, TimestampTz hi,
+			  EncItem **items, int n, int *cap)
+{
+	ScanKeyData keys[3];
+	TupleTableSlot *slot = w->scan_slot;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(pa));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(pb));
+	ScanKeyInit(&keys[2], 3, BTLessEqualStrategyNumber, F_TIMESTAMPTZ_LE, TimestampTzGetDatum(hi));
+	index_rescan(w->scan, keys, 3, NULL, 0);
+	while (index_getnext_slot(w->scan, ForwardScanDirection, slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(slot);
+		if (DatumGetTimestampTz(slot->tts_values[w->att[C_END] - 1]) < lo)
+			continue;
+		if (n == *cap)
+		{
+			*cap *= 2;
+			*items = repalloc_huge(*items, sizeof(EncItem) * *cap);
+		}
+		stored_item(w, slot, &(*items)[n++]);
+	}
+	return n;
+}
+
+static void
+note_change(EncWriter *w, int64 id, int32 pa, int32 pb)
+{
+	if (w->nchanged == w->cap)
+	{
+		w->cap *= 2;
+		w->changed = repalloc_huge(w->changed, sizeof(int64) * w->cap);
+		w->persons = repalloc_huge(w->persons, sizeof(int32) * 2 * w->cap);
+	}
+	w->persons[2 * w->nchanged] = pa;
+	w->persons[2 * w->nchanged + 1] = pb;
+	w->changed[w->nchanged++] = id;
+}
+
+/* Write one encounter: update the kept row, or insert a new one. */
+int64
+enc_write(EncWriter *w, const EncOut *o)
+{
+	TupleTableSlot *slot = w->row_slot;
+	Datum	   *v = slot->tts_values;
+	bool	   *nulls = slot->tts_isnull;
+	const AttrNumber *a = w->att;
+	Datum	   *ids = palloc(sizeof(Datum) * Max(o->nplaces, 1));
+	Datum	   *cnts = palloc(sizeof(Datum) * Max(o->nplaces, 1));
+	int64		id = o->keep ? o->keep->id : nextval_internal(w->id_seq, false);
+
+	for (int k = 0; k < o->nplaces; k++)
+	{
+		ids[k] = Int32GetDatum(o->place_ids[k]);
+		cnts[k] = Int64GetDatum(o->place_counts[k]);
+	}
+	ResetPerTupleExprContext(w->estate);
+	ExecClearTuple(slot);
+	memset(nulls, false, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	v[a[C_ID] - 1] = Int64GetDatum(id);
+	v[a[C_A] - 1] = Int32GetDatum(o->person_a);
+	v[a[C_B] - 1] = Int32GetDatum(o->person_b);
+	v[a[C_START] - 1] = TimestampTzGetDatum(o->start);
+	v[a[C_END] - 1] = TimestampTzGetDatum(o->end);
+	v[a[C_MATCHES] - 1] = Int64GetDatum(o->matches);
+	v[a[C_MIND] - 1] = Float8GetDatum(o->closest->dist);
+	nulls[a[C_PLACE] - 1] = o->top < 0;
+	v[a[C_PLACE] - 1] = o->top < 0 ? (Datum) 0 : Int32GetDatum(o->place_ids[o->top]);
+	v[a[C_PLACE_IDS] - 1] =
+		PointerGetDatum(construct_array(ids, o->nplaces, INT4OID, 4, true, TYPALIGN_INT));
+	v[a[C_PLACE_MATCHES] - 1] =
+		PointerGetDatum(construct_array(cnts, o->nplaces, INT8OID, 8, FLOAT8PASSBYVAL,
+										TYPALIGN_DOUBLE));
+	v[a[C_LAT] - 1] = Float8GetDatum(o->closest->lat);
+	v[a[C_LON] - 1] = Float8GetDatum(o->closest->lon);
+	v[a[C_CLOSEST_A] - 1] = Int64GetDatum(o->closest->ra);
+	v[a[C_CLOSEST_B] - 1] = Int64GetDatum(o->closest->rb);
+	v[a[C_VERSION] - 1] = Int64GetDatum(w->version);
+	ExecStoreVirtualTuple(slot);
+	if (o->keep)
+	{
+		TupleTableSlot *search = w->scan_slot;
+
+		ExecClearTuple(search);
+		ExecStoreAllNullTuple(search);
+		search->tts_tid = o->keep->tid;
+		ExecSimpleRelationUpdate(w->rri[0], w->estate, &w->epq, search, slot);
+	}
+	else
+		ExecSimpleRelationInsert(w->rri[0], w->estate, slot);
+	note_change(w, id, o->person_a, o->person_b);
+	pfree(ids);
+	pfree(cnts);
+	return id;
+}
+
+/*
+ * Remove stored encounter `it`, merged into `keep`, and log it for both
+ * persons (whom the write of `keep` notifies).
+ */
+void
+enc_write_removed(EncWriter *w, const EncItem *it, int64 keep, int32 pa, int32 pb)
+{
+	TupleTableSlot *rs = w->removed_slot;
+
+	ResetPerTupleExprContext(w->estate);
+	ExecClearTuple(w->row_slot);
+	ExecStoreAllNullTuple(w->row_slot);
+	w->row_slot->tts_tid = it->tid;
+	ExecSimpleRelationDelete(w->rri[0], w->estate, &w->epq, w->row_slot);
+	for (int k = 0; k < 2; k++)
+	{
+		ExecClearTuple(rs);
+		memset(rs->tts_isnull, true, sizeof(bool) * rs->tts_tupleDescriptor->natts);
+		rs->tts_values[w->ratt[R_VERSION] - 1] = Int64GetDatum(w->version);
+		rs->tts_values[w->ratt[R_ID] - 1] = Int64GetDatum(it->id);
+		rs->tts_values[w->ratt[R_PERSON] - 1] = Int32GetDatum(k == 0 ? pa : pb);
+		rs->tts_values[w->ratt[R_MERGED_INTO] - 1] = Int64GetDatum(keep);
+		rs->tts_values[w->ratt[R_REMOVED_AT] - 1] = TimestampTzGetDatum(w->now);
+		for (int c = 0; c < R_NCOLS; c++)
+			rs->tts_isnull[w->ratt[c] - 1] = false;
+		ExecStoreVirtualTuple(rs);
+		ExecSimpleRelationInsert(w->rri[1], w->estate, rs);
+	}
+}
+
+/* NOTIFY udaconnect_encounter: the ids written, 400 a payload, ascending. */
+static void
+notify_ids(int64 *ids, int n)
+{
+	StringInfoData buf;
+
+	qsort(ids, n, sizeof(int64), enc_cmp_int64);
+	initStringInfo(&buf);
+	for (int i = 0; i < n; i++)
+	{
+		if (buf.len > 0)
+			appendStringInfoChar(&buf, ',');
+		appendStringInfo(&buf, INT64_FORMAT, ids[i]);
+		if ((i + 1) % 400 == 0 || i == n - 1)
+		{
+			Async_Notify("udaconnect_encounter", buf.data);
+			resetStringInfo(&buf);
+		}
+	}
+}
+
+/*
+ * NOTIFY udaconnect_encounter_person with the persons whose encounters
+ * changed or went: distinct, ascending, comma-separated, 700 a payload (a
+ * live stream then reads the changes of the persons named only).  Sorts
+ * persons; returns how many distinct persons were named.  The SQL
+ * udaconnect.encounter_notify_persons() is this function.
+ */
+int
+enc_notify_persons(int32 *persons, int n)
+{
+	StringInfoData buf;
+	int			named = 0;
+
+	qsort(persons, n, sizeof(int32), enc_cmp_int32);
+	initStringInfo(&buf);
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0 && persons[i] == persons[i - 1])
+			continue;
+		if (buf.len > 0)
+			appendStringInfoChar(&buf, ',');
+		appendStringInfo(&buf, "%d", persons[i]);
+		if (++named % 700 == 0)
+		{
+			Async_Notify("udaconnect_encounter_person", buf.data);
+			resetStringInfo(&buf);
+		}
+	}
+	if (buf.len > 0)
+		Async_Notify("udaconnect_encounter_person", buf.data);
+	return named;
+}
+
+/*
+ * Fire the row triggers, close everything, notify; returns the number of
+ * encounters written.  The locks are held to the end of the transaction.
+ */
+int64
+enc_writer_close(EncWriter *w)
+{
+	int64		n = w->nchanged;
+
+	index_endscan(w->scan);
+	AfterTriggerEndQuery(w->estate);
+	ExecDropSingleTupleTableSlot(w->scan_slot);
+	ExecDropSingleTupleTableSlot(w->row_slot);
+	ExecDropSingleTupleTableSlot(w->removed_slot);
+	for (int i = 0; i < 3; i++)
+		ExecCloseIndices(w->rri[i]);
+	EvalPlanQualEnd(&w->epq);
+	ExecResetTupleTable(w->estate->es_tupleTable, false);
+	FreeExecutorState(w->estate);
+	index_close(w->pair_idx, NoLock);
+	table_close(w->clock, NoLock);
+	table_close(w->removed, NoLock);
+	table_close(w->enc, NoLock);
+
+	notify_ids(w->changed, w->nchanged);
+	enc_notify_persons(w->persons, 2 * w->nchanged);
+	return n;
+}
