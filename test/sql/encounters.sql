@@ -465,3 +465,35 @@ SELECT pg_temp.try($$SELECT udaconnect.encounters_rebuild('2001-02-04', '2001-02
 SELECT udaconnect.encounters_rebuild(pg_temp.t('13:01'), pg_temp.t('15:07'), ARRAY[1505, 1502]) > 0 AS rebuilt_part;
 SELECT pg_temp.vs_rebuild() AS after_partial_rebuild;
 SELECT count(*) AS encounters_left FROM pg_temp.enc();
+
+-- ---------------------------------------------------------------------------
+-- The tables below SQL (rolled back): a row trigger someone puts on encounter
+-- fires for the merge's writes; a partial encounter_pair_idx, which would hide
+-- stored encounters from the merge, is refused with the DDL that restores it
+-- ---------------------------------------------------------------------------
+BEGIN;
+CREATE TEMP TABLE enc_audit (op text, id bigint);
+CREATE FUNCTION pg_temp.audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO enc_audit VALUES (TG_OP, coalesce(NEW.id, OLD.id));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER enc_audit AFTER INSERT OR UPDATE OR DELETE ON udaconnect.encounter
+    FOR EACH ROW EXECUTE FUNCTION pg_temp.audit();
+INSERT INTO udaconnect.location (id, person_id, coordinate, creation_time) VALUES
+    (1500401, 1511, pg_temp.pt(0, 5000), pg_temp.t('18:00')),
+    (1500402, 1512, pg_temp.pt(1, 5000), pg_temp.t('18:00'));
+INSERT INTO udaconnect.location (id, person_id, coordinate, creation_time) VALUES
+    (1500403, 1511, pg_temp.pt(0, 5000), pg_temp.t('18:03')),
+    (1500404, 1512, pg_temp.pt(1, 5000), pg_temp.t('18:03'));
+SELECT op, count(*) AS rows, count(DISTINCT id) AS encounters FROM enc_audit GROUP BY op ORDER BY op;
+SELECT count(DISTINCT id) AS one_encounter_inserted_then_extended FROM enc_audit;
+ROLLBACK;
+BEGIN;
+DROP INDEX udaconnect.encounter_pair_idx;
+CREATE INDEX encounter_pair_idx ON udaconnect.encounter (person_a, person_b, started_at) WHERE person_a < 0;
+SELECT pg_temp.try($$INSERT INTO udaconnect.location (person_id, coordinate, creation_time)
+                     VALUES (1511, pg_temp.pt(0, 6000), pg_temp.t('19:00')), (1512, pg_temp.pt(1, 6000), pg_temp.t('19:00'))$$)
+       AS partial_pair_index;
+ROLLBACK;
+SELECT pg_temp.vs_rebuild() AS at_the_end;
