@@ -9,7 +9,10 @@
  * again.  A connection is made on first use and again after it broke, with
  * a short back-off shared by the thread's two connections, so an
  * unreachable database costs one attempt per 500 ms per thread, not one per
- * request.  Every statement is prepared once per connection.  This file
+ * request.  With a read URL (UDACONNECT_DATABASE_READ_URL) the pipelined
+ * connection goes there instead, with a back-off of its own: a standby that
+ * is down costs one attempt per 2 s per thread, and never delays the
+ * primary.  Every statement is prepared once per connection.  This file
  * must not run a request's statement or answer it (dbcall.c does).
  */
 #include <pthread.h>
@@ -22,6 +25,8 @@
 
 /* How long a thread waits after a failed attempt to connect. */
 #define RETRY_SECONDS 0.5
+/* ... to the read URL: meanwhile the reads go to the primary */
+#define READ_RETRY_SECONDS 2.0
 
 /* Every api_* statement takes the caller first: $1 caller_role, $2 caller_id. */
 #define CALLER "$1::text, $2::integer"
@@ -32,7 +37,7 @@ static const struct
 	const char *sql;
 	int			nparams;
 	bool		may_be_empty;	/* 0 rows = NULL (a set-returning function) */
-	bool		no_caller;		/* S_HEALTH only */
+	bool		no_caller;		/* S_HEALTH and the LSN statements */
 
 	/*
 	 * A read without side effects: it may share a worker's pipelined round
@@ -42,19 +47,32 @@ static const struct
 	 * had gone out.
 	 */
 	bool		pipeline;
+
+	/*
+	 * A GET route's read that a hot standby may answer: its udaconnect.api_*
+	 * function is STABLE and writes nothing (a write there fails with
+	 * 25006), and it is no part of a live stream (NOTIFY does not reach a
+	 * standby).  With a read URL these go over the pipelined connection,
+	 * which is then the read one.
+	 */
+	bool		standby;
+	bool		writes;			/* the caller's later reads must see it */
 }			stmts[S_COUNT] = {
-	[S_PERSONS] = {"persons", "SELECT udaconnect.api_persons(" CALLER ")", 2, .pipeline = true},
+	[S_PERSONS] = {"persons", "SELECT udaconnect.api_persons(" CALLER ")", 2, .pipeline = true, .standby = true},
 	/* inlined by the planner: see api_person in sql/src/60-http.sql */
 	[S_PERSON] = {
 		"person",
-		"SELECT body FROM udaconnect.api_person(" CALLER ", $3::integer) AS body", 3, true, .pipeline = true
+		"SELECT body FROM udaconnect.api_person(" CALLER ", $3::integer) AS body", 3, true,
+		.pipeline = true, .standby = true
 	},
 	[S_CREATE_PERSON] = {
 		"create_person",
-		"SELECT udaconnect.api_create_person(" CALLER ", $3::text, $4::text, $5::text)", 5
+		"SELECT udaconnect.api_create_person(" CALLER ", $3::text, $4::text, $5::text)", 5,
+		.writes = true
 	},
 	[S_FORGET_PERSON] = {
-		"forget_person", "SELECT udaconnect.api_forget_person(" CALLER ", $3::integer)", 3
+		"forget_person", "SELECT udaconnect.api_forget_person(" CALLER ", $3::integer)", 3,
+		.writes = true
 	},
 	[S_TOKEN_CLAIMS] = {
 		"token_claims", "SELECT udaconnect.api_token_claims(" CALLER ", $3::integer)", 3
@@ -63,39 +81,48 @@ static const struct
 	[S_CONNECTION] = {
 		"connection",
 		"SELECT udaconnect.api_connections(" CALLER ", $3::integer, $4::date, $5::date, "
-		"$6::float8, $7::float8, false)", 7, .pipeline = true
+		"$6::float8, $7::float8, false)", 7, .pipeline = true, .standby = true
 	},
 	[S_CONNECTIONS] = {
 		"connections",
 		"SELECT udaconnect.api_connections(" CALLER ", $3::integer, $4::date, $5::date, "
-		"$6::float8, $7::float8, true)", 7, .pipeline = true
+		"$6::float8, $7::float8, true)", 7, .pipeline = true, .standby = true
 	},
 	[S_LOCATIONS] = {
 		"locations",
 		"SELECT body, next_cursor FROM udaconnect.api_locations(" CALLER ", $3::integer, "
-		"$4::bigint, $5::bigint, $6::integer, $7::date, $8::date)", 8, .pipeline = true
+		"$4::bigint, $5::bigint, $6::integer, $7::date, $8::date)", 8, .pipeline = true,
+		.standby = true
 	},
-	[S_LOCATION] = {"location", "SELECT udaconnect.api_location(" CALLER ", $3::bigint)", 3, .pipeline = true},
+	[S_LOCATION] = {
+		"location", "SELECT udaconnect.api_location(" CALLER ", $3::bigint)", 3,
+		.pipeline = true, .standby = true
+	},
 	[S_CREATE_LOCATION] = {
 		"create_location",
 		"SELECT udaconnect.api_create_location(" CALLER ", $3::integer, $4::float8, "
-		"$5::float8, $6::text)", 6
+		"$5::float8, $6::text)", 6, .writes = true
 	},
-	[S_PLACES] = {"places", "SELECT udaconnect.api_places(" CALLER ")", 2, .pipeline = true},
-	[S_PLACE] = {"place", "SELECT udaconnect.api_place(" CALLER ", $3::integer)", 3, .pipeline = true},
+	[S_PLACES] = {"places", "SELECT udaconnect.api_places(" CALLER ")", 2, .pipeline = true, .standby = true},
+	[S_PLACE] = {
+		"place", "SELECT udaconnect.api_place(" CALLER ", $3::integer)", 3,
+		.pipeline = true, .standby = true
+	},
 	[S_CREATE_PLACE] = {
 		"create_place",
 		"SELECT udaconnect.api_create_place(" CALLER ", $3::text, $4::text, $5::integer, "
-		"$6::json, $7::float8, $8::float8, $9::float8)", 9
+		"$6::json, $7::float8, $8::float8, $9::float8)", 9, .writes = true
 	},
 	[S_DELETE_PLACE] = {
-		"delete_place", "SELECT udaconnect.api_delete_place(" CALLER ", $3::integer)", 3
+		"delete_place", "SELECT udaconnect.api_delete_place(" CALLER ", $3::integer)", 3,
+		.writes = true
 	},
 	/* the encounters (sql/src/70-encounters-http.sql, 75-encounters-stream.sql) */
 	[S_ENCOUNTERS] = {
 		"encounters",
 		"SELECT body, next_cursor FROM udaconnect.api_encounters(" CALLER ", $3::integer, "
-		"$4::timestamptz, $5::timestamptz, $6::integer, $7::text)", 7, .pipeline = true
+		"$4::timestamptz, $5::timestamptz, $6::integer, $7::text)", 7, .pipeline = true,
+		.standby = true
 	},
 	[S_ENCOUNTER_POSITION] = {
 		"encounter_position",
@@ -114,12 +141,25 @@ static const struct
 		"ORDER BY x.o, c.version, c.id", 6, true
 	},
 	[S_HEALTH] = {"health", "SELECT 1", 0, false, true},
+
+	/*
+	 * Read-your-writes (ryw.c): where a standby's replay stands (NULL on a
+	 * primary, which has everything), and the primary's position after a
+	 * write committed (the insert position: at or past the commit record).
+	 */
+	[S_REPLAY_LSN] = {
+		"replay_lsn",
+		"SELECT CASE WHEN pg_catalog.pg_is_in_recovery() "
+		"THEN pg_catalog.pg_last_wal_replay_lsn()::text END", 0, false, true
+	},
+	[S_WRITE_LSN] = {"write_lsn", "SELECT pg_catalog.pg_current_wal_insert_lsn()::text", 0, false, true},
 };
 
 static pthread_key_t conn_key;
 static __thread PGconn *tconn;
-static __thread double next_attempt;	/* monotonic seconds */
-static __thread bool reported_down;
+/* [0] the primary, [1] the read URL */
+static __thread double next_attempt[2]; /* monotonic seconds */
+static __thread bool reported_down[2];
 static __thread char last_error[256];
 
 const char *
@@ -206,6 +246,24 @@ db_stmt_may_pipeline(enum stmt s)
 	return stmts[s].pipeline;
 }
 
+bool
+db_stmt_on_standby(enum stmt s)
+{
+	return stmts[s].standby;
+}
+
+bool
+db_stmt_writes(enum stmt s)
+{
+	return stmts[s].writes;
+}
+
+bool
+db_reads_split(void)
+{
+	return cfg.database_read_url && *cfg.database_read_url;
+}
+
 void
 db_drop(void)
 {
@@ -218,9 +276,9 @@ db_drop(void)
 }
 
 void
-db_connect_failed(void)
+db_connect_failed(bool read)
 {
-	next_attempt = mono_now() + RETRY_SECONDS;
+	next_attempt[read] = mono_now() + (read ? READ_RETRY_SECONDS : RETRY_SECONDS);
 }
 
 /* Prepares every statement on c: true, or false (logged, last_error set). */
@@ -249,7 +307,7 @@ prepare_all(PGconn *c)
 
 /* One attempt to connect: the connection, statements prepared, or NULL. */
 static PGconn *
-connect_once(void)
+connect_once(bool read)
 {
 	char		options[160];
 	const char *keys[8];
@@ -261,7 +319,7 @@ connect_once(void)
 			 "-c statement_timeout=%d -c TimeZone=UTC -c DateStyle=ISO",
 			 cfg.statement_timeout_ms);
 	keys[n] = "dbname";
-	vals[n++] = cfg.database_url ? cfg.database_url : "";
+	vals[n++] = read ? cfg.database_read_url : cfg.database_url ? cfg.database_url : "";
 	if (cfg.db_user && *cfg.db_user)
 	{
 		keys[n] = "user";
@@ -269,8 +327,9 @@ connect_once(void)
 	}
 	keys[n] = "options";
 	vals[n++] = options;
+	/* the reads' sessions are told apart in pg_stat_activity */
 	keys[n] = "application_name";
-	vals[n++] = "udaconnect-httpd";
+	vals[n++] = read ? "udaconnect-httpd-read" : "udaconnect-httpd";
 	keys[n] = "client_encoding";
 	vals[n++] = "UTF8";
 	keys[n] = "connect_timeout";
@@ -282,13 +341,16 @@ connect_once(void)
 	PQsetNoticeProcessor(c, notice_to_log, NULL);
 	if (PQstatus(c) != CONNECTION_OK)
 	{
-		if (!reported_down)
-			logmsg(LOG_WARNING, "cannot connect to the database: %s", PQerrorMessage(c));
-		reported_down = true;
-		/* the details (host, port, role) go to the log, not to clients */
-		set_last_error("cannot connect to the database", NULL);
+		if (!reported_down[read])
+			logmsg(LOG_WARNING, "cannot connect to the %s: %s",
+				   read ? "read database (reads go to the primary meanwhile)" : "database",
+				   PQerrorMessage(c));
+		reported_down[read] = true;
 		metrics_db_error("connect");
 		PQfinish(c);
+		/* the details (host, port, role) go to the log, not to clients */
+		if (!read)
+			set_last_error("cannot connect to the database", NULL);
 		return NULL;
 	}
 	if (!prepare_all(c))
@@ -296,24 +358,25 @@ connect_once(void)
 		PQfinish(c);
 		return NULL;
 	}
-	if (reported_down)
-		logmsg(LOG_INFO, "connected to the database again");
-	reported_down = false;
-	last_error[0] = 0;
+	if (reported_down[read])
+		logmsg(LOG_INFO, "connected to the %s again", read ? "read database" : "database");
+	reported_down[read] = false;
+	if (!read)
+		last_error[0] = 0;
 	return c;
 }
 
 PGconn *
-db_connect_new(void)
+db_connect_new(bool read)
 {
 	PGconn	   *c;
 
-	if (mono_now() < next_attempt)
+	if (mono_now() < next_attempt[read])
 		return NULL;
-	c = connect_once();
+	c = connect_once(read);
 	if (!c)
 	{
-		db_connect_failed();
+		db_connect_failed(read);
 		return NULL;
 	}
 	metrics_db_conn(+1);
@@ -334,7 +397,7 @@ db_conn(void)
 		PQstatus(tconn) == CONNECTION_OK)
 		return tconn;
 	db_drop();
-	tconn = db_connect_new();
+	tconn = db_connect_new(false);
 	if (tconn)
 		pthread_setspecific(conn_key, tconn);
 	return tconn;

@@ -138,7 +138,8 @@ connect_listen(void)
 
 	if (mono() < next_connect)
 		return;
-	c = db_connect_new();
+	/* always the primary: NOTIFY is not delivered on a standby */
+	c = db_connect_new(false);
 	if (!c)
 	{
 		back_off();
