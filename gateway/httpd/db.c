@@ -10,9 +10,10 @@
  * a short back-off shared by the thread's two connections, so an
  * unreachable database costs one attempt per 500 ms per thread, not one per
  * request.  With a read URL (UDACONNECT_DATABASE_READ_URL) the pipelined
- * connection goes there instead, with a back-off of its own: a standby that
- * is down costs one attempt per 2 s per thread, and never delays the
- * primary.  Every statement is prepared once per connection.  This file
+ * connection goes there instead, with a back-off of its own (2 s, doubling
+ * up to 30 s while it fails): a standby that is down never delays the
+ * primary, and one that drops packets holds a thread for its connect
+ * timeout (the URL's, else 2 s) at most once per back-off.  Every statement is prepared once per connection.  This file
  * must not run a request's statement or answer it (dbcall.c does).
  */
 #include <pthread.h>
@@ -27,6 +28,7 @@
 #define RETRY_SECONDS 0.5
 /* ... to the read URL: meanwhile the reads go to the primary */
 #define READ_RETRY_SECONDS 2.0
+#define READ_RETRY_MAX_SECONDS 30.0
 
 /* Every api_* statement takes the caller first: $1 caller_role, $2 caller_id. */
 #define CALLER "$1::text, $2::integer"
@@ -160,6 +162,7 @@ static __thread PGconn *tconn;
 /* [0] the primary, [1] the read URL */
 static __thread double next_attempt[2]; /* monotonic seconds */
 static __thread bool reported_down[2];
+static __thread double read_backoff;	/* seconds; 0 after a success */
 static __thread char last_error[256];
 
 const char *
@@ -278,7 +281,10 @@ db_drop(void)
 void
 db_connect_failed(bool read)
 {
-	next_attempt[read] = mono_now() + (read ? READ_RETRY_SECONDS : RETRY_SECONDS);
+	if (read)
+		read_backoff = read_backoff == 0 ? READ_RETRY_SECONDS :
+			read_backoff * 2 > READ_RETRY_MAX_SECONDS ? READ_RETRY_MAX_SECONDS : read_backoff * 2;
+	next_attempt[read] = mono_now() + (read ? read_backoff : RETRY_SECONDS);
 }
 
 /* Prepares every statement on c: true, or false (logged, last_error set). */
@@ -318,6 +324,13 @@ connect_once(bool read)
 	snprintf(options, sizeof(options),
 			 "-c statement_timeout=%d -c TimeZone=UTC -c DateStyle=ISO",
 			 cfg.statement_timeout_ms);
+	/* before the URL, so that a connect_timeout there wins: a standby that
+	 * drops packets holds this thread for it */
+	if (read)
+	{
+		keys[n] = "connect_timeout";
+		vals[n++] = "2";
+	}
 	keys[n] = "dbname";
 	vals[n++] = read ? cfg.database_read_url : cfg.database_url ? cfg.database_url : "";
 	if (cfg.db_user && *cfg.db_user)
@@ -332,8 +345,11 @@ connect_once(bool read)
 	vals[n++] = read ? "udaconnect-httpd-read" : "udaconnect-httpd";
 	keys[n] = "client_encoding";
 	vals[n++] = "UTF8";
-	keys[n] = "connect_timeout";
-	vals[n++] = "3";
+	if (!read)
+	{
+		keys[n] = "connect_timeout";
+		vals[n++] = "3";
+	}
 	keys[n] = NULL;
 	vals[n] = NULL;
 
@@ -360,6 +376,8 @@ connect_once(bool read)
 	}
 	if (reported_down[read])
 		logmsg(LOG_INFO, "connected to the %s again", read ? "read database" : "database");
+	if (read)
+		read_backoff = 0;
 	reported_down[read] = false;
 	if (!read)
 		last_error[0] = 0;
