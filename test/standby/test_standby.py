@@ -19,7 +19,9 @@ the standby, then the primary as libpq's fallback host, and proves:
     ingested on the primary arrives there once, by replication) and the
     standby's log has no error of a background worker;
   - when the standby stops (immediate shutdown), every read still answers,
-    with at most one client retry.
+    with at most one client retry, through libpq's host list (A, grpcd) or
+    the gateway's own fallback (B, whose read URL names the standby alone);
+  - promoted, the copy starts its ingest workers.
 
 Nothing here waits a fixed time: every wait polls for a state, bounded.
 Ports: the standby PGPORT+1 (UDACONNECT_STANDBY_PGPORT), httpd A and B
@@ -56,8 +58,11 @@ STACK_GRPC = os.environ["UDACONNECT_GRPC_ADDR"]
 STANDBY_DIR = os.path.join(SUITE_DIR, "standby")
 STANDBY_LOG = os.path.join(SUITE_DIR, "standby.log")
 DB = "geoconnections"
+# A and grpcd: libpq's host list, the primary last; B: the standby alone (the
+# gateway's own fallback to its write connection)
 READ_URL = ("host=127.0.0.1,127.0.0.1 port=%d,%d user=postgres dbname=%s "
             "target_session_attrs=prefer-standby" % (STANDBY_PORT, PRIMARY_PORT, DB))
+READ_URL_B = "host=127.0.0.1 port=%d user=postgres dbname=%s" % (STANDBY_PORT, DB)
 ORG = tokens.organizer("standby-suite")
 ATT1 = tokens.attendee(1)
 
@@ -208,11 +213,11 @@ def httpd_up(port):
         return False
 
 
-@test("two udaconnect-httpd (A, B) and a udaconnect-grpcd start with UDACONNECT_DATABASE_READ_URL = standby, then primary")
+@test("two udaconnect-httpd (A: read URL standby then primary; B: the standby alone) and a udaconnect-grpcd (as A) start")
 def _():
-    env = gateway_env()
-    env["UDACONNECT_HTTP_DB_USER"] = "udaconnect_api"
-    for port, name in ((HTTP_A, "a"), (HTTP_B, "b")):
+    for port, name, url in ((HTTP_A, "a", READ_URL), (HTTP_B, "b", READ_URL_B)):
+        env = gateway_env()
+        env.update(UDACONNECT_HTTP_DB_USER="udaconnect_api", UDACONNECT_DATABASE_READ_URL=url)
         start([httpd, "--bind", "127.0.0.1", "--port", str(port), "--threads", "2"], env,
               os.path.join(SUITE_DIR, "httpd-%s.log" % name), lambda port=port: httpd_up(port))
     genv = gateway_env()
@@ -440,14 +445,17 @@ def _():
     return not bad and retries <= 1, (bad, retries)
 
 
-@test("... served by the primary: A's read sessions are there now, and a write then its read still work")
+@test("... served by the primary: A through libpq's host list (its read sessions are there now), B by its own fallback")
 def _():
     n = psql(PRIMARY_PORT, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'udaconnect-httpd-read'")
+    a, b = metrics(HTTP_A), metrics(HTTP_B)
     st, _, text = curl(HTTP_A, "/api/persons", method="POST",
                        body={"first_name": "After", "last_name": "Standby", "company_name": "AE"})
     pid = json.loads(text)["id"] if st == 201 else None
     st2 = curl(HTTP_A, "/api/persons/%s" % pid)[0]
-    return int(n) >= 1 and st == 201 and st2 == 200, (n, st, st2)
+    # B has no read connection at all: every read counted unavailable, on the primary
+    return (int(n) >= 1 and st == 201 and st2 == 200 and b.get("unavailable", 0) + b.get("lost", 0) >= 12
+            and a.get("unavailable", 0) >= 1), (n, st, st2, a, b)
 
 
 @test("the standby stopped: FindConnections through the read grpcd still answers (at most one retry)")
@@ -459,6 +467,17 @@ def _():
             return False, (e.code(), e.details())
     ok, retries, detail = with_one_retry(once)
     return ok, (retries, detail)
+
+
+@test("promoted, the copy starts its ingest workers (from the replicated offsets) and is writable")
+def _():
+    subprocess.run([os.path.join(PGBIN, "pg_ctl"), "-D", STANDBY_DIR, "-l", STANDBY_LOG, "-w", "-t", "60", "start"],
+                   check=True, capture_output=True, timeout=90)
+    subprocess.run([os.path.join(PGBIN, "pg_ctl"), "-D", STANDBY_DIR, "-w", "-t", "60", "promote"],
+                   check=True, capture_output=True, timeout=90)
+    q = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'udaconnect ingest'"
+    poll(lambda: psql(STANDBY_PORT, q) != "0", "the ingest workers on the promoted copy")
+    return psql(STANDBY_PORT, "SELECT pg_is_in_recovery()") == "f", "still in recovery"
 
 
 for p in procs:
