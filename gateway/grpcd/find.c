@@ -447,7 +447,7 @@ find_fetch_on(call *c, db_thread *t)
 	db_take_chunk(c, t, res);
 }
 
-/* on the connection holding c's cursor (db.h: db_use) */
+/* on the connection holding c's cursor (grpcd.h: db_use) */
 static void
 find_fetch_job(call *c, db_thread *t)
 {

@@ -13,8 +13,9 @@
  * connection goes there instead, with a back-off of its own (2 s, doubling
  * up to 30 s while it fails): a standby that is down never delays the
  * primary, and one that drops packets holds a thread for its connect
- * timeout (the URL's, else 2 s) at most once per back-off.  Every statement is prepared once per connection.  This file
- * must not run a request's statement or answer it (dbcall.c does).
+ * timeout (the URL's, else 2 s) at most once per back-off.  Every statement
+ * is prepared once per connection.  This file must not run a request's
+ * statement or answer it (dbcall.c does).
  */
 #include <pthread.h>
 #include <stdio.h>

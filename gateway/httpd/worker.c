@@ -235,7 +235,6 @@ pipe_send(struct pipe_wait *pw, enum stmt s, int n, const char *const *values)
 {
 	worker	   *w = self;
 	PGconn	   *c;
-
 	bool		check;
 
 	if (!w || stopping || !(c = async_conn(w)))
@@ -327,7 +326,10 @@ take_check(worker *w, struct pipe_wait *pw, PGresult *res)
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 	{
 		if (PQgetisnull(res, 0, 0))
-			ok = true, w->replayed = UINT64_MAX;
+		{
+			w->replayed = UINT64_MAX;
+			ok = true;
+		}
 		else if (parse_lsn(PQgetvalue(res, 0, 0), &lsn) == 0)
 		{
 			if (lsn > w->replayed)
