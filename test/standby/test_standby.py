@@ -24,12 +24,14 @@ the standby, then the primary as libpq's fallback host, and proves:
   - promoted, the copy starts its ingest workers.
 
 Nothing here waits a fixed time: every wait polls for a state, bounded.
-Ports: the standby PGPORT+1 (UDACONNECT_STANDBY_PGPORT), httpd A and B
-HTTP_PORT+7 and +8, grpcd GRPC_PORT+6.
+Ports: the standby PGPORT+1 (UDACONNECT_STANDBY_PGPORT); the daemons take
+free ones.  Whatever happens, the daemons and the standby are stopped at exit.
 """
+import atexit
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -51,9 +53,15 @@ from tap import Tap  # noqa: E402
 PGBIN = os.environ["PGBIN"]
 PRIMARY_PORT = int(os.environ["PGPORT"])
 STANDBY_PORT = int(os.environ.get("UDACONNECT_STANDBY_PGPORT") or PRIMARY_PORT + 1)
-HTTP_A = int(os.environ["UDACONNECT_HTTP_PORT"]) + 7
-HTTP_B = int(os.environ["UDACONNECT_HTTP_PORT"]) + 8
-GRPC_R = int(os.environ["UDACONNECT_GRPC_PORT"]) + 6
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+HTTP_A, HTTP_B, GRPC_R = free_port(), free_port(), free_port()
 STACK_GRPC = os.environ["UDACONNECT_GRPC_ADDR"]
 STANDBY_DIR = os.path.join(SUITE_DIR, "standby")
 STANDBY_LOG = os.path.join(SUITE_DIR, "standby.log")
@@ -68,6 +76,21 @@ ATT1 = tokens.attendee(1)
 
 tap = Tap()
 procs = []
+
+
+@atexit.register
+def cleanup():
+    """The daemons and the standby go, also when the script dies half-way."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    if os.path.exists(os.path.join(STANDBY_DIR, "postmaster.pid")):
+        subprocess.run([os.path.join(PGBIN, "pg_ctl"), "-D", STANDBY_DIR, "-m", "immediate", "stop"],
+                       capture_output=True)
 
 
 def test(desc):
@@ -480,12 +503,4 @@ def _():
     return psql(STANDBY_PORT, "SELECT pg_is_in_recovery()") == "f", "still in recovery"
 
 
-for p in procs:
-    p.terminate()
-for p in procs:
-    try:
-        p.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        p.kill()
-subprocess.run([os.path.join(PGBIN, "pg_ctl"), "-D", STANDBY_DIR, "-m", "immediate", "stop"], capture_output=True)
 tap.exit()
