@@ -352,6 +352,17 @@ def _():
             and after["lagging"] == before["lagging"]), (before, after)
 
 
+@test("a cookie position beyond the standby's sends the read to the primary; a malformed cookie is ignored")
+def _():
+    before = metrics(HTTP_B)
+    st1 = curl(HTTP_B, "/api/persons/1", jar="udaconnect_lsn=FFFFFFFF/FFFFFFFF")[0]
+    mid = metrics(HTTP_B)
+    st2 = curl(HTTP_B, "/api/persons/1", jar="udaconnect_lsn=zz/1x")[0]
+    after = metrics(HTTP_B)
+    return (st1 == 200 and st2 == 200 and mid["lagging"] == before["lagging"] + 1
+            and after["standby"] == mid["standby"] + 1), (st1, st2, before, mid, after)
+
+
 # ------------------------------------------------------------------ gRPC FindConnections
 
 stack_find = grpc_stub(STACK_GRPC)
