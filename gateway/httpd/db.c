@@ -10,14 +10,14 @@
  * a short back-off shared by the thread's two connections, so an
  * unreachable database costs one attempt per 500 ms per thread, not one per
  * request.  With a read URL (UDACONNECT_DATABASE_READ_URL) the pipelined
- * connection goes there instead, with a back-off of its own (2 s, doubling
- * up to 30 s while it fails): a standby that is down never delays the
- * primary, and one that drops packets holds a thread for its connect
- * timeout (the URL's, else 2 s) at most once per back-off.  Every statement
- * is prepared once per connection.  This file must not run a request's
+ * connection goes there instead, made by db_connect_read() on a thread of
+ * its own (worker.c), never by a worker: a standby that drops packets holds
+ * only that thread, for its connect timeout.  Every statement is prepared
+ * once per connection.  This file must not run a request's
  * statement or answer it (dbcall.c does).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +27,6 @@
 
 /* How long a thread waits after a failed attempt to connect. */
 #define RETRY_SECONDS 0.5
-/* ... to the read URL: meanwhile the reads go to the primary */
-#define READ_RETRY_SECONDS 2.0
-#define READ_RETRY_MAX_SECONDS 30.0
 
 /* Every api_* statement takes the caller first: $1 caller_role, $2 caller_id. */
 #define CALLER "$1::text, $2::integer"
@@ -160,10 +157,10 @@ static const struct
 
 static pthread_key_t conn_key;
 static __thread PGconn *tconn;
-/* [0] the primary, [1] the read URL */
-static __thread double next_attempt[2]; /* monotonic seconds */
-static __thread bool reported_down[2];
-static __thread double read_backoff;	/* seconds; 0 after a success */
+static __thread double next_attempt;	/* monotonic seconds */
+static __thread bool reported_down;
+/* the read URL's connections are made by short-lived threads: one flag */
+static atomic_bool read_down;
 static __thread char last_error[256];
 
 const char *
@@ -280,12 +277,9 @@ db_drop(void)
 }
 
 void
-db_connect_failed(bool read)
+db_connect_failed(void)
 {
-	if (read)
-		read_backoff = read_backoff == 0 ? READ_RETRY_SECONDS :
-			read_backoff * 2 > READ_RETRY_MAX_SECONDS ? READ_RETRY_MAX_SECONDS : read_backoff * 2;
-	next_attempt[read] = mono_now() + (read ? read_backoff : RETRY_SECONDS);
+	next_attempt = mono_now() + RETRY_SECONDS;
 }
 
 /* Prepares every statement on c: true, or false (logged, last_error set). */
@@ -325,8 +319,8 @@ connect_once(bool read)
 	snprintf(options, sizeof(options),
 			 "-c statement_timeout=%d -c TimeZone=UTC -c DateStyle=ISO",
 			 cfg.statement_timeout_ms);
-	/* before the URL, so that a connect_timeout there wins: a standby that
-	 * drops packets holds this thread for it */
+	/* before the URL, so that a connect_timeout there wins (a standby that
+	 * drops packets holds the connecting thread that long per host) */
 	if (read)
 	{
 		keys[n] = "connect_timeout";
@@ -358,11 +352,12 @@ connect_once(bool read)
 	PQsetNoticeProcessor(c, notice_to_log, NULL);
 	if (PQstatus(c) != CONNECTION_OK)
 	{
-		if (!reported_down[read])
+		if (read ? !atomic_exchange(&read_down, true) : !reported_down)
 			logmsg(LOG_WARNING, "cannot connect to the %s: %s",
 				   read ? "read database (reads go to the primary meanwhile)" : "database",
 				   PQerrorMessage(c));
-		reported_down[read] = true;
+		if (!read)
+			reported_down = true;
 		metrics_db_error("connect");
 		PQfinish(c);
 		/* the details (host, port, role) go to the log, not to clients */
@@ -375,30 +370,40 @@ connect_once(bool read)
 		PQfinish(c);
 		return NULL;
 	}
-	if (reported_down[read])
+	if (read ? atomic_exchange(&read_down, false) : reported_down)
 		logmsg(LOG_INFO, "connected to the %s again", read ? "read database" : "database");
-	if (read)
-		read_backoff = 0;
-	reported_down[read] = false;
 	if (!read)
+	{
+		reported_down = false;
 		last_error[0] = 0;
+	}
 	return c;
 }
 
 PGconn *
-db_connect_new(bool read)
+db_connect_new(void)
 {
 	PGconn	   *c;
 
-	if (mono_now() < next_attempt[read])
+	if (mono_now() < next_attempt)
 		return NULL;
-	c = connect_once(read);
+	c = connect_once(false);
 	if (!c)
 	{
-		db_connect_failed(read);
+		db_connect_failed();
 		return NULL;
 	}
 	metrics_db_conn(+1);
+	return c;
+}
+
+PGconn *
+db_connect_read(void)
+{
+	PGconn	   *c = connect_once(true);
+
+	if (c)
+		metrics_db_conn(+1);
 	return c;
 }
 
@@ -416,7 +421,7 @@ db_conn(void)
 		PQstatus(tconn) == CONNECTION_OK)
 		return tconn;
 	db_drop();
-	tconn = db_connect_new(false);
+	tconn = db_connect_new();
 	if (tconn)
 		pthread_setspecific(conn_key, tconn);
 	return tconn;

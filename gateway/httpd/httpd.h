@@ -207,18 +207,44 @@ extern const char *db_last_error(void);
 /*
  * A new connection to the database as configured (statements prepared,
  * counted in the metrics), or NULL: the thread's reconnection back-off
- * allows no attempt yet, or the attempt failed (the back-off starts; for
- * the primary the reason is in db_last_error()).  `read`: to the read URL
- * (db_reads_split()), with a back-off of its own, so that a standby that is
- * down never delays a connection to the primary.
+ * (shared by both of its connections) allows no attempt yet, or the attempt
+ * failed (the reason in db_last_error(); the back-off starts).
  */
-extern PGconn *db_connect_new(bool read);
+extern PGconn *db_connect_new(void);
 
-/* Closes a connection of db_connect_new(). */
+/*
+ * One attempt to connect to the read URL (db_reads_split()), statements
+ * prepared, counted: the connection or NULL (logged once per outage).  It
+ * waits for the standby (connect_timeout, each host of the list): call it
+ * on a thread that serves nobody, never a worker (worker.c).
+ */
+extern PGconn *db_connect_read(void);
+
+/* Closes a connection of db_connect_new() or db_connect_read(). */
 extern void db_close(PGconn *c);
 
 /* A new connection could not be set up: back off as after a failed attempt. */
-extern void db_connect_failed(bool read);
+extern void db_connect_failed(void);
+
+/* ---- readlink.c: making the read URL's connection without waiting -------- */
+
+/* A worker's way to its read connection (zeroed: none yet, no back-off). */
+typedef struct read_link
+{
+	struct read_attempt *attempt;	/* in progress, or done and not taken */
+	double		next_attempt;	/* monotonic seconds */
+	double		backoff;		/* seconds; 0 after a success */
+} read_link;
+
+/* The connection once an attempt (on a thread of its own) made it, else
+ * NULL at once: an attempt starts when none runs and the back-off allows. */
+extern PGconn *read_link_get(read_link *rl);
+
+/* A connection it gave could not be used: back off. */
+extern void read_link_failed(read_link *rl);
+
+/* The worker stops: an attempt in progress is left to its thread. */
+extern void read_link_abandon(read_link *rl);
 
 /* ---- worker.c: worker threads and the pipelined connection --------------- */
 

@@ -24,9 +24,11 @@
  * caller's write not replayed yet: ryw.c) comes back NULL and so runs on the
  * primary, which is the fallback: the client sees no error.  A slow standby
  * holds only the requests waiting for it, never the thread: the connection
- * is non-blocking like the primary's pipelined one.  One that libpq's host
- * list made on the primary (the standby was down) is given up when idle
- * after READ_RETRY_STANDBY seconds, so the next one tries the standby first.
+ * is non-blocking like the primary's pipelined one, and it is made on a
+ * thread of its own (readlink.c), the reads going to the primary meanwhile.
+ * One that libpq's host list made on the
+ * primary (the standby was down) is given up when idle after
+ * READ_RETRY_STANDBY seconds, so the next one tries the standby first.
  *
  * On this kind of machine a context switch or a loopback send costs far more
  * than the statement itself, so batching the round trips is what makes the
@@ -74,7 +76,8 @@ typedef struct worker
 	PGconn	   *aconn;			/* pipelined connection (NULL = down) */
 	int			asock;			/* its socket as registered in ep (-1) */
 	bool		want_write;		/* EPOLLOUT registered (output not flushed) */
-	/* the read URL's connection: on a hot standby, its replay position */
+	read_link	rl;				/* how the read URL's connection is made */
+	/* ... on a hot standby, its replay position */
 	bool		on_standby;
 	uint64_t	replayed;		/* the latest this connection reported */
 	double		connected_at;	/* monotonic seconds */
@@ -211,7 +214,7 @@ async_conn(worker *w)
 		async_drop(w);
 	if (w->aconn)
 		return w->aconn;
-	c = db_connect_new(read);
+	c = read ? read_link_get(&w->rl) : db_connect_new();
 	if (!c)
 		return NULL;
 	if (PQenterPipelineMode(c) != 1 || PQsetnonblocking(c, 1) != 0 ||
@@ -219,7 +222,10 @@ async_conn(worker *w)
 	{
 		logmsg(LOG_WARNING, "cannot set up the pipelined connection: %s", PQerrorMessage(c));
 		db_close(c);
-		db_connect_failed(read);
+		if (read)
+			read_link_failed(&w->rl);
+		else
+			db_connect_failed();
 		return NULL;
 	}
 	w->aconn = c;
@@ -549,10 +555,14 @@ worker_main(void *arg)
 	worker	   *w = arg;
 
 	self = w;
+	/* the read connection is made before the first read needs it */
+	if (db_reads_split())
+		read_link_get(&w->rl);
 	while (!stopping && worker_round(w))
 		;
 	/* stopping: waiting requests are answered synchronously, then MHD stops */
 	async_drop(w);
+	read_link_abandon(&w->rl);
 	MHD_run(w->d);
 	MHD_stop_daemon(w->d);
 	w->d = NULL;

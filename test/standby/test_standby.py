@@ -248,6 +248,11 @@ def _():
     log = os.path.join(SUITE_DIR, "grpcd.log")
     start([os.path.join(TOP, "gateway/grpcd/udaconnect-grpcd")], genv, log,
           lambda: os.path.exists(log) and "listening on" in open(log).read())
+    # httpd connects to the read URL on threads of its own, from the start:
+    # two worker threads each for A and B
+    poll(lambda: int(psql(STANDBY_PORT, "SELECT count(*) FROM pg_stat_activity "
+                                        "WHERE application_name = 'udaconnect-httpd-read'")) >= 4,
+         "httpd's read sessions on the standby")
     return True
 
 
@@ -481,7 +486,10 @@ def _():
 
 @test("... served by the primary: A through libpq's host list (its read sessions are there now), B by its own fallback")
 def _():
-    n = psql(PRIMARY_PORT, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'udaconnect-httpd-read'")
+    # made by A's connector threads (B's read URL has no primary in it)
+    n = poll(lambda: int(psql(PRIMARY_PORT, "SELECT count(*) FROM pg_stat_activity "
+                                            "WHERE application_name = 'udaconnect-httpd-read'")),
+             "A's read sessions on the primary")
     a, b = metrics(HTTP_A), metrics(HTTP_B)
     st, _, text = curl(HTTP_A, "/api/persons", method="POST",
                        body={"first_name": "After", "last_name": "Standby", "company_name": "AE"})
