@@ -511,6 +511,35 @@ def _():
     return ok, (retries, detail)
 
 
+@test("a read URL whose server never answers (connect_timeout 60 s) holds no worker: GETs answer from the primary; SIGTERM stops at once")
+def _():
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(8)              # connections complete in the backlog, never answered
+    port = free_port()
+    env = gateway_env()
+    env.update(UDACONNECT_HTTP_DB_USER="udaconnect_api", UDACONNECT_DATABASE_READ_URL=(
+        "host=127.0.0.1 port=%d user=postgres dbname=%s connect_timeout=60" % (hole.getsockname()[1], DB)))
+    p = start([httpd, "--bind", "127.0.0.1", "--port", str(port), "--threads", "1"], env,
+              os.path.join(SUITE_DIR, "httpd-c.log"), lambda: httpd_up(port))
+    got = [curl(port, path)[0] for path in ("/api/persons/1", "/api/persons", "/api/places")]
+    hole.setblocking(False)
+    try:
+        stuck = hole.accept()[0]    # the connector's connection, waiting for an answer
+    except BlockingIOError:
+        stuck = None
+    p.terminate()
+    try:
+        rc = p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        rc = "still running"
+    procs.remove(p)
+    if stuck:
+        stuck.close()
+    hole.close()
+    return got == [200, 200, 200] and stuck is not None and rc == 0, (got, stuck, rc)
+
+
 @test("promoted, the copy starts its ingest workers (from the replicated offsets) and is writable")
 def _():
     subprocess.run([os.path.join(PGBIN, "pg_ctl"), "-D", STANDBY_DIR, "-l", STANDBY_LOG, "-w", "-t", "60", "start"],
