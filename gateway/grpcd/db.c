@@ -101,7 +101,12 @@ connect_current(db_thread *t)
 
 	db_conn_values(vals);
 	if (t->on_read)
+	{
+		/* a standby that drops packets holds this db thread that long (per
+		 * host; the URL's own connect_timeout wins), then the primary answers */
+		vals[0] = "2";
 		vals[DB_CONN_NKEYS - 1] = cfg.read_dburl;
+	}
 	t->conn = PQconnectdbParams(keys, vals, 1);
 	if (PQstatus(t->conn) != CONNECTION_OK)
 	{
