@@ -2,7 +2,7 @@
 # Deploy UdaConnect to the Kubernetes cluster kubectl points at (K3s in the
 # Vagrant VM, or any cluster >= 1.27), into namespace "udaconnect".
 #
-#   scripts/deploy.sh [--build] [--seed] [--no-wait]
+#   scripts/deploy.sh [--build] [--seed] [--standby] [--no-wait]
 #
 #   --build    build the two images from this tree first: the Debian
 #              packages (make deb, here or, without Debian's build tools, in
@@ -11,6 +11,9 @@
 #              import the images into K3s' containerd (k3s ctr images import)
 #   --seed     load the sample data once everything is up
 #              (scripts/run_db_command.sh postgres-0)
+#   --standby  also a streaming hot standby of PostgreSQL that the gateways'
+#              GET routes and FindConnections read from, the primary as
+#              their fallback (deployment/components/standby; docs/deployment.md)
 #   --no-wait  apply and return without waiting for the pods
 #
 # Steps: namespace; the Secret udaconnect-secrets (random passwords and the
@@ -32,12 +35,13 @@ DOCKER=${DOCKER:-docker}
 VERSION=1.0.0
 TIMEOUT=${UDACONNECT_DEPLOY_TIMEOUT:-600s}
 
-build=0 seed=0 wait=1
+build=0 seed=0 wait=1 standby=0
 for a in "$@"; do
   case "$a" in
     --build) build=1 ;;
     --seed) seed=1 ;;
     --no-wait) wait=0 ;;
+    --standby) standby=1 ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "deploy.sh: unknown option '$a' (try --help)" >&2; exit 2 ;;
   esac
@@ -111,8 +115,20 @@ fi
 # A Job's pod template is immutable: drop the finished topic Job so that the
 # apply creates (and runs) it again.  It is idempotent.
 k -n "$NS" delete job kafka-create-topic --ignore-not-found >/dev/null
-say "kubectl apply -k deployment/"
-k apply -k "$TOP/deployment"
+if [ $standby = 1 ]; then
+  # deployment/ plus the component, from an overlay outside the tree
+  # (kustomize refuses an overlay inside the directory it includes)
+  overlay=$(mktemp -d)
+  trap 'rm -rf "$overlay"' EXIT
+  rel=$(realpath --relative-to="$overlay" "$TOP/deployment")
+  printf '%s\n' "apiVersion: kustomize.config.k8s.io/v1beta1" "kind: Kustomization" \
+    "resources:" "  - $rel" "components:" "  - $rel/components/standby" > "$overlay/kustomization.yaml"
+  say "kubectl apply -k deployment/ with components/standby"
+  k apply -k "$overlay"
+else
+  say "kubectl apply -k deployment/"
+  k apply -k "$TOP/deployment"
+fi
 
 if [ $wait = 1 ]; then
   say "waiting for PostgreSQL (first start: initdb + CREATE EXTENSION)"
@@ -124,6 +140,10 @@ if [ $wait = 1 ]; then
   say "waiting for the gateways"
   k -n "$NS" rollout status deployment/udaconnect-grpcd --timeout="$TIMEOUT"
   k -n "$NS" rollout status deployment/udaconnect-httpd --timeout="$TIMEOUT"
+  if [ $standby = 1 ]; then
+    say "waiting for the hot standby (first start: a base backup of postgres-0)"
+    k -n "$NS" rollout status statefulset/postgres-standby --timeout="$TIMEOUT"
+  fi
 fi
 
 if [ $seed = 1 ]; then

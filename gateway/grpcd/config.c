@@ -58,6 +58,7 @@ static const setting settings[] = {
 	{"brokers", 'b', "UDACONNECT_KAFKA_BROKERS", NULL, S_TEXT, 0, 0, &cfg.brokers},
 	{"topic", 't', "UDACONNECT_KAFKA_TOPIC", "locations", S_TEXT, 0, 0, &cfg.topic},
 	{"database-url", 'd', "UDACONNECT_DATABASE_URL", NULL, S_TEXT, 0, 0, &cfg.dburl},
+	{"database-read-url", 0, "UDACONNECT_DATABASE_READ_URL", NULL, S_TEXT, 0, 0, &cfg.read_dburl},
 	{"threads", 'j', NULL, "1", S_INT, 1, 64, &cfg.threads},
 	{"db-threads", 0, NULL, "2", S_INT, 1, 64, &cfg.db_threads},
 	{"max-message-bytes", 0, NULL, "16384", S_INT, 64, 64 * 1024 * 1024, &cfg.max_message},
@@ -95,6 +96,10 @@ static const char usage[] =
 	"  -b, --brokers LIST        Kafka bootstrap servers (env UDACONNECT_KAFKA_BROKERS; required)\n"
 	"  -t, --topic NAME          Kafka topic (env UDACONNECT_KAFKA_TOPIC, default locations)\n"
 	"  -d, --database-url URL    libpq conninfo for the ConnectionService (env UDACONNECT_DATABASE_URL)\n"
+	"      --database-read-url URL  FindConnections reads there, e.g. hot standbys with the\n"
+	"                            primary last (\"host=standby,primary target_session_attrs=\n"
+	"                            prefer-standby ...\"); what it cannot answer runs on\n"
+	"                            --database-url (env UDACONNECT_DATABASE_READ_URL; default unset)\n"
 	"  -j, --threads N           worker threads = completion queues (default 1)\n"
 	"      --db-threads N        database connections (default 2)\n"
 	"      --max-message-bytes N largest request message (default 16384)\n"

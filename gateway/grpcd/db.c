@@ -12,6 +12,11 @@
  * results of a libpq pipeline, SQLSTATE -> gRPC status, and the SQL
  * API's argument names spelt as the request's fields.
  *
+ * With UDACONNECT_DATABASE_READ_URL each db thread has a second connection,
+ * to that URL (normally a hot standby), made current by db_use() for a
+ * FindConnections job; its connect failures back off on their own and fail
+ * no call: the job then runs on the primary (find.c).
+ *
  * What it must not do: know what a method asks or answers (its file's job
  * does), or run the encounter watch (watch.c and listen.c have their own
  * connection, which must never wait for a query of these calls).
@@ -56,6 +61,73 @@ db_submit_to(call *c, int owner, db_job_fn fn)
 	pthread_mutex_unlock(&dbq_mu);
 }
 
+bool
+db_reads_split(void)
+{
+	return cfg.read_dburl != NULL && cfg.read_dburl[0] != '\0';
+}
+
+/* make t's read connection (read) or its primary one current; see grpcd.h */
+void
+db_use(db_thread *t, bool read)
+{
+	PGconn	   *conn = t->conn;
+	unsigned	gen = t->gen;
+	int			backoff_ms = t->backoff_ms;
+	int64_t		retry_at_ms = t->retry_at_ms;
+
+	if (t->on_read == read)
+		return;
+	t->conn = t->other.conn;
+	t->gen = t->other.gen;
+	t->backoff_ms = t->other.backoff_ms;
+	t->retry_at_ms = t->other.retry_at_ms;
+	t->other.conn = conn;
+	t->other.gen = gen;
+	t->other.backoff_ms = backoff_ms;
+	t->other.retry_at_ms = retry_at_ms;
+	t->on_read = read;
+}
+
+/* One attempt to connect t's current connection: true, or false (logged,
+ * the back-off grows). */
+static bool
+connect_current(db_thread *t)
+{
+	const char *const *keys = db_conn_keys();
+	const char *vals[DB_CONN_NKEYS + 1];
+	const char *what = t->on_read ? "the read database" : "the database";
+	char		set[160];
+
+	db_conn_values(vals);
+	if (t->on_read)
+	{
+		/* a standby that drops packets holds this db thread that long (per
+		 * host; the URL's own connect_timeout wins), then the primary answers */
+		vals[0] = "2";
+		vals[DB_CONN_NKEYS - 1] = cfg.read_dburl;
+	}
+	t->conn = PQconnectdbParams(keys, vals, 1);
+	if (PQstatus(t->conn) != CONNECTION_OK)
+	{
+		t->backoff_ms = db_backoff_next(t->backoff_ms);
+		t->retry_at_ms = mono_ms() + t->backoff_ms;
+		logmsg(LOG_WARNING, "db thread %d: cannot connect to %s (next attempt in %d ms at the earliest%s): %s",
+			   t->id, what, t->backoff_ms, t->on_read ? "; the primary answers meanwhile" : "",
+			   PQerrorMessage(t->conn));
+		PQfinish(t->conn);
+		t->conn = NULL;
+		return false;
+	}
+	t->backoff_ms = 0;
+	/* the session's limit: later FETCHes from a held cursor run under it */
+	snprintf(set, sizeof(set), "SET application_name = '%s'; SET statement_timeout = %d",
+			 t->on_read ? "udaconnect-grpcd-read" : "udaconnect-grpcd", cfg.statement_timeout_ms);
+	PQclear(PQexec(t->conn, set));
+	logmsg(LOG_INFO, "db thread %d: connected to %s", t->id, what);
+	return true;
+}
+
 /*
  * Connect t, unless its last attempt failed a moment ago.  While PostgreSQL
  * is down, every call would otherwise hold the db thread for a connect
@@ -66,10 +138,6 @@ db_submit_to(call *c, int owner, db_job_fn fn)
 bool
 db_connect(db_thread *t, call *c)
 {
-	const char *const *keys = db_conn_keys();
-	const char *vals[DB_CONN_NKEYS + 1];
-	char		set[128];
-
 	if (t->backoff_ms > 0 && mono_ms() < t->retry_at_ms)
 	{
 		call_fail(c, GRPC_STATUS_UNAVAILABLE, "database unavailable, retry later"
@@ -77,26 +145,24 @@ db_connect(db_thread *t, call *c)
 				  (long long) (mono_ms() - (t->retry_at_ms - t->backoff_ms)));
 		return false;
 	}
-	db_conn_values(vals);
-	t->conn = PQconnectdbParams(keys, vals, 1);
-	if (PQstatus(t->conn) != CONNECTION_OK)
+	if (!connect_current(t))
 	{
-		t->backoff_ms = db_backoff_next(t->backoff_ms);
-		t->retry_at_ms = mono_ms() + t->backoff_ms;
-		logmsg(LOG_WARNING, "db thread %d: cannot connect to the database (next attempt in %d ms at the earliest): %s",
-			   t->id, t->backoff_ms, PQerrorMessage(t->conn));
-		PQfinish(t->conn);
-		t->conn = NULL;
 		call_fail(c, GRPC_STATUS_UNAVAILABLE, "the database is unavailable");
 		return false;
 	}
-	t->backoff_ms = 0;
-	/* the session's limit: later FETCHes from a held cursor run under it */
-	snprintf(set, sizeof(set), "SET application_name = 'udaconnect-grpcd'; SET statement_timeout = %d",
-			 cfg.statement_timeout_ms);
-	PQclear(PQexec(t->conn, set));
-	logmsg(LOG_INFO, "db thread %d: connected to the database", t->id);
 	return true;
+}
+
+/* The read connection current and connected (db_use(t, true) done): false,
+ * without failing any call, while it is down or backing off. */
+bool
+db_connect_read(db_thread *t)
+{
+	if (t->conn != NULL)
+		return true;
+	if (t->backoff_ms > 0 && mono_ms() < t->retry_at_ms)
+		return false;
+	return connect_current(t);
 }
 
 /*
@@ -279,6 +345,8 @@ db_main(void *arg)
 	}
 	if (t->conn)
 		PQfinish(t->conn);
+	if (t->other.conn)
+		PQfinish(t->other.conn);
 	return NULL;
 }
 

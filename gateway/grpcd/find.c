@@ -24,6 +24,13 @@
  * calls in flight (waiting for a db thread or streaming); the excess gets
  * RESOURCE_EXHAUSTED.
  *
+ * With UDACONNECT_DATABASE_READ_URL the query runs on the db thread's read
+ * connection (a hot standby: api_find_connections is STABLE and writes
+ * nothing, and a held cursor needs no write), and its later FETCHes on the
+ * same one.  What the standby cannot answer for sure before a row was sent
+ * runs again on the primary: the read connection down or lost, a recovery
+ * conflict (40001), an unknown person (P0002: maybe not replayed yet).
+ *
  * What it must not do: hold a whole result in the daemon, or keep a db
  * thread waiting for a client.
  *
@@ -261,14 +268,26 @@ db_take_chunk(call *c, db_thread *t, PGresult *rows)
 	}
 }
 
+/* an error of the standby that the primary may answer otherwise */
+static bool
+standby_retry(const PGresult *err)
+{
+	const char *st = PQresultErrorField(err, PG_DIAG_SQLSTATE);
+
+	return st == NULL || strcmp(st, "40001") == 0 || strcmp(st, "P0002") == 0 ||
+		strcmp(st, "25006") == 0 || strncmp(st, "57P", 3) == 0 || strncmp(st, "08", 2) == 0;
+}
+
 /*
- * The first chunk: BEGIN, DECLARE (the values as parameters), FETCH and
- * COMMIT sent as one libpq pipeline, so they take one round trip (see the
- * header).  The window and date rules are the SQL API's:
- * udaconnect.api_find_connections(), its window through api_window().
+ * The first chunk on t's current connection: BEGIN, DECLARE (the values as
+ * parameters), FETCH and COMMIT sent as one libpq pipeline, so they take
+ * one round trip (see the header).  The window and date rules are the SQL
+ * API's: udaconnect.api_find_connections(), its window through
+ * api_window().  On a standby (`standby`): false when it could not answer
+ * for sure (see the header), c untouched, to be run on the primary.
  */
-static void
-find_query_job(call *c, db_thread *t)
+static bool
+find_query(call *c, db_thread *t, bool standby)
 {
 	Udaconnect__V1__FindConnectionsRequest *q = c->freq;
 	char		declare[512];
@@ -285,13 +304,6 @@ find_query_job(call *c, db_thread *t)
 	PGresult   *rows = NULL,
 			   *err = NULL;
 
-	if (now_ms() >= c->deadline_ms)
-	{
-		call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed before the query started");
-		return;
-	}
-	if (t->conn == NULL && !db_connect(t, c))
-		return;
 	/*
 	 * The query ends at the call's deadline: a client that gave up must not
 	 * hold one of the few db threads for the full --statement-timeout-ms
@@ -346,8 +358,10 @@ find_query_job(call *c, db_thread *t)
 		PQclear(rows);
 		PQclear(err);
 		db_reset(t);
+		if (standby)
+			return false;
 		call_fail(c, GRPC_STATUS_UNAVAILABLE, "the database is unavailable");
-		return;
+		return true;
 	}
 	if (err == NULL && rows == NULL)
 		err = PQmakeEmptyPGresult(t->conn, PGRES_FATAL_ERROR);
@@ -356,17 +370,51 @@ find_query_job(call *c, db_thread *t)
 		PQclear(rows);
 		if (PQtransactionStatus(t->conn) == PQTRANS_INERROR || PQtransactionStatus(t->conn) == PQTRANS_INTRANS)
 			PQclear(PQexec(t->conn, "ROLLBACK"));	/* the cursor goes with it */
+		if (standby && standby_retry(err))
+		{
+			if (PQstatus(t->conn) != CONNECTION_OK)
+				db_reset(t);
+			PQclear(err);
+			return false;
+		}
 		db_fail(c, t, err);
-		return;
+		return true;
 	}
 	c->owner = t->id;
+	c->on_read = standby;
 	c->exhausted = false;
 	db_take_chunk(c, t, rows);
+	return true;
+}
+
+/* The first chunk: on the read connection when there is one, else (or when
+ * it could not answer) on the primary. */
+static void
+find_query_job(call *c, db_thread *t)
+{
+	bool		done = false;
+
+	if (now_ms() >= c->deadline_ms)
+	{
+		call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed before the query started");
+		return;
+	}
+	if (db_reads_split())
+	{
+		db_use(t, true);
+		done = db_connect_read(t) && find_query(c, t, true);
+		db_use(t, false);
+		if (!done)
+			logmsg(LOG_DEBUG, "FindConnections: the read database did not answer; asking the primary");
+	}
+	if (done || (t->conn == NULL && !db_connect(t, c)))
+		return;
+	find_query(c, t, false);
 }
 
 /* the next chunk from c's cursor */
 static void
-find_fetch_job(call *c, db_thread *t)
+find_fetch_on(call *c, db_thread *t)
 {
 	char		sql[64];
 	PGresult   *res;
@@ -399,11 +447,22 @@ find_fetch_job(call *c, db_thread *t)
 	db_take_chunk(c, t, res);
 }
 
+/* on the connection holding c's cursor (grpcd.h: db_use) */
+static void
+find_fetch_job(call *c, db_thread *t)
+{
+	db_use(t, c->on_read);
+	find_fetch_on(c, t);
+	db_use(t, false);
+}
+
 /* the client went away: close the cursor and release the flow */
 static void
 find_close_job(call *c, db_thread *t)
 {
+	db_use(t, c->on_read);
 	db_close_cursor(c, t);
+	db_use(t, false);
 	call_unref(c);
 }
 

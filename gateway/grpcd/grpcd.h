@@ -60,6 +60,7 @@ typedef struct grpcd_config
 	const char *brokers;
 	const char *topic;
 	const char *dburl;
+	const char *read_dburl;		/* FindConnections' reads (NULL, "": dburl) */
 	int			threads;
 	int			db_threads;
 	int			requests;		/* outstanding requests per method and queue */
@@ -232,6 +233,7 @@ typedef struct call
 	bool		exhausted;		/* no cursor left open */
 	bool		truncated;
 	int			owner;			/* db thread holding the cursor */
+	bool		on_read;		/* ... on its read connection (a standby) */
 	unsigned	conn_gen;
 	unsigned	cursor_no;
 	bool		deadline_timeout;	/* the query's statement_timeout is the
@@ -318,6 +320,21 @@ typedef struct db_thread
 	unsigned	next_cursor;
 	int			backoff_ms;		/* 0: the last connect succeeded */
 	int64_t		retry_at_ms;	/* monotonic: no connect before this */
+
+	/*
+	 * With UDACONNECT_DATABASE_READ_URL, the connection to it (normally a hot
+	 * standby): db_use() swaps it with the four fields above for the length
+	 * of one FindConnections job, so that everything else a job calls works
+	 * on whichever is current.  on_read: the read one is current.
+	 */
+	struct
+	{
+		PGconn	   *conn;
+		unsigned	gen;
+		int			backoff_ms;
+		int64_t		retry_at_ms;
+	}			other;
+	bool		on_read;
 } db_thread;
 
 typedef void (*db_job_fn) (call *c, db_thread *t);
@@ -329,6 +346,9 @@ void		db_threads_stop(void);
 void		db_submit(call *c, db_job_fn fn);
 void		db_submit_to(call *c, int owner, db_job_fn fn);
 bool		db_connect(db_thread *t, call *c);
+bool		db_reads_split(void);
+void		db_use(db_thread *t, bool read);
+bool		db_connect_read(db_thread *t);
 void		db_reset(db_thread *t);
 const char *const *db_conn_keys(void);
 void		db_conn_values(const char **vals);

@@ -48,6 +48,8 @@ static const opt_def opts[] = {
 	{"--port", "UDACONNECT_HTTP_PORT", "30001", OPT_INT, 0, 65535, &cfg.port},
 	{"--bind", "UDACONNECT_HTTP_BIND", "0.0.0.0", OPT_TEXT, 0, 0, &cfg.bind},
 	{"--database-url", "UDACONNECT_DATABASE_URL", "", OPT_TEXT, 0, 0, &cfg.database_url},
+	{"--database-read-url", "UDACONNECT_DATABASE_READ_URL", NULL, OPT_TEXT, 0, 0,
+		&cfg.database_read_url},
 	{"--db-user", "UDACONNECT_HTTP_DB_USER", NULL, OPT_TEXT, 0, 0, &cfg.db_user},
 	{"--threads", "UDACONNECT_HTTP_THREADS", NULL, OPT_INT, 1, 256, &cfg.threads},
 	{"--statement-timeout", "UDACONNECT_HTTP_STATEMENT_TIMEOUT", "5000", OPT_INT,
@@ -90,6 +92,11 @@ usage(FILE *f)
 			"  --port N                    listen port (UDACONNECT_HTTP_PORT, default 30001)\n"
 			"  --bind ADDR                 listen address (UDACONNECT_HTTP_BIND, default 0.0.0.0)\n"
 			"  --database-url CONNINFO     libpq conninfo or URI (UDACONNECT_DATABASE_URL)\n"
+			"  --database-read-url CONNINFO  the GET routes' reads go there, e.g. hot standbys\n"
+			"                              with the primary last: \"host=standby,primary\n"
+			"                              target_session_attrs=prefer-standby ...\"; what it cannot\n"
+			"                              answer runs on the primary (UDACONNECT_DATABASE_READ_URL;\n"
+			"                              default: unset, every read on --database-url)\n"
 			"  --db-user ROLE              connect as ROLE (UDACONNECT_HTTP_DB_USER)\n"
 			"  --threads N                 worker threads (each with up to two database connections)\n"
 			"                              (UDACONNECT_HTTP_THREADS, default: 2 x CPUs, at most 16)\n"

@@ -9,10 +9,15 @@
  * again.  A connection is made on first use and again after it broke, with
  * a short back-off shared by the thread's two connections, so an
  * unreachable database costs one attempt per 500 ms per thread, not one per
- * request.  Every statement is prepared once per connection.  This file
- * must not run a request's statement or answer it (dbcall.c does).
+ * request.  With a read URL (UDACONNECT_DATABASE_READ_URL) the pipelined
+ * connection goes there instead, made by db_connect_read() on a thread of
+ * its own (worker.c), never by a worker: a standby that drops packets holds
+ * only that thread, for its connect timeout.  Every statement is prepared
+ * once per connection.  This file must not run a request's
+ * statement or answer it (dbcall.c does).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +37,7 @@ static const struct
 	const char *sql;
 	int			nparams;
 	bool		may_be_empty;	/* 0 rows = NULL (a set-returning function) */
-	bool		no_caller;		/* S_HEALTH only */
+	bool		no_caller;		/* S_HEALTH and the LSN statements */
 
 	/*
 	 * A read without side effects: it may share a worker's pipelined round
@@ -42,19 +47,32 @@ static const struct
 	 * had gone out.
 	 */
 	bool		pipeline;
+
+	/*
+	 * A GET route's read that a hot standby may answer: its udaconnect.api_*
+	 * function is STABLE and writes nothing (a write there fails with
+	 * 25006), and it is no part of a live stream (NOTIFY does not reach a
+	 * standby).  With a read URL these go over the pipelined connection,
+	 * which is then the read one.
+	 */
+	bool		standby;
+	bool		writes;			/* the caller's later reads must see it */
 }			stmts[S_COUNT] = {
-	[S_PERSONS] = {"persons", "SELECT udaconnect.api_persons(" CALLER ")", 2, .pipeline = true},
+	[S_PERSONS] = {"persons", "SELECT udaconnect.api_persons(" CALLER ")", 2, .pipeline = true, .standby = true},
 	/* inlined by the planner: see api_person in sql/src/60-http.sql */
 	[S_PERSON] = {
 		"person",
-		"SELECT body FROM udaconnect.api_person(" CALLER ", $3::integer) AS body", 3, true, .pipeline = true
+		"SELECT body FROM udaconnect.api_person(" CALLER ", $3::integer) AS body", 3, true,
+		.pipeline = true, .standby = true
 	},
 	[S_CREATE_PERSON] = {
 		"create_person",
-		"SELECT udaconnect.api_create_person(" CALLER ", $3::text, $4::text, $5::text)", 5
+		"SELECT udaconnect.api_create_person(" CALLER ", $3::text, $4::text, $5::text)", 5,
+		.writes = true
 	},
 	[S_FORGET_PERSON] = {
-		"forget_person", "SELECT udaconnect.api_forget_person(" CALLER ", $3::integer)", 3
+		"forget_person", "SELECT udaconnect.api_forget_person(" CALLER ", $3::integer)", 3,
+		.writes = true
 	},
 	[S_TOKEN_CLAIMS] = {
 		"token_claims", "SELECT udaconnect.api_token_claims(" CALLER ", $3::integer)", 3
@@ -63,39 +81,48 @@ static const struct
 	[S_CONNECTION] = {
 		"connection",
 		"SELECT udaconnect.api_connections(" CALLER ", $3::integer, $4::date, $5::date, "
-		"$6::float8, $7::float8, false)", 7, .pipeline = true
+		"$6::float8, $7::float8, false)", 7, .pipeline = true, .standby = true
 	},
 	[S_CONNECTIONS] = {
 		"connections",
 		"SELECT udaconnect.api_connections(" CALLER ", $3::integer, $4::date, $5::date, "
-		"$6::float8, $7::float8, true)", 7, .pipeline = true
+		"$6::float8, $7::float8, true)", 7, .pipeline = true, .standby = true
 	},
 	[S_LOCATIONS] = {
 		"locations",
 		"SELECT body, next_cursor FROM udaconnect.api_locations(" CALLER ", $3::integer, "
-		"$4::bigint, $5::bigint, $6::integer, $7::date, $8::date)", 8, .pipeline = true
+		"$4::bigint, $5::bigint, $6::integer, $7::date, $8::date)", 8, .pipeline = true,
+		.standby = true
 	},
-	[S_LOCATION] = {"location", "SELECT udaconnect.api_location(" CALLER ", $3::bigint)", 3, .pipeline = true},
+	[S_LOCATION] = {
+		"location", "SELECT udaconnect.api_location(" CALLER ", $3::bigint)", 3,
+		.pipeline = true, .standby = true
+	},
 	[S_CREATE_LOCATION] = {
 		"create_location",
 		"SELECT udaconnect.api_create_location(" CALLER ", $3::integer, $4::float8, "
-		"$5::float8, $6::text)", 6
+		"$5::float8, $6::text)", 6, .writes = true
 	},
-	[S_PLACES] = {"places", "SELECT udaconnect.api_places(" CALLER ")", 2, .pipeline = true},
-	[S_PLACE] = {"place", "SELECT udaconnect.api_place(" CALLER ", $3::integer)", 3, .pipeline = true},
+	[S_PLACES] = {"places", "SELECT udaconnect.api_places(" CALLER ")", 2, .pipeline = true, .standby = true},
+	[S_PLACE] = {
+		"place", "SELECT udaconnect.api_place(" CALLER ", $3::integer)", 3,
+		.pipeline = true, .standby = true
+	},
 	[S_CREATE_PLACE] = {
 		"create_place",
 		"SELECT udaconnect.api_create_place(" CALLER ", $3::text, $4::text, $5::integer, "
-		"$6::json, $7::float8, $8::float8, $9::float8)", 9
+		"$6::json, $7::float8, $8::float8, $9::float8)", 9, .writes = true
 	},
 	[S_DELETE_PLACE] = {
-		"delete_place", "SELECT udaconnect.api_delete_place(" CALLER ", $3::integer)", 3
+		"delete_place", "SELECT udaconnect.api_delete_place(" CALLER ", $3::integer)", 3,
+		.writes = true
 	},
 	/* the encounters (sql/src/70-encounters-http.sql, 75-encounters-stream.sql) */
 	[S_ENCOUNTERS] = {
 		"encounters",
 		"SELECT body, next_cursor FROM udaconnect.api_encounters(" CALLER ", $3::integer, "
-		"$4::timestamptz, $5::timestamptz, $6::integer, $7::text)", 7, .pipeline = true
+		"$4::timestamptz, $5::timestamptz, $6::integer, $7::text)", 7, .pipeline = true,
+		.standby = true
 	},
 	[S_ENCOUNTER_POSITION] = {
 		"encounter_position",
@@ -114,12 +141,26 @@ static const struct
 		"ORDER BY x.o, c.version, c.id", 6, true
 	},
 	[S_HEALTH] = {"health", "SELECT 1", 0, false, true},
+
+	/*
+	 * Read-your-writes (ryw.c): where a standby's replay stands (NULL on a
+	 * primary, which has everything), and the primary's position after a
+	 * write committed (the insert position: at or past the commit record).
+	 */
+	[S_REPLAY_LSN] = {
+		"replay_lsn",
+		"SELECT CASE WHEN pg_catalog.pg_is_in_recovery() "
+		"THEN pg_catalog.pg_last_wal_replay_lsn()::text END", 0, false, true
+	},
+	[S_WRITE_LSN] = {"write_lsn", "SELECT pg_catalog.pg_current_wal_insert_lsn()::text", 0, false, true},
 };
 
 static pthread_key_t conn_key;
 static __thread PGconn *tconn;
 static __thread double next_attempt;	/* monotonic seconds */
 static __thread bool reported_down;
+/* the read URL's connections are made by short-lived threads: one flag */
+static atomic_bool read_down;
 static __thread char last_error[256];
 
 const char *
@@ -206,6 +247,24 @@ db_stmt_may_pipeline(enum stmt s)
 	return stmts[s].pipeline;
 }
 
+bool
+db_stmt_on_standby(enum stmt s)
+{
+	return stmts[s].standby;
+}
+
+bool
+db_stmt_writes(enum stmt s)
+{
+	return stmts[s].writes;
+}
+
+bool
+db_reads_split(void)
+{
+	return cfg.database_read_url && *cfg.database_read_url;
+}
+
 void
 db_drop(void)
 {
@@ -249,7 +308,7 @@ prepare_all(PGconn *c)
 
 /* One attempt to connect: the connection, statements prepared, or NULL. */
 static PGconn *
-connect_once(void)
+connect_once(bool read)
 {
 	char		options[160];
 	const char *keys[8];
@@ -260,8 +319,15 @@ connect_once(void)
 	snprintf(options, sizeof(options),
 			 "-c statement_timeout=%d -c TimeZone=UTC -c DateStyle=ISO",
 			 cfg.statement_timeout_ms);
+	/* before the URL, so that a connect_timeout there wins (a standby that
+	 * drops packets holds the connecting thread that long per host) */
+	if (read)
+	{
+		keys[n] = "connect_timeout";
+		vals[n++] = "2";
+	}
 	keys[n] = "dbname";
-	vals[n++] = cfg.database_url ? cfg.database_url : "";
+	vals[n++] = read ? cfg.database_read_url : cfg.database_url ? cfg.database_url : "";
 	if (cfg.db_user && *cfg.db_user)
 	{
 		keys[n] = "user";
@@ -269,12 +335,16 @@ connect_once(void)
 	}
 	keys[n] = "options";
 	vals[n++] = options;
+	/* the reads' sessions are told apart in pg_stat_activity */
 	keys[n] = "application_name";
-	vals[n++] = "udaconnect-httpd";
+	vals[n++] = read ? "udaconnect-httpd-read" : "udaconnect-httpd";
 	keys[n] = "client_encoding";
 	vals[n++] = "UTF8";
-	keys[n] = "connect_timeout";
-	vals[n++] = "3";
+	if (!read)
+	{
+		keys[n] = "connect_timeout";
+		vals[n++] = "3";
+	}
 	keys[n] = NULL;
 	vals[n] = NULL;
 
@@ -282,13 +352,17 @@ connect_once(void)
 	PQsetNoticeProcessor(c, notice_to_log, NULL);
 	if (PQstatus(c) != CONNECTION_OK)
 	{
-		if (!reported_down)
-			logmsg(LOG_WARNING, "cannot connect to the database: %s", PQerrorMessage(c));
-		reported_down = true;
-		/* the details (host, port, role) go to the log, not to clients */
-		set_last_error("cannot connect to the database", NULL);
+		if (read ? !atomic_exchange(&read_down, true) : !reported_down)
+			logmsg(LOG_WARNING, "cannot connect to the %s: %s",
+				   read ? "read database (reads go to the primary meanwhile)" : "database",
+				   PQerrorMessage(c));
+		if (!read)
+			reported_down = true;
 		metrics_db_error("connect");
 		PQfinish(c);
+		/* the details (host, port, role) go to the log, not to clients */
+		if (!read)
+			set_last_error("cannot connect to the database", NULL);
 		return NULL;
 	}
 	if (!prepare_all(c))
@@ -296,10 +370,13 @@ connect_once(void)
 		PQfinish(c);
 		return NULL;
 	}
-	if (reported_down)
-		logmsg(LOG_INFO, "connected to the database again");
-	reported_down = false;
-	last_error[0] = 0;
+	if (read ? atomic_exchange(&read_down, false) : reported_down)
+		logmsg(LOG_INFO, "connected to the %s again", read ? "read database" : "database");
+	if (!read)
+	{
+		reported_down = false;
+		last_error[0] = 0;
+	}
 	return c;
 }
 
@@ -310,13 +387,23 @@ db_connect_new(void)
 
 	if (mono_now() < next_attempt)
 		return NULL;
-	c = connect_once();
+	c = connect_once(false);
 	if (!c)
 	{
 		db_connect_failed();
 		return NULL;
 	}
 	metrics_db_conn(+1);
+	return c;
+}
+
+PGconn *
+db_connect_read(void)
+{
+	PGconn	   *c = connect_once(true);
+
+	if (c)
+		metrics_db_conn(+1);
 	return c;
 }
 

@@ -8,7 +8,11 @@
  * SQL error (response.c's SQLSTATE mapping).  db_call_fast() sends it on
  * the worker's pipelined connection instead when it can (worker.c) and
  * falls back to db_call() whenever that cannot give the statement's own
- * answer.  Both put the request's caller (caller.c) before the statement's
+ * answer.  With a read URL, the GET routes' reads go to the pipelined
+ * connection, which is then the read one (a hot standby): whatever the
+ * standby cannot answer for sure runs again on the primary (db_call), and a
+ * write remembers the primary's position for the caller's next reads
+ * (ryw.c).  Both put the request's caller (caller.c) before the statement's
  * own parameters, so no handler can forget it.  This file must not decide
  * what a route asks nor build a success answer: the handlers (api.c) do.
  */
@@ -110,6 +114,49 @@ exec_prepared(PGconn *conn, enum stmt s, int n, const char *const *values, bool 
 	return res ? res : PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
 }
 
+/*
+ * After a write committed: the primary's position, for the caller's next
+ * reads on a standby (ryw.c).  Without it (the connection broke just after
+ * the commit) the write stands, only its read-your-writes is not promised.
+ */
+static void
+note_write(struct request *r, enum stmt s)
+{
+	PGconn	   *conn;
+	PGresult   *res;
+	uint64_t	lsn;
+
+	if (!db_reads_split() || !db_stmt_writes(s) || !(conn = db_conn()))
+		return;
+	res = PQexecPrepared(conn, db_stmt_name(S_WRITE_LSN), 0, NULL, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+		parse_lsn(PQgetvalue(res, 0, 0), &lsn) == 0)
+		ryw_wrote(r, lsn);
+	else
+		logmsg(LOG_WARNING, "%s: the primary's WAL position is unknown after the write: %s",
+			   db_stmt_name(s), PQresultErrorMessage(res));
+	PQclear(res);
+}
+
+/*
+ * The standby says there is no such thing (P0002, no row, a NULL body): it
+ * may not have replayed its creation yet, by another gateway or a client
+ * that keeps no cookie, so the primary, which has everything, is asked.
+ */
+static bool
+standby_not_found(const PGresult *res)
+{
+	const char *state;
+
+	if (PQresultStatus(res) == PGRES_FATAL_ERROR)
+	{
+		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		return state && strcmp(state, "P0002") == 0;
+	}
+	return PQresultStatus(res) == PGRES_TUPLES_OK &&
+		(PQntuples(res) == 0 || PQgetisnull(res, 0, 0));
+}
+
 PGresult *
 db_call(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 		const char *const *values, const char *const *fields,
@@ -142,7 +189,10 @@ db_call(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 		metrics_db_busy(-1);
 		st = PQresultStatus(res);
 		if (st == PGRES_TUPLES_OK && result_shape_ok(res, s))
+		{
+			note_write(r, s);
 			return res;
+		}
 		if (st == PGRES_TUPLES_OK)
 		{
 			PQclear(res);
@@ -194,12 +244,20 @@ db_call_fast(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 	const char *all[MAX_PARAMS];
 	int			k;
 
+	bool		split = db_reads_split();
+
 	if (r->pipe.done)
 	{
 		res = r->pipe.res;
 		r->pipe.res = NULL;
 		r->pipe.done = false;
 		r->may_async = false;
+		if (res && r->pipe.standby && standby_not_found(res))
+		{
+			metrics_db_read("not_found");
+			PQclear(res);
+			res = NULL;
+		}
 		if (res && PQresultStatus(res) == PGRES_TUPLES_OK && result_shape_ok(res, s))
 			return res;
 		if (res && PQresultStatus(res) == PGRES_FATAL_ERROR)
@@ -210,12 +268,28 @@ db_call_fast(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 		}
 		PQclear(res);			/* not the statement's own answer: run it here */
 	}
-	else if (r->may_async && db_stmt_may_pipeline(s) &&
-			 (k = with_caller(r, s, n, values, all)) >= 0 &&
-			 pipe_send(&r->pipe, s, k, all) == 0)
+	/* with a read URL the pipelined connection is the read one */
+	else if (r->may_async && (split ? db_stmt_on_standby(s) : db_stmt_may_pipeline(s)) &&
+			 (k = with_caller(r, s, n, values, all)) >= 0)
 	{
-		*ret = MHD_YES;			/* suspended until the result is in */
-		return NULL;
+		r->pipe.min_lsn = split ? ryw_min_lsn(c, r) : 0;
+		if (pipe_send(&r->pipe, s, k, all) == 0)
+		{
+			*ret = MHD_YES;		/* suspended until the result is in */
+			return NULL;
+		}
+		if (split)
+			metrics_db_read("unavailable");
 	}
+	return db_call(c, r, s, n, values, fields, fallback_field, ret);
+}
+
+PGresult *
+db_call_read(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
+			 const char *const *values, const char *const *fields,
+			 const char *fallback_field, enum MHD_Result *ret)
+{
+	if (db_reads_split())
+		return db_call_fast(c, r, s, n, values, fields, fallback_field, ret);
 	return db_call(c, r, s, n, values, fields, fallback_field, ret);
 }

@@ -71,6 +71,8 @@ enum stmt
 	S_ENCOUNTER_POSITION,
 	S_ENCOUNTER_CHANGES,
 	S_HEALTH,
+	S_REPLAY_LSN,				/* a standby's replay position (read-your-writes) */
+	S_WRITE_LSN,				/* the primary's position after a write */
 	S_COUNT
 };
 
@@ -92,6 +94,9 @@ extern bool valid_date(const char *s);
  */
 extern bool valid_timestamp(const char *s, bool *date_only);
 
+/* 0, or -1 when s is not a WAL position as PostgreSQL prints one (X/Y). */
+extern int	parse_lsn(const char *s, uint64_t *out);
+
 /* s made safe to echo in a message (printable ASCII, at most 40 characters). */
 extern const char *shown(const char *s, char *buf, size_t size);
 
@@ -105,6 +110,8 @@ struct config
 	const char *bind;			/* listen address */
 	int			port;
 	const char *database_url;	/* libpq conninfo */
+	const char *database_read_url;	/* the GET routes' conninfo (NULL or "":
+									 * database_url) */
 	const char *db_user;		/* overrides the conninfo's user */
 	int			threads;
 	int			statement_timeout_ms;
@@ -157,6 +164,10 @@ extern void metrics_db_conn(int delta);
 extern void metrics_db_busy(int delta);
 extern void metrics_streams(int delta);
 
+/* A read routed to a standby: answered there, or run again on the primary
+ * (why: "lagging", "not_found", "conflict", "lost", "unavailable"). */
+extern void metrics_db_read(const char *outcome);
+
 /* Prometheus text; malloc'ed, *len set; NULL when out of memory. */
 extern char *metrics_render(size_t *len);
 
@@ -171,6 +182,9 @@ extern PGconn *db_conn(void);
 /* Drops the thread's connection (after it broke). */
 extern void db_drop(void);
 
+/* UDACONNECT_DATABASE_READ_URL is set: the GET routes read from it. */
+extern bool db_reads_split(void);
+
 extern const char *db_stmt_name(enum stmt s);
 
 /* The statement takes the caller as its first two parameters. */
@@ -179,6 +193,13 @@ extern bool db_stmt_has_caller(enum stmt s);
 /* The statement returns no row instead of a NULL one (treated the same). */
 extern bool db_stmt_may_be_empty(enum stmt s);
 extern bool db_stmt_may_pipeline(enum stmt s);
+
+/* A read-only statement that a hot standby may answer (the GET routes). */
+extern bool db_stmt_on_standby(enum stmt s);
+
+/* A statement that writes: its commit position is remembered for the
+ * caller's next reads (ryw.c). */
+extern bool db_stmt_writes(enum stmt s);
 
 /* Why the thread's last connection attempt failed ("" if it did not). */
 extern const char *db_last_error(void);
@@ -191,11 +212,39 @@ extern const char *db_last_error(void);
  */
 extern PGconn *db_connect_new(void);
 
-/* Closes a connection of db_connect_new(). */
+/*
+ * One attempt to connect to the read URL (db_reads_split()), statements
+ * prepared, counted: the connection or NULL (logged once per outage).  It
+ * waits for the standby (connect_timeout, each host of the list): call it
+ * on a thread that serves nobody, never a worker (worker.c).
+ */
+extern PGconn *db_connect_read(void);
+
+/* Closes a connection of db_connect_new() or db_connect_read(). */
 extern void db_close(PGconn *c);
 
 /* A new connection could not be set up: back off as after a failed attempt. */
 extern void db_connect_failed(void);
+
+/* ---- readlink.c: making the read URL's connection without waiting -------- */
+
+/* A worker's way to its read connection (zeroed: none yet, no back-off). */
+typedef struct read_link
+{
+	struct read_attempt *attempt;	/* in progress, or done and not taken */
+	double		next_attempt;	/* monotonic seconds */
+	double		backoff;		/* seconds; 0 after a success */
+} read_link;
+
+/* The connection once an attempt (on a thread of its own) made it, else
+ * NULL at once: an attempt starts when none runs and the back-off allows. */
+extern PGconn *read_link_get(read_link *rl);
+
+/* A connection it gave could not be used: back off. */
+extern void read_link_failed(read_link *rl);
+
+/* The worker stops: an attempt in progress is left to its thread. */
+extern void read_link_abandon(read_link *rl);
 
 /* ---- worker.c: worker threads and the pipelined connection --------------- */
 
@@ -212,6 +261,10 @@ struct pipe_wait
 	bool		done;			/* the result came: res */
 	PGresult   *res;			/* NULL = run it with the blocking connection
 								 * (pipeline aborted, connection lost) */
+	uint64_t	min_lsn;		/* a standby answers only once it replayed this
+								 * (0: any) */
+	bool		stale;			/* the standby had not: run on the primary */
+	bool		standby;		/* res came from a hot standby */
 };
 
 /* Starts n threads, each running the daemon make(cls) returns. */
@@ -226,7 +279,9 @@ extern void workers_wake(const struct MHD_Daemon *d);
 
 /* Sends statement s on this worker's pipelined connection and suspends
  * pw->conn: 0 = sent, -1 = not possible now (run it with the blocking
- * connection). */
+ * connection).  With a read URL the pipelined connection is the read one:
+ * a standby that has not replayed pw->min_lsn yet gets the statement but
+ * its result comes back NULL (stale), i.e. it runs on the primary. */
 extern int	pipe_send(struct pipe_wait *pw, enum stmt s, int n, const char *const *values);
 
 /* The request ends: forget its statement in flight, free a result unused. */
@@ -326,7 +381,23 @@ struct request
 	const char *caller_role;	/* "organizer" or "attendee" */
 	char		caller_id[16];	/* an attendee's person id; "" = NULL */
 	int64_t		caller_exp;		/* the token's exp (0: auth off) */
+	/* read-your-writes (ryw.c) */
+	uint64_t	wrote_lsn;		/* this request wrote: the primary's position
+								 * after it (0: none) */
 };
+
+/* ---- ryw.c: read-your-writes with reads on a standby --------------------- */
+
+/* The WAL position a standby must have replayed before it may answer this
+ * request's read: the caller's last write through this process, or the
+ * position its cookie carries, whichever is later; 0 when neither. */
+extern uint64_t ryw_min_lsn(struct MHD_Connection *c, const struct request *r);
+
+/* The request wrote and committed; lsn is the primary's position after it. */
+extern void ryw_wrote(struct request *r, uint64_t lsn);
+
+/* The answer to a request that wrote carries its position (Set-Cookie). */
+extern void ryw_headers(struct MHD_Response *resp, const struct request *r);
 
 /* ---- response.c: answers, errors, SQLSTATE -> HTTP ----------------------- */
 
@@ -417,6 +488,13 @@ extern PGresult *db_call(struct MHD_Connection *c, struct request *r, enum stmt 
 /* db_call() over the pipelined connection when it can be: NULL with *ret
  * MHD_YES also means "suspended, the result comes on the next call". */
 extern PGresult *db_call_fast(struct MHD_Connection *c, struct request *r,
+							  enum stmt s, int n, const char *const *values,
+							  const char *const *fields,
+							  const char *fallback_field, enum MHD_Result *ret);
+
+/* A GET route's statement run blocking on the primary (db_call), but that
+ * with a read URL goes to the standby like db_call_fast(). */
+extern PGresult *db_call_read(struct MHD_Connection *c, struct request *r,
 							  enum stmt s, int n, const char *const *values,
 							  const char *const *fields,
 							  const char *fallback_field, enum MHD_Result *ret);

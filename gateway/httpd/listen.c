@@ -138,6 +138,7 @@ connect_listen(void)
 
 	if (mono() < next_connect)
 		return;
+	/* always the primary: NOTIFY is not delivered on a standby */
 	c = db_connect_new();
 	if (!c)
 	{

@@ -53,10 +53,19 @@ static const char *const db_error_kinds[] = {
 
 #define N_DB_KINDS (sizeof(db_error_kinds) / sizeof(db_error_kinds[0]))
 
+/* where a GET route's read was answered with a read URL: the standby, or the
+ * primary and why (see httpd.h) */
+static const char *const db_read_outcomes[] = {
+	"standby", "lagging", "not_found", "conflict", "lost", "unavailable"
+};
+
+#define N_READ_OUTCOMES (sizeof(db_read_outcomes) / sizeof(db_read_outcomes[0]))
+
 static unsigned long requests[R_COUNT][N_STATUS];
 static unsigned long hist[R_COUNT][N_BUCKETS + 1];	/* non-cumulative; last = +Inf */
 static unsigned long hist_sum_us[R_COUNT];
 static unsigned long db_errors[N_DB_KINDS];
+static unsigned long db_reads[N_READ_OUTCOMES];
 static long db_conns;
 static long db_busy;
 static long streams;
@@ -89,6 +98,17 @@ metrics_db_error(const char *kind)
 		if (strcmp(db_error_kinds[i], kind) == 0)
 		{
 			INC(db_errors[i], 1);
+			return;
+		}
+}
+
+void
+metrics_db_read(const char *outcome)
+{
+	for (size_t i = 0; i < N_READ_OUTCOMES; i++)
+		if (strcmp(db_read_outcomes[i], outcome) == 0)
+		{
+			INC(db_reads[i], 1);
 			return;
 		}
 }
@@ -180,6 +200,15 @@ metrics_render(size_t *len)
 	for (size_t i = 0; i < N_DB_KINDS; i++)
 		fprintf(f, "udaconnect_http_db_errors_total{kind=\"%s\"} %lu\n",
 				db_error_kinds[i], GET(db_errors[i]));
+	if (cfg.database_read_url && *cfg.database_read_url)
+	{
+		fputs("# HELP udaconnect_http_db_reads_total GET reads with a read URL: answered by "
+			  "the standby, or by the primary and why.\n"
+			  "# TYPE udaconnect_http_db_reads_total counter\n", f);
+		for (size_t i = 0; i < N_READ_OUTCOMES; i++)
+			fprintf(f, "udaconnect_http_db_reads_total{outcome=\"%s\"} %lu\n",
+					db_read_outcomes[i], GET(db_reads[i]));
+	}
 	fprintf(f, "# HELP udaconnect_http_db_pool_size Database connections allowed "
 			"(two per worker thread, a pipelined one and a blocking one, and the "
 			"encounter streams' one).\n"

@@ -200,3 +200,34 @@ percent_decode(char *s)
 	*w = 0;
 	return (size_t) (w - s);
 }
+
+/* Reads 1..8 hex digits up to `stop` at *sp: the value, or -1. */
+static long long
+hex32(const char **sp, char stop)
+{
+	const char *s = *sp;
+	long long	v = 0;
+	int			n = 0;
+
+	for (; *s && *s != stop; s++, n++)
+	{
+		if (!isxdigit((unsigned char) *s) || n == 8)
+			return -1;
+		v = v * 16 + (isdigit((unsigned char) *s) ? *s - '0' : tolower((unsigned char) *s) - 'a' + 10);
+	}
+	*sp = s;
+	return n == 0 ? -1 : v;
+}
+
+int
+parse_lsn(const char *s, uint64_t *out)
+{
+	long long	hi;
+	long long	lo;
+
+	/* as pg_lsn prints it: 1..8 hex digits, '/', 1..8 hex digits */
+	if (!s || (hi = hex32(&s, '/')) < 0 || *s++ != '/' || (lo = hex32(&s, '\0')) < 0)
+		return -1;
+	*out = (uint64_t) hi << 32 | (uint64_t) lo;
+	return 0;
+}

@@ -54,6 +54,8 @@ queue(struct MHD_Connection *c, struct request *r, unsigned status,
 	 * plain HTTP (which this port does not speak) for a year */
 	if (tls_on())
 		MHD_add_response_header(resp, "Strict-Transport-Security", "max-age=31536000");
+	/* a write's position, for the caller's reads on other replicas */
+	ryw_headers(resp, r);
 	if (r->hold)
 	{
 		/* answered on the final call, after the body (see discard.c) */

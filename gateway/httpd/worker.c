@@ -17,6 +17,19 @@
  *     the pipelined connection is down or a pipelined statement could not
  *     run (aborted pipeline, lost connection, vanished prepared statement).
  *
+ * With a read URL (UDACONNECT_DATABASE_READ_URL) the pipelined connection
+ * is the read one, normally to a hot standby, and carries only the GET
+ * routes' reads; the blocking one stays on the primary.  A read the standby
+ * cannot give its own answer to (lost connection, recovery conflict, a
+ * caller's write not replayed yet: ryw.c) comes back NULL and so runs on the
+ * primary, which is the fallback: the client sees no error.  A slow standby
+ * holds only the requests waiting for it, never the thread: the connection
+ * is non-blocking like the primary's pipelined one, and it is made on a
+ * thread of its own (readlink.c), the reads going to the primary meanwhile.
+ * One that libpq's host list made on the
+ * primary (the standby was down) is given up when idle after
+ * READ_RETRY_STANDBY seconds, so the next one tries the standby first.
+ *
  * On this kind of machine a context switch or a loopback send costs far more
  * than the statement itself, so batching the round trips is what makes the
  * gateway fast; see docs/http.md.  This file must not call into the request
@@ -37,9 +50,20 @@
 
 #include "httpd.h"
 
+/* a read connection that landed on the primary tries the standby again after */
+#define READ_RETRY_STANDBY 30.0
+
 /* the epoll tags of the pipelined connection's socket and of wake_fd (MHD's: 0) */
 #define EV_DB 1
 #define EV_WAKE 2
+
+/* a statement in flight: the request waiting for it, or the replay
+ * position question sent before a read (ryw.c) */
+typedef struct qent
+{
+	struct pipe_wait *pw;		/* NULL: forgotten (pipe_release) */
+	bool		check;			/* S_REPLAY_LSN for pw's read */
+} qent;
 
 typedef struct worker
 {
@@ -52,8 +76,13 @@ typedef struct worker
 	PGconn	   *aconn;			/* pipelined connection (NULL = down) */
 	int			asock;			/* its socket as registered in ep (-1) */
 	bool		want_write;		/* EPOLLOUT registered (output not flushed) */
+	read_link	rl;				/* how the read URL's connection is made */
+	/* ... on a hot standby, its replay position */
+	bool		on_standby;
+	uint64_t	replayed;		/* the latest this connection reported */
+	double		connected_at;	/* monotonic seconds */
 	/* requests waiting for a result, in the order their statements were sent */
-	struct pipe_wait **q;
+	qent	   *q;
 	size_t		qcap;
 	size_t		qhead;
 	size_t		qlen;
@@ -77,21 +106,30 @@ ep_set(worker *w, bool want_write)
 	}
 }
 
-static struct pipe_wait *
+static double
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static qent
 q_pop(worker *w)
 {
-	struct pipe_wait *pw = w->q[w->qhead];
+	qent		e = w->q[w->qhead];
 
 	w->qhead = (w->qhead + 1) % w->qcap;
 	w->qlen--;
-	return pw;
+	return e;
 }
 
 static int
-q_push(worker *w, struct pipe_wait *pw)
+q_push(worker *w, struct pipe_wait *pw, bool check)
 {
 	size_t		ncap;
-	struct pipe_wait **nq;
+	qent	   *nq;
 
 	if (w->qlen == w->qcap)
 	{
@@ -106,7 +144,7 @@ q_push(worker *w, struct pipe_wait *pw)
 		w->qcap = ncap;
 		w->qhead = 0;
 	}
-	w->q[(w->qhead + w->qlen) % w->qcap] = pw;
+	w->q[(w->qhead + w->qlen) % w->qcap] = (qent) {pw, check};
 	w->qlen++;
 	return 0;
 }
@@ -126,7 +164,7 @@ deliver(struct pipe_wait *pw, PGresult *res)
 static void
 async_drop(worker *w)
 {
-	struct pipe_wait *pw;
+	qent		e;
 
 	if (w->aconn)
 	{
@@ -140,22 +178,43 @@ async_drop(worker *w)
 	}
 	while (w->qlen)
 	{
-		pw = q_pop(w);
+		e = q_pop(w);
+		if (e.check)
+			continue;			/* its read follows */
 		metrics_db_busy(-1);
-		if (pw)					/* NULL: forgotten (pipe_release) */
-			deliver(pw, NULL);
+		if (e.pw)				/* NULL: forgotten (pipe_release) */
+		{
+			if (db_reads_split())
+				metrics_db_read("lost");
+			deliver(e.pw, NULL);
+		}
 	}
+}
+
+/* The connection is to a server in hot standby (reported by PostgreSQL 14+;
+ * it follows a promotion). */
+static bool
+in_hot_standby(PGconn *c)
+{
+	const char *v = PQparameterStatus(c, "in_hot_standby");
+
+	return v && strcmp(v, "on") == 0;
 }
 
 static PGconn *
 async_conn(worker *w)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = EV_DB};
+	bool		read = db_reads_split();
 	PGconn	   *c;
 
+	/* the read URL's host list fell back on the primary: try the standby again */
+	if (w->aconn && read && w->qlen == 0 && !in_hot_standby(w->aconn) &&
+		mono_s() - w->connected_at > READ_RETRY_STANDBY)
+		async_drop(w);
 	if (w->aconn)
 		return w->aconn;
-	c = db_connect_new();
+	c = read ? read_link_get(&w->rl) : db_connect_new();
 	if (!c)
 		return NULL;
 	if (PQenterPipelineMode(c) != 1 || PQsetnonblocking(c, 1) != 0 ||
@@ -163,12 +222,17 @@ async_conn(worker *w)
 	{
 		logmsg(LOG_WARNING, "cannot set up the pipelined connection: %s", PQerrorMessage(c));
 		db_close(c);
-		db_connect_failed();
+		if (read)
+			read_link_failed(&w->rl);
+		else
+			db_connect_failed();
 		return NULL;
 	}
 	w->aconn = c;
 	w->asock = PQsocket(c);
 	w->want_write = false;
+	w->replayed = 0;
+	w->connected_at = mono_s();
 	return c;
 }
 
@@ -177,18 +241,39 @@ pipe_send(struct pipe_wait *pw, enum stmt s, int n, const char *const *values)
 {
 	worker	   *w = self;
 	PGconn	   *c;
+	bool		check;
 
 	if (!w || stopping || !(c = async_conn(w)))
 		return -1;
-	if (q_push(w, pw) < 0)
+	w->on_standby = in_hot_standby(c);
+	pw->stale = false;
+	pw->standby = false;
+
+	/*
+	 * The caller wrote after what this standby is known to have replayed:
+	 * ask where its replay stands, in the same round, before the read (whose
+	 * snapshot is then at least as recent).
+	 */
+	check = w->on_standby && pw->min_lsn > w->replayed;
+	if (check && (q_push(w, pw, true) < 0 ||
+				  !PQsendQueryPrepared(c, db_stmt_name(S_REPLAY_LSN), 0, NULL, NULL, NULL, 0)))
+	{
+		async_drop(w);			/* the pushed entry (if any) goes with it */
 		return -1;
+	}
+	if (q_push(w, pw, false) < 0)
+	{
+		if (check)
+			async_drop(w);
+		return -1;
+	}
 	if (!PQsendQueryPrepared(c, db_stmt_name(s), n, values, NULL, NULL, 0))
 	{
 		w->qlen--;				/* not sent: the caller runs it synchronously */
 		async_drop(w);
 		return -1;
 	}
-	w->unsynced++;
+	w->unsynced += check ? 2 : 1;
 	metrics_db_busy(+1);
 	pw->waiting = true;
 	MHD_suspend_connection(pw->conn);
@@ -202,8 +287,8 @@ pipe_release(struct pipe_wait *pw)
 
 	if (pw->waiting && w)
 		for (size_t i = 0; i < w->qlen; i++)
-			if (w->q[(w->qhead + i) % w->qcap] == pw)
-				w->q[(w->qhead + i) % w->qcap] = NULL;	/* its result is dropped */
+			if (w->q[(w->qhead + i) % w->qcap].pw == pw)
+				w->q[(w->qhead + i) % w->qcap].pw = NULL;	/* its result is dropped */
 	pw->waiting = false;
 	PQclear(pw->res);
 	pw->res = NULL;
@@ -234,6 +319,65 @@ async_sync(worker *w)
 }
 
 /*
+ * The answer to the replay position question sent before pw's read: marks
+ * the read stale when this standby has not replayed the caller's write yet.
+ * NULL (the server is no longer in recovery: promoted) has everything.
+ */
+static void
+take_check(worker *w, struct pipe_wait *pw, PGresult *res)
+{
+	uint64_t	lsn;
+	bool		ok = false;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+	{
+		if (PQgetisnull(res, 0, 0))
+		{
+			w->replayed = UINT64_MAX;
+			ok = true;
+		}
+		else if (parse_lsn(PQgetvalue(res, 0, 0), &lsn) == 0)
+		{
+			if (lsn > w->replayed)
+				w->replayed = lsn;
+			ok = pw && w->replayed >= pw->min_lsn;
+		}
+	}
+	if (pw && !ok)
+		pw->stale = true;
+}
+
+/*
+ * A result that is not the statement's own answer on this connection, so
+ * the request runs it on the blocking connection instead: the session
+ * ended, the prepared statement vanished, an earlier statement of the
+ * batch failed; and on a standby, a recovery conflict cancelled it (40001),
+ * it tried to write (25006: it belongs on the primary), or the standby had
+ * not replayed the caller's write.  *why: the metrics' reason, or NULL.
+ */
+static bool
+not_own_answer(worker *w, struct pipe_wait *pw, ExecStatusType st, const char *state,
+			   bool lost, bool unprepared, const char **why)
+{
+	*why = lost || unprepared ? "lost" : st == PGRES_PIPELINE_ABORTED ? "conflict" : NULL;
+	if (st == PGRES_PIPELINE_ABORTED || lost || unprepared)
+		return true;
+	if (w->on_standby && state && (strcmp(state, "40001") == 0 || strcmp(state, "25006") == 0))
+	{
+		if (strcmp(state, "25006") == 0)
+			logmsg(LOG_WARNING, "a statement tried to write on the standby: run on the primary");
+		*why = "conflict";
+		return true;
+	}
+	if (pw && pw->stale)
+	{
+		*why = "lagging";
+		return true;
+	}
+	return false;
+}
+
+/*
  * The result of the oldest statement in flight: to its request, or the
  * connection is dropped when it is not the statement's own answer that can
  * be trusted.  False when the connection was dropped.
@@ -243,13 +387,13 @@ take_result(worker *w, PGconn *c, PGresult *res)
 {
 	ExecStatusType st = PQresultStatus(res);
 	const char *state = NULL;
-	struct pipe_wait *pw;
+	const char *why;
+	qent		e;
 	bool		lost;
 	bool		unprepared;
 	PGresult   *end;
 
-	pw = q_pop(w);
-	metrics_db_busy(-1);
+	e = q_pop(w);
 	if (st == PGRES_FATAL_ERROR)
 		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	lost = st == PGRES_FATAL_ERROR &&
@@ -261,20 +405,29 @@ take_result(worker *w, PGconn *c, PGresult *res)
 	 * pooler): start over with a new connection, which prepares them.
 	 */
 	unprepared = state && strcmp(state, "26000") == 0;
-	if (st == PGRES_PIPELINE_ABORTED || lost || unprepared)
+	if (e.check)
 	{
-		/*
-		 * Not the statement's own answer (the session ended, the prepared
-		 * statement vanished, an earlier statement of the batch failed): run
-		 * it synchronously, as db_call() would retry it.
-		 */
+		take_check(w, e.pw, res);
 		PQclear(res);
-		res = NULL;
 	}
-	if (pw)
-		deliver(pw, res);
 	else
-		PQclear(res);
+	{
+		metrics_db_busy(-1);
+		if (not_own_answer(w, e.pw, st, state, lost, unprepared, &why))
+		{
+			PQclear(res);
+			res = NULL;
+		}
+		if (e.pw && db_reads_split())
+			metrics_db_read(why ? why : w->on_standby ? "standby" : "unavailable");
+		if (e.pw)
+		{
+			e.pw->standby = res && w->on_standby;
+			deliver(e.pw, res);
+		}
+		else
+			PQclear(res);
+	}
 	if (lost || unprepared)
 	{
 		if (lost)
@@ -402,10 +555,14 @@ worker_main(void *arg)
 	worker	   *w = arg;
 
 	self = w;
+	/* the read connection is made before the first read needs it */
+	if (db_reads_split())
+		read_link_get(&w->rl);
 	while (!stopping && worker_round(w))
 		;
 	/* stopping: waiting requests are answered synchronously, then MHD stops */
 	async_drop(w);
+	read_link_abandon(&w->rl);
 	MHD_run(w->d);
 	MHD_stop_daemon(w->d);
 	w->d = NULL;

@@ -32,6 +32,11 @@ maintenance_work_mem = 512MB
 max_wal_size = 4GB
 checkpoint_timeout = 15min
 synchronous_commit = on
+# a hot standby can be made of it (pg_basebackup -R; test/suites/65-standby.sh):
+# initdb's pg_hba.conf already lets 127.0.0.1 replicate
+wal_level = replica
+max_wal_senders = 10
+hot_standby = on
 log_line_prefix = '%m [%p] %b '
 include_dir = '$RUN_DIR/conf.d'
 CONF

@@ -4,6 +4,9 @@
     kubectl kustomize deployment/ > rendered.yaml
     python3 test/deploy/check_manifests.py rendered.yaml [TOP]
 
+The same checks hold for deployment/ with the optional hot standby
+(components/standby), which adds its own (17) and its network paths.
+
 Prints one TAP line per check ("ok - ..." / "not ok - ..."; the suite numbers
 them) with "# ..." diagnostics under each failure.  Offline: it reads the
 rendered objects and a few files of the tree (the gateways' and the local
@@ -22,6 +25,8 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 LONG_RUNNING = ("Deployment", "StatefulSet", "DaemonSet")
 
 results = []
+# prefixed to every check's description (the suite checks two renderings)
+LABEL = os.environ.get("CHECK_LABEL", "")
 
 
 def check(desc, problems):
@@ -32,11 +37,11 @@ def check(desc, problems):
 def emit():
     for desc, problems in results:
         if problems:
-            print(f"not ok - {desc}")
+            print(f"not ok - {LABEL}{desc}")
             for p in problems[:40]:
                 print(f"#   {p}")
         else:
-            print(f"ok - {desc}")
+            print(f"ok - {LABEL}{desc}")
 
 
 # --------------------------------------------------------------------------
@@ -93,6 +98,42 @@ def selector_matches(sel, labels):
                 return False
         return True
     return all(labels.get(k) == v for k, v in sel.items())
+
+
+def check_standby(standby, services, pods_selected, container, env_value):
+    """The problems of the optional hot standby (components/standby)."""
+    probs = []
+
+    def names(svc):
+        if not svc:
+            return set()
+        return {pod_labels(w).get("app.kubernetes.io/name") for w in pods_selected(svc["spec"].get("selector") or {})}
+
+    if names(services.get("postgres")) != {"postgres"}:
+        probs.append(f"Service postgres (the writes) selects {sorted(names(services.get('postgres')))}, not the primary alone")
+    if names(services.get("postgres-read")) != {"postgres-standby"}:
+        probs.append(f"Service postgres-read selects {sorted(names(services.get('postgres-read')))}, not the standbys alone")
+    inits = pod_spec(standby).get("initContainers") or []
+    script = " ".join(" ".join(c.get("command", []) + c.get("args", [])) for c in inits)
+    if not re.search(r"pg_basebackup\b[^\n]*(?:\\\n[^\n]*)*\s-R\b", script):
+        probs.append("no init container makes the copy with pg_basebackup ... -R (standby.signal, primary_conninfo)")
+    if "postgres-0.postgres-headless" not in script and "postgres-0.postgres-headless" not in str(inits):
+        probs.append("the copy is not taken from the primary postgres-0.postgres-headless")
+    for who in ("udaconnect-httpd", "udaconnect-grpcd"):
+        c = container("Deployment", who)
+        url = env_value(c, "UDACONNECT_DATABASE_READ_URL") if c else None
+        if not url:
+            probs.append(f"{who}: no UDACONNECT_DATABASE_READ_URL")
+            continue
+        kv = dict(re.findall(r"(\w+)=(\S+)", url))
+        hosts = kv.get("host", "").split(",")
+        if hosts[:1] != ["postgres-read"] or hosts[-1] != "postgres" or len(hosts) < 2:
+            probs.append(f"{who}: read URL hosts {hosts}: the read Service first, the primary last (fallback)")
+        if kv.get("target_session_attrs") not in ("prefer-standby", "any"):
+            probs.append(f"{who}: read URL target_session_attrs={kv.get('target_session_attrs')}")
+        if kv.get("dbname") != "geoconnections" or kv.get("user") in (None, "postgres") or "password" in kv:
+            probs.append(f"{who}: read URL {url!r}: dbname geoconnections, a least-privilege role, no password")
+    return probs
 
 
 def main():
@@ -569,6 +610,7 @@ def main():
     check("each gateway has a HorizontalPodAutoscaler on a resource it requests", probs)
 
     # ---- 16. NetworkPolicies: exactly the needed paths ------------------------------------
+    standby = find("StatefulSet", "postgres-standby")
     probs = []
     pols = by_kind.get("NetworkPolicy", [])
     comps = {}
@@ -630,6 +672,13 @@ def main():
         ("kafka", "kafka", "TCP/9092"),
         ("kafka", "kafka", "TCP/9093"),
     }
+    if standby:
+        # the optional hot standby (deployment/components/standby)
+        want_paths |= {
+            ("postgres-standby", "postgres", "TCP/5432"),
+            ("udaconnect-httpd", "postgres-standby", "TCP/5432"),
+            ("udaconnect-grpcd", "postgres-standby", "TCP/5432"),
+        }
     # a path is open when the source may send (egress; 'world' is outside the
     # namespace) and the destination may receive (ingress)
     open_paths = set()
@@ -648,6 +697,12 @@ def main():
             if (c_, "ns:kube-system", pt) not in egress:
                 probs.append(f"{c_} cannot reach DNS ({pt})")
     check("NetworkPolicies: default deny, and each component reaches exactly what it needs", probs)
+
+    # ---- 17. the optional hot standby (only when rendered with it) ------------------------
+    if standby:
+        check("the hot standby: a pg_basebackup -R copy of the primary, behind its own read Service, "
+              "named by both gateways' read URLs before the primary", check_standby(
+                  standby, services, pods_selected, container, env_value))
 
     emit()
     return 0

@@ -88,6 +88,35 @@ def m_dburl(d):
     cm["UDACONNECT_HTTPD_DATABASE_URL"] = cm["UDACONNECT_HTTPD_DATABASE_URL"].replace("host=postgres", "host=postgresql")
 
 
+def m_standby_in_write_service(d):
+    get(d, "Service", "postgres")["spec"]["selector"] = {"app.kubernetes.io/part-of": "udaconnect"}
+
+
+def m_read_url_no_fallback(d):
+    cm = get(d, "ConfigMap", "udaconnect-config")["data"]
+    cm["UDACONNECT_HTTPD_DATABASE_READ_URL"] = cm["UDACONNECT_HTTPD_DATABASE_READ_URL"].replace(
+        "host=postgres-read,postgres", "host=postgres-read")
+
+
+def m_copy_not_standby(d):
+    init = get(d, "StatefulSet", "postgres-standby")["spec"]["template"]["spec"]["initContainers"][0]
+    init["command"] = [x.replace(" -R ", " ") for x in init["command"]]
+
+
+def m_standby_to_kafka(d):
+    get(d, "NetworkPolicy", "postgres-standby")["spec"]["egress"].append(
+        {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "kafka"}}}],
+         "ports": [{"protocol": "TCP", "port": 9092}]})
+
+
+# rendered with the optional hot standby (components/standby): its own checks
+STANDBY_MUTATIONS = [
+    ("the write Service selecting the standby too", m_standby_in_write_service, "hot standby"),
+    ("a read URL without the primary as fallback", m_read_url_no_fallback, "hot standby"),
+    ("a copy that is no standby (no -R)", m_copy_not_standby, "hot standby"),
+    ("the standby allowed to reach Kafka", m_standby_to_kafka, "NetworkPolicies"),
+]
+
 MUTATIONS = [
     ("httpd without a readiness probe", m_probe, "readiness and a liveness probe"),
     ("grpcd without limits", m_limits, "requests and limits"),
@@ -104,7 +133,8 @@ MUTATIONS = [
 ]
 
 os.makedirs(work, exist_ok=True)
-for desc, fn, check_words in MUTATIONS:
+with_standby = any(d["kind"] == "StatefulSet" and d["metadata"]["name"] == "postgres-standby" for d in base)
+for desc, fn, check_words in (STANDBY_MUTATIONS if with_standby else MUTATIONS):
     docs = copy.deepcopy(base)
     fn(docs)
     path = os.path.join(work, "mutated.yaml")

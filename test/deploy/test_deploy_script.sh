@@ -4,7 +4,8 @@
 # --dry-run=client` and `kustomize` to the real kubectl, and keeps what is
 # applied.  Checks the order of the steps, the generated Secret (keys the
 # manifests use, random values, kept on a second deploy, never written into
-# the tree) and that what is applied is `kubectl kustomize deployment/`.
+# the tree) and that what is applied is `kubectl kustomize deployment/`
+# (with --standby: plus components/standby).
 # Prints "ok - ..." / "not ok - ..." lines; the suite numbers them.
 set -uo pipefail
 TOP=${TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -137,6 +138,23 @@ if [ $rc -eq 2 ] && grep -q "unknown option '--bogus'" <<<"$out"; then
   ok "deploy.sh rejects an unknown option by name"
 else
   nok "deploy.sh rejects an unknown option by name" "rc=$rc $out"
+fi
+
+# --- the optional hot standby -----------------------------------------------------------
+: > "$calls"
+out=$(KUBECTL=$K "$TOP/scripts/deploy.sh" --standby 2>&1); rc=$?
+ov=$(sed -n 's/^apply -k //p' "$calls" | head -n 1)
+if [ $rc -eq 0 ] && python3 - "$W/state/applied-k.yaml" <<'PY' && grep -q 'rollout status statefulset/postgres-standby' "$calls" && [ -n "$ov" ] && [ ! -e "$ov" ]
+import sys, yaml
+got = {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(open(sys.argv[1])) if d}
+want = {("StatefulSet", "postgres"), ("StatefulSet", "postgres-standby"), ("Service", "postgres-read"),
+        ("NetworkPolicy", "postgres-standby"), ("Deployment", "udaconnect-httpd")}
+sys.exit(0 if want <= got else 1)
+PY
+then
+  ok "deploy.sh --standby applies deployment/ with components/standby (from an overlay it removes), and waits for the standby"
+else
+  nok "deploy.sh --standby applies deployment/ with components/standby and waits for the standby" "rc=$rc" "$out" "$(cat "$calls")"
 fi
 
 # --- teardown --------------------------------------------------------------------------

@@ -7,7 +7,8 @@
 #     gateways' ports, Kafka in KRaft mode, the topic Job, PostgreSQL's PVC
 #     and settings, no committed Secret, HPAs, NetworkPolicies path by path;
 #     and proof that each of those checks catches what it is for
-#     (test/deploy/mutations.py)
+#     (test/deploy/mutations.py); the same, and the standby's own checks, for
+#     deployment/ with the optional hot standby (components/standby)
 #   - the Dockerfiles, statically (test/deploy/check_dockerfiles.py): pinned
 #     Debian 12 bases, COPY sources, Debian packages, non-root, entrypoints,
 #     the tree's own packages they install (build/deb, make deb: at the
@@ -52,6 +53,26 @@ body() {
     fi
   else
     echo "ok - kubectl kustomize deployment/ renders offline # SKIP kubectl is not installed"
+  fi
+
+  # the optional hot standby: deployment/ with components/standby, from an
+  # overlay as scripts/deploy.sh --standby makes it
+  if command -v kubectl >/dev/null 2>&1; then
+    local ov=$SUITE_DIR/standby-overlay rs=$SUITE_DIR/rendered-standby.yaml rel
+    mkdir -p "$ov"
+    rel=$(realpath --relative-to="$ov" "$TOP/deployment")
+    printf '%s\n' "apiVersion: kustomize.config.k8s.io/v1beta1" "kind: Kustomization" \
+      "resources:" "  - $rel" "components:" "  - $rel/components/standby" > "$ov/kustomization.yaml"
+    if kubectl kustomize "$ov" > "$rs" 2> "$SUITE_DIR/kustomize-standby.err"; then
+      echo "ok - deployment/ with components/standby renders offline ($(grep -c '^kind:' "$rs") objects)"
+      if [ $have_yaml = 1 ]; then
+        CHECK_LABEL="with the standby: " python3 "$D/check_manifests.py" "$rs" "$TOP"
+        python3 "$D/mutations.py" "$rs" "$TOP" "$SUITE_DIR/mutations-standby"
+      fi
+    else
+      echo "not ok - deployment/ with components/standby renders offline"
+      sed 's/^/#   /' "$SUITE_DIR/kustomize-standby.err"
+    fi
   fi
 
   python3 "$D/check_dockerfiles.py" "$TOP" "$TOP"/deployment/docker/*.Dockerfile

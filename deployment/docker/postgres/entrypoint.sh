@@ -61,8 +61,11 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     cat "$SHARE/postgresql.conf"
   } >> "$PGDATA/postgresql.conf"
   # Every other host may log in with a password (NetworkPolicies decide who
-  # can reach port 5432 at all).
-  printf '%s\n' "host all all 0.0.0.0/0 scram-sha-256" "host all all ::/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
+  # can reach port 5432 at all); the superuser also for streaming
+  # replication, which the optional hot standby uses (deployment/components/standby).
+  printf '%s\n' "host all all 0.0.0.0/0 scram-sha-256" "host all all ::/0 scram-sha-256" \
+      "host replication postgres 0.0.0.0/0 scram-sha-256" "host replication postgres ::/0 scram-sha-256" \
+      >> "$PGDATA/pg_hba.conf"
 
   log "creating database $DB, extension pg_udaconnect and roles"
   # Socket only, and the ingest workers idle while the schema is created.
