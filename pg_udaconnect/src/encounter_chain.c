@@ -57,17 +57,6 @@ cmp_placed(const Placed *x, const Placed *y)
 #define ST_DEFINE
 #include "lib/sort_template.h"
 
-/* is x a closer match than y (distance, then the location ids)? */
-static inline bool
-closer(const EncMatch *x, const EncMatch *y)
-{
-	if (x->dist != y->dist)
-		return x->dist < y->dist;
-	if (x->a_id != y->a_id)
-		return x->a_id < y->a_id;
-	return x->b_id < y->b_id;
-}
-
 /* The places of the island's matches, counted, into the output arrays. */
 static void
 count_places(EncIslands *out, int32 *places, int n)
@@ -130,7 +119,7 @@ enc_chain(const EncMatch *m, const int32 *place, int n, int64 gap, EncIslands *o
 			if (j > i && enc_starts_island(match_start(x), end, gap))
 				break;
 			end = Max(end, match_end(x));
-			if (closer(x, best))
+			if (enc_closer(x->dist, x->a_id, x->b_id, best->dist, best->a_id, best->b_id))
 				best = x;
 			scratch[k++] = p[j].place;
 		}

@@ -94,6 +94,22 @@ enc_starts_island(TimestampTz start, TimestampTz latest_end, int64 gap)
 	return start > latest_end && start - latest_end > gap;
 }
 
+/*
+ * The representative match of an encounter is its closest: the smallest
+ * distance, then the smallest location ids (a total order, so it does not
+ * depend on the order matches come in).  Is (d1, a1, b1) closer than
+ * (d2, a2, b2)?
+ */
+static inline bool
+enc_closer(double d1, int64 a1, int64 b1, double d2, int64 a2, int64 b2)
+{
+	if (d1 != d2)
+		return d1 < d2;
+	if (a1 != a2)
+		return a1 < a2;
+	return b1 < b2;
+}
+
 /* encounter_chain.c */
 extern void enc_chain(const EncMatch *m, const int32 *place, int n, int64 gap,
 					  EncIslands *out);

@@ -35,17 +35,6 @@ item_cmp(const void *x, const void *y)
 	return (a->e > b->e) - (a->e < b->e);
 }
 
-/* is x's closest match closer than y's (distance, then location ids)? */
-static inline bool
-item_closer(const EncItem *x, const EncItem *y)
-{
-	if (x->dist != y->dist)
-		return x->dist < y->dist;
-	if (x->ra != y->ra)
-		return x->ra < y->ra;
-	return x->rb < y->rb;
-}
-
 /* A place id and its count, for summing the places of a group. */
 typedef struct PlaceCount
 {
@@ -117,7 +106,8 @@ write_group(EncWriter *w, int32 pa, int32 pb, const EncItem *items, int n)
 	{
 		o.end = Max(o.end, items[i].e);
 		o.matches += items[i].n;
-		if (item_closer(&items[i], o.closest))
+		if (enc_closer(items[i].dist, items[i].ra, items[i].rb,
+					   o.closest->dist, o.closest->ra, o.closest->rb))
 			o.closest = &items[i];
 		if (items[i].stored && (o.keep == NULL || items[i].id < o.keep->id))
 			o.keep = &items[i];
