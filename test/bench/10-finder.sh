@@ -35,6 +35,11 @@
 #                                    editions in one table; the measured day is
 #                                    in the last one)
 #         UDACONNECT_BENCH_SIZES="1M"  pick sizes (100k, 1M, 10M)
+#         long mode: UDACONNECT_BENCH_SIZES="30M" (any NM above 10M: N
+#                                    yearly editions of the conference) measures
+#                                    find_connections alone (first touch and
+#                                    cached): the baselines take minutes a
+#                                    query at that size (docs/scaling.md)
 #         UDACONNECT_BENCH_PERSONS=40, UDACONNECT_BENCH_ORIGINAL_PERSONS=10
 #         UDACONNECT_BENCH_WARMUP=3  before each method and window, that many
 #                                    other attendees' queries on the measured
@@ -70,8 +75,12 @@ for size in $SIZES; do
     100k) persons=200;  booths=20;  reports=167; editions=1 ;;
     1M)   persons=2000; booths=200; reports=167; editions=1 ;;
     10M)  persons=2000; booths=200; reports=167; editions=10 ;;
-    *) die "unknown size $size (100k, 1M, 10M)" ;;
+    [1-9]*M) persons=2000; booths=200; reports=167; editions=${size%M}
+          [ "$editions" -gt 10 ] 2>/dev/null || die "unknown size $size (100k, 1M, 10M, or NM above 10M)" ;;
+    *) die "unknown size $size (100k, 1M, 10M, or NM above 10M)" ;;
   esac
+  # long mode: the finder alone
+  long=0; [ "$editions" -gt 10 ] && long=1
   rows=$((editions * 3 * reports * persons))
   echo
   echo "--- $size: $rows locations: $persons persons, $booths booths, $editions edition(s) x 3 days x $reports reports (every ~120 s); measured day $DAY"
@@ -94,16 +103,31 @@ for size in $SIZES; do
   read -r ht hi htot <<<"$(q -F ' ' -c "SELECT pg_relation_size('udaconnect.location'), pg_indexes_size('udaconnect.location'), pg_total_relation_size('udaconnect.location')")"
 
   # load: the plain PostGIS layout, same points and ids
-  tpg=$(postgis_load) || die "load into bench.postgis failed"
+  if [ $long = 0 ]; then
+    tpg=$(postgis_load) || die "load into bench.postgis failed"
+  fi
   q -c "DROP TABLE bench.src"
   # a settled database: no checkpoint of the load's and VACUUM's gigabytes
   # of dirty pages runs during the measurement
   q -c "CHECKPOINT"
-  read -r pt pi ptot <<<"$(q -F ' ' -c "SELECT pg_relation_size('bench.postgis'), pg_indexes_size('bench.postgis'), pg_total_relation_size('bench.postgis')")"
   printf 'generated %s rows in %.1f s\n' "$rows" "$tgen"
-  awk -v r="$rows" -v s="$size" -v t1="$tours" -v a1="$ht" -v b1="$hi" -v c1="$htot" \
-      -v t2="$tpg" -v a2="$pt" -v b2="$pi" -v c2="$ptot" 'BEGIN {
-    printf "%s|udaconnect.location (the extension)|%.1f|%d|%.0f|%.0f|%.0f\n", s, t1, r / t1, a1 / r, b1 / r, c1 / r
+  awk -v r="$rows" -v s="$size" -v t1="$tours" -v a1="$ht" -v b1="$hi" -v c1="$htot" 'BEGIN {
+    printf "%s|udaconnect.location (the extension)|%.1f|%d|%.0f|%.0f|%.0f\n", s, t1, r / t1, a1 / r, b1 / r, c1 / r }' >> "$LOADS"
+  if [ $long = 1 ]; then
+    echo "long mode at $size: find_connections alone (the PostGIS self-join and the original take minutes a query here)"
+    q -f "$F/measure.sql" >/dev/null || die "measure.sql failed"
+    t0=$(now)
+    q -f "$F/measure.sql" -c "SELECT bench.measure('$DAY', $NSAMPLE, $persons, ARRAY['find_connections, first touch'], ARRAY['60 seconds']::interval[])" \
+      -c "SELECT bench.measure('$DAY', $NSAMPLE, $persons, ARRAY['find_connections'], nwarm => $NWARM)" >/dev/null ||
+      die "measurement failed"
+    printf 'find_connections measured in %.0f s\n' "$(since "$t0")"
+    q -v rows="$size" -v baseline=off -f "$F/report.sql" >> "$LAT" || die "report failed"
+    echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end of $size (other work on the machine inflates every latency)"
+    [ "${UDACONNECT_BENCH_KEEP:-0}" = 1 ] || "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB"
+    continue
+  fi
+  read -r pt pi ptot <<<"$(q -F ' ' -c "SELECT pg_relation_size('bench.postgis'), pg_indexes_size('bench.postgis'), pg_total_relation_size('bench.postgis')")"
+  awk -v r="$rows" -v s="$size" -v t2="$tpg" -v a2="$pt" -v b2="$pi" -v c2="$ptot" 'BEGIN {
     printf "%s|PostGIS layout (GiST geography + 2 btree)|%.1f|%d|%.0f|%.0f|%.0f\n", s, t2, r / t2, a2 / r, b2 / r, c2 / r }' >> "$LOADS"
 
   # the self-join's plan: the GiST index must be used
