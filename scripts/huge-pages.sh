@@ -17,13 +17,7 @@ STATE=$TOP/.run/huge-pages.added
 case "${1:-}" in
 reserve)
   [ "${UDACONNECT_HUGE_PAGES:-on}" != off ] && [ "$(id -u)" = 0 ] && [ -w $F ] || exit 0
-  sb_mb=${UDACONNECT_PG_SHARED_BUFFERS:-}
-  if [ -z "$sb_mb" ]; then   # as scripts/stack.d/20-postgres.sh sizes it
-    sb_mb=$(( $(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo) / 8 ))
-    [ "$sb_mb" -lt 128 ] && sb_mb=128; [ "$sb_mb" -gt 2048 ] && sb_mb=2048
-  else
-    sb_mb=${sb_mb%MB}
-  fi
+  sb_mb=$("$TOP/scripts/shared-buffers.sh"); sb_mb=${sb_mb%MB}
   # 2 MB pages for the buffers and the rest of the segment (~6 %)
   need=$(( sb_mb / 2 + sb_mb / 16 + 32 ))
   before=$(cat $F)

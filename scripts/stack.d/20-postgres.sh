@@ -10,14 +10,7 @@ export PGHOST=127.0.0.1 PGPORT=$UDACONNECT_PGPORT PGUSER=postgres PGDATABASE=$DB
 case "$1" in
 start)
   if [ ! -f "$PGDATA/PG_VERSION" ]; then
-    # shared_buffers: UDACONNECT_PG_SHARED_BUFFERS, else 1/8 of the RAM
-    # between 128MB and 2GB (the finder's index pages of the days asked
-    # about should stay in PostgreSQL's own cache: docs/design.md)
-    if [ -z "${UDACONNECT_PG_SHARED_BUFFERS:-}" ]; then
-      mem_mb=$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo)
-      sb=$(( mem_mb / 8 )); [ "$sb" -lt 128 ] && sb=128; [ "$sb" -gt 2048 ] && sb=2048
-      UDACONNECT_PG_SHARED_BUFFERS=${sb}MB
-    fi
+    UDACONNECT_PG_SHARED_BUFFERS=$("$TOP/scripts/shared-buffers.sh")
     "$PGBIN/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$LOG_DIR/initdb.log" 2>&1
     cat >> "$PGDATA/postgresql.conf" <<CONF
 # --- UdaConnect local stack ---
