@@ -184,10 +184,21 @@ typedef struct EncColumn
 	Oid			type;
 } EncColumn;
 
+/* the columns of udaconnect.encounter, all of them, in table order */
+enum
+{
+	ENC_ID, ENC_A, ENC_B, ENC_START, ENC_END, ENC_MATCHES, ENC_MIND, ENC_PLACE,
+	ENC_PLACE_IDS, ENC_PLACE_MATCHES, ENC_LAT, ENC_LON, ENC_CLOSEST_A,
+	ENC_CLOSEST_B, ENC_VERSION, ENC_NCOLS
+};
+extern const EncColumn enc_encounter_cols[ENC_NCOLS];
+
 extern Oid	enc_relid(Oid nsp, const char *name);
 extern void enc_columns(Relation rel, const EncColumn *cols, int n, bool exact,
 						AttrNumber *att);
 extern Relation enc_open_btree(Oid nsp, Relation heap, const char *name,
 							   const AttrNumber *keys, int nkeys, const char *ddl);
+extern Relation enc_open_pair_idx(Oid nsp, Relation enc, const AttrNumber *att);
+extern Relation enc_open_b_idx(Oid nsp, Relation enc, const AttrNumber *att);
 
 #endif							/* UDC_ENCOUNTER_INT_H */

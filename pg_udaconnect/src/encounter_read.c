@@ -48,20 +48,6 @@
 
 #include "encounter_int.h"
 
-/* The columns of udaconnect.encounter read here, by name. */
-enum
-{
-	E_ID, E_A, E_B, E_START, E_END, E_MATCHES, E_MIND, E_PLACE, E_LAT, E_LON,
-	E_VERSION, E_NCOLS
-};
-
-static const EncColumn enc_cols[E_NCOLS] = {
-	{"id", INT8OID}, {"person_a", INT4OID}, {"person_b", INT4OID},
-	{"started_at", TIMESTAMPTZOID}, {"ended_at", TIMESTAMPTZOID},
-	{"matches", INT8OID}, {"min_distance_m", FLOAT8OID}, {"place_id", INT4OID},
-	{"latitude", FLOAT8OID}, {"longitude", FLOAT8OID}, {"version", INT8OID}
-};
-
 static const EncColumn place_cols[2] = {{"id", INT4OID}, {"name", TEXTOID}};
 
 /* One result row before sorting. */
@@ -101,7 +87,7 @@ scan_side(Relation heap, Relation idx, const AttrNumber *att, int32 person, int 
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
 	int			maxatt = 0;
 
-	for (int c = 0; c < E_NCOLS; c++)
+	for (int c = 0; c < ENC_NCOLS; c++)
 		maxatt = Max(maxatt, att[c]);
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(person));
 	ScanKeyInit(&keys[1], tcol, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
@@ -115,7 +101,7 @@ scan_side(Relation heap, Relation idx, const AttrNumber *att, int32 person, int 
 
 		CHECK_FOR_INTERRUPTS();
 		slot_getsomeattrs(slot, maxatt);
-		if (DatumGetTimestampTz(v[att[E_END] - 1]) < from_t)
+		if (DatumGetTimestampTz(v[att[ENC_END] - 1]) < from_t)
 			continue;
 		if (out->n == out->cap)
 		{
@@ -123,17 +109,17 @@ scan_side(Relation heap, Relation idx, const AttrNumber *att, int32 person, int 
 			out->rows = repalloc_huge(out->rows, sizeof(EncRow) * out->cap);
 		}
 		r = &out->rows[out->n++];
-		r->id = DatumGetInt64(v[att[E_ID] - 1]);
-		r->other = DatumGetInt32(v[att[person_is_a ? E_B : E_A] - 1]);
-		r->start = DatumGetTimestampTz(v[att[E_START] - 1]);
-		r->end = DatumGetTimestampTz(v[att[E_END] - 1]);
-		r->matches = DatumGetInt64(v[att[E_MATCHES] - 1]);
-		r->min_distance_m = DatumGetFloat8(v[att[E_MIND] - 1]);
-		r->has_place = !slot->tts_isnull[att[E_PLACE] - 1];
-		r->place_id = r->has_place ? DatumGetInt32(v[att[E_PLACE] - 1]) : 0;
-		r->lat = DatumGetFloat8(v[att[E_LAT] - 1]);
-		r->lon = DatumGetFloat8(v[att[E_LON] - 1]);
-		r->version = DatumGetInt64(v[att[E_VERSION] - 1]);
+		r->id = DatumGetInt64(v[att[ENC_ID] - 1]);
+		r->other = DatumGetInt32(v[att[person_is_a ? ENC_B : ENC_A] - 1]);
+		r->start = DatumGetTimestampTz(v[att[ENC_START] - 1]);
+		r->end = DatumGetTimestampTz(v[att[ENC_END] - 1]);
+		r->matches = DatumGetInt64(v[att[ENC_MATCHES] - 1]);
+		r->min_distance_m = DatumGetFloat8(v[att[ENC_MIND] - 1]);
+		r->has_place = !slot->tts_isnull[att[ENC_PLACE] - 1];
+		r->place_id = r->has_place ? DatumGetInt32(v[att[ENC_PLACE] - 1]) : 0;
+		r->lat = DatumGetFloat8(v[att[ENC_LAT] - 1]);
+		r->lon = DatumGetFloat8(v[att[ENC_LON] - 1]);
+		r->version = DatumGetInt64(v[att[ENC_VERSION] - 1]);
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -282,25 +268,16 @@ udc_encounters(PG_FUNCTION_ARGS)
 	Relation	heap;
 	Relation	pair_idx;
 	Relation	b_idx;
-	AttrNumber	att[E_NCOLS];
-	AttrNumber	keys[3];
+	AttrNumber	att[ENC_NCOLS];
 	EncRows		rows = {palloc(sizeof(EncRow) * 256), 0, 256};
 
 	InitMaterializedSRF(fcinfo, 0);
 	heap = table_open(enc_relid(nsp, "encounter"), AccessShareLock);
 	check_readable(RelationGetRelid(heap));
 	check_readable(enc_relid(nsp, "place"));
-	enc_columns(heap, enc_cols, E_NCOLS, false, att);
-
-	keys[0] = att[E_A];
-	keys[1] = att[E_B];
-	keys[2] = att[E_START];
-	pair_idx = enc_open_btree(nsp, heap, "encounter_pair_idx", keys, 3,
-							  "CREATE INDEX encounter_pair_idx ON udaconnect.encounter (person_a, person_b, started_at);");
-	keys[0] = att[E_B];
-	keys[1] = att[E_START];
-	b_idx = enc_open_btree(nsp, heap, "encounter_b_idx", keys, 2,
-						   "CREATE INDEX encounter_b_idx ON udaconnect.encounter (person_b, started_at);");
+	enc_columns(heap, enc_encounter_cols, ENC_NCOLS, false, att);
+	pair_idx = enc_open_pair_idx(nsp, heap, att);
+	b_idx = enc_open_b_idx(nsp, heap, att);
 
 	scan_side(heap, pair_idx, att, person, 3, true, from_t, to_t, &rows);
 	scan_side(heap, b_idx, att, person, 2, false, from_t, to_t, &rows);

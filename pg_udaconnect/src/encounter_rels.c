@@ -1,7 +1,9 @@
 /*
- * encounter_rels.c — opens the relations that the encounter reader
- * (encounter_read.c) and writer (encounter_merge.c) use directly, below
- * SQL, and checks that they are what those files assume: the tables have
+ * encounter_rels.c — the relations that the encounter reader
+ * (encounter_read.c) and writer (encounter_write.c) use directly, below
+ * SQL: the columns of udaconnect.encounter as C knows them (one list for
+ * both), its two indexes with the DDL that restores them, and the checks
+ * that all of them are what those files assume: the tables have
  * the columns read or written, of the expected types, and each index is a
  * live, valid btree on the table, without expressions or predicate, whose
  * leading key columns are the expected ones in ascending order.  Reading a
@@ -16,6 +18,7 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "catalog/pg_type.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am_d.h"
 #include "catalog/pg_index.h"
@@ -24,6 +27,24 @@
 #include "utils/rel.h"
 
 #include "encounter_int.h"
+
+const EncColumn enc_encounter_cols[ENC_NCOLS] = {
+	[ENC_ID] = {"id", INT8OID},
+	[ENC_A] = {"person_a", INT4OID},
+	[ENC_B] = {"person_b", INT4OID},
+	[ENC_START] = {"started_at", TIMESTAMPTZOID},
+	[ENC_END] = {"ended_at", TIMESTAMPTZOID},
+	[ENC_MATCHES] = {"matches", INT8OID},
+	[ENC_MIND] = {"min_distance_m", FLOAT8OID},
+	[ENC_PLACE] = {"place_id", INT4OID},
+	[ENC_PLACE_IDS] = {"place_ids", INT4ARRAYOID},
+	[ENC_PLACE_MATCHES] = {"place_matches", INT8ARRAYOID},
+	[ENC_LAT] = {"latitude", FLOAT8OID},
+	[ENC_LON] = {"longitude", FLOAT8OID},
+	[ENC_CLOSEST_A] = {"closest_a", INT8OID},
+	[ENC_CLOSEST_B] = {"closest_b", INT8OID},
+	[ENC_VERSION] = {"version", INT8OID},
+};
 
 #define RESTORE_HINT "Restore it as sql/src/50-encounters.sql (or 45-places.sql) of the installed version creates it."
 
@@ -101,4 +122,24 @@ enc_open_btree(Oid nsp, Relation heap, const char *name, const AttrNumber *keys,
 				 errdetail("It must be a valid btree index without expressions or predicate whose leading columns are as the extension creates them."),
 				 errhint("Recreate it: DROP INDEX udaconnect.%s; %s", name, ddl)));
 	return idx;
+}
+
+/* encounter_pair_idx (person_a, person_b, started_at); att: enc_encounter_cols' */
+Relation
+enc_open_pair_idx(Oid nsp, Relation enc, const AttrNumber *att)
+{
+	AttrNumber	keys[3] = {att[ENC_A], att[ENC_B], att[ENC_START]};
+
+	return enc_open_btree(nsp, enc, "encounter_pair_idx", keys, 3,
+						  "CREATE INDEX encounter_pair_idx ON udaconnect.encounter (person_a, person_b, started_at);");
+}
+
+/* encounter_b_idx (person_b, started_at) */
+Relation
+enc_open_b_idx(Oid nsp, Relation enc, const AttrNumber *att)
+{
+	AttrNumber	keys[2] = {att[ENC_B], att[ENC_START]};
+
+	return enc_open_btree(nsp, enc, "encounter_b_idx", keys, 2,
+						  "CREATE INDEX encounter_b_idx ON udaconnect.encounter (person_b, started_at);");
 }

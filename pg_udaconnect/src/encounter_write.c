@@ -41,21 +41,6 @@
 
 #include "encounter_int.h"
 
-/* The columns of udaconnect.encounter, all of them. */
-enum
-{
-	C_ID, C_A, C_B, C_START, C_END, C_MATCHES, C_MIND, C_PLACE, C_PLACE_IDS,
-	C_PLACE_MATCHES, C_LAT, C_LON, C_CLOSEST_A, C_CLOSEST_B, C_VERSION, C_NCOLS
-};
-
-static const EncColumn enc_cols[C_NCOLS] = {
-	{"id", INT8OID}, {"person_a", INT4OID}, {"person_b", INT4OID},
-	{"started_at", TIMESTAMPTZOID}, {"ended_at", TIMESTAMPTZOID}, {"matches", INT8OID},
-	{"min_distance_m", FLOAT8OID}, {"place_id", INT4OID}, {"place_ids", INT4ARRAYOID},
-	{"place_matches", INT8ARRAYOID}, {"latitude", FLOAT8OID}, {"longitude", FLOAT8OID},
-	{"closest_a", INT8OID}, {"closest_b", INT8OID}, {"version", INT8OID}
-};
-
 enum
 {
 	R_VERSION, R_ID, R_PERSON, R_MERGED_INTO, R_REMOVED_AT, R_NCOLS
@@ -74,7 +59,7 @@ struct EncWriter
 	Relation	removed;
 	Relation	clock;
 	Relation	pair_idx;
-	AttrNumber	att[C_NCOLS];
+	AttrNumber	att[ENC_NCOLS];
 	AttrNumber	ratt[R_NCOLS];
 	AttrNumber	clock_att;
 	Oid			id_seq;
@@ -165,20 +150,15 @@ enc_writer_open(int cap)
 {
 	EncWriter  *w = palloc0(sizeof(EncWriter));
 	Oid			nsp = get_namespace_oid("udaconnect", false);
-	AttrNumber	keys[3];
 
 	w->enc = table_open(enc_relid(nsp, "encounter"), RowExclusiveLock);
 	w->removed = table_open(enc_relid(nsp, "encounter_removed"), RowExclusiveLock);
 	w->clock = table_open(enc_relid(nsp, "encounter_clock"), RowExclusiveLock);
-	enc_columns(w->enc, enc_cols, C_NCOLS, true, w->att);
+	enc_columns(w->enc, enc_encounter_cols, ENC_NCOLS, true, w->att);
 	enc_columns(w->removed, removed_cols, R_NCOLS, true, w->ratt);
 	enc_columns(w->clock, clock_cols, 1, false, &w->clock_att);
-	keys[0] = w->att[C_A];
-	keys[1] = w->att[C_B];
-	keys[2] = w->att[C_START];
-	w->pair_idx = enc_open_btree(nsp, w->enc, "encounter_pair_idx", keys, 3,
-								 "CREATE INDEX encounter_pair_idx ON udaconnect.encounter (person_a, person_b, started_at);");
-	w->id_seq = getIdentitySequence(RelationGetRelid(w->enc), w->att[C_ID], false);
+	w->pair_idx = enc_open_pair_idx(nsp, w->enc, w->att);
+	w->id_seq = getIdentitySequence(RelationGetRelid(w->enc), w->att[ENC_ID], false);
 
 	open_estate(w);
 	w->scan_slot = table_slot_create(w->enc, NULL);
@@ -217,18 +197,18 @@ stored_item(EncWriter *w, TupleTableSlot *slot, EncItem *it)
 			   *cnts;
 
 	it->stored = true;
-	it->id = DatumGetInt64(v[a[C_ID] - 1]);
+	it->id = DatumGetInt64(v[a[ENC_ID] - 1]);
 	it->tid = slot->tts_tid;
-	it->s = DatumGetTimestampTz(v[a[C_START] - 1]);
-	it->e = DatumGetTimestampTz(v[a[C_END] - 1]);
-	it->n = DatumGetInt64(v[a[C_MATCHES] - 1]);
-	it->dist = DatumGetFloat8(v[a[C_MIND] - 1]);
-	it->ra = DatumGetInt64(v[a[C_CLOSEST_A] - 1]);
-	it->rb = DatumGetInt64(v[a[C_CLOSEST_B] - 1]);
-	it->lat = DatumGetFloat8(v[a[C_LAT] - 1]);
-	it->lon = DatumGetFloat8(v[a[C_LON] - 1]);
-	it->nplaces = array_elems(v[a[C_PLACE_IDS] - 1], INT4OID, &ids);
-	if (array_elems(v[a[C_PLACE_MATCHES] - 1], INT8OID, &cnts) != it->nplaces)
+	it->s = DatumGetTimestampTz(v[a[ENC_START] - 1]);
+	it->e = DatumGetTimestampTz(v[a[ENC_END] - 1]);
+	it->n = DatumGetInt64(v[a[ENC_MATCHES] - 1]);
+	it->dist = DatumGetFloat8(v[a[ENC_MIND] - 1]);
+	it->ra = DatumGetInt64(v[a[ENC_CLOSEST_A] - 1]);
+	it->rb = DatumGetInt64(v[a[ENC_CLOSEST_B] - 1]);
+	it->lat = DatumGetFloat8(v[a[ENC_LAT] - 1]);
+	it->lon = DatumGetFloat8(v[a[ENC_LON] - 1]);
+	it->nplaces = array_elems(v[a[ENC_PLACE_IDS] - 1], INT4OID, &ids);
+	if (array_elems(v[a[ENC_PLACE_MATCHES] - 1], INT8OID, &cnts) != it->nplaces)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("encounter %lld has place_ids and place_matches of different lengths",
@@ -264,7 +244,7 @@ enc_read_pair(EncWriter *w, int32 pa, int32 pb, TimestampTz lo, TimestampTz hi,
 	{
 		CHECK_FOR_INTERRUPTS();
 		slot_getallattrs(slot);
-		if (DatumGetTimestampTz(slot->tts_values[w->att[C_END] - 1]) < lo)
+		if (DatumGetTimestampTz(slot->tts_values[w->att[ENC_END] - 1]) < lo)
 			continue;
 		if (n == *cap)
 		{
@@ -310,25 +290,25 @@ enc_write(EncWriter *w, const EncOut *o)
 	ResetPerTupleExprContext(w->estate);
 	ExecClearTuple(slot);
 	memset(nulls, false, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	v[a[C_ID] - 1] = Int64GetDatum(id);
-	v[a[C_A] - 1] = Int32GetDatum(o->person_a);
-	v[a[C_B] - 1] = Int32GetDatum(o->person_b);
-	v[a[C_START] - 1] = TimestampTzGetDatum(o->start);
-	v[a[C_END] - 1] = TimestampTzGetDatum(o->end);
-	v[a[C_MATCHES] - 1] = Int64GetDatum(o->matches);
-	v[a[C_MIND] - 1] = Float8GetDatum(o->closest->dist);
-	nulls[a[C_PLACE] - 1] = o->top < 0;
-	v[a[C_PLACE] - 1] = o->top < 0 ? (Datum) 0 : Int32GetDatum(o->place_ids[o->top]);
-	v[a[C_PLACE_IDS] - 1] =
+	v[a[ENC_ID] - 1] = Int64GetDatum(id);
+	v[a[ENC_A] - 1] = Int32GetDatum(o->person_a);
+	v[a[ENC_B] - 1] = Int32GetDatum(o->person_b);
+	v[a[ENC_START] - 1] = TimestampTzGetDatum(o->start);
+	v[a[ENC_END] - 1] = TimestampTzGetDatum(o->end);
+	v[a[ENC_MATCHES] - 1] = Int64GetDatum(o->matches);
+	v[a[ENC_MIND] - 1] = Float8GetDatum(o->closest->dist);
+	nulls[a[ENC_PLACE] - 1] = o->top < 0;
+	v[a[ENC_PLACE] - 1] = o->top < 0 ? (Datum) 0 : Int32GetDatum(o->place_ids[o->top]);
+	v[a[ENC_PLACE_IDS] - 1] =
 		PointerGetDatum(construct_array(ids, o->nplaces, INT4OID, 4, true, TYPALIGN_INT));
-	v[a[C_PLACE_MATCHES] - 1] =
+	v[a[ENC_PLACE_MATCHES] - 1] =
 		PointerGetDatum(construct_array(cnts, o->nplaces, INT8OID, 8, FLOAT8PASSBYVAL,
 										TYPALIGN_DOUBLE));
-	v[a[C_LAT] - 1] = Float8GetDatum(o->closest->lat);
-	v[a[C_LON] - 1] = Float8GetDatum(o->closest->lon);
-	v[a[C_CLOSEST_A] - 1] = Int64GetDatum(o->closest->ra);
-	v[a[C_CLOSEST_B] - 1] = Int64GetDatum(o->closest->rb);
-	v[a[C_VERSION] - 1] = Int64GetDatum(w->version);
+	v[a[ENC_LAT] - 1] = Float8GetDatum(o->closest->lat);
+	v[a[ENC_LON] - 1] = Float8GetDatum(o->closest->lon);
+	v[a[ENC_CLOSEST_A] - 1] = Int64GetDatum(o->closest->ra);
+	v[a[ENC_CLOSEST_B] - 1] = Int64GetDatum(o->closest->rb);
+	v[a[ENC_VERSION] - 1] = Int64GetDatum(w->version);
 	ExecStoreVirtualTuple(slot);
 	if (o->keep)
 	{
