@@ -230,6 +230,7 @@ update_from 1.0
 update_from 1.1
 update_from 1.2
 update_from 1.3
+update_from 1.4
 
 # --- 3. the person reference, fresh and updated ----------------------------------
 for db in $NEW $UPDATED_DBS; do
