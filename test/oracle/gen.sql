@@ -52,8 +52,13 @@ INSERT INTO oracle.people
 SELECT i, (udaconnect.create_person('Oracle' || i, 'Person ' || i, 'Company ' || (i % 7))).id
   FROM generate_series(1, 40) i;
 
+-- The points' ids become the location ids: they start after the rows the
+-- database holds already (none in a fresh install; the sample and a synthetic
+-- day in one made by test/extension/updated-db.sh), so the same seed gives
+-- the same points, ids shifted alike, in either.
+SELECT coalesce(max(id), 0) + 1 AS first_pt_id FROM udaconnect.location \gset
 CREATE TABLE oracle.pt (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id bigint GENERATED ALWAYS AS IDENTITY (START WITH :first_pt_id) PRIMARY KEY,
   kind text NOT NULL, person_idx int NOT NULL, lat float8 NOT NULL, lon float8 NOT NULL,
   t timestamptz NOT NULL, note text);
 

@@ -13,8 +13,11 @@
 #
 #   UDACONNECT_ORACLE_SEED       another seed (default udaconnect-oracle-1)
 #   UDACONNECT_ORACLE_TEMPLATE   create the scratch database from this
-#                                template instead of CREATE EXTENSION (only for
-#                                developing the oracle against a mock finder)
+#                                template instead of CREATE EXTENSION: a
+#                                database holding the extension, with or
+#                                without data (27-upgrade passes one updated
+#                                from 1.0 with data; gen.sql's ids start after
+#                                the rows it holds), or a mock finder's
 set -uo pipefail
 TOP=${TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 ORACLE=$TOP/test/oracle
