@@ -95,18 +95,61 @@ sub count_lines
 	return $n;
 }
 
+my $PERSONS_SQL = q{INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
+	SELECT g, 'First' || g, 'Last' || g, 'Company' FROM generate_series(1001, 1100) g};
+
 # CREATE EXTENSION and the persons 1001..1100 the producers use, in one
 # transaction: the workers must not see the extension without the persons.
+#
+# With UDACONNECT_INGEST_UPDATED_FROM=VERSION (test/suites/27-upgrade.sh sets
+# 1.0) the database is made instead as an installed VERSION holding data,
+# updated to the current version: test/extension/updated-db.sh installs
+# VERSION from its shipped script, loads the sample and a synthetic day
+# (persons below 1001, locations in 2020: the checks of persons 1001..1100
+# do not see them), adds the persons 1001..1100 and runs ALTER EXTENSION
+# pg_udaconnect UPDATE.  The workers wait while the extension is older than
+# 1.2 (no erased_person), so from 1.0 or 1.1 they start on the updated
+# database with the persons there; the tests produce only afterwards anyway.
 sub create_extension_with_persons
 {
 	my ($node) = @_;
-	$node->safe_psql('postgres', q{
-	BEGIN;
-	CREATE EXTENSION pg_udaconnect CASCADE;
-	INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
-	SELECT g, 'First' || g, 'Last' || g, 'Company' FROM generate_series(1001, 1100) g;
-	COMMIT;
-	});
+	if (my $from = $ENV{UDACONNECT_INGEST_UPDATED_FROM})
+	{
+		create_updated_database($node, $from);
+		return;
+	}
+	$node->safe_psql('postgres', "BEGIN; CREATE EXTENSION pg_udaconnect CASCADE; $PERSONS_SQL; COMMIT;");
+	return;
+}
+
+# the control file's default_version: what ALTER EXTENSION ... UPDATE reaches
+sub current_version
+{
+	my ($v) = slurp_file("$TOP/pg_udaconnect/pg_udaconnect.control") =~ /^default_version = '([^']+)'/m;
+	return $v;
+}
+
+sub create_updated_database
+{
+	my ($node, $from) = @_;
+	my $current = current_version();
+	my ($out, $err) = ('', '');
+	my $ok;
+	{
+		local $ENV{PGHOST} = $node->host;
+		local $ENV{PGPORT} = $node->port;
+		$ok = IPC::Run::run([ "$TOP/test/extension/updated-db.sh", '-f', $from, '-c', $PERSONS_SQL, 'postgres' ],
+			'<', \undef, '>', \$out, '2>', \$err);
+	}
+	chomp $out;
+	ok($ok, "the database: $from installed from its shipped script, the sample and a synthetic day loaded, "
+		  . "updated with ALTER EXTENSION pg_udaconnect UPDATE")
+	  or BAIL_OUT("test/extension/updated-db.sh failed: $err");
+	note $out;
+	is($node->safe_psql('postgres', q{
+		SELECT extversion || ' ' || (SELECT count(*) FROM udaconnect.person WHERE id BETWEEN 1001 AND 1100)
+		  || ' ' || (SELECT count(*) > 4000 FROM udaconnect.location) FROM pg_extension WHERE extname = 'pg_udaconnect'}),
+		"$current 100 true", "the updated database is at $current, holds the sample and the synthetic day and the persons 1001..1100");
 	return;
 }
 
