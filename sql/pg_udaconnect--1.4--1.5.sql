@@ -168,20 +168,32 @@ $$;
 -- What the maintenance worker does each round: the current partition and
 -- udaconnect.location_partitions_ahead more, then partitions for the rows
 -- of location_default, oldest first, at most 32 a call (the next round
--- takes more), each move in this one transaction.
+-- takes more), each move in this one transaction.  ATTACH locks
+-- location_default, and moving its rows waits for any of them another
+-- transaction holds: never longer than lock_timeout 500 ms, so the ingest
+-- is not held up behind the worker; what could not be done is left for
+-- the next round.
 CREATE FUNCTION location_partitions_maintain(OUT created integer, OUT moved bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
+SET lock_timeout = '500ms'
 AS $$
 DECLARE
     width interval := udaconnect.location_partition_width();
     r record;
     t timestamptz;
 BEGIN
-    SELECT * INTO r FROM udaconnect.location_partitions_ensure(
-        now(), now() + width * (1 + current_setting('udaconnect.location_partitions_ahead')::integer));
-    created := r.created;
-    moved := r.moved;
+    created := 0;
+    moved := 0;
+    BEGIN
+        SELECT * INTO r FROM udaconnect.location_partitions_ensure(
+            now(), now() + width * (1 + current_setting('udaconnect.location_partitions_ahead')::integer));
+        created := r.created;
+        moved := r.moved;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE LOG 'udaconnect partitions: location_default is in use; the partitions ahead are left for the next round';
+        RETURN;
+    END;
     FOR t IN SELECT DISTINCT date_bin(width, d.creation_time, timestamptz '2000-01-01 00:00+00') AS bin
                FROM udaconnect.location_default d ORDER BY bin LIMIT 32 LOOP
         -- the bin's start may lie in a neighbour made under another width:
@@ -189,7 +201,12 @@ BEGIN
         t := (SELECT min(d.creation_time) FROM udaconnect.location_default d
                WHERE d.creation_time >= t AND d.creation_time < t + width);
         CONTINUE WHEN t IS NULL;
-        SELECT * INTO r FROM udaconnect.location_partition_create(t);
+        BEGIN
+            SELECT * INTO r FROM udaconnect.location_partition_create(t);
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE LOG 'udaconnect partitions: rows of location_default at % are in use; left for the next round', t;
+            RETURN;
+        END;
         created := created + r.created::integer;
         moved := moved + r.moved;
     END LOOP;
@@ -339,6 +356,7 @@ CREATE FUNCTION retention_drop_partitions(cutoff timestamptz,
                                           OUT partitions integer, OUT locations bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
+SET lock_timeout = '500ms'
 AS $$
 DECLARE
     p record;
@@ -350,8 +368,8 @@ BEGIN
     END IF;
     partitions := 0;
     locations := 0;
-    PERFORM set_config('lock_timeout', '500ms', true);
-    FOR p IN SELECT x.partition, x.from_time, x.to_time FROM udaconnect.location_partitions() x
+    FOR p IN SELECT x.partition, c.relname AS name, x.from_time, x.to_time
+               FROM udaconnect.location_partitions() x JOIN pg_catalog.pg_class c ON c.oid = x.partition
               WHERE NOT x.is_default AND x.to_time <= cutoff ORDER BY x.from_time LOOP
         BEGIN
             -- SHARE: a late row for this old partition waits; counted
@@ -372,7 +390,8 @@ BEGIN
             partitions := partitions + 1;
             locations := locations + n;
         EXCEPTION WHEN lock_not_available THEN
-            RAISE LOG 'udaconnect retention: partition % is in use; left for the next round', p.partition;
+            RAISE LOG 'udaconnect retention: partition udaconnect.% is in use; left for the next round',
+                quote_ident(p.name);
             EXIT;
         END;
     END LOOP;

@@ -302,6 +302,7 @@ CREATE FUNCTION retention_drop_partitions(cutoff timestamptz,
                                           OUT partitions integer, OUT locations bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
+SET lock_timeout = '500ms'
 AS $$
 DECLARE
     p record;
@@ -313,8 +314,8 @@ BEGIN
     END IF;
     partitions := 0;
     locations := 0;
-    PERFORM set_config('lock_timeout', '500ms', true);
-    FOR p IN SELECT x.partition, x.from_time, x.to_time FROM udaconnect.location_partitions() x
+    FOR p IN SELECT x.partition, c.relname AS name, x.from_time, x.to_time
+               FROM udaconnect.location_partitions() x JOIN pg_catalog.pg_class c ON c.oid = x.partition
               WHERE NOT x.is_default AND x.to_time <= cutoff ORDER BY x.from_time LOOP
         BEGIN
             -- SHARE: a late row for this old partition waits; counted
@@ -335,7 +336,8 @@ BEGIN
             partitions := partitions + 1;
             locations := locations + n;
         EXCEPTION WHEN lock_not_available THEN
-            RAISE LOG 'udaconnect retention: partition % is in use; left for the next round', p.partition;
+            RAISE LOG 'udaconnect retention: partition udaconnect.% is in use; left for the next round',
+                quote_ident(p.name);
             EXIT;
         END;
     END LOOP;

@@ -72,12 +72,15 @@ CREATE TABLE encounter_removed (
 CREATE INDEX encounter_removed_person_idx ON encounter_removed (person_id, version);
 CREATE INDEX encounter_removed_at_idx ON encounter_removed (removed_at);
 
--- The one row every encounter writer locks first (see the top).
+-- The one row every encounter writer locks first (see the top).  The
+-- first encounter_lock() makes it, not CREATE EXTENSION: it is a
+-- configuration table (pg_dump dumps its row), and the CREATE EXTENSION
+-- of a restore must leave room for the dump's row, or the restored clock
+-- would start again below the versions streams were given.
 CREATE TABLE encounter_clock (
     one     boolean PRIMARY KEY DEFAULT true CHECK (one),
     version bigint NOT NULL DEFAULT 0
 );
-INSERT INTO encounter_clock DEFAULT VALUES;
 
 SELECT pg_catalog.pg_extension_config_dump('encounter', '');
 SELECT pg_catalog.pg_extension_config_dump('encounter_id_seq', '');
@@ -90,7 +93,10 @@ SELECT pg_catalog.pg_extension_config_dump('encounter_clock', '');
 CREATE FUNCTION encounter_lock() RETURNS bigint
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
-AS $$ SELECT c.version FROM udaconnect.encounter_clock c FOR UPDATE $$;
+AS $$
+    INSERT INTO udaconnect.encounter_clock DEFAULT VALUES ON CONFLICT DO NOTHING;
+    SELECT c.version FROM udaconnect.encounter_clock c FOR UPDATE;
+$$;
 
 -- The settings, as the maintenance reads them (C, src/encounter.c).
 CREATE FUNCTION encounter_distance() RETURNS float8
