@@ -450,6 +450,33 @@ $$;
 REVOKE ALL ON FUNCTION retention_drop_partitions(timestamptz),
     encounters_locations_gone(timestamptz, timestamptz, integer[]) FROM PUBLIC;
 
+-- encounter_clock's row is made by the first encounter_lock(), not by
+-- CREATE EXTENSION, so that a pg_dump restores (the dump's row met the one
+-- CREATE EXTENSION had made); an installed database keeps its row
+CREATE OR REPLACE FUNCTION encounter_lock() RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+    INSERT INTO udaconnect.encounter_clock DEFAULT VALUES ON CONFLICT DO NOTHING;
+    SELECT c.version FROM udaconnect.encounter_clock c FOR UPDATE;
+$$;
+
+CREATE OR REPLACE FUNCTION api_encounter_position(caller_role text, caller_id integer, person_id integer,
+                                       OUT version bigint, OUT id bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+BEGIN
+    PERFORM udaconnect.api_encounters_check(caller_role, caller_id, person_id);
+    IF caller_role = 'organizer'
+       AND NOT EXISTS (SELECT 1 FROM udaconnect.person p WHERE p.id = person_id) THEN
+        RAISE EXCEPTION 'person % does not exist', person_id USING ERRCODE = 'no_data_found';
+    END IF;
+    -- no row before the first encounter was written: nothing to skip
+    SELECT coalesce(max(c.version), 0), 9223372036854775807 INTO version, id FROM udaconnect.encounter_clock c;
+END;
+$$;
+
 -- (end of time partitions)
 
 -- ===========================================================================
