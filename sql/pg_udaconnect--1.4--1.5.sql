@@ -19,9 +19,8 @@
 -- (keeping their ids, which encounters refer to), and the old one dropped.
 -- Indexes are built after the copy and the triggers made last, so the copy
 -- neither checks the persons again nor recomputes an encounter: the stored
--- encounters stay as they are.  Takes about as long as a CREATE INDEX of
--- the table per 10 million rows (docs/upgrades.md), under an ACCESS
--- EXCLUSIVE lock on location.
+-- encounters stay as they are.  About 9 s per million rows on 2 cores
+-- (docs/upgrades.md), under an ACCESS EXCLUSIVE lock on location.
 
 ALTER TABLE location RENAME TO location_1_4;
 ALTER TABLE location_1_4 RENAME CONSTRAINT location_pkey TO location_1_4_pkey;
