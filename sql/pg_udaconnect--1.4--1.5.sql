@@ -17,9 +17,10 @@
 -- cannot be partitioned in place, so the 1.4 table is renamed, the new one
 -- made beside it, its rows copied into partitions covering their days
 -- (keeping their ids, which encounters refer to), and the old one dropped.
--- Indexes are built after the copy and the triggers made last, so the copy
--- neither checks the persons again nor recomputes an encounter: the stored
--- encounters stay as they are.  About 9 s per million rows on 2 cores
+-- The triggers are made last, so the copy neither checks the persons again
+-- nor recomputes an encounter: the stored encounters stay as they are.
+-- The parent gets no index (sql/src/10-schema.sql says why): each
+-- partition has its own.  About 9 s per million rows on 2 cores
 -- (docs/upgrades.md), under an ACCESS EXCLUSIVE lock on location.
 
 ALTER TABLE location RENAME TO location_1_4;
@@ -36,13 +37,16 @@ CREATE TABLE location (
     creation_time timestamptz NOT NULL DEFAULT now(),
     cell          bigint NOT NULL
         GENERATED ALWAYS AS (cell_key(ST_Y(coordinate), ST_X(coordinate))) STORED,
-    CONSTRAINT location_pkey PRIMARY KEY (id, creation_time),
     CONSTRAINT location_creation_time_finite CHECK (isfinite(creation_time))
 ) PARTITION BY RANGE (creation_time);
 COMMENT ON TABLE location IS 'Reported positions: coordinate is WGS84 (x = longitude, y = latitude).  Partitioned by creation_time (udaconnect.location_partitions).';
 COMMENT ON COLUMN location.cell IS 'Grid cell key (cell_key(latitude, longitude)); used by the connection finder.';
 CREATE TABLE location_default PARTITION OF location DEFAULT;
 COMMENT ON TABLE location_default IS 'Locations no time partition covers yet; the maintenance worker moves them into their partition.';
+ALTER TABLE location_default ADD CONSTRAINT location_default_pkey PRIMARY KEY (id, creation_time);
+CREATE INDEX location_default_person_time_idx ON location_default (person_id, creation_time) INCLUDE (coordinate);
+CREATE INDEX location_default_cell_time_idx ON location_default (cell, creation_time) INCLUDE (person_id, id, coordinate);
+CREATE INDEX location_default_creation_time_brin ON location_default USING brin (creation_time);
 SELECT pg_catalog.pg_extension_config_dump('location', '');
 SELECT pg_catalog.pg_extension_config_dump('location_default', '');
 SELECT pg_catalog.pg_extension_config_dump('location_id_seq', '');
@@ -114,6 +118,13 @@ BEGIN
                    ' SELECT m.id, m.person_id, m.coordinate, m.creation_time FROM m', part_name)
         USING lo, hi;
     GET DIAGNOSTICS moved = ROW_COUNT;
+    -- its key and btrees (10-schema.sql: named after it), built after the move
+    EXECUTE format('ALTER TABLE udaconnect.%I ADD CONSTRAINT %I PRIMARY KEY (id, creation_time)',
+                   part_name, part_name || '_pkey');
+    EXECUTE format('CREATE INDEX %I ON udaconnect.%I (person_id, creation_time) INCLUDE (coordinate)',
+                   part_name || '_person_time_idx', part_name);
+    EXECUTE format('CREATE INDEX %I ON udaconnect.%I (cell, creation_time) INCLUDE (person_id, id, coordinate)',
+                   part_name || '_cell_time_idx', part_name);
     EXECUTE format('ALTER TABLE udaconnect.location ATTACH PARTITION udaconnect.%I FOR VALUES FROM (%L) TO (%L)',
                    part_name, lo, hi);
     partition := format('udaconnect.%I', part_name)::regclass;
@@ -225,9 +236,6 @@ SELECT count(*) FROM (
 INSERT INTO location (id, person_id, coordinate, creation_time)
 SELECT o.id, o.person_id, o.coordinate, o.creation_time FROM location_1_4 o ORDER BY o.creation_time, o.id;
 
-CREATE INDEX location_person_time_idx ON location (person_id, creation_time) INCLUDE (coordinate);
-CREATE INDEX location_cell_time_idx ON location (cell, creation_time) INCLUDE (person_id, id, coordinate);
-CREATE INDEX location_creation_time_brin ON location USING brin (creation_time);
 
 CREATE TRIGGER location_person_fk_ins AFTER INSERT ON location
     REFERENCING NEW TABLE AS new_rows

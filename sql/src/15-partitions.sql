@@ -5,7 +5,10 @@
 -- One partition holds udaconnect.location_partition_width of creation_time
 -- (a day by default), aligned to it from 2000-01-01 00:00 UTC, and is named
 -- after its start: location_p20261207 (location_p20261207_060000 for a
--- width that does not start at midnight).  This file is the one place
+-- width that does not start at midnight).  It has its own primary key and
+-- btrees, named after it (10-schema.sql says why the parent has none); a
+-- partition attached by hand needs them too, or the finder refuses it,
+-- naming the index and the DDL that makes it.  This file is the one place
 -- that knows how a partition is made; retention_drop_partitions()
 -- (40-privacy.sql) the one that knows how one goes.
 --
@@ -92,6 +95,13 @@ BEGIN
                    ' SELECT m.id, m.person_id, m.coordinate, m.creation_time FROM m', part_name)
         USING lo, hi;
     GET DIAGNOSTICS moved = ROW_COUNT;
+    -- its key and btrees (10-schema.sql: named after it), built after the move
+    EXECUTE format('ALTER TABLE udaconnect.%I ADD CONSTRAINT %I PRIMARY KEY (id, creation_time)',
+                   part_name, part_name || '_pkey');
+    EXECUTE format('CREATE INDEX %I ON udaconnect.%I (person_id, creation_time) INCLUDE (coordinate)',
+                   part_name || '_person_time_idx', part_name);
+    EXECUTE format('CREATE INDEX %I ON udaconnect.%I (cell, creation_time) INCLUDE (person_id, id, coordinate)',
+                   part_name || '_cell_time_idx', part_name);
     EXECUTE format('ALTER TABLE udaconnect.location ATTACH PARTITION udaconnect.%I FOR VALUES FROM (%L) TO (%L)',
                    part_name, lo, hi);
     partition := format('udaconnect.%I', part_name)::regclass;

@@ -240,9 +240,10 @@ $$;
 --   * encounters that ended before the cutoff, ingest rejects received
 --     before it and the removals streams were told of go in batches.
 -- ---------------------------------------------------------------------------
--- BRIN: positions arrive roughly in time order, so a summary per block range
+-- BRIN on location_default, the one partition the sweep deletes from:
+-- positions arrive roughly in time order, so a summary per block range
 -- finds the old ones at almost no cost per inserted row.
-CREATE INDEX location_creation_time_brin ON location USING brin (creation_time);
+CREATE INDEX location_default_creation_time_brin ON location_default USING brin (creation_time);
 
 CREATE FUNCTION retention_sweep(cutoff timestamptz, batch integer DEFAULT 10000,
                                 OUT locations bigint, OUT rejects bigint)
