@@ -1,7 +1,9 @@
 -- The data of an UdaConnect database as the update must keep it, one line per
 -- aspect (count and md5), in a form every shipped version can print:
--- test/extension/updated-db.sh writes it before and after ALTER EXTENSION
--- pg_udaconnect UPDATE and test/suites/27-upgrade.sh requires the same lines.
+-- test/extension/updated-db.sh writes it before ALTER EXTENSION pg_udaconnect
+-- UPDATE, test/suites/27-upgrade.sh after it and requires the same lines.
+-- No ON_ERROR_STOP here: the caller chooses (after the update, a failing
+-- aspect must not hide the others).
 --   persons     every person row
 --   locations   every location row: id, person_id, coordinate, creation_time
 --               (the columns every version has; cell is derived from them)
@@ -11,7 +13,6 @@
 --   connected   every person's connected_persons, same arguments
 --   finder-50m  find_connections at 50 m without a time window on the
 --               synthetic day (2020-08-20), for the persons with points then
-\set ON_ERROR_STOP 1
 SET TimeZone = 'UTC';
 SET extra_float_digits = 3;
 \pset tuples_only on

@@ -17,7 +17,7 @@
 #
 #   -s DIR  also write the data (test/extension/data_state.sql: rows, ids,
 #           finder answers) to DIR/state-before.txt just before the update
-#           and to DIR/state-after.txt just after it
+#           (the caller prints it again after the update and compares)
 #
 # Connects with the libpq environment (PGHOST, PGPORT, PGUSER); creates DBNAME
 # when it does not exist and refuses one that already has pg_udaconnect.
@@ -65,10 +65,6 @@ if [ -n "$STATE_DIR" ]; then
     "${PSQL[@]}" -d "$DB" -f "$TOP/test/extension/data_state.sql" -o "$STATE_DIR/state-before.txt"
 fi
 step "ALTER EXTENSION pg_udaconnect UPDATE" "${PSQL[@]}" -d "$DB" -c "ALTER EXTENSION pg_udaconnect UPDATE"
-if [ -n "$STATE_DIR" ]; then
-  step "recording the data after the update" \
-    "${PSQL[@]}" -d "$DB" -f "$TOP/test/extension/data_state.sql" -o "$STATE_DIR/state-after.txt"
-fi
 "${PSQL[@]}" -d "$DB" -c "
   SELECT format('%s: %s -> %s: %s persons, %s locations (%s on the synthetic day)', '$DB', '$FROM',
                 (SELECT extversion FROM pg_extension WHERE extname = 'pg_udaconnect'),

@@ -56,6 +56,11 @@ END
 	stop_devkafka($_) for @brokers_started;
 }
 
+# A test stopped by a signal (27-upgrade's guard against a hung test sends
+# SIGTERM) dies instead, so that the END blocks run: the brokers above and
+# PostgreSQL::Test::Cluster's nodes are stopped, not left behind.
+$SIG{TERM} = $SIG{INT} = sub { die "stopped by SIG$_[0]\n"; };
+
 # Run the producer in the foreground; dies unless every message was delivered.
 sub produce
 {
