@@ -18,11 +18,11 @@
  * types and are NOT NULL; anything else is a clear error that names the
  * problem and the DDL of sql/src/10-schema.sql that recreates the index.
  *
- * On 1.5 location is partitioned (sql/src/10-schema.sql): the indexes of
- * those names are then partitioned indexes, which hold no entries, and the
- * finder reads each partition through the index attached to them
- * (finder_parts.c finds it); finder_check_part() runs the same checks on a
- * partition's columns and indexes, and its errors name the partition.  The
+ * On 1.5 location is partitioned (sql/src/10-schema.sql) and has no index
+ * of its own: each partition has two, named after it
+ * (location_p20261207_person_time_idx, ..._cell_time_idx), which
+ * finder_check_part() opens for finder_parts.c and checks the same way; its
+ * errors name the partition.  The
  * relations stay locked (AccessShareLock) to the end of the transaction, as
  * a query's do: no partition can be detached or dropped under a later call.
  *
@@ -82,32 +82,40 @@ static const ColumnSpec person_cols[1] = {
 
 #define MAX_INDEX_COLS 5
 
-/* An index the finder reads, as sql/src/10-schema.sql creates it. */
+/*
+ * An index the finder reads, as sql/src/10-schema.sql creates it.  The two
+ * location indexes are named after their table: location_person_time_idx
+ * of the plain (1.4) table, location_p20261207_person_time_idx of a
+ * partition (15-partitions.sql makes them so).
+ */
 typedef struct IndexSpec
 {
-	const char *name;			/* in schema udaconnect */
+	const char *name;			/* of the plain table's, in schema udaconnect */
+	const char *suffix;			/* after a partition's name */
 	const char *table;
 	int			nkeys;
 	int			natts;
 	int			cols[MAX_INDEX_COLS];	/* ColumnSpec of each index column */
+	const char *columns;		/* the columns in DDL */
 	const char *create;			/* the DDL that creates it */
 	const char *drop;			/* the DDL that drops it */
 } IndexSpec;
 
 /* index column positions come from finder_int.h, by which the finder reads */
 static const IndexSpec person_time_spec = {
-	"location_person_time_idx", "location", 2, 3,
+	"location_person_time_idx", "_person_time_idx", "location", 2, 3,
 	{
 		[PT_IDX_PERSON - 1] = LOC_PERSON,
 		[PT_IDX_TIME - 1] = LOC_TIME,
 		[PT_IDX_COORD - 1] = LOC_COORD,
 	},
+	"(person_id, creation_time) INCLUDE (coordinate)",
 	"CREATE INDEX location_person_time_idx ON udaconnect.location (person_id, creation_time) INCLUDE (coordinate);",
 	"DROP INDEX udaconnect.location_person_time_idx;"
 };
 
 static const IndexSpec cell_time_spec = {
-	"location_cell_time_idx", "location", 2, 5,
+	"location_cell_time_idx", "_cell_time_idx", "location", 2, 5,
 	{
 		[IDX_CELL - 1] = LOC_CELL,
 		[IDX_TIME - 1] = LOC_TIME,
@@ -115,6 +123,7 @@ static const IndexSpec cell_time_spec = {
 		[IDX_ID - 1] = LOC_ID,
 		[IDX_COORD - 1] = LOC_COORD,
 	},
+	"(cell, creation_time) INCLUDE (person_id, id, coordinate)",
 	"CREATE INDEX location_cell_time_idx ON udaconnect.location (cell, creation_time) INCLUDE (person_id, id, coordinate);",
 	"DROP INDEX udaconnect.location_cell_time_idx;"
 };
@@ -124,7 +133,7 @@ static const IndexSpec cell_time_spec = {
  * on its first column
  */
 static const IndexSpec person_pkey_spec = {
-	"person_pkey", "person", 1, 1, {0},
+	"person_pkey", NULL, "person", 1, 1, {0}, "(id)",
 	"ALTER TABLE udaconnect.person ADD CONSTRAINT person_pkey PRIMARY KEY (id);",
 	"ALTER TABLE udaconnect.person DROP CONSTRAINT person_pkey;"
 };
@@ -226,11 +235,16 @@ index_missing(const IndexSpec *spec)
 			 errhint("Create it with: %s", spec->create)));
 }
 
-/*
- * The index has the wrong layout: say what is wrong and how to fix it.  A
- * partition's index is recreated with the partitioned index (it cannot be
- * dropped alone while attached).
- */
+/* the DDL that makes a partition's index, named after the partition */
+static char *
+part_index_create(const IndexSpec *spec, Relation part)
+{
+	return psprintf("CREATE INDEX %s ON %s %s;",
+					quote_identifier(psprintf("%s%s", RelationGetRelationName(part), spec->suffix)),
+					qualified_name(part), spec->columns);
+}
+
+/* The index has the wrong layout: say what is wrong and how to fix it. */
 static void
 index_bad_layout(const IndexSpec *spec, Relation irel, Relation part, const char *problem)
 {
@@ -240,8 +254,8 @@ index_bad_layout(const IndexSpec *spec, Relation irel, Relation part, const char
 				 errmsg("%s does not have the layout the connection finder reads",
 						index_label(spec, irel, part)),
 				 errdetail_internal("%s", problem),
-				 errhint("Recreate the partitioned index udaconnect.%s, which recreates every partition's, with: %s %s",
-						 spec->name, spec->drop, spec->create)));
+				 errhint("Recreate it with: DROP INDEX %s; %s",
+						 qualified_name(irel), part_index_create(spec, part))));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("index \"udaconnect.%s\" does not have the layout the connection finder reads",
@@ -251,41 +265,65 @@ index_bad_layout(const IndexSpec *spec, Relation irel, Relation part, const char
 }
 
 /*
- * Open the index called spec->name in schema nsp.  A concurrent DROP or
- * RENAME between the name look-up and the lock is seen after locking (the
- * lock processes invalidations), and the name is looked up again.
+ * Open the relation called name in schema nsp; NULL if there is none.  A
+ * concurrent DROP or RENAME between the name look-up and the lock is seen
+ * after locking (the lock processes invalidations), and the name is looked
+ * up again.
  */
 static Relation
-open_index(Oid nsp, const IndexSpec *spec)
+open_named(Oid nsp, const char *name)
 {
 	for (int attempt = 0; attempt < 3; attempt++)
 	{
-		Oid			relid = get_relname_relid(spec->name, nsp);
+		Oid			relid = get_relname_relid(name, nsp);
 		Relation	rel;
 
 		if (!OidIsValid(relid))
-			break;
+			return NULL;
 		rel = try_relation_open(relid, AccessShareLock);
 		if (rel == NULL)
 			continue;
-		if (RelationGetNamespace(rel) != nsp ||
-			strcmp(RelationGetRelationName(rel), spec->name) != 0)
-		{
-			relation_close(rel, AccessShareLock);
-			continue;
-		}
-		if (rel->rd_rel->relkind != RELKIND_INDEX &&
-			rel->rd_rel->relkind != RELKIND_PARTITIONED_INDEX)
-			ereport(ERROR,
-					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-					 errmsg("\"udaconnect.%s\" is not an index", spec->name),
-					 errdetail("The connection finder reads udaconnect.%s through an index of that name.",
-							   spec->table),
-					 errhint("Rename or drop that relation, then create the index with: %s",
-							 spec->create)));
-		return rel;
+		if (RelationGetNamespace(rel) == nsp && strcmp(RelationGetRelationName(rel), name) == 0)
+			return rel;
+		relation_close(rel, AccessShareLock);
 	}
-	index_missing(spec);
+	return NULL;
+}
+
+/* The index called spec->name in schema nsp, opened. */
+static Relation
+open_index(Oid nsp, const IndexSpec *spec)
+{
+	Relation	rel = open_named(nsp, spec->name);
+
+	if (rel == NULL)
+		index_missing(spec);
+	if (rel->rd_rel->relkind != RELKIND_INDEX)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"udaconnect.%s\" is not an index", spec->name),
+				 errdetail("The connection finder reads udaconnect.%s through an index of that name.",
+						   spec->table),
+				 errhint("Rename or drop that relation, then create the index with: %s",
+						 spec->create)));
+	return rel;
+}
+
+/* The index of partition part named after it, opened, or a clear error. */
+static Relation
+open_part_index(Relation part, const IndexSpec *spec)
+{
+	char	   *name = psprintf("%s%s", RelationGetRelationName(part), spec->suffix);
+	Relation	rel = open_named(RelationGetNamespace(part), name);
+
+	if (rel == NULL || rel->rd_rel->relkind != RELKIND_INDEX)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("partition \"%s\" of table \"udaconnect.location\" has no index \"%s\"",
+						qualified_name(part), name),
+				 errdetail("The connection finder reads each partition through its own two indexes, named after it; udaconnect.location_partition_create() makes partitions with them."),
+				 errhint("Create it with: %s", part_index_create(spec, part))));
+	return rel;
 }
 
 /* "a, b, c": the names of index columns [from, to), for an error */
@@ -504,10 +542,16 @@ finder_open_rels(FinderRels *r)
 	r->location = table_open(table_relid(nsp, "location"), AccessShareLock);
 	r->partitioned = r->location->rd_rel->relkind == RELKIND_PARTITIONED_TABLE;
 	check_columns(r->location, location_cols, LOC_NCOLS, loc_att);
-	r->loc_person_time = open_index(nsp, &person_time_spec);
-	check_index(r->loc_person_time, r->location, NULL, &person_time_spec, location_cols, loc_att);
-	r->loc_cell_time = open_index(nsp, &cell_time_spec);
-	check_index(r->loc_cell_time, r->location, NULL, &cell_time_spec, location_cols, loc_att);
+	r->loc_person_time = NULL;
+	r->loc_cell_time = NULL;
+	/* a partitioned location has no index: each partition has its own */
+	if (!r->partitioned)
+	{
+		r->loc_person_time = open_index(nsp, &person_time_spec);
+		check_index(r->loc_person_time, r->location, NULL, &person_time_spec, location_cols, loc_att);
+		r->loc_cell_time = open_index(nsp, &cell_time_spec);
+		check_index(r->loc_cell_time, r->location, NULL, &cell_time_spec, location_cols, loc_att);
+	}
 
 	r->att_id = loc_att[LOC_ID];
 	r->att_person = loc_att[LOC_PERSON];
@@ -517,27 +561,16 @@ finder_open_rels(FinderRels *r)
 	r->parts = NULL;
 }
 
-/*
- * A partition's columns and its own indexes (NULL where finder_parts.c
- * found none attached to the partitioned index).
- */
+/* A partition's columns, and its own two indexes opened and checked. */
 void
 finder_check_part(FinderPart *p)
 {
 	AttrNumber	att[LOC_NCOLS];
-	const IndexSpec *missing = p->person_time == NULL ? &person_time_spec
-		: p->cell_time == NULL ? &cell_time_spec : NULL;
 
 	check_columns(p->heap, location_cols, LOC_NCOLS, att);
-	if (missing)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("partition \"%s\" of table \"udaconnect.location\" has no index attached to \"udaconnect.%s\"",
-						qualified_name(p->heap), missing->name),
-				 errdetail("The connection finder reads each partition through its own index of the partitioned index."),
-				 errhint("Create the index on the partition and attach it with ALTER INDEX udaconnect.%s ATTACH PARTITION, or recreate the partitioned index with: %s %s",
-						 missing->name, missing->drop, missing->create)));
+	p->person_time = open_part_index(p->heap, &person_time_spec);
 	check_index(p->person_time, p->heap, p->heap, &person_time_spec, location_cols, att);
+	p->cell_time = open_part_index(p->heap, &cell_time_spec);
 	check_index(p->cell_time, p->heap, p->heap, &cell_time_spec, location_cols, att);
 	p->att_id = att[LOC_ID];
 	p->att_person = att[LOC_PERSON];
@@ -552,8 +585,10 @@ finder_check_part(FinderPart *p)
 void
 finder_close_rels(FinderRels *r)
 {
-	index_close(r->loc_cell_time, NoLock);
-	index_close(r->loc_person_time, NoLock);
+	if (r->loc_cell_time)
+		index_close(r->loc_cell_time, NoLock);
+	if (r->loc_person_time)
+		index_close(r->loc_person_time, NoLock);
 	table_close(r->location, NoLock);
 	index_close(r->person_pkey, NoLock);
 	table_close(r->person, NoLock);

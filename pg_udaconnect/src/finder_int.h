@@ -1,23 +1,26 @@
 /*
  * finder_int.h — private header of the connection finder: the relations and
  * index column positions it reads, its working state, and the candidate test
- * every index entry goes through.  Only finder*.c include it.
+ * every index entry goes through.  Only finder*.c and encounter_match.c
+ * include it.
  *
  * The finder is split by responsibility, as pgvector splits its HNSW index
  * behind hnsw.h.  finder.c (the SQL entry point: arguments, the order of the
- * steps, the rows) and encounter_match.c (the same scans for the encounter
- * maintenance) call finder_index.c (opening and verifying the relations),
- * finder_parts.c (the partitions of a time span: which partitions of
- * location to read, each opened with its own indexes), finder_scan.c (index
- * access: the own points, the btree descent and leaf walk, the coarse-range
- * index scans, predicate locks, statistics) and finder_match.c (the probes,
- * the time segments to scan, the hit table, the order of the hits).  Of
- * those, only finder_parts.c calls another (finder_index.c, to verify each
- * partition's columns and indexes); none calls back, so there is no circle.
- * The per-entry candidate test (consider(), nearest_own(),
- * add_hit()) is defined here, static, and not in finder_match.c: the scan
- * loops of finder_scan.c run it for every index entry they read, and a call
- * into another file could not be inlined and would go through the PLT.
+ * steps, the rows) calls finder_index.c (opening and verifying the
+ * relations), finder_parts.c (the partitions of a time span: which
+ * partitions of location to read, each opened with its own indexes),
+ * finder_scan.c (index access, partition by partition: the own points, the
+ * btree descent and leaf walk, the coarse-range index scans, predicate
+ * locks, statistics) and finder_match.c (the probes, the time segments to
+ * scan, the hit table, the order of the hits).  Of those four, only
+ * finder_parts.c calls another (finder_index.c, to verify each partition's
+ * columns and indexes), and none calls back, so there is no circle.
+ * encounter_match.c runs the same steps in pairs mode, calling the same
+ * files and finder.c's finder_scan_groups().  The per-entry candidate test
+ * (consider(), nearest_own(), add_hit()) is defined here, static, and not in
+ * finder_match.c: the scan loops of finder_scan.c run it for every index
+ * entry they read, and a call into another file could not be inlined and
+ * would go through the PLT.
  * Nothing here may allocate or look anything up per entry.
  */
 #ifndef UDC_FINDER_INT_H

@@ -1,9 +1,8 @@
 /*
  * finder_parts.c — the partitions of a time span: which partitions of
  * udaconnect.location the connection finder reads for the creation times it
- * searches, each opened with its own two indexes (those attached to the
- * partitioned indexes location_person_time_idx and location_cell_time_idx)
- * and verified (finder_check_part(), finder_index.c).
+ * searches, each opened with its own two indexes, named after it, and
+ * verified (finder_check_part(), finder_index.c).
  *
  * On 1.5 location is range-partitioned on creation_time (a day per partition
  * by default, and location_default for what no partition covers:
@@ -18,12 +17,6 @@
  * (the 1.4 layout) is one partition with an unbounded range, read through the
  * indexes finder_open_rels() found by name, exactly as before partitioning.
  *
- * A partition's index attached to a partitioned index is known from
- * pg_inherits only; it is looked up once per index and remembered in a
- * backend-local table that a relcache invalidation of the index clears (an
- * index's parent changes only with its pg_class row, relispartition), so a
- * call makes no catalog query once the partitions have been seen.
- *
  * This file must not read index pages or rows (finder_scan.c does) nor
  * judge an index's layout (finder_index.c does); it calls only
  * finder_index.c.
@@ -32,7 +25,6 @@
 
 #include "access/genam.h"
 #include "access/table.h"
-#include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "nodes/parsenodes.h"
 #include "partitioning/partbounds.h"
@@ -40,98 +32,12 @@
 #include "storage/bufmgr.h"
 #include "storage/predicate.h"
 #include "utils/fmgroids.h"
-#include "utils/hsearch.h"
-#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/partcache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "finder_int.h"
-
-/* A partition's index, and the partitioned index it is attached to. */
-typedef struct IndexParent
-{
-	Oid			index;			/* hash key */
-	Oid			parent;			/* InvalidOid: attached to none */
-} IndexParent;
-
-static HTAB *index_parents = NULL;
-static bool inval_registered = false;
-
-/* A relcache invalidation: forget what was known of that index (or all). */
-static void
-index_parents_inval(Datum arg, Oid relid)
-{
-	HASH_SEQ_STATUS seq;
-	IndexParent *e;
-
-	if (index_parents == NULL)
-		return;
-	if (OidIsValid(relid))
-	{
-		hash_search(index_parents, &relid, HASH_REMOVE, NULL);
-		return;
-	}
-	hash_seq_init(&seq, index_parents);
-	while ((e = hash_seq_search(&seq)) != NULL)
-		hash_search(index_parents, &e->index, HASH_REMOVE, NULL);
-}
-
-/*
- * The partitioned index `index` is attached to, InvalidOid if none.  The
- * catalog is read on the first look-up of an index (and after its relcache
- * entry is invalidated), as index_get_partition() would on every call.
- */
-static Oid
-index_parent(Oid index)
-{
-	IndexParent *e;
-	Oid			parent = InvalidOid;
-
-	if (!inval_registered)
-	{
-		CacheRegisterRelcacheCallback(index_parents_inval, (Datum) 0);
-		inval_registered = true;
-	}
-	if (index_parents == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(IndexParent);
-		index_parents = hash_create("udaconnect finder index parents", 64, &ctl,
-									HASH_ELEM | HASH_BLOBS);
-	}
-	e = hash_search(index_parents, &index, HASH_FIND, NULL);
-	if (e != NULL)
-		return e->parent;
-	if (get_rel_relispartition(index))
-		parent = get_partition_parent(index, true);
-	e = hash_search(index_parents, &index, HASH_ENTER, NULL);
-	e->parent = parent;
-	return parent;
-}
-
-/* The index of partition `heap` attached to `parent`, opened; NULL if none. */
-static Relation
-open_attached(Relation heap, Relation parent)
-{
-	List	   *indexes = RelationGetIndexList(heap);
-	ListCell   *lc;
-	Relation	found = NULL;
-
-	foreach(lc, indexes)
-	{
-		if (index_parent(lfirst_oid(lc)) == RelationGetRelid(parent))
-		{
-			found = index_open(lfirst_oid(lc), AccessShareLock);
-			break;
-		}
-	}
-	list_free(indexes);
-	return found;
-}
 
 static char *
 qualified_relid(Oid relid)
@@ -178,8 +84,6 @@ open_part(FinderRels *r, Oid relid, bool leaf, TimestampTz lo, TimestampTz hi)
 	p->owned = true;
 	p->leaf = InvalidBuffer;
 	p->vmbuf = InvalidBuffer;
-	p->person_time = open_attached(heap, r->loc_person_time);
-	p->cell_time = open_attached(heap, r->loc_cell_time);
 	r->nparts++;				/* closed by finder_parts_close() from here on */
 	finder_check_part(p);
 }
