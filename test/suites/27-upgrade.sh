@@ -132,7 +132,7 @@ LAYOUT_SQL="SELECT c.relkind::text || ' ' || coalesce(pg_get_partkeydef(c.oid), 
               FROM pg_class c WHERE c.oid = 'udaconnect.location'::regclass"
 fresh=$("${PSQL[@]}" -d "$FRESH" -c "$LAYOUT_SQL" 2>&1)
 got=$(q "$LAYOUT_SQL")
-# (fails until the 1.4 -> 1.5 update script converts the table)
+# (the 1.4 -> 1.5 update script converts the plain table of 1.0 .. 1.4)
 if [ "${got%% *}" = p ] && [ "$got" = "$fresh" ]; then
   ok "udaconnect.location is partitioned as in a fresh install (relkind, key, default partition: $got)"
 else
