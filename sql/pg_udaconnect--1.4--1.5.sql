@@ -90,6 +90,13 @@ REVOKE ALL ON FUNCTION encounter_notify_removed(bigint, bigint[], integer[], int
 -- caller's rights are api_encounter_changes' (42501; no check that the
 -- person exists); 22023 for a bad limit, range or id array (NULL, NULLs, or
 -- more than 10000 ids).
+-- A gateway calls it for every person a notification names, a few rows
+-- each, so what is paid per call counts: the plan is generic (planned once
+-- per session: the ids are looked up by primary key whatever their
+-- number), and the body is api_encounter_json()'s (70-encounters-http.sql)
+-- written out, because that function, called per row, is planned again at
+-- every call of this one (~3x the rest).  pg_regress encounters_live holds
+-- the two bodies equal.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION api_encounter_changes_by_id(caller_role text, caller_id integer, person_id integer,
                                             ids bigint[], after_version bigint,
@@ -97,6 +104,7 @@ CREATE FUNCTION api_encounter_changes_by_id(caller_role text, caller_id integer,
 RETURNS TABLE (version bigint, id bigint, kind text, body json)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     PERFORM udaconnect.api_encounters_check(caller_role, caller_id, person_id);
@@ -117,8 +125,27 @@ BEGIN
     RETURN QUERY
     SELECT c.version, c.id, c.kind, c.body FROM (
         SELECT x.version, x.id, 'encounter'::text AS kind,
-               udaconnect.api_encounter_json(x, person_id) AS body
+               json_build_object(
+                   'id', x.id,
+                   'person', CASE WHEN o.id IS NOT NULL THEN
+                                 json_build_object('id', o.id, 'first_name', o.first_name,
+                                                   'last_name', o.last_name,
+                                                   'company_name', o.company_name) END,
+                   'started_at', to_char(x.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   'ended_at', to_char(x.ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   'duration_seconds', extract(epoch FROM x.ended_at - x.started_at),
+                   'matches', x.matches,
+                   'min_distance_m', round(x.min_distance_m::numeric, 3),
+                   'place', CASE WHEN pl.id IS NOT NULL THEN
+                                json_build_object('id', pl.id, 'name', pl.name, 'kind', pl.kind,
+                                                  'floor', pl.floor) END,
+                   'latitude', x.latitude,
+                   'longitude', x.longitude,
+                   'version', x.version) AS body
           FROM udaconnect.encounter x
+          LEFT JOIN udaconnect.person o
+                 ON o.id = CASE WHEN x.person_a = person_id THEN x.person_b ELSE x.person_a END
+          LEFT JOIN udaconnect.place pl ON pl.id = x.place_id
          WHERE x.id = ANY (ids)
            AND (x.person_a = person_id OR x.person_b = person_id)
            AND x.version > after_version AND x.version <= upto_version
