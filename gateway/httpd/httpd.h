@@ -167,6 +167,7 @@ extern void metrics_db_conn(int delta);
 extern void metrics_db_busy(int delta);
 extern void metrics_streams(int delta);
 extern void metrics_stream_fetch(bool by_id);
+extern void metrics_stream_statement(bool by_id, double seconds);
 extern void metrics_stream_resync(void);
 
 /* A read routed to a standby: answered there, or run again on the primary

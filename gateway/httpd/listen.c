@@ -94,6 +94,7 @@ static bool want_write;			/* EPOLLOUT registered */
 static struct batch live_b = {.live = true};
 static struct batch scan_b;
 static struct batch *busy;		/* the batch in flight */
+static double busy_since;		/* ... sent then (monotonic seconds) */
 static bool busy_failed;		/* ... and its result was an error */
 static int	solo;				/* fetches to make of one person each */
 static double next_connect;		/* monotonic seconds */
@@ -335,6 +336,7 @@ send_next(void)
 		ok = PQsendQueryPrepared(conn, db_stmt_name(S_ENCOUNTER_CHANGES), 6, vals, NULL, NULL, 0);
 	}
 	busy = b;
+	busy_since = mono();
 	busy_failed = false;
 	if (!ok)
 	{
@@ -401,6 +403,7 @@ read_input(void)
 		{
 			struct batch *b = busy;
 
+			metrics_stream_statement(b->live, mono() - busy_since);
 			busy = NULL;
 			if (busy_failed)
 			{
