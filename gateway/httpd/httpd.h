@@ -314,6 +314,13 @@ extern int	hub_init(void);
 /* Readable when the stream thread has a fetch to make (listen.c). */
 extern int	hub_wake_fd(void);
 
+/* The stream response's content reader and its free callback (the
+ * subscriber goes away with the response). */
+extern ssize_t hub_read(void *cls, uint64_t pos, char *buf, size_t max);
+extern void hub_free(void *cls);
+
+/* ---- hub_live.c: which fetch each watched person needs -------------------- */
+
 /*
  * A new subscriber of `person`'s changes after (version, id) on connection
  * c, until `expires` (seconds since the epoch; 0: no end); at_now: the
@@ -322,13 +329,6 @@ extern int	hub_wake_fd(void);
  */
 extern struct sub *hub_add(struct MHD_Connection *c, int32_t person, int64_t version,
 						   int64_t id, bool at_now, int64_t expires, bool *at_cap);
-
-/* The stream response's content reader and its free callback (the
- * subscriber goes away with the response). */
-extern ssize_t hub_read(void *cls, uint64_t pos, char *buf, size_t max);
-extern void hub_free(void *cls);
-
-/* ---- hub_live.c: which fetch each watched person needs -------------------- */
 
 /* The stream thread listens anew: every subscriber reads by version. */
 extern void hub_listening(void);

@@ -25,7 +25,8 @@
  * When a stream goes idle, hub_read also gives the whole pages of the
  * buffer libmicrohttpd lent it back to the kernel (release_pages): most
  * of an idle stream's memory would otherwise be zeros.
- * Which fetch a person needs and whom its rows go to is hub_live.c's.
+ * Which fetch a person needs and whom its rows go to is hub_live.c's,
+ * which is above this file (and adds the subscribers, hub_add).
  * This file neither talks to the database nor decides who may watch whom
  * (sse.c asks the database before a subscriber is added).
  */
@@ -206,9 +207,15 @@ append(struct sub *s, const char *text, size_t n)
 	return 0;
 }
 
+/*
+ * A new subscriber, with hub_lock held: its group made if it is the
+ * person's first (*new_group set), the preamble queued; neither live nor
+ * wanting a read yet (hub_live.c decides).  NULL when cfg.stream_max are
+ * subscribed already or the hub is closing (*at_cap set), or out of memory.
+ */
 struct sub *
-hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
-		bool at_now, int64_t expires, bool *at_cap)
+hub_sub_create(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
+			   int64_t expires, bool *at_cap, bool *new_group)
 {
 	struct sub *s;
 	group	  **p;
@@ -217,11 +224,10 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 	char		pre[80];
 
 	*at_cap = false;
-	pthread_mutex_lock(&hub_lock);
+	*new_group = false;
 	/* shutting down: no thread would be left to resume a new stream */
 	if (nsubs >= cfg.stream_max || closing)
 	{
-		pthread_mutex_unlock(&hub_lock);
 		*at_cap = true;
 		return NULL;
 	}
@@ -229,7 +235,7 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 	if (!*p && (*p = calloc(1, sizeof(group))))
 	{
 		(*p)->person = person;
-		hub_live_group_new(*p);
+		*new_group = true;
 	}
 	g = *p;
 	s = g ? calloc(1, sizeof(*s)) : NULL;
@@ -239,7 +245,6 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 		free(s);
 		if (g)
 			hub_group_release(g);
-		pthread_mutex_unlock(&hub_lock);
 		return NULL;
 	}
 	s->g = g;
@@ -258,8 +263,6 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 	g->nsubs++;
 	nsubs++;
 	metrics_streams(+1);
-	hub_live_added(g, s, at_now);
-	pthread_mutex_unlock(&hub_lock);
 	return s;
 }
 

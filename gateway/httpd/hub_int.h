@@ -1,8 +1,9 @@
 /*
- * hub_int.h: what hub.c (the subscribers and their queues) and hub_live.c
- * (which fetch each watched person needs, and whom its rows go to) share
- * inside the hub of udaconnect-httpd's live encounter streams.  Everything
- * here is guarded by hub_lock.  Nothing outside the two files includes it.
+ * hub_int.h: what hub.c (the subscribers and their queues) gives hub_live.c
+ * (which fetch each watched person needs, and whom its rows go to), which
+ * is above it, inside the hub of udaconnect-httpd's live encounter
+ * streams.  Everything here is guarded by hub_lock.  Nothing outside the
+ * two files includes it.
  */
 #ifndef UDC_HUB_INT_H
 #define UDC_HUB_INT_H
@@ -72,8 +73,7 @@ extern void hub_resume(struct sub *s);
 extern bool hub_feed(struct sub *s, const struct hub_change *rows, char **text, size_t *tlen,
 					 int n);
 
-/* hub_live.c */
-extern void hub_live_added(group *g, struct sub *s, bool at_now);
-extern void hub_live_group_new(group *g);
+extern struct sub *hub_sub_create(struct MHD_Connection *c, int32_t person, int64_t version,
+								  int64_t id, int64_t expires, bool *at_cap, bool *new_group);
 
 #endif

@@ -55,29 +55,36 @@ group_lost(group *g, int64_t heard)
 	hub_pend(g);
 }
 
-void
-hub_live_group_new(group *g)
-{
-	encn_chain_reset(&g->chain, encn_heard(&hub_trk));
-}
-
 /*
- * A new subscriber.  One that starts at "now" is live at once when the
+ * A new subscriber.  One that starts at "now" is live at once when its
  * position (the committed clock read by another connection) is at or past
  * everything this connection delivered live or cannot vouch for;
- * otherwise it scans first.
+ * otherwise it reads by version first.
  */
-void
-hub_live_added(group *g, struct sub *s, bool at_now)
+struct sub *
+hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
+		bool at_now, int64_t expires, bool *at_cap)
 {
-	if (cfg.stream_by_id && at_now && hub_trk.base >= 0 && s->version >= hub_trk.base &&
-		encn_chain_may_join(&g->chain, &hub_trk, hub_trk.epoch, s->version))
+	struct sub *s;
+	bool		new_group;
+
+	pthread_mutex_lock(&hub_lock);
+	s = hub_sub_create(c, person, version, id, expires, at_cap, &new_group);
+	if (s)
 	{
-		s->live = true;
-		return;
+		if (new_group)
+			encn_chain_reset(&s->g->chain, encn_heard(&hub_trk));
+		if (cfg.stream_by_id && at_now && hub_trk.base >= 0 && version >= hub_trk.base &&
+			encn_chain_may_join(&s->g->chain, &hub_trk, hub_trk.epoch, version))
+			s->live = true;
+		else
+		{
+			s->want = true;
+			hub_pend(s->g);
+		}
 	}
-	s->want = true;
-	hub_pend(g);
+	pthread_mutex_unlock(&hub_lock);
+	return s;
 }
 
 /* Every subscriber scans: a new epoch (a new connection, a resync). */
