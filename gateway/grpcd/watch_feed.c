@@ -40,6 +40,7 @@
 #include "watch_int.h"
 
 static group *buckets[WATCH_BUCKETS];
+static wf_live_hooks live;
 static watch_job *ready_head,
 		   *ready_tail;
 static bool drained;
@@ -148,7 +149,7 @@ watcher_add(watcher *w)
 		g->person = w->person;
 		g->job.kind = J_GROUP;
 		g->job.obj = g;
-		wl_group_new(g);
+		live.group_new(g);
 		*p = g;
 	}
 	w->g = g;
@@ -179,7 +180,7 @@ go_live(watcher *w)
 	w->state = W_LIVE;
 	w->g->nlive++;
 	/* by id: what was announced meanwhile may be due */
-	if (w->g->dirty || w->g->more || wl_by_id())
+	if (w->g->dirty || w->g->more || live.by_id())
 		wf_ready_push(&w->g->job);
 }
 
@@ -210,8 +211,8 @@ job_send(watch_job *j)
 	int64_t		v,
 				id;
 
-	if (g != NULL && wl_by_id())
-		return wl_group_send(g);
+	if (g != NULL && live.by_id())
+		return live.group_send(g);
 	if (g != NULL)
 	{
 		if (g->nlive == 0 || (!g->dirty && !g->more))
@@ -265,7 +266,7 @@ job_send(watch_job *j)
 		j->lim = watch_chunk();
 	}
 	if (g == NULL)
-		wl_mark_sent(w);
+		live.mark_sent(w);
 	else
 		g->by_id_out = false;
 	wf_caller_params(w, params, p_caller, sizeof(p_caller));
@@ -411,7 +412,7 @@ watcher_result(watch_job *j, watcher *w, PGresult *res)
 		w->cur_id = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
 		watcher_established(w, w->cur_v, w->cur_id);
 		/* it has every change up to the clock it read */
-		if (wl_may_join(w->g, w, w->cur_v))
+		if (live.may_join(w->g, w, w->cur_v))
 			go_live(w);
 		else
 		{
@@ -433,7 +434,7 @@ watcher_result(watch_job *j, watcher *w, PGresult *res)
 		if (w->state == W_GONE)
 			return;
 		/* short: it has every change up to what was heard when it was sent */
-		if (PQntuples(res) == j->lim || !wl_may_join(w->g, w, w->k_send))
+		if (PQntuples(res) == j->lim || !live.may_join(w->g, w, w->k_send))
 			wf_ready_push(j);
 		else
 			go_live(w);
@@ -464,7 +465,7 @@ group_result(group *g, PGresult *res)
 {
 	if (g->by_id_out)
 	{
-		wl_group_result(g, res);
+		live.group_result(g, res);
 		return;
 	}
 	if (res == NULL)
@@ -609,23 +610,24 @@ feed_pump(void)
 static void
 feed_connected(void)
 {
-	if (wl_by_id())
-		wl_connected();
+	if (live.by_id())
+		live.connected();
 	else
 		wf_all_dirty();
 }
 
+/* watch_live.c's watch_start: the watch thread runs, the live path's hooks set */
 void
-watch_start(void)
+wf_start(const wf_live_hooks *lh)
 {
-	static const listen_hooks h = {
+	static listen_hooks h = {
 		.result = feed_result,
-		.notified = wl_notified,
 		.connected = feed_connected,
 		.pump = feed_pump,
 	};
 
-	wl_start();
+	live = *lh;
+	h.notified = lh->notified;
 	listen_start(&h);
 }
 

@@ -1,8 +1,8 @@
 /*
  * watch_int.h — what watch_feed.c (the watchers, their queries and their
- * events) and watch_live.c (what NOTIFY announced, read by id) share on the
- * watch thread of udaconnect-grpcd.  Nothing else includes it; everything
- * here is the watch thread's alone.
+ * events) gives watch_live.c (what NOTIFY announced, read by id), which is
+ * above it, on the watch thread of udaconnect-grpcd.  Nothing else
+ * includes it; everything here is the watch thread's alone.
  */
 #ifndef UDC_WATCH_INT_H
 #define UDC_WATCH_INT_H
@@ -36,7 +36,23 @@ typedef struct watch_group
 
 #define WATCH_BUCKETS 4096
 
-/* watch_feed.c */
+/*
+ * watch_feed.c.  It calls the live path (watch_live.c, above it) only
+ * through these hooks, which watch_live.c hands to wf_start().
+ */
+typedef struct wf_live_hooks
+{
+	bool		(*by_id) (void);	/* live watchers read by id */
+	void		(*group_new) (group *g);
+	void		(*mark_sent) (watcher *w);	/* a set-up or catch-up query goes out */
+	bool		(*may_join) (const group *g, const watcher *w, int64_t k);
+	bool		(*group_send) (group *g);	/* a live read by id, if one is due */
+	void		(*group_result) (group *g, PGresult *res);
+	void		(*connected) (void);	/* listening anew */
+	void		(*notified) (const char *payload);
+} wf_live_hooks;
+
+void		wf_start(const wf_live_hooks *h);
 group	   *wf_bucket(int b);
 group	  **wf_group_slot(int32_t person);
 void		wf_ready_push(watch_job *j);
@@ -47,16 +63,5 @@ void		wf_watcher_drop(watcher *w);
 void		wf_caller_params(const watcher *w, const char **params, char *buf, size_t len);
 void		wf_deliver(PGresult *res, group *g, watcher *only);
 void		wf_end_live(group *g, PGresult *res);
-
-/* watch_live.c */
-bool		wl_by_id(void);
-void		wl_start(void);
-void		wl_connected(void);
-void		wl_notified(const char *payload);
-void		wl_group_new(group *g);
-void		wl_mark_sent(watcher *w);
-bool		wl_may_join(const group *g, const watcher *w, int64_t k);
-bool		wl_group_send(group *g);
-void		wl_group_result(group *g, PGresult *res);
 
 #endif

@@ -21,8 +21,9 @@
  *     api_encounter_changes_by_id): a notification marks the persons it
  *     names, watch_feed.c scans for them.
  *
- * What it must not do: block, or queue to a watcher but through
- * watch_feed.c's wf_deliver.
+ * It is above watch_feed.c: watch_feed.c calls it only through the hooks
+ * watch_start() hands to wf_start().  What it must not do: block, or queue
+ * to a watcher but through watch_feed.c's wf_deliver.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -44,33 +45,28 @@ static bool by_id;
 static encn_tracker trk;
 static group *named_head;		/* the groups the version being heard names */
 
-bool
+static bool
 wl_by_id(void)
 {
 	return by_id;
 }
 
-void
-wl_start(void)
-{
-	by_id = strcmp(cfg.watch_fetch, "by-id") == 0;
-}
 
-void
+static void
 wl_group_new(group *g)
 {
 	encn_chain_reset(&g->chain, encn_heard(&trk));
 }
 
 /* a query that brings w up to date is sent now: it hears what was heard */
-void
+static void
 wl_mark_sent(watcher *w)
 {
 	w->k_send = trk.known;
 	w->k_epoch = trk.epoch;
 }
 
-bool
+static bool
 wl_may_join(const group *g, const watcher *w, int64_t k)
 {
 	return !by_id || encn_chain_may_join(&g->chain, &trk, w->k_epoch, k);
@@ -104,7 +100,7 @@ all_lost(int64_t heard)
 }
 
 /* the connection listens anew: a new epoch, every live watcher catches up */
-void
+static void
 wl_connected(void)
 {
 	encn_tracker_reset(&trk);
@@ -148,8 +144,8 @@ note_entry(const encn_entry *e, void *arg)
 		note_person(e->b, e, version);
 }
 
-/* listen.c hook: a payload of NOTIFY udaconnect_encounter */
-void
+/* a payload of NOTIFY udaconnect_encounter (listen.c's hook) */
+static void
 wl_notified(const char *payload)
 {
 	encn_payload p;
@@ -203,7 +199,7 @@ first_live(const group *g)
 }
 
 /* job_send for a person by id: its live fetch, if one is due (false: none) */
-bool
+static bool
 wl_group_send(group *g)
 {
 	static char ids_lit[ENCN_CHAIN_MAX_IDS * 21 + 3];
@@ -248,7 +244,7 @@ wl_group_send(group *g)
 }
 
 /* a person's live fetch by id came back (g pinned; res NULL: the connection was lost) */
-void
+static void
 wl_group_result(group *g, PGresult *res)
 {
 	const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
@@ -280,4 +276,23 @@ wl_group_result(group *g, PGresult *res)
 	}
 	if (g->head != NULL && encn_chain_ready(&g->chain, &trk))
 		wf_ready_push(&g->job);
+}
+
+/* the watch thread starts, reading by id unless --watch-fetch scan */
+void
+watch_start(void)
+{
+	static const wf_live_hooks h = {
+		.by_id = wl_by_id,
+		.group_new = wl_group_new,
+		.mark_sent = wl_mark_sent,
+		.may_join = wl_may_join,
+		.group_send = wl_group_send,
+		.group_result = wl_group_result,
+		.connected = wl_connected,
+		.notified = wl_notified,
+	};
+
+	by_id = strcmp(cfg.watch_fetch, "by-id") == 0;
+	wf_start(&h);
 }
