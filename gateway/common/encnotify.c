@@ -250,6 +250,9 @@ encn_chain_done(encn_chain *c)
 	if (c->busy_to > c->seen)
 		c->seen = c->busy_to;
 	c->busy_to = 0;
+	/* a burst's buffer is not kept for the stream's whole life */
+	if (c->nids == 0 && c->cap > 64)
+		encn_chain_free(c);
 }
 
 void

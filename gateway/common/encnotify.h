@@ -118,7 +118,8 @@ bool		encn_chain_ready(const encn_chain *c, const encn_tracker *t);
 
 /*
  * The live fetch to send: versions (*from, *to], the ids announced (valid
- * until the next note).  The chain then waits for encn_chain_done().
+ * until the next note or encn_chain_done).  The chain then waits for
+ * encn_chain_done().
  */
 void		encn_chain_take(encn_chain *c, int64_t *from, int64_t *to, const int64_t **ids,
 							int *nids);

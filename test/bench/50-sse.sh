@@ -353,6 +353,10 @@ TABLE
   echo
   echo "(stream DB time: the stream thread's wait for its statements, udaconnect_http_stream_fetch_seconds_total;"
   echo " a round is one notification's version; event latency: the round's commit -> the event received)"
+  rv() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" "$BENCH_DIR/dense-replay.txt" | head -1; }
+  echo "The last round's reads again in the server (one session, nothing else running), for its $(rv persons) persons:"
+  echo "  by id $(rv by_id_ms) ms ($(rv by_id_us_per_person) us a person, $(rv rows_by_id) rows);" \
+       "by version (scan) $(rv scan_ms) ms ($(rv scan_ms_per_person) ms a person, $(rv rows_scan) rows)"
 }
 
 rm -f "$BENCH_DIR"/run-*.txt* "$BENCH_DIR"/dense-*
@@ -371,6 +375,42 @@ if [ "$DENSE" = 1 ]; then
                                       points bigint, events bigint)" >/dev/null
   dense_run by-id 1
   dense_run scan $((DROUNDS + 1))
+  # the last round's reads again, in the server, one session, nothing else
+  # running: what either path costs the database for one notification
+  "${PSQL[@]}" >"$BENCH_DIR/dense-replay.txt" 2>&1 <<SQL
+CREATE TEMP TABLE f AS
+  SELECT p, array_agg(id) AS ids FROM (
+    SELECT x.id, x.person_a FROM udaconnect.encounter x, bench.dense_commit c
+     WHERE c.round = $((2 * DROUNDS)) AND x.version > c.v0 AND x.version <= c.v1
+    UNION ALL
+    SELECT x.id, x.person_b FROM udaconnect.encounter x, bench.dense_commit c
+     WHERE c.round = $((2 * DROUNDS)) AND x.version > c.v0 AND x.version <= c.v1) e(id, p)
+   GROUP BY p;
+DO \$\$
+DECLARE
+    v0 bigint;
+    v1 bigint;
+    t timestamptz;
+    n1 bigint;
+    n2 bigint;
+    a float8;
+    b float8;
+BEGIN
+    SELECT c.v0, c.v1 INTO v0, v1 FROM bench.dense_commit c WHERE c.round = $((2 * DROUNDS));
+    PERFORM count(*) FROM udaconnect.encounter;   -- the table in the cache, as the gateways find it
+    t := clock_timestamp();
+    SELECT count(*) INTO n1 FROM f, LATERAL udaconnect.api_encounter_changes_by_id('organizer', NULL, f.p, f.ids, v0, v1, 2000) c;
+    a := extract(epoch FROM clock_timestamp() - t) * 1000;
+    t := clock_timestamp();
+    SELECT count(*) INTO n2 FROM f, LATERAL udaconnect.api_encounter_changes('organizer', NULL, f.p, v0, 9223372036854775807, 100) c;
+    b := extract(epoch FROM clock_timestamp() - t) * 1000;
+    RAISE NOTICE 'replay persons=% rows_by_id=% rows_scan=% by_id_ms=% scan_ms=% by_id_us_per_person=% scan_ms_per_person=%',
+        (SELECT count(*) FROM f), n1, n2, round(a::numeric, 1), round(b::numeric, 1),
+        round((a * 1000 / greatest((SELECT count(*) FROM f), 1))::numeric, 1),
+        round((b / greatest((SELECT count(*) FROM f), 1))::numeric, 3);
+END
+\$\$;
+SQL
 fi
 if [ "$LATENCY" != 1 ]; then
   dense_table
