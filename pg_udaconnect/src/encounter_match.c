@@ -4,8 +4,10 @@
  * them.  It runs the connection finder's own probes and scans (finder.c's
  * finder_scan_groups(), in the finder's pairs mode: consider_pairs() in
  * finder_int.h), with the set's locations as the "own points" of many
- * persons at once, and then keeps each match once (the rule of EncSet in
- * encounter_int.h).
+ * persons at once, over the partitions of location that the set's times,
+ * widened by the window, overlap (finder_parts.c: a match may lie in another
+ * partition than its own point, across midnight, or in DEFAULT), and then
+ * keeps each match once (the rule of EncSet in encounter_int.h).
  *
  * It must not write anything nor decide what a match means beyond the
  * finder's test (distance as the finder measures it, |dt| <= window): the
@@ -17,6 +19,7 @@
 
 #include <math.h>
 
+#include "common/int.h"
 #include "miscadmin.h"
 #include "utils/timestamp.h"
 
@@ -131,6 +134,17 @@ in_set(const EncSet *set, int64 id, int32 person, TimestampTz t)
 		bsearch(&person, set->persons, set->npersons, sizeof(int32), enc_cmp_int32) != NULL;
 }
 
+/* t + d, saturated at the ends of the timestamp range */
+static TimestampTz
+sat_add(TimestampTz t, int64 d)
+{
+	TimestampTz r;
+
+	if (pg_add_s64_overflow(t, d, &r))
+		return d < 0 ? PG_INT64_MIN : PG_INT64_MAX;
+	return r;
+}
+
 /* The midpoint of two nearby points (their longitudes may straddle 180). */
 static void
 midpoint(double lat1, double lon1, double lat2, double lon2, double *lat, double *lon)
@@ -214,6 +228,8 @@ enc_find_matches(EncPoint *pts, int n, const EncSet *set, double meters,
 	}
 
 	finder_open_rels(&rels);
+	/* the partitions where a match of the set's points can lie */
+	finder_parts_open(&rels, sat_add(own[0].t, -window), sat_add(own[n - 1].t, window));
 	st.rels = &rels;
 	st.meters = meters;
 	st.max_dlat = udc_max_dlat(meters);
@@ -228,6 +244,7 @@ enc_find_matches(EncPoint *pts, int n, const EncSet *set, double meters,
 	finder_scan_begin(&st);
 	finder_scan_groups(&st, probes, nprobes);
 	finder_scan_end(&st);
+	finder_parts_close(&rels);
 	finder_close_rels(&rels);
 
 	out = keep_matches(&st, pts, set, nmatches);

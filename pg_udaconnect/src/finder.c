@@ -8,7 +8,10 @@
  * Algorithm (see docs/design.md):
  *  0. finder_open_rels() (finder_index.c) opens the tables and indexes and
  *     refuses any index whose layout differs from the column positions the
- *     reads below use (finder_int.h).
+ *     reads below use (finder_int.h); finder_parts_open() (finder_parts.c)
+ *     opens the partitions of location whose rows may lie in [t0, t1), each
+ *     with its own indexes, verified the same way (a plain table is one
+ *     partition).  Every read below is of those partitions only.
  *  1. Read the person's own locations in [t0, t1) through the btree
  *     (person_id, creation_time) (finder_scan.c).
  *  2. For each of them, core/geodesy.c gives the grid cells (as ranges of
@@ -212,6 +215,8 @@ udc_find_connections(PG_FUNCTION_ARGS)
 				 errmsg("person %d does not exist", st.pid)));
 	st.rels = &rels;
 	st.max_dlat = udc_max_dlat(st.meters);
+	/* every location read, own or candidate, lies in [t0, t1) */
+	finder_parts_open(&rels, st.t0, st.t1 > st.t0 ? st.t1 - 1 : st.t0);
 	st.own = finder_read_own_points(&rels, st.pid, st.t0, st.t1, &nown);
 	probes = finder_make_probes(&st, nown, &nprobes);
 
@@ -219,6 +224,7 @@ udc_find_connections(PG_FUNCTION_ARGS)
 	finder_scan_begin(&st);
 	finder_scan_groups(&st, probes, nprobes);
 	finder_scan_end(&st);
+	finder_parts_close(&rels);
 	finder_close_rels(&rels);
 
 	elog(DEBUG1, "find_connections(%d): %d own points, %d probes, %ld index scans (%ld started on the previous leaf), %ld entries, %ld exact distances, %d hits",

@@ -18,9 +18,18 @@
  * types and are NOT NULL; anything else is a clear error that names the
  * problem and the DDL of sql/src/10-schema.sql that recreates the index.
  *
+ * On 1.5 location is partitioned (sql/src/10-schema.sql) and has no index
+ * of its own: each partition has two, named after it
+ * (location_p20261207_person_time_idx, ..._cell_time_idx), which
+ * finder_check_part() opens for finder_parts.c and checks the same way; its
+ * errors name the partition.  The
+ * relations stay locked (AccessShareLock) to the end of the transaction, as
+ * a query's do: no partition can be detached or dropped under a later call.
+ *
  * This file must not run catalog queries on the success path (the finder
  * takes ~2 ms a call and the check must not show): only relcache fields and
- * integer comparisons; names are looked up only to word an error.
+ * integer comparisons; names are looked up only to word an error.  It must
+ * not call finder_parts.c (which calls it).
  */
 #include "postgres.h"
 
@@ -73,32 +82,40 @@ static const ColumnSpec person_cols[1] = {
 
 #define MAX_INDEX_COLS 5
 
-/* An index the finder reads, as sql/src/10-schema.sql creates it. */
+/*
+ * An index the finder reads, as sql/src/10-schema.sql creates it.  The two
+ * location indexes are named after their table: location_person_time_idx
+ * of the plain (1.4) table, location_p20261207_person_time_idx of a
+ * partition (15-partitions.sql makes them so).
+ */
 typedef struct IndexSpec
 {
-	const char *name;			/* in schema udaconnect */
+	const char *name;			/* of the plain table's, in schema udaconnect */
+	const char *suffix;			/* after a partition's name */
 	const char *table;
 	int			nkeys;
 	int			natts;
 	int			cols[MAX_INDEX_COLS];	/* ColumnSpec of each index column */
+	const char *columns;		/* the columns in DDL */
 	const char *create;			/* the DDL that creates it */
 	const char *drop;			/* the DDL that drops it */
 } IndexSpec;
 
 /* index column positions come from finder_int.h, by which the finder reads */
 static const IndexSpec person_time_spec = {
-	"location_person_time_idx", "location", 2, 3,
+	"location_person_time_idx", "_person_time_idx", "location", 2, 3,
 	{
 		[PT_IDX_PERSON - 1] = LOC_PERSON,
 		[PT_IDX_TIME - 1] = LOC_TIME,
 		[PT_IDX_COORD - 1] = LOC_COORD,
 	},
+	"(person_id, creation_time) INCLUDE (coordinate)",
 	"CREATE INDEX location_person_time_idx ON udaconnect.location (person_id, creation_time) INCLUDE (coordinate);",
 	"DROP INDEX udaconnect.location_person_time_idx;"
 };
 
 static const IndexSpec cell_time_spec = {
-	"location_cell_time_idx", "location", 2, 5,
+	"location_cell_time_idx", "_cell_time_idx", "location", 2, 5,
 	{
 		[IDX_CELL - 1] = LOC_CELL,
 		[IDX_TIME - 1] = LOC_TIME,
@@ -106,6 +123,7 @@ static const IndexSpec cell_time_spec = {
 		[IDX_ID - 1] = LOC_ID,
 		[IDX_COORD - 1] = LOC_COORD,
 	},
+	"(cell, creation_time) INCLUDE (person_id, id, coordinate)",
 	"CREATE INDEX location_cell_time_idx ON udaconnect.location (cell, creation_time) INCLUDE (person_id, id, coordinate);",
 	"DROP INDEX udaconnect.location_cell_time_idx;"
 };
@@ -115,13 +133,35 @@ static const IndexSpec cell_time_spec = {
  * on its first column
  */
 static const IndexSpec person_pkey_spec = {
-	"person_pkey", "person", 1, 1, {0},
+	"person_pkey", NULL, "person", 1, 1, {0}, "(id)",
 	"ALTER TABLE udaconnect.person ADD CONSTRAINT person_pkey PRIMARY KEY (id);",
 	"ALTER TABLE udaconnect.person DROP CONSTRAINT person_pkey;"
 };
 
 static void index_missing(const IndexSpec *spec) pg_attribute_noreturn();
-static void index_bad_layout(const IndexSpec *spec, const char *problem) pg_attribute_noreturn();
+static void index_bad_layout(const IndexSpec *spec, Relation irel, Relation part,
+							 const char *problem) pg_attribute_noreturn();
+
+/* "schema.name" of a relation, for an error */
+static char *
+qualified_name(Relation rel)
+{
+	return psprintf("%s.%s", get_namespace_name(RelationGetNamespace(rel)),
+					RelationGetRelationName(rel));
+}
+
+/*
+ * How an error names an index: by its name for the indexes found by name,
+ * with its partition for a partition's own index (part is not NULL).
+ */
+static char *
+index_label(const IndexSpec *spec, Relation irel, Relation part)
+{
+	if (part == NULL)
+		return psprintf("index \"udaconnect.%s\"", spec->name);
+	return psprintf("index \"%s\" of partition \"%s\"", qualified_name(irel),
+					qualified_name(part));
+}
 
 static Oid
 table_relid(Oid nsp, const char *name)
@@ -164,8 +204,8 @@ check_columns(Relation rel, const ColumnSpec *cols, int ncols, AttrNumber *attnu
 		if (att == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("column \"%s\" of table \"udaconnect.%s\" does not exist",
-							cols[c].name, RelationGetRelationName(rel)),
+					 errmsg("column \"%s\" of table \"%s\" does not exist",
+							cols[c].name, qualified_name(rel)),
 					 errdetail("The connection finder reads it."),
 					 errhint("The extension declares it as: %s.", cols[c].decl)));
 		if (OidIsValid(cols[c].type) ? att->atttypid != cols[c].type : !udc_is_geometry_type(att->atttypid, NULL))
@@ -177,8 +217,8 @@ check_columns(Relation rel, const ColumnSpec *cols, int ncols, AttrNumber *attnu
 		if (problem)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("table \"udaconnect.%s\" does not have the layout the connection finder reads",
-							RelationGetRelationName(rel)),
+					 errmsg("table \"%s\" does not have the layout the connection finder reads",
+							qualified_name(rel)),
 					 errdetail_internal("%s", problem),
 					 errhint("The extension declares the column as: %s.", cols[c].decl)));
 		attnums[c] = att->attnum;
@@ -195,10 +235,27 @@ index_missing(const IndexSpec *spec)
 			 errhint("Create it with: %s", spec->create)));
 }
 
+/* the DDL that makes a partition's index, named after the partition */
+static char *
+part_index_create(const IndexSpec *spec, Relation part)
+{
+	return psprintf("CREATE INDEX %s ON %s %s;",
+					quote_identifier(psprintf("%s%s", RelationGetRelationName(part), spec->suffix)),
+					qualified_name(part), spec->columns);
+}
+
 /* The index has the wrong layout: say what is wrong and how to fix it. */
 static void
-index_bad_layout(const IndexSpec *spec, const char *problem)
+index_bad_layout(const IndexSpec *spec, Relation irel, Relation part, const char *problem)
 {
+	if (part != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s does not have the layout the connection finder reads",
+						index_label(spec, irel, part)),
+				 errdetail_internal("%s", problem),
+				 errhint("Recreate it with: DROP INDEX %s; %s",
+						 qualified_name(irel), part_index_create(spec, part))));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("index \"udaconnect.%s\" does not have the layout the connection finder reads",
@@ -208,40 +265,66 @@ index_bad_layout(const IndexSpec *spec, const char *problem)
 }
 
 /*
- * Open the index called spec->name in schema nsp.  A concurrent DROP or
- * RENAME between the name look-up and the lock is seen after locking (the
- * lock processes invalidations), and the name is looked up again.
+ * Open the relation called name in schema nsp; NULL if there is none.  A
+ * concurrent DROP or RENAME between the name look-up and the lock is seen
+ * after locking (the lock processes invalidations), and the name is looked
+ * up again.
  */
 static Relation
-open_index(Oid nsp, const IndexSpec *spec)
+open_named(Oid nsp, const char *name)
 {
 	for (int attempt = 0; attempt < 3; attempt++)
 	{
-		Oid			relid = get_relname_relid(spec->name, nsp);
+		Oid			relid = get_relname_relid(name, nsp);
 		Relation	rel;
 
 		if (!OidIsValid(relid))
-			break;
+			return NULL;
 		rel = try_relation_open(relid, AccessShareLock);
 		if (rel == NULL)
 			continue;
-		if (RelationGetNamespace(rel) != nsp ||
-			strcmp(RelationGetRelationName(rel), spec->name) != 0)
-		{
-			relation_close(rel, AccessShareLock);
-			continue;
-		}
-		if (rel->rd_rel->relkind != RELKIND_INDEX)
-			ereport(ERROR,
-					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-					 errmsg("\"udaconnect.%s\" is not an index", spec->name),
-					 errdetail("The connection finder reads udaconnect.%s through an index of that name.",
-							   spec->table),
-					 errhint("Rename or drop that relation, then create the index with: %s",
-							 spec->create)));
-		return rel;
+		if (RelationGetNamespace(rel) == nsp && strcmp(RelationGetRelationName(rel), name) == 0)
+			return rel;
+		relation_close(rel, AccessShareLock);
 	}
-	index_missing(spec);
+	return NULL;
+}
+
+/* The index called spec->name in schema nsp, opened. */
+static Relation
+open_index(Oid nsp, const IndexSpec *spec)
+{
+	Relation	rel = open_named(nsp, spec->name);
+
+	if (rel == NULL)
+		index_missing(spec);
+	if (rel->rd_rel->relkind != RELKIND_INDEX)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"udaconnect.%s\" is not an index", spec->name),
+				 errdetail("The connection finder reads udaconnect.%s through an index of that name.",
+						   spec->table),
+				 errhint("Rename or drop that relation, then create the index with: %s",
+						 spec->create)));
+	return rel;
+}
+
+/* The index of partition part named after it, opened, or a clear error. */
+static Relation
+open_part_index(Relation part, const IndexSpec *spec)
+{
+	char	   *name = psprintf("%s%s", RelationGetRelationName(part), spec->suffix);
+	Relation	rel = open_named(RelationGetNamespace(part), name);
+
+	if (rel == NULL || rel->rd_rel->relkind != RELKIND_INDEX)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("partition \"%s\" of table \"udaconnect.location\" has no index \"%s\"",
+						qualified_name(part), name),
+				 errdetail("The connection finder reads each partition through its own two indexes, named after it."),
+				 errhint("Create it with: %s (udaconnect.location_partition_create() makes partitions with their indexes.)",
+						 part_index_create(spec, part))));
+	return rel;
 }
 
 /* "a, b, c": the names of index columns [from, to), for an error */
@@ -288,15 +371,16 @@ same_columns(Relation irel, const IndexSpec *spec, const AttrNumber *attnums, in
 
 /* Key and INCLUDE columns, in order, as the spec has them. */
 static void
-check_index_columns(Relation irel, Relation table, const IndexSpec *spec,
+check_index_columns(Relation irel, Relation table, Relation part, const IndexSpec *spec,
 					const ColumnSpec *cols, const AttrNumber *attnums)
 {
 	Form_pg_index ind = irel->rd_index;
 
 	if (ind->indnkeyatts != spec->nkeys || !same_columns(irel, spec, attnums, 0, spec->nkeys))
-		index_bad_layout(spec, psprintf("Its key columns are (%s); expected (%s).",
-										index_columns(irel, table, 0, ind->indnkeyatts),
-										spec_columns(spec, cols, 0, spec->nkeys)));
+		index_bad_layout(spec, irel, part,
+						 psprintf("Its key columns are (%s); expected (%s).",
+								  index_columns(irel, table, 0, ind->indnkeyatts),
+								  spec_columns(spec, cols, 0, spec->nkeys)));
 	if (ind->indnatts != spec->natts ||
 		!same_columns(irel, spec, attnums, spec->nkeys, spec->natts))
 	{
@@ -306,10 +390,12 @@ check_index_columns(Relation irel, Relation table, const IndexSpec *spec,
 			want = psprintf("(%s)", spec_columns(spec, cols, spec->nkeys, spec->natts));
 
 		if (ind->indnatts == ind->indnkeyatts)
-			index_bad_layout(spec, psprintf("It has no INCLUDE columns; expected %s.", want));
-		index_bad_layout(spec, psprintf("Its INCLUDE columns are (%s); expected %s.",
-										index_columns(irel, table, ind->indnkeyatts, ind->indnatts),
-										want));
+			index_bad_layout(spec, irel, part,
+							 psprintf("It has no INCLUDE columns; expected %s.", want));
+		index_bad_layout(spec, irel, part,
+						 psprintf("Its INCLUDE columns are (%s); expected %s.",
+								  index_columns(irel, table, ind->indnkeyatts, ind->indnatts),
+								  want));
 	}
 }
 
@@ -329,7 +415,8 @@ opclass_name(Oid opclass)
 
 /* Default operator class, no collation, ASC NULLS LAST for each key column. */
 static void
-check_index_ordering(Relation irel, const IndexSpec *spec, const ColumnSpec *cols)
+check_index_ordering(Relation irel, Relation part, const IndexSpec *spec,
+					 const ColumnSpec *cols)
 {
 	bool		isnull;
 	oidvector  *indclass = (oidvector *) DatumGetPointer(SysCacheGetAttr(INDEXRELID, irel->rd_indextuple,
@@ -341,66 +428,102 @@ check_index_ordering(Relation irel, const IndexSpec *spec, const ColumnSpec *col
 		const ColumnSpec *col = &cols[spec->cols[i]];
 
 		if (indclass->values[i] != col->opclass)
-			index_bad_layout(spec, psprintf("Its column %s uses operator class %s; expected the default %s.",
-											col->name, opclass_name(indclass->values[i]),
-											opclass_name(col->opclass)));
+			index_bad_layout(spec, irel, part,
+							 psprintf("Its column %s uses operator class %s; expected the default %s.",
+									  col->name, opclass_name(indclass->values[i]),
+									  opclass_name(col->opclass)));
 		if (OidIsValid(irel->rd_indcollation[i]))
-			index_bad_layout(spec, psprintf("Its column %s uses collation %s; expected none.",
-											col->name, get_collation_name(irel->rd_indcollation[i])));
+			index_bad_layout(spec, irel, part,
+							 psprintf("Its column %s uses collation %s; expected none.",
+									  col->name, get_collation_name(irel->rd_indcollation[i])));
 		if (irel->rd_indoption[i] != 0)
-			index_bad_layout(spec, psprintf("Its column %s is sorted %s NULLS %s; expected ASC NULLS LAST.",
-											col->name,
-											(irel->rd_indoption[i] & INDOPTION_DESC) ? "DESC" : "ASC",
-											(irel->rd_indoption[i] & INDOPTION_NULLS_FIRST) ? "FIRST" : "LAST"));
+			index_bad_layout(spec, irel, part,
+							 psprintf("Its column %s is sorted %s NULLS %s; expected ASC NULLS LAST.",
+									  col->name,
+									  (irel->rd_indoption[i] & INDOPTION_DESC) ? "DESC" : "ASC",
+									  (irel->rd_indoption[i] & INDOPTION_NULLS_FIRST) ? "FIRST" : "LAST"));
 	}
+}
+
+/*
+ * An index that is not valid: say why it may be so and what fixes it.  A
+ * partitioned index is not valid while some partition has no index attached
+ * to it; a partition's index, after a failed rebuild.
+ */
+static void
+index_not_valid(const IndexSpec *spec, Relation irel, Relation part)
+{
+	if (part != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s is not valid", index_label(spec, irel, part)),
+				 errdetail("It is being rebuilt, or a rebuild of it failed."),
+				 errhint("If no REINDEX of it is running, rebuild it with: REINDEX INDEX %s;",
+						 qualified_name(irel))));
+	if (irel->rd_rel->relkind == RELKIND_PARTITIONED_INDEX)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index \"udaconnect.%s\" is not valid", spec->name),
+				 errdetail("Some partition of udaconnect.%s has no index attached to it (CREATE INDEX ON ONLY, or a partition's index not attached yet).",
+						   spec->table),
+				 errhint("Attach each partition's index with ALTER INDEX udaconnect.%s ATTACH PARTITION, or recreate it with: %s %s",
+						 spec->name, spec->drop, spec->create)));
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("index \"udaconnect.%s\" is not valid", spec->name),
+			 errdetail("It is being created or dropped concurrently, or a CREATE INDEX CONCURRENTLY of it failed."),
+			 errhint("If no CREATE INDEX CONCURRENTLY or DROP INDEX CONCURRENTLY of it is running, recreate it with: %s %s",
+					 spec->drop, spec->create)));
 }
 
 /*
  * Verify an open index against its spec: a live, ready and valid btree on
  * `table`, without predicate or expressions, with the spec's columns, and
- * usable by this transaction's snapshots.
+ * usable by this transaction's snapshots.  part is the partition the index
+ * belongs to (then table), NULL for the indexes found by name.
  */
 static void
-check_index(Relation irel, Relation table, const IndexSpec *spec,
+check_index(Relation irel, Relation table, Relation part, const IndexSpec *spec,
 			const ColumnSpec *cols, const AttrNumber *attnums)
 {
 	Form_pg_index ind = irel->rd_index;
 
 	if (irel->rd_rel->relam != BTREE_AM_OID)
-		index_bad_layout(spec, psprintf("It uses access method %s; expected btree.",
-										get_am_name(irel->rd_rel->relam)));
+		index_bad_layout(spec, irel, part,
+						 psprintf("It uses access method %s; expected btree.",
+								  get_am_name(irel->rd_rel->relam)));
 	if (ind->indrelid != RelationGetRelid(table))
-		index_bad_layout(spec, psprintf("It is an index of table %s.%s; expected udaconnect.%s.",
-										get_namespace_name(get_rel_namespace(ind->indrelid)),
-										get_rel_name(ind->indrelid), spec->table));
+		index_bad_layout(spec, irel, part,
+						 psprintf("It is an index of table %s.%s; expected %s.",
+								  get_namespace_name(get_rel_namespace(ind->indrelid)),
+								  get_rel_name(ind->indrelid), qualified_name(table)));
 	if (!ind->indislive || !ind->indisready || !ind->indisvalid)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("index \"udaconnect.%s\" is not valid", spec->name),
-				 errdetail("It is being created or dropped concurrently, or a CREATE INDEX CONCURRENTLY of it failed."),
-				 errhint("If no CREATE INDEX CONCURRENTLY or DROP INDEX CONCURRENTLY of it is running, recreate it with: %s %s",
-						 spec->drop, spec->create)));
+		index_not_valid(spec, irel, part);
 	if (!heap_attisnull(irel->rd_indextuple, Anum_pg_index_indpred, NULL))
-		index_bad_layout(spec, "It is a partial index (it has a WHERE clause); expected an index of every row.");
+		index_bad_layout(spec, irel, part,
+						 "It is a partial index (it has a WHERE clause); expected an index of every row.");
 	if (!heap_attisnull(irel->rd_indextuple, Anum_pg_index_indexprs, NULL))
-		index_bad_layout(spec, psprintf("Its key columns are (%s); expected (%s).",
-										index_columns(irel, table, 0, ind->indnkeyatts),
-										spec_columns(spec, cols, 0, spec->nkeys)));
-	check_index_columns(irel, table, spec, cols, attnums);
-	check_index_ordering(irel, spec, cols);
+		index_bad_layout(spec, irel, part,
+						 psprintf("Its key columns are (%s); expected (%s).",
+								  index_columns(irel, table, 0, ind->indnkeyatts),
+								  spec_columns(spec, cols, 0, spec->nkeys)));
+	check_index_columns(irel, table, part, spec, cols, attnums);
+	check_index_ordering(irel, part, spec, cols);
 
 	/*
 	 * An index built over broken HOT chains may lack entries for rows that
 	 * older snapshots still see: as the planner does, use it only in
 	 * transactions whose snapshots are newer than the index.  This passes by
-	 * itself once those transactions end, hence a retryable SQLSTATE.
+	 * itself once those transactions end, hence a retryable SQLSTATE.  (A
+	 * partitioned index holds no entries: its partitions' indexes are
+	 * checked.)
 	 */
-	if (ind->indcheckxmin &&
+	if (irel->rd_rel->relkind == RELKIND_INDEX && ind->indcheckxmin &&
 		!TransactionIdPrecedes(HeapTupleHeaderGetXmin(irel->rd_indextuple->t_data),
 							   TransactionXmin))
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("index \"udaconnect.%s\" is too new for this transaction", spec->name),
+				 errmsg("%s is too new for this transaction", index_label(spec, irel, part)),
 				 errdetail("It was built while older transactions could still see rows it does not index."),
 				 errhint("Retry in a new transaction.")));
 }
@@ -415,27 +538,59 @@ finder_open_rels(FinderRels *r)
 	r->person = table_open(table_relid(nsp, "person"), AccessShareLock);
 	check_columns(r->person, person_cols, 1, person_att);
 	r->person_pkey = open_index(nsp, &person_pkey_spec);
-	check_index(r->person_pkey, r->person, &person_pkey_spec, person_cols, person_att);
+	check_index(r->person_pkey, r->person, NULL, &person_pkey_spec, person_cols, person_att);
 
 	r->location = table_open(table_relid(nsp, "location"), AccessShareLock);
+	r->partitioned = r->location->rd_rel->relkind == RELKIND_PARTITIONED_TABLE;
 	check_columns(r->location, location_cols, LOC_NCOLS, loc_att);
-	r->loc_person_time = open_index(nsp, &person_time_spec);
-	check_index(r->loc_person_time, r->location, &person_time_spec, location_cols, loc_att);
-	r->loc_cell_time = open_index(nsp, &cell_time_spec);
-	check_index(r->loc_cell_time, r->location, &cell_time_spec, location_cols, loc_att);
+	r->loc_person_time = NULL;
+	r->loc_cell_time = NULL;
+	/* a partitioned location has no index: each partition has its own */
+	if (!r->partitioned)
+	{
+		r->loc_person_time = open_index(nsp, &person_time_spec);
+		check_index(r->loc_person_time, r->location, NULL, &person_time_spec, location_cols, loc_att);
+		r->loc_cell_time = open_index(nsp, &cell_time_spec);
+		check_index(r->loc_cell_time, r->location, NULL, &cell_time_spec, location_cols, loc_att);
+	}
 
 	r->att_id = loc_att[LOC_ID];
 	r->att_person = loc_att[LOC_PERSON];
 	r->att_coord = loc_att[LOC_COORD];
 	r->att_time = loc_att[LOC_TIME];
+	r->nparts = 0;
+	r->parts = NULL;
 }
 
+/* A partition's columns, and its own two indexes opened and checked. */
+void
+finder_check_part(FinderPart *p)
+{
+	AttrNumber	att[LOC_NCOLS];
+
+	check_columns(p->heap, location_cols, LOC_NCOLS, att);
+	p->person_time = open_part_index(p->heap, &person_time_spec);
+	check_index(p->person_time, p->heap, p->heap, &person_time_spec, location_cols, att);
+	p->cell_time = open_part_index(p->heap, &cell_time_spec);
+	check_index(p->cell_time, p->heap, p->heap, &cell_time_spec, location_cols, att);
+	p->att_id = att[LOC_ID];
+	p->att_person = att[LOC_PERSON];
+	p->att_coord = att[LOC_COORD];
+	p->att_time = att[LOC_TIME];
+}
+
+/*
+ * Closed without releasing the locks: they are held to the end of the
+ * transaction, as a query holds those of the relations it read.
+ */
 void
 finder_close_rels(FinderRels *r)
 {
-	index_close(r->loc_cell_time, AccessShareLock);
-	index_close(r->loc_person_time, AccessShareLock);
-	table_close(r->location, AccessShareLock);
-	index_close(r->person_pkey, AccessShareLock);
-	table_close(r->person, AccessShareLock);
+	if (r->loc_cell_time)
+		index_close(r->loc_cell_time, NoLock);
+	if (r->loc_person_time)
+		index_close(r->loc_person_time, NoLock);
+	table_close(r->location, NoLock);
+	index_close(r->person_pkey, NoLock);
+	table_close(r->person, NoLock);
 }

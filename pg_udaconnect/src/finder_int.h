@@ -1,19 +1,26 @@
 /*
  * finder_int.h — private header of the connection finder: the relations and
  * index column positions it reads, its working state, and the candidate test
- * every index entry goes through.  Only finder*.c include it.
+ * every index entry goes through.  Only finder*.c and encounter_match.c
+ * include it.
  *
  * The finder is split by responsibility, as pgvector splits its HNSW index
  * behind hnsw.h.  finder.c (the SQL entry point: arguments, the order of the
  * steps, the rows) calls finder_index.c (opening and verifying the
- * relations), finder_scan.c (index access: the own points, the btree descent
- * and leaf walk, the coarse-range index scans, predicate locks, statistics)
- * and finder_match.c (the probes, the time segments to scan, the hit table,
- * the order of the hits); those three call none of each other, so there is
- * no circle.  The per-entry candidate test (consider(), nearest_own(),
- * add_hit()) is defined here, static, and not in finder_match.c: the scan
- * loops of finder_scan.c run it for every index entry they read, and a call
- * into another file could not be inlined and would go through the PLT.
+ * relations), finder_parts.c (the partitions of a time span: which
+ * partitions of location to read, each opened with its own indexes),
+ * finder_scan.c (index access, partition by partition: the own points, the
+ * btree descent and leaf walk, the coarse-range index scans, predicate
+ * locks, statistics) and finder_match.c (the probes, the time segments to
+ * scan, the hit table, the order of the hits).  Of those four, only
+ * finder_parts.c calls another (finder_index.c, to verify each partition's
+ * columns and indexes), and none calls back, so there is no circle.
+ * encounter_match.c runs the same steps in pairs mode, calling the same
+ * files and finder.c's finder_scan_groups().  The per-entry candidate test
+ * (consider(), nearest_own(), add_hit()) is defined here, static, and not in
+ * finder_match.c: the scan loops of finder_scan.c run it for every index
+ * entry they read, and a call into another file could not be inlined and
+ * would go through the PLT.
  * Nothing here may allocate or look anything up per entry.
  */
 #ifndef UDC_FINDER_INT_H
@@ -59,7 +66,43 @@
 #define IDX_ID		4
 #define IDX_COORD	5
 
-/* Relations and attribute numbers the finder works with. */
+/*
+ * One partition of udaconnect.location that the finder reads (the table
+ * itself when it is not partitioned, the 1.4 layout): its heap, its own two
+ * indexes, the creation_time range its rows can have, the attribute numbers
+ * of its columns (a partition may lay them out differently from the parent),
+ * and the scan state finder_scan.c keeps for it.  A buffer, index scan, slot,
+ * insertion key or heap fetcher belongs to one relation: reusing one on
+ * another partition would read the wrong pages (the visibility map's pin
+ * only compares block numbers), so each partition has its own.
+ */
+typedef struct FinderPart
+{
+	Relation	heap;
+	Relation	person_time;	/* its (person_id, creation_time) index */
+	Relation	cell_time;		/* its (cell, creation_time) index */
+	TimestampTz lo;				/* lowest creation_time it can hold */
+	TimestampTz hi;				/* highest, inclusive */
+	bool		owned;			/* opened by finder_parts_open() */
+	AttrNumber	att_id;
+	AttrNumber	att_person;
+	AttrNumber	att_coord;
+	AttrNumber	att_time;
+	/* finder_scan.c: set up when a segment first reaches the partition */
+	bool		scanning;
+	IndexScanDesc scan_range;	/* cell range and time range: 4 keys */
+	BTScanInsert key;			/* (cell, creation_time) >= */
+	Buffer		leaf;			/* pinned, unlocked: where the last walk ended */
+	Buffer		vmbuf;			/* visibility map page in use */
+	IndexFetchTableData *fetch; /* heap fetches where not all-visible */
+	TupleTableSlot *slot;
+} FinderPart;
+
+/*
+ * Relations the finder works with: those it finds by name (on 1.5 the two
+ * location indexes are partitioned indexes, which hold no entries), and the
+ * partitions finder_parts_open() chose for a time span.
+ */
 typedef struct FinderRels
 {
 	Relation	person;
@@ -67,11 +110,21 @@ typedef struct FinderRels
 	Relation	location;
 	Relation	loc_person_time;
 	Relation	loc_cell_time;
-	AttrNumber	att_id;
+	bool		partitioned;	/* location is a partitioned table */
+	AttrNumber	att_id;			/* location's columns */
 	AttrNumber	att_person;
 	AttrNumber	att_coord;
 	AttrNumber	att_time;
+	int			nparts;
+	FinderPart *parts;			/* in time order; DEFAULT, if read, last */
 } FinderRels;
+
+/* Does partition p hold rows whose creation_time may lie in [a, b]? */
+static inline bool
+finder_part_overlaps(const FinderPart *p, TimestampTz a, TimestampTz b)
+{
+	return p->lo <= b && p->hi >= a;
+}
 
 /* One of the person's own locations. */
 typedef struct OwnPoint
@@ -122,14 +175,7 @@ typedef struct FinderState
 	int			nhits;
 	int			caphits;
 	HTAB	   *seen;
-	TupleTableSlot *slot;
-	IndexScanDesc scan_range;	/* cell range and time range: 4 keys */
-	Buffer		vmbuf;			/* visibility map page in use */
 	bool		dedupe;			/* can a location be seen twice? */
-	/* single-cell scans: our own walk of the btree's leaf level */
-	BTScanInsert key;			/* (cell, creation_time) >= */
-	Buffer		leaf;			/* pinned, unlocked: where the last walk ended */
-	IndexFetchTableData *fetch;	/* heap fetches where not all-visible */
 	bool		skip_killed;	/* LP_DEAD entries may be skipped */
 	struct LeafBatch *batch;	/* one leaf page's entries */
 	/* statistics: DEBUG1, and the density that sizes finder_merge_gap() */
@@ -138,10 +184,7 @@ typedef struct FinderState
 	long		nentries;
 	long		ndist;
 	double		scanned_us;		/* total length of the scanned segments */
-	/*
-	 * the days asked about, [t0, t1); last, so that the fields the per-entry
-	 * code reads keep the offsets they had
-	 */
+	/* the days asked about, [t0, t1) */
 	TimestampTz t0;
 	TimestampTz t1;
 
@@ -171,13 +214,31 @@ typedef struct RawPair
 /* finder_index.c */
 
 /*
- * Open (AccessShareLock) and verify the tables and indexes: an index that is
- * missing, not valid, or not laid out as above raises a clear error naming
- * what is wrong and the DDL that recreates it.  Only the relcache entries are
- * consulted: the check costs a few comparisons per call.
+ * Open (AccessShareLock, held to the end of the transaction) and verify the
+ * tables and the indexes found by name: an index that is missing, not valid,
+ * or not laid out as above raises a clear error naming what is wrong and the
+ * DDL that recreates it.  Only the relcache entries are consulted: the check
+ * costs a few comparisons per call.
  */
 extern void finder_open_rels(FinderRels *r);
 extern void finder_close_rels(FinderRels *r);
+
+/*
+ * The same checks for one partition: its columns (their attribute numbers
+ * into p) and its two indexes, with errors naming the partition.
+ */
+extern void finder_check_part(FinderPart *p);
+
+/* finder_parts.c */
+
+/*
+ * The partitions whose rows may have a creation_time in [lo, hi], opened
+ * (AccessShareLock, held to the end of the transaction) with their own
+ * indexes and verified, into r->parts; a plain table is one partition with
+ * an unbounded range.
+ */
+extern void finder_parts_open(FinderRels *r, TimestampTz lo, TimestampTz hi);
+extern void finder_parts_close(FinderRels *r);
 
 /* finder_scan.c */
 extern bool finder_person_exists(FinderRels *r, int32 pid);

@@ -4,7 +4,10 @@
  * (cell, creation_time) scans of the candidates (an index scan for coarse
  * cell ranges; for single cells a btree descent and a walk of the leaf level
  * of our own), visibility checks, predicate locks, index statistics and the
- * finder's counters (which size finder_merge_gap()).
+ * finder's counters (which size finder_merge_gap()).  Where location is
+ * partitioned, each partition that finder_parts.c opened is read through its
+ * own indexes, with scan state of its own (FinderPart): a segment is scanned
+ * in every partition its time range overlaps.
  *
  * This file decides where to read, never what matches: every entry it reads
  * goes to consider() (finder_int.h, inlined here), and it must not call into
@@ -91,43 +94,109 @@ next_entry(IndexScanDesc scan, Buffer *vmbuf, TupleTableSlot *slot, int n,
 	return false;
 }
 
-/* The person's own locations in [t0, t1), in time order. */
-OwnPoint *
-finder_read_own_points(FinderRels *r, int32 pid, TimestampTz t0, TimestampTz t1,
-					   int *count)
+/* An own point's time and its position as read, for the stable sort. */
+typedef struct OwnOrder
+{
+	TimestampTz t;
+	int			pos;
+} OwnOrder;
+
+static inline int
+cmp_own_order(const OwnOrder *x, const OwnOrder *y)
+{
+	if (x->t != y->t)
+		return x->t < y->t ? -1 : 1;
+	return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+#define ST_SORT sort_own_order
+#define ST_ELEMENT_TYPE OwnOrder
+#define ST_COMPARE(a, b) cmp_own_order(a, b)
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+/* pts[0..n) in time order, points of the same time in the order read */
+static OwnPoint *
+sort_own_points(OwnPoint *pts, int n)
+{
+	OwnOrder   *order = palloc_extended(sizeof(OwnOrder) * Max(n, 1), MCXT_ALLOC_HUGE);
+	OwnPoint   *out = palloc_extended(sizeof(OwnPoint) * Max(n, 1), MCXT_ALLOC_HUGE);
+
+	for (int i = 0; i < n; i++)
+		order[i] = (OwnOrder) {pts[i].t, i};
+	sort_own_order(order, n);
+	for (int i = 0; i < n; i++)
+		out[i] = pts[order[i].pos];
+	pfree(order);
+	pfree(pts);
+	return out;
+}
+
+/* Partition p's locations of pid in [t0, t1), in time order, after pts[*n]. */
+static void
+read_own_part(FinderPart *p, int32 pid, TimestampTz t0, TimestampTz t1,
+			  OwnPoint **pts, int *n, int *cap)
 {
 	ScanKeyData keys[3];
 	IndexScanDesc scan;
-	TupleTableSlot *slot = table_slot_create(r->location, NULL);
-	int			n = 0,
-				cap = 256;
-	OwnPoint   *pts = palloc(sizeof(OwnPoint) * cap);
+	TupleTableSlot *slot = table_slot_create(p->heap, NULL);
 	Buffer		vmbuf = InvalidBuffer;
 	const AttrNumber idx[2] = {PT_IDX_COORD, PT_IDX_TIME};
-	const AttrNumber heap[2] = {r->att_coord, r->att_time};
+	const AttrNumber heap[2] = {p->att_coord, p->att_time};
 	Datum		values[2];
 
 	ScanKeyInit(&keys[0], PT_IDX_PERSON, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(pid));
 	ScanKeyInit(&keys[1], PT_IDX_TIME, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE, TimestampTzGetDatum(t0));
 	ScanKeyInit(&keys[2], PT_IDX_TIME, BTLessStrategyNumber, F_TIMESTAMPTZ_LT, TimestampTzGetDatum(t1));
-	scan = index_beginscan(r->location, r->loc_person_time, GetActiveSnapshot(), 3, 0);
+	scan = index_beginscan(p->heap, p->person_time, GetActiveSnapshot(), 3, 0);
 	scan->xs_want_itup = true;
 	index_rescan(scan, keys, 3, NULL, 0);
 	while (next_entry(scan, &vmbuf, slot, 2, idx, heap, values))
 	{
-		if (n == cap)
+		if (*n == *cap)
 		{
-			cap *= 2;
-			pts = repalloc_huge(pts, sizeof(OwnPoint) * cap);
+			*cap *= 2;
+			*pts = repalloc_huge(*pts, sizeof(OwnPoint) * *cap);
 		}
-		udc_point_coordinates(values[0], &pts[n].lat, &pts[n].lon);
-		pts[n].t = DatumGetTimestampTz(values[1]);
-		n++;
+		udc_point_coordinates(values[0], &(*pts)[*n].lat, &(*pts)[*n].lon);
+		(*pts)[*n].t = DatumGetTimestampTz(values[1]);
+		(*n)++;
 	}
 	if (BufferIsValid(vmbuf))
 		ReleaseBuffer(vmbuf);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * The person's own locations in [t0, t1), in time order, from every
+ * partition the range overlaps.  Range partitions come in time order, so
+ * their points do; the DEFAULT partition's may fall anywhere in between,
+ * and are then sorted in (points of the same time all lie in one partition,
+ * in its index's order, which the sort keeps).
+ */
+OwnPoint *
+finder_read_own_points(FinderRels *r, int32 pid, TimestampTz t0, TimestampTz t1,
+					   int *count)
+{
+	int			n = 0,
+				cap = 256;
+	OwnPoint   *pts = palloc(sizeof(OwnPoint) * cap);
+	bool		sorted = true;
+
+	for (int i = 0; i < r->nparts && t0 < t1; i++)
+	{
+		int			from = n;
+
+		if (!finder_part_overlaps(&r->parts[i], t0, t1 - 1))
+			continue;
+		read_own_part(&r->parts[i], pid, t0, t1, &pts, &n, &cap);
+		if (from > 0 && n > from && pts[from].t < pts[from - 1].t)
+			sorted = false;
+	}
+	if (!sorted)
+		pts = sort_own_points(pts, n);
 	*count = n;
 	return pts;
 }
@@ -161,21 +230,26 @@ finder_merge_gap(const FinderState *st)
 
 /* Scan a range of cells over [a, b] with an index scan (coarse ranges). */
 static void
-scan_range(FinderState *st, const Probe *group, int ngroup,
+scan_range(FinderState *st, FinderPart *p, const Probe *group, int ngroup,
 		   TimestampTz a, TimestampTz b)
 {
-	FinderRels *r = st->rels;
 	ScanKeyData keys[4];
 	const AttrNumber idx[4] = {IDX_PERSON, IDX_COORD, IDX_TIME, IDX_ID};
-	const AttrNumber heap[4] = {r->att_person, r->att_coord, r->att_time, r->att_id};
+	const AttrNumber heap[4] = {p->att_person, p->att_coord, p->att_time, p->att_id};
 	Datum		values[4];
+
+	if (p->scan_range == NULL)
+	{
+		p->scan_range = index_beginscan(p->heap, p->cell_time, GetActiveSnapshot(), 4, 0);
+		p->scan_range->xs_want_itup = true;
+	}
 
 	ScanKeyInit(&keys[0], IDX_CELL, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(group[0].lo));
 	ScanKeyInit(&keys[1], IDX_CELL, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(group[0].hi));
 	ScanKeyInit(&keys[2], IDX_TIME, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE, TimestampTzGetDatum(a));
 	ScanKeyInit(&keys[3], IDX_TIME, BTLessEqualStrategyNumber, F_TIMESTAMPTZ_LE, TimestampTzGetDatum(b));
-	index_rescan(st->scan_range, keys, 4, NULL, 0);
-	while (next_entry(st->scan_range, &st->vmbuf, st->slot, 4, idx, heap, values))
+	index_rescan(p->scan_range, keys, 4, NULL, 0);
+	while (next_entry(p->scan_range, &p->vmbuf, p->slot, 4, idx, heap, values))
 	{
 		st->nentries++;
 		consider(st, group, ngroup, DatumGetInt32(values[0]), DatumGetInt64(values[3]),
@@ -226,9 +300,9 @@ leaf_key(IndexTuple itup, TupleDesc td, int64 *cell, TimestampTz *t)
  * and the key is not above its high key (checked as _bt_moveright() does).
  */
 static bool
-leaf_covers(FinderState *st, Buffer buf, int64 cell, TimestampTz a)
+leaf_covers(FinderPart *p, Buffer buf, int64 cell, TimestampTz a)
 {
-	Relation	irel = st->rels->loc_cell_time;
+	Relation	irel = p->cell_time;
 	Page		page = BufferGetPage(buf);
 	BTPageOpaque op = BTPageGetOpaque(page);
 	OffsetNumber first = P_FIRSTDATAKEY(op);
@@ -241,7 +315,7 @@ leaf_covers(FinderState *st, Buffer buf, int64 cell, TimestampTz a)
 			 RelationGetDescr(irel), &c0, &t0);
 	if (cmp_key(c0, t0, cell, a) >= 0)
 		return false;
-	return P_RIGHTMOST(op) || _bt_compare(irel, st->key, page, P_HIKEY) < 1;
+	return P_RIGHTMOST(op) || _bt_compare(irel, p->key, page, P_HIKEY) < 1;
 }
 
 /*
@@ -250,10 +324,10 @@ leaf_covers(FinderState *st, Buffer buf, int64 cell, TimestampTz a)
  * beyond the range was seen).
  */
 static bool
-leaf_read(FinderState *st, Page page, OffsetNumber off, int64 cell, TimestampTz b,
-		  LeafBatch *lb)
+leaf_read(const FinderState *st, const FinderPart *p, Page page, OffsetNumber off,
+		  int64 cell, TimestampTz b, LeafBatch *lb)
 {
-	TupleDesc	td = RelationGetDescr(st->rels->loc_cell_time);
+	TupleDesc	td = RelationGetDescr(p->cell_time);
 	OffsetNumber maxoff = PageGetMaxOffsetNumber(page);
 
 	lb->n = 0;
@@ -274,7 +348,7 @@ leaf_read(FinderState *st, Page page, OffsetNumber off, int64 cell, TimestampTz 
 		itup = (IndexTuple) PageGetItem(page, iid);
 		if (BTreeTupleIsPosting(itup))	/* never in an index with INCLUDE */
 			elog(ERROR, "unexpected posting list tuple in index \"%s\"",
-				 RelationGetRelationName(st->rels->loc_cell_time));
+				 RelationGetRelationName(p->cell_time));
 		leaf_key(itup, td, &c, &t);
 		if (c != cell || t > b)
 			return true;
@@ -282,7 +356,7 @@ leaf_read(FinderState *st, Page page, OffsetNumber off, int64 cell, TimestampTz 
 		len = MAXALIGN(VARSIZE_ANY(DatumGetPointer(coord)));
 		if (lb->used + len > sizeof(lb->coords))
 			elog(ERROR, "index page of \"%s\" holds more data than a page",
-				 RelationGetRelationName(st->rels->loc_cell_time));
+				 RelationGetRelationName(p->cell_time));
 		e = &lb->e[lb->n++];
 		memcpy(lb->coords + lb->used, DatumGetPointer(coord), VARSIZE_ANY(DatumGetPointer(coord)));
 		e->coord = PointerGetDatum(lb->coords + lb->used);
@@ -297,9 +371,9 @@ leaf_read(FinderState *st, Page page, OffsetNumber off, int64 cell, TimestampTz 
 
 /* First data entry of a locked leaf page at or above (cell, a). */
 static OffsetNumber
-leaf_lower_bound(FinderState *st, Page page, int64 cell, TimestampTz a)
+leaf_lower_bound(const FinderPart *p, Page page, int64 cell, TimestampTz a)
 {
-	TupleDesc	td = RelationGetDescr(st->rels->loc_cell_time);
+	TupleDesc	td = RelationGetDescr(p->cell_time);
 	OffsetNumber lo = P_FIRSTDATAKEY(BTPageGetOpaque(page)),
 				hi = OffsetNumberNext(PageGetMaxOffsetNumber(page));
 
@@ -320,9 +394,8 @@ leaf_lower_bound(FinderState *st, Page page, int64 cell, TimestampTz a)
 
 /* Check the entries copied from one leaf page (page unlocked). */
 static void
-leaf_check(FinderState *st, const Probe *group, int ngroup, LeafBatch *lb)
+leaf_check(FinderState *st, FinderPart *p, const Probe *group, int ngroup, LeafBatch *lb)
 {
-	FinderRels *r = st->rels;
 	Snapshot	snap = GetActiveSnapshot();
 
 	for (int i = 0; i < lb->n; i++)
@@ -332,10 +405,10 @@ leaf_check(FinderState *st, const Probe *group, int ngroup, LeafBatch *lb)
 
 		CHECK_FOR_INTERRUPTS();
 		st->nentries++;
-		pgstat_count_index_tuples(r->loc_cell_time, 1);
-		if (VM_ALL_VISIBLE(r->location, blk, &st->vmbuf))
+		pgstat_count_index_tuples(p->cell_time, 1);
+		if (VM_ALL_VISIBLE(p->heap, blk, &p->vmbuf))
 		{
-			PredicateLockPage(r->location, blk, snap);
+			PredicateLockPage(p->heap, blk, snap);
 			consider(st, group, ngroup, e->person, e->id, e->coord, e->t);
 		}
 		else
@@ -347,13 +420,13 @@ leaf_check(FinderState *st, const Probe *group, int ngroup, LeafBatch *lb)
 			 * Unlike an index scan, the walk does not mark entries of dead
 			 * rows (no _bt_killitems()): VACUUM removes them.
 			 */
-			pgstat_count_heap_fetch(r->location);
-			if (table_index_fetch_tuple(st->fetch, &e->tid, snap, st->slot, &call_again, NULL))
+			pgstat_count_heap_fetch(p->heap);
+			if (table_index_fetch_tuple(p->fetch, &e->tid, snap, p->slot, &call_again, NULL))
 				consider(st, group, ngroup,
-						 DatumGetInt32(slot_getattr(st->slot, r->att_person, &isnull)),
-						 DatumGetInt64(slot_getattr(st->slot, r->att_id, &isnull)),
-						 slot_getattr(st->slot, r->att_coord, &isnull),
-						 DatumGetTimestampTz(slot_getattr(st->slot, r->att_time, &isnull)));
+						 DatumGetInt32(slot_getattr(p->slot, p->att_person, &isnull)),
+						 DatumGetInt64(slot_getattr(p->slot, p->att_id, &isnull)),
+						 slot_getattr(p->slot, p->att_coord, &isnull),
+						 DatumGetTimestampTz(slot_getattr(p->slot, p->att_time, &isnull)));
 		}
 	}
 }
@@ -368,27 +441,27 @@ leaf_check(FinderState *st, const Probe *group, int ngroup, LeafBatch *lb)
  * right-link as of the read (Lehman & Yao), skipping deleted pages.
  */
 static void
-scan_cell(FinderState *st, const Probe *group, int ngroup,
+scan_cell(FinderState *st, FinderPart *p, const Probe *group, int ngroup,
 		  TimestampTz a, TimestampTz b)
 {
-	Relation	irel = st->rels->loc_cell_time;
+	Relation	irel = p->cell_time;
 	Snapshot	snap = GetActiveSnapshot();
 	int64		cell = group[0].lo;
-	Buffer		buf = st->leaf;
+	Buffer		buf = p->leaf;
 	LeafBatch  *lb = st->batch;
 	OffsetNumber off;
 	bool		done;
 
 	pgstat_count_index_scan(irel);
-	st->key->scankeys[0].sk_argument = Int64GetDatum(cell);
-	st->key->scankeys[1].sk_argument = TimestampTzGetDatum(a);
+	p->key->scankeys[0].sk_argument = Int64GetDatum(cell);
+	p->key->scankeys[1].sk_argument = TimestampTzGetDatum(a);
 
-	st->leaf = InvalidBuffer;
+	p->leaf = InvalidBuffer;
 	if (BufferIsValid(buf))
 	{
 		_bt_lockbuf(irel, buf, BT_READ);
 		TestForOldSnapshot(snap, irel, BufferGetPage(buf));
-		if (leaf_covers(st, buf, cell, a))
+		if (leaf_covers(p, buf, cell, a))
 			st->nreused++;
 		else
 		{
@@ -398,7 +471,7 @@ scan_cell(FinderState *st, const Probe *group, int ngroup,
 	}
 	if (!BufferIsValid(buf))
 	{
-		BTStack		stack = _bt_search(irel, st->key, &buf, BT_READ, snap);
+		BTStack		stack = _bt_search(irel, p->key, &buf, BT_READ, snap);
 
 		_bt_freestack(stack);
 		if (!BufferIsValid(buf))
@@ -408,7 +481,7 @@ scan_cell(FinderState *st, const Probe *group, int ngroup,
 			return;
 		}
 	}
-	off = leaf_lower_bound(st, BufferGetPage(buf), cell, a);
+	off = leaf_lower_bound(p, BufferGetPage(buf), cell, a);
 	for (;;)
 	{
 		Page		page = BufferGetPage(buf);
@@ -420,11 +493,11 @@ scan_cell(FinderState *st, const Probe *group, int ngroup,
 		else
 		{
 			PredicateLockPage(irel, BufferGetBlockNumber(buf), snap);
-			done = leaf_read(st, page, off, cell, b, lb);
+			done = leaf_read(st, p, page, off, cell, b, lb);
 		}
 		_bt_unlockbuf(irel, buf);
 		if (!P_IGNORE(op))
-			leaf_check(st, group, ngroup, lb);
+			leaf_check(st, p, group, ngroup, lb);
 		if (done || next == P_NONE)
 			break;
 		ReleaseBuffer(buf);
@@ -432,57 +505,87 @@ scan_cell(FinderState *st, const Probe *group, int ngroup,
 		TestForOldSnapshot(snap, irel, BufferGetPage(buf));
 		off = P_FIRSTDATAKEY(BTPageGetOpaque(BufferGetPage(buf)));
 	}
-	st->leaf = buf;				/* pinned, for the next walk */
+	p->leaf = buf;				/* pinned, for the next walk */
 }
 
-/* Scan one cell range over [a, b] and check candidates against the group. */
+/*
+ * Partition p's scan state: the slot for heap fetches, the insertion key
+ * and heap fetcher of the leaf walk (the index scan of coarse ranges comes
+ * with the first such range).
+ */
+static void
+part_scan_begin(FinderPart *p)
+{
+	p->slot = table_slot_create(p->heap, NULL);
+	p->scan_range = NULL;
+	p->key = _bt_mkscankey(p->cell_time, NULL);
+	_bt_metaversion(p->cell_time, &p->key->heapkeyspace, &p->key->allequalimage);
+	p->key->keysz = 2;
+	p->key->anynullkeys = false;
+	p->key->scankeys[0].sk_flags &= ~SK_ISNULL;
+	p->key->scankeys[1].sk_flags &= ~SK_ISNULL;
+	p->leaf = InvalidBuffer;
+	p->fetch = table_index_fetch_begin(p->heap);
+	p->vmbuf = InvalidBuffer;
+	p->scanning = true;
+}
+
+/*
+ * Scan one cell range over [a, b], in each partition whose rows may lie in
+ * [a, b], and check candidates against the group.  The statistics count the
+ * segment once, as on an unpartitioned table, so the merge gap does not
+ * depend on the partitioning.
+ */
 void
 finder_scan_segment(FinderState *st, const Probe *group, int ngroup,
 					TimestampTz a, TimestampTz b)
 {
+	FinderRels *r = st->rels;
+
 	st->nscans++;
 	st->scanned_us += (double) b - (double) a + 1.0;
-	if (group[0].lo == group[0].hi)
-		scan_cell(st, group, ngroup, a, b);
-	else
-		scan_range(st, group, ngroup, a, b);
+	for (int i = 0; i < r->nparts; i++)
+	{
+		FinderPart *p = &r->parts[i];
+
+		if (!finder_part_overlaps(p, a, b))
+			continue;
+		if (!p->scanning)
+			part_scan_begin(p);
+		if (group[0].lo == group[0].hi)
+			scan_cell(st, p, group, ngroup, a, b);
+		else
+			scan_range(st, p, group, ngroup, a, b);
+	}
 }
 
-/*
- * Set up what the segment scans share for the whole call: the slot for heap
- * fetches, the index scan of coarse ranges, the insertion key and heap
- * fetcher of the leaf walk, and the leaf copy.
- */
+/* Set up what the segment scans of every partition share: the leaf copy. */
 void
 finder_scan_begin(FinderState *st)
 {
-	FinderRels *rels = st->rels;
-
-	st->slot = table_slot_create(rels->location, NULL);
-	st->scan_range = index_beginscan(rels->location, rels->loc_cell_time, GetActiveSnapshot(), 4, 0);
-	st->scan_range->xs_want_itup = true;
-	st->key = _bt_mkscankey(rels->loc_cell_time, NULL);
-	_bt_metaversion(rels->loc_cell_time, &st->key->heapkeyspace, &st->key->allequalimage);
-	st->key->keysz = 2;
-	st->key->anynullkeys = false;
-	st->key->scankeys[0].sk_flags &= ~SK_ISNULL;
-	st->key->scankeys[1].sk_flags &= ~SK_ISNULL;
-	st->leaf = InvalidBuffer;
-	st->fetch = table_index_fetch_begin(rels->location);
 	st->skip_killed = !TransactionStartedDuringRecovery();
 	st->batch = palloc(sizeof(LeafBatch));
-	st->vmbuf = InvalidBuffer;
 }
 
-/* Release what finder_scan_begin() and the scans hold (buffer pins, scans). */
+/* Release what the scans hold in each partition (buffer pins, scans). */
 void
 finder_scan_end(FinderState *st)
 {
-	index_endscan(st->scan_range);
-	if (BufferIsValid(st->leaf))
-		ReleaseBuffer(st->leaf);
-	table_index_fetch_end(st->fetch);
-	if (BufferIsValid(st->vmbuf))
-		ReleaseBuffer(st->vmbuf);
-	ExecDropSingleTupleTableSlot(st->slot);
+	for (int i = 0; i < st->rels->nparts; i++)
+	{
+		FinderPart *p = &st->rels->parts[i];
+
+		if (!p->scanning)
+			continue;
+		if (p->scan_range)
+			index_endscan(p->scan_range);
+		if (BufferIsValid(p->leaf))
+			ReleaseBuffer(p->leaf);
+		table_index_fetch_end(p->fetch);
+		if (BufferIsValid(p->vmbuf))
+			ReleaseBuffer(p->vmbuf);
+		ExecDropSingleTupleTableSlot(p->slot);
+		p->scanning = false;
+	}
+	pfree(st->batch);
 }

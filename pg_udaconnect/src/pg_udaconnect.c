@@ -11,6 +11,8 @@
 #include "encounter.h"
 #include "geodesy.h"
 #include "ingest.h"
+#include "maintenance.h"
+#include "partitions.h"
 #include "retention.h"
 #include "udc_pg.h"
 
@@ -24,8 +26,10 @@ _PG_init(void)
 	/* components that need shared_preload_libraries register here */
 	udc_ingest_init();
 	udc_encounter_init();
+	udc_partitions_init();
 	/* after the ingest's: its worker uses udaconnect.database */
 	udc_retention_init();
+	udc_maintenance_init();
 }
 
 void

@@ -1,17 +1,19 @@
 /*
- * retention.h — settings of privacy held in C and the retention background
- * worker.  See retention.c and docs/ingest.md, "Retention".
+ * retention.h — settings of privacy held in C.  See retention.c and
+ * docs/ingest.md, "Retention"; the worker is maintenance.c's.
  */
 #ifndef UDC_RETENTION_H
 #define UDC_RETENTION_H
 
 #include "postgres.h"
 
-/* called from _PG_init() after udc_ingest_init(): GUCs, the worker */
+#include "datatype/timestamp.h"
+
+/* called from _PG_init(): the GUCs */
 extern void udc_retention_init(void);
 
-/* worker entry point (bgw_function_name) */
-extern PGDLLEXPORT void udc_retention_worker_main(Datum main_arg);
+/* an interval from text, without raising an error (for check hooks) */
+extern bool udc_parse_interval(const char *s, Interval *result);
 
 /* settings (GUCs) */
 extern double udc_attendee_max_distance;

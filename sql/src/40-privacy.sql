@@ -224,22 +224,36 @@ $$;
 
 -- ---------------------------------------------------------------------------
 -- Retention.  With udaconnect.location_retention set (an interval; off by
--- default), the retention worker (src/retention.c) calls retention_sweep
+-- default), the maintenance worker (src/retention.c) calls retention_sweep
 -- with cutoff = now() - retention until a call removes fewer than `batch`
--- rows: each call is one short transaction; the ingest waits for it only
--- on the encounter lock, for the length of one batch.  This function is the
--- one place that knows how old rows go (the partitioned layout will drop
--- whole partitions here instead).
+-- rows, each call one short transaction (the ingest waits for it only on
+-- the encounter lock, for the length of one batch), then
+-- retention_drop_partitions with the same cutoff.  These two functions are
+-- the one place that knows how old rows go:
+--   * whole partitions that end at or before the cutoff are detached and
+--     dropped: no row-by-row delete, no vacuum debt.  A partition that
+--     straddles the cutoff is kept whole until it ends before it, so a row
+--     is kept for the retention plus at most one partition width
+--     (udaconnect.location_partition_width, a day by default);
+--   * rows of location_default (times no partition covered yet) are
+--     deleted in batches, to the cutoff exactly;
+--   * encounters that ended before the cutoff, ingest rejects received
+--     before it and the removals streams were told of go in batches.
 -- ---------------------------------------------------------------------------
--- BRIN: positions arrive roughly in time order, so a summary per block range
+-- BRIN on location_default, the one partition the sweep deletes from:
+-- positions arrive roughly in time order, so a summary per block range
 -- finds the old ones at almost no cost per inserted row.
-CREATE INDEX location_creation_time_brin ON location USING brin (creation_time);
+CREATE INDEX location_default_creation_time_brin ON location_default USING brin (creation_time);
 
 CREATE FUNCTION retention_sweep(cutoff timestamptz, batch integer DEFAULT 10000,
                                 OUT locations bigint, OUT rejects bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
 AS $$
+DECLARE
+    lo timestamptz;
+    hi timestamptz;
+    persons integer[];
 BEGIN
     IF cutoff IS NULL OR batch IS NULL OR batch < 1 THEN
         RAISE EXCEPTION 'retention_sweep needs a cutoff and a batch of at least 1'
@@ -248,29 +262,86 @@ BEGIN
     -- The encounter lock first, as every encounter writer takes it before
     -- any location row (an erasure waits here instead of deadlocking).
     -- Encounters that ended before the cutoff lose all their locations in
-    -- this or a later call; those that reach across it are recomputed by
-    -- the location delete trigger (50-encounters.sql) from what is left.
+    -- this or a later call; those that reach across it are recomputed from
+    -- what is left (below, and in retention_drop_partitions).
     PERFORM udaconnect.encounter_lock();
     PERFORM udaconnect.encounter_remove(ARRAY(
         SELECT o.id FROM udaconnect.encounter o WHERE o.ended_at < cutoff LIMIT batch));
     -- SKIP LOCKED: rows another transaction holds (an erasure deleting the
     -- same person's old points) are left for the next sweep, so the sweep
-    -- never waits for row locks
-    DELETE FROM udaconnect.location l
-     WHERE l.ctid = ANY (ARRAY(SELECT o.ctid FROM udaconnect.location o
-                                WHERE o.creation_time < cutoff LIMIT batch
-                                  FOR UPDATE SKIP LOCKED));
-    GET DIAGNOSTICS locations = ROW_COUNT;
+    -- never waits for row locks.  Straight from location_default, which
+    -- fires none of location's statement triggers: what the delete trigger
+    -- would do is done below.
+    WITH gone AS (
+        DELETE FROM udaconnect.location_default l
+         WHERE l.ctid = ANY (ARRAY(SELECT o.ctid FROM udaconnect.location_default o
+                                    WHERE o.creation_time < cutoff LIMIT batch
+                                      FOR UPDATE SKIP LOCKED))
+        RETURNING l.person_id, l.creation_time)
+    SELECT count(*), min(g.creation_time), max(g.creation_time), array_agg(DISTINCT g.person_id)
+      INTO locations, lo, hi, persons FROM gone g;
+    PERFORM udaconnect.encounters_locations_gone(lo, hi, persons);
     DELETE FROM udaconnect.ingest_rejects r
      WHERE r.id IN (SELECT o.id FROM udaconnect.ingest_rejects o
                      WHERE o.received_at < cutoff ORDER BY o.received_at LIMIT batch
                        FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS rejects = ROW_COUNT;
-    -- encounters went with their locations (the location delete trigger of
-    -- 50-encounters.sql recomputes them); what streams were told goes too
+    -- what streams were told of removed encounters goes too
     DELETE FROM udaconnect.encounter_removed r
      WHERE r.ctid = ANY (ARRAY(SELECT o.ctid FROM udaconnect.encounter_removed o
                                 WHERE o.removed_at < cutoff LIMIT batch));
+END;
+$$;
+
+-- Detach and drop every partition of location that ends at or before the
+-- cutoff, oldest first, each in a subtransaction.  Locks: location ACCESS
+-- EXCLUSIVE first (the ingest holds location when it takes the encounter
+-- lock, so the other order could deadlock), for as long as a drop takes;
+-- never waited for longer than lock_timeout 500 ms (a long reader or an
+-- erasure in progress): the partition is then left for the next round.
+CREATE FUNCTION retention_drop_partitions(cutoff timestamptz,
+                                          OUT partitions integer, OUT locations bigint)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+SET lock_timeout = '500ms'
+AS $$
+DECLARE
+    p record;
+    n bigint;
+BEGIN
+    IF cutoff IS NULL THEN
+        RAISE EXCEPTION 'retention_drop_partitions needs a cutoff'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    partitions := 0;
+    locations := 0;
+    FOR p IN SELECT x.partition, c.relname AS name, x.from_time, x.to_time
+               FROM udaconnect.location_partitions() x JOIN pg_catalog.pg_class c ON c.oid = x.partition
+              WHERE NOT x.is_default AND x.to_time <= cutoff ORDER BY x.from_time LOOP
+        BEGIN
+            -- SHARE: a late row for this old partition waits; counted
+            -- exactly, for the worker's log
+            EXECUTE format('LOCK TABLE %s IN SHARE MODE', p.partition);
+            EXECUTE format('SELECT count(*) FROM %s', p.partition) INTO n;
+            LOCK TABLE udaconnect.location IN ACCESS EXCLUSIVE MODE;
+            PERFORM udaconnect.encounter_lock();
+            -- normally none left: retention_sweep removed them in batches
+            PERFORM udaconnect.encounter_remove(ARRAY(
+                SELECT o.id FROM udaconnect.encounter o WHERE o.ended_at < p.to_time));
+            EXECUTE format('ALTER TABLE udaconnect.location DETACH PARTITION %s', p.partition);
+            EXECUTE format('DROP TABLE %s', p.partition);
+            -- encounters reaching from the dropped points into later ones
+            IF EXISTS (SELECT 1 FROM udaconnect.encounter x WHERE x.started_at < p.to_time) THEN
+                PERFORM udaconnect.encounters_rebuild(p.from_time, p.to_time);
+            END IF;
+            partitions := partitions + 1;
+            locations := locations + n;
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE LOG 'udaconnect retention: partition udaconnect.% is in use; left for the next round',
+                quote_ident(p.name);
+            EXIT;
+        END;
+    END LOOP;
 END;
 $$;
 
@@ -281,4 +352,5 @@ REVOKE ALL ON FUNCTION caller_is_organizer(text, integer),
     met_persons(integer),
     caller_may_see_person(text, integer, integer),
     person_refuse_erased_id(), ingest_payload_person(bytea),
-    forget_person(integer, text), retention_sweep(timestamptz, integer) FROM PUBLIC;
+    forget_person(integer, text), retention_sweep(timestamptz, integer),
+    retention_drop_partitions(timestamptz) FROM PUBLIC;

@@ -72,12 +72,15 @@ CREATE TABLE encounter_removed (
 CREATE INDEX encounter_removed_person_idx ON encounter_removed (person_id, version);
 CREATE INDEX encounter_removed_at_idx ON encounter_removed (removed_at);
 
--- The one row every encounter writer locks first (see the top).
+-- The one row every encounter writer locks first (see the top).  The
+-- first encounter_lock() makes it, not CREATE EXTENSION: it is a
+-- configuration table (pg_dump dumps its row), and the CREATE EXTENSION
+-- of a restore must leave room for the dump's row, or the restored clock
+-- would start again below the versions streams were given.
 CREATE TABLE encounter_clock (
     one     boolean PRIMARY KEY DEFAULT true CHECK (one),
     version bigint NOT NULL DEFAULT 0
 );
-INSERT INTO encounter_clock DEFAULT VALUES;
 
 SELECT pg_catalog.pg_extension_config_dump('encounter', '');
 SELECT pg_catalog.pg_extension_config_dump('encounter_id_seq', '');
@@ -90,7 +93,10 @@ SELECT pg_catalog.pg_extension_config_dump('encounter_clock', '');
 CREATE FUNCTION encounter_lock() RETURNS bigint
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
-AS $$ SELECT c.version FROM udaconnect.encounter_clock c FOR UPDATE $$;
+AS $$
+    INSERT INTO udaconnect.encounter_clock DEFAULT VALUES ON CONFLICT DO NOTHING;
+    SELECT c.version FROM udaconnect.encounter_clock c FOR UPDATE;
+$$;
 
 -- The settings, as the maintenance reads them (C, src/encounter.c).
 CREATE FUNCTION encounter_distance() RETURNS float8
@@ -236,10 +242,35 @@ BEGIN
 END;
 $$;
 
--- Locations deleted or moved by plain SQL (a retention sweep, an operator):
--- recompute the encounters of their persons around their times.  Nothing to
--- do when those persons have no encounter there (an erasure removed them
--- first).
+-- Locations of `persons` with times in [lo, hi] are gone or moved:
+-- recompute those persons' encounters around them.  Nothing to do when
+-- they have no encounter there (an erasure removed them first).  The
+-- location triggers below call it, and so does retention_sweep, which
+-- deletes from location_default directly (no trigger of location fires).
+CREATE FUNCTION encounters_locations_gone(lo timestamptz, hi timestamptz, persons integer[])
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+BEGIN
+    IF lo IS NULL THEN
+        RETURN;
+    END IF;
+    -- a deleted location's matches all lie in encounters that contain its time
+    IF NOT EXISTS (
+        SELECT 1 FROM udaconnect.encounter x
+         WHERE x.started_at <= hi AND x.ended_at >= lo
+           AND (x.person_a = ANY (persons) OR x.person_b = ANY (persons))) THEN
+        RETURN;
+    END IF;
+    PERFORM udaconnect.encounters_rebuild(lo, hi, persons);
+END;
+$$;
+
+-- Locations deleted or moved by plain SQL (an operator, an erasure):
+-- recompute the encounters of their persons around their times.  A moved
+-- location's new place may start encounters that none of its persons had,
+-- so an update always rebuilds.
 CREATE FUNCTION location_changed_encounters() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
@@ -252,22 +283,15 @@ BEGIN
     IF TG_OP = 'DELETE' THEN
         SELECT min(creation_time), max(creation_time), array_agg(DISTINCT person_id)
           INTO lo, hi, persons FROM old_rows;
-    ELSE
-        SELECT min(t), max(t), array_agg(DISTINCT p) INTO lo, hi, persons
-          FROM (SELECT creation_time AS t, person_id AS p FROM old_rows
-                UNION ALL SELECT creation_time, person_id FROM new_rows) c;
-    END IF;
-    IF lo IS NULL THEN
+        PERFORM udaconnect.encounters_locations_gone(lo, hi, persons);
         RETURN NULL;
     END IF;
-    -- a deleted location's matches all lie in encounters that contain its time
-    IF TG_OP = 'DELETE' AND NOT EXISTS (
-        SELECT 1 FROM udaconnect.encounter x
-         WHERE x.started_at <= hi AND x.ended_at >= lo
-           AND (x.person_a = ANY (persons) OR x.person_b = ANY (persons))) THEN
-        RETURN NULL;
+    SELECT min(t), max(t), array_agg(DISTINCT p) INTO lo, hi, persons
+      FROM (SELECT creation_time AS t, person_id AS p FROM old_rows
+            UNION ALL SELECT creation_time, person_id FROM new_rows) c;
+    IF lo IS NOT NULL THEN
+        PERFORM udaconnect.encounters_rebuild(lo, hi, persons);
     END IF;
-    PERFORM udaconnect.encounters_rebuild(lo, hi, persons);
     RETURN NULL;
 END;
 $$;
@@ -319,4 +343,5 @@ REVOKE ALL ON FUNCTION encounter_lock(), encounter_notify_persons(integer[]),
     encounter_places_of(float8[], float8[]),
     encounter_add_range(timestamptz, timestamptz, integer[]),
     encounters_rebuild(timestamptz, timestamptz, integer[]),
+    encounters_locations_gone(timestamptz, timestamptz, integer[]),
     encounters(integer, timestamptz, timestamptz) FROM PUBLIC;

@@ -30,7 +30,8 @@ BEGIN
        AND NOT EXISTS (SELECT 1 FROM udaconnect.person p WHERE p.id = person_id) THEN
         RAISE EXCEPTION 'person % does not exist', person_id USING ERRCODE = 'no_data_found';
     END IF;
-    SELECT c.version, 9223372036854775807 INTO version, id FROM udaconnect.encounter_clock c;
+    -- no row before the first encounter was written: nothing to skip
+    SELECT coalesce(max(c.version), 0), 9223372036854775807 INTO version, id FROM udaconnect.encounter_clock c;
 END;
 $$;
 

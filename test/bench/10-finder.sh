@@ -4,14 +4,26 @@
 # conference, plus load rate and bytes per row (issue 2; docs/benchmarks.md).
 #
 # For each size: a fresh database bench_finder with the extension; the
-# deterministic conference of test/bench/finder/gen.sql; timed load into
+# deterministic conference of test/bench/finder/gen.sql; udaconnect.location
+# partitioned by UTC day (a partition for each day of the data, made before
+# the load: udaconnect.location_partitions_ensure() where the extension has
+# it, plain DDL otherwise; location_default stays empty); timed load into
 # udaconnect.location (INSERT ... SELECT from an unlogged staging table; the
 # encounter maintenance is off in this database, as the load's figures
 # predate it: 25-encounters.sh measures it) and
 # into bench.postgis, the plain PostGIS layout (GiST on coordinate::geography,
 # btree(creation_time), btree(person_id, creation_time)); then, for N persons
 # (default 40) and one UTC day, 5 m, with a 60 s window and without one:
-#   find_connections      the extension's C finder
+#   find_connections      the extension's C finder (on the day partitions)
+#   find_connections, 1.4 plain table   the same finder (same library) on
+#                         the same rows, same ids, in a database at
+#                         pg_udaconnect VERSION '1.4' (bench_finder14: one
+#                         plain location table, copied row for row after the
+#                         first touch), measured in turn with the partitioned
+#                         table's, person by person (bench.measure_pair,
+#                         through dblink): the third table compares their
+#                         p50s with the target of issue 16, partitioned
+#                         within 1.2x
 #   find_connections, first touch   the same, 60 s window, measured first,
 #                         right after the load (pages from disk, shared
 #                         buffers not yet mapped by the backend); every
@@ -45,13 +57,15 @@
 #                                    other attendees' queries on the measured
 #                                    day, after the day's pages are read
 #                                    (bench.prewarm in measure.sql)
-#         UDACONNECT_BENCH_KEEP=1    keep database bench_finder afterwards
+#         UDACONNECT_BENCH_KEEP=1    keep databases bench_finder and
+#                                    bench_finder14 afterwards
 set -uo pipefail
 TOP=${TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 F=$TOP/test/bench/finder
 BENCH_DIR=${BENCH_DIR:-$(mktemp -d)}
 mkdir -p "$BENCH_DIR" || exit 1
 DB=bench_finder
+DB14=bench_finder14
 DAY=2025-06-11
 if [ "${UDACONNECT_BENCH_QUICK:-0}" = 1 ]; then
   SIZES=${UDACONNECT_BENCH_SIZES:-100k}
@@ -64,7 +78,8 @@ NWARM=${UDACONNECT_BENCH_WARMUP:-3}
 PSQL=(psql -X -q -At -v ON_ERROR_STOP=1)
 LAT=$BENCH_DIR/latency.txt
 LOADS=$BENCH_DIR/loads.txt
-: > "$LAT"; : > "$LOADS"
+PARTS=$BENCH_DIR/partitions.txt
+: > "$LAT"; : > "$LOADS"; : > "$PARTS"
 
 die() { echo "10-finder: $*" >&2; exit 1; }
 . "$TOP/test/bench/lib/table.sh"
@@ -93,6 +108,8 @@ for size in $SIZES; do
   q -v persons=$persons -v booths=$booths -v reports=$reports -v editions=$editions -f "$F/gen.sql" >/dev/null ||
     die "generator failed"
   tgen=$(since "$t0")
+  parts=$(finder_partitions) || die "cannot create the day partitions"
+  echo "udaconnect.location: $parts"
 
   # load: our layout
   t0=$(now)
@@ -100,7 +117,7 @@ for size in $SIZES; do
         SELECT person_id, coordinate, creation_time FROM bench.src" || die "load into udaconnect.location failed"
   tours=$(since "$t0")
   q -c "VACUUM ANALYZE udaconnect.location"
-  read -r ht hi htot <<<"$(q -F ' ' -c "SELECT pg_relation_size('udaconnect.location'), pg_indexes_size('udaconnect.location'), pg_total_relation_size('udaconnect.location')")"
+  read -r ht hi htot <<<"$(location_sizes)"
 
   # load: the plain PostGIS layout, same points and ids
   if [ $long = 0 ]; then
@@ -112,7 +129,7 @@ for size in $SIZES; do
   q -c "CHECKPOINT"
   printf 'generated %s rows in %.1f s\n' "$rows" "$tgen"
   awk -v r="$rows" -v s="$size" -v t1="$tours" -v a1="$ht" -v b1="$hi" -v c1="$htot" 'BEGIN {
-    printf "%s|udaconnect.location (the extension)|%.1f|%d|%.0f|%.0f|%.0f\n", s, t1, r / t1, a1 / r, b1 / r, c1 / r }' >> "$LOADS"
+    printf "%s|udaconnect.location (the extension, day partitions)|%.1f|%d|%.0f|%.0f|%.0f\n", s, t1, r / t1, a1 / r, b1 / r, c1 / r }' >> "$LOADS"
   if [ $long = 1 ]; then
     echo "long mode at $size: find_connections alone (the PostGIS self-join and the original take minutes a query here)"
     q -f "$F/measure.sql" >/dev/null || die "measure.sql failed"
@@ -139,12 +156,33 @@ for size in $SIZES; do
   plan_of "$first" "$DAY" "'60 seconds'" "self-join, 60 s window"
   [ "$gist" = yes ] || gistonly+=("'60 seconds'")
 
-  # finder and self-join
+  # first touch, right after the load
   t0=$(now)
-  q -f "$F/measure.sql" -c "SELECT bench.measure('$DAY', $NSAMPLE, $persons, ARRAY['find_connections, first touch'], ARRAY['60 seconds']::interval[])" \
-    -c "SELECT bench.measure('$DAY', $NSAMPLE, $persons, ARRAY['find_connections', 'PostGIS self-join'], nwarm => $NWARM)" >/dev/null ||
+  q -f "$F/measure.sql" -c "SELECT bench.measure('$DAY', $NSAMPLE, $persons, ARRAY['find_connections, first touch'], ARRAY['60 seconds']::interval[])" >/dev/null ||
     die "measurement failed"
-  printf 'find_connections and self-join measured in %.0f s\n' "$(since "$t0")"
+  printf 'find_connections, first touch measured in %.0f s\n' "$(since "$t0")"
+
+  # the same rows in a plain table of the 1.4 layout (issue 16's baseline)
+  t14=$(finder14_load) || die "cannot load the 1.4 database $DB14"
+  read -r lt li ltot <<<"$(q14 -F ' ' -c "SELECT pg_relation_size('udaconnect.location'), pg_indexes_size('udaconnect.location'), pg_total_relation_size('udaconnect.location')")"
+  awk -v r="$rows" -v s="$size" -v t="$t14" -v a="$lt" -v b="$li" -v c="$ltot" 'BEGIN {
+    printf "%s|udaconnect.location, 1.4 plain table (COPY of the same rows)|%.1f|%d|%.0f|%.0f|%.0f\n", s, t, r / t, a / r, b / r, c / r }' >> "$LOADS"
+  q -c "CHECKPOINT"
+
+  # the finder on the day partitions and on the 1.4 plain table, person by
+  # person alternately (bench.measure_pair, through dblink), then the
+  # self-join (each block reads its day's pages first: bench.prewarm)
+  t0=$(now)
+  q14 -f "$F/measure.sql" >/dev/null || die "measure.sql failed in $DB14"
+  q -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS dblink" -f "$F/measure.sql" \
+    -c "SELECT bench.measure_pair('$DAY', $NSAMPLE, $persons, 'host=${PGHOST:-127.0.0.1} port=${PGPORT:-5432} user=${PGUSER:-postgres} dbname=$DB14',
+                                  'find_connections, 1.4 plain table', nwarm => $NWARM)" >/dev/null ||
+    die "measurement failed"
+  printf 'find_connections measured on the day partitions and on the 1.4 plain table, alternately, in %.0f s\n' "$(since "$t0")"
+  t0=$(now)
+  q -f "$F/measure.sql" -c "SELECT bench.measure('$DAY', $NSAMPLE, $persons, ARRAY['PostGIS self-join'], nwarm => $NWARM)" >/dev/null ||
+    die "measurement failed"
+  printf 'self-join measured in %.0f s\n' "$(since "$t0")"
 
   # the original's algorithm from the client
   script=$BENCH_DIR/original-$size.sql
@@ -193,9 +231,10 @@ SQL
   fi
 
   q -v rows="$size" -f "$F/report.sql" >> "$LAT" || die "report failed"
+  q -v rows="$size" -f "$F/partitions.sql" >> "$PARTS" || die "report failed"
   echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end of $size (other work on the machine inflates every latency)"
   if [ "${UDACONNECT_BENCH_KEEP:-0}" != 1 ]; then
-    "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB"
+    "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "DROP DATABASE IF EXISTS $DB14"
   fi
 done
 
@@ -205,4 +244,9 @@ echo "Load (INSERT ... SELECT of all rows into the indexed table, one statement)
 echo
 echo "find_connections(P, day, day, 5 m, window) latency, one UTC day, over the sampled persons:"
 { echo "rows|method|window|persons|p50 ms|p95 ms|speedup (p50)|identical to self-join|rows out|target (issue 2)"; cat "$LAT"; } | fmt_table
+if [ -s "$PARTS" ]; then
+  echo
+  echo "find_connections on the day partitions (1.5) against the same rows in one plain table (1.4), same run:"
+  { echo "rows|window|persons|partitioned p50 ms|1.4 plain p50 ms|ratio (p50)|same rows|target (issue 16)"; cat "$PARTS"; } | fmt_table
+fi
 exit 0   # a benchmark reports (targets met or not); it fails only when it cannot run

@@ -423,10 +423,10 @@ def _():
 # ------------------------------------------------------------------ ingest workers on the standby
 
 
-@test("the ingest and retention workers do not run on the standby (they do on the primary)")
+@test("the ingest and maintenance workers do not run on the standby (they do on the primary)")
 def _():
     q = ("SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('udaconnect ingest', "
-         "'udaconnect retention')")
+         "'udaconnect maintenance')")
     s, p = psql(STANDBY_PORT, q), psql(PRIMARY_PORT, q)
     return s == "0" and int(p) >= 1, (s, p)
 

@@ -4,7 +4,7 @@
 #     instance) CREATE EXTENSION works and so does the whole SQL API (the
 #     pg_regress files of 20-regress), while the ingest says it is off
 #     (ingest_off).
-#  2. An installed 1.0 (through the chain of update scripts), 1.1, 1.2 and 1.3,
+#  2. An installed 1.0 (through the chain of update scripts), 1.1, 1.2, 1.3 and 1.4,
 #     each holding data, are updated with ALTER EXTENSION ... UPDATE:
 #     every row and every finder answer is kept, new columns get their values
 #     (erased_dropped 0, ingest_rejects.person_id from the stored payloads),
@@ -12,6 +12,9 @@
 #     version, the encounters of the old data are built (equal to a rebuild
 #     and to a self-join's close pairs), and the new API works on the old
 #     data (callers, erasure, encounters).
+#     The updated 1.4 database (partitioned by the update) is dumped with
+#     pg_dump and restored into a new database: partitions, rows, answers
+#     and the encounter clock come back.
 #  3. The location -> person reference holds as a foreign key would, at every
 #     isolation level, in a fresh and in an updated database.
 set -uo pipefail
@@ -42,7 +45,7 @@ if [ -f "$SUITE_DIR/nopreload/regression.diffs" ]; then
 fi
 grep -q "ingest_off .* ok" "$SUITE_DIR/nopreload.out" || fail "no preload: pg_regress did not run ingest_off"
 
-# --- 2. update from 1.0 (the chain), 1.1, 1.2 and 1.3 with data ------------
+# --- 2. update from 1.0 (the chain), 1.1, 1.2, 1.3 and 1.4 with data -------
 NEW=udaconnect_fresh_install
 dropdb --if-exists "$NEW" 2>/dev/null
 createdb "$NEW"
@@ -231,6 +234,51 @@ update_from 1.1
 update_from 1.2
 update_from 1.3
 update_from 1.4
+
+# --- pg_dump and restore of the updated 1.4 database: the partitions, their
+# rows, the configuration tables and the encounter clock come back -----------
+dump_restore() {
+  local src=udaconnect_update_from_1_4 dst=udaconnect_restored out got want parts_sql clock
+  parts_sql="SELECT string_agg(c.relname || coalesce(' ' || p.from_time || ' ' || p.to_time, ' default'), ', ' ORDER BY c.relname)
+               FROM udaconnect.location_partitions() p JOIN pg_class c ON c.oid = p.partition"
+  dropdb --if-exists "$dst" 2>/dev/null
+  createdb "$dst"
+  if out=$("$BINDIR/pg_dump" -d "$src" -f "$SUITE_DIR/updated-1.4.dump.sql" 2>&1) &&
+     out=$("${PSQL[@]}" -d "$dst" -f "$SUITE_DIR/updated-1.4.dump.sql" 2>&1); then
+    ok "restore: pg_dump of the updated 1.4 database restores without an error"
+  else
+    fail "restore: pg_dump of the updated 1.4 database does not restore"; printf '%s\n' "$out" | head -20 | sed 's/^/#   /'
+  fi
+  want=$(q $src "$parts_sql")
+  got=$(q $dst "$parts_sql")
+  [ -n "$want" ] && [ "$got" = "$want" ] && ok "restore: the same partitions with the same bounds ($(q $dst "SELECT count(*) FROM udaconnect.location_partitions()") partitions)" \
+    || fail "restore: partitions '$got', not '$want'"
+  want=$(q $src "$state_sql")
+  got=$(q $dst "$state_sql")
+  [ -n "$want" ] && [ "$got" = "$want" ] && ok "restore: every row and every finder answer is the same" \
+    || fail "restore: rows or finder answers differ ($want -> $got)"
+  want=$(q $src "$enc_sql")
+  got=$(q $dst "$enc_sql")
+  [ -n "$want" ] && [ "$got" = "$want" ] && ok "restore: every person's encounters() answer is the same" \
+    || fail "restore: encounters() answers differ"
+  want=$(q $src "SELECT count(*) FROM pg_depend d JOIN pg_class c ON c.oid = d.objid AND d.classid = 'pg_class'::regclass
+                   WHERE d.deptype = 'e' AND c.relname LIKE 'location%'")
+  got=$(q $dst "SELECT count(*) FROM pg_depend d JOIN pg_class c ON c.oid = d.objid AND d.classid = 'pg_class'::regclass
+                  WHERE d.deptype = 'e' AND c.relname LIKE 'location%'")
+  [ "$got" = "$want" ] && ok "restore: the same location tables belong to the extension ($got: location, location_default, the sequence)" \
+    || fail "restore: $got location tables belong to the extension, not $want"
+  clock=$(q $src "SELECT version FROM udaconnect.encounter_clock")
+  got=$(q $dst "SELECT version FROM udaconnect.encounter_clock")
+  [ -n "$clock" ] && [ "$got" = "$clock" ] && ok "restore: the encounter clock is restored at version $clock" \
+    || fail "restore: the encounter clock is at '$got', not '$clock'"
+  out=$(q $dst "SELECT udaconnect.record_location((SELECT id FROM udaconnect.person ORDER BY id LIMIT 1), 10, 20, now());
+                SELECT udaconnect.record_location((SELECT id FROM udaconnect.person ORDER BY id OFFSET 1 LIMIT 1), 10, 20.00001, now());
+                SELECT coalesce(max(version), 0) FROM udaconnect.encounter")
+  got=$(printf '%s\n' "$out" | tail -1)
+  [ "${got:-0}" -gt "${clock:-0}" ] 2>/dev/null && ok "restore: new locations go on with the restored clock (an encounter at version $got > $clock)" \
+    || { fail "restore: after the restore the newest encounter version is '$got' (clock was $clock)"; printf '%s\n' "$out" | sed 's/^/#   /'; }
+}
+dump_restore
 
 # --- 3. the person reference, fresh and updated ----------------------------------
 for db in $NEW $UPDATED_DBS; do

@@ -12,9 +12,11 @@
 #    erasure comes (the erasure waits, then removes the batch's rows and
 #    rejects).
 # 4. The settings: defaults, checks, attendee_max_distance() reads its own.
-# 5. Retention: old locations and rejects go in transactions of at most
-#    retention_batch rows, recent ones stay, find_connections stops showing
-#    old points, and the ingest goes on while a sweep is held up.
+# 5. The partition settings; the maintenance worker keeps partitions ahead.
+# 6. Retention: partitions of old days go whole, rejects in transactions of
+#    at most retention_batch rows; recent ones stay, find_connections stops
+#    showing old points; a partition in use is left for a later round, and
+#    the ingest goes on meanwhile.
 # Messages are produced with python3-kafka and a protobuf encoder written
 # here, independent of the worker's decoder.
 use strict;
@@ -242,21 +244,49 @@ like($err, qr/invalid value for parameter "udaconnect.location_retention": "200 
 ($rc, $out, $err) = $node->psql('postgres', q{SET udaconnect.location_retention = '30 days'});
 like($err, qr/cannot be changed now/, 'location_retention is set in the server\'s configuration');
 
-# 5. retention: 350 old locations of two persons who met, 6 old rejects,
-#    recent locations who met too
+# 5. settings of the time partitions (udaconnect.location_partition_width)
+is(psql(q{SELECT current_setting('udaconnect.location_partition_width') || ' '
+	|| current_setting('udaconnect.location_partitions_ahead')}), '1 day 3',
+	'settings: partitions of a day, three ahead');
+($rc, $out, $err) = $node->psql('postgres', q{ALTER SYSTEM SET udaconnect.location_partition_width = '1 month'});
+like($err, qr/invalid value for parameter "udaconnect.location_partition_width": "1 month".*months or years, whose length varies/s,
+	'a partition width in months is refused');
+($rc, $out, $err) = $node->psql('postgres', q{ALTER SYSTEM SET udaconnect.location_partition_width = '10 minutes'});
+like($err, qr/invalid value for parameter "udaconnect.location_partition_width": "10 minutes".*outside 1 hour \.\. 366 days/s,
+	'a partition width under an hour is refused');
+($rc, $out, $err) = $node->psql('postgres', q{ALTER SYSTEM SET udaconnect.location_partition_width = 'a day'});
+like($err, qr/invalid value for parameter "udaconnect.location_partition_width": "a day".*is not an interval/s,
+	'an unparsable partition width is refused');
+my $rpid_q = "(SELECT pid FROM pg_stat_activity WHERE backend_type = 'udaconnect maintenance' "
+  . "AND application_name = 'udaconnect maintenance')";
+ok($node->poll_query_until('postgres', q{SELECT count(*) >= 4 FROM udaconnect.location_partitions() p
+	WHERE p.to_time > now() AND NOT p.is_default}),
+	'partitions: the maintenance worker made the current partition and three ahead');
+
+# 6. retention: 350 old locations of two persons who met (one day 40 days
+#    ago), 10 of another person (35 days ago), 6 old rejects, recent
+#    locations who met too.  Whole partitions go; the rows of the Kafka
+#    messages above (of 2020) are old too.
 psql(q{
 	INSERT INTO udaconnect.location (person_id, coordinate, creation_time)
 	SELECT 1010 + g % 2, ST_SetSRID(ST_MakePoint(20, 10 + (g / 2) * 1e-6), 4326),
-	       now() - interval '40 days' + g * interval '1 second'
+	       date_trunc('day', now() - interval '40 days') + interval '10 hours' + g * interval '1 second'
 	  FROM generate_series(0, 349) g;
+	INSERT INTO udaconnect.location (person_id, coordinate, creation_time)
+	SELECT 1014, ST_SetSRID(ST_MakePoint(21, 10), 4326),
+	       date_trunc('day', now() - interval '35 days') + interval '10 hours' + g * interval '1 second'
+	  FROM generate_series(0, 9) g;
 	INSERT INTO udaconnect.location (person_id, coordinate, creation_time)
 	SELECT 1012 + g % 2, ST_SetSRID(ST_MakePoint(30, 10 + (g / 2) * 1e-6), 4326),
 	       now() - interval '1 hour' + g * interval '1 second'
 	  FROM generate_series(0, 19) g;
 	UPDATE udaconnect.ingest_rejects SET received_at = now() - interval '40 days';
 });
+# what the worker does each round, now rather than at its next round
+psql('SELECT udaconnect.location_partitions_maintain()');
+is(psql(q{SELECT count(*) FROM udaconnect.location_default}), '0',
+	'partitions: the rows of days without a partition moved out of location_default into partitions of their day');
 my $old_rejects = psql('SELECT count(*) FROM udaconnect.ingest_rejects');
-# the Kafka rows above are of 2020: old too
 my $old_locations = psql(q{SELECT count(*) FROM udaconnect.location WHERE creation_time < now() - interval '30 days'});
 my $conn_old = q{SELECT count(*) FROM udaconnect.find_connections(1010,
 	(now() - interval '41 days')::date, (now() - interval '39 days')::date, 5)};
@@ -264,28 +294,24 @@ my $conn_new = q{SELECT count(*) FROM udaconnect.find_connections(1012,
 	(now() - interval '1 day')::date, (now() + interval '1 day')::date, 5)};
 ok(psql($conn_old) > 0 && psql($conn_new) > 0, 'retention: before, both the old and the recent meetings show');
 
-# a session holds one old row, as an erasure deleting that person would:
-# the sweep skips it (SKIP LOCKED) instead of waiting, so it never
-# deadlocks with an erasure that locks in another order
+# a session holds one row of the day 35 days ago, as a long reader or an
+# erasure would: the worker gives that partition up after lock_timeout
+# instead of holding up the ingest behind its lock, and drops the others
 $l = $node->background_psql('postgres');
-$l->query_safe(q{BEGIN; SELECT 1 FROM udaconnect.location WHERE person_id = 1011
+$l->query_safe(q{BEGIN; SELECT 1 FROM udaconnect.location WHERE person_id = 1014
 	ORDER BY creation_time DESC LIMIT 1 FOR UPDATE});
-$lpid = $l->query_safe('SELECT pg_backend_pid()');
 my $logpos = -s $node->logfile;
 psql(q{ALTER SYSTEM SET udaconnect.retention_batch = 100;
 	ALTER SYSTEM SET udaconnect.retention_naptime = 1;
 	ALTER SYSTEM SET udaconnect.location_retention = '30 days';
 	SELECT pg_reload_conf()});
-my $rpid_q = "(SELECT pid FROM pg_stat_activity WHERE backend_type = 'udaconnect retention' "
-  . "AND application_name = 'udaconnect retention')";
-my $first = $old_locations - 1;
-my $calls1 = int($first / 100) + 1;
-ok($node->wait_for_log(qr/udaconnect retention: removed $first locations and $old_rejects ingest rejects older than 30 days in $calls1 transactions/, $logpos),
-	"retention: the worker (backend_type and application_name \"udaconnect retention\") removes every old location but the held one, $first in $calls1 transactions of at most 100, one log line");
-is(psql(q{SELECT count(*) FROM udaconnect.location WHERE creation_time < now() - interval '30 days'}), '1',
-	'retention: the row another transaction holds is left for a later sweep');
-is(psql("SELECT coalesce($lpid = ANY (pg_blocking_pids($rpid_q)), false)"), 'f',
-	'retention: the worker does not wait for the held row');
+my $first = $old_locations - 10;
+ok($node->wait_for_log(qr/udaconnect retention: removed $first locations and $old_rejects ingest rejects older than 30 days in \d+ transactions.*\n.*DETAIL:  $first of the locations went with \d+ dropped partitions/, $logpos),
+	"retention: the worker (backend_type and application_name \"udaconnect maintenance\") drops the partitions of every old day but the held one: $first locations, one log line");
+ok($node->log_contains(qr/udaconnect retention: partition udaconnect\.location_p\d{8} is in use; left for the next round/, $logpos),
+	'retention: the partition another transaction uses is left for the next round, and the log says so');
+is(psql(q{SELECT count(*) FROM udaconnect.location WHERE creation_time < now() - interval '30 days'}), '10',
+	'retention: the held partition stays whole');
 
 # the ingest goes on meanwhile
 produce('during the sweep', map { [ 1002, 14, 20, time() - 60 + $_ ] } 0 .. 9);
@@ -296,16 +322,20 @@ $l->query_safe('COMMIT');
 $l->quit;
 
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM udaconnect.location WHERE creation_time < now() - interval '30 days'}),
-	'retention: once released, the held row goes at a later sweep: every old location is gone');
+	'retention: once released, the held partition goes at a later round: every old location is gone');
+is(psql(q{SELECT count(*) FROM udaconnect.location_partitions() p WHERE p.to_time <= now() - interval '30 days'}), '0',
+	'retention: no partition that ended before the cutoff is left');
 is(psql('SELECT count(*) FROM udaconnect.ingest_rejects'), '0', 'retention: the old rejects are gone');
 is(psql(q{SELECT count(*) FROM udaconnect.location WHERE person_id IN (1012, 1013)}), '20',
 	'retention: recent locations stay');
 is(psql($conn_old) . ' ' . (psql($conn_new) > 0 ? 'some' : 'none'), '0 some',
 	'retention: find_connections no longer shows old meetings, still shows recent ones');
-like(psql("SELECT query FROM pg_stat_activity WHERE pid = $rpid_q"), qr/^(sleeping: last sweep removed \d+ locations, \d+ rejects|udaconnect retention: sweeping)$/,
+like(psql("SELECT query FROM pg_stat_activity WHERE pid = $rpid_q"),
+	qr/^(sleeping: last sweep removed \d+ locations, \d+ rejects|udaconnect retention: (sweeping|dropping partitions)|udaconnect partitions: maintaining)$/,
 	'retention: pg_stat_activity shows the worker\'s state');
 
-# a failing sweep is logged and retried; the worker stays up
+# a failing sweep is logged and retried; the worker stays up.  The row 50
+# days old goes to location_default, then to a partition of its own
 my $rpid = psql($rpid_q);
 $logpos = -s $node->logfile;
 psql(q{ALTER FUNCTION udaconnect.retention_sweep(timestamptz, integer) RENAME TO retention_sweep_away;

@@ -128,3 +128,45 @@ BEGIN
     END LOOP;
   END LOOP;
 END $$;
+
+-- The finder here and on another database holding the same rows (dsn, via
+-- dblink: 10-finder.sh's 1.4 plain table, method label m2), person by person
+-- alternately (and which goes first alternates too), so that the machine's
+-- other work weighs on both alike: measured one block after the other, a
+-- burst of load on a shared machine made either look slower.  Both days
+-- are small next to shared_buffers: neither evicts the other's pages.  Each
+-- side reads its day's pages first and runs the warm-up persons; the
+-- timings are each server's own (bench.timed), as in bench.measure.
+CREATE OR REPLACE FUNCTION bench.measure_pair(day date, npersons int, persons int, dsn text, m2 text,
+                                              windows interval[] DEFAULT ARRAY['60 seconds', NULL]::interval[],
+                                              nwarm int DEFAULT 3) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE p int; w interval; r record; i int := 0; here boolean;
+BEGIN
+  PERFORM dblink_connect('bench_pair', dsn);
+  PERFORM * FROM dblink('bench_pair', 'SET max_parallel_workers_per_gather = 0') AS t(x text);
+  FOREACH w IN ARRAY windows LOOP
+    PERFORM bench.prewarm('find_connections', day);
+    PERFORM * FROM dblink('bench_pair', format('SELECT bench.prewarm(%L, %L)', m2, day)) AS t(x text);
+    FOR p IN SELECT q FROM bench.warmup(nwarm, npersons, persons) q LOOP
+      PERFORM bench.timed(bench.q_finder(p, day, w));
+      PERFORM * FROM dblink('bench_pair', format('SELECT ms FROM bench.timed(%L)', bench.q_finder(p, day, w)))
+          AS t(ms float8);
+    END LOOP;
+    FOR p IN SELECT bench.sample(npersons, persons) LOOP
+      i := i + 1;
+      FOR here IN SELECT unnest(CASE WHEN i % 2 = 0 THEN ARRAY[true, false] ELSE ARRAY[false, true] END) LOOP
+        IF here THEN
+          r := bench.timed(bench.q_finder(p, day, w));
+          INSERT INTO bench.result VALUES ('find_connections', coalesce(w::text, 'none'), p, r.ms, r.n, r.idsum, r.idhash);
+        ELSE
+          SELECT * INTO r
+            FROM dblink('bench_pair', format('SELECT ms, n, idsum, idhash FROM bench.timed(%L)', bench.q_finder(p, day, w)))
+                 AS t(ms float8, n bigint, idsum numeric, idhash bigint);
+          INSERT INTO bench.result VALUES (m2, coalesce(w::text, 'none'), p, r.ms, r.n, r.idsum, r.idhash);
+        END IF;
+      END LOOP;
+    END LOOP;
+  END LOOP;
+  PERFORM dblink_disconnect('bench_pair');
+END $$;

@@ -4,7 +4,7 @@
 # table), and the check of the self-join's plan.  What it must not do:
 # generate data, measure latencies or print tables (finder/*.sql and each
 # benchmark do).  Needs DB (the database's name) and PSQL (psql and its
-# options) set by the benchmark.
+# options) set by the benchmark; the 1.4 baseline also DB14.
 
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
@@ -19,6 +19,62 @@ finder_db_create() {
     -c "CREATE DATABASE $DB" || return 1
   q -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_udaconnect CASCADE" -c "CREATE EXTENSION pg_prewarm" \
     -c "ALTER TABLE udaconnect.location DISABLE TRIGGER location_track_encounters"
+}
+
+# Day partitions of udaconnect.location for every UTC day of bench.src, made
+# before the load so that no row goes to location_default: through
+# udaconnect.location_partitions_ensure() where the extension has it (day
+# partitions at the default udaconnect.location_partition_width), with plain
+# DDL otherwise.  Prints "N partitions (how)".
+finder_partitions() {
+  q -c "SET client_min_messages = warning" -c "DO \$\$
+    DECLARE
+      d date;
+      ensure boolean := to_regprocedure('udaconnect.location_partitions_ensure(timestamptz,timestamptz)') IS NOT NULL;
+    BEGIN
+      FOR d IN SELECT DISTINCT (creation_time AT TIME ZONE 'UTC')::date FROM bench.src ORDER BY 1 LOOP
+        IF ensure THEN
+          PERFORM udaconnect.location_partitions_ensure(d::timestamp AT TIME ZONE 'UTC', (d + 1)::timestamp AT TIME ZONE 'UTC');
+        ELSE
+          EXECUTE format('CREATE TABLE udaconnect.%I PARTITION OF udaconnect.location FOR VALUES FROM (%L) TO (%L)',
+                         'location_p' || to_char(d, 'YYYYMMDD'), d::timestamp AT TIME ZONE 'UTC', (d + 1)::timestamp AT TIME ZONE 'UTC');
+        END IF;
+      END LOOP;
+    END \$\$" >&2 || return 1
+  q -c "SELECT format('%s partitions besides location_default (%s)', count(*),
+                      CASE WHEN to_regprocedure('udaconnect.location_partitions_ensure(timestamptz,timestamptz)') IS NOT NULL
+                           THEN 'udaconnect.location_partitions_ensure()' ELSE 'plain DDL' END)
+          FROM pg_inherits WHERE inhparent = 'udaconnect.location'::regclass
+           AND inhrelid <> 'udaconnect.location_default'::regclass"
+}
+
+# Heap, index and total bytes of udaconnect.location, partitions included.
+location_sizes() {
+  q -F ' ' -c "SELECT sum(pg_relation_size(relid)), sum(pg_indexes_size(relid)), sum(pg_total_relation_size(relid))
+                 FROM pg_partition_tree('udaconnect.location')"
+}
+
+# $DB14: a database at pg_udaconnect VERSION '1.4' (one plain location
+# table) holding $DB's persons and locations, same ids, copied in id order
+# (the order they were loaded in), then VACUUM ANALYZE: the baseline the
+# partitioned table's finder is compared with (issue 16).  Prints the copy's
+# seconds.
+q14() { "${PSQL[@]}" -d "$DB14" "$@"; }
+finder14_load() {
+  local t0 t
+  "${PSQL[@]}" -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB14" \
+    -c "CREATE DATABASE $DB14" >&2 || return 1
+  q14 -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_udaconnect VERSION '1.4' CASCADE" \
+    -c "CREATE EXTENSION pg_prewarm" -c "CREATE SCHEMA bench" \
+    -c "ALTER TABLE udaconnect.location DISABLE TRIGGER location_track_encounters" >&2 || return 1
+  q -c "COPY udaconnect.person (id, first_name, last_name, company_name) TO STDOUT" |
+    q14 -c "COPY udaconnect.person (id, first_name, last_name, company_name) FROM STDIN" >&2 || return 1
+  t0=$(now)
+  q -c "COPY (SELECT id, person_id, coordinate, creation_time FROM udaconnect.location ORDER BY id) TO STDOUT" |
+    q14 -c "COPY udaconnect.location (id, person_id, coordinate, creation_time) FROM STDIN" >&2 || return 1
+  t=$(since "$t0")
+  q14 -c "VACUUM ANALYZE udaconnect.location" >&2 || return 1
+  echo "$t"
 }
 
 # bench.postgis: the plain PostGIS layout (GiST on coordinate::geography,
