@@ -109,11 +109,18 @@ SELECT pg_temp.try($$SELECT count(*) FROM udaconnect.api_encounter_changes_by_id
 
 -- the ids are found by primary key (as on a large table, where the
 -- planner would not scan it whole): not by reading the person's encounters
+CREATE FUNCTION pg_temp.plan_uses(q text, idx text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE line text; found boolean := false;
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
+        found := found OR line LIKE '%' || idx || '%';
+    END LOOP;
+    RETURN found;
+END $$;
 SET enable_seqscan = off;
-EXPLAIN (COSTS OFF)
-SELECT x.id FROM udaconnect.encounter x
- WHERE x.id = ANY ('{9160001,9160002}'::bigint[]) AND (x.person_a = 1601 OR x.person_b = 1601)
-   AND x.version > 916000 AND x.version <= 916004;
+SELECT pg_temp.plan_uses($$SELECT x.id FROM udaconnect.encounter x
+                            WHERE x.id = ANY ('{9160001,9160002}'::bigint[]) AND (x.person_a = 1601 OR x.person_b = 1601)
+                              AND x.version > 916000 AND x.version <= 916004$$, 'encounter_pkey') AS ids_by_primary_key;
 RESET enable_seqscan;
 
 -- who may call it: the web role, not PUBLIC; encounter_notify_removed
