@@ -397,8 +397,9 @@ BEGIN
             partitions := partitions + 1;
             locations := locations + n;
         EXCEPTION WHEN lock_not_available THEN
-            RAISE LOG 'udaconnect retention: partition udaconnect.% is in use; left for the next round',
-                quote_ident(p.name);
+            RAISE LOG 'udaconnect retention: udaconnect.location is in use; partition udaconnect.% and the later expired ones are left for the next round',
+                quote_ident(p.name)
+                USING DETAIL = 'Dropping a partition needs udaconnect.location for a moment in ACCESS EXCLUSIVE mode (and the partition in SHARE mode); a transaction held one of them longer than lock_timeout (500 ms).';
             EXIT;
         END;
     END LOOP;

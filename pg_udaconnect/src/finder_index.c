@@ -321,9 +321,8 @@ open_part_index(Relation part, const IndexSpec *spec)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("partition \"%s\" of table \"udaconnect.location\" has no index \"%s\"",
 						qualified_name(part), name),
-				 errdetail("The connection finder reads each partition through its own two indexes, named after it."),
-				 errhint("Create it with: %s (udaconnect.location_partition_create() makes partitions with their indexes.)",
-						 part_index_create(spec, part))));
+				 errdetail("The connection finder reads each partition through its own two indexes, named after it; udaconnect.location_partition_create() makes partitions with them."),
+				 errhint("Create it with: %s", part_index_create(spec, part))));
 	return rel;
 }
 

@@ -19,10 +19,8 @@ CREATE VIEW pg_temp.parts AS
 
 -- the layout: partitioned by range of creation_time, a DEFAULT partition
 SELECT c.relkind, pg_get_partkeydef(c.oid) AS key,
-       (SELECT array_agg(a.attname ORDER BY k.n) FROM pg_index i,
-               unnest(i.indkey) WITH ORDINALITY k(att, n), pg_attribute a
-         WHERE i.indexrelid = 'udaconnect.location_pkey'::regclass
-           AND a.attrelid = c.oid AND a.attnum = k.att) AS primary_key
+       (SELECT pg_get_constraintdef(k.oid) FROM pg_constraint k
+         WHERE k.conname = 'location_default_pkey') AS default_primary_key
   FROM pg_class c WHERE c.oid = 'udaconnect.location'::regclass;
 SELECT * FROM pg_temp.parts;
 SHOW udaconnect.location_partition_width;

@@ -253,8 +253,11 @@ dump_restore() {
   got=$(q $dst "$parts_sql")
   [ -n "$want" ] && [ "$got" = "$want" ] && ok "restore: the same partitions with the same bounds ($(q $dst "SELECT count(*) FROM udaconnect.location_partitions()") partitions)" \
     || fail "restore: partitions '$got', not '$want'"
-  want=$(q $src "$state_sql")
-  got=$(q $dst "$state_sql")
+  # the pause switch is not dumped (ingest_control is not a configuration
+  # table): a restored database's ingest runs; docs/upgrades.md says so
+  local restore_sql=${state_sql/"UNION ALL SELECT 'c' || row(c.paused)::text FROM udaconnect.ingest_control c"/}
+  want=$(q $src "$restore_sql")
+  got=$(q $dst "$restore_sql")
   [ -n "$want" ] && [ "$got" = "$want" ] && ok "restore: every row and every finder answer is the same" \
     || fail "restore: rows or finder answers differ ($want -> $got)"
   want=$(q $src "$enc_sql")
