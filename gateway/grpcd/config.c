@@ -67,6 +67,7 @@ static const setting settings[] = {
 	{"max-find-calls", 0, "UDACONNECT_GRPC_MAX_FIND_CALLS", "64", S_INT, 1, 100000, &cfg.max_find},
 	{"max-watchers", 0, "UDACONNECT_GRPC_MAX_WATCHERS", "4096", S_INT, 1, 1000000, &cfg.max_watchers},
 	{"watch-queue", 0, "UDACONNECT_GRPC_WATCH_QUEUE", "1024", S_INT, 32, 100000, &cfg.watch_queue},
+	{"watch-fetch", 0, "UDACONNECT_GRPC_WATCH_FETCH", "by-id", S_TEXT, 0, 0, &cfg.watch_fetch},
 	{"max-streams", 0, "UDACONNECT_GRPC_MAX_STREAMS", "256", S_INT, 1, 100000, &cfg.max_streams},
 	{"stream-idle-timeout", 0, "UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT", "60", S_INT, 1, 86400, &cfg.stream_idle_s},
 	{"max-listed-rejections", 0, "UDACONNECT_GRPC_MAX_LISTED_REJECTIONS", "1000", S_INT, 0, 1000, &cfg.max_listed},
@@ -109,6 +110,10 @@ static const char usage[] =
 	"      --max-watchers N      WatchEncounters calls at once (env UDACONNECT_GRPC_MAX_WATCHERS, default 4096)\n"
 	"      --watch-queue N       events waiting to be sent per watcher, 32..100000; a watcher\n"
 	"                            with more is ended (env UDACONNECT_GRPC_WATCH_QUEUE, default 1024)\n"
+	"      --watch-fetch by-id|scan  how live watchers read a change: by-id reads what the\n"
+	"                            notification announced by primary key, scan every encounter\n"
+	"                            of the person after the watcher's position (the path before\n"
+	"                            1.5, for comparison) (env UDACONNECT_GRPC_WATCH_FETCH, default by-id)\n"
 	"      --max-streams N       RecordLocations streams at once (env UDACONNECT_GRPC_MAX_STREAMS, default 256)\n"
 	"      --stream-idle-timeout S  end a stream that sends nothing for S s\n"
 	"                            (env UDACONNECT_GRPC_STREAM_IDLE_TIMEOUT, default 60)\n"
@@ -265,6 +270,12 @@ config_load(int argc, char **argv)
 	{
 		fprintf(stderr, "udaconnect-grpcd: authentication is on (UDACONNECT_AUTH) but no key file is set:"
 				" set UDACONNECT_JWT_KEY_FILE or --jwt-key-file (or UDACONNECT_AUTH=off for an open API)\n");
+		exit(2);
+	}
+	if (strcmp(cfg.watch_fetch, "by-id") != 0 && strcmp(cfg.watch_fetch, "scan") != 0)
+	{
+		fprintf(stderr, "udaconnect-grpcd: --watch-fetch (UDACONNECT_GRPC_WATCH_FETCH) must be by-id or scan, got \"%s\"\n",
+				cfg.watch_fetch);
 		exit(2);
 	}
 	if (cfg.topic[0] == '\0' || strlen(cfg.topic) > 249)

@@ -80,6 +80,7 @@ typedef struct grpcd_config
 	int			max_find;		/* FindConnections calls at once */
 	int			max_watchers;	/* WatchEncounters calls at once */
 	int			watch_queue;	/* events waiting per watcher */
+	const char *watch_fetch;	/* "by-id" (what NOTIFY announced) or "scan" */
 	bool		auth;			/* UDACONNECT_AUTH: callers need a token */
 	const char *jwt_key_file;
 	const char *tls_cert;		/* PEM certificate (chain); with tls_key: TLS */
@@ -382,7 +383,7 @@ void		handle_list(call *c, grpc_byte_buffer *payload);
 typedef struct listen_hooks
 {
 	void		(*result) (void *ctx, PGresult *res);	/* NULL res: connection lost */
-	void		(*notified) (const char *persons);	/* "1,2,3": theirs changed */
+	void		(*notified) (const char *payload);	/* of NOTIFY udaconnect_encounter */
 	void		(*connected) (void);	/* listening: catch every watcher up */
 	void		(*pump) (void); /* after every wake-up: commands, new queries */
 } listen_hooks;
@@ -452,6 +453,8 @@ typedef struct watcher
 	int			state;
 	int64_t		cur_v,			/* the last event queued (or the start) */
 				cur_id;
+	int64_t		k_send;			/* its query out had heard every version up to this */
+	uint64_t	k_epoch;		/* ... in this epoch of the connection (watch_live.c) */
 	bool		pinned;
 	bool		released;		/* the watch thread's reference is gone */
 	struct watch_group *g;
@@ -471,7 +474,7 @@ bool		watcher_push(watcher *w, grpc_slice msg);
 bool		watcher_has_room(watcher *w, int chunk);
 void		watcher_established(watcher *w, int64_t version, int64_t id);
 
-/* ---- watch_feed.c: the watch thread: groups, queries, fan-out ----------- */
+/* ---- watch_feed.c, watch_live.c: the watch thread: groups, queries, fan-out */
 void		watch_start(void);
 void		watch_stop(void);
 

@@ -1,8 +1,9 @@
 /*
  * listen.c — the watch connection of udaconnect-grpcd: one libpq
  * connection, in non-blocking pipeline mode, that LISTENs on
- * udaconnect_encounter_person (the persons whose encounters changed) and runs the queries of WatchEncounters, driven by
- * one thread (grpcd-watch) that waits in poll() and nowhere else.
+ * udaconnect_encounter (each version's changes and their persons) and runs
+ * the queries of WatchEncounters, driven by one thread (grpcd-watch) that
+ * waits in poll() and nowhere else.
  *
  * What this file holds: connecting without blocking (PQconnectStartParams
  * and PQconnectPoll, given up after 10 s), SET and LISTEN as the first
@@ -170,7 +171,7 @@ connect_done(void)
 	if (PQsetnonblocking(conn, 1) != 0 || !PQenterPipelineMode(conn) ||
 		!send_query(NULL, "SET application_name = 'udaconnect-grpcd-watch'", 0, NULL) ||
 		!send_query(NULL, tmo, 0, NULL) ||
-		!send_query(NULL, "LISTEN udaconnect_encounter_person", 0, NULL))
+		!send_query(NULL, "LISTEN udaconnect_encounter", 0, NULL))
 	{
 		conn_lost(PQerrorMessage(conn));
 		return;
@@ -221,7 +222,7 @@ drain_notifies(void)
 
 	while ((n = PQnotifies(conn)) != NULL)
 	{
-		if (phase == P_UP)
+		if (phase == P_UP && strcmp(n->relname, "udaconnect_encounter") == 0)
 			hooks.notified(n->extra);
 		PQfreemem(n);
 	}

@@ -10,18 +10,23 @@
  *   - catching up a watcher that resumes: api_encounter_changes from its
  *     position, one chunk at a time, each only once its queue has room for
  *     it, until a chunk comes back short: then it is live;
- *   - live watchers: on a notification naming their person (and for every
- *     person after a reconnect) one
- *     api_encounter_changes per watched person, from the lowest position of
- *     its live watchers, each event packed once and queued to every live
- *     watcher that has not had it.  A full chunk means more rows wait: the
- *     next one is fetched at once; a live watcher without room for it is
- *     ended (RESOURCE_EXHAUSTED) instead of holding the others back.
+ *   - live watchers: by id (--watch-fetch by-id, the default), what NOTIFY
+ *     announced for their person, read by primary key (watch_live.c; a
+ *     watcher joins only if that misses nothing, else it catches up again);
+ *     by version (--watch-fetch scan, the path before 1.5), on a
+ *     notification naming their person (and for every person after a
+ *     reconnect) one api_encounter_changes per watched person, from the
+ *     lowest position of its live watchers.  Either way each event is
+ *     packed once and queued to every live watcher that has not had it.  A
+ *     full chunk means more rows wait: the next one is fetched at once; a
+ *     live watcher without room for it is ended (RESOURCE_EXHAUSTED)
+ *     instead of holding the others back.
  *
  * Exactly once: every query runs on listen.c's one connection, in order, so
  * each sees at least what those before it saw; a watcher is sent only
  * events after its own position, and joins the live fetches only after a
- * query that saw everything before (see docs/grpc.md, "WatchEncounters").
+ * query that saw everything before (see docs/grpc.md, "WatchEncounters",
+ * and docs/encounters.md, "Live").
  *
  * What it must not do: block (it runs on the thread that serves every
  * watcher), or touch a watcher's queue except through watch.c.
@@ -32,32 +37,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "grpcd.h"
-#include "idlist.h"
+#include "watch_int.h"
 
-#define NBUCKETS 4096
-
-enum job_kind
-{
-	J_START,					/* check, then find the last position (no resume point) */
-	J_CHECK,					/* check only (a resume point was given) */
-	J_CATCHUP,					/* the next chunk after a resuming watcher's position */
-	J_GROUP						/* the live fetch of one person */
-};
-
-typedef struct watch_group
-{
-	int32_t		person;
-	watcher    *head;			/* every watcher of the person, in any state */
-	int			nlive;
-	bool		dirty;			/* notified since the last live fetch was sent */
-	bool		more;			/* the last live fetch was full */
-	bool		pinned;			/* being walked: not to be freed yet */
-	watch_job	job;
-	struct watch_group *hnext;
-} group;
-
-static group *buckets[NBUCKETS];
+static group *buckets[WATCH_BUCKETS];
+static wf_live_hooks live;
 static watch_job *ready_head,
 		   *ready_tail;
 static bool drained;
@@ -71,8 +54,8 @@ static const char SQL_CHANGES[] =
 "SELECT version, id, kind, body::text"
 "  FROM udaconnect.api_encounter_changes($1::text, $2::int4, $3::int4, $4::int8, $5::int8, $6::int4)";
 
-static void
-ready_push(watch_job *j)
+void
+wf_ready_push(watch_job *j)
 {
 	if (j->queued || j->busy)
 		return;
@@ -85,26 +68,33 @@ ready_push(watch_job *j)
 	ready_tail = j;
 }
 
-static group **
-group_slot(int32_t person)
+group *
+wf_bucket(int b)
 {
-	group	  **p = &buckets[(uint32_t) person % NBUCKETS];
+	return buckets[b];
+}
+
+group	  **
+wf_group_slot(int32_t person)
+{
+	group	  **p = &buckets[(uint32_t) person % WATCH_BUCKETS];
 
 	while (*p && (*p)->person != person)
 		p = &(*p)->hnext;
 	return p;
 }
 
-/* free g once nobody needs it: no watcher, no query out, not queued */
-static void
-group_maybe_free(group *g)
+/* free g once nobody needs it: no watcher, no query out, not queued, not named */
+void
+wf_group_maybe_free(group *g)
 {
 	group	  **p;
 
-	if (g->head != NULL || g->job.busy || g->job.queued || g->pinned)
+	if (g->head != NULL || g->job.busy || g->job.queued || g->pinned || g->noted)
 		return;
-	p = group_slot(g->person);
+	p = wf_group_slot(g->person);
 	*p = g->hnext;
+	encn_chain_free(&g->chain);
 	free(g);
 }
 
@@ -119,8 +109,8 @@ watcher_maybe_release(watcher *w)
 }
 
 /* the watcher is over (ended, or the call is): out of its group */
-static void
-watcher_drop(watcher *w)
+void
+wf_watcher_drop(watcher *w)
 {
 	group	   *g = w->g;
 
@@ -137,14 +127,14 @@ watcher_drop(watcher *w)
 		w->gnext->gprev = w->gprev;
 	w->g = NULL;
 	watcher_maybe_release(w);
-	group_maybe_free(g);
+	wf_group_maybe_free(g);
 }
 
 static void
 watcher_add(watcher *w)
 {
 	Udaconnect__V1__WatchEncountersRequest *q = (Udaconnect__V1__WatchEncountersRequest *) w->c->req;
-	group	  **p = group_slot(w->person);
+	group	  **p = wf_group_slot(w->person);
 	group	   *g = *p;
 
 	if (g == NULL)
@@ -159,6 +149,7 @@ watcher_add(watcher *w)
 		g->person = w->person;
 		g->job.kind = J_GROUP;
 		g->job.obj = g;
+		live.group_new(g);
 		*p = g;
 	}
 	w->g = g;
@@ -180,7 +171,7 @@ watcher_add(watcher *w)
 		w->state = W_START;
 		w->job.kind = J_START;
 	}
-	ready_push(&w->job);
+	wf_ready_push(&w->job);
 }
 
 static void
@@ -188,13 +179,14 @@ go_live(watcher *w)
 {
 	w->state = W_LIVE;
 	w->g->nlive++;
-	if (w->g->dirty || w->g->more)
-		ready_push(&w->g->job);
+	/* by id: what was announced meanwhile may be due */
+	if (w->g->dirty || w->g->more || live.by_id())
+		wf_ready_push(&w->g->job);
 }
 
 /* the caller's arguments of the SQL API, for w's caller */
-static void
-caller_params(const watcher *w, const char **params, char *buf, size_t len)
+void
+wf_caller_params(const watcher *w, const char **params, char *buf, size_t len)
 {
 	snprintf(buf, len, "%d", w->c->who.person);
 	params[0] = caller_role_name(&w->c->who);
@@ -219,6 +211,8 @@ job_send(watch_job *j)
 	int64_t		v,
 				id;
 
+	if (g != NULL && live.by_id())
+		return live.group_send(g);
 	if (g != NULL)
 	{
 		if (g->nlive == 0 || (!g->dirty && !g->more))
@@ -246,7 +240,7 @@ job_send(watch_job *j)
 							"the client did not read the events as fast as they came: more than"
 							" --watch-queue less a chunk of events were waiting; watch again with"
 							" after = the last event received");
-				watcher_drop(x);
+				wf_watcher_drop(x);
 				continue;
 			}
 			if (w == NULL)
@@ -271,7 +265,11 @@ job_send(watch_job *j)
 		id = w->cur_id;
 		j->lim = watch_chunk();
 	}
-	caller_params(w, params, p_caller, sizeof(p_caller));
+	if (g == NULL)
+		live.mark_sent(w);
+	else
+		g->by_id_out = false;
+	wf_caller_params(w, params, p_caller, sizeof(p_caller));
 	snprintf(p_person, sizeof(p_person), "%d", w->person);
 	snprintf(p_v, sizeof(p_v), "%lld", (long long) v);
 	snprintf(p_i, sizeof(p_i), "%lld", (long long) id);
@@ -346,8 +344,8 @@ event_pack(PGresult *res, int r, grpc_slice *out, char *err, size_t len)
  * only the rows after its position.  A watcher that cannot take them is
  * dropped (watch.c ended it).
  */
-static void
-deliver(PGresult *res, group *g, watcher *only)
+void
+wf_deliver(PGresult *res, group *g, watcher *only)
 {
 	int			n = PQntuples(res);
 
@@ -370,12 +368,12 @@ deliver(PGresult *res, group *g, watcher *only)
 					   (long long) v, (long long) id, err);
 				watcher_end(x, GRPC_STATUS_INTERNAL, "the database's change (%lld, %lld) cannot be read: %s",
 							(long long) v, (long long) id, err);
-				watcher_drop(x);
+				wf_watcher_drop(x);
 				continue;
 			}
 			if (!watcher_push(x, s))
 			{
-				watcher_drop(x);
+				wf_watcher_drop(x);
 				continue;
 			}
 			x->cur_v = v;
@@ -397,14 +395,14 @@ watcher_result(watch_job *j, watcher *w, PGresult *res)
 		return;
 	if (res == NULL)
 	{
-		ready_push(j);			/* again once the connection is back */
+		wf_ready_push(j);			/* again once the connection is back */
 		return;
 	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
 		error_status(res, &code, msg, sizeof(msg));
 		watcher_end(w, code, "%s", msg);
-		watcher_drop(w);
+		wf_watcher_drop(w);
 		return;
 	}
 	if (w->state == W_START)
@@ -413,24 +411,51 @@ watcher_result(watch_job *j, watcher *w, PGresult *res)
 		w->cur_v = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 		w->cur_id = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
 		watcher_established(w, w->cur_v, w->cur_id);
-		go_live(w);
+		/* it has every change up to the clock it read */
+		if (live.may_join(w->g, w, w->cur_v))
+			go_live(w);
+		else
+		{
+			w->state = W_CATCHUP;
+			j->kind = J_CATCHUP;
+			wf_ready_push(j);
+		}
 	}
 	else if (w->state == W_CHECK)
 	{
 		watcher_established(w, w->cur_v, w->cur_id);
 		w->state = W_CATCHUP;
 		j->kind = J_CATCHUP;
-		ready_push(j);
+		wf_ready_push(j);
 	}
 	else if (w->state == W_CATCHUP)
 	{
-		deliver(res, NULL, w);
+		wf_deliver(res, NULL, w);
 		if (w->state == W_GONE)
 			return;
-		if (PQntuples(res) == j->lim)
-			ready_push(j);
+		/* short: it has every change up to what was heard when it was sent */
+		if (PQntuples(res) == j->lim || !live.may_join(w->g, w, w->k_send))
+			wf_ready_push(j);
 		else
 			go_live(w);
+	}
+}
+
+/* a live fetch's error ends the live watchers of g with its status */
+void
+wf_end_live(group *g, PGresult *res)
+{
+	grpc_status_code code;
+	char		msg[384];
+
+	error_status(res, &code, msg, sizeof(msg));
+	for (watcher *x = g->head, *next; x; x = next)
+	{
+		next = x->gnext;
+		if (x->state != W_LIVE)
+			continue;
+		watcher_end(x, code, "%s", msg);
+		wf_watcher_drop(x);
 	}
 }
 
@@ -438,31 +463,23 @@ watcher_result(watch_job *j, watcher *w, PGresult *res)
 static void
 group_result(group *g, PGresult *res)
 {
-	grpc_status_code code;
-	char		msg[384];
-
+	if (g->by_id_out)
+	{
+		live.group_result(g, res);
+		return;
+	}
 	if (res == NULL)
 		g->dirty = true;		/* again once the connection is back */
 	else if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		error_status(res, &code, msg, sizeof(msg));
-		for (watcher *x = g->head, *next; x; x = next)
-		{
-			next = x->gnext;
-			if (x->state != W_LIVE)
-				continue;
-			watcher_end(x, code, "%s", msg);
-			watcher_drop(x);
-		}
-	}
+		wf_end_live(g, res);
 	else
 	{
-		deliver(res, g, NULL);
+		wf_deliver(res, g, NULL);
 		if (PQntuples(res) == g->job.lim)
 			g->more = true;
 	}
 	if (res != NULL && g->head != NULL && (g->dirty || g->more))
-		ready_push(&g->job);
+		wf_ready_push(&g->job);
 }
 
 /*
@@ -482,7 +499,7 @@ feed_result(void *ctx, PGresult *res)
 		g->pinned = true;
 		group_result(g, res);
 		g->pinned = false;
-		group_maybe_free(g);
+		wf_group_maybe_free(g);
 	}
 	else
 	{
@@ -496,55 +513,28 @@ feed_result(void *ctx, PGresult *res)
 	PQclear(res);
 }
 
-static void all_dirty(void);
-
-static void
-mark_dirty(group *g)
+void
+wf_mark_dirty(group *g)
 {
 	g->dirty = true;
 	if (g->nlive > 0)
-		ready_push(&g->job);
+		wf_ready_push(&g->job);
 }
 
-static void
-person_dirty(int32_t person, void *arg)
+/* every watched person may have changes (scan mode) */
+void
+wf_all_dirty(void)
 {
-	group	   *g = *group_slot(person);
-
-	(void) arg;
-	if (g != NULL)
-		mark_dirty(g);
-}
-
-/*
- * A notification names the persons whose encounters changed: only their
- * groups fetch.  A payload that does not parse wakes every group (never
- * miss a change).
- */
-static void
-persons_dirty(const char *list)
-{
-	if (!idlist_each(list, person_dirty, NULL))
-	{
-		logmsg(LOG_ERROR, "watch: unexpected notification payload \"%.40s\"; reading every watched person", list);
-		all_dirty();
-	}
-}
-
-/* every watched person may have changes */
-static void
-all_dirty(void)
-{
-	for (int b = 0; b < NBUCKETS; b++)
+	for (int b = 0; b < WATCH_BUCKETS; b++)
 		for (group *g = buckets[b]; g; g = g->hnext)
-			mark_dirty(g);
+			wf_mark_dirty(g);
 }
 
 /* shutting down: every watcher ends, told where to resume */
 static void
 drain_all(void)
 {
-	for (int b = 0; b < NBUCKETS; b++)
+	for (int b = 0; b < WATCH_BUCKETS; b++)
 		for (group *g = buckets[b], *gn; g; g = gn)
 		{
 			g->pinned = true;
@@ -553,11 +543,11 @@ drain_all(void)
 				next = x->gnext;
 				watcher_end(x, GRPC_STATUS_UNAVAILABLE, "the server is shutting down; watch again (on"
 							" another server) with after = the last event received");
-				watcher_drop(x);
+				wf_watcher_drop(x);
 			}
 			g->pinned = false;
 			gn = g->hnext;
-			group_maybe_free(g);
+			wf_group_maybe_free(g);
 		}
 	drained = true;
 }
@@ -576,18 +566,18 @@ take_commands(void)
 		if ((bits & WCMD_NEW) && w->state == W_NEW)
 			watcher_add(w);
 		if ((bits & WCMD_GONE) && w->state != W_NEW)
-			watcher_drop(w);
+			wf_watcher_drop(w);
 		else if (bits & WCMD_ROOM)
 		{
 			if (w->state == W_CATCHUP)
-				ready_push(&w->job);
+				wf_ready_push(&w->job);
 			else if (w->state == W_LIVE)
-				ready_push(&w->g->job);
+				wf_ready_push(&w->g->job);
 		}
 		if (watch_draining() && w->state != W_GONE && w->state != W_NEW)
 		{
 			watcher_end(w, GRPC_STATUS_UNAVAILABLE, "the server is shutting down; watch on another one");
-			watcher_drop(w);
+			wf_watcher_drop(w);
 		}
 		call_unref(c);			/* the command list's reference */
 	}
@@ -610,7 +600,7 @@ feed_pump(void)
 		if (!job_send(j))
 		{
 			if (j->kind == J_GROUP)
-				group_maybe_free(j->obj);
+				wf_group_maybe_free(j->obj);
 			else
 				watcher_maybe_release(j->obj);
 		}
@@ -620,19 +610,24 @@ feed_pump(void)
 static void
 feed_connected(void)
 {
-	all_dirty();
+	if (live.by_id())
+		live.connected();
+	else
+		wf_all_dirty();
 }
 
+/* watch_live.c's watch_start: the watch thread runs, the live path's hooks set */
 void
-watch_start(void)
+wf_start(const wf_live_hooks *lh)
 {
-	static const listen_hooks h = {
+	static listen_hooks h = {
 		.result = feed_result,
-		.notified = persons_dirty,
 		.connected = feed_connected,
 		.pump = feed_pump,
 	};
 
+	live = *lh;
+	h.notified = lh->notified;
 	listen_start(&h);
 }
 

@@ -76,6 +76,8 @@ static const opt_def opts[] = {
 		&cfg.stream_heartbeat_s},
 	{"--stream-queue", "UDACONNECT_HTTP_STREAM_QUEUE", "16384", OPT_SIZE, 1024, 1 << 24,
 		&cfg.stream_queue},
+	{"--stream-fetch", "UDACONNECT_HTTP_STREAM_FETCH", "by-id", OPT_TEXT, 0, 0,
+		&cfg.stream_fetch_text},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -128,7 +130,12 @@ usage(FILE *f)
 			"                              (UDACONNECT_HTTP_STREAM_HEARTBEAT, default 15)\n"
 			"  --stream-queue BYTES        unsent event text held per stream; a stream past it\n"
 			"                              takes no more until it is sent\n"
-			"                              (UDACONNECT_HTTP_STREAM_QUEUE, default 16384)\n");
+			"                              (UDACONNECT_HTTP_STREAM_QUEUE, default 16384)\n"
+			"  --stream-fetch by-id|scan   how live streams read a change: by-id reads what the\n"
+			"                              notification announced by primary key, scan reads every\n"
+			"                              encounter of the person after the stream's position (the\n"
+			"                              path before 1.5, for comparison)\n"
+			"                              (UDACONNECT_HTTP_STREAM_FETCH, default by-id)\n");
 }
 
 /* Stores v (named `name` in the message) into o's target; exits on a bad
@@ -248,6 +255,20 @@ check_auth(void)
 	return 0;
 }
 
+/* UDACONNECT_HTTP_STREAM_FETCH is by-id or scan. */
+static int
+check_stream_fetch(void)
+{
+	if (strcmp(cfg.stream_fetch_text, "by-id") != 0 && strcmp(cfg.stream_fetch_text, "scan") != 0)
+	{
+		logmsg(LOG_FATAL, "--stream-fetch (UDACONNECT_HTTP_STREAM_FETCH) must be by-id or "
+			   "scan, not \"%s\"", cfg.stream_fetch_text);
+		return -1;
+	}
+	cfg.stream_by_id = strcmp(cfg.stream_fetch_text, "by-id") == 0;
+	return 0;
+}
+
 int
 config_load(int argc, char **argv)
 {
@@ -292,7 +313,7 @@ config_load(int argc, char **argv)
 			   "--max-body (%zu), not %zu", (size_t) cfg.max_body, cfg.max_discard);
 		return 2;
 	}
-	if (check_auth() != 0)
+	if (check_auth() != 0 || check_stream_fetch() != 0)
 		return 2;
 	if (cfg.max_connections < (unsigned) cfg.threads)
 		cfg.max_connections = (unsigned) cfg.threads;

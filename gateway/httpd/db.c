@@ -140,6 +140,20 @@ static const struct
 		"LATERAL udaconnect.api_encounter_changes(" CALLER ", x.p, x.v, x.i, $6::integer) c "
 		"ORDER BY x.o, c.version, c.id", 6, true
 	},
+	/*
+	 * the stream thread's live fetch (listen.c): what NOTIFY announced for
+	 * several persons, each its versions ($4, $5] and its ids $8[$6:$7]
+	 * ($3..$7: arrays of one length), in the persons' order
+	 */
+	[S_ENCOUNTER_CHANGES_BY_ID] = {
+		"encounter_changes_by_id",
+		"SELECT x.p, c.version, c.id, c.kind, c.body "
+		"FROM unnest($3::integer[], $4::bigint[], $5::bigint[], $6::integer[], $7::integer[]) "
+		"WITH ORDINALITY AS x(p, v, u, s, e, o), "
+		"LATERAL udaconnect.api_encounter_changes_by_id(" CALLER ", x.p, "
+		"coalesce(($8::bigint[])[x.s:x.e], '{}'), x.v, x.u, $9::integer) c "
+		"ORDER BY x.o, c.version, c.id", 9, true
+	},
 	[S_HEALTH] = {"health", "SELECT 1", 0, false, true},
 
 	/*

@@ -70,6 +70,7 @@ enum stmt
 	S_ENCOUNTERS,
 	S_ENCOUNTER_POSITION,
 	S_ENCOUNTER_CHANGES,
+	S_ENCOUNTER_CHANGES_BY_ID,
 	S_HEALTH,
 	S_REPLAY_LSN,				/* a standby's replay position (read-your-writes) */
 	S_WRITE_LSN,				/* the primary's position after a write */
@@ -133,6 +134,8 @@ struct config
 	unsigned	stream_max;		/* subscribers at once */
 	int			stream_heartbeat_s;
 	size_t		stream_queue;	/* unsent bytes queued per subscriber */
+	const char *stream_fetch_text;	/* "by-id" or "scan" */
+	bool		stream_by_id;	/* live streams read what NOTIFY announced by id */
 };
 
 extern struct config cfg;
@@ -163,6 +166,9 @@ extern void metrics_db_error(const char *kind);
 extern void metrics_db_conn(int delta);
 extern void metrics_db_busy(int delta);
 extern void metrics_streams(int delta);
+extern void metrics_stream_fetch(bool by_id);
+extern void metrics_stream_statement(bool by_id, double seconds);
+extern void metrics_stream_resync(void);
 
 /* A read routed to a standby: answered there, or run again on the primary
  * (why: "lagging", "not_found", "conflict", "lost", "unavailable"). */
@@ -308,34 +314,52 @@ extern int	hub_init(void);
 /* Readable when the stream thread has a fetch to make (listen.c). */
 extern int	hub_wake_fd(void);
 
-/*
- * A new subscriber of `person`'s changes after (version, id) on connection
- * c, until `expires` (seconds since the epoch; 0: no end).  NULL when
- * cfg.stream_max are subscribed already (*at_cap set) or out of memory.
- */
-extern struct sub *hub_add(struct MHD_Connection *c, int32_t person, int64_t version,
-						   int64_t id, int64_t expires, bool *at_cap);
-
 /* The stream response's content reader and its free callback (the
  * subscriber goes away with the response). */
 extern ssize_t hub_read(void *cls, uint64_t pos, char *buf, size_t max);
 extern void hub_free(void *cls);
 
-/* A notification came (or the stream thread reconnected): every watched
- * person's changes are fetched again. */
-extern void hub_mark_all(void);
-extern void hub_mark_persons(const char *list);
+/* ---- hub_live.c: which fetch each watched person needs -------------------- */
 
-/* The next fetch to make: true with the person and the position to fetch
- * after; false when nobody waits for one. */
-extern bool hub_next_fetch(int32_t *person, int64_t *version, int64_t *id);
+/*
+ * A new subscriber of `person`'s changes after (version, id) on connection
+ * c, until `expires` (seconds since the epoch; 0: no end); at_now: the
+ * position is api_encounter_position's (the client gave none).  NULL when
+ * cfg.stream_max are subscribed already (*at_cap set) or out of memory.
+ */
+extern struct sub *hub_add(struct MHD_Connection *c, int32_t person, int64_t version,
+						   int64_t id, bool at_now, int64_t expires, bool *at_cap);
+
+/* The stream thread listens anew: every subscriber reads by version. */
+extern void hub_listening(void);
+
+/* A payload of NOTIFY udaconnect_encounter. */
+extern void hub_notified(const char *payload);
+
+/* A fetch to make for one person. */
+struct hub_fetch
+{
+	int32_t		person;
+	bool		live;			/* by id: versions (version, upto], ids */
+	int64_t		version;		/* a scan: after (version, id) */
+	int64_t		id;
+	int64_t		upto;
+	int			nids;			/* ids written to the caller's buffer */
+};
+
+/*
+ * The next fetch to make: true with f filled (a live fetch's ids written
+ * to ids[0 .. f->nids), which has room for ENCN_CHAIN_MAX_IDS); false when
+ * nobody waits for one.
+ */
+extern bool hub_next_fetch(struct hub_fetch *f, int64_t *ids);
 
 /* The fetch's rows (ordered by version, id); `complete`: they were all
  * there were. */
 extern void hub_deliver(int32_t person, const struct hub_change *rows, int n,
 						bool complete);
 
-/* The fetch failed: it will be made again. */
+/* The fetch failed: it will be made again (a live one, by version). */
 extern void hub_fetch_failed(int32_t person);
 
 /* Heartbeats to idle subscribers; streams past their end are ended. */

@@ -25,6 +25,8 @@
  * When a stream goes idle, hub_read also gives the whole pages of the
  * buffer libmicrohttpd lent it back to the kernel (release_pages): most
  * of an idle stream's memory would otherwise be zeros.
+ * Which fetch a person needs and whom its rows go to is hub_live.c's,
+ * which is above this file (and adds the subscribers, hub_add).
  * This file neither talks to the database nor decides who may watch whom
  * (sse.c asks the database before a subscriber is added).
  */
@@ -39,10 +41,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "httpd.h"
-#include "idlist.h"
+#include "hub_int.h"
 
-#define BUCKETS 4096
 #define HEARTBEAT ": heartbeat\n\n"
 /* the first text of every stream: the client's reconnection delay (ms) */
 /*
@@ -53,45 +53,8 @@
  */
 #define PREAMBLE "retry: 3000\nid: %lld.%lld\n\n"
 
-typedef struct group group;
-
-struct sub
-{
-	struct sub *next;			/* in its group */
-	struct sub *prev;
-	group	   *g;
-	struct MHD_Connection *conn;
-	const struct MHD_Daemon *daemon;	/* the worker's daemon serving it */
-	int64_t		version;		/* the position: the last event queued */
-	int64_t		id;
-	int64_t		expires;		/* the stream ends then (0: never) */
-	char	   *q;				/* the text to send: q[off .. off + len) */
-	size_t		off;
-	size_t		len;
-	size_t		cap;
-	bool		want;			/* may have changes after its position */
-	bool		full;			/* an event did not fit: waits to be sent */
-	bool		suspended;		/* hub_read suspended the connection */
-	bool		ended;			/* the stream ends when the queue is sent */
-	bool		touched;		/* pages of hub_read's buffer may hold data */
-};
-
-struct group
-{
-	group	   *hnext;			/* hash chain */
-	group	   *pnext;			/* the pending list */
-	int32_t		person;
-	struct sub *subs;
-	unsigned	nsubs;
-	bool		pending;		/* in the pending list */
-	bool		dirty;			/* changes notified since its last fetch began */
-	bool		in_flight;		/* a fetch of it is running */
-	int64_t		from_version;	/* ... after this position */
-	int64_t		from_id;
-};
-
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static group *table[BUCKETS];
+pthread_mutex_t hub_lock = PTHREAD_MUTEX_INITIALIZER;
+static group *table[HUB_BUCKETS];
 static bool closing;			/* hub_end_all ran: no new streams */
 static group *pend_head;
 static group *pend_tail;
@@ -130,10 +93,16 @@ wake(void)
 		logmsg(LOG_WARNING, "eventfd: %m");
 }
 
-static group **
-slot(int32_t person)
+group *
+hub_groups(int bucket)
 {
-	group	  **p = &table[((uint32_t) person * 2654435761u) % BUCKETS];
+	return table[bucket];
+}
+
+group **
+hub_slot(int32_t person)
+{
+	group	  **p = &table[((uint32_t) person * 2654435761u) % HUB_BUCKETS];
 
 	while (*p && (*p)->person != person)
 		p = &(*p)->hnext;
@@ -141,8 +110,8 @@ slot(int32_t person)
 }
 
 /* Queues g for a fetch (the stream thread is woken for the first). */
-static void
-pend(group *g)
+void
+hub_pend(group *g)
 {
 	if (g->pending)
 		return;
@@ -159,21 +128,38 @@ pend(group *g)
 	pend_tail = g;
 }
 
+/* The first group of the pending list, taken off it; NULL when empty. */
+group *
+hub_pop(void)
+{
+	group	   *g = pend_head;
+
+	if (g)
+	{
+		pend_head = g->pnext;
+		if (!pend_head)
+			pend_tail = NULL;
+		g->pending = false;
+	}
+	return g;
+}
+
 /* Frees g once nothing refers to it: no subscriber, not queued, no fetch. */
-static void
-group_release(group *g)
+void
+hub_group_release(group *g)
 {
 	group	  **p;
 
-	if (g->nsubs || g->pending || g->in_flight)
+	if (g->nsubs || g->pending || g->in_flight || g->noted)
 		return;
-	p = slot(g->person);
+	p = hub_slot(g->person);
 	*p = g->hnext;
+	encn_chain_free(&g->chain);
 	free(g);
 }
 
-static void
-resume(struct sub *s)
+void
+hub_resume(struct sub *s)
 {
 	if (s->suspended)
 	{
@@ -221,9 +207,15 @@ append(struct sub *s, const char *text, size_t n)
 	return 0;
 }
 
+/*
+ * A new subscriber, with hub_lock held: its group made if it is the
+ * person's first (*new_group set), the preamble queued; neither live nor
+ * wanting a read yet (hub_live.c decides).  NULL when cfg.stream_max are
+ * subscribed already or the hub is closing (*at_cap set), or out of memory.
+ */
 struct sub *
-hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
-		int64_t expires, bool *at_cap)
+hub_sub_create(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
+			   int64_t expires, bool *at_cap, bool *new_group)
 {
 	struct sub *s;
 	group	  **p;
@@ -232,17 +224,19 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 	char		pre[80];
 
 	*at_cap = false;
-	pthread_mutex_lock(&lock);
+	*new_group = false;
 	/* shutting down: no thread would be left to resume a new stream */
 	if (nsubs >= cfg.stream_max || closing)
 	{
-		pthread_mutex_unlock(&lock);
 		*at_cap = true;
 		return NULL;
 	}
-	p = slot(person);
+	p = hub_slot(person);
 	if (!*p && (*p = calloc(1, sizeof(group))))
+	{
 		(*p)->person = person;
+		*new_group = true;
+	}
 	g = *p;
 	s = g ? calloc(1, sizeof(*s)) : NULL;
 	snprintf(pre, sizeof(pre), PREAMBLE, (long long) version, (long long) id);
@@ -250,8 +244,7 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 	{
 		free(s);
 		if (g)
-			group_release(g);
-		pthread_mutex_unlock(&lock);
+			hub_group_release(g);
 		return NULL;
 	}
 	s->g = g;
@@ -261,7 +254,6 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 	s->version = version;
 	s->id = id;
 	s->expires = expires;
-	s->want = true;
 	/* libmicrohttpd zeroed half its pool for the response (release_pages) */
 	s->touched = true;
 	s->next = g->subs;
@@ -271,8 +263,6 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 	g->nsubs++;
 	nsubs++;
 	metrics_streams(+1);
-	pend(g);
-	pthread_mutex_unlock(&lock);
 	return s;
 }
 
@@ -309,12 +299,12 @@ hub_read(void *cls, uint64_t pos, char *buf, size_t max)
 	(void) pos;
 	if (max == 0)
 		return 0;
-	pthread_mutex_lock(&lock);
+	pthread_mutex_lock(&hub_lock);
 	if (s->len == 0)
 	{
 		if (s->ended)
 		{
-			pthread_mutex_unlock(&lock);
+			pthread_mutex_unlock(&hub_lock);
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		}
 		/* nothing to send: off libmicrohttpd's loop until resume() */
@@ -322,7 +312,7 @@ hub_read(void *cls, uint64_t pos, char *buf, size_t max)
 		MHD_suspend_connection(s->conn);
 		release = s->touched;
 		s->touched = false;
-		pthread_mutex_unlock(&lock);
+		pthread_mutex_unlock(&hub_lock);
 		/* the connection is ours until this returns: no one writes buf */
 		if (release)
 			release_pages(buf, max);
@@ -345,10 +335,10 @@ hub_read(void *cls, uint64_t pos, char *buf, size_t max)
 		{
 			s->full = false;
 			s->want = true;
-			pend(s->g);
+			hub_pend(s->g);
 		}
 	}
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_unlock(&hub_lock);
 	return (ssize_t) n;
 }
 
@@ -358,7 +348,7 @@ hub_free(void *cls)
 	struct sub *s = cls;
 	group	   *g = s->g;
 
-	pthread_mutex_lock(&lock);
+	pthread_mutex_lock(&hub_lock);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -370,107 +360,8 @@ hub_free(void *cls)
 	metrics_streams(-1);
 	free(s->q);
 	free(s);
-	group_release(g);
-	pthread_mutex_unlock(&lock);
-}
-
-static void
-mark_person(int32_t person, void *arg)
-{
-	group	   *g = *slot(person);
-
-	(void) arg;
-	if (g != NULL)
-	{
-		g->dirty = true;
-		pend(g);
-	}
-}
-
-/*
- * The persons a notification names ("1,2,3") have changes: mark those that
- * are watched.  A payload that does not parse marks everyone (never miss a
- * change).
- */
-void
-hub_mark_persons(const char *list)
-{
-	bool		ok;
-
-	pthread_mutex_lock(&lock);
-	ok = idlist_each(list, mark_person, NULL);
-	pthread_mutex_unlock(&lock);
-	if (!ok)
-	{
-		logmsg(LOG_ERROR, "encounter streams: unexpected notification payload \"%.40s\"; fetching for every watched person", list);
-		hub_mark_all();
-	}
-}
-
-void
-hub_mark_all(void)
-{
-	pthread_mutex_lock(&lock);
-	for (int b = 0; b < BUCKETS; b++)
-		for (group *g = table[b]; g; g = g->hnext)
-		{
-			g->dirty = true;
-			pend(g);
-		}
-	pthread_mutex_unlock(&lock);
-}
-
-/* The position g's next fetch starts after: the smallest of its subscribers
- * that want one (false: none does). */
-static bool
-fetch_from(group *g, int64_t *version, int64_t *id)
-{
-	bool		any = false;
-
-	for (struct sub *s = g->subs; s; s = s->next)
-	{
-		if (g->dirty && !s->full && !s->ended)
-			s->want = true;
-		if (!s->want || s->full || s->ended)
-			continue;
-		if (!any || s->version < *version || (s->version == *version && s->id < *id))
-		{
-			*version = s->version;
-			*id = s->id;
-		}
-		any = true;
-	}
-	g->dirty = false;
-	return any;
-}
-
-bool
-hub_next_fetch(int32_t *person, int64_t *version, int64_t *id)
-{
-	group	   *g;
-
-	pthread_mutex_lock(&lock);
-	while ((g = pend_head))
-	{
-		pend_head = g->pnext;
-		if (!pend_head)
-			pend_tail = NULL;
-		g->pending = false;
-		if (g->in_flight)
-			continue;			/* queued again by hub_deliver */
-		if (fetch_from(g, version, id))
-		{
-			g->in_flight = true;
-			g->from_version = *version;
-			g->from_id = *id;
-			*person = g->person;
-			pthread_mutex_unlock(&lock);
-			return true;
-		}
-		group_release(g);
-	}
-	pthread_mutex_unlock(&lock);
-	return false;
+	hub_group_release(g);
+	pthread_mutex_unlock(&hub_lock);
 }
 
 /* The SSE text of a change: id, event, data (one line: the JSON's own line
@@ -495,8 +386,8 @@ event_text(const struct hub_change *c, size_t *len)
 }
 
 /* Queues to s the rows after its position that fit; false when one did not. */
-static bool
-feed(struct sub *s, const struct hub_change *rows, char **text, size_t *tlen, int n)
+bool
+hub_feed(struct sub *s, const struct hub_change *rows, char **text, size_t *tlen, int n)
 {
 	bool		queued = false;
 
@@ -517,83 +408,15 @@ feed(struct sub *s, const struct hub_change *rows, char **text, size_t *tlen, in
 		queued = true;
 	}
 	if (queued)
-		resume(s);
+		hub_resume(s);
 	return !s->full;
-}
-
-/* Delivers a fetch of g's changes after its from-position. */
-static void
-deliver_group(group *g, const struct hub_change *rows, int n, bool complete,
-			  char **text, size_t *tlen)
-{
-	bool		again = g->dirty;
-
-	for (struct sub *s = g->subs; s; s = s->next)
-	{
-		if (!s->want || s->full || s->ended)
-			continue;
-		/* came after the fetch began, further back than it reaches */
-		if (s->version < g->from_version ||
-			(s->version == g->from_version && s->id < g->from_id))
-		{
-			again = true;
-			continue;
-		}
-		if (feed(s, rows, text, tlen, n) && complete && !g->dirty)
-			s->want = false;
-		else if (!s->full)
-			again = true;
-	}
-	if (again)
-		pend(g);
-}
-
-void
-hub_deliver(int32_t person, const struct hub_change *rows, int n, bool complete)
-{
-	char	  **text = calloc((size_t) n + 1, sizeof(char *));
-	size_t	   *tlen = calloc((size_t) n + 1, sizeof(size_t));
-	group	   *g;
-
-	pthread_mutex_lock(&lock);
-	g = *slot(person);
-	if (g)
-	{
-		g->in_flight = false;
-		if (text && tlen)
-			deliver_group(g, rows, n, complete, text, tlen);
-		else
-			pend(g);			/* out of memory: again later */
-		group_release(g);
-	}
-	pthread_mutex_unlock(&lock);
-	for (int i = 0; text && i < n; i++)
-		free(text[i]);
-	free(text);
-	free(tlen);
-}
-
-void
-hub_fetch_failed(int32_t person)
-{
-	group	   *g;
-
-	pthread_mutex_lock(&lock);
-	g = *slot(person);
-	if (g)
-	{
-		g->in_flight = false;
-		g->dirty = true;
-		pend(g);
-	}
-	pthread_mutex_unlock(&lock);
 }
 
 void
 hub_tick(int64_t now)
 {
-	pthread_mutex_lock(&lock);
-	for (int b = 0; b < BUCKETS; b++)
+	pthread_mutex_lock(&hub_lock);
+	for (int b = 0; b < HUB_BUCKETS; b++)
 		for (group *g = table[b]; g; g = g->hnext)
 			for (struct sub *s = g->subs; s; s = s->next)
 			{
@@ -603,22 +426,22 @@ hub_tick(int64_t now)
 					s->ended = true;
 				else if (s->len == 0)
 					append(s, HEARTBEAT, strlen(HEARTBEAT));
-				resume(s);
+				hub_resume(s);
 			}
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_unlock(&hub_lock);
 }
 
 void
 hub_end_all(void)
 {
-	pthread_mutex_lock(&lock);
+	pthread_mutex_lock(&hub_lock);
 	closing = true;
-	for (int b = 0; b < BUCKETS; b++)
+	for (int b = 0; b < HUB_BUCKETS; b++)
 		for (group *g = table[b]; g; g = g->hnext)
 			for (struct sub *s = g->subs; s; s = s->next)
 			{
 				s->ended = true;
-				resume(s);
+				hub_resume(s);
 			}
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_unlock(&hub_lock);
 }

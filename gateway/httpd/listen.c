@@ -1,29 +1,31 @@
 /*
  * listen.c: the stream thread of udaconnect-httpd: the one database
- * connection of the process that LISTENs on udaconnect_encounter_person
- * and fetches what the live encounter streams send (hub.c holds the
- * streams).
+ * connection of the process that LISTENs on udaconnect_encounter and
+ * fetches what the live encounter streams send (hub.c holds the streams,
+ * hub_live.c decides what each watched person needs).
  *
- * A notification names the persons whose encounters changed; those of them
- * that are watched are marked (a person nobody watches costs nothing).
- * The thread then fetches api_encounter_changes for each marked person,
- * after the smallest position among that person's subscribers, once for
- * all of them, as an organizer (sse.c asked the database for the
- * subscriber's own right before it subscribed), and hands the rows to the
- * hub, which queues each subscriber what it lacks.  Up to FETCH_PERSONS
- * persons go in one statement (unnest ... LATERAL): an ingest batch names
- * many persons at once, and one round trip each would make the last of
- * them wait for all the others (hundreds of ms on a busy machine).  The connection is
+ * A notification announces a version's changes with their persons; the hub
+ * keeps those of the watched persons (a person nobody watches costs
+ * nothing).  The thread then fetches, for each person the hub names,
+ * either what was announced, by id (api_encounter_changes_by_id), for the
+ * person's live subscribers, or the changes after a position
+ * (api_encounter_changes), for subscribers catching up; once for all of a
+ * person's subscribers, as an organizer (sse.c asked the database for the
+ * subscriber's own right before it subscribed).  The hub queues each
+ * subscriber what it lacks.  Up to FETCH_PERSONS persons go in one
+ * statement (unnest ... LATERAL), one statement of each kind at a time: an
+ * ingest batch names many persons at once, and one round trip each would
+ * make the last of them wait for all the others.  The connection is
  * non-blocking and driven by this thread's own epoll loop, which also runs
  * the heartbeat; no worker waits on it, and it waits on no client.
  *
  * When the connection breaks it is made again with a doubling back-off
- * (0.5 s up to 10 s), and once LISTEN is back every watched person is
- * fetched again, so each subscriber catches up from its own position and
- * the notifications missed meanwhile lose nothing.  (An attempt to connect
- * blocks this thread for at most libpq's connect_timeout, 3 s, while the
- * database is unreachable; the workers serve the streams meanwhile.)  This
- * file must not answer requests nor decide who may watch whom.
+ * (0.5 s up to 10 s), and once LISTEN is back every subscriber catches up
+ * from its own position, so the notifications missed meanwhile lose
+ * nothing.  (An attempt to connect blocks this thread for at most libpq's
+ * connect_timeout, 3 s, while the database is unreachable; the workers
+ * serve the streams meanwhile.)  This file must not answer requests nor
+ * decide who may watch whom or who needs what.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,12 +38,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "encnotify.h"
 #include "httpd.h"
 
-/* rows a fetch takes at most per person: a subscriber far behind catches
+/* rows a scan takes at most per person: a subscriber far behind catches
  * up in pages */
 #define FETCH_ROWS 100
 #define FETCH_ROWS_TEXT "100"
+/* rows a live fetch takes at most per person (its ids and the removals
+ * announced with them); a full one leaves the rest to a scan */
+#define LIVE_ROWS 2000
+#define LIVE_ROWS_TEXT "2000"
 /* persons one fetch takes at most */
 #define FETCH_PERSONS 64
 #define BACKOFF_MIN 0.5
@@ -60,12 +67,35 @@ static bool started;
 static int	ep = -1;
 static int	stop_fd = -1;
 static volatile int stopping;
+/* the fetches of one statement: its persons and its array parameters */
+struct batch
+{
+	bool		live;			/* api_encounter_changes_by_id, else a scan */
+	int			n;
+	int32_t		persons[FETCH_PERSONS];
+	char		p[FETCH_PERSONS * 12 + 2];	/* persons */
+	char		v[FETCH_PERSONS * 21 + 2];	/* after versions */
+	char		i[FETCH_PERSONS * 21 + 2];	/* a scan: after ids; live: up to versions */
+	char		s[FETCH_PERSONS * 12 + 2];	/* live: each person's ids in ids[s..e] */
+	char		e[FETCH_PERSONS * 12 + 2];
+	size_t		pn,
+				vn,
+				in,
+				sn,
+				en;
+	char	   *ids;			/* live: every person's ids, one array literal */
+	size_t		idn;
+	size_t		idcap;
+	int			nids;
+};
+
 static PGconn *conn;
 static bool want_write;			/* EPOLLOUT registered */
-static bool busy;				/* a fetch is in flight */
+static struct batch live_b = {.live = true};
+static struct batch scan_b;
+static struct batch *busy;		/* the batch in flight */
+static double busy_since;		/* ... sent then (monotonic seconds) */
 static bool busy_failed;		/* ... and its result was an error */
-static int32_t busy_persons[FETCH_PERSONS];	/* ... of these persons */
-static int	nbusy;
 static int	solo;				/* fetches to make of one person each */
 static double next_connect;		/* monotonic seconds */
 static double backoff = BACKOFF_MIN;
@@ -96,13 +126,21 @@ back_off(void)
 	backoff = backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : backoff * 2;
 }
 
-/* The fetch in flight failed: the hub asks again for its persons. */
 static void
-busy_fail(void)
+batch_clear(struct batch *b)
 {
-	for (int i = 0; i < nbusy; i++)
-		hub_fetch_failed(busy_persons[i]);
-	nbusy = 0;
+	b->n = 0;
+	b->pn = b->vn = b->in = b->sn = b->en = b->idn = 0;
+	b->nids = 0;
+}
+
+/* The batch's fetches failed (or will not be sent): the hub asks again. */
+static void
+batch_fail(struct batch *b)
+{
+	for (int k = 0; k < b->n; k++)
+		hub_fetch_failed(b->persons[k]);
+	batch_clear(b);
 }
 
 /* Closes the connection; the fetch in flight is made again later. */
@@ -121,9 +159,9 @@ drop(const char *why)
 	db_close(conn);
 	conn = NULL;
 	want_write = false;
-	if (busy)
-		busy_fail();
-	busy = false;
+	batch_fail(&live_b);
+	batch_fail(&scan_b);
+	busy = NULL;
 	back_off();
 }
 
@@ -146,7 +184,7 @@ connect_listen(void)
 		return;
 	}
 	res = PQexec(c, "SET application_name = 'udaconnect-httpd streams'; "
-				 "LISTEN udaconnect_encounter_person");
+				 "LISTEN udaconnect_encounter");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK || PQsetnonblocking(c, 1) != 0 ||
 		epoll_ctl(ep, EPOLL_CTL_ADD, PQsocket(c), &ev) != 0)
 	{
@@ -159,8 +197,9 @@ connect_listen(void)
 	PQclear(res);
 	conn = c;
 	connected_at = mono();
-	logmsg(LOG_INFO, "encounter streams: listening for encounter changes");
-	hub_mark_all();
+	logmsg(LOG_INFO, "encounter streams: listening for encounter changes (%s)",
+		   cfg.stream_by_id ? "read by id" : "read by version");
+	hub_listening();
 }
 
 static void
@@ -193,42 +232,113 @@ array_add(char *b, size_t *n, size_t cap, int k, long long v)
 	*n += (size_t) snprintf(b + *n, cap - *n, "%c%lld", k ? ',' : '{', v);
 }
 
-/* Sends the next fetch the hub wants (up to FETCH_PERSONS persons), if none
- * is in flight. */
+/* Closes the array literal b at n ("{}" when empty). */
+static void
+array_end(char *b, size_t n, size_t cap)
+{
+	snprintf(b + n, cap - n, "%s", n ? "}" : "{}");
+}
+
+/* Adds a live fetch's ids to the batch's one literal; false: no memory. */
+static bool
+add_ids(struct batch *b, const int64_t *ids, int n)
+{
+	size_t		need = b->idn + (size_t) n * 21 + 3;
+	char	   *nb;
+
+	if (need > b->idcap)
+	{
+		size_t		ncap = b->idcap ? b->idcap : 4096;
+
+		while (ncap < need)
+			ncap *= 2;
+		if (!(nb = realloc(b->ids, ncap)))
+			return false;
+		b->ids = nb;
+		b->idcap = ncap;
+	}
+	for (int k = 0; k < n; k++)
+		array_add(b->ids, &b->idn, b->idcap, b->nids + k, ids[k]);
+	b->nids += n;
+	return true;
+}
+
+static void
+batch_add(struct batch *b, const struct hub_fetch *f, const int64_t *ids)
+{
+	if (b->live && !add_ids(b, ids, f->nids))
+	{
+		hub_fetch_failed(f->person);
+		return;
+	}
+	array_add(b->p, &b->pn, sizeof(b->p), b->n, f->person);
+	array_add(b->v, &b->vn, sizeof(b->v), b->n, f->version);
+	array_add(b->i, &b->in, sizeof(b->i), b->n, b->live ? f->upto : f->id);
+	if (b->live)
+	{
+		/* 1-based, inclusive: [s, e] is empty when e < s */
+		array_add(b->s, &b->sn, sizeof(b->s), b->n, b->nids - f->nids + 1);
+		array_add(b->e, &b->en, sizeof(b->e), b->n, b->nids);
+	}
+	b->persons[b->n++] = f->person;
+}
+
+/* The fetches the hub wants, up to FETCH_PERSONS of each kind. */
+static void
+fill(void)
+{
+	static int64_t ids[ENCN_CHAIN_MAX_IDS];
+	struct hub_fetch f;
+	int			cap = solo ? 1 : FETCH_PERSONS;
+
+	while (live_b.n < cap && scan_b.n < cap && hub_next_fetch(&f, ids))
+		batch_add(f.live ? &live_b : &scan_b, &f, ids);
+	if (solo && (live_b.n || scan_b.n))
+		solo--;
+}
+
+/* Sends the next batch (live fetches first), if none is in flight. */
 static void
 send_next(void)
 {
-	int32_t		person;
-	int64_t		version;
-	int64_t		id;
-	static char pb[FETCH_PERSONS * 12 + 2];
-	static char vb[FETCH_PERSONS * 21 + 2];
-	static char ib[FETCH_PERSONS * 21 + 2];
-	size_t		pn = 0;
-	size_t		vn = 0;
-	size_t		in = 0;
-	const char *vals[6] = {"organizer", NULL, pb, vb, ib, FETCH_ROWS_TEXT};
+	struct batch *b;
+	const char *vals[9] = {"organizer", NULL};
+	bool		ok;
 
 	if (!conn || busy)
 		return;
-	nbusy = 0;
-	while (nbusy < (solo ? 1 : FETCH_PERSONS) && hub_next_fetch(&person, &version, &id))
-	{
-		array_add(pb, &pn, sizeof(pb), nbusy, person);
-		array_add(vb, &vn, sizeof(vb), nbusy, version);
-		array_add(ib, &in, sizeof(ib), nbusy, id);
-		busy_persons[nbusy++] = person;
-	}
-	if (nbusy == 0)
+	if (live_b.n == 0 && scan_b.n == 0)
+		fill();
+	b = live_b.n ? &live_b : scan_b.n ? &scan_b : NULL;
+	if (!b)
 		return;
-	if (solo)
-		solo--;
-	snprintf(pb + pn, sizeof(pb) - pn, "}");
-	snprintf(vb + vn, sizeof(vb) - vn, "}");
-	snprintf(ib + in, sizeof(ib) - in, "}");
-	busy = true;
+	array_end(b->p, b->pn, sizeof(b->p));
+	array_end(b->v, b->vn, sizeof(b->v));
+	array_end(b->i, b->in, sizeof(b->i));
+	vals[2] = b->p;
+	vals[3] = b->v;
+	vals[4] = b->i;
+	if (b->live)
+	{
+		array_end(b->s, b->sn, sizeof(b->s));
+		array_end(b->e, b->en, sizeof(b->e));
+		array_end(b->ids, b->idn, b->idcap);
+		vals[5] = b->s;
+		vals[6] = b->e;
+		vals[7] = b->ids;
+		vals[8] = LIVE_ROWS_TEXT;
+		ok = PQsendQueryPrepared(conn, db_stmt_name(S_ENCOUNTER_CHANGES_BY_ID), 9, vals,
+								 NULL, NULL, 0);
+	}
+	else
+	{
+		vals[5] = FETCH_ROWS_TEXT;
+		ok = PQsendQueryPrepared(conn, db_stmt_name(S_ENCOUNTER_CHANGES), 6, vals, NULL, NULL, 0);
+	}
+	busy = b;
+	busy_since = mono();
 	busy_failed = false;
-	if (!PQsendQueryPrepared(conn, db_stmt_name(S_ENCOUNTER_CHANGES), 6, vals, NULL, NULL, 0))
+	if (!ok)
 	{
 		drop(PQerrorMessage(conn));
 		return;
@@ -242,15 +352,16 @@ send_next(void)
  * order); a person without rows is told so too.
  */
 static void
-deliver(const PGresult *res)
+deliver(const PGresult *res, struct batch *b)
 {
 	int			n = PQntuples(res);
+	int			limit = b->live ? LIVE_ROWS : FETCH_ROWS;
 	struct hub_change *rows = calloc((size_t) n + 1, sizeof(*rows));
 	int			r = 0;
 
 	if (!rows)
 	{
-		busy_fail();
+		batch_fail(b);
 		return;
 	}
 	for (int i = 0; i < n; i++)
@@ -261,15 +372,15 @@ deliver(const PGresult *res)
 		rows[i].body = PQgetvalue(res, i, 4);
 		rows[i].body_len = (size_t) PQgetlength(res, i, 4);
 	}
-	for (int k = 0; k < nbusy; k++)
+	for (int k = 0; k < b->n; k++)
 	{
 		int			first = r;
 
-		while (r < n && strtol(PQgetvalue(res, r, 0), NULL, 10) == busy_persons[k])
+		while (r < n && strtol(PQgetvalue(res, r, 0), NULL, 10) == b->persons[k])
 			r++;
-		hub_deliver(busy_persons[k], rows + first, r - first, r - first < FETCH_ROWS);
+		hub_deliver(b->persons[k], rows + first, r - first, r - first < limit);
 	}
-	nbusy = 0;
+	batch_clear(b);
 	free(rows);
 }
 
@@ -290,12 +401,15 @@ read_input(void)
 		res = PQgetResult(conn);
 		if (!res)
 		{
-			busy = false;
+			struct batch *b = busy;
+
+			metrics_stream_statement(b->live, mono() - busy_since);
+			busy = NULL;
 			if (busy_failed)
 			{
-				int			k = nbusy;
+				int			k = b->n;
 
-				busy_fail();
+				batch_fail(b);
 				/* one person's fetch failing (a person just erased) must not
 				 * hold back the others: they are fetched one by one next */
 				if (k > 1)
@@ -313,18 +427,20 @@ read_input(void)
 			break;
 		}
 		if (PQresultStatus(res) == PGRES_TUPLES_OK)
-			deliver(res);
+			deliver(res, busy);
 		else
 		{
-			logmsg(LOG_WARNING, "encounter streams: fetching the changes of %d person(s) (%d first): %s",
-				   nbusy, nbusy ? (int) busy_persons[0] : 0, PQresultErrorMessage(res));
+			logmsg(LOG_WARNING, "encounter streams: %s the changes of %d person(s) (%d first): %s",
+				   busy->live ? "reading by id" : "reading", busy->n,
+				   busy->n ? (int) busy->persons[0] : 0, PQresultErrorMessage(res));
 			busy_failed = true;
 		}
 		PQclear(res);
 	}
 	while ((nf = PQnotifies(conn)))
 	{
-		hub_mark_persons(nf->extra);
+		if (strcmp(nf->relname, "udaconnect_encounter") == 0)
+			hub_notified(nf->extra);
 		PQfreemem(nf);
 	}
 	if (PQstatus(conn) != CONNECTION_OK)

@@ -1,7 +1,8 @@
 /*
  * metrics.c: the Prometheus metrics of udaconnect-httpd (text exposition
  * format 0.0.4, GET /metrics): requests by route and status, their durations,
- * database errors by kind, database connections and statements in flight.
+ * database errors by kind, database connections and statements in flight,
+ * the live streams and their fetches.
  *
  * Lock-free: relaxed atomic counters, rendered on demand.  This file only
  * counts what the others report; it must not call into them (only the
@@ -69,6 +70,9 @@ static unsigned long db_reads[N_READ_OUTCOMES];
 static long db_conns;
 static long db_busy;
 static long streams;
+static unsigned long stream_fetches[2];	/* [0] scans, [1] by id */
+static unsigned long stream_fetch_us[2];	/* their statements' time */
+static unsigned long stream_resyncs;
 
 #define INC(x, n) __atomic_fetch_add(&(x), (n), __ATOMIC_RELAXED)
 #define GET(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
@@ -123,6 +127,25 @@ void
 metrics_streams(int delta)
 {
 	INC(streams, delta);
+}
+
+void
+metrics_stream_fetch(bool by_id)
+{
+	INC(stream_fetches[by_id], 1);
+}
+
+void
+metrics_stream_statement(bool by_id, double seconds)
+{
+	if (seconds > 0)
+		INC(stream_fetch_us[by_id], (unsigned long) (seconds * 1e6));
+}
+
+void
+metrics_stream_resync(void)
+{
+	INC(stream_resyncs, 1);
 }
 
 void
@@ -224,6 +247,24 @@ metrics_render(size_t *len)
 			"# TYPE udaconnect_http_streams gauge\n"
 			"udaconnect_http_streams %ld\n",
 			2 * cfg.threads + 1, GET(db_conns), GET(db_busy), GET(streams));
+	fprintf(f, "# HELP udaconnect_http_stream_fetches_total Reads of one watched person's "
+			"encounter changes for its live streams: by id (what a notification announced) "
+			"or by version (a scan after the stream's position).\n"
+			"# TYPE udaconnect_http_stream_fetches_total counter\n"
+			"udaconnect_http_stream_fetches_total{kind=\"by_id\"} %lu\n"
+			"udaconnect_http_stream_fetches_total{kind=\"scan\"} %lu\n"
+			"# HELP udaconnect_http_stream_fetch_seconds_total Time the stream thread waited for "
+			"the database's answers to those reads (their statements, up to 64 persons each).\n"
+			"# TYPE udaconnect_http_stream_fetch_seconds_total counter\n"
+			"udaconnect_http_stream_fetch_seconds_total{kind=\"by_id\"} %.6f\n"
+			"udaconnect_http_stream_fetch_seconds_total{kind=\"scan\"} %.6f\n"
+			"# HELP udaconnect_http_stream_resyncs_total Notifications after which the streams "
+			"could not tell what they missed (a version not heard, an unreadable payload): "
+			"every stream read by version.\n"
+			"# TYPE udaconnect_http_stream_resyncs_total counter\n"
+			"udaconnect_http_stream_resyncs_total %lu\n",
+			GET(stream_fetches[1]), GET(stream_fetches[0]), GET(stream_fetch_us[1]) / 1e6,
+			GET(stream_fetch_us[0]) / 1e6, GET(stream_resyncs));
 	if (fclose(f) != 0)
 	{
 		free(buf);

@@ -147,7 +147,7 @@ api_encounter_stream(struct MHD_Connection *c, struct request *r)
 		id = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 	}
 	PQclear(res);
-	s = hub_add(c, (int32_t) person, version, id, r->caller_exp, &at_cap);
+	s = hub_add(c, (int32_t) person, version, id, !given, r->caller_exp, &at_cap);
 	if (!s && at_cap)
 		return send_error(c, r, 503, "too_many_streams",
 						  "this server has as many live streams as it takes "

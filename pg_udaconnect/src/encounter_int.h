@@ -175,6 +175,17 @@ extern int64 enc_write(EncWriter *w, const EncOut *o);
 extern void enc_write_removed(EncWriter *w, const EncItem *it, int64 keep,
 							  int32 pa, int32 pb);
 extern int64 enc_writer_close(EncWriter *w);
+
+/* encounter_notify.c: what the live streams are told (docs/encounters.md) */
+typedef struct EncNotice
+{
+	int64		id;
+	int32		person_a;
+	int32		person_b;
+	bool		removed;		/* logged in encounter_removed, not written */
+} EncNotice;
+
+extern void enc_notify_version(int64 version, EncNotice *notes, int n);
 extern int	enc_notify_persons(int32 *persons, int n);
 
 /* encounter_rels.c: the relations read and written below SQL, checked */

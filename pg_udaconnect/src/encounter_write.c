@@ -9,9 +9,10 @@
  *
  * Opening a writer takes the clock's next version (encounter_clock, whose
  * row the caller locked with encounter_lock()): every row written or
- * logged as removed in the call gets it.  Closing it notifies the ids
- * written (NOTIFY udaconnect_encounter, 400 ascending a payload) and their
- * persons (udaconnect_encounter_person, enc_notify_persons()).  The writes
+ * logged as removed in the call gets it.  Closing it announces the version
+ * with the encounters written and removed and their persons
+ * (encounter_notify.c: NOTIFY udaconnect_encounter and
+ * udaconnect_encounter_person).  The writes
  * check no privileges, as the SECURITY DEFINER SQL they replace did not:
  * whoever may add locations may have their encounters maintained.  This
  * file must not decide what is merged with what (encounter_merge.c).
@@ -26,11 +27,9 @@
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "commands/async.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/array.h"
@@ -72,11 +71,13 @@ struct EncWriter
 	TupleTableSlot *removed_slot;
 	int64		version;
 	TimestampTz now;
-	/* the ids written and their persons, to notify */
-	int64	   *changed;
-	int			nchanged;
+	/* the encounters written and removed, and their persons, to notify */
+	EncNotice  *notes;
+	int			nnotes;
 	int32	   *persons;
+	int			npersons;
 	int			cap;
+	int64		nwritten;
 };
 
 static void
@@ -167,7 +168,7 @@ enc_writer_open(int cap)
 	w->scan = index_beginscan(w->enc, w->pair_idx, GetActiveSnapshot(), 3, 0);
 	w->now = GetCurrentTransactionStartTimestamp();
 	w->cap = Max(cap, 16);
-	w->changed = palloc(sizeof(int64) * w->cap);
+	w->notes = palloc(sizeof(EncNotice) * w->cap);
 	w->persons = palloc(sizeof(int32) * 2 * w->cap);
 	w->version = next_version(w);
 	return w;
@@ -256,18 +257,27 @@ enc_read_pair(EncWriter *w, int32 pa, int32 pb, TimestampTz lo, TimestampTz hi,
 	return n;
 }
 
+/*
+ * An encounter written or removed, for the notifications.  A removal's
+ * persons are those of the encounter written in its place: they are named
+ * on udaconnect_encounter_person by that one.
+ */
 static void
-note_change(EncWriter *w, int64 id, int32 pa, int32 pb)
+note_change(EncWriter *w, int64 id, int32 pa, int32 pb, bool removed)
 {
-	if (w->nchanged == w->cap)
+	if (w->nnotes == w->cap)
 	{
 		w->cap *= 2;
-		w->changed = repalloc_huge(w->changed, sizeof(int64) * w->cap);
+		w->notes = repalloc_huge(w->notes, sizeof(EncNotice) * w->cap);
 		w->persons = repalloc_huge(w->persons, sizeof(int32) * 2 * w->cap);
 	}
-	w->persons[2 * w->nchanged] = pa;
-	w->persons[2 * w->nchanged + 1] = pb;
-	w->changed[w->nchanged++] = id;
+	w->notes[w->nnotes++] = (EncNotice) {id, pa, pb, removed};
+	if (!removed)
+	{
+		w->persons[w->npersons++] = pa;
+		w->persons[w->npersons++] = pb;
+		w->nwritten++;
+	}
 }
 
 /* Write one encounter: update the kept row, or insert a new one. */
@@ -321,7 +331,7 @@ enc_write(EncWriter *w, const EncOut *o)
 	}
 	else
 		ExecSimpleRelationInsert(w->rri[0], w->estate, slot);
-	note_change(w, id, o->person_a, o->person_b);
+	note_change(w, id, o->person_a, o->person_b, false);
 	pfree(ids);
 	pfree(cnts);
 	return id;
@@ -355,60 +365,7 @@ enc_write_removed(EncWriter *w, const EncItem *it, int64 keep, int32 pa, int32 p
 		ExecStoreVirtualTuple(rs);
 		ExecSimpleRelationInsert(w->rri[1], w->estate, rs);
 	}
-}
-
-/* NOTIFY udaconnect_encounter: the ids written, 400 a payload, ascending. */
-static void
-notify_ids(int64 *ids, int n)
-{
-	StringInfoData buf;
-
-	qsort(ids, n, sizeof(int64), enc_cmp_int64);
-	initStringInfo(&buf);
-	for (int i = 0; i < n; i++)
-	{
-		if (buf.len > 0)
-			appendStringInfoChar(&buf, ',');
-		appendStringInfo(&buf, INT64_FORMAT, ids[i]);
-		if ((i + 1) % 400 == 0 || i == n - 1)
-		{
-			Async_Notify("udaconnect_encounter", buf.data);
-			resetStringInfo(&buf);
-		}
-	}
-}
-
-/*
- * NOTIFY udaconnect_encounter_person with the persons whose encounters
- * changed or went: distinct, ascending, comma-separated, 700 a payload (a
- * live stream then reads the changes of the persons named only).  Sorts
- * persons; returns how many distinct persons were named.  The SQL
- * udaconnect.encounter_notify_persons() is this function.
- */
-int
-enc_notify_persons(int32 *persons, int n)
-{
-	StringInfoData buf;
-	int			named = 0;
-
-	qsort(persons, n, sizeof(int32), enc_cmp_int32);
-	initStringInfo(&buf);
-	for (int i = 0; i < n; i++)
-	{
-		if (i > 0 && persons[i] == persons[i - 1])
-			continue;
-		if (buf.len > 0)
-			appendStringInfoChar(&buf, ',');
-		appendStringInfo(&buf, "%d", persons[i]);
-		if (++named % 700 == 0)
-		{
-			Async_Notify("udaconnect_encounter_person", buf.data);
-			resetStringInfo(&buf);
-		}
-	}
-	if (buf.len > 0)
-		Async_Notify("udaconnect_encounter_person", buf.data);
-	return named;
+	note_change(w, it->id, pa, pb, true);
 }
 
 /*
@@ -418,7 +375,7 @@ enc_notify_persons(int32 *persons, int n)
 int64
 enc_writer_close(EncWriter *w)
 {
-	int64		n = w->nchanged;
+	int64		n = w->nwritten;
 
 	index_endscan(w->scan);
 	AfterTriggerEndQuery(w->estate);
@@ -435,7 +392,7 @@ enc_writer_close(EncWriter *w)
 	table_close(w->removed, NoLock);
 	table_close(w->enc, NoLock);
 
-	notify_ids(w->changed, w->nchanged);
-	enc_notify_persons(w->persons, 2 * w->nchanged);
+	enc_notify_version(w->version, w->notes, w->nnotes);
+	enc_notify_persons(w->persons, w->npersons);
 	return n;
 }

@@ -115,17 +115,32 @@ CREATE FUNCTION encounter_notify_persons(persons integer[]) RETURNS integer
     AS 'MODULE_PATHNAME', 'udc_encounter_notify_persons'
     LANGUAGE C VOLATILE;
 
+-- What encounter_remove() tells the live streams: NOTIFY
+-- udaconnect_encounter announcing `version` (even when nothing went) with
+-- the removed encounters and their persons, and udaconnect_encounter_person
+-- with the persons; returns how many persons were named.  Every version
+-- taken must be announced (docs/encounters.md, "Live"): a stream that hears
+-- of no version misses nothing.  In C (src/encounter_notify.c), where the
+-- merge announces its versions.
+CREATE FUNCTION encounter_notify_removed(version bigint, ids bigint[], persons_a integer[],
+                                         persons_b integer[]) RETURNS integer
+    AS 'MODULE_PATHNAME', 'udc_encounter_notify_removed'
+    LANGUAGE C VOLATILE;
+
 -- Remove encounters (a recompute, an erasure, retention): under the lock,
 -- with the next version, each logged in encounter_removed for both of its
--- persons and notified, as live streams expect of every removal.  Returns
--- how many went.  The merge logs its own removals (with merged_into).
+-- persons and notified, as live streams expect of every removal (the
+-- version is announced even when none of the ids was left).  Returns how
+-- many went.  The merge logs its own removals (with merged_into).
 CREATE FUNCTION encounter_remove(ids bigint[]) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = udaconnect, public, pg_temp
 AS $$
 DECLARE
     v bigint;
-    persons_told integer[];
+    gone_ids bigint[];
+    gone_a integer[];
+    gone_b integer[];
 BEGIN
     IF coalesce(cardinality(ids), 0) = 0 THEN
         RETURN 0;
@@ -139,11 +154,11 @@ BEGIN
         INSERT INTO udaconnect.encounter_removed (version, id, person_id)
         SELECT v, g.id, p.person
           FROM gone g, LATERAL (VALUES (g.person_a), (g.person_b)) AS p(person)
-        RETURNING person_id
     )
-    SELECT array_agg(t.person_id) INTO persons_told FROM told t;
-    PERFORM udaconnect.encounter_notify_persons(persons_told);
-    RETURN coalesce(cardinality(persons_told), 0) / 2;
+    SELECT array_agg(g.id), array_agg(g.person_a), array_agg(g.person_b)
+      INTO gone_ids, gone_a, gone_b FROM gone g;
+    PERFORM udaconnect.encounter_notify_removed(v, gone_ids, gone_a, gone_b);
+    RETURN coalesce(cardinality(gone_ids), 0);
 END;
 $$;
 
@@ -323,6 +338,7 @@ LANGUAGE C STABLE STRICT ROWS 500
 AS 'MODULE_PATHNAME', 'udc_encounters';
 
 REVOKE ALL ON FUNCTION encounter_lock(), encounter_notify_persons(integer[]),
+    encounter_notify_removed(bigint, bigint[], integer[], integer[]),
     encounter_remove(bigint[]),
     encounter_places_of(float8[], float8[]),
     encounter_add_range(timestamptz, timestamptz, integer[]),

@@ -1,9 +1,12 @@
 -- ---------------------------------------------------------------------------
--- pg_udaconnect: where a live encounter stream starts (udaconnect-httpd's
--- GET /api/persons/{id}/encounters/stream; docs/http.md, "Live
--- encounters").  A stream sends what api_encounter_changes returns after a
--- position (version, id); a client that gives none starts after the
--- current state, which is this function's answer.
+-- pg_udaconnect: the live encounter streams (udaconnect-httpd's
+-- GET /api/persons/{id}/encounters/stream, grpcd's WatchEncounters;
+-- docs/encounters.md, "Live").  A stream sends what api_encounter_changes
+-- returns after a position (version, id); a client that gives none starts
+-- after the current state (api_encounter_position).  While it is live, a
+-- gateway reads the changes NOTIFY udaconnect_encounter announced by id
+-- (api_encounter_changes_by_id) instead of reading every encounter of the
+-- person again.
 -- ---------------------------------------------------------------------------
 
 -- ---------------------------------------------------------------------------
@@ -34,3 +37,96 @@ $$;
 
 REVOKE ALL ON FUNCTION api_encounter_position(text, integer, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api_encounter_position(text, integer, integer) TO udaconnect_api;
+
+-- ---------------------------------------------------------------------------
+-- api_encounter_changes_by_id(caller, person_id, ids, after_version,
+--                             upto_version, lim) -> rows (version, id, kind, body)
+-- The rows of api_encounter_changes(caller, person_id, after_version,
+-- <largest id>, ...) whose version is at most upto_version, found by primary
+-- key: the person's encounters among `ids` with a version in (after_version,
+-- upto_version], and the person's encounter_removed rows with such a version
+-- (by encounter_removed_person_idx); in (version, id) order, lim (1..10000)
+-- at most.  It equals that slice of api_encounter_changes when ids holds
+-- every encounter of the person written at a version in the range: the
+-- entries NOTIFY udaconnect_encounter announced for those versions
+-- (docs/encounters.md, "Live").  An id of another person's encounter, of a
+-- removed one, or of one changed again since (its version is now above
+-- upto_version: a later announcement brings it) gives no row.  The
+-- caller's rights are api_encounter_changes' (42501; no check that the
+-- person exists); 22023 for a bad limit, range or id array (NULL, NULLs, or
+-- more than 10000 ids).
+-- A gateway calls it for every person a notification names, a few rows
+-- each, so what is paid per call counts: the plan is generic (planned once
+-- per session: the ids are looked up by primary key whatever their
+-- number), and the body is api_encounter_json()'s (70-encounters-http.sql)
+-- written out, because that function, called per row, is planned again at
+-- every call of this one (~3x the rest).  pg_regress encounters_live holds
+-- the two bodies equal.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION api_encounter_changes_by_id(caller_role text, caller_id integer, person_id integer,
+                                            ids bigint[], after_version bigint,
+                                            upto_version bigint, lim integer)
+RETURNS TABLE (version bigint, id bigint, kind text, body json)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    PERFORM udaconnect.api_encounters_check(caller_role, caller_id, person_id);
+    IF lim IS NULL OR lim < 1 OR lim > 10000 THEN
+        RAISE EXCEPTION 'limit must be between 1 and 10000, not %', coalesce(lim::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'limit';
+    END IF;
+    IF ids IS NULL OR cardinality(ids) > 10000 OR array_position(ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'ids must be an array of at most 10000 encounter ids without NULLs'
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'ids';
+    END IF;
+    IF after_version IS NULL OR upto_version IS NULL OR after_version < 0
+       OR upto_version < after_version THEN
+        RAISE EXCEPTION 'the versions must be 0 <= after_version <= upto_version, not % and %',
+                coalesce(after_version::text, 'NULL'), coalesce(upto_version::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'after_version';
+    END IF;
+    RETURN QUERY
+    SELECT c.version, c.id, c.kind, c.body FROM (
+        SELECT x.version, x.id, 'encounter'::text AS kind,
+               json_build_object(
+                   'id', x.id,
+                   'person', CASE WHEN o.id IS NOT NULL THEN
+                                 json_build_object('id', o.id, 'first_name', o.first_name,
+                                                   'last_name', o.last_name,
+                                                   'company_name', o.company_name) END,
+                   'started_at', to_char(x.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   'ended_at', to_char(x.ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   'duration_seconds', extract(epoch FROM x.ended_at - x.started_at),
+                   'matches', x.matches,
+                   'min_distance_m', round(x.min_distance_m::numeric, 3),
+                   'place', CASE WHEN pl.id IS NOT NULL THEN
+                                json_build_object('id', pl.id, 'name', pl.name, 'kind', pl.kind,
+                                                  'floor', pl.floor) END,
+                   'latitude', x.latitude,
+                   'longitude', x.longitude,
+                   'version', x.version) AS body
+          FROM udaconnect.encounter x
+          LEFT JOIN udaconnect.person o
+                 ON o.id = CASE WHEN x.person_a = person_id THEN x.person_b ELSE x.person_a END
+          LEFT JOIN udaconnect.place pl ON pl.id = x.place_id
+         WHERE x.id = ANY (ids)
+           AND (x.person_a = person_id OR x.person_b = person_id)
+           AND x.version > after_version AND x.version <= upto_version
+        UNION ALL
+        SELECT r.version, r.id, 'removed',
+               json_build_object('id', r.id, 'merged_into', r.merged_into)
+          FROM udaconnect.encounter_removed r
+         WHERE r.person_id = api_encounter_changes_by_id.person_id
+           AND r.version > after_version AND r.version <= upto_version
+    ) c
+    ORDER BY c.version, c.id
+    LIMIT lim;
+END;
+$$;
+
+REVOKE ALL ON FUNCTION
+    api_encounter_changes_by_id(text, integer, integer, bigint[], bigint, bigint, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    api_encounter_changes_by_id(text, integer, integer, bigint[], bigint, bigint, integer) TO udaconnect_api;

@@ -150,9 +150,10 @@ t "udaconnect_api with a wrong password is refused" \
 pid1=$(sock_psql -c "SELECT min(id) FROM udaconnect.person" 2>/dev/null)
 t "udaconnect_reader (grpcd) runs api_find_connections, with its caller rules" \
   tcp_psql udaconnect_reader "$READER_PW" "SELECT count(*) >= 0 FROM udaconnect.api_find_connections('organizer', NULL, ${pid1:-1}, '2020-01-01', '2020-12-30', 5, NULL)"
-t "udaconnect_reader (grpcd) reads and watches encounters through api_encounters, api_encounter_changes and api_encounter_position" \
+t "udaconnect_reader (grpcd) reads and watches encounters through api_encounters, api_encounter_changes, api_encounter_changes_by_id and api_encounter_position" \
   tcp_psql udaconnect_reader "$READER_PW" "SELECT (SELECT body IS NOT NULL FROM udaconnect.api_encounters('organizer', NULL, ${pid1:-1}, NULL, NULL, 10, NULL))
                                                  AND (SELECT count(*) >= 0 FROM udaconnect.api_encounter_changes('organizer', NULL, ${pid1:-1}, 0, 0, 10))
+                                                 AND (SELECT count(*) >= 0 FROM udaconnect.api_encounter_changes_by_id('organizer', NULL, ${pid1:-1}, '{1}', 0, 1, 10))
                                                  AND (SELECT version >= 0 FROM udaconnect.api_encounter_position('organizer', NULL, ${pid1:-1}))"
 t "udaconnect_reader cannot call the raw finder (it would bypass the caller rules)" \
   bash -c "$(declare -f expect_fail tcp_psql); expect_fail 'ERROR:  42501' tcp_psql udaconnect_reader '$READER_PW' \"SELECT count(*) FROM udaconnect.find_connections(${pid1:-1}, '2020-01-01', '2020-12-30', 5)\" &&

@@ -8,7 +8,9 @@ superuser): two persons' points within udaconnect.encounter_distance (5 m)
 and encounter_window (60 s) are a match.  Every test makes persons of its
 own, so it reads only what it made.  Nothing here waits on a clock: a watch
 is known to be set up when its initial metadata arrived, and a daemon's
-state is read from its log.
+state is read from its log.  The live path by id holds a daemon's read of
+what NOTIFY announced at an advisory lock (FetchGate) while a later
+transaction changes the same encounters.
 """
 import os
 import re
@@ -24,6 +26,7 @@ TOP = os.environ["TOP"]
 sys.path[:0] = [os.path.join(SUITE_DIR, "gen")]
 
 import grpc  # noqa: E402
+import psycopg2  # noqa: E402
 import jwt  # noqa: E402
 from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
 from udaconnect.v1 import location_service_pb2 as svc  # noqa: E402
@@ -391,6 +394,150 @@ class Daemon:
             self.p.send_signal(signal.SIGTERM)
         return self.p.wait(timeout=60)
 
+
+# ---------------------------------------------------------------- the live path by id
+LOCK_KEY = 715518
+BY_ID_FN = "udaconnect.api_encounter_changes_by_id(text,integer,integer,bigint[],bigint,bigint,integer)"
+
+
+def sql_one(q, args=None):
+    with DB.cursor() as c:
+        c.execute(q, args)
+        return c.fetchone() if c.description else None
+
+
+class FetchGate:
+    """Holds the live fetches: api_encounter_changes_by_id, replaced in place
+    by itself waiting first for an advisory lock this object holds, and
+    VOLATILE meanwhile, so that what it reads is what committed while it
+    waited, as a fetch sent that late would read; restored on close."""
+
+    def __init__(self):
+        self.orig = sql_one("SELECT pg_get_functiondef(%s::regprocedure)", (BY_ID_FN,))[0]
+        if "\nBEGIN\n" not in self.orig or " STABLE " not in self.orig:
+            raise RuntimeError("unexpected definition: %r" % self.orig[:300])
+        self.lk = psycopg2.connect(DBURL)
+        self.lk.autocommit = True
+        with self.lk.cursor() as c:
+            c.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        sql_one(self.orig.replace(" STABLE ", " VOLATILE ", 1).replace(
+            "\nBEGIN\n", "\nBEGIN\n    PERFORM pg_advisory_xact_lock_shared(%d);\n" % LOCK_KEY, 1))
+
+    def wait_held(self, app):
+        """True once a session of application_name app waits at the gate."""
+        for _ in range(600):
+            if sql_one("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                       "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = %s",
+                       (app,))[0]:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def open(self):
+        with self.lk.cursor() as c:
+            c.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+    def close(self):
+        sql_one(self.orig)
+        self.lk.close()
+
+
+def points(rows):
+    """One statement, one transaction: rows of (person, lat, lon, epoch seconds)."""
+    sql_one("INSERT INTO udaconnect.location (person_id, coordinate, creation_time) "
+            "SELECT r.p, ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326), to_timestamp(r.t) "
+            "FROM unnest(%s::int[], %s::float8[], %s::float8[], %s::float8[]) r(p, lat, lon, t)",
+            tuple([r[k] for r in rows] for k in range(4)))
+
+
+def enc_id(a, b, t):
+    r = sql_one("SELECT id FROM udaconnect.encounter WHERE person_a = least(%s, %s) AND person_b = greatest(%s, %s) "
+                "AND started_at <= to_timestamp(%s) AND ended_at >= to_timestamp(%s)", (a, b, a, b, t, t))
+    return r[0] if r else None
+
+
+DB = psycopg2.connect(DBURL)
+DB.autocommit = True
+live = None
+try:
+    live = Daemon("live-grpcd")
+
+    @test("WatchEncounters by id: an encounter announced at version v and changed again (with an older one of"
+          " the person) by a later transaction before the daemon read it: the later version's two changes in"
+          " (version, id) order, the encounter once, in its final state, then the next live event")
+    def _():
+        p, q, r = person(), person(), person()
+        t = T0 + 7 * 86400
+        lat, lon = 12.0 + next(spots) * 0.001, 34.0
+        meet(p, r, t, lat, lon)                      # Z
+        w = watch(p, stub=live.stub)
+        meet(p, q, t + 2000, lat, lon)
+        first = take(w, 1)[0]
+        gate = FetchGate()
+        try:
+            meet(p, q, t + 4000, lat, lon)           # X, at version v
+            held = gate.wait_held("udaconnect-grpcd-watch")
+            points([(p, lat, lon, t + 30), (r, lat + 0.000009, lon, t + 30),
+                    (p, lat, lon, t + 4030), (q, lat + 0.000009, lon, t + 4030)])
+            gate.open()
+        finally:
+            gate.close()
+        z, x = enc_id(p, r, t), enc_id(p, q, t + 4000)
+        want = sql_changes(p, first.version, first.id)
+        got = take(w, len(want))
+        meet(p, q, t + 9000, lat, lon)
+        nxt = take(w, 1)[0]
+        w.cancel()
+        xm = sql_one("SELECT matches FROM udaconnect.encounter WHERE id = %s", (x,))[0]
+        ok = (held and [i for _, i, _ in want] == [z, x] and want[0][0] == want[1][0]
+              and [(e.version, e.id) for e in got] == [(v, i) for v, i, _ in want]
+              and got[1].encounter.matches == xm > 1 and nxt.id == enc_id(p, q, t + 9000))
+        return ok, (held, want, [(e.version, e.id) for e in got], nxt, live.text()[-800:])
+
+    @test("WatchEncounters by id: resuming with after = an event read by id gets exactly the missed events"
+          " (a merge among them), then the next live one")
+    def _():
+        p, q = person(), person()
+        t = T0 + 8 * 86400
+        lat, lon = 12.0 + next(spots) * 0.001, 34.0
+        w = watch(p, stub=live.stub)
+        meet(p, q, t, lat, lon)
+        ev = take(w, 1)[0]
+        w.cancel()
+        by_id = live.wait_log(r"watch: person %d: reading by id 1 encounter" % p)
+        meet(p, q, t + 1000, lat, lon)
+        meet(p, q, t + 1400, lat, lon)
+        meet(p, q, t + 1200, lat, lon)               # bridges the two: one kept, one removed
+        missed = sql_changes(p, ev.version, ev.id)
+        w = watch(p, after=(ev.version, ev.id), stub=live.stub)
+        got = take(w, len(missed))
+        meet(p, q, t + 5000, lat, lon)
+        nxt = take(w, 1)[0]
+        w.cancel()
+        ok = (by_id and [(e.version, e.id) for e in got] == [(v, i) for v, i, _ in missed]
+              and "removed" in [k for _, _, k in missed] and nxt.id == enc_id(p, q, t + 5000)
+              and (nxt.version, nxt.id) > (got[-1].version, got[-1].id))
+        return ok, (by_id, missed, [(e.version, e.id) for e in got], nxt)
+
+    @test("WatchEncounters by id: one commit makes an encounter of an attendee and one of two others; the"
+          " attendee's watcher gets its own, and next the attendee's next one, nothing between")
+    def _():
+        v, y, a, b = person(), person(), person(), person()
+        t = T0 + 9 * 86400
+        s1, s2 = 12.0 + next(spots) * 0.001, 12.0 + next(spots) * 0.001
+        w = watch(v, md=att(v), stub=live.stub)
+        points([(v, s1, 34.0, t), (y, s1 + 0.000009, 34.0, t + 5),
+                (a, s2, 34.0, t), (b, s2 + 0.000009, 34.0, t + 5)])
+        ev = take(w, 1)[0]
+        meet(v, y, t + 3000, s1, 34.0)
+        nxt = take(w, 1)[0]
+        w.cancel()
+        ok = (ev.id == enc_id(v, y, t) and ev.encounter.person.id == y and enc_id(a, b, t) is not None
+              and nxt.id == enc_id(v, y, t + 3000))
+        return ok, (ev, nxt)
+finally:
+    if live:
+        live.stop()
 
 d = None
 try:

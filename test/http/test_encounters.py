@@ -10,7 +10,11 @@ events, ?since=0, heartbeats, a burst after idling, who may watch whom,
 200 subscribers at once, 200 persons changed by one commit, the stream
 cap (503), catching up after the stream connection to the database was
 cut, a stream ending with its token, and the memory of 1000 idle
-subscribers (printed as a diagnostic line).
+subscribers (printed as a diagnostic line).  The live path by id: NOTIFY
+udaconnect_encounter's payload, an encounter changed again before the
+gateway read what was announced (the read held at an advisory lock),
+resuming after an event read by id, an attendee's stream given only its
+own when the announcement names others.
 
 Encounters are made by inserting locations with SQL (record_location: the
 trigger maintains udaconnect.encounter): two persons within 5 m and 60 s.
@@ -32,6 +36,7 @@ import urllib.parse
 import http.client
 
 import resource
+import select
 
 import psycopg2
 
@@ -637,6 +642,191 @@ def metric(port, name):
     return None
 
 
+# ---------------------------------------------------------------------------
+# the live path by id (docs/encounters.md, "Live"): what NOTIFY announces,
+# read by primary key while a stream is live
+# ---------------------------------------------------------------------------
+BY_ID = 'udaconnect_http_stream_fetches_total{kind="by_id"}'
+SCANS = 'udaconnect_http_stream_fetches_total{kind="scan"}'
+LOCK_KEY = 715517
+BY_ID_FN = "udaconnect.api_encounter_changes_by_id(text,integer,integer,bigint[],bigint,bigint,integer)"
+
+
+class FetchGate:
+    """Holds the gateways' live fetches: api_encounter_changes_by_id, replaced
+    in place (same oid: prepared statements call it) by itself waiting first
+    for an advisory lock this object holds, and VOLATILE meanwhile, so that
+    what it reads is what committed while it waited, as a fetch sent that
+    late would read; restored on close."""
+
+    def __init__(self):
+        self.orig = sql("SELECT pg_get_functiondef(%s::regprocedure)", (BY_ID_FN,))[0][0]
+        if "\nBEGIN\n" not in self.orig or " STABLE " not in self.orig:
+            raise RuntimeError("unexpected definition: %r" % self.orig[:300])
+        self.lk = psycopg2.connect("")
+        self.lk.autocommit = True
+        with self.lk.cursor() as c:
+            c.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        sql(self.orig.replace(" STABLE ", " VOLATILE ", 1).replace(
+            "\nBEGIN\n", "\nBEGIN\n    PERFORM pg_advisory_xact_lock_shared(%d);\n" % LOCK_KEY, 1))
+
+    def wait_held(self, app):
+        """True once a session of application_name app waits at the gate."""
+        for _ in range(600):
+            if sql("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                   "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = %s",
+                   (app,))[0][0]:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def open(self):
+        with self.lk.cursor() as c:
+            c.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+    def close(self):
+        sql(self.orig)
+        self.lk.close()
+
+
+def insert_points(rows):
+    """One statement, so one transaction: rows of (person, lat, lon, epoch seconds)."""
+    sql("INSERT INTO udaconnect.location (person_id, coordinate, creation_time) "
+        "SELECT r.p, ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326), to_timestamp(r.t) "
+        "FROM unnest(%s::int[], %s::float8[], %s::float8[], %s::float8[]) r(p, lat, lon, t)",
+        ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]))
+
+
+def no_more_events(s):
+    """None when the next item is a heartbeat, else what came."""
+    more = s.until(lambda it: it.get("comment") == "heartbeat" or "event" in it)
+    return more[-1] if "event" in more[-1] else None
+
+
+def t_changed_before_fetch():
+    """Version v announces a new encounter X of P; before the gateway reads
+    it, a later transaction changes X again and an older encounter Z of P
+    (a lower id), both at version w > v.  Read by id, X is no longer at v:
+    the fetch of v must send nothing, the fetch of w sends Z then X.  (A
+    gateway that sent X as it found it, at w, would move the stream past
+    (w, Z): Z would never come.)"""
+    p, q, r = person("P"), person("Q"), person("R")
+    base = T1 + 20000
+    meet(p, r, base)                         # Z
+    s = open_stream(p)
+    gate = None
+    try:
+        s.next()
+        meet(p, q, base + 2000)              # a first event: the stream is live
+        pos = s.events(1)[0]["id"]
+        gate = FetchGate()
+        meet(p, q, base + 4000)              # X, at version v
+        x = enc_of(p, q, base + 4000)
+        if not gate.wait_held("udaconnect-httpd streams"):
+            return "no live fetch of X's version started"
+        insert_points([(p, LAT, LON, base + 30), (r, LAT, LON + 0.00001, base + 35),
+                       (p, LAT, LON, base + 4030), (q, LAT, LON + 0.00001, base + 4035)])
+        z = enc_of(p, r, base)
+        gate.open()
+        want = changes_after(p, *map(int, pos.split(".")))
+        if [w.split(".")[1] for w in want] != [str(z), str(x)] or want[0].split(".")[0] != want[1].split(".")[0]:
+            return "the data: changes %r, want Z %d then X %d at one version" % (want, z, x)
+        got = s.events(len(want))
+        if [e["id"] for e in got] != want:
+            return "got %r, want %r" % ([e["id"] for e in got], want)
+        m, v = sql("SELECT matches, version FROM udaconnect.encounter WHERE id = %s", (x,))[0]
+        if got[1]["data"]["matches"] != m or got[1]["data"]["version"] != v or m < 2:
+            return "X as sent: %r; in the table %d matches, version %d" % (got[1]["data"], m, v)
+        extra = no_more_events(s)
+        return True if extra is None else "an event more: %r" % extra
+    finally:
+        if gate:
+            gate.close()
+        s.close()
+
+
+def t_resume_after_live():
+    """An event read by id, the stream closed, changes meanwhile (a merge
+    among them), then Last-Event-ID: exactly the missed events, and the next
+    live one by id again."""
+    p, q = person("S"), person("U")
+    base = T1 + 30000
+    s = open_stream(p)
+    try:
+        s.next()
+        by_id, scans = metric(SP, BY_ID), metric(SP, SCANS)
+        meet(p, q, base)
+        last = s.events(1)[0]["id"]
+        if metric(SP, BY_ID) <= by_id or metric(SP, SCANS) != scans:
+            return "the event was not read by id (by id %s -> %s, scans %s -> %s)" % (
+                by_id, metric(SP, BY_ID), scans, metric(SP, SCANS))
+    finally:
+        s.close()
+    meet(p, q, base + 1000)
+    meet(p, q, base + 1400)
+    meet(p, q, base + 1200)                  # bridges the two: one kept, one removed
+    want = changes_after(p, *map(int, last.split(".")))
+    s = open_stream(p, headers={"Last-Event-ID": last})
+    try:
+        got = s.events(len(want))
+        if [e["id"] for e in got] != want or "removed" not in [e["event"] for e in got]:
+            return "got %r, want %r (a removed among them)" % ([(e["id"], e["event"]) for e in got], want)
+        by_id = metric(SP, BY_ID)
+        meet(p, q, base + 5000)
+        e = s.events(1)[0]
+        if e["data"]["id"] != enc_of(p, q, base + 5000) or metric(SP, BY_ID) <= by_id:
+            return "the next live event %r (by id %s -> %s)" % (e, by_id, metric(SP, BY_ID))
+        extra = no_more_events(s)
+        return True if extra is None else "an event more: %r" % extra
+    finally:
+        s.close()
+
+
+def notifications(conn, want, timeout=30):
+    """The payloads of udaconnect_encounter that came on conn, once `want` is among them
+    (or the timeout passed)."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while want not in got and time.monotonic() < deadline:
+        select.select([conn], [], [], 0.2)
+        conn.poll()
+        while conn.notifies:
+            got.append(conn.notifies.pop(0).payload)
+    return got
+
+
+def t_attendee_only_own():
+    """One commit makes an encounter of the attendee V (with Y) and one of W
+    and X elsewhere: the notification names both, with their persons and the
+    version; V's stream (an attendee's token) gets V's alone."""
+    v, w, x, y = person("V"), person("W"), person("X"), person("Y")
+    base = T1 + 40000
+    lis = psycopg2.connect("")
+    lis.autocommit = True
+    with lis.cursor() as c:
+        c.execute("LISTEN udaconnect_encounter")
+    s = open_stream(v, token=tokens.attendee(v))
+    try:
+        s.next()
+        insert_points([(v, LAT, LON, base), (y, LAT, LON + 0.00001, base + 5),
+                       (w, LAT + 0.01, LON, base), (x, LAT + 0.01, LON + 0.00001, base + 5)])
+        vy, wx = enc_of(v, y, base), enc_of(w, x, base)
+        version = sql("SELECT version FROM udaconnect.encounter WHERE id = %s", (vy,))[0][0]
+        want = "v%d.1/1:%s" % (version, ",".join(
+            "%d.%d.%d" % r for r in sorted([(vy, min(v, y), max(v, y)), (wx, min(w, x), max(w, x))])))
+        got = notifications(lis, want)
+        if want not in got:
+            return "NOTIFY udaconnect_encounter: %r, want %r among them" % (got, want)
+        e = s.events(1)[0]
+        if e["data"]["id"] != vy or e["data"]["person"]["id"] != y:
+            return "V's stream got %r, not encounter %d" % (e, vy)
+        extra = no_more_events(s)
+        return True if extra is None else "V's stream got another person's encounter: %r" % extra
+    finally:
+        s.close()
+        lis.close()
+
+
 def t_slow_reader():
     """A client that never reads a long replay: the daemon's queue for it
     stays bounded (--stream-queue 1024) and, when nothing can be written
@@ -742,6 +932,15 @@ def run_stream():
           t_many(200))
     check("stream: one commit changes 200 watched persons (100 pairs): each stream gets its "
           "own person's encounter, once", t_many_persons(100))
+    check("stream by id: an encounter announced at version v and changed again (with an older "
+          "one of the person) by a later transaction before the gateway read it: the stream gets "
+          "the later version's two changes in (version, id) order, X once, in its final state, "
+          "nothing more", t_changed_before_fetch)
+    check("stream by id: resuming with Last-Event-ID after an event read by id gets exactly the "
+          "missed changes (a merge among them), then the next live one by id", t_resume_after_live)
+    check("stream by id: one commit makes encounters of an attendee and of two others; "
+          "NOTIFY udaconnect_encounter names both (v<version>.1/1:<id>.<a>.<b>,...); the "
+          "attendee's stream gets only its own", t_attendee_only_own)
     check("stream: over --stream-max -> 503 with Retry-After; one leaves, the next is taken",
           t_cap)
     check("stream: the stream database connection cut and kept out while A and D meet: "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Unit tests (built by `make`): the PostgreSQL-independent core
 # (test/unit/test_core), the gateways' JWT layer (test/unit/test_auth) and
-# their reader of encounter notifications (test/unit/test_idlist),
+# their reader of encounter notifications (test/unit/test_encnotify),
 # each plainly and under AddressSanitizer + UndefinedBehaviorSanitizer; the
 # JWT layer against PyJWT (auth_pyjwt.py, with Debian's python3-jwt) and its
 # cost per verification (auth_bench).  Each program numbers its TAP lines
@@ -28,6 +28,6 @@ tap 200 "" "$U/test_auth"
 tap 300 "[asan]" "$U/test_auth_asan"
 tap 400 "" /usr/bin/python3 "$U/auth_pyjwt.py" "$TOP"
 tap 500 "" "$U/auth_bench"
-tap 600 "" "$U/test_idlist"
-tap 700 "[asan]" "$U/test_idlist_asan"
+tap 600 "" "$U/test_encnotify"
+tap 700 "[asan]" "$U/test_encnotify_asan"
 exit $rc

@@ -6,6 +6,7 @@
  *           [--open-timeout S] [--httpd-pid PID] [--settle S]
  *           [--brokers B --topic T --rate R --seconds S --pair-rate E
  *            --background LO:HI [--drain S] [--dump FILE]]
+ *           [--hold-file F --dump FILE]
  *
  * 1. Opens one stream per person LO..HI (GET /api/persons/{id}/encounters/stream,
  *    with the bearer token of the environment's SSELOAD_TOKEN), at most N
@@ -21,6 +22,11 @@
  *    has the event of the person's last point ("missing" counts those that
  *    did not), and with --httpd-pid reads httpd's VmRSS again.  --dump
  *    writes every event timed: person, ended_at, received (realtime us).
+ * 3. With --hold-file (instead of --brokers): the streams stay open, every
+ *    encounter event they receive written to --dump as it comes (line by
+ *    line: person, ended_at, received), until the file F exists; the load
+ *    is made by someone else (50-sse.sh's dense phase inserts locations),
+ *    who reads the dump as it grows.
  *
  * Prints key=value lines.  Exit status 0 when every stream opened, every
  * message was delivered and nothing is missing.
@@ -42,6 +48,7 @@ static const char usage[] =
 	"               [--open-timeout S] [--httpd-pid PID] [--settle S]\n"
 	"               [--brokers B --topic T --rate R --seconds S --pair-rate E\n"
 	"                --background LO:HI [--drain S] [--dump FILE]]\n"
+	"               [--hold-file F --dump FILE]\n"
 	"  (the bearer token comes from SSELOAD_TOKEN)\n";
 
 static long
@@ -107,6 +114,33 @@ latency_run(const struct produce_opts *po, int npersons, double drain_s, FILE *d
 	return prc != 0 || missing != 0 || n == 0;
 }
 
+/* --hold-file: every event to the dump as it comes, until the file exists. */
+static int
+hold_run(const char *hold, const char *dump_path)
+{
+	FILE	   *dump = fopen(dump_path, "w");
+	long		events,
+				removed;
+
+	if (!dump)
+	{
+		perror(dump_path);
+		return 1;
+	}
+	setvbuf(dump, NULL, _IOLBF, 0);
+	streams_measure(0, dump);
+	while (access(hold, F_OK) != 0)
+		usleep(100000);
+	events = streams_events();
+	removed = streams_removed();
+	/* no more writes to the dump */
+	streams_measure(-1, NULL);
+	printf("events=%ld removed=%ld streams_failed_meanwhile=%d\n", events, removed,
+		   streams_failed());
+	fclose(dump);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -115,7 +149,8 @@ main(int argc, char **argv)
 		{"inflight", 1, 0, 'i'}, {"open-timeout", 1, 0, 'o'}, {"httpd-pid", 1, 0, 'm'},
 		{"settle", 1, 0, 's'}, {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},
 		{"rate", 1, 0, 'r'}, {"seconds", 1, 0, 'S'}, {"pair-rate", 1, 0, 'e'},
-		{"background", 1, 0, 'B'}, {"drain", 1, 0, 'd'}, {"dump", 1, 0, 'D'}, {0, 0, 0, 0}
+		{"background", 1, 0, 'B'}, {"drain", 1, 0, 'd'}, {"dump", 1, 0, 'D'},
+		{"hold-file", 1, 0, 'H'}, {0, 0, 0, 0}
 	};
 	struct stream_opts so = {.host = "127.0.0.1", .token = getenv("SSELOAD_TOKEN")};
 	struct produce_opts po = {.topic = "locations", .rate = 50000, .seconds = 10, .pair_rate = 100};
@@ -124,6 +159,7 @@ main(int argc, char **argv)
 	double		settle = 2;
 	double		drain = 10;
 	const char *dump_path = NULL;
+	const char *hold = NULL;
 	long		pid = 0;
 	long		rss0 = -1;
 	int			n;
@@ -152,11 +188,12 @@ main(int argc, char **argv)
 			case 'B': range(optarg, "--background", &po.bg_lo, &po.bg_hi); break;
 			case 'd': drain = cli_parse_double(optarg, "--drain", 0, 3600); break;
 			case 'D': dump_path = optarg; break;
+			case 'H': hold = optarg; break;
 			default: cli_usage(usage, 2);
 		}
 	}
 	cli_no_operands(argc, argv, usage);
-	if (!so.port || !so.person_lo || (po.brokers && !po.bg_lo))
+	if (!so.port || !so.person_lo || (po.brokers && !po.bg_lo) || (hold && (po.brokers || !dump_path)))
 		cli_usage(usage, 2);
 	/* a descriptor per stream */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
@@ -200,6 +237,8 @@ main(int argc, char **argv)
 		if (pid)
 			printf("rss_end_kb=%ld\n", rss_kb(pid));
 	}
+	if (ok && hold)
+		ok = hold_run(hold, dump_path) == 0;
 	streams_close();
 	return ok ? 0 : 1;
 }

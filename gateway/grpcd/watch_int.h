@@ -1,0 +1,67 @@
+/*
+ * watch_int.h — what watch_feed.c (the watchers, their queries and their
+ * events) gives watch_live.c (what NOTIFY announced, read by id), which is
+ * above it, on the watch thread of udaconnect-grpcd.  Nothing else
+ * includes it; everything here is the watch thread's alone.
+ */
+#ifndef UDC_WATCH_INT_H
+#define UDC_WATCH_INT_H
+
+#include "encnotify.h"
+#include "grpcd.h"
+
+enum job_kind
+{
+	J_START,					/* check, then find the last position (no resume point) */
+	J_CHECK,					/* check only (a resume point was given) */
+	J_CATCHUP,					/* the next chunk after a resuming watcher's position */
+	J_GROUP						/* the live fetch of one person */
+};
+
+typedef struct watch_group
+{
+	int32_t		person;
+	watcher    *head;			/* every watcher of the person, in any state */
+	int			nlive;
+	bool		dirty;			/* scan mode: notified since the last live fetch was sent */
+	bool		more;			/* scan mode: the last live fetch was full */
+	bool		pinned;			/* being walked: not to be freed yet */
+	bool		noted;			/* in the list of groups the version being heard names */
+	bool		by_id_out;		/* the job out reads by id */
+	watch_job	job;
+	encn_chain	chain;			/* by id: what was announced for the person */
+	struct watch_group *nnext;	/* the named list */
+	struct watch_group *hnext;
+} group;
+
+#define WATCH_BUCKETS 4096
+
+/*
+ * watch_feed.c.  It calls the live path (watch_live.c, above it) only
+ * through these hooks, which watch_live.c hands to wf_start().
+ */
+typedef struct wf_live_hooks
+{
+	bool		(*by_id) (void);	/* live watchers read by id */
+	void		(*group_new) (group *g);
+	void		(*mark_sent) (watcher *w);	/* a set-up or catch-up query goes out */
+	bool		(*may_join) (const group *g, const watcher *w, int64_t k);
+	bool		(*group_send) (group *g);	/* a live read by id, if one is due */
+	void		(*group_result) (group *g, PGresult *res);
+	void		(*connected) (void);	/* listening anew */
+	void		(*notified) (const char *payload);
+} wf_live_hooks;
+
+void		wf_start(const wf_live_hooks *h);
+group	   *wf_bucket(int b);
+group	  **wf_group_slot(int32_t person);
+void		wf_ready_push(watch_job *j);
+void		wf_mark_dirty(group *g);
+void		wf_all_dirty(void);
+void		wf_group_maybe_free(group *g);
+void		wf_watcher_drop(watcher *w);
+void		wf_caller_params(const watcher *w, const char **params, char *buf, size_t len);
+void		wf_deliver(PGresult *res, group *g, watcher *only);
+void		wf_end_live(group *g, PGresult *res);
+
+#endif

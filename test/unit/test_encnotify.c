@@ -1,0 +1,206 @@
+/*
+ * test_encnotify.c — the gateways' reader of NOTIFY udaconnect_encounter and
+ * their proof of gap-freeness (gateway/common/encnotify.c): the payload
+ * read exactly or refused whole; the tracker hearing versions in turn, and
+ * calling for a resync (every stream reads by version) whenever a version
+ * or a part was not heard; a person's chain giving each live fetch exactly
+ * the ids and the versions announced since the last, and letting a stream
+ * join the live fetches only when nothing delivered live is after what it
+ * read.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "encnotify.h"
+
+static int	test_no = 0;
+static int	failures = 0;
+
+static void
+ok(int good, const char *what)
+{
+	test_no++;
+	if (!good)
+		failures++;
+	printf("%sok %d - %s\n", good ? "" : "not ", test_no, what);
+}
+
+typedef struct Seen
+{
+	encn_entry	e[16];
+	int			n;
+} Seen;
+
+static void
+collect(const encn_entry *e, void *arg)
+{
+	Seen	   *s = arg;
+
+	if (s->n < 16)
+		s->e[s->n] = *e;
+	s->n++;
+}
+
+static int
+entries_are(const char *payload, const char *want)
+{
+	encn_payload p;
+	Seen		s = {{{0}}, 0};
+	char		got[512] = "";
+
+	if (!encn_parse(payload, &p))
+		return 0;
+	encn_each(&p, collect, &s);
+	for (int i = 0; i < s.n && i < 16; i++)
+		snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s%lld/%d/%d", i ? " " : "",
+				 s.e[i].removed ? "-" : "", (long long) s.e[i].id, s.e[i].a, s.e[i].b);
+	return strcmp(got, want) == 0;
+}
+
+static void
+test_parse(void)
+{
+	encn_payload p;
+
+	ok(encn_parse("v42.1/3:7.1.2,-8.1.2", &p) && p.version == 42 && p.part == 1 && p.parts == 3,
+	   "the head: version 42, part 1 of 3");
+	ok(entries_are("v42.1/1:7.1.2,-8.3.4,9223372036854775807.0.2147483647",
+				   "7/1/2 -8/3/4 9223372036854775807/0/2147483647"),
+	   "entries: written, removed (-), the largest id and person");
+	ok(entries_are("v1.1/1:", ""), "a version that changed nothing: no entries");
+	{
+		const char *bad[] = {
+			"", "1,2,3", "v.1/1:", "v0.1/1:", "v-3.1/1:", "v5.0/1:", "v5.2/1:", "v5.1/0:",
+			"v5.1/1", "v5.1/1:7", "v5.1/1:7.1", "v5.1/1:7.1.2,", "v5.1/1:,7.1.2",
+			"v5.1/1:7.1.2,,8.1.2", "v5.1/1:0.1.2", "v5.1/1:7.-1.2", "v5.1/1:7.1.2147483648",
+			"v5.1/1:9223372036854775808.1.2", "v99999999999999999999.1/1:", "v5.1/1:7.1.2x",
+			"v5.1/1: 7.1.2", "v5.1/1:+7.1.2", "V5.1/1:7.1.2", "v5.1/1:--7.1.2"
+		};
+		int			refused = 0;
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+			refused += !encn_parse(bad[i], &p);
+		ok(refused == (int) (sizeof(bad) / sizeof(bad[0])),
+		   "24 malformed payloads (old id lists, bad heads, empty or bad entries, overflow) refused");
+	}
+}
+
+static void
+test_tracker(void)
+{
+	encn_tracker t = {0};
+	encn_payload p;
+	uint64_t	e0;
+
+	encn_tracker_reset(&t);
+	e0 = t.epoch;
+	ok(t.known == -1 && t.base == -1 && encn_heard(&t) == -1, "a new epoch knows nothing");
+	ok(encn_track(&t, "v10.1/1:1.1.2", &p) == ENCN_APPLY && t.base == 9 && t.known == 10,
+	   "the epoch's first payload: applied; versions before it are the scans' (base 9)");
+	ok(encn_track(&t, "v11.1/2:2.1.2", &p) == ENCN_APPLY && t.known == 10 && t.cur == 11 &&
+	   encn_heard(&t) == 11, "part 1 of 2 of the next version: applied, not yet heard whole");
+	ok(encn_track(&t, "v11.2/2:3.1.2", &p) == ENCN_APPLY && t.known == 11 && t.cur == 0,
+	   "part 2 of 2: the version is heard whole");
+	ok(encn_track(&t, "v9.1/1:4.1.2", &p) == ENCN_SKIP && t.known == 11 && t.epoch == e0,
+	   "a version already known: skipped");
+	ok(encn_track(&t, "v13.1/1:5.1.2", &p) == ENCN_RESYNC_APPLY && t.epoch == e0 + 1 &&
+	   t.base == 12 && t.known == 13, "a version skipped (12 not heard): resync, 13 starts the new epoch");
+	ok(encn_track(&t, "v14.1/2:6.1.2", &p) == ENCN_APPLY &&
+	   encn_track(&t, "v15.1/1:7.1.2", &p) == ENCN_RESYNC_APPLY && t.known == 15 && t.cur == 0,
+	   "the next version before the last part of one: resync");
+	ok(encn_track(&t, "v16.1/2:8.1.2", &p) == ENCN_APPLY &&
+	   encn_track(&t, "v16.1/2:8.1.2", &p) == ENCN_RESYNC_APPLY && t.cur == 16,
+	   "a part heard twice: resync");
+	e0 = t.epoch;
+	ok(encn_track(&t, "17,18", &p) == ENCN_RESYNC && t.epoch == e0 + 1 && t.known == -1,
+	   "an unreadable payload (an older library's ids): resync, nothing known");
+	ok(encn_track(&t, "v20.2/3:9.1.2", &p) == ENCN_SKIP && t.known == 20 && t.base == 20 &&
+	   encn_track(&t, "v20.3/3:9.1.2", &p) == ENCN_SKIP &&
+	   encn_track(&t, "v21.1/1:9.1.2", &p) == ENCN_APPLY,
+	   "an epoch starting inside a version: that version is the scans', the next one applies");
+	encn_tracker_reset(&t);
+	ok(encn_track(&t, "v30.1/1:", &p) == ENCN_APPLY && encn_track(&t, "v31.1/1:", &p) == ENCN_APPLY &&
+	   t.known == 31, "versions that changed nothing keep the count going");
+}
+
+static void
+test_chain(void)
+{
+	encn_tracker t = {0};
+	encn_chain	c = {0};
+	encn_payload p;
+	int64_t		from,
+				to;
+	const int64_t *ids;
+	int			n;
+	bool		all = true;
+
+	encn_tracker_reset(&t);
+	encn_chain_reset(&c, encn_heard(&t));
+	encn_track(&t, "v10.1/1:5.1.2", &p);
+	ok(encn_chain_note(&c, 10, 5) && encn_chain_ready(&c, &t), "an id of a version heard whole: ready");
+	encn_track(&t, "v11.1/2:6.1.2", &p);
+	encn_chain_note(&c, 11, 6);
+	ok(!encn_chain_ready(&c, &t), "with a version still being heard: not ready");
+	encn_track(&t, "v11.2/2:5.1.2,-4.1.2", &p);
+	encn_chain_note(&c, 11, 5);
+	encn_chain_note(&c, 11, 0);
+	ok(encn_chain_ready(&c, &t), "... ready once heard whole");
+	encn_chain_take(&c, &from, &to, &ids, &n);
+	ok(from == 9 && to == 11 && n == 2 && ids[0] == 5 && ids[1] == 6,
+	   "the fetch: versions (9, 11], ids 5 and 6 (5 once, the removal by version)");
+	ok(!encn_chain_ready(&c, &t), "one fetch out at a time");
+	ok(encn_chain_may_join(&c, &t, t.epoch, 9) && !encn_chain_may_join(&c, &t, t.epoch - 1, 9),
+	   "while it is out, a stream that read up to 9 may join (in this epoch only)");
+	encn_chain_done(&c);
+	ok(c.seen == 11 && !encn_chain_may_join(&c, &t, t.epoch, 10) &&
+	   encn_chain_may_join(&c, &t, t.epoch, 11), "delivered: a stream must have read up to 11 to join");
+	encn_track(&t, "v12.1/1:", &p);
+	encn_track(&t, "v13.1/1:", &p);
+	encn_track(&t, "v14.1/1:7.1.3", &p);
+	encn_chain_note(&c, 14, 7);
+	encn_chain_take(&c, &from, &to, &ids, &n);
+	ok(from == 13 && to == 14 && n == 1, "versions that did not name the person are skipped: (13, 14]");
+	ok(encn_chain_may_join(&c, &t, t.epoch, 11), "... and a stream that read up to 11 may still join");
+	encn_chain_done(&c);
+	encn_chain_note(&c, 14, 8);
+	ok(c.hi == 0, "an entry of a version already fetched is ignored");
+	encn_track(&t, "v15.1/1:9.1.2", &p);
+	encn_chain_note(&c, 15, 9);
+	encn_chain_skip(&c);
+	ok(c.seen == 15 && c.lv == 15 && !encn_chain_ready(&c, &t), "nobody live: dropped as delivered");
+	encn_chain_reset(&c, 20);
+	ok(c.seen == 20 && encn_chain_note(&c, 20, 1) && c.hi == 0 && encn_chain_note(&c, 21, 1) && c.lv == 20,
+	   "reset at 20: what is heard up to 20 is the scans', 21 on is noted");
+	for (int i = 0; i < 600; i++)
+		all &= encn_chain_note(&c, 21, 100 + i % 300);
+	ok(all && c.nids == 301, "a repeated id is held once");
+	for (int i = 0; i < ENCN_CHAIN_MAX_IDS - 301; i++)
+		all &= encn_chain_note(&c, 21, 1000 + i);
+	ok(all && !encn_chain_note(&c, 21, 99999), "past ENCN_CHAIN_MAX_IDS ids: refused (the caller resets)");
+	encn_chain_free(&c);
+}
+
+static void
+test_literal(void)
+{
+	int64_t		ids[] = {1, 22, 9223372036854775807};
+	char		buf[64];
+	char		small[8];
+
+	ok(encn_ids_literal(ids, 3, buf, sizeof(buf)) && strcmp(buf, "{1,22,9223372036854775807}") == 0,
+	   "ids as an array literal");
+	ok(encn_ids_literal(ids, 0, buf, sizeof(buf)) && strcmp(buf, "{}") == 0, "no ids: {}");
+	ok(!encn_ids_literal(ids, 3, small, sizeof(small)), "a buffer too small: refused");
+}
+
+int
+main(void)
+{
+	test_parse();
+	test_tracker();
+	test_chain();
+	test_literal();
+	printf("1..%d\n", test_no);
+	return failures ? 1 : 0;
+}
