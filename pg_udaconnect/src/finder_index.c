@@ -150,6 +150,14 @@ qualified_name(Relation rel)
 					RelationGetRelationName(rel));
 }
 
+/* "schema.name" of a relation, quoted where needed, for DDL in a hint */
+static const char *
+quoted_name(Relation rel)
+{
+	return quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+									  RelationGetRelationName(rel));
+}
+
 /*
  * How an error names an index: by its name for the indexes found by name,
  * with its partition for a partition's own index (part is not NULL).
@@ -241,7 +249,7 @@ part_index_create(const IndexSpec *spec, Relation part)
 {
 	return psprintf("CREATE INDEX %s ON %s %s;",
 					quote_identifier(psprintf("%s%s", RelationGetRelationName(part), spec->suffix)),
-					qualified_name(part), spec->columns);
+					quoted_name(part), spec->columns);
 }
 
 /* The index has the wrong layout: say what is wrong and how to fix it. */
@@ -255,7 +263,7 @@ index_bad_layout(const IndexSpec *spec, Relation irel, Relation part, const char
 						index_label(spec, irel, part)),
 				 errdetail_internal("%s", problem),
 				 errhint("Recreate it with: DROP INDEX %s; %s",
-						 qualified_name(irel), part_index_create(spec, part))));
+						 quoted_name(irel), part_index_create(spec, part))));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("index \"udaconnect.%s\" does not have the layout the connection finder reads",
@@ -445,9 +453,11 @@ check_index_ordering(Relation irel, Relation part, const IndexSpec *spec,
 }
 
 /*
- * An index that is not valid: say why it may be so and what fixes it.  A
- * partitioned index is not valid while some partition has no index attached
- * to it; a partition's index, after a failed rebuild.
+ * An index that is not valid: say why it may be so and what fixes it.  Only
+ * CREATE INDEX CONCURRENTLY and DROP INDEX CONCURRENTLY leave an index of
+ * that name invalid (REINDEX CONCURRENTLY leaves its invalid copy under
+ * another name); REINDEX would not repair a failed CREATE UNIQUE INDEX, so
+ * the hint recreates it.
  */
 static void
 index_not_valid(const IndexSpec *spec, Relation irel, Relation part)
@@ -456,17 +466,9 @@ index_not_valid(const IndexSpec *spec, Relation irel, Relation part)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s is not valid", index_label(spec, irel, part)),
-				 errdetail("It is being rebuilt, or a rebuild of it failed."),
-				 errhint("If no REINDEX of it is running, rebuild it with: REINDEX INDEX %s;",
-						 qualified_name(irel))));
-	if (irel->rd_rel->relkind == RELKIND_PARTITIONED_INDEX)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("index \"udaconnect.%s\" is not valid", spec->name),
-				 errdetail("Some partition of udaconnect.%s has no index attached to it (CREATE INDEX ON ONLY, or a partition's index not attached yet).",
-						   spec->table),
-				 errhint("Attach each partition's index with ALTER INDEX udaconnect.%s ATTACH PARTITION, or recreate it with: %s %s",
-						 spec->name, spec->drop, spec->create)));
+				 errdetail("It is being created or dropped concurrently, or a CREATE INDEX CONCURRENTLY of it failed."),
+				 errhint("If no CREATE INDEX CONCURRENTLY or DROP INDEX CONCURRENTLY of it is running, recreate it with: DROP INDEX %s; %s",
+						 quoted_name(irel), part_index_create(spec, part))));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("index \"udaconnect.%s\" is not valid", spec->name),
@@ -513,11 +515,9 @@ check_index(Relation irel, Relation table, Relation part, const IndexSpec *spec,
 	 * An index built over broken HOT chains may lack entries for rows that
 	 * older snapshots still see: as the planner does, use it only in
 	 * transactions whose snapshots are newer than the index.  This passes by
-	 * itself once those transactions end, hence a retryable SQLSTATE.  (A
-	 * partitioned index holds no entries: its partitions' indexes are
-	 * checked.)
+	 * itself once those transactions end, hence a retryable SQLSTATE.
 	 */
-	if (irel->rd_rel->relkind == RELKIND_INDEX && ind->indcheckxmin &&
+	if (ind->indcheckxmin &&
 		!TransactionIdPrecedes(HeapTupleHeaderGetXmin(irel->rd_indextuple->t_data),
 							   TransactionXmin))
 		ereport(ERROR,

@@ -99,9 +99,9 @@ typedef struct FinderPart
 } FinderPart;
 
 /*
- * Relations the finder works with: those it finds by name (on 1.5 the two
- * location indexes are partitioned indexes, which hold no entries), and the
- * partitions finder_parts_open() chose for a time span.
+ * Relations the finder works with: those it finds by name (the two location
+ * indexes only on a plain, 1.4, table: a partitioned one has none), and the
+ * partitions finder_parts_open() chose for a time span, each with its own.
  */
 typedef struct FinderRels
 {

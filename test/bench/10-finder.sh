@@ -6,8 +6,8 @@
 # For each size: a fresh database bench_finder with the extension; the
 # deterministic conference of test/bench/finder/gen.sql; udaconnect.location
 # partitioned by UTC day (a partition for each day of the data, made before
-# the load: udaconnect.location_partitions_ensure() where the extension has
-# it, plain DDL otherwise; location_default stays empty); timed load into
+# the load by udaconnect.location_partitions_ensure(), each with its key and
+# its two btrees named after it; location_default stays empty); timed load into
 # udaconnect.location (INSERT ... SELECT from an unlogged staging table; the
 # encounter maintenance is off in this database, as the load's figures
 # predate it: 25-encounters.sh measures it) and

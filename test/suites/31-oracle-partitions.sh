@@ -7,12 +7,16 @@
 #
 # Two scratch databases, filled by gen.sql with the same seed (same persons,
 # ids and rows):
-#   oraclep_<pid>  the current version, with partitions made by plain DDL:
-#                  one from MINVALUE to 2024-02-29 (the 2023 points and the
-#                  last microsecond of 2024-02-28), a day each for 2024-02-29
-#                  .. 2024-03-03, one from 2024-03-06 to MAXVALUE; 2024-03-04
-#                  and 2024-03-05 (a quarter of the random times, and day
-#                  boundaries) stay in location_default, between partitions
+#   oraclep_<pid>  the current version, partitioned: a day each for
+#                  2024-02-29 .. 2024-03-03 (location_partitions_ensure: key
+#                  and btrees named after each), and by plain DDL, each with
+#                  its key and its two btrees named after it (the parent has
+#                  none; the finder reads a partition through those), one from
+#                  MINVALUE to 2024-02-29 (the 2023 points and the last
+#                  microsecond of 2024-02-28) and one from 2024-03-06 to
+#                  MAXVALUE; 2024-03-04 and 2024-03-05 (a quarter of the
+#                  random times, and day boundaries) stay in
+#                  location_default, between partitions
 #   oraclel_<pid>  CREATE EXTENSION pg_udaconnect VERSION '1.4': one plain table
 # Checked: where the rows lie; every scenario of gen.sql against the PostGIS
 # self-join on the partitioned database (one TAP line each, check.sql); that
@@ -44,18 +48,18 @@ setup() {
   "${PSQL[@]}" -d postgres -c "CREATE DATABASE $DBP" -c "CREATE DATABASE $DBL" &&
   "${PSQL[@]}" -d "$DBP" -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_udaconnect CASCADE" &&
   "${PSQL[@]}" -d "$DBP" <<'SQL' &&
+SET client_min_messages = warning;
+SELECT udaconnect.location_partitions_ensure('2024-02-29 00:00+00', '2024-03-04 00:00+00');
 CREATE TABLE udaconnect.location_before PARTITION OF udaconnect.location
   FOR VALUES FROM (MINVALUE) TO ('2024-02-29 00:00+00');
-CREATE TABLE udaconnect.location_p20240229 PARTITION OF udaconnect.location
-  FOR VALUES FROM ('2024-02-29 00:00+00') TO ('2024-03-01 00:00+00');
-CREATE TABLE udaconnect.location_p20240301 PARTITION OF udaconnect.location
-  FOR VALUES FROM ('2024-03-01 00:00+00') TO ('2024-03-02 00:00+00');
-CREATE TABLE udaconnect.location_p20240302 PARTITION OF udaconnect.location
-  FOR VALUES FROM ('2024-03-02 00:00+00') TO ('2024-03-03 00:00+00');
-CREATE TABLE udaconnect.location_p20240303 PARTITION OF udaconnect.location
-  FOR VALUES FROM ('2024-03-03 00:00+00') TO ('2024-03-04 00:00+00');
+ALTER TABLE udaconnect.location_before ADD CONSTRAINT location_before_pkey PRIMARY KEY (id, creation_time);
+CREATE INDEX location_before_person_time_idx ON udaconnect.location_before (person_id, creation_time) INCLUDE (coordinate);
+CREATE INDEX location_before_cell_time_idx ON udaconnect.location_before (cell, creation_time) INCLUDE (person_id, id, coordinate);
 CREATE TABLE udaconnect.location_after PARTITION OF udaconnect.location
   FOR VALUES FROM ('2024-03-06 00:00+00') TO (MAXVALUE);
+ALTER TABLE udaconnect.location_after ADD CONSTRAINT location_after_pkey PRIMARY KEY (id, creation_time);
+CREATE INDEX location_after_person_time_idx ON udaconnect.location_after (person_id, creation_time) INCLUDE (coordinate);
+CREATE INDEX location_after_cell_time_idx ON udaconnect.location_after (cell, creation_time) INCLUDE (person_id, id, coordinate);
 SQL
   "${PSQL[@]}" -d "$DBL" -c "SET client_min_messages = warning" -c "CREATE EXTENSION pg_udaconnect VERSION '1.4' CASCADE" &&
   "${PSQL[@]}" -d "$DBP" -v seed="$SEED" -f "$ORACLE/gen.sql" &&

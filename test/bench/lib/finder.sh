@@ -22,30 +22,16 @@ finder_db_create() {
 }
 
 # Day partitions of udaconnect.location for every UTC day of bench.src, made
-# before the load so that no row goes to location_default: through
-# udaconnect.location_partitions_ensure() where the extension has it (day
-# partitions at the default udaconnect.location_partition_width), with plain
-# DDL otherwise.  Prints "N partitions (how)".
+# before the load so that no row goes to location_default, by
+# udaconnect.location_partitions_ensure() (day partitions at the default
+# udaconnect.location_partition_width, each with its key and its two btrees
+# named after it, which the finder reads).  Prints "N partitions ...".
 finder_partitions() {
-  q -c "SET client_min_messages = warning" -c "DO \$\$
-    DECLARE
-      d date;
-      ensure boolean := to_regprocedure('udaconnect.location_partitions_ensure(timestamptz,timestamptz)') IS NOT NULL;
-    BEGIN
-      FOR d IN SELECT DISTINCT (creation_time AT TIME ZONE 'UTC')::date FROM bench.src ORDER BY 1 LOOP
-        IF ensure THEN
-          PERFORM udaconnect.location_partitions_ensure(d::timestamp AT TIME ZONE 'UTC', (d + 1)::timestamp AT TIME ZONE 'UTC');
-        ELSE
-          EXECUTE format('CREATE TABLE udaconnect.%I PARTITION OF udaconnect.location FOR VALUES FROM (%L) TO (%L)',
-                         'location_p' || to_char(d, 'YYYYMMDD'), d::timestamp AT TIME ZONE 'UTC', (d + 1)::timestamp AT TIME ZONE 'UTC');
-        END IF;
-      END LOOP;
-    END \$\$" >&2 || return 1
-  q -c "SELECT format('%s partitions besides location_default (%s)', count(*),
-                      CASE WHEN to_regprocedure('udaconnect.location_partitions_ensure(timestamptz,timestamptz)') IS NOT NULL
-                           THEN 'udaconnect.location_partitions_ensure()' ELSE 'plain DDL' END)
-          FROM pg_inherits WHERE inhparent = 'udaconnect.location'::regclass
-           AND inhrelid <> 'udaconnect.location_default'::regclass"
+  q -c "SET client_min_messages = warning" -c "
+    SELECT udaconnect.location_partitions_ensure(d::timestamp AT TIME ZONE 'UTC', (d + 1)::timestamp AT TIME ZONE 'UTC')
+      FROM (SELECT DISTINCT (creation_time AT TIME ZONE 'UTC')::date AS d FROM bench.src ORDER BY 1) days" >/dev/null || return 1
+  q -c "SELECT format('%s day partitions besides location_default (udaconnect.location_partitions_ensure())', count(*))
+          FROM udaconnect.location_partitions() WHERE NOT is_default"
 }
 
 # Heap, index and total bytes of udaconnect.location, partitions included.
