@@ -45,6 +45,7 @@
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "lib/stringinfo.h"
+#include "parser/scansup.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -243,12 +244,25 @@ index_missing(const IndexSpec *spec)
 			 errhint("Create it with: %s", spec->create)));
 }
 
+/*
+ * The name of partition part's index: the partition's name and the suffix,
+ * cut to NAMEDATALEN - 1 bytes as CREATE INDEX cuts an identifier.
+ */
+static char *
+part_index_name(Relation part, const IndexSpec *spec)
+{
+	char	   *name = psprintf("%s%s", RelationGetRelationName(part), spec->suffix);
+
+	truncate_identifier(name, strlen(name), false);
+	return name;
+}
+
 /* the DDL that makes a partition's index, named after the partition */
 static char *
 part_index_create(const IndexSpec *spec, Relation part)
 {
 	return psprintf("CREATE INDEX %s ON %s %s;",
-					quote_identifier(psprintf("%s%s", RelationGetRelationName(part), spec->suffix)),
+					quote_identifier(part_index_name(part, spec)),
 					quoted_name(part), spec->columns);
 }
 
@@ -321,7 +335,7 @@ open_index(Oid nsp, const IndexSpec *spec)
 static Relation
 open_part_index(Relation part, const IndexSpec *spec)
 {
-	char	   *name = psprintf("%s%s", RelationGetRelationName(part), spec->suffix);
+	char	   *name = part_index_name(part, spec);
 	Relation	rel = open_named(RelationGetNamespace(part), name);
 
 	if (rel == NULL || rel->rd_rel->relkind != RELKIND_INDEX)
