@@ -186,7 +186,7 @@ SQL
     && ok "$from: after the update new locations continue the id sequence ($got > $maxid)" \
     || fail "$from: after the update a new location got id $got (max before $maxid)"
   out=$(q $db "SELECT udaconnect.record_location($pid, 1, 1, now() + interval '1 day')")
-  printf '%s' "$out" | grep -q "creation_time is .* s in the future" \
+  grep -q "creation_time is .* s in the future" <<< "$out" \
     && ok "$from: after the update record_location applies the future-skew rule" \
     || { fail "$from: after the update record_location accepted a time a day ahead"; printf '%s\n' "$out" | sed 's/^/#   /'; }
   # the api_* functions answer with callers on the updated data
@@ -201,11 +201,11 @@ SQL
   [ "$got" = t ] && ok "$from: after the update api_persons, api_person, api_connections, api_find_connections answer organizer and attendee $pid" \
     || { fail "$from: after the update the api_* answers are wrong"; printf '%s\n' "$got" | sed 's/^/#   /'; }
   out=$(q $db "SELECT udaconnect.api_person('attendee', $pid, p.id) FROM udaconnect.person p WHERE p.last_name = 'Away'")
-  printf '%s' "$out" | grep -q "attendee $pid may not see person" \
+  grep -q "attendee $pid may not see person" <<< "$out" \
     && ok "$from: after the update an attendee may not see a person they have not met (42501)" \
     || { fail "$from: after the update an attendee saw a person they have not met"; printf '%s\n' "$out" | sed 's/^/#   /'; }
   out=$(q $db "SELECT udaconnect.api_persons(NULL, NULL)")
-  printf '%s' "$out" | grep -q "unknown caller" \
+  grep -q "unknown caller" <<< "$out" \
     && ok "$from: after the update an unknown caller gets 42501" \
     || { fail "$from: after the update an unknown caller got an answer"; printf '%s\n' "$out" | sed 's/^/#   /'; }
   # erasure on the updated data: the reject stored before person_id existed goes too
@@ -223,7 +223,7 @@ SQL
     && ok "$from: person $pid, their locations and their reject are gone; the id is kept as erased; one audit row" \
     || fail "$from: after forget_person($pid): person/locations/rejects/erased/audit = '$got', not '0 0 7,9,10,11 1 1'"
   out=$(q $db "INSERT INTO udaconnect.person (id, first_name, last_name, company_name) VALUES ($pid, 'Re', 'Used', 'X')")
-  printf '%s' "$out" | grep -q "is not reused" \
+  grep -q "is not reused" <<< "$out" \
     && ok "$from: after the update the erased id $pid is not given again" \
     || { fail "$from: after the update the erased id $pid could be inserted"; printf '%s\n' "$out" | sed 's/^/#   /'; }
 }
