@@ -64,8 +64,7 @@
  * inserted into it and entered into its own indexes; the ids are drawn in
  * batch order from the table's sequence, as COPY does; the person check and
  * the encounter maintenance, the table's statement triggers, stay once per
- * batch.  Rows for the DEFAULT partition are checked against its partition
- * constraint, as tuple routing does (a partition attached meanwhile).
+ * batch.
  *
  * Only used when the table and every partition written are exactly what
  * this path reproduces (see direct_path_ok, direct_partition_ok); anything
@@ -105,7 +104,6 @@ typedef struct DirectTarget
 	DirectCols	cols;
 	const int  *rows;			/* its rows, by number in the batch; NULL: all */
 	int			nrows;
-	bool		check_partition;	/* the DEFAULT partition: check each row */
 } DirectTarget;
 
 /* is e the function call fn(args...) of the given arity? */
@@ -511,13 +509,6 @@ form_row(DirectTarget *t, EState *estate, TupleTableSlot *slot, const IngestRow 
 		slot->tts_isnull[dc->identity - 1] = false;
 	}
 	ExecStoreVirtualTuple(slot);
-
-	/*
-	 * As tuple routing: the DEFAULT partition's constraint may have changed
-	 * since the bounds were read (a partition attached meanwhile).
-	 */
-	if (t->check_partition)
-		ExecPartitionCheck(t->rri, slot, estate, true);
 	if (dc->has_generated)
 		ExecComputeStoredGenerated(t->rri, estate, slot, CMD_INSERT);
 	if (t->rel->rd_att->constr)
@@ -601,21 +592,19 @@ static bool
 open_partitions(DirectInsert *d, IngestRow *rows, int n)
 {
 	Relation	rel = d->root->ri_RelationDesc;
+	bool		omit_detached = !IsolationUsesXactSnapshot();
 	PartitionDesc pd;
 	RoutedRows	rr;
-	Oid			defoid;
 	int			g;
 
 	/*
 	 * The bounds as tuple routing reads them: a partition being detached
 	 * concurrently is left out, except under snapshot isolation.
 	 */
-	d->estate->es_partition_directory =
-		CreatePartitionDirectory(d->estate->es_query_cxt, !IsolationUsesXactSnapshot());
+	d->estate->es_partition_directory = CreatePartitionDirectory(d->estate->es_query_cxt, omit_detached);
 	pd = PartitionDirectoryLookup(d->estate->es_partition_directory, rel);
 	if (!udc_ingest_route(rel, pd, d->tab.cols.creation_time, rows, n, &rr))
 		return false;
-	defoid = get_default_oid_from_partdesc(pd);
 	d->targets = palloc0(sizeof(DirectTarget) * rr.ngroups);
 	for (g = 0; g < rr.ngroups; g++)
 	{
@@ -628,11 +617,21 @@ open_partitions(DirectInsert *d, IngestRow *rows, int n)
 		d->ntargets++;
 		t->rows = &rr.rows[rr.start[g]];
 		t->nrows = rr.start[g + 1] - rr.start[g];
-		t->check_partition = rr.oids[g] == defoid;
 		if (!direct_partition_ok(t, &d->tab))
 			return false;
 	}
-	return true;
+
+	/*
+	 * Locking the partitions read the invalidations their locks waited for:
+	 * if the bounds changed since they were read (a partition attached by
+	 * location_partitions_maintain() while we waited for location_default),
+	 * COPY routes the batch by the new ones.  From here on, a partition that
+	 * would take rows routed to location_default waits for this transaction
+	 * (creating or attaching one locks the DEFAULT partition), so none of
+	 * those rows can break its partition constraint: tuple routing checks
+	 * that constraint row by row instead.
+	 */
+	return RelationGetPartitionDesc(rel, omit_detached) == pd;
 }
 
 /*
