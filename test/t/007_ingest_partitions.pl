@@ -79,9 +79,6 @@ psql(q{
 SELECT udaconnect.location_partitions_ensure('2020-01-01 00:00+00', '2020-01-03 00:00+00');
 SELECT udaconnect.location_partitions_ensure('2020-01-04 00:00+00', '2020-01-05 00:00+00');
 });
-# until the finder reads partitions (p-finder), the encounter maintenance
-# cannot run on a partitioned table
-psql('ALTER TABLE udaconnect.location DISABLE TRIGGER location_track_encounters');
 hold();
 
 my %files = (locations => [], locations14 => []);
