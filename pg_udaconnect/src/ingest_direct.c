@@ -64,7 +64,8 @@
  * inserted into it and entered into its own indexes; the ids are drawn in
  * batch order from the table's sequence, as COPY does; the person check and
  * the encounter maintenance, the table's statement triggers, stay once per
- * batch.
+ * batch.  Bounds that changed while the partitions were being locked (a
+ * partition attached meanwhile) make the batch route again (open_partitions).
  *
  * Only used when the table and every partition written are exactly what
  * this path reproduces (see direct_path_ok, direct_partition_ok); anything
@@ -572,6 +573,17 @@ insert_target(EState *estate, DirectTarget *t, const IngestRow *rows, const int6
 	pfree(r.tids);
 }
 
+/* how the set-up of an insert ended */
+typedef enum DirectSetup
+{
+	DIRECT_READY,
+	DIRECT_USE_COPY,			/* not a table or partition this path handles */
+	DIRECT_ROUTE_AGAIN			/* the partition bounds changed meanwhile */
+} DirectSetup;
+
+/* an insert's attempts to route before it leaves the batch to COPY */
+#define DIRECT_ROUTINGS 3
+
 /* one batch's insert: the table, and the relations it writes */
 typedef struct DirectInsert
 {
@@ -585,10 +597,9 @@ typedef struct DirectInsert
 
 /*
  * Open the partitions that rows[0..n) go into (RowExclusiveLock), as result
- * relations routed from the table.  false: the partitioning or one of these
- * partitions is not one this path handles.
+ * relations routed from the table.
  */
-static bool
+static DirectSetup
 open_partitions(DirectInsert *d, IngestRow *rows, int n)
 {
 	Relation	rel = d->root->ri_RelationDesc;
@@ -604,7 +615,7 @@ open_partitions(DirectInsert *d, IngestRow *rows, int n)
 	d->estate->es_partition_directory = CreatePartitionDirectory(d->estate->es_query_cxt, omit_detached);
 	pd = PartitionDirectoryLookup(d->estate->es_partition_directory, rel);
 	if (!udc_ingest_route(rel, pd, d->tab.cols.creation_time, rows, n, &rr))
-		return false;
+		return DIRECT_USE_COPY;
 	d->targets = palloc0(sizeof(DirectTarget) * rr.ngroups);
 	for (g = 0; g < rr.ngroups; g++)
 	{
@@ -618,27 +629,27 @@ open_partitions(DirectInsert *d, IngestRow *rows, int n)
 		t->rows = &rr.rows[rr.start[g]];
 		t->nrows = rr.start[g + 1] - rr.start[g];
 		if (!direct_partition_ok(t, &d->tab))
-			return false;
+			return DIRECT_USE_COPY;
 	}
 
 	/*
 	 * Locking the partitions read the invalidations their locks waited for:
 	 * if the bounds changed since they were read (a partition attached by
 	 * location_partitions_maintain() while we waited for location_default),
-	 * COPY routes the batch by the new ones.  From here on, a partition that
-	 * would take rows routed to location_default waits for this transaction
-	 * (creating or attaching one locks the DEFAULT partition), so none of
-	 * those rows can break its partition constraint: tuple routing checks
-	 * that constraint row by row instead.
+	 * the rows are routed again by the new ones.  From here on, a partition
+	 * that would take rows routed to location_default waits for this
+	 * transaction (creating or attaching one locks the DEFAULT partition),
+	 * so none of those rows can break its partition constraint: tuple
+	 * routing checks that constraint row by row instead.
 	 */
-	return RelationGetPartitionDesc(rel, omit_detached) == pd;
+	return RelationGetPartitionDesc(rel, omit_detached) == pd ? DIRECT_READY : DIRECT_ROUTE_AGAIN;
 }
 
 /*
- * Set up the insert of rows[0..n) into rel.  false: not a table this path
- * handles (nothing written; direct_end() still to be called).
+ * Set up the insert of rows[0..n) into rel (nothing written; direct_end()
+ * to be called whatever it returns).
  */
-static bool
+static DirectSetup
 direct_begin(DirectInsert *d, Relation rel, IngestRow *rows, int n)
 {
 	RangeTblEntry *rte;
@@ -655,7 +666,7 @@ direct_begin(DirectInsert *d, Relation rel, IngestRow *rows, int n)
 	d->root = makeNode(ResultRelInfo);
 	ExecInitResultRelation(d->estate, d->root, 1);
 	if (!direct_path_ok(rel, &d->tab))
-		return false;
+		return DIRECT_USE_COPY;
 	d->partitioned = rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE;
 	if (d->partitioned)
 		return open_partitions(d, rows, n);
@@ -667,7 +678,7 @@ direct_begin(DirectInsert *d, Relation rel, IngestRow *rows, int n)
 	d->targets[0].cols = d->tab.cols;
 	d->targets[0].nrows = n;
 	d->ntargets = 1;
-	return direct_indexes_ok(d->root);
+	return direct_indexes_ok(d->root) ? DIRECT_READY : DIRECT_USE_COPY;
 }
 
 static void
@@ -700,12 +711,17 @@ udc_ingest_insert_direct(Relation rel, IngestRow *rows, int n)
 	int64	   *ids = NULL;
 	PointMaker	pm;
 	CommandId	cid;
+	DirectSetup setup;
 	int			i;
 
-	if (!direct_begin(&d, rel, rows, n))
+	for (i = 1;; i++)
 	{
+		setup = direct_begin(&d, rel, rows, n);
+		if (setup == DIRECT_READY)
+			break;
 		direct_end(&d);
-		return -1;
+		if (setup == DIRECT_USE_COPY || i == DIRECT_ROUTINGS)
+			return -1;
 	}
 
 	/* in batch order, as COPY draws them, whatever partition a row takes */
