@@ -164,7 +164,6 @@ generated_is_cell_key(Relation rel, AttrNumber att, AttrNumber coordinate, Oid g
 		is_var(linitial(y->args), coordinate) && is_var(linitial(x->args), coordinate);
 }
 
-
 /*
  * Triggers: only the person check, whose lock check_persons() takes, and
  * the encounter maintenance, which we call with the inserted rows (*enc).
@@ -289,7 +288,7 @@ direct_path_ok(Relation rel, DirectTable *tab)
 		tab->identity_seq = getIdentitySequence(RelationGetRelid(rel), tab->cols.identity, true);
 		if (!OidIsValid(tab->identity_seq))
 			return false;
-		tab->identity_name = NameStr(TupleDescAttr(RelationGetDescr(rel), tab->cols.identity - 1)->attname);
+		tab->identity_name = pstrdup(NameStr(TupleDescAttr(RelationGetDescr(rel), tab->cols.identity - 1)->attname));
 	}
 	/* the matcher needs each row's id */
 	return !tab->encounters || tab->cols.identity != 0;
