@@ -3,7 +3,8 @@
  * the batch's partitions' offset rows, skip what is already ingested,
  * decode and check each message (ingest_message.c), check that its person
  * exists (and drop the messages of erased persons, rows and rejects alike:
- * check_persons), insert the valid rows (ingest_direct.c, else ingest_copy.c) in
+ * check_persons), insert the valid rows (ingest_direct.c, partition by
+ * partition if the table is partitioned, else ingest_copy.c) in
  * subtransactions that split a failing insert down to the rows at fault
  * (ingest_errors.c decides whose fault), write the rejects, store the next
  * offsets and counts (ingest_offsets.c), commit.
@@ -66,7 +67,7 @@ note_insert_path(IngestWorker *w, bool direct)
 		ereport(LOG,
 				(errmsg("udaconnect ingest worker %d: rows go into udaconnect.location through COPY",
 						w->index),
-				 errdetail("The table has a trigger, rule, policy, partitioning, index or column the direct insert path does not reproduce (docs/ingest.md).")));
+				 errdetail("The table or a partition written has a trigger, rule, policy, partitioning, index or column the direct insert path does not reproduce (docs/ingest.md).")));
 }
 
 /*

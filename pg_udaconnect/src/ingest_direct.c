@@ -3,20 +3,24 @@
  * batch's valid rows, minus what costs without being needed (details below
  * and in docs/ingest.md, "The direct insert path"): tuples formed from the
  * decoded values, table_multi_insert, index entries inserted one index at a
- * time in index order.
+ * time in index order; into a partitioned table, each partition's rows into
+ * that partition (ingest_route.c decides which) and its own indexes.
  *
- * It must not be used for a table it does not reproduce exactly
- * (direct_path_ok: it then returns -1, having done nothing, and the caller
- * uses COPY), must not catch errors or reject rows (ingest_batch.c does),
- * and must not call any other file of the worker.  It is the hot path:
- * nothing per row beyond forming, inserting and indexing the tuple.
+ * It must not be used for a table or partition it does not reproduce
+ * exactly (direct_path_ok, direct_partition_ok: it then returns -1, having
+ * written nothing, and the caller uses COPY), must not catch errors or
+ * reject rows (ingest_batch.c does), and must not call any other file of the
+ * worker than ingest_route.c.  It is the hot path: nothing per row beyond
+ * routing, forming, inserting and indexing the tuple.
  */
 #include "postgres.h"
 
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/stratnum.h"
+#include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/index.h"
 #include "catalog/pg_am.h"
@@ -29,6 +33,7 @@
 #include "executor/nodeModifyTable.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
+#include "partitioning/partdesc.h"
 #include "rewrite/rewriteHandler.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -54,24 +59,53 @@
  * generated_is_cell_key), any other generated column and the constraints
  * from the executor, as for COPY.
  *
- * Only used when the table is exactly what this path reproduces (see
- * direct_path_ok); anything else — another trigger, a rule, row level
- * security, a partitioned table, an index with an expression or predicate,
- * an exclusion or deferrable constraint, another column — goes through COPY.
+ * A partitioned table (1.5) is written partition by partition: the rows
+ * that tuple routing would send to a partition (ingest_route.c), multi-
+ * inserted into it and entered into its own indexes; the ids are drawn in
+ * batch order from the table's sequence, as COPY does; the person check and
+ * the encounter maintenance, the table's statement triggers, stay once per
+ * batch.  Bounds that changed while the partitions were being locked (a
+ * partition attached meanwhile) make the batch route again (open_partitions).
+ *
+ * Only used when the table and every partition written are exactly what
+ * this path reproduces (see direct_path_ok, direct_partition_ok); anything
+ * else — another trigger (a partition's own included), a rule, row level
+ * security, a partitioning other than by range on creation_time, a
+ * sub-partitioned or foreign partition, an index with an expression or
+ * predicate, an exclusion or deferrable constraint, another column — sends
+ * the batch through COPY.
  * ------------------------------------------------------------------------ */
 #define DIRECT_CHUNK 1000
 
+/* the columns of one relation written, by attribute number in it */
 typedef struct DirectCols
 {
 	AttrNumber	person;
 	AttrNumber	coordinate;
 	AttrNumber	creation_time;
 	AttrNumber	identity;		/* 0: none */
-	Oid			identity_seq;
 	AttrNumber	cell;			/* 0: none; else computed here */
 	bool		has_generated;	/* generated columns the executor computes */
-	bool		encounters;		/* the encounter trigger: call it ourselves */
 } DirectCols;
+
+/* what holds for the whole table, partitioned or not */
+typedef struct DirectTable
+{
+	DirectCols	cols;			/* of the table itself */
+	Oid			identity_seq;	/* the ids of every partition come from it */
+	const char *identity_name;
+	bool		encounters;		/* the encounter trigger: call it ourselves */
+} DirectTable;
+
+/* a relation written: the table itself, or a partition of it */
+typedef struct DirectTarget
+{
+	Relation	rel;
+	ResultRelInfo *rri;
+	DirectCols	cols;
+	const int  *rows;			/* its rows, by number in the batch; NULL: all */
+	int			nrows;
+} DirectTarget;
 
 /* is e the function call fn(args...) of the given arity? */
 static FuncExpr *
@@ -130,8 +164,44 @@ generated_is_cell_key(Relation rel, AttrNumber att, AttrNumber coordinate, Oid g
 		is_var(linitial(y->args), coordinate) && is_var(linitial(x->args), coordinate);
 }
 
+/*
+ * Triggers: only the person check, whose lock check_persons() takes, and
+ * the encounter maintenance, which we call with the inserted rows (*enc).
+ */
 static bool
-direct_path_ok(Relation rel, ResultRelInfo *rri, DirectCols *dc)
+direct_triggers_ok(Relation rel, bool *enc)
+{
+	List	   *fname = list_make2(makeString("udaconnect"), makeString("location_check_person"));
+	Oid			checkfn = LookupFuncName(fname, 0, NULL, true);
+	int			i;
+
+	*enc = false;
+	if (rel->trigdesc == NULL)
+		return true;
+	for (i = 0; i < rel->trigdesc->numtriggers; i++)
+	{
+		Trigger    *t = &rel->trigdesc->triggers[i];
+
+		if (!TRIGGER_FOR_INSERT(t->tgtype) || t->tgenabled == TRIGGER_DISABLED)
+			continue;
+		if (TRIGGER_FOR_ROW(t->tgtype) || !TRIGGER_FOR_AFTER(t->tgtype))
+			return false;
+		if (udc_encounter_is_trigger_function(t->tgfoid) && !*enc)
+			*enc = true;
+		else if (t->tgfoid != checkfn || !OidIsValid(checkfn))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Columns: the three we supply, plus identity and generated ones.  In a
+ * partition (identity != NULL) the identity is the column of that name: its
+ * values come from the table's sequence, as COPY takes them from the
+ * table's default.
+ */
+static bool
+direct_cols_ok(Relation rel, const char *identity, DirectCols *dc)
 {
 	TupleDesc	td = RelationGetDescr(rel);
 	Oid			geomtype = InvalidOid;
@@ -139,35 +209,6 @@ direct_path_ok(Relation rel, ResultRelInfo *rri, DirectCols *dc)
 	int			i;
 
 	memset(dc, 0, sizeof(*dc));
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relrowsecurity ||
-		rel->rd_rules != NULL)
-		return false;
-
-	/*
-	 * triggers: only the person check, whose lock check_persons() takes, and
-	 * the encounter maintenance, which we call with the inserted rows
-	 */
-	if (rel->trigdesc != NULL)
-	{
-		List	   *fname = list_make2(makeString("udaconnect"), makeString("location_check_person"));
-		Oid			checkfn = LookupFuncName(fname, 0, NULL, true);
-
-		for (i = 0; i < rel->trigdesc->numtriggers; i++)
-		{
-			Trigger    *t = &rel->trigdesc->triggers[i];
-
-			if (!TRIGGER_FOR_INSERT(t->tgtype) || t->tgenabled == TRIGGER_DISABLED)
-				continue;
-			if (TRIGGER_FOR_ROW(t->tgtype) || !TRIGGER_FOR_AFTER(t->tgtype))
-				return false;
-			if (udc_encounter_is_trigger_function(t->tgfoid) && !dc->encounters)
-				dc->encounters = true;
-			else if (t->tgfoid != checkfn || !OidIsValid(checkfn))
-				return false;
-		}
-	}
-
-	/* columns: the three we supply, plus identity and generated ones */
 	for (i = 0; i < td->natts; i++)
 	{
 		Form_pg_attribute a = TupleDescAttr(td, i);
@@ -184,13 +225,9 @@ direct_path_ok(Relation rel, ResultRelInfo *rri, DirectCols *dc)
 		}
 		else if (strcmp(name, "creation_time") == 0 && a->atttypid == TIMESTAMPTZOID)
 			dc->creation_time = a->attnum;
-		else if (a->attidentity != '\0' && a->atttypid == INT8OID && dc->identity == 0)
-		{
+		else if (a->atttypid == INT8OID && dc->identity == 0 &&
+				 (identity != NULL ? strcmp(name, identity) == 0 : a->attidentity != '\0'))
 			dc->identity = a->attnum;
-			dc->identity_seq = getIdentitySequence(RelationGetRelid(rel), a->attnum, true);
-			if (!OidIsValid(dc->identity_seq))
-				return false;
-		}
 		else if (a->attgenerated == ATTRIBUTE_GENERATED_STORED)
 		{
 			if (strcmp(name, "cell") == 0 && a->atttypid == INT8OID && dc->cell == 0)
@@ -203,16 +240,20 @@ direct_path_ok(Relation rel, ResultRelInfo *rri, DirectCols *dc)
 	}
 	if (dc->person == 0 || dc->coordinate == 0 || dc->creation_time == 0)
 		return false;
-	/* the matcher needs each row's id */
-	if (dc->encounters && dc->identity == 0)
-		return false;
 	if (dc->cell != 0 && !generated_is_cell_key(rel, dc->cell, dc->coordinate, geomtype, geomnsp))
 	{
 		dc->cell = 0;
 		dc->has_generated = true;
 	}
+	return true;
+}
 
-	/* indexes: plain columns, checked immediately */
+/* indexes: plain columns, checked immediately */
+static bool
+direct_indexes_ok(ResultRelInfo *rri)
+{
+	int			i;
+
 	for (i = 0; i < rri->ri_NumIndices; i++)
 	{
 		IndexInfo  *ii = rri->ri_IndexRelationInfo[i];
@@ -224,6 +265,54 @@ direct_path_ok(Relation rel, ResultRelInfo *rri, DirectCols *dc)
 			return false;
 	}
 	return true;
+}
+
+/*
+ * The table: a plain table, or one partitioned by range on creation_time
+ * (its partitions are checked by direct_partition_ok); no rule, no policy,
+ * only the triggers this path replaces, only the columns it fills.
+ */
+static bool
+direct_path_ok(Relation rel, DirectTable *tab)
+{
+	char		kind = rel->rd_rel->relkind;
+
+	memset(tab, 0, sizeof(*tab));
+	if ((kind != RELKIND_RELATION && kind != RELKIND_PARTITIONED_TABLE) ||
+		rel->rd_rel->relrowsecurity || rel->rd_rules != NULL ||
+		!direct_triggers_ok(rel, &tab->encounters) ||
+		!direct_cols_ok(rel, NULL, &tab->cols))
+		return false;
+	if (tab->cols.identity != 0)
+	{
+		tab->identity_seq = getIdentitySequence(RelationGetRelid(rel), tab->cols.identity, true);
+		if (!OidIsValid(tab->identity_seq))
+			return false;
+		tab->identity_name = pstrdup(NameStr(TupleDescAttr(RelationGetDescr(rel), tab->cols.identity - 1)->attname));
+	}
+	/* the matcher needs each row's id */
+	return !tab->encounters || tab->cols.identity != 0;
+}
+
+/*
+ * A partition the rows go into: the same checks as for a plain table, on its
+ * own triggers, rules, policies, columns and indexes (a row trigger of its
+ * own, say, sends the batch through COPY).  Its statement triggers would
+ * not fire for rows routed to it, so the encounter maintenance is the
+ * table's business only.
+ */
+static bool
+direct_partition_ok(DirectTarget *t, const DirectTable *tab)
+{
+	Relation	rel = t->rel;
+	bool		enc;
+
+	return rel->rd_rel->relkind == RELKIND_RELATION &&
+		!rel->rd_rel->relrowsecurity && rel->rd_rules == NULL &&
+		direct_triggers_ok(rel, &enc) &&
+		direct_cols_ok(rel, tab->identity_name, &t->cols) &&
+		(t->cols.identity != 0) == (tab->cols.identity != 0) &&
+		direct_indexes_ok(t->rri);
 }
 
 /*
@@ -381,61 +470,71 @@ insert_index_sorted(Relation rel, ResultRelInfo *rri, int j, DirectRows *r, int 
 
 /* What the encounter trigger would have done for the inserted rows. */
 static void
-add_encounters(const IngestRow *rows, const DirectRows *r, AttrNumber identity, int n)
+add_encounters(const IngestRow *rows, const int64 *ids, int n)
 {
 	EncPoint   *pts = palloc(sizeof(EncPoint) * n);
 
 	for (int i = 0; i < n; i++)
-		pts[i] = (EncPoint) {DatumGetInt64(r->values[i * r->natts + identity - 1]),
-			rows[i].person_id, rows[i].latitude, rows[i].longitude, rows[i].creation_time};
+		pts[i] = (EncPoint) {ids[i], rows[i].person_id, rows[i].latitude, rows[i].longitude,
+			rows[i].creation_time};
 	udc_encounters_add(pts, n);
 	pfree(pts);
 }
 
 /*
- * Insert rows[0..n) directly.  Returns the number inserted, or -1 if the
- * table is not one this path handles (nothing done: use COPY).
+ * Fill slot with row (id: its identity, if the relation has one), compute
+ * and check what the executor would, and materialize it for the insert.
  */
-int64
-udc_ingest_insert_direct(Relation rel, IngestRow *rows, int n)
+static inline void
+form_row(DirectTarget *t, EState *estate, TupleTableSlot *slot, const IngestRow *row, int64 id,
+		 PointMaker *pm)
 {
-	EState	   *estate;
-	RangeTblEntry *rte;
-	ResultRelInfo *rri;
-	DirectCols	dc;
+	DirectCols *dc = &t->cols;
+
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	slot->tts_values[dc->person - 1] = Int32GetDatum(row->person_id);
+	slot->tts_isnull[dc->person - 1] = false;
+	slot->tts_values[dc->coordinate - 1] = point_maker_make(pm, row->latitude, row->longitude);
+	slot->tts_isnull[dc->coordinate - 1] = false;
+	slot->tts_values[dc->creation_time - 1] = TimestampTzGetDatum(row->creation_time);
+	slot->tts_isnull[dc->creation_time - 1] = false;
+	if (dc->cell != 0)
+	{
+		slot->tts_values[dc->cell - 1] = Int64GetDatum(udc_cell_key(row->latitude, row->longitude));
+		slot->tts_isnull[dc->cell - 1] = false;
+	}
+	if (dc->identity != 0)
+	{
+		slot->tts_values[dc->identity - 1] = Int64GetDatum(id);
+		slot->tts_isnull[dc->identity - 1] = false;
+	}
+	ExecStoreVirtualTuple(slot);
+	if (dc->has_generated)
+		ExecComputeStoredGenerated(t->rri, estate, slot, CMD_INSERT);
+	if (t->rel->rd_att->constr)
+		ExecConstraints(t->rri, slot, estate);
+	ExecMaterializeSlot(slot);
+	ResetPerTupleExprContext(estate);
+}
+
+/*
+ * Insert and index the rows of one relation written.  ids: the batch's
+ * identities by row number (NULL: none).
+ */
+static void
+insert_target(EState *estate, DirectTarget *t, const IngestRow *rows, const int64 *ids,
+			  PointMaker *pm, CommandId cid)
+{
+	int			n = t->nrows;
 	TupleDesc	td;
 	TupleTableSlot **slots;
 	BulkInsertState bistate;
-	CommandId	cid;
-	PointMaker	pm;
 	DirectRows	r;
 	int			i,
 				j;
 
-	estate = CreateExecutorState();
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(rel);
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	rte->requiredPerms = ACL_INSERT;
-	ExecInitRangeTable(estate, list_make1(rte));
-	rri = makeNode(ResultRelInfo);
-	ExecInitResultRelation(estate, rri, 1);
-	ExecOpenIndices(rri, false);
-
-	if (!direct_path_ok(rel, rri, &dc))
-	{
-		ExecCloseResultRelations(estate);
-		ExecCloseRangeTableRelations(estate);
-		FreeExecutorState(estate);
-		return -1;
-	}
-
 	/* an unpinned copy of the descriptor: slots need no resource owner */
-	td = CreateTupleDescCopy(RelationGetDescr(rel));
-	point_maker_init(&pm);
-	cid = GetCurrentCommandId(true);
+	td = CreateTupleDescCopy(RelationGetDescr(t->rel));
 	bistate = GetBulkInsertState();
 	slots = palloc(sizeof(TupleTableSlot *) * n);
 	r.natts = td->natts;
@@ -448,35 +547,12 @@ udc_ingest_insert_direct(Relation rel, IngestRow *rows, int n)
 
 		for (j = i; j < i + m; j++)
 		{
-			TupleTableSlot *slot = MakeSingleTupleTableSlot(td, &TTSOpsHeapTuple);
+			int			row = t->rows ? t->rows[j] : j;
 
-			slots[j] = slot;
-			memset(slot->tts_isnull, true, sizeof(bool) * td->natts);
-			slot->tts_values[dc.person - 1] = Int32GetDatum(rows[j].person_id);
-			slot->tts_isnull[dc.person - 1] = false;
-			slot->tts_values[dc.coordinate - 1] = point_maker_make(&pm, rows[j].latitude, rows[j].longitude);
-			slot->tts_isnull[dc.coordinate - 1] = false;
-			slot->tts_values[dc.creation_time - 1] = TimestampTzGetDatum(rows[j].creation_time);
-			slot->tts_isnull[dc.creation_time - 1] = false;
-			if (dc.cell != 0)
-			{
-				slot->tts_values[dc.cell - 1] = Int64GetDatum(udc_cell_key(rows[j].latitude, rows[j].longitude));
-				slot->tts_isnull[dc.cell - 1] = false;
-			}
-			if (dc.identity != 0)
-			{
-				slot->tts_values[dc.identity - 1] = Int64GetDatum(nextval_internal(dc.identity_seq, false));
-				slot->tts_isnull[dc.identity - 1] = false;
-			}
-			ExecStoreVirtualTuple(slot);
-			if (dc.has_generated)
-				ExecComputeStoredGenerated(rri, estate, slot, CMD_INSERT);
-			if (rel->rd_att->constr)
-				ExecConstraints(rri, slot, estate);
-			ExecMaterializeSlot(slot);
-			ResetPerTupleExprContext(estate);
+			slots[j] = MakeSingleTupleTableSlot(td, &TTSOpsHeapTuple);
+			form_row(t, estate, slots[j], &rows[row], ids ? ids[row] : 0, pm);
 		}
-		table_multi_insert(rel, slots + i, m, cid, 0, bistate);
+		table_multi_insert(t->rel, slots + i, m, cid, 0, bistate);
 		for (j = i; j < i + m; j++)
 		{
 			slot_getallattrs(slots[j]);
@@ -488,14 +564,178 @@ udc_ingest_insert_direct(Relation rel, IngestRow *rows, int n)
 	FreeBulkInsertState(bistate);
 
 	/* as ExecInsertIndexTuples(): skip indexes still being built */
-	for (j = 0; j < rri->ri_NumIndices; j++)
-		if (rri->ri_IndexRelationInfo[j]->ii_ReadyForInserts)
-			insert_index_sorted(rel, rri, j, &r, n);
+	for (j = 0; j < t->rri->ri_NumIndices; j++)
+		if (t->rri->ri_IndexRelationInfo[j]->ii_ReadyForInserts)
+			insert_index_sorted(t->rel, t->rri, j, &r, n);
+	pfree(r.values);
+	pfree(r.isnull);
+	pfree(r.tids);
+}
 
-	ExecCloseResultRelations(estate);
-	ExecCloseRangeTableRelations(estate);
-	FreeExecutorState(estate);
-	if (dc.encounters)
-		add_encounters(rows, &r, dc.identity, n);
+/* how the set-up of an insert ended */
+typedef enum DirectSetup
+{
+	DIRECT_READY,
+	DIRECT_USE_COPY,			/* not a table or partition this path handles */
+	DIRECT_ROUTE_AGAIN			/* the partition bounds changed meanwhile */
+} DirectSetup;
+
+/* an insert's attempts to route before it leaves the batch to COPY */
+#define DIRECT_ROUTINGS 3
+
+/* one batch's insert: the table, and the relations it writes */
+typedef struct DirectInsert
+{
+	EState	   *estate;
+	ResultRelInfo *root;		/* the table */
+	DirectTable tab;
+	DirectTarget *targets;
+	int			ntargets;		/* opened so far */
+	bool		partitioned;
+} DirectInsert;
+
+/*
+ * Open the partitions that rows[0..n) go into (RowExclusiveLock), as result
+ * relations routed from the table.
+ */
+static DirectSetup
+open_partitions(DirectInsert *d, IngestRow *rows, int n)
+{
+	Relation	rel = d->root->ri_RelationDesc;
+	bool		omit_detached = !IsolationUsesXactSnapshot();
+	PartitionDesc pd;
+	RoutedRows	rr;
+	int			g;
+
+	/*
+	 * The bounds as tuple routing reads them: a partition being detached
+	 * concurrently is left out, except under snapshot isolation.
+	 */
+	d->estate->es_partition_directory = CreatePartitionDirectory(d->estate->es_query_cxt, omit_detached);
+	pd = PartitionDirectoryLookup(d->estate->es_partition_directory, rel);
+	if (!udc_ingest_route(rel, pd, d->tab.cols.creation_time, rows, n, &rr))
+		return DIRECT_USE_COPY;
+	d->targets = palloc0(sizeof(DirectTarget) * rr.ngroups);
+	for (g = 0; g < rr.ngroups; g++)
+	{
+		DirectTarget *t = &d->targets[g];
+
+		t->rel = table_open(rr.oids[g], RowExclusiveLock);
+		t->rri = makeNode(ResultRelInfo);
+		InitResultRelInfo(t->rri, t->rel, 0, d->root, d->estate->es_instrument);
+		ExecOpenIndices(t->rri, false);
+		d->ntargets++;
+		t->rows = &rr.rows[rr.start[g]];
+		t->nrows = rr.start[g + 1] - rr.start[g];
+		if (!direct_partition_ok(t, &d->tab))
+			return DIRECT_USE_COPY;
+	}
+
+	/*
+	 * Locking the partitions read the invalidations their locks waited for:
+	 * if the bounds changed since they were read (a partition attached by
+	 * location_partitions_maintain() while we waited for location_default),
+	 * the rows are routed again by the new ones.  From here on, a partition
+	 * that would take rows routed to location_default waits for this
+	 * transaction (creating or attaching one locks the DEFAULT partition),
+	 * so none of those rows can break its partition constraint: tuple
+	 * routing checks that constraint row by row instead.
+	 */
+	return RelationGetPartitionDesc(rel, omit_detached) == pd ? DIRECT_READY : DIRECT_ROUTE_AGAIN;
+}
+
+/*
+ * Set up the insert of rows[0..n) into rel (nothing written; direct_end()
+ * to be called whatever it returns).
+ */
+static DirectSetup
+direct_begin(DirectInsert *d, Relation rel, IngestRow *rows, int n)
+{
+	RangeTblEntry *rte;
+
+	memset(d, 0, sizeof(*d));
+	d->estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	rte->requiredPerms = ACL_INSERT;
+	ExecInitRangeTable(d->estate, list_make1(rte));
+	d->root = makeNode(ResultRelInfo);
+	ExecInitResultRelation(d->estate, d->root, 1);
+	if (!direct_path_ok(rel, &d->tab))
+		return DIRECT_USE_COPY;
+	d->partitioned = rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE;
+	if (d->partitioned)
+		return open_partitions(d, rows, n);
+
+	ExecOpenIndices(d->root, false);
+	d->targets = palloc0(sizeof(DirectTarget));
+	d->targets[0].rel = rel;
+	d->targets[0].rri = d->root;
+	d->targets[0].cols = d->tab.cols;
+	d->targets[0].nrows = n;
+	d->ntargets = 1;
+	return direct_indexes_ok(d->root) ? DIRECT_READY : DIRECT_USE_COPY;
+}
+
+static void
+direct_end(DirectInsert *d)
+{
+	int			i;
+
+	/* the table's own indexes and relation are the executor's to close */
+	if (d->partitioned)
+		for (i = 0; i < d->ntargets; i++)
+		{
+			ExecCloseIndices(d->targets[i].rri);
+			table_close(d->targets[i].rel, NoLock);
+		}
+	ExecCloseResultRelations(d->estate);
+	ExecCloseRangeTableRelations(d->estate);
+	FreeExecutorState(d->estate);
+}
+
+/*
+ * Insert rows[0..n) directly, into the table or, partitioned, into the
+ * partition of each row.  Returns the number inserted, or -1 if the table or
+ * one of these partitions is not one this path handles (nothing written:
+ * use COPY).
+ */
+int64
+udc_ingest_insert_direct(Relation rel, IngestRow *rows, int n)
+{
+	DirectInsert d;
+	int64	   *ids = NULL;
+	PointMaker	pm;
+	CommandId	cid;
+	DirectSetup setup;
+	int			i;
+
+	for (i = 1;; i++)
+	{
+		setup = direct_begin(&d, rel, rows, n);
+		if (setup == DIRECT_READY)
+			break;
+		direct_end(&d);
+		if (setup == DIRECT_USE_COPY || i == DIRECT_ROUTINGS)
+			return -1;
+	}
+
+	/* in batch order, as COPY draws them, whatever partition a row takes */
+	if (d.tab.cols.identity != 0)
+	{
+		ids = palloc(sizeof(int64) * n);
+		for (i = 0; i < n; i++)
+			ids[i] = nextval_internal(d.tab.identity_seq, false);
+	}
+	point_maker_init(&pm);
+	cid = GetCurrentCommandId(true);
+	for (i = 0; i < d.ntargets; i++)
+		insert_target(d.estate, &d.targets[i], rows, ids, &pm, cid);
+	direct_end(&d);
+	if (d.tab.encounters)
+		add_encounters(rows, ids, n);
 	return n;
 }

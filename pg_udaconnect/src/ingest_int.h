@@ -19,6 +19,7 @@
 
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
+#include "partitioning/partdefs.h"
 #include "utils/memutils.h"
 #include "utils/relcache.h"
 
@@ -137,6 +138,28 @@ extern void udc_ingest_store_offsets(IngestWorker *w, BatchPart *bp, int nbp);
  * ------------------------------------------------------------------------ */
 extern void udc_ingest_copy_init(void);
 extern uint64 udc_ingest_copy_rows(Relation rel, IngestRow *rows, int n);
+
+/* ------------------------------------------------------------------------
+ * ingest_route.c: the rows of a batch by partition of a partitioned table
+ * ------------------------------------------------------------------------ */
+
+/* a batch's rows grouped by the leaf partition that takes them */
+typedef struct RoutedRows
+{
+	int			ngroups;
+	Oid		   *oids;			/* [group]: the partition */
+	int		   *start;			/* [group]: its first entry in rows[];
+								 * start[ngroups] is the batch's row count */
+	int		   *rows;			/* row numbers, group by group, each group in
+								 * batch order */
+} RoutedRows;
+
+/*
+ * false: not a partitioning it routes (use COPY); raises tuple routing's
+ * error for a row no partition takes
+ */
+extern bool udc_ingest_route(Relation rel, PartitionDesc pd, AttrNumber att,
+							 const IngestRow *rows, int n, RoutedRows *out);
 
 /* ------------------------------------------------------------------------
  * ingest_direct.c: the direct multi-insert path

@@ -5,7 +5,13 @@
 #     into udaconnect.location with all its indexes and the encounter
 #     maintenance as installed (on; its cost is measured by
 #     25-encounters.sh), measured between the first and the last committed
-#     batch (track_commit_timestamp);
+#     batch (track_commit_timestamp); the table partitioned by day (1.5),
+#     its day partitions made before (location_partitions_ensure()) so
+#     that the rows go through the direct path into their day's partition;
+#  (p) the same messages, in the same run, into a database at VERSION '1.4'
+#      (one plain location table, same library; the workers are pointed at
+#      it by udaconnect.database, a restart each way): partitioned against
+#      unpartitioned (issue 16: at least 0.9x);
 #  (a) server-side COPY (binary) of the same rows into a table of the same
 #      shape (indexes, generated cell column, person trigger): the practical
 #      limit;
@@ -46,7 +52,35 @@ else
   TOPIC=bench_locations
   ingest_broker_start "$PARTITIONS" "$TOPIC"
 fi
+DB14=bench_ingest_14
+# the workers serve one database (udaconnect.database, set at server start)
+restart_pg() {
+  "$PGBIN/pg_ctl" -D "$RUN_DIR/pgdata" -l "$RUN_DIR/log/postgresql.log" -w -t 60 restart -m fast >/dev/null
+  for _ in $(seq 1 50); do q "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
+}
+# the workers' insert paths logged since byte $1 of the server log
+paths_since() {
+  local p
+  p=$(tail -c +"$(($1 + 1))" "$RUN_DIR/log/postgresql.log" |
+      grep -o 'rows go into udaconnect.location through [A-Za-z ]*' | sed 's/.* through //' | sort -u | paste -sd/)
+  echo "${p:-none logged}"
+}
+# the workers running, after a restart
+workers_up() {
+  for _ in $(seq 1 150); do
+    [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'udaconnect ingest'")" -ge "$WORKERS" ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+workers_back() {
+  if [ "$(q "SHOW udaconnect.database")" = "$DB14" ]; then
+    q "ALTER SYSTEM RESET udaconnect.database" >/dev/null
+    restart_pg
+  fi
+}
 cleanup() {
+  workers_back
   ingest_settings_reset
   ingest_broker_stop
 }
@@ -66,10 +100,17 @@ WORKERS=$(q "SHOW udaconnect.ingest_workers")
 BATCH=$(q "SHOW udaconnect.ingest_batch_size")
 START_OFF=$(q "SELECT coalesce(sum(next_offset), 0) FROM udaconnect.ingest_offset WHERE topic = '$TOPIC'")
 MAXID=$(q "SELECT coalesce(max(id), 0) FROM udaconnect.location")
+# the day partitions of the messages' times (creation_time BASE + i ms)
+BASE=1700000000
+q "SELECT udaconnect.location_partitions_ensure(to_timestamp($BASE), to_timestamp($BASE) + interval '1 millisecond' * ($N + 1))" >/dev/null
+read -r NPARTS PARTS_OF <<<"$(q "SELECT count(*), string_agg(partition::text, ',' ORDER BY from_time)
+  FROM udaconnect.location_partitions()
+ WHERE NOT is_default AND to_time > to_timestamp($BASE) AND from_time < to_timestamp($BASE) + interval '1 millisecond' * $N" | tr '|' ' ')"
 
 # ---- 1. pre-fill the topic, then ingest it
+LOGPOS=$(stat -c %s "$RUN_DIR/log/postgresql.log")
 t0=$(date +%s.%N)
-"$PRODUCE" -q -b "$BROKERS" -t "$TOPIC" -n "$N" -s 0 -p 100001:102000 -B 0 -T 1700000000
+"$PRODUCE" -q -b "$BROKERS" -t "$TOPIC" -n "$N" -s 0 -p 100001:102000 -B 0 -T $BASE
 t1=$(date +%s.%N)
 PRODUCE_RATE=$(echo "$N / ($t1 - $t0)" | bc)
 END_OFF=$((START_OFF + N))
@@ -84,6 +125,38 @@ W_CPU=$(( $(cpu_ticks $WPIDS) - W_CPU0 ))
 read -r INGEST_ROWS INGEST_S <<<"$(ingest_rate_rows "$MAXID")"
 INGESTED=$(q "SELECT count(*) FROM udaconnect.location WHERE id > $MAXID")
 INGEST_RATE=$(echo "$INGEST_ROWS / $INGEST_S" | bc)
+PART_PATHS=$(paths_since "$LOGPOS")
+IN_PARTS=$(q "SELECT count(*) FROM udaconnect.location WHERE id > $MAXID AND tableoid::regclass::text = ANY (string_to_array('$PARTS_OF', ','))")
+
+# ---- (p) the same messages into a 1.4 database: one plain table
+q "DROP DATABASE IF EXISTS $DB14" >/dev/null
+q "CREATE DATABASE $DB14" >/dev/null
+PGDATABASE=$DB14 q "CREATE EXTENSION pg_udaconnect VERSION '1.4' CASCADE" >/dev/null
+PGDATABASE=$DB14 q "INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
+   SELECT g, 'Bench' || g, 'Person', 'Bench Inc' FROM generate_series(100001, 102000) g" >/dev/null
+PLAIN_KIND=$(PGDATABASE=$DB14 q "SELECT CASE relkind WHEN 'r' THEN 'one plain table' ELSE 'relkind ' || relkind::text END
+  FROM pg_class WHERE oid = 'udaconnect.location'::regclass")
+PLAIN_ENC=$(PGDATABASE=$DB14 q "SELECT CASE tgenabled WHEN 'D' THEN 'off' ELSE 'on' END FROM pg_trigger WHERE tgname = 'location_track_encounters'")
+PGDATABASE=$DB14 q "SELECT udaconnect.ingest_pause()" >/dev/null
+q "ALTER SYSTEM SET udaconnect.database = '$DB14'" >/dev/null
+LOGPOS=$(stat -c %s "$RUN_DIR/log/postgresql.log")
+restart_pg
+workers_up || { echo "bench: the ingest workers did not start again"; exit 1; }
+# no offsets stored there: the topic from its beginning, the same N messages
+WPIDS14=$(ingest_worker_pids)
+# shellcheck disable=SC2086
+W_CPU0=$(cpu_ticks $WPIDS14)
+PGDATABASE=$DB14 q "SELECT udaconnect.ingest_resume()" >/dev/null
+PGDATABASE=$DB14 wait_offsets "$TOPIC" "$N" 1800 || { echo "bench: ingest into the 1.4 database did not finish"; exit 1; }
+# shellcheck disable=SC2086
+W_CPU14=$(( $(cpu_ticks $WPIDS14) - W_CPU0 ))
+read -r PLAIN_ROWS PLAIN_S <<<"$(PGDATABASE=$DB14 ingest_rate_rows 0)"
+PLAIN_INGESTED=$(PGDATABASE=$DB14 q "SELECT count(*) FROM udaconnect.location")
+PLAIN_RATE=$(echo "$PLAIN_ROWS / $PLAIN_S" | bc)
+PLAIN_PATHS=$(paths_since "$LOGPOS")
+workers_back
+workers_up || { echo "bench: the ingest workers did not start again"; exit 1; }
+q "DROP DATABASE $DB14" >/dev/null
 
 # ---- (a) server-side COPY of the same rows into a table of the same shape
 read -r COPY_MS C_CPU <<<"$(copy_baseline "$MAXID")"
@@ -118,14 +191,19 @@ Kafka ingest benchmark: $N messages, $PARTITIONS partitions, $WORKERS worker(s),
 | method                                             | rows      | rows/s    | ingest is      | rows per CPU-second |
 |----------------------------------------------------|-----------|-----------|----------------|---------------------|
 | pg_udaconnect ingest workers (Kafka -> location)   | $(printf '%-9s' "$INGESTED") | $(printf '%-9s' "$INGEST_RATE") | -              | $(printf '%-19s' "$(cpu_rate "$INGESTED" "$W_CPU")") |
+| (p) the same into 1.4's unpartitioned location     | $(printf '%-9s' "$PLAIN_INGESTED") | $(printf '%-9s' "$PLAIN_RATE") | $(printf '%-14s' "$(ratio "$INGEST_RATE" "$PLAIN_RATE")x of it") | $(printf '%-19s' "$(cpu_rate "$PLAIN_INGESTED" "$W_CPU14")") |
 | (a) server-side COPY (binary), same table shape    | $(printf '%-9s' "$INGESTED") | $(printf '%-9s' "$COPY_RATE") | $(printf '%-14s' "$(ratio "$INGEST_RATE" "$COPY_RATE")x of it") | $(printf '%-19s' "$(cpu_rate "$INGESTED" "$C_CPU")") |
 | (b) original consumer: INSERT + commit per message | $(printf '%-9s' "$SAMPLE") | $(printf '%-9s' "$ROW_RATE") | $(printf '%-14s' "$(ratio "$INGEST_RATE" "$ROW_RATE")x faster") | -                   |
 
 (rows/s are wall-clock; rows per CPU-second count the workers' CPU time,
 librdkafka threads included, and the COPY backend's; the workers' encounter
-maintenance (trigger location_track_encounters) is $(q "SELECT CASE tgenabled WHEN 'D' THEN 'off' ELSE 'on' END FROM pg_trigger WHERE tgname = 'location_track_encounters'"), COPY's table has none)
+maintenance (trigger location_track_encounters) is $(q "SELECT CASE tgenabled WHEN 'D' THEN 'off' ELSE 'on' END FROM pg_trigger WHERE tgname = 'location_track_encounters'") (in 1.4's: $PLAIN_ENC), COPY's table has none)
+(location partitioned by day: $NPARTS day partition(s) made before the run with
+location_partitions_ensure(), $IN_PARTS of the $INGESTED rows in them; workers' insert
+path: $PART_PATHS.  (p): database $DB14 at VERSION '1.4', $PLAIN_KIND, same
+messages, same run, the workers pointed at it by udaconnect.database; insert path: $PLAIN_PATHS)
 
 Produce-to-row latency at $LAT_RATE msgs/s offered for ${LAT_S}s ($LAT_N rows): p50 ${P50} ms, p95 ${P95} ms, p99 ${P99} ms, max ${PMAX} ms
 
-Targets: >= 150k rows/s: $(verdict "$INGEST_RATE" 150000); >= 0.7x COPY: $(verdict "$(ratio "$INGEST_RATE" "$COPY_RATE")" 0.7); >= 100x per-row INSERT: $(verdict "$(ratio "$INGEST_RATE" "$ROW_RATE")" 100); p99 <= 500 ms: $(verdict 500 "${P99:-999999}")
+Targets: >= 150k rows/s: $(verdict "$INGEST_RATE" 150000); >= 0.7x COPY: $(verdict "$(ratio "$INGEST_RATE" "$COPY_RATE")" 0.7); >= 100x per-row INSERT: $(verdict "$(ratio "$INGEST_RATE" "$ROW_RATE")" 100); p99 <= 500 ms: $(verdict 500 "${P99:-999999}"); partitioned at least 0.9x the unpartitioned (1.4) rate, same run: $(ratio "$INGEST_RATE" "$PLAIN_RATE")x, $(verdict "$(ratio "$INGEST_RATE" "$PLAIN_RATE")" 0.9)
 TABLE

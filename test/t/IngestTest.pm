@@ -87,6 +87,7 @@ sub producer_cmd
 		'-n', $o{count}, '-s', $o{start} || 0, '-p', $o{persons} || '1001:1100',
 		'-B', $o{bad} // 0, '-o', $o{expect});
 	push @cmd, '-r', $o{rate} if $o{rate};
+	push @cmd, '-T', $o{base} if $o{base};    # creation_time of message 0
 	return @cmd;
 }
 
@@ -235,6 +236,58 @@ SQL
 	is($nrej_got, $nrej_exp, "$label: one reject per bad message");
 	is("$rej_missing/$rej_extra", "0/0", "$label: rejects are exactly the bad messages (missing/extra by partition and offset)");
 	is($bad_reason, 0, "$label: every reject names the right reason");
+	return;
+}
+
+# Every btree index of every leaf of udaconnect.location (the table itself
+# when it is not partitioned) checked by amcheck with heapallindexed: valid,
+# an entry for each heap row.  Returns "checked/expected", expected being
+# three per leaf (the key and the two finder indexes).
+sub check_indexes
+{
+	my ($node) = @_;
+	$node->safe_psql('postgres', 'CREATE EXTENSION IF NOT EXISTS amcheck');
+	return $node->safe_psql('postgres', q{
+	WITH leaf AS (SELECT c.oid FROM pg_class c
+	               WHERE c.relkind = 'r' AND (c.oid = 'udaconnect.location'::regclass
+	                  OR c.oid IN (SELECT relid FROM pg_partition_tree('udaconnect.location'))))
+	SELECT count(*) || '/' || 3 * (SELECT count(*) FROM leaf)
+	  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+	  JOIN pg_am am ON am.oid = ic.relam AND am.amname = 'btree',
+	       LATERAL (SELECT bt_index_check(i.indexrelid, true)) c
+	 WHERE i.indrelid IN (SELECT oid FROM leaf)});
+}
+
+# Each valid message of the expectation files is one row in the partition
+# whose bounds cover its creation_time, or in location_default when none
+# does (udaconnect.location_partitions()); nothing else is anywhere.
+# Emits one ok().
+sub check_partitions
+{
+	my ($node, $label, @files) = @_;
+	my $sql = "CREATE TEMP TABLE exp_raw (line text);\n";
+	$sql .= "COPY exp_raw FROM '$_';\n" for @files;
+	$sql .= <<'SQL';
+CREATE TEMP TABLE bounds AS SELECT * FROM udaconnect.location_partitions();
+CREATE TEMP TABLE want AS
+  SELECT v.person_id, v.creation_time, v.lat, v.lon,
+         coalesce((SELECT b.partition FROM bounds b
+                    WHERE NOT b.is_default AND v.creation_time >= b.from_time AND v.creation_time < b.to_time),
+                  (SELECT b.partition FROM bounds b WHERE b.is_default)) AS part
+    FROM (SELECT split_part(line, ' ', 4)::int AS person_id,
+                 'epoch'::timestamptz + split_part(line, ' ', 5)::bigint * interval '1 microsecond' AS creation_time,
+                 split_part(line, ' ', 6)::float8 AS lat, split_part(line, ' ', 7)::float8 AS lon
+            FROM exp_raw WHERE line LIKE 'V %') v;
+CREATE TEMP TABLE got AS
+  SELECT person_id, creation_time, ST_Y(coordinate) AS lat, ST_X(coordinate) AS lon, tableoid::regclass AS part
+    FROM udaconnect.location WHERE person_id BETWEEN 1001 AND 1100;
+SELECT (SELECT count(*) FROM want) || ' ' || (SELECT count(DISTINCT part) FROM want) || ' ' ||
+       (SELECT count(*) FROM (SELECT * FROM want EXCEPT ALL SELECT * FROM got) m) || ' ' ||
+       (SELECT count(*) FROM (SELECT * FROM got EXCEPT ALL SELECT * FROM want) x);
+SQL
+	my ($n, $parts, $missing, $extra) = split / /, $node->safe_psql('postgres', $sql);
+	ok($n > 0 && $missing == 0 && $extra == 0,
+		"$label: each of the $n rows is once in its partition, $parts partitions (missing/extra: $missing/$extra)");
 	return;
 }
 
