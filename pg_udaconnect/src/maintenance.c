@@ -301,9 +301,15 @@ udc_maintenance_worker_main(Datum main_arg)
 	pgstat_report_appname("udaconnect maintenance");
 	ereport(LOG, (errmsg("udaconnect maintenance worker started")));
 
+	/*
+	 * A round every naptime, and at once after a reload (a new retention
+	 * applies then).  The latch is also set by catch-up interrupts, which
+	 * any DDL elsewhere causes: those only shorten the wait, not start a
+	 * round.
+	 */
 	for (;;)
 	{
-		int			rc;
+		TimestampTz next;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -312,9 +318,19 @@ udc_maintenance_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		run_round();
-		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					   udc_retention_naptime * 1000L, PG_WAIT_EXTENSION);
-		if (rc & WL_LATCH_SET)
-			ResetLatch(MyLatch);
+		next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), udc_retention_naptime * 1000L);
+		for (;;)
+		{
+			long		wait = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next);
+			int			rc;
+
+			if (wait <= 0 || ConfigReloadPending)
+				break;
+			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						   wait, PG_WAIT_EXTENSION);
+			if (rc & WL_LATCH_SET)
+				ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
 	}
 }
