@@ -87,6 +87,12 @@ BEGIN
                 coalesce(at_time::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- the move reads location_default with this transaction's snapshot
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'location_partition_create must run at READ COMMITTED, not %',
+                upper(current_setting('transaction_isolation'))
+            USING ERRCODE = 'active_sql_transaction';
+    END IF;
     created := false;
     moved := 0;
     -- one creator at a time: ATTACH PARTITION takes this lock too; it
@@ -106,6 +112,17 @@ BEGIN
     part_name := 'location_p' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD')
         || CASE WHEN (lo AT TIME ZONE 'UTC')::time <> '00:00'
                 THEN to_char(lo AT TIME ZONE 'UTC', '"_"HH24MISS') ELSE '' END;
+    -- No row may reach location_default's part of [lo, hi) between the
+    -- move and the ATTACH (which would then fail): EXCLUSIVE keeps writers
+    -- out of location_default, not readers.  When rows move, a reader
+    -- planned before this commit and run after it would find them neither
+    -- in location_default (deleted) nor in the new partition (not in its
+    -- plan): then location itself is taken, for as long as the move.
+    IF EXISTS (SELECT 1 FROM udaconnect.location_default d
+                WHERE d.creation_time >= lo AND d.creation_time < hi) THEN
+        LOCK TABLE udaconnect.location IN ACCESS EXCLUSIVE MODE;
+    END IF;
+    LOCK TABLE udaconnect.location_default IN EXCLUSIVE MODE;
     -- a table of location's columns (the cell generated alike, no identity:
     -- ids come from location's sequence), attached once filled, so that
     -- location_default is scanned once, by ATTACH, under its lock
@@ -190,6 +207,7 @@ SET lock_timeout = '500ms'
 AS $$
 DECLARE
     width interval := udaconnect.location_partition_width();
+    retention interval;
     r record;
     t timestamptz;
 BEGIN
@@ -203,9 +221,19 @@ BEGIN
     EXCEPTION WHEN lock_not_available THEN
         RAISE LOG 'udaconnect partitions: location_default is in use; the partitions ahead are left for the next round';
         RETURN;
+    WHEN OTHERS THEN
+        -- a partition that cannot be made (a name taken by hand, ...) must
+        -- not stop the rest: said at every round until someone acts
+        RAISE WARNING 'udaconnect partitions: the partitions ahead could not be made: %', SQLERRM
+            USING DETAIL = 'Rows for times no partition covers go to udaconnect.location_default meanwhile.';
     END;
+    -- rows older than the retention are left to the sweep, which deletes
+    -- them from location_default: a partition for them would be dropped next
+    retention := nullif(current_setting('udaconnect.location_retention', true), '')::interval;
     FOR t IN SELECT DISTINCT date_bin(width, d.creation_time, timestamptz '2000-01-01 00:00+00') AS bin
-               FROM udaconnect.location_default d ORDER BY bin LIMIT 32 LOOP
+               FROM udaconnect.location_default d
+              WHERE retention IS NULL OR d.creation_time >= now() - retention
+              ORDER BY bin LIMIT 32 LOOP
         -- the bin's start may lie in a neighbour made under another width:
         -- create the partition of the first row in the bin
         t := (SELECT min(d.creation_time) FROM udaconnect.location_default d
@@ -216,6 +244,10 @@ BEGIN
         EXCEPTION WHEN lock_not_available THEN
             RAISE LOG 'udaconnect partitions: rows of location_default at % are in use; left for the next round', t;
             RETURN;
+        WHEN OTHERS THEN
+            RAISE WARNING 'udaconnect partitions: no partition could be made for the rows of location_default at %: %', t, SQLERRM
+                USING DETAIL = 'They stay in udaconnect.location_default, where every search still finds them.';
+            CONTINUE;
         END;
         created := created + r.created::integer;
         moved := moved + r.moved;
@@ -235,6 +267,8 @@ SELECT count(*) FROM (
      ORDER BY b.t) c;
 INSERT INTO location (id, person_id, coordinate, creation_time)
 SELECT o.id, o.person_id, o.coordinate, o.creation_time FROM location_1_4 o ORDER BY o.creation_time, o.id;
+-- new partitions have no statistics, and autovacuum never analyses the parent
+ANALYZE location;
 
 
 CREATE TRIGGER location_person_fk_ins AFTER INSERT ON location
@@ -268,7 +302,7 @@ CREATE FUNCTION record_location(person_id integer, latitude float8, longitude fl
                                 creation_time timestamptz DEFAULT now())
 RETURNS udaconnect.location
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path FROM CURRENT
+SET search_path = udaconnect, public, pg_temp
 AS $$
 DECLARE
     point  geometry;
@@ -353,12 +387,14 @@ BEGIN
 END;
 $$;
 
--- Detach and drop every partition of location that ends at or before the
--- cutoff, oldest first, each in a subtransaction.  Locks: location ACCESS
--- EXCLUSIVE first (the ingest holds location when it takes the encounter
--- lock, so the other order could deadlock), for as long as a drop takes;
--- never waited for longer than lock_timeout 500 ms (a long reader or an
--- erasure in progress): the partition is then left for the next round.
+-- Detach and drop the oldest partition of location that ends at or before
+-- the cutoff; the worker calls it until it drops none, each call its own
+-- transaction, so location is held no longer than one drop.  Locks in the
+-- order every writer takes them: location (ACCESS EXCLUSIVE) first, then
+-- encounter_lock(); never waited for longer than lock_timeout 500 ms (a
+-- long reader, an erasure in progress): the partition is then left for the
+-- next round, with a WARNING once it is a whole partition width overdue
+-- (udaconnect.location_retention then holds rows longer than it says).
 CREATE FUNCTION retention_drop_partitions(cutoff timestamptz,
                                           OUT partitions integer, OUT locations bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -367,7 +403,7 @@ SET lock_timeout = '500ms'
 AS $$
 DECLARE
     p record;
-    n bigint;
+    persons integer[];
 BEGIN
     IF cutoff IS NULL THEN
         RAISE EXCEPTION 'retention_drop_partitions needs a cutoff'
@@ -375,34 +411,43 @@ BEGIN
     END IF;
     partitions := 0;
     locations := 0;
-    FOR p IN SELECT x.partition, c.relname AS name, x.from_time, x.to_time
-               FROM udaconnect.location_partitions() x JOIN pg_catalog.pg_class c ON c.oid = x.partition
-              WHERE NOT x.is_default AND x.to_time <= cutoff ORDER BY x.from_time LOOP
-        BEGIN
-            -- SHARE: a late row for this old partition waits; counted
-            -- exactly, for the worker's log
-            EXECUTE format('LOCK TABLE %s IN SHARE MODE', p.partition);
-            EXECUTE format('SELECT count(*) FROM %s', p.partition) INTO n;
-            LOCK TABLE udaconnect.location IN ACCESS EXCLUSIVE MODE;
-            PERFORM udaconnect.encounter_lock();
-            -- normally none left: retention_sweep removed them in batches
-            PERFORM udaconnect.encounter_remove(ARRAY(
-                SELECT o.id FROM udaconnect.encounter o WHERE o.ended_at < p.to_time));
-            EXECUTE format('ALTER TABLE udaconnect.location DETACH PARTITION %s', p.partition);
-            EXECUTE format('DROP TABLE %s', p.partition);
-            -- encounters reaching from the dropped points into later ones
-            IF EXISTS (SELECT 1 FROM udaconnect.encounter x WHERE x.started_at < p.to_time) THEN
-                PERFORM udaconnect.encounters_rebuild(p.from_time, p.to_time);
-            END IF;
-            partitions := partitions + 1;
-            locations := locations + n;
-        EXCEPTION WHEN lock_not_available THEN
+    SELECT x.partition, c.relname AS name, x.from_time, x.to_time INTO p
+      FROM udaconnect.location_partitions() x JOIN pg_catalog.pg_class c ON c.oid = x.partition
+     WHERE NOT x.is_default AND x.to_time <= cutoff ORDER BY x.from_time LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    BEGIN
+        LOCK TABLE udaconnect.location IN ACCESS EXCLUSIVE MODE;
+        PERFORM udaconnect.encounter_lock();
+    EXCEPTION WHEN lock_not_available THEN
+        IF p.to_time <= cutoff - udaconnect.location_partition_width() THEN
+            RAISE WARNING 'udaconnect retention: partition udaconnect.% ended at %, a partition width before the cutoff, and is not dropped yet: udaconnect.location is in use',
+                    quote_ident(p.name), p.to_time
+                USING DETAIL = 'Dropping a partition needs udaconnect.location for a moment in ACCESS EXCLUSIVE mode; a transaction held it longer than lock_timeout (500 ms) at every round since.',
+                      HINT = 'Look for long transactions on udaconnect.location in pg_stat_activity.';
+        ELSE
             RAISE LOG 'udaconnect retention: udaconnect.location is in use; partition udaconnect.% and the later expired ones are left for the next round',
-                quote_ident(p.name)
-                USING DETAIL = 'Dropping a partition needs udaconnect.location for a moment in ACCESS EXCLUSIVE mode (and the partition in SHARE mode); a transaction held one of them longer than lock_timeout (500 ms).';
-            EXIT;
-        END;
-    END LOOP;
+                    quote_ident(p.name)
+                USING DETAIL = 'Dropping a partition needs udaconnect.location for a moment in ACCESS EXCLUSIVE mode; a transaction held it longer than lock_timeout (500 ms).';
+        END IF;
+        RETURN;
+    END;
+    EXECUTE format('SELECT count(*) FROM %s', p.partition) INTO locations;
+    -- normally none left: retention_sweep removed them in batches
+    PERFORM udaconnect.encounter_remove(ARRAY(
+        SELECT o.id FROM udaconnect.encounter o WHERE o.ended_at < p.to_time));
+    -- the persons of the encounters reaching from the dropped points into
+    -- later ones: only theirs are recomputed
+    persons := ARRAY(SELECT DISTINCT q.person FROM udaconnect.encounter x,
+                            LATERAL (VALUES (x.person_a), (x.person_b)) q(person)
+                      WHERE x.started_at < p.to_time ORDER BY 1);
+    EXECUTE format('ALTER TABLE udaconnect.location DETACH PARTITION %s', p.partition);
+    EXECUTE format('DROP TABLE %s', p.partition);
+    IF cardinality(persons) > 0 THEN
+        PERFORM udaconnect.encounters_rebuild(p.from_time, p.to_time, persons);
+    END IF;
+    partitions := 1;
 END;
 $$;
 
@@ -484,6 +529,13 @@ BEGIN
     SELECT coalesce(max(c.version), 0), 9223372036854775807 INTO version, id FROM udaconnect.encounter_clock c;
 END;
 $$;
+
+-- SECURITY DEFINER functions search pg_temp last: with the search_path saved
+-- FROM CURRENT at install time (udaconnect, public), PostgreSQL searched a
+-- caller's temporary schema first for type names, so a caller could have
+-- a temporary domain's CHECK run as the extension's owner
+ALTER FUNCTION create_person(text, text, text) SET search_path = udaconnect, public, pg_temp;
+ALTER FUNCTION connected_persons(integer, date, date, float8, interval) SET search_path = udaconnect, public, pg_temp;
 
 -- (end of time partitions)
 

@@ -11,8 +11,9 @@
  *   2. while udaconnect.location_retention is set, calls
  *      udaconnect.retention_sweep(now() - retention, batch) until a call
  *      removes fewer than udaconnect.retention_batch locations and rejects,
- *      then udaconnect.retention_drop_partitions(now() - retention), each
- *      call in a short transaction of its own;
+ *      then udaconnect.retention_drop_partitions(now() - retention), which
+ *      drops one expired partition a call, until it drops none; each call
+ *      in a short transaction of its own;
  * then sleeps on its latch.  Its state is its pg_stat_activity.query
  * (backend_type and application_name "udaconnect maintenance").
  *
@@ -208,13 +209,20 @@ sweep(void *arg)
 	}
 	if (!r->has.partitions)
 		return;
-	call_once("udaconnect retention: dropping partitions",
-			  "SELECT partitions::bigint, locations FROM udaconnect.retention_drop_partitions(now() - $1::interval)",
-			  true, out);
-	r->dropped = out[0];
-	r->dropped_locations = out[1];
-	r->locations += out[1];
-	r->calls++;
+	/* a partition a transaction, oldest first, until none is left (or in use) */
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		call_once("udaconnect retention: dropping partitions",
+				  "SELECT partitions::bigint, locations FROM udaconnect.retention_drop_partitions(now() - $1::interval)",
+				  true, out);
+		r->calls++;
+		if (out[0] == 0)
+			break;
+		r->dropped += out[0];
+		r->dropped_locations += out[1];
+		r->locations += out[1];
+	}
 }
 
 /* a failed call: logged, shown, retried at the next round */

@@ -92,7 +92,7 @@ udc_partitions_init(void)
 							"How many partitions of udaconnect.location past the current one the maintenance worker keeps ready.",
 							"Rows for times no partition covers go to location_default until the worker "
 							"creates their partition and moves them there.",
-							&udc_location_partitions_ahead, 3, 0, 1000, PGC_SIGHUP, 0,
+							&udc_location_partitions_ahead, 3, 0, 366, PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 }
 

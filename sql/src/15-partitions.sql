@@ -64,6 +64,12 @@ BEGIN
                 coalesce(at_time::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- the move reads location_default with this transaction's snapshot
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'location_partition_create must run at READ COMMITTED, not %',
+                upper(current_setting('transaction_isolation'))
+            USING ERRCODE = 'active_sql_transaction';
+    END IF;
     created := false;
     moved := 0;
     -- one creator at a time: ATTACH PARTITION takes this lock too; it
@@ -83,6 +89,17 @@ BEGIN
     part_name := 'location_p' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD')
         || CASE WHEN (lo AT TIME ZONE 'UTC')::time <> '00:00'
                 THEN to_char(lo AT TIME ZONE 'UTC', '"_"HH24MISS') ELSE '' END;
+    -- No row may reach location_default's part of [lo, hi) between the
+    -- move and the ATTACH (which would then fail): EXCLUSIVE keeps writers
+    -- out of location_default, not readers.  When rows move, a reader
+    -- planned before this commit and run after it would find them neither
+    -- in location_default (deleted) nor in the new partition (not in its
+    -- plan): then location itself is taken, for as long as the move.
+    IF EXISTS (SELECT 1 FROM udaconnect.location_default d
+                WHERE d.creation_time >= lo AND d.creation_time < hi) THEN
+        LOCK TABLE udaconnect.location IN ACCESS EXCLUSIVE MODE;
+    END IF;
+    LOCK TABLE udaconnect.location_default IN EXCLUSIVE MODE;
     -- a table of location's columns (the cell generated alike, no identity:
     -- ids come from location's sequence), attached once filled, so that
     -- location_default is scanned once, by ATTACH, under its lock
@@ -167,6 +184,7 @@ SET lock_timeout = '500ms'
 AS $$
 DECLARE
     width interval := udaconnect.location_partition_width();
+    retention interval;
     r record;
     t timestamptz;
 BEGIN
@@ -180,9 +198,19 @@ BEGIN
     EXCEPTION WHEN lock_not_available THEN
         RAISE LOG 'udaconnect partitions: location_default is in use; the partitions ahead are left for the next round';
         RETURN;
+    WHEN OTHERS THEN
+        -- a partition that cannot be made (a name taken by hand, ...) must
+        -- not stop the rest: said at every round until someone acts
+        RAISE WARNING 'udaconnect partitions: the partitions ahead could not be made: %', SQLERRM
+            USING DETAIL = 'Rows for times no partition covers go to udaconnect.location_default meanwhile.';
     END;
+    -- rows older than the retention are left to the sweep, which deletes
+    -- them from location_default: a partition for them would be dropped next
+    retention := nullif(current_setting('udaconnect.location_retention', true), '')::interval;
     FOR t IN SELECT DISTINCT date_bin(width, d.creation_time, timestamptz '2000-01-01 00:00+00') AS bin
-               FROM udaconnect.location_default d ORDER BY bin LIMIT 32 LOOP
+               FROM udaconnect.location_default d
+              WHERE retention IS NULL OR d.creation_time >= now() - retention
+              ORDER BY bin LIMIT 32 LOOP
         -- the bin's start may lie in a neighbour made under another width:
         -- create the partition of the first row in the bin
         t := (SELECT min(d.creation_time) FROM udaconnect.location_default d
@@ -193,6 +221,10 @@ BEGIN
         EXCEPTION WHEN lock_not_available THEN
             RAISE LOG 'udaconnect partitions: rows of location_default at % are in use; left for the next round', t;
             RETURN;
+        WHEN OTHERS THEN
+            RAISE WARNING 'udaconnect partitions: no partition could be made for the rows of location_default at %: %', t, SQLERRM
+                USING DETAIL = 'They stay in udaconnect.location_default, where every search still finds them.';
+            CONTINUE;
         END;
         created := created + r.created::integer;
         moved := moved + r.moved;

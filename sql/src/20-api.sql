@@ -7,7 +7,7 @@
 CREATE FUNCTION create_person(first_name text, last_name text, company_name text)
 RETURNS udaconnect.person
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path FROM CURRENT
+SET search_path = udaconnect, public, pg_temp
 AS $$
 DECLARE
     names  text[] := ARRAY[first_name, last_name, company_name];
@@ -57,7 +57,7 @@ CREATE FUNCTION record_location(person_id integer, latitude float8, longitude fl
                                 creation_time timestamptz DEFAULT now())
 RETURNS udaconnect.location
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path FROM CURRENT
+SET search_path = udaconnect, public, pg_temp
 AS $$
 DECLARE
     point  geometry;
@@ -107,7 +107,7 @@ RETURNS TABLE (person_id integer, first_name text, last_name text, company_name 
                first_met timestamptz, last_met timestamptz, meetings bigint,
                min_distance_m float8)
 LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
-SET search_path FROM CURRENT
+SET search_path = udaconnect, public, pg_temp
 AS $$
     SELECT p.id, p.first_name, p.last_name, p.company_name,
            min(f.creation_time), max(f.creation_time), count(*), min(f.distance_m)

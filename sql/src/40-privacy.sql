@@ -293,12 +293,14 @@ BEGIN
 END;
 $$;
 
--- Detach and drop every partition of location that ends at or before the
--- cutoff, oldest first, each in a subtransaction.  Locks: location ACCESS
--- EXCLUSIVE first (the ingest holds location when it takes the encounter
--- lock, so the other order could deadlock), for as long as a drop takes;
--- never waited for longer than lock_timeout 500 ms (a long reader or an
--- erasure in progress): the partition is then left for the next round.
+-- Detach and drop the oldest partition of location that ends at or before
+-- the cutoff; the worker calls it until it drops none, each call its own
+-- transaction, so location is held no longer than one drop.  Locks in the
+-- order every writer takes them: location (ACCESS EXCLUSIVE) first, then
+-- encounter_lock(); never waited for longer than lock_timeout 500 ms (a
+-- long reader, an erasure in progress): the partition is then left for the
+-- next round, with a WARNING once it is a whole partition width overdue
+-- (udaconnect.location_retention then holds rows longer than it says).
 CREATE FUNCTION retention_drop_partitions(cutoff timestamptz,
                                           OUT partitions integer, OUT locations bigint)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -307,7 +309,7 @@ SET lock_timeout = '500ms'
 AS $$
 DECLARE
     p record;
-    n bigint;
+    persons integer[];
 BEGIN
     IF cutoff IS NULL THEN
         RAISE EXCEPTION 'retention_drop_partitions needs a cutoff'
@@ -315,34 +317,43 @@ BEGIN
     END IF;
     partitions := 0;
     locations := 0;
-    FOR p IN SELECT x.partition, c.relname AS name, x.from_time, x.to_time
-               FROM udaconnect.location_partitions() x JOIN pg_catalog.pg_class c ON c.oid = x.partition
-              WHERE NOT x.is_default AND x.to_time <= cutoff ORDER BY x.from_time LOOP
-        BEGIN
-            -- SHARE: a late row for this old partition waits; counted
-            -- exactly, for the worker's log
-            EXECUTE format('LOCK TABLE %s IN SHARE MODE', p.partition);
-            EXECUTE format('SELECT count(*) FROM %s', p.partition) INTO n;
-            LOCK TABLE udaconnect.location IN ACCESS EXCLUSIVE MODE;
-            PERFORM udaconnect.encounter_lock();
-            -- normally none left: retention_sweep removed them in batches
-            PERFORM udaconnect.encounter_remove(ARRAY(
-                SELECT o.id FROM udaconnect.encounter o WHERE o.ended_at < p.to_time));
-            EXECUTE format('ALTER TABLE udaconnect.location DETACH PARTITION %s', p.partition);
-            EXECUTE format('DROP TABLE %s', p.partition);
-            -- encounters reaching from the dropped points into later ones
-            IF EXISTS (SELECT 1 FROM udaconnect.encounter x WHERE x.started_at < p.to_time) THEN
-                PERFORM udaconnect.encounters_rebuild(p.from_time, p.to_time);
-            END IF;
-            partitions := partitions + 1;
-            locations := locations + n;
-        EXCEPTION WHEN lock_not_available THEN
+    SELECT x.partition, c.relname AS name, x.from_time, x.to_time INTO p
+      FROM udaconnect.location_partitions() x JOIN pg_catalog.pg_class c ON c.oid = x.partition
+     WHERE NOT x.is_default AND x.to_time <= cutoff ORDER BY x.from_time LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    BEGIN
+        LOCK TABLE udaconnect.location IN ACCESS EXCLUSIVE MODE;
+        PERFORM udaconnect.encounter_lock();
+    EXCEPTION WHEN lock_not_available THEN
+        IF p.to_time <= cutoff - udaconnect.location_partition_width() THEN
+            RAISE WARNING 'udaconnect retention: partition udaconnect.% ended at %, a partition width before the cutoff, and is not dropped yet: udaconnect.location is in use',
+                    quote_ident(p.name), p.to_time
+                USING DETAIL = 'Dropping a partition needs udaconnect.location for a moment in ACCESS EXCLUSIVE mode; a transaction held it longer than lock_timeout (500 ms) at every round since.',
+                      HINT = 'Look for long transactions on udaconnect.location in pg_stat_activity.';
+        ELSE
             RAISE LOG 'udaconnect retention: udaconnect.location is in use; partition udaconnect.% and the later expired ones are left for the next round',
-                quote_ident(p.name)
-                USING DETAIL = 'Dropping a partition needs udaconnect.location for a moment in ACCESS EXCLUSIVE mode (and the partition in SHARE mode); a transaction held one of them longer than lock_timeout (500 ms).';
-            EXIT;
-        END;
-    END LOOP;
+                    quote_ident(p.name)
+                USING DETAIL = 'Dropping a partition needs udaconnect.location for a moment in ACCESS EXCLUSIVE mode; a transaction held it longer than lock_timeout (500 ms).';
+        END IF;
+        RETURN;
+    END;
+    EXECUTE format('SELECT count(*) FROM %s', p.partition) INTO locations;
+    -- normally none left: retention_sweep removed them in batches
+    PERFORM udaconnect.encounter_remove(ARRAY(
+        SELECT o.id FROM udaconnect.encounter o WHERE o.ended_at < p.to_time));
+    -- the persons of the encounters reaching from the dropped points into
+    -- later ones: only theirs are recomputed
+    persons := ARRAY(SELECT DISTINCT q.person FROM udaconnect.encounter x,
+                            LATERAL (VALUES (x.person_a), (x.person_b)) q(person)
+                      WHERE x.started_at < p.to_time ORDER BY 1);
+    EXECUTE format('ALTER TABLE udaconnect.location DETACH PARTITION %s', p.partition);
+    EXECUTE format('DROP TABLE %s', p.partition);
+    IF cardinality(persons) > 0 THEN
+        PERFORM udaconnect.encounters_rebuild(p.from_time, p.to_time, persons);
+    END IF;
+    partitions := 1;
 END;
 $$;
 

@@ -90,6 +90,9 @@ SELECT * FROM udaconnect.location_partition_create('1990-03-10 07:00Z');
 SELECT partition, from_time, to_time FROM pg_temp.parts WHERE from_time >= '1990-03-10';
 
 -- refused
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT pg_temp.try($$SELECT udaconnect.location_partition_create('1990-03-20')$$) AS repeatable_read;
+ROLLBACK;
 SELECT pg_temp.try($$SELECT udaconnect.location_partition_create(NULL)$$) AS null_time,
        pg_temp.try($$SELECT udaconnect.location_partition_create('infinity')$$) AS infinite_time;
 SELECT pg_temp.try($$SELECT udaconnect.location_partitions_ensure('1990-03-05', '1990-03-01')$$) AS backwards,
@@ -111,6 +114,9 @@ DROP ROLE udaconnect_partitions_nobody;
 -- March 3rd); DEFAULT's old row goes by the sweep; the partition the
 -- cutoff falls in stays whole
 SELECT * FROM udaconnect.retention_sweep('1990-03-03 00:00:15Z', 100);
+-- a partition a call, oldest first, until none is left
+SELECT * FROM udaconnect.retention_drop_partitions('1990-03-03 00:00:15Z');
+SELECT * FROM udaconnect.retention_drop_partitions('1990-03-03 00:00:15Z');
 SELECT * FROM udaconnect.retention_drop_partitions('1990-03-03 00:00:15Z');
 SELECT partition, from_time, to_time FROM pg_temp.parts WHERE from_time < '1990-03-04' OR is_default;
 SELECT l.id, l.tableoid::regclass AS partition FROM udaconnect.location l
