@@ -328,9 +328,9 @@ BEGIN
         PERFORM udaconnect.encounter_lock();
     EXCEPTION WHEN lock_not_available THEN
         IF p.to_time <= cutoff - udaconnect.location_partition_width() THEN
-            RAISE WARNING 'udaconnect retention: partition udaconnect.% ended at %, a partition width before the cutoff, and is not dropped yet: udaconnect.location is in use',
-                    quote_ident(p.name), p.to_time
-                USING DETAIL = 'Dropping a partition needs udaconnect.location for a moment in ACCESS EXCLUSIVE mode; a transaction held it longer than lock_timeout (500 ms) at every round since.',
+            RAISE WARNING 'udaconnect retention: udaconnect.location is in use; partition udaconnect.% and the later expired ones are left for the next round',
+                    quote_ident(p.name)
+                USING DETAIL = format('The partition ended at %s, more than a partition width before the cutoff: its rows are kept longer than udaconnect.location_retention says.  Dropping it needs udaconnect.location for a moment in ACCESS EXCLUSIVE mode; a transaction held it longer than lock_timeout (500 ms).', p.to_time),
                       HINT = 'Look for long transactions on udaconnect.location in pg_stat_activity.';
         ELSE
             RAISE LOG 'udaconnect retention: udaconnect.location is in use; partition udaconnect.% and the later expired ones are left for the next round',

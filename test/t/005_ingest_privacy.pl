@@ -308,8 +308,10 @@ psql(q{ALTER SYSTEM SET udaconnect.retention_batch = 100;
 	ALTER SYSTEM SET udaconnect.retention_naptime = 1;
 	ALTER SYSTEM SET udaconnect.location_retention = '30 days';
 	SELECT pg_reload_conf()});
-ok($node->wait_for_log(qr/udaconnect retention: udaconnect\.location is in use; partition udaconnect\.location_p\d{8} and the later expired ones are left for the next round/, $logpos),
+ok($node->wait_for_log(qr/(LOG|WARNING):  udaconnect retention: udaconnect\.location is in use; partition udaconnect\.location_p\d{8} and the later expired ones are left for the next round/, $logpos),
 	'retention: while a transaction holds location, the worker leaves the partitions for the next round and says so');
+ok($node->log_contains(qr/WARNING:  udaconnect retention: udaconnect\.location is in use; partition udaconnect\.location_p20200913 .*\n.*DETAIL:  The partition ended at 2020-09-14 00:00:00\+00, more than a partition width before the cutoff/, $logpos),
+	'retention: a partition more than a width overdue (of 2020) is a WARNING that says its rows are kept longer than the retention says');
 ok($node->wait_for_log(qr/udaconnect retention: removed 0 locations and $old_rejects ingest rejects older than 30 days in \d+ transactions/, $logpos),
 	"retention: the worker (backend_type and application_name \"udaconnect maintenance\") removes the $old_rejects old rejects meanwhile, one log line");
 is(psql(q{SELECT count(*) FROM udaconnect.location WHERE creation_time < now() - interval '30 days'}), $old_locations,
