@@ -23,11 +23,10 @@
 -- partition has its own.  About 9 s per million rows on 2 cores
 -- (docs/upgrades.md), under an ACCESS EXCLUSIVE lock on location.
 
+-- (the old table's indexes keep their names: the new ones are named after
+-- each partition, and the parent has none; only the identity sequence's
+-- name must be freed for the new table's)
 ALTER TABLE location RENAME TO location_1_4;
-ALTER TABLE location_1_4 RENAME CONSTRAINT location_pkey TO location_1_4_pkey;
-ALTER INDEX location_person_time_idx RENAME TO location_1_4_person_time_idx;
-ALTER INDEX location_cell_time_idx RENAME TO location_1_4_cell_time_idx;
-ALTER INDEX location_creation_time_brin RENAME TO location_1_4_creation_time_brin;
 ALTER SEQUENCE location_id_seq RENAME TO location_1_4_id_seq;
 
 CREATE TABLE location (
