@@ -19,7 +19,9 @@
 #     .debs they install unpack, or a build stage's RUN steps run on exactly
 #     the copied context, without Docker (test/deploy/emulate_build.py)
 #   - the PostgreSQL image's entrypoint and init.sql, run for real on this
-#     machine's PostgreSQL 15 (test/deploy/test_pg_entrypoint.sh)
+#     machine's PostgreSQL 15 (test/deploy/test_pg_entrypoint.sh), with the
+#     hot standby's init-container script copying it as the replication
+#     role and the copy streaming from it
 #   - the gateway image's file layout: both daemons started from it as their
 #     Deployments start them, asked what the probes ask
 #     (test/deploy/test_gateway_layout.sh)
@@ -82,7 +84,8 @@ body() {
   if [ "$(id -u)" = 0 ]; then
     echo "ok - the PostgreSQL image's entrypoint and init.sql # SKIP run as root (use scripts/as-user.sh)"
   else
-    bash "$D/test_pg_entrypoint.sh"
+    # with the standby's own init-container script when it rendered
+    bash "$D/test_pg_entrypoint.sh" "$SUITE_DIR/rendered-standby.yaml"
   fi
 
   if [ -s "$rendered" ] && [ $have_yaml = 1 ]; then
