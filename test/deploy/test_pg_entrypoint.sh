@@ -272,6 +272,57 @@ t "udaconnect_replicator on the socket (which trusts local users) has no privile
            expect_fail 'ERROR:  42501: permission denied' repl_sock 'CREATE TABLE public.t (i int)'"
 rm -rf "$W/copy" "$W/nocopy"
 
+# --- a primary initialised by an older image: docs/deployment.md's steps ---------------
+# The server made as the older image left it (no replication role; initdb's
+# pg_hba.conf plus "host replication postgres"), then the commands the doc
+# gives for `kubectl exec postgres-0 -c postgres -- ...`, run here as the pod
+# would (its environment, the image's files at $W/share).
+repl_ok() { # repl_ok USER PASSWORD: a physical replication connection answers IDENTIFY_SYSTEM
+  PGPASSWORD=$2 psql -X -At "host=127.0.0.1 port=$PORT user=$1 dbname=replication replication=true" -c IDENTIFY_SYSTEM >/dev/null 2>&1
+}
+sock_psql -c "DROP ROLE udaconnect_replicator" >/dev/null 2>&1
+printf '%s\n' "local all all trust" "host all all 127.0.0.1/32 scram-sha-256" "host all all ::1/128 scram-sha-256" \
+  "local replication all trust" "host replication all 127.0.0.1/32 scram-sha-256" "host replication all ::1/128 scram-sha-256" \
+  "host all all 0.0.0.0/0 scram-sha-256" "host all all ::/0 scram-sha-256" \
+  "host replication postgres 0.0.0.0/0 scram-sha-256" "host replication postgres ::/0 scram-sha-256" > "$PGDATA/pg_hba.conf"
+sock_psql -c "SELECT pg_reload_conf()" >/dev/null
+old_state=$(repl_ok postgres "$SUPER_PW" && echo "postgres replicates"; repl_ok udaconnect_replicator "$REPL_PW" && echo "replicator replicates")
+doc_cmds=$(python3 - "$TOP/docs/deployment.md" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+block = text.split("**A primary initialised by an older image**", 1)[1]
+block = re.search(r"\n((?:    .*\n|\n)+)", block).group(1)
+cmd = ""
+for ln in block.splitlines():
+    ln = ln[4:]
+    if ln.lstrip().startswith("#") and not cmd:
+        continue
+    cmd += ln + "\n"
+    if ln.endswith("\\") or cmd.count("'") % 2:
+        continue
+    prefix = "kubectl -n udaconnect exec postgres-0 -c postgres -- "
+    c = re.sub(r"\\\n\s*", " ", cmd.strip())
+    if c.startswith(prefix):
+        print(c[len(prefix):].replace("/usr/share/udaconnect/", "$UDACONNECT_SHARE/").replace("\n", "\\n"))
+    cmd = ""
+PY
+)
+doc_rc=0 doc_out=""
+while IFS= read -r c; do
+  [ -n "$c" ] || continue
+  o=$(env UDACONNECT_API_PASSWORD="$API_PW" UDACONNECT_READER_PASSWORD="$READER_PW" UDACONNECT_REPLICATION_PASSWORD="$REPL_PW" \
+        bash -ec "$(printf '%b' "$c")" 2>&1) || { doc_rc=1; doc_out="$doc_out$c: $o"$'\n'; }
+done <<<"$doc_cmds"
+ncmds=$(grep -c . <<<"$doc_cmds")
+if [ "$old_state" = "postgres replicates" ] && [ "$ncmds" -ge 3 ] && [ $doc_rc -eq 0 ] &&
+   repl_ok udaconnect_replicator "$REPL_PW" && ! repl_ok postgres "$SUPER_PW" && [ -f "$PGDATA/pg_hba.conf.before-replicator" ] &&
+   tcp_psql udaconnect_api "$API_PW" "SELECT 1" >/dev/null 2>&1; then
+  ok "docs/deployment.md's $ncmds commands turn a primary of an older image (postgres replicates, no role) into one where only udaconnect_replicator replicates; the gateways' logins still work"
+else
+  nok "docs/deployment.md's commands turn a primary of an older image into one where only udaconnect_replicator replicates" \
+    "before: $old_state" "commands ($ncmds):" "$doc_cmds" "$doc_out"
+fi
+
 # --- restart: no second initialisation, data kept -------------------------------------
 before=$(sock_psql -c "SELECT count(*) FROM udaconnect.person" 2>&1)
 stop_server
