@@ -4,7 +4,9 @@
 # --dry-run=client` and `kustomize` to the real kubectl, and keeps what is
 # applied.  Checks the order of the steps, the generated Secret (keys the
 # manifests use, random values, kept on a second deploy, never written into
-# the tree) and that what is applied is `kubectl kustomize deployment/`
+# the tree; the keys that came later, jwt-key and replication-password,
+# added to an older Secret through stdin) and that what is applied is
+# `kubectl kustomize deployment/`
 # (with --standby: plus components/standby).
 # Prints "ok - ..." / "not ok - ..." lines; the suite numbers them.
 set -uo pipefail
