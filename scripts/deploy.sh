@@ -19,7 +19,8 @@
 # Steps: namespace; the Secret udaconnect-secrets (random passwords and the
 # gateways' token signing key jwt-key, generated here on the first deploy and
 # kept afterwards: never in the tree; a Secret from before tokens existed
-# gets its jwt-key added);
+# gets its jwt-key added, one from before the replication role its
+# replication-password);
 # kubectl apply -k deployment/; wait for PostgreSQL, Kafka, the topic Job and
 # the gateways; show `kubectl get pods,svc -n udaconnect`.
 #
@@ -85,25 +86,38 @@ say "namespace $NS"
 k apply -f "$TOP/deployment/namespace.yaml"
 
 # --- the Secret: generated once, never written into the tree ---------------
+# passwords: 32 random letters and digits
+pw() { head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32; }
 # HS256 signing key of the gateways' tokens: 48 random bytes, base64url
 jwtkey() { head -c 48 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '='; }
 if k -n "$NS" get secret "$SECRET" >/dev/null 2>&1; then
   say "secret $SECRET exists: keeping its passwords (the database was initialised with them)"
+  # keys that came later: the token signing key (issue 14) and the hot
+  # standby's replication password (issue 16); the values go through stdin,
+  # never on a command line
+  add=""
   if [ -z "$(k -n "$NS" get secret "$SECRET" -o 'jsonpath={.data.jwt-key}' 2>/dev/null)" ]; then
     say "adding the token signing key jwt-key to $SECRET"
-    # the value goes through stdin, never on a command line
-    printf '{"stringData":{"jwt-key":"%s"}}' "$(jwtkey)" | k -n "$NS" patch secret "$SECRET" --patch-file=/dev/stdin
+    add="$add${add:+,}\"jwt-key\":\"$(jwtkey)\""
+  fi
+  if [ -z "$(k -n "$NS" get secret "$SECRET" -o 'jsonpath={.data.replication-password}' 2>/dev/null)" ]; then
+    say "adding replication-password (role udaconnect_replicator, the hot standby's) to $SECRET"
+    say "  a primary initialised before it has no such role yet: docs/deployment.md, \"Hot standby for reads\""
+    add="$add${add:+,}\"replication-password\":\"$(pw)\""
+  fi
+  if [ -n "$add" ]; then
+    printf '{"stringData":{%s}}' "$add" | k -n "$NS" patch secret "$SECRET" --patch-file=/dev/stdin
   fi
 else
   say "generating secret $SECRET"
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   chmod 700 "$tmp"
-  pw() { head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32; }
   {
     echo "postgres-password=$(pw)"
     echo "api-password=$(pw)"
     echo "reader-password=$(pw)"
+    echo "replication-password=$(pw)"
     echo "jwt-key=$(jwtkey)"
   } > "$tmp/secret.env"
   k -n "$NS" create secret generic "$SECRET" --from-env-file="$tmp/secret.env" \

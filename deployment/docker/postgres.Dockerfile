@@ -9,8 +9,9 @@
 #   docker build -f deployment/docker/postgres.Dockerfile -t udaconnect/postgres:1.0.0 .
 #
 # On first start the entrypoint initialises $PGDATA, creates the database
-# geoconnections, the extension and the gateway roles (passwords from the
-# Secret created by scripts/deploy.sh), then runs postgres as uid 999.
+# geoconnections, the extension, the gateway roles and the hot standby's
+# replication role (passwords from the Secret created by scripts/deploy.sh),
+# then runs postgres as uid 999.
 ARG DEBIAN_IMAGE=debian:12.11-slim
 
 FROM ${DEBIAN_IMAGE}
@@ -35,6 +36,7 @@ RUN groupadd -r -g 999 postgres \
 COPY deployment/docker/postgres/entrypoint.sh /usr/local/bin/udaconnect-postgres-entrypoint
 COPY deployment/docker/postgres/init.sql /usr/share/udaconnect/init.sql
 COPY deployment/docker/postgres/postgresql.conf /usr/share/udaconnect/postgresql.conf
+COPY deployment/docker/postgres/pg_hba.conf /usr/share/udaconnect/pg_hba.conf
 RUN chmod 0755 /usr/local/bin/udaconnect-postgres-entrypoint
 ENV PATH=/usr/lib/postgresql/15/bin:$PATH \
     PGDATA=/var/lib/postgresql/data/pgdata \

@@ -25,8 +25,9 @@ maintenance_work_mem = 512MB
 max_wal_size = 4GB
 checkpoint_timeout = 15min
 synchronous_commit = on
-# a hot standby can be made of it (pg_basebackup -R; test/suites/65-standby.sh):
-# initdb's pg_hba.conf already lets 127.0.0.1 replicate
+# a hot standby can be made of it (pg_basebackup -R -U udaconnect_replicator;
+# test/suites/65-standby.sh): initdb's pg_hba.conf already lets 127.0.0.1
+# replicate
 wal_level = replica
 max_wal_senders = 10
 hot_standby = on
@@ -50,6 +51,16 @@ CONF
   else
     psql -X -q -v ON_ERROR_STOP=1 -c "ALTER EXTENSION pg_udaconnect UPDATE" >/dev/null
   fi
+  # The role a hot standby copies and streams as, as in the image
+  # (deployment/docker/postgres/init.sql): REPLICATION and nothing else, so
+  # 65-standby proves that this is enough.  No password: the local stack
+  # trusts 127.0.0.1.  Every start, so an older run directory gets it too.
+  psql -X -q -v ON_ERROR_STOP=1 -d postgres <<'SQL'
+SELECT 'CREATE ROLE udaconnect_replicator'
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'udaconnect_replicator') \gexec
+ALTER ROLE udaconnect_replicator LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT
+    NOBYPASSRLS CONNECTION LIMIT 5;
+SQL
   cat >> "$RUN_DIR/env" <<ENV
 export PGHOST=127.0.0.1 PGPORT=$UDACONNECT_PGPORT PGUSER=postgres PGDATABASE=$DB
 export UDACONNECT_DATABASE_URL='host=127.0.0.1 port=$UDACONNECT_PGPORT user=postgres dbname=$DB'

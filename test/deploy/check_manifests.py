@@ -5,7 +5,9 @@
     python3 test/deploy/check_manifests.py rendered.yaml [TOP]
 
 The same checks hold for deployment/ with the optional hot standby
-(components/standby), which adds its own (17) and its network paths.
+(components/standby), which adds its own (17: among them, that it copies and
+streams as the replication role and sees no other Secret key) and its
+network paths.
 
 Prints one TAP line per check ("ok - ..." / "not ok - ..."; the suite numbers
 them) with "# ..." diagnostics under each failure.  Offline: it reads the
@@ -100,6 +102,46 @@ def selector_matches(sel, labels):
     return all(labels.get(k) == v for k, v in sel.items())
 
 
+def secret_keys_seen(spec):
+    """(secret, key) pairs a pod can read; key '*' = every key of the Secret
+    (envFrom, or a volume without items)."""
+    seen = set()
+    for c in containers(spec):
+        for e in c.get("env", []) or []:
+            r = (e.get("valueFrom") or {}).get("secretKeyRef")
+            if r:
+                seen.add((r["name"], r["key"]))
+        for ef in c.get("envFrom", []) or []:
+            if ef.get("secretRef"):
+                seen.add((ef["secretRef"]["name"], "*"))
+    for v in spec.get("volumes", []) or []:
+        sources = [v] if "secret" in v else [src for src in (v.get("projected") or {}).get("sources", []) or []]
+        for src in sources:
+            sec = src.get("secret")
+            if not sec:
+                continue
+            name = sec.get("secretName") or sec.get("name")
+            items = sec.get("items")
+            if items:
+                seen |= {(name, it["key"]) for it in items}
+            else:
+                seen.add((name, "*"))
+    return seen
+
+
+def secret_env(c, name):
+    """(secret, key) of a container's env var taken from a Secret, else None."""
+    for e in (c or {}).get("env", []) or []:
+        r = (e.get("valueFrom") or {}).get("secretKeyRef")
+        if e["name"] == name and r:
+            return (r["name"], r["key"])
+    return None
+
+
+REPLICATION_ROLE = "udaconnect_replicator"
+REPLICATION_KEY = ("udaconnect-secrets", "replication-password")
+
+
 def check_standby(standby, services, pods_selected, container, env_value):
     """The problems of the optional hot standby (components/standby)."""
     probs = []
@@ -119,6 +161,20 @@ def check_standby(standby, services, pods_selected, container, env_value):
         probs.append("no init container makes the copy with pg_basebackup ... -R (standby.signal, primary_conninfo)")
     if "postgres-0.postgres-headless" not in script and "postgres-0.postgres-headless" not in str(inits):
         probs.append("the copy is not taken from the primary postgres-0.postgres-headless")
+    # a standby holds the replication role's password and nothing more
+    # (issue 16): the copy and the walreceiver use udaconnect_replicator
+    users = re.findall(r"pg_basebackup\b[^\n]*?(?:\\\n[^\n]*?)*?\s-U\s*['\"]?([\w$]+)", script)
+    if not users or set(users) != {REPLICATION_ROLE}:
+        probs.append(f"the copy is made as {users or 'the default user'}, not -U {REPLICATION_ROLE}")
+    seen = secret_keys_seen(pod_spec(standby))
+    if seen != {REPLICATION_KEY}:
+        probs.append(f"the standby pod can read Secret keys {sorted(seen)}; only {REPLICATION_KEY} (never postgres-password)")
+    for c in inits:
+        if REPLICATION_ROLE in " ".join(c.get("command", []) + c.get("args", [])) and secret_env(c, "PGPASSWORD") != REPLICATION_KEY:
+            probs.append(f"init container {c['name']}: PGPASSWORD is {secret_env(c, 'PGPASSWORD')}, not {REPLICATION_KEY}")
+    main = (pod_spec(standby).get("containers") or [{}])[0]
+    if secret_env(main, "PGPASSWORD") != REPLICATION_KEY:
+        probs.append(f"the walreceiver's PGPASSWORD (container {main.get('name')}) is {secret_env(main, 'PGPASSWORD')}, not {REPLICATION_KEY}")
     for who in ("udaconnect-httpd", "udaconnect-grpcd"):
         c = container("Deployment", who)
         url = env_value(c, "UDACONNECT_DATABASE_READ_URL") if c else None
@@ -489,6 +545,30 @@ def main():
             probs.append("more ingest workers than partitions")
     check("PostgreSQL: StatefulSet with PGDATA on a PVC, startup probe, ingest settings from the ConfigMap", probs)
 
+    # ---- 11b. the passwords the image needs on its first start ---------------------------
+    # The entrypoint refuses to initialise without them and init.sql reads them
+    # (\getenv): each must reach the primary from the Secret, never as a value.
+    probs = []
+    needed = set()
+    for rel, pat in (("deployment/docker/postgres/entrypoint.sh", r'\[ -n "\$\{(\w+):-\}" \] \|\| die'),
+                     ("deployment/docker/postgres/init.sql", r"^\\getenv\s+\w+\s+(\w+)")):
+        path = os.path.join(top, rel)
+        if os.path.exists(path):
+            needed |= set(re.findall(pat, open(path).read(), re.M))
+    if not needed:
+        probs.append("found no password the image's entrypoint or init.sql needs (changed format?)")
+    pgc = pod_spec(pg)["containers"][0] if pg else None
+    for var in sorted(needed):
+        ref = secret_env(pgc, var)
+        if not ref:
+            probs.append(f"the primary does not get {var} from a Secret (its first start would fail)")
+        elif ref[0] != "udaconnect-secrets":
+            probs.append(f"the primary gets {var} from Secret {ref[0]}, not udaconnect-secrets")
+    if "UDACONNECT_REPLICATION_PASSWORD" in needed and secret_env(pgc, "UDACONNECT_REPLICATION_PASSWORD") not in (None, REPLICATION_KEY):
+        probs.append(f"UDACONNECT_REPLICATION_PASSWORD comes from {secret_env(pgc, 'UDACONNECT_REPLICATION_PASSWORD')}, "
+                     f"not {REPLICATION_KEY} (what the standby uses)")
+    check(f"PostgreSQL: every password the image's first start needs ({', '.join(sorted(needed))}) comes from Secret udaconnect-secrets", probs)
+
     # ---- 12. addresses between components resolve to Services ---------------------------
     probs = []
 
@@ -700,7 +780,8 @@ def main():
 
     # ---- 17. the optional hot standby (only when rendered with it) ------------------------
     if standby:
-        check("the hot standby: a pg_basebackup -R copy of the primary, behind its own read Service, "
+        check("the hot standby: a pg_basebackup -R copy of the primary as udaconnect_replicator "
+              "(the pod sees replication-password alone), behind its own read Service, "
               "named by both gateways' read URLs before the primary", check_standby(
                   standby, services, pods_selected, container, env_value))
 

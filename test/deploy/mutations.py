@@ -109,12 +109,44 @@ def m_standby_to_kafka(d):
          "ports": [{"protocol": "TCP", "port": 9092}]})
 
 
+def m_primary_no_replication_password(d):
+    c = ctr(d, "StatefulSet", "postgres")
+    c["env"] = [e for e in c["env"] if e["name"] != "UDACONNECT_REPLICATION_PASSWORD"]
+
+
+def standby_spec(d):
+    return get(d, "StatefulSet", "postgres-standby")["spec"]["template"]["spec"]
+
+
+def m_walreceiver_superuser_password(d):
+    env(standby_spec(d)["containers"][0], "PGPASSWORD")["valueFrom"]["secretKeyRef"]["key"] = "postgres-password"
+
+
+def m_copy_superuser_password(d):
+    env(standby_spec(d)["initContainers"][0], "PGPASSWORD")["valueFrom"]["secretKeyRef"]["key"] = "postgres-password"
+
+
+def m_copy_as_superuser(d):
+    init = standby_spec(d)["initContainers"][0]
+    init["command"] = [x.replace("-U udaconnect_replicator", "-U postgres") for x in init["command"]]
+
+
+def m_standby_mounts_secret(d):
+    spec = standby_spec(d)
+    spec["volumes"].append({"name": "secrets", "secret": {"secretName": "udaconnect-secrets"}})
+    spec["containers"][0]["volumeMounts"].append({"name": "secrets", "mountPath": "/etc/udaconnect/secrets", "readOnly": True})
+
+
 # rendered with the optional hot standby (components/standby): its own checks
 STANDBY_MUTATIONS = [
     ("the write Service selecting the standby too", m_standby_in_write_service, "hot standby"),
     ("a read URL without the primary as fallback", m_read_url_no_fallback, "hot standby"),
     ("a copy that is no standby (no -R)", m_copy_not_standby, "hot standby"),
     ("the standby allowed to reach Kafka", m_standby_to_kafka, "NetworkPolicies"),
+    ("the walreceiver's PGPASSWORD back to postgres-password", m_walreceiver_superuser_password, "hot standby"),
+    ("the copy's PGPASSWORD back to postgres-password", m_copy_superuser_password, "hot standby"),
+    ("the copy made as the superuser (pg_basebackup -U postgres)", m_copy_as_superuser, "hot standby"),
+    ("the whole Secret mounted into the standby", m_standby_mounts_secret, "hot standby"),
 ]
 
 MUTATIONS = [
@@ -130,6 +162,7 @@ MUTATIONS = [
     ("no HPA for grpcd", m_hpa, "HorizontalPodAutoscaler"),
     ("PostgreSQL as root", m_root, "non-root"),
     ("a database host with no Service", m_dburl, "name existing Services"),
+    ("the primary without UDACONNECT_REPLICATION_PASSWORD", m_primary_no_replication_password, "first start needs"),
 ]
 
 os.makedirs(work, exist_ok=True)

@@ -4,7 +4,9 @@
 # --dry-run=client` and `kustomize` to the real kubectl, and keeps what is
 # applied.  Checks the order of the steps, the generated Secret (keys the
 # manifests use, random values, kept on a second deploy, never written into
-# the tree) and that what is applied is `kubectl kustomize deployment/`
+# the tree; the keys that came later, jwt-key and replication-password,
+# added to an older Secret through stdin) and that what is applied is
+# `kubectl kustomize deployment/`
 # (with --standby: plus components/standby).
 # Prints "ok - ..." / "not ok - ..." lines; the suite numbers them.
 set -uo pipefail
@@ -25,9 +27,18 @@ echo "$*" >> "$S/calls.log"
 args=" $* "
 case "$args" in
   *" cluster-info "*) exit 0 ;;
-  *" get secret "*"jsonpath"*) [ -f "$S/secret.yaml" ] && python3 -c 'import sys, yaml; print((yaml.safe_load(open(sys.argv[1])).get("data") or {}).get("jwt-key", ""), end="")' "$S/secret.yaml" ;;
+  *" get secret "*"jsonpath={.data."*) # the one key asked for, as the real one prints it
+    key=$(sed -n 's/.*jsonpath={\.data\.\([A-Za-z0-9_-]*\)}.*/\1/p' <<<"$args")
+    [ -f "$S/secret.yaml" ] && python3 -c 'import sys, yaml; print((yaml.safe_load(open(sys.argv[1])).get("data") or {}).get(sys.argv[2], ""), end="")' "$S/secret.yaml" "$key" ;;
   *" get secret "*) [ -f "$S/secret.yaml" ] ;;
-  *" patch secret "*) cat > "$S/patch.json" ;;
+  *" patch secret "*) # keep the patch, and merge it as the API server would
+    cat > "$S/patch.json"
+    python3 -c '
+import base64, json, sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+for k, v in json.load(open(sys.argv[2]))["stringData"].items():
+    d.setdefault("data", {})[k] = base64.b64encode(v.encode()).decode()
+yaml.safe_dump(d, open(sys.argv[1], "w"))' "$S/secret.yaml" "$S/patch.json" ;;
   *" create secret "*"--dry-run=client"*) exec "$REAL_KUBECTL" "$@" ;;
   *" apply -f - "*) cat > "$S/applied-stdin.yaml"; grep -q '^kind: Secret' "$S/applied-stdin.yaml" && cp "$S/applied-stdin.yaml" "$S/secret.yaml"; exit 0 ;;
   *" apply -f "*) exit 0 ;;
@@ -63,7 +74,7 @@ probs = []
 if d.get("kind") != "Secret" or d["metadata"].get("name") != "udaconnect-secrets" or d["metadata"].get("namespace") != "udaconnect":
     probs.append(f"not Secret udaconnect/udaconnect-secrets: {d.get('kind')} {d.get('metadata')}")
 data = {k: base64.b64decode(v).decode() for k, v in (d.get("data") or {}).items()}
-want = {"postgres-password", "api-password", "reader-password", "jwt-key"}
+want = {"postgres-password", "api-password", "reader-password", "replication-password", "jwt-key"}
 if set(data) != want:
     probs.append(f"keys {sorted(data)}, want {sorted(want)}")
 for k, v in data.items():
@@ -81,9 +92,9 @@ PY
 probs=$(grep -v '^VALUES ' <<<"$secret_check")
 values=$(sed -n 's/^VALUES //p' <<<"$secret_check")
 if [ -z "$probs" ] && [ -n "$values" ]; then
-  ok "the Secret has the three passwords (32 random characters each) and the token signing key the manifests use"
+  ok "the Secret has the four passwords (32 random characters each; replication-password for the standby's role) and the token signing key the manifests use"
 else
-  nok "the Secret has the three passwords and the token signing key the manifests use" "$probs"
+  nok "the Secret has the four passwords and the token signing key the manifests use" "$probs"
 fi
 
 leak=""
@@ -107,30 +118,63 @@ fi
 cp "$W/state/secret.yaml" "$W/secret.first"
 : > "$calls"
 out=$(KUBECTL=$K "$TOP/scripts/deploy.sh" --no-wait 2>&1); rc=$?
-if [ $rc -eq 0 ] && ! grep -q 'create secret' "$calls" && cmp -s "$W/state/secret.yaml" "$W/secret.first" &&
+if [ $rc -eq 0 ] && ! grep -qE 'create secret|patch secret' "$calls" && cmp -s "$W/state/secret.yaml" "$W/secret.first" &&
    grep -q 'apply -k' "$calls" && ! grep -q 'rollout status' "$calls"; then
-  ok "a second deploy keeps the existing Secret (the database was initialised with it); --no-wait does not wait"
+  ok "a second deploy keeps the existing Secret (the database was initialised with it), patches nothing; --no-wait does not wait"
 else
   nok "a second deploy keeps the existing Secret; --no-wait does not wait" "rc=$rc" "$(cat "$calls")"
 fi
 
-# --- a Secret from before tokens existed gets its signing key --------------------------
-python3 - "$W/state/secret.yaml" <<'PY'
+# --- a Secret from before tokens existed gets its signing key, one from before
+# the replication role its replication-password: one patch through stdin ----
+drop_keys() { # drop_keys KEY...: the stand-in's Secret without them
+  python3 - "$W/state/secret.yaml" "$@" <<'PY'
 import sys, yaml
 d = yaml.safe_load(open(sys.argv[1]))
-d["data"].pop("jwt-key", None)
+for k in sys.argv[2:]:
+    d["data"].pop(k, None)
 yaml.safe_dump(d, open(sys.argv[1], "w"))
 PY
-: > "$calls"
-out=$(KUBECTL=$K "$TOP/scripts/deploy.sh" --no-wait 2>&1); rc=$?
-if [ $rc -eq 0 ] && grep -q 'patch secret udaconnect-secrets --patch-file=/dev/stdin' "$calls" && python3 -c '
+}
+patched_ok() { # patched_ok KEY...: the patch set exactly these keys, well-formed, none on a command line
+  python3 - "$W/state/patch.json" "$calls" "$@" <<'PY'
 import json, re, sys
 d = json.load(open(sys.argv[1]))["stringData"]
-sys.exit(0 if set(d) == {"jwt-key"} and re.fullmatch(r"[A-Za-z0-9_-]{64}", d["jwt-key"]) else 1)' "$W/state/patch.json" &&
-   ! grep -qF -- "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["stringData"]["jwt-key"])' "$W/state/patch.json")" "$calls"; then
+calls = open(sys.argv[2]).read()
+want = set(sys.argv[3:])
+ok = set(d) == want
+for k, v in d.items():
+    pat = r"[A-Za-z0-9_-]{64}" if k == "jwt-key" else r"[A-Za-z0-9]{32}"
+    ok = ok and re.fullmatch(pat, v) is not None and v not in calls
+sys.exit(0 if ok else 1)
+PY
+}
+drop_keys jwt-key
+rm -f "$W/state/patch.json"; : > "$calls"
+out=$(KUBECTL=$K "$TOP/scripts/deploy.sh" --no-wait 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -q 'patch secret udaconnect-secrets --patch-file=/dev/stdin' "$calls" && patched_ok jwt-key; then
   ok "an existing Secret without jwt-key gets one (a patch through stdin, not on the command line); its passwords stay"
 else
   nok "an existing Secret without jwt-key gets one through stdin" "rc=$rc" "$(cat "$calls")" "$out"
+fi
+
+drop_keys replication-password
+rm -f "$W/state/patch.json"; : > "$calls"
+out=$(KUBECTL=$K "$TOP/scripts/deploy.sh" --no-wait 2>&1); rc=$?
+if [ $rc -eq 0 ] && [ "$(grep -c 'patch secret' "$calls")" = 1 ] && patched_ok replication-password &&
+   grep -q 'docs/deployment.md' <<<"$out"; then
+  ok "an existing Secret without replication-password gets one (32 random characters, through stdin), with a pointer to adding the role to an older primary"
+else
+  nok "an existing Secret without replication-password gets one through stdin" "rc=$rc" "$(cat "$calls")" "$out"
+fi
+
+drop_keys jwt-key replication-password
+rm -f "$W/state/patch.json"; : > "$calls"
+out=$(KUBECTL=$K "$TOP/scripts/deploy.sh" --no-wait 2>&1); rc=$?
+if [ $rc -eq 0 ] && [ "$(grep -c 'patch secret' "$calls")" = 1 ] && patched_ok jwt-key replication-password; then
+  ok "a Secret lacking both gets both in one patch"
+else
+  nok "a Secret lacking both gets both in one patch" "rc=$rc" "$(cat "$calls")" "$out"
 fi
 
 out=$(KUBECTL=$K "$TOP/scripts/deploy.sh" --bogus 2>&1); rc=$?

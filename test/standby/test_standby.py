@@ -21,7 +21,10 @@ the standby, then the primary as libpq's fallback host, and proves:
   - when the standby stops (immediate shutdown), every read still answers,
     with at most one client retry, through libpq's host list (A, grpcd) or
     the gateway's own fallback (B, whose read URL names the standby alone);
-  - promoted, the copy starts its ingest workers.
+  - promoted (SELECT pg_promote(), cut off from the primary first, which
+    meanwhile ingested one more location), the copy starts its ingest
+    workers and resumes from its own replicated offsets: what only the
+    "lost" primary had is ingested once, nothing earlier again.
 
 Nothing here waits a fixed time: every wait polls for a state, bounded.
 Ports: the standby PGPORT+1 (UDACONNECT_STANDBY_PGPORT); the daemons take
@@ -209,10 +212,13 @@ def sql_find(port, pid):
 # ------------------------------------------------------------------ set-up
 
 
-@test("pg_basebackup -R of the stack's PostgreSQL starts a hot standby on port %d, streaming" % STANDBY_PORT)
+@test("pg_basebackup -R -U udaconnect_replicator (REPLICATION, no other power) of the stack's PostgreSQL starts "
+      "a hot standby on port %d, streaming as that role" % STANDBY_PORT)
 def _():
+    # as the deployment's standby does: the role with REPLICATION and nothing
+    # else (made by the stack hook, as the image's init.sql makes it)
     subprocess.run([os.path.join(PGBIN, "pg_basebackup"), "-h", "127.0.0.1", "-p", str(PRIMARY_PORT),
-                    "-U", "postgres", "-D", STANDBY_DIR, "-R", "-X", "stream", "-c", "fast"],
+                    "-U", "udaconnect_replicator", "-D", STANDBY_DIR, "-R", "-X", "stream", "-c", "fast"],
                    check=True, capture_output=True, timeout=600)
     with open(os.path.join(STANDBY_DIR, "postgresql.auto.conf"), "a") as f:
         # its own port; the primary's settings (preloaded pg_udaconnect, its
@@ -223,7 +229,8 @@ def _():
     rec = psql(STANDBY_PORT, "SELECT pg_is_in_recovery()")
     poll(lambda: psql(PRIMARY_PORT, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") != "0",
          "streaming replication")
-    return rec == "t", rec
+    who = psql(PRIMARY_PORT, "SELECT string_agg(usename, ',') FROM pg_stat_replication")
+    return rec == "t" and who == "udaconnect_replicator", (rec, who)
 
 
 httpd = os.path.join(TOP, "gateway/httpd/udaconnect-httpd")
@@ -540,15 +547,57 @@ def _():
     return got == [200, 200, 200] and stuck is not None and rc == 0, (got, stuck, rc)
 
 
-@test("promoted, the copy starts its ingest workers (from the replicated offsets) and is writable")
+def loc_count(port, pid, lat):
+    return int(psql(port, "SELECT count(*) FROM udaconnect.location WHERE person_id = %d "
+                          "AND abs(ST_Y(coordinate::geometry) - (%s)) < 1e-9" % (pid, lat)))
+
+
+def send_location(pid, lat):
+    ts = timestamp_pb2.Timestamp(seconds=int(time.time()) - 5)
+    svc_grpc.LocationServiceStub(grpc.insecure_channel(STACK_GRPC)).RecordLocation(
+        v1.Location(person_id=pid, latitude=lat, longitude=151.25, creation_time=ts), metadata=MD, timeout=30)
+
+
+OFFSETS = ("SELECT string_agg(topic || ':' || \"partition\" || ':' || next_offset, ',' "
+           "ORDER BY topic, \"partition\") FROM udaconnect.ingest_offset")
+LOST, AFTER = -33.25, -33.125    # ingested by the "lost" primary only; sent after the promotion
+
+
+@test("promoted with SELECT pg_promote() (as scripts/promote-standby.sh does), cut off from the primary as if it "
+      "were lost: the copy leaves recovery, starts its ingest workers and is writable")
 def _():
+    # the primary ingests one more location while the copy is down: the
+    # copy never gets it by replication (its primary_conninfo is emptied),
+    # as a lost primary's last batches
+    send_location(created["near"], LOST)
+    poll(lambda: loc_count(PRIMARY_PORT, created["near"], LOST) == 1, "the ingest on the primary")
+    with open(os.path.join(STANDBY_DIR, "postgresql.auto.conf"), "a") as f:
+        f.write("primary_conninfo = ''\n")
     subprocess.run([os.path.join(PGBIN, "pg_ctl"), "-D", STANDBY_DIR, "-l", STANDBY_LOG, "-w", "-t", "60", "start"],
                    check=True, capture_output=True, timeout=90)
-    subprocess.run([os.path.join(PGBIN, "pg_ctl"), "-D", STANDBY_DIR, "-w", "-t", "60", "promote"],
-                   check=True, capture_output=True, timeout=90)
+    before = (psql(STANDBY_PORT, "SELECT pg_is_in_recovery()"), loc_count(STANDBY_PORT, created["near"], LOST))
+    promoted = psql(STANDBY_PORT, "SELECT pg_promote(true, 60)")
     q = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'udaconnect ingest'"
     poll(lambda: psql(STANDBY_PORT, q) != "0", "the ingest workers on the promoted copy")
-    return psql(STANDBY_PORT, "SELECT pg_is_in_recovery()") == "f", "still in recovery"
+    writable = psql(STANDBY_PORT, "SELECT id FROM udaconnect.create_person('Promoted', 'Standby', 'Suite')")
+    return (before == ("t", 0) and promoted == "t" and psql(STANDBY_PORT, "SELECT pg_is_in_recovery()") == "f"
+            and writable.isdigit()), (before, promoted, writable)
+
+
+@test("the promoted copy resumes the ingest from its own replicated offsets (exactly once): the lost primary's last "
+      "location is ingested on it once, nothing earlier again, one sent after the promotion once")
+def _():
+    pid = created["near"]
+    poll(lambda: loc_count(STANDBY_PORT, pid, LOST) >= 1, "the promoted copy to ingest what only the lost primary had")
+    send_location(pid, AFTER)
+    poll(lambda: loc_count(STANDBY_PORT, pid, AFTER) >= 1 and loc_count(PRIMARY_PORT, pid, AFTER) >= 1,
+         "both servers to ingest the location sent after the promotion")
+    # both consumed the whole topic, each from its own stored offsets
+    poll(lambda: psql(STANDBY_PORT, OFFSETS) == psql(PRIMARY_PORT, OFFSETS), "the same offsets on both")
+    counts = [loc_count(STANDBY_PORT, pid, lat) for lat in (-33.5, LOST, AFTER)]
+    total = [psql(port, "SELECT count(*) FROM udaconnect.location WHERE person_id = %d" % pid)
+             for port in (STANDBY_PORT, PRIMARY_PORT)]
+    return counts == [1, 1, 1] and total[0] == total[1], (counts, total)
 
 
 tap.exit()

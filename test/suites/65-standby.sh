@@ -7,10 +7,13 @@
 # and FindConnections are answered there, writes go to the primary, a
 # caller reads their own writes at once (per caller, and across replicas by
 # the cookie), the live streams stay on the primary, the ingest workers stay
-# idle on the standby, and reads go on through an immediate shutdown of the
-# standby with at most one retry (test/standby/test_standby.py).  About
-# 10 s on the 2-core machine after the other suites (the base backup of the
-# stack's database is most of it).
+# idle on the standby, reads go on through an immediate shutdown of the
+# standby with at most one retry, and, promoted, the standby resumes the
+# ingest from its own replicated offsets, exactly once
+# (test/standby/test_standby.py).  The copy is made and streams as
+# udaconnect_replicator (REPLICATION only; the stack hook makes it, as the
+# image's init.sql does).  About 15 s on the 2-core machine after the other
+# suites (the base backup of the stack's database is most of it).
 set -uo pipefail
 : "${UDACONNECT_HTTP_URL:?the stack did not start udaconnect-httpd}"
 : "${UDACONNECT_GRPC_ADDR:?the stack did not start udaconnect-grpcd}"

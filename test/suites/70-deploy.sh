@@ -19,12 +19,18 @@
 #     .debs they install unpack, or a build stage's RUN steps run on exactly
 #     the copied context, without Docker (test/deploy/emulate_build.py)
 #   - the PostgreSQL image's entrypoint and init.sql, run for real on this
-#     machine's PostgreSQL 15 (test/deploy/test_pg_entrypoint.sh)
+#     machine's PostgreSQL 15 (test/deploy/test_pg_entrypoint.sh), with the
+#     hot standby's init-container script copying it as the replication
+#     role and the copy streaming from it
 #   - the gateway image's file layout: both daemons started from it as their
 #     Deployments start them, asked what the probes ask
 #     (test/deploy/test_gateway_layout.sh)
 #   - scripts/deploy.sh and scripts/teardown.sh against a recording kubectl
 #     (test/deploy/test_deploy_script.sh)
+#   - scripts/promote-standby.sh (the manual promotion of the hot standby)
+#     against a recording kubectl on PATH: --dry-run, the order of the
+#     steps, what it applies and patches against the rendered manifests
+#     (test/deploy/test_promote_script.sh)
 #   - the Vagrantfile's forwarded ports, docs/scaling.md's topics
 # TAP lines are numbered here; a check that cannot run says "# SKIP why".
 set -uo pipefail
@@ -82,7 +88,8 @@ body() {
   if [ "$(id -u)" = 0 ]; then
     echo "ok - the PostgreSQL image's entrypoint and init.sql # SKIP run as root (use scripts/as-user.sh)"
   else
-    bash "$D/test_pg_entrypoint.sh"
+    # with the standby's own init-container script when it rendered
+    bash "$D/test_pg_entrypoint.sh" "$SUITE_DIR/rendered-standby.yaml"
   fi
 
   if [ -s "$rendered" ] && [ $have_yaml = 1 ]; then
@@ -97,9 +104,16 @@ body() {
     echo "ok - scripts/deploy.sh against a recording kubectl # SKIP needs kubectl and python3-yaml"
   fi
 
+  # the manual promotion of the standby, against a recording kubectl on PATH
+  if [ $have_yaml = 1 ]; then
+    bash "$D/test_promote_script.sh" "$SUITE_DIR/rendered-standby.yaml"
+  else
+    echo "ok - scripts/promote-standby.sh against a recording kubectl # SKIP needs python3-yaml"
+  fi
+
   # scripts parse
   local bad=()
-  for f in scripts/deploy.sh scripts/teardown.sh deployment/docker/postgres/entrypoint.sh; do
+  for f in scripts/deploy.sh scripts/teardown.sh scripts/promote-standby.sh deployment/docker/postgres/entrypoint.sh; do
     bash -n "$TOP/$f" 2>/dev/null || bad+=("$f")
     [ -x "$TOP/$f" ] || bad+=("$f is not executable")
   done

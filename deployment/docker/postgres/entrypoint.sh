@@ -3,11 +3,18 @@
 #
 # First start (no $PGDATA/PG_VERSION): initdb, append the UdaConnect settings
 # (/usr/share/udaconnect/postgresql.conf: shared_preload_libraries and an
-# include of the ConfigMap-mounted file), then, on a server that listens on
+# include of the ConfigMap-mounted file), install the image's pg_hba.conf
+# (/usr/share/udaconnect/pg_hba.conf), then, on a server that listens on
 # the unix socket only and with the Kafka workers held idle, run init.sql:
-# database geoconnections, CREATE EXTENSION pg_udaconnect CASCADE, and the
-# login roles the gateways use.  Every start: exec postgres (PID 1's child,
-# under tini).
+# database geoconnections, CREATE EXTENSION pg_udaconnect CASCADE, the
+# login roles the gateways use and the replication role of the hot standby.
+# Every start: exec postgres (PID 1's child, under tini).
+#
+# Later starts change nothing in $PGDATA: after the first start its files are
+# the operator's (hand edits, a restored backup), and a role needs SQL on a
+# running server anyway.  A primary initialised by an older image gets the
+# replication role and the new pg_hba.conf by hand: docs/deployment.md,
+# "Hot standby for reads".
 #
 # Environment (the Kubernetes manifests set these from the Secret and ConfigMap):
 #   POSTGRES_PASSWORD              superuser password (TCP logins; the local
@@ -15,10 +22,12 @@
 #                                  `kubectl exec ... psql -U postgres` works)
 #   UDACONNECT_API_PASSWORD        password of role udaconnect_api    (udaconnect-httpd)
 #   UDACONNECT_READER_PASSWORD     password of role udaconnect_reader (udaconnect-grpcd reads)
+#   UDACONNECT_REPLICATION_PASSWORD  password of role udaconnect_replicator
+#                                  (REPLICATION only: the hot standby's copy and stream)
 #   PGDATA   (default /var/lib/postgresql/data/pgdata)
 #   PGPORT   (default 5432)        PGHOST / socket directory (default /var/run/postgresql)
 #   PGBIN    (default /usr/lib/postgresql/15/bin)
-#   UDACONNECT_SHARE (default /usr/share/udaconnect): init.sql, postgresql.conf
+#   UDACONNECT_SHARE (default /usr/share/udaconnect): init.sql, postgresql.conf, pg_hba.conf
 #   UDACONNECT_DATABASE (default geoconnections)
 # Extra arguments are passed to postgres (e.g. -c work_mem=32MB).
 set -euo pipefail
@@ -42,8 +51,10 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   [ -n "${POSTGRES_PASSWORD:-}" ] || die "POSTGRES_PASSWORD is not set (scripts/deploy.sh puts it in the Secret udaconnect-secrets)"
   [ -n "${UDACONNECT_API_PASSWORD:-}" ] || die "UDACONNECT_API_PASSWORD is not set"
   [ -n "${UDACONNECT_READER_PASSWORD:-}" ] || die "UDACONNECT_READER_PASSWORD is not set"
-  [ -f "$SHARE/init.sql" ] || die "$SHARE/init.sql is missing"
-  [ -f "$SHARE/postgresql.conf" ] || die "$SHARE/postgresql.conf is missing"
+  [ -n "${UDACONNECT_REPLICATION_PASSWORD:-}" ] || die "UDACONNECT_REPLICATION_PASSWORD is not set (scripts/deploy.sh puts it in the Secret udaconnect-secrets, key replication-password)"
+  for f in init.sql postgresql.conf pg_hba.conf; do
+    [ -f "$SHARE/$f" ] || die "$SHARE/$f is missing"
+  done
   log "initialising $PGDATA"
   mkdir -p "$PGDATA"
   chmod 0700 "$PGDATA"
@@ -60,12 +71,10 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     echo "unix_socket_directories = '$SOCKET_DIR'"
     cat "$SHARE/postgresql.conf"
   } >> "$PGDATA/postgresql.conf"
-  # Every other host may log in with a password (NetworkPolicies decide who
-  # can reach port 5432 at all); the superuser also for streaming
-  # replication, which the optional hot standby uses (deployment/components/standby).
-  printf '%s\n' "host all all 0.0.0.0/0 scram-sha-256" "host all all ::/0 scram-sha-256" \
-      "host replication postgres 0.0.0.0/0 scram-sha-256" "host replication postgres ::/0 scram-sha-256" \
-      >> "$PGDATA/pg_hba.conf"
+  # Who may log in from where, and replicate (only udaconnect_replicator, the
+  # hot standby's role): the image's file, whole (its header says why).
+  cp "$SHARE/pg_hba.conf" "$PGDATA/pg_hba.conf"
+  chmod 0600 "$PGDATA/pg_hba.conf"
 
   log "creating database $DB, extension pg_udaconnect and roles"
   # Socket only, and the ingest workers idle while the schema is created.

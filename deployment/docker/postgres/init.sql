@@ -2,10 +2,13 @@
 -- entrypoint.sh as the superuser over the local socket with psql 15:
 --   psql -v ON_ERROR_STOP=1 -v db=geoconnections -f init.sql
 -- Passwords come from the environment (\getenv), never from the command line.
--- Idempotent: safe to run again by hand (it then resets the two passwords).
+-- Idempotent: safe to run again by hand (it then resets the three passwords
+-- to the pod's environment, i.e. the Secret's; docs/deployment.md uses that to
+-- add the replication role to a primary initialised by an older image).
 
 \getenv api_password UDACONNECT_API_PASSWORD
 \getenv reader_password UDACONNECT_READER_PASSWORD
+\getenv replication_password UDACONNECT_REPLICATION_PASSWORD
 \if :{?api_password}
 \else
   \warn 'UDACONNECT_API_PASSWORD is not set'
@@ -15,6 +18,14 @@
 \else
   \warn 'UDACONNECT_READER_PASSWORD is not set'
   SELECT 1/0 AS udaconnect_reader_password_missing;
+\endif
+-- required like the others: the hot standby (deployment/components/standby)
+-- copies and streams as this role, and a first start is the one moment the
+-- image creates roles.
+\if :{?replication_password}
+\else
+  \warn 'UDACONNECT_REPLICATION_PASSWORD is not set'
+  SELECT 1/0 AS udaconnect_replication_password_missing;
 \endif
 
 SELECT format('CREATE DATABASE %I', :'db')
@@ -60,3 +71,16 @@ SELECT format('GRANT EXECUTE ON FUNCTION %s TO udaconnect_reader', p.oid::regpro
 -- A bounded statement time for every gateway connection unless it sets its own.
 ALTER ROLE udaconnect_api SET statement_timeout = '30s';
 ALTER ROLE udaconnect_reader SET statement_timeout = '30s';
+
+-- The hot standby (deployment/components/standby) copies the primary with
+-- pg_basebackup and streams from it as udaconnect_replicator: REPLICATION and
+-- nothing else, so a standby holds no credential that could read or change
+-- a table.  pg_hba.conf (the image's, /usr/share/udaconnect/pg_hba.conf)
+-- lets it in over TCP for replication only and rejects its SQL logins; it
+-- gets no grant here.  A few connections are enough (a base backup takes
+-- two, each standby's walreceiver one); the limit keeps a leaked password
+-- from using up max_wal_senders.
+SELECT 'CREATE ROLE udaconnect_replicator NOINHERIT'
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'udaconnect_replicator') \gexec
+ALTER ROLE udaconnect_replicator LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT
+    NOBYPASSRLS CONNECTION LIMIT 5 PASSWORD :'replication_password';
