@@ -271,6 +271,51 @@ encn_chain_may_join(const encn_chain *c, const encn_tracker *t, uint64_t epoch, 
 	return epoch == t->epoch && k >= c->seen;
 }
 
+/* The entry for one of the persons it names. */
+static void
+note_person(const encn_noter *n, int32_t person, const encn_entry *e)
+{
+	encn_chain *c = n->chain(person);
+
+	if (c == NULL)
+		return;
+	if (!encn_chain_note(c, n->version, e->removed ? 0 : e->id))
+	{
+		n->lost(person, c);
+		return;
+	}
+	if (!c->named)
+	{
+		c->named = true;
+		c->nnext = *n->named;
+		*n->named = c;
+	}
+}
+
+void
+encn_note(const encn_entry *e, void *noter)
+{
+	const encn_noter *n = noter;
+
+	note_person(n, e->a, e);
+	if (e->b != e->a)
+		note_person(n, e->b, e);
+}
+
+encn_chain *
+encn_named_pop(encn_chain **head)
+{
+	encn_chain *c = *head;
+
+	if (c)
+	{
+		*head = c->nnext;
+		c->named = false;
+		c->nnext = NULL;
+	}
+	return c;
+}
+
 bool
 encn_ids_literal(const int64_t *ids, int n, char *buf, size_t cap)
 {

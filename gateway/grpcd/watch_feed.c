@@ -90,7 +90,7 @@ wf_group_maybe_free(group *g)
 {
 	group	  **p;
 
-	if (g->head != NULL || g->job.busy || g->job.queued || g->pinned || g->noted)
+	if (g->head != NULL || g->job.busy || g->job.queued || g->pinned || g->chain.named)
 		return;
 	p = wf_group_slot(g->person);
 	*p = g->hnext;

@@ -7,6 +7,8 @@
 #ifndef UDC_WATCH_INT_H
 #define UDC_WATCH_INT_H
 
+#include <stddef.h>
+
 #include "encnotify.h"
 #include "grpcd.h"
 
@@ -26,15 +28,15 @@ typedef struct watch_group
 	bool		dirty;			/* scan mode: notified since the last live fetch was sent */
 	bool		more;			/* scan mode: the last live fetch was full */
 	bool		pinned;			/* being walked: not to be freed yet */
-	bool		noted;			/* in the list of groups the version being heard names */
 	bool		by_id_out;		/* the job out reads by id */
 	watch_job	job;
-	encn_chain	chain;			/* by id: what was announced for the person */
-	struct watch_group *nnext;	/* the named list */
+	encn_chain	chain;			/* by id: what was announced for the person; in
+								 * the named list (encn_note) */
 	struct watch_group *hnext;
 } group;
 
 #define WATCH_BUCKETS 4096
+#define GROUP_OF_CHAIN(c) ((group *) ((char *) (c) - offsetof(group, chain)))
 
 /*
  * watch_feed.c.  It calls the live path (watch_live.c, above it) only

@@ -150,7 +150,7 @@ hub_group_release(group *g)
 {
 	group	  **p;
 
-	if (g->nsubs || g->pending || g->in_flight || g->noted)
+	if (g->nsubs || g->pending || g->in_flight || g->chain.named)
 		return;
 	p = hub_slot(g->person);
 	*p = g->hnext;

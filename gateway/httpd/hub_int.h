@@ -9,6 +9,7 @@
 #define UDC_HUB_INT_H
 
 #include <pthread.h>
+#include <stddef.h>
 
 #include "encnotify.h"
 #include "httpd.h"
@@ -44,21 +45,22 @@ struct group
 {
 	group	   *hnext;			/* hash chain */
 	group	   *pnext;			/* the pending list */
-	group	   *nnext;			/* the list of groups the version being heard names */
 	int32_t		person;
 	struct sub *subs;
 	unsigned	nsubs;
 	bool		pending;		/* in the pending list */
 	bool		dirty;			/* scan mode: notified since its last scan began */
-	bool		noted;			/* in the named list */
 	bool		in_flight;		/* a fetch of it is running ... */
 	bool		flight_live;	/* ... by id (else a scan) */
 	int64_t		from_version;	/* the scan out reads after this position */
 	int64_t		from_id;
 	int64_t		k_send;			/* ... having heard every version up to this */
 	uint64_t	k_epoch;		/* ... in this epoch */
-	encn_chain	chain;			/* what its live fetches read (by-id mode) */
+	encn_chain	chain;			/* what its live fetches read (by-id mode); in
+								 * the named list (encn_note) */
 };
+
+#define GROUP_OF_CHAIN(c) ((group *) ((char *) (c) - offsetof(group, chain)))
 
 extern pthread_mutex_t hub_lock;
 extern encn_tracker hub_trk;

@@ -33,7 +33,7 @@
 #include "hub_int.h"
 
 encn_tracker hub_trk;
-static group *named_head;		/* the groups the version being heard names */
+static encn_chain *named_head;	/* the chains the version being heard names */
 
 /* The subscriber leaves the live ones: it reads from its position. */
 static void
@@ -91,9 +91,8 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 static void
 all_scan(int64_t heard)
 {
-	for (group *g = named_head; g; g = g->nnext)
-		g->noted = false;
-	named_head = NULL;
+	while (encn_named_pop(&named_head))
+		;
 	for (int b = 0; b < HUB_BUCKETS; b++)
 		for (group *g = hub_groups(b); g; g = g->hnext)
 		{
@@ -116,42 +115,26 @@ hub_listening(void)
 	pthread_mutex_unlock(&hub_lock);
 }
 
-static void
-note_person(int32_t person, const encn_entry *e, int64_t version)
+/* encn_note's way to the chain of a watched person (by id) */
+static encn_chain *
+chain_of(int32_t person)
 {
 	group	   *g = *hub_slot(person);
 
-	if (g == NULL)
-		return;
-	if (!cfg.stream_by_id)
+	if (g && !cfg.stream_by_id)
 	{
 		g->dirty = true;
 		hub_pend(g);
-		return;
 	}
-	if (!encn_chain_note(&g->chain, version, e->removed ? 0 : e->id))
-	{
-		logmsg(LOG_INFO, "encounter streams: more than %d changes of person %d at once; its "
-			   "streams read them by version", ENCN_CHAIN_MAX_IDS, person);
-		group_lost(g, encn_heard(&hub_trk));
-		return;
-	}
-	if (!g->noted)
-	{
-		g->noted = true;
-		g->nnext = named_head;
-		named_head = g;
-	}
+	return g && cfg.stream_by_id ? &g->chain : NULL;
 }
 
 static void
-note_entry(const encn_entry *e, void *arg)
+chain_full(int32_t person, encn_chain *c)
 {
-	int64_t		version = *(const int64_t *) arg;
-
-	note_person(e->a, e, version);
-	if (e->b != e->a)
-		note_person(e->b, e, version);
+	logmsg(LOG_INFO, "encounter streams: more than %d changes of person %d at once; its "
+		   "streams read them by version", ENCN_CHAIN_MAX_IDS, person);
+	group_lost(GROUP_OF_CHAIN(c), encn_heard(&hub_trk));
 }
 
 void
@@ -159,7 +142,7 @@ hub_notified(const char *payload)
 {
 	encn_payload p;
 	enum encn_verdict v;
-	group	   *g;
+	encn_chain *c;
 
 	pthread_mutex_lock(&hub_lock);
 	v = encn_track(&hub_trk, payload, &p);
@@ -172,17 +155,14 @@ hub_notified(const char *payload)
 		all_scan(hub_trk.base);
 	}
 	if (v == ENCN_APPLY || v == ENCN_RESYNC_APPLY)
-		encn_each(&p, note_entry, &p.version);
-	if (hub_trk.cur == 0)
 	{
-		/* heard whole: the persons it named may fetch */
-		while ((g = named_head))
-		{
-			named_head = g->nnext;
-			g->noted = false;
-			hub_pend(g);
-		}
+		encn_noter	n = {p.version, chain_of, chain_full, &named_head};
+
+		encn_each(&p, encn_note, &n);
 	}
+	/* heard whole: the persons it named may fetch */
+	while (hub_trk.cur == 0 && (c = encn_named_pop(&named_head)))
+		hub_pend(GROUP_OF_CHAIN(c));
 	pthread_mutex_unlock(&hub_lock);
 }
 
