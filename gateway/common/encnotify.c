@@ -1,7 +1,8 @@
 /*
- * encnotify.c — the payload of NOTIFY udaconnect_encounter, the tracker of
- * the versions a connection heard, and a watched person's chain of live
- * fetches (encnotify.h; why it is gap-free: docs/encounters.md, "Live").
+ * encnotify.c — the payloads of NOTIFY udaconnect_encounter and
+ * udaconnect_person_erased, the tracker of the versions a connection
+ * heard, and a watched person's chain of live fetches (encnotify.h; why it
+ * is gap-free: docs/encounters.md, "Live").
  * It must not allocate anything but a chain's ids, nor keep state of its
  * own: everything is in the caller's structs.
  */
@@ -73,6 +74,18 @@ encn_parse(const char *payload, encn_payload *p)
 		if (*s == ',')
 			s++;
 	}
+	return true;
+}
+
+bool
+encn_parse_erased(const char *payload, int32_t *person)
+{
+	const char *s = payload;
+	long long	id;
+
+	if (!number(&s, 1, INT32_MAX, &id) || *s != '\0')
+		return false;
+	*person = (int32_t) id;
 	return true;
 }
 

@@ -7,7 +7,8 @@
  *     pg_udaconnect/src/encounter_notify.c writes it:
  *         v<version>.<part>/<parts>:<id>.<a>.<b>,-<id>.<a>.<b>,...
  *     (an encounter written, or removed ("-"), at that version, with its
- *     two persons);
+ *     two persons), and that of NOTIFY udaconnect_person_erased (the id of
+ *     a person forget_person erased: the person's streams end);
  *   - the tracker of one listening connection: the versions it has heard
  *     whole.  Versions are dense in commit order and every version is
  *     announced, in order, on a connection that stays up; a version heard
@@ -55,6 +56,9 @@ typedef struct encn_payload
 
 /* Reads the head and checks every entry; false: not such a payload. */
 bool		encn_parse(const char *payload, encn_payload *p);
+
+/* A payload of udaconnect_person_erased: a person id, decimal; false: not one. */
+bool		encn_parse_erased(const char *payload, int32_t *person);
 
 /* fn(entry, arg) for each entry of a payload encn_parse accepted, in order. */
 void		encn_each(const encn_payload *p, void (*fn) (const encn_entry *e, void *arg),

@@ -86,6 +86,22 @@ test_parse(void)
 }
 
 static void
+test_erased(void)
+{
+	int32_t		person = 0;
+	const char *bad[] = {"", "0", "-5", "+5", " 5", "5 ", "5x", "2147483648", "v5.1/1:", "5,6"};
+	int			refused = 0;
+
+	ok(encn_parse_erased("42", &person) && person == 42 &&
+	   encn_parse_erased("2147483647", &person) && person == 2147483647,
+	   "an erased person's id: 42, the largest integer");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		refused += !encn_parse_erased(bad[i], &person);
+	ok(refused == (int) (sizeof(bad) / sizeof(bad[0])) && person == 2147483647,
+	   "anything else is not an erased person's id (0, signs, blanks, too large, a version payload)");
+}
+
+static void
 test_tracker(void)
 {
 	encn_tracker t = {0};
@@ -277,6 +293,7 @@ int
 main(void)
 {
 	test_parse();
+	test_erased();
 	test_tracker();
 	test_chain();
 	test_note();
