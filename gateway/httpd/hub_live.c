@@ -59,7 +59,8 @@ group_lost(group *g, int64_t heard)
  * A new subscriber.  One that starts at "now" is live at once when its
  * position (the committed clock read by another connection) is at or past
  * everything this connection delivered live or cannot vouch for;
- * otherwise it reads by version first.
+ * otherwise it reads by version first.  Either way its person is checked
+ * (hub_erased.c): the person may have been erased since sse.c asked.
  */
 struct sub *
 hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
@@ -82,6 +83,7 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 			s->want = true;
 			hub_pend(s->g);
 		}
+		hub_check_due(s->g);
 	}
 	pthread_mutex_unlock(&hub_lock);
 	return s;
@@ -112,6 +114,8 @@ hub_listening(void)
 	pthread_mutex_lock(&hub_lock);
 	encn_tracker_reset(&hub_trk);
 	all_scan(-1);
+	/* an erasure announced while nobody listened was not heard */
+	hub_check_all();
 	pthread_mutex_unlock(&hub_lock);
 }
 
@@ -229,7 +233,13 @@ hub_next_fetch(struct hub_fetch *f, int64_t *ids)
 	{
 		if (g->in_flight)
 			continue;			/* queued again when its fetch is back */
+		if (hub_check_take(g, f))
+		{
+			pthread_mutex_unlock(&hub_lock);
+			return true;
+		}
 		f->person = g->person;
+		f->check = false;
 		if (live_fetch(g, f, ids))
 		{
 			g->in_flight = g->flight_live = true;
@@ -351,7 +361,9 @@ hub_fetch_failed(int32_t person)
 
 	pthread_mutex_lock(&hub_lock);
 	g = *hub_slot(person);
-	if (g)
+	if (g && g->flight_check)
+		hub_check_failed(g);
+	else if (g)
 	{
 		g->in_flight = false;
 		if (g->flight_live)
