@@ -1,7 +1,8 @@
 /*
- * encnotify.c — the payload of NOTIFY udaconnect_encounter, the tracker of
- * the versions a connection heard, and a watched person's chain of live
- * fetches (encnotify.h; why it is gap-free: docs/encounters.md, "Live").
+ * encnotify.c — the payloads of NOTIFY udaconnect_encounter and
+ * udaconnect_person_erased, the tracker of the versions a connection
+ * heard, and a watched person's chain of live fetches (encnotify.h; why it
+ * is gap-free: docs/encounters.md, "Live").
  * It must not allocate anything but a chain's ids, nor keep state of its
  * own: everything is in the caller's structs.
  */
@@ -73,6 +74,18 @@ encn_parse(const char *payload, encn_payload *p)
 		if (*s == ',')
 			s++;
 	}
+	return true;
+}
+
+bool
+encn_parse_erased(const char *payload, int32_t *person)
+{
+	const char *s = payload;
+	long long	id;
+
+	if (!number(&s, 1, INT32_MAX, &id) || *s != '\0')
+		return false;
+	*person = (int32_t) id;
 	return true;
 }
 
@@ -269,6 +282,51 @@ bool
 encn_chain_may_join(const encn_chain *c, const encn_tracker *t, uint64_t epoch, int64_t k)
 {
 	return epoch == t->epoch && k >= c->seen;
+}
+
+/* The entry for one of the persons it names. */
+static void
+note_person(const encn_noter *n, int32_t person, const encn_entry *e)
+{
+	encn_chain *c = n->chain(person);
+
+	if (c == NULL)
+		return;
+	if (!encn_chain_note(c, n->version, e->removed ? 0 : e->id))
+	{
+		n->lost(person, c);
+		return;
+	}
+	if (!c->named)
+	{
+		c->named = true;
+		c->nnext = *n->named;
+		*n->named = c;
+	}
+}
+
+void
+encn_note(const encn_entry *e, void *noter)
+{
+	const encn_noter *n = noter;
+
+	note_person(n, e->a, e);
+	if (e->b != e->a)
+		note_person(n, e->b, e);
+}
+
+encn_chain *
+encn_named_pop(encn_chain **head)
+{
+	encn_chain *c = *head;
+
+	if (c)
+	{
+		*head = c->nnext;
+		c->named = false;
+		c->nnext = NULL;
+	}
+	return c;
 }
 
 bool

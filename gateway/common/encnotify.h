@@ -1,13 +1,14 @@
 /*
  * encnotify.h — how a gateway's live encounter streams know they missed
  * nothing while they read changes by id (docs/encounters.md, "Live"),
- * shared by udaconnect-httpd (hub.c) and udaconnect-grpcd (watch_feed.c):
+ * shared by udaconnect-httpd (hub_live.c) and udaconnect-grpcd (watch_live.c):
  *
  *   - the payload of NOTIFY udaconnect_encounter, as
  *     pg_udaconnect/src/encounter_notify.c writes it:
  *         v<version>.<part>/<parts>:<id>.<a>.<b>,-<id>.<a>.<b>,...
  *     (an encounter written, or removed ("-"), at that version, with its
- *     two persons);
+ *     two persons), and that of NOTIFY udaconnect_person_erased (the id of
+ *     a person forget_person erased: the person's streams end);
  *   - the tracker of one listening connection: the versions it has heard
  *     whole.  Versions are dense in commit order and every version is
  *     announced, in order, on a connection that stays up; a version heard
@@ -16,7 +17,11 @@
  *   - the chain of one watched person: the ids announced for the person
  *     since its last live fetch, the versions that fetch covers, and
  *     whether a stream that caught up by reading by version may join the
- *     live fetches without a gap.
+ *     live fetches without a gap;
+ *   - the step both gateways take for each entry of a version they hear:
+ *     the entry noted in the chain of each watched person it names, the
+ *     chain put in the list of those the version names (encn_note), the
+ *     gateway's own groups reached through a callback.
  *
  * It holds no lock and does no I/O: each gateway calls it under its own
  * lock or on its one stream thread.  It must not decide which stream gets
@@ -51,6 +56,9 @@ typedef struct encn_payload
 
 /* Reads the head and checks every entry; false: not such a payload. */
 bool		encn_parse(const char *payload, encn_payload *p);
+
+/* A payload of udaconnect_person_erased: a person id, decimal; false: not one. */
+bool		encn_parse_erased(const char *payload, int32_t *person);
 
 /* fn(entry, arg) for each entry of a payload encn_parse accepted, in order. */
 void		encn_each(const encn_payload *p, void (*fn) (const encn_entry *e, void *arg),
@@ -96,6 +104,9 @@ typedef struct encn_chain
 	int64_t    *ids;
 	int			nids;
 	int			cap;
+	bool		named;			/* in the list of the chains the version being
+								 * heard names (encn_note) */
+	struct encn_chain *nnext;	/* ... the next in it */
 } encn_chain;
 
 /*
@@ -137,6 +148,36 @@ void		encn_chain_skip(encn_chain *c);
  */
 bool		encn_chain_may_join(const encn_chain *c, const encn_tracker *t, uint64_t epoch,
 								int64_t k);
+
+/* What encn_note is given: the version heard, and the gateway's side. */
+typedef struct encn_noter
+{
+	int64_t		version;
+
+	/*
+	 * The chain of the group watching person; NULL when nobody watches it,
+	 * or when the gateway reads by version (it marks the group itself then:
+	 * nothing is chained).
+	 */
+	encn_chain *(*chain) (int32_t person);
+
+	/*
+	 * The chain holds ENCN_CHAIN_MAX_IDS or memory is short: the gateway
+	 * resets it, and its streams read by version.
+	 */
+	void		(*lost) (int32_t person, encn_chain *c);
+	encn_chain **named;			/* the list of the chains the version names */
+} encn_noter;
+
+/*
+ * encn_each's fn, arg an encn_noter: the entry noted in the chain of each
+ * of its persons (once when both are one), a removal by version (id 0);
+ * each chain that took it joins the named list once.
+ */
+void		encn_note(const encn_entry *e, void *noter);
+
+/* The first chain of a named list, taken off it; NULL when it is empty. */
+encn_chain *encn_named_pop(encn_chain **head);
 
 /* "{1,2,3}": ids as a PostgreSQL array literal; false when buf is short. */
 bool		encn_ids_literal(const int64_t *ids, int n, char *buf, size_t cap);

@@ -384,6 +384,7 @@ typedef struct listen_hooks
 {
 	void		(*result) (void *ctx, PGresult *res);	/* NULL res: connection lost */
 	void		(*notified) (const char *payload);	/* of NOTIFY udaconnect_encounter */
+	void		(*erased) (const char *payload);	/* of NOTIFY udaconnect_person_erased */
 	void		(*connected) (void);	/* listening: catch every watcher up */
 	void		(*pump) (void); /* after every wake-up: commands, new queries */
 } listen_hooks;

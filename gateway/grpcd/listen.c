@@ -6,9 +6,10 @@
  * waits in poll() and nowhere else.
  *
  * What this file holds: connecting without blocking (PQconnectStartParams
- * and PQconnectPoll, given up after 10 s), SET and LISTEN as the first
- * queries of every connection, the queries in flight (at most LISTEN_PIPE,
- * each with its own sync, so that one query's error aborts no other), their
+ * and PQconnectPoll, given up after 10 s), SET and LISTEN
+ * (udaconnect_encounter, udaconnect_person_erased) as the first queries of
+ * every connection, the queries in flight (at most LISTEN_PIPE, each with
+ * its own sync, so that one query's error aborts no other), their
  * results handed back in order, notifications, a lost connection (every
  * query in flight handed back without a result, a new connection after
  * 0.5 s doubling to 10 s), and the eventfd other threads wake the loop
@@ -171,7 +172,8 @@ connect_done(void)
 	if (PQsetnonblocking(conn, 1) != 0 || !PQenterPipelineMode(conn) ||
 		!send_query(NULL, "SET application_name = 'udaconnect-grpcd-watch'", 0, NULL) ||
 		!send_query(NULL, tmo, 0, NULL) ||
-		!send_query(NULL, "LISTEN udaconnect_encounter", 0, NULL))
+		!send_query(NULL, "LISTEN udaconnect_encounter", 0, NULL) ||
+		!send_query(NULL, "LISTEN udaconnect_person_erased", 0, NULL))
 	{
 		conn_lost(PQerrorMessage(conn));
 		return;
@@ -214,7 +216,7 @@ setup_result(PGresult *res)
 }
 
 /* the notifications libpq has parsed (before a reconnect's catch-up,
- * P_SETUP, every watcher is read anyway) */
+ * P_SETUP, every watcher is read, and every watched person checked, anyway) */
 static void
 drain_notifies(void)
 {
@@ -224,6 +226,8 @@ drain_notifies(void)
 	{
 		if (phase == P_UP && strcmp(n->relname, "udaconnect_encounter") == 0)
 			hooks.notified(n->extra);
+		else if (phase == P_UP && strcmp(n->relname, "udaconnect_person_erased") == 0)
+			hooks.erased(n->extra);
 		PQfreemem(n);
 	}
 }

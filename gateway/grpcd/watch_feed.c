@@ -4,9 +4,10 @@
  *
  * What this file holds (all of it on the watch thread, listen.c's hooks):
  *   - the watchers grouped by the person they watch;
- *   - a new watcher's first query: the caller's right to watch the person
- *     (42501 / P0002), and, without a resume point, where "now" is, which
- *     it starts after (udaconnect.api_encounter_position);
+ *   - a new watcher's first query (udaconnect.api_encounter_position): the
+ *     caller's right to watch the person (42501 / P0002, an erased person
+ *     too, docs/encounters.md "Live"), and, without a resume point, where
+ *     "now" is, which it starts after;
  *   - catching up a watcher that resumes: api_encounter_changes from its
  *     position, one chunk at a time, each only once its queue has room for
  *     it, until a chunk comes back short: then it is live;
@@ -48,8 +49,9 @@ static bool drained;
 /* the caller's right, and the position after every change committed so far */
 static const char SQL_START[] =
 "SELECT 1, p.version, p.id FROM udaconnect.api_encounter_position($1::text, $2::int4, $3::int4) p";
+/* the caller's right, and that the person exists (an attendee's own too) */
 static const char SQL_CHECK[] =
-"SELECT 1 FROM udaconnect.api_encounters($1::text, $2::int4, $3::int4, NULL, NULL, 1, NULL)";
+"SELECT 1 FROM udaconnect.api_encounter_position($1::text, $2::int4, $3::int4)";
 static const char SQL_CHANGES[] =
 "SELECT version, id, kind, body::text"
 "  FROM udaconnect.api_encounter_changes($1::text, $2::int4, $3::int4, $4::int8, $5::int8, $6::int4)";
@@ -90,7 +92,8 @@ wf_group_maybe_free(group *g)
 {
 	group	  **p;
 
-	if (g->head != NULL || g->job.busy || g->job.queued || g->pinned || g->noted)
+	if (g->head != NULL || g->job.busy || g->job.queued || g->pinned || g->chain.named ||
+		g->gone_job.busy || g->gone_job.queued)
 		return;
 	p = wf_group_slot(g->person);
 	*p = g->hnext;
@@ -149,6 +152,7 @@ watcher_add(watcher *w)
 		g->person = w->person;
 		g->job.kind = J_GROUP;
 		g->job.obj = g;
+		we_group_init(g);
 		live.group_new(g);
 		*p = g;
 	}
@@ -211,6 +215,8 @@ job_send(watch_job *j)
 	int64_t		v,
 				id;
 
+	if (j->kind == J_GONE)
+		return we_send(j->obj);
 	if (g != NULL && live.by_id())
 		return live.group_send(g);
 	if (g != NULL)
@@ -492,12 +498,15 @@ feed_result(void *ctx, PGresult *res)
 	watch_job  *j = ctx;
 
 	j->busy = false;
-	if (j->kind == J_GROUP)
+	if (j->kind == J_GROUP || j->kind == J_GONE)
 	{
 		group	   *g = j->obj;
 
 		g->pinned = true;
-		group_result(g, res);
+		if (j->kind == J_GONE)
+			we_result(g, res);
+		else
+			group_result(g, res);
 		g->pinned = false;
 		wf_group_maybe_free(g);
 	}
@@ -599,7 +608,7 @@ feed_pump(void)
 		j->queued = false;
 		if (!job_send(j))
 		{
-			if (j->kind == J_GROUP)
+			if (j->kind == J_GROUP || j->kind == J_GONE)
 				wf_group_maybe_free(j->obj);
 			else
 				watcher_maybe_release(j->obj);
@@ -614,6 +623,8 @@ feed_connected(void)
 		live.connected();
 	else
 		wf_all_dirty();
+	/* an erasure announced while nobody listened was not heard */
+	we_check_all();
 }
 
 /* watch_live.c's watch_start: the watch thread runs, the live path's hooks set */
@@ -628,6 +639,7 @@ wf_start(const wf_live_hooks *lh)
 
 	live = *lh;
 	h.notified = lh->notified;
+	h.erased = we_erased;
 	listen_start(&h);
 }
 

@@ -1,11 +1,14 @@
 /*
  * watch_int.h — what watch_feed.c (the watchers, their queries and their
  * events) gives watch_live.c (what NOTIFY announced, read by id), which is
- * above it, on the watch thread of udaconnect-grpcd.  Nothing else
- * includes it; everything here is the watch thread's alone.
+ * above it, and what it and watch_erased.c (the watchers of an erased
+ * person end) give each other, on the watch thread of udaconnect-grpcd.
+ * Nothing else includes it; everything here is the watch thread's alone.
  */
 #ifndef UDC_WATCH_INT_H
 #define UDC_WATCH_INT_H
+
+#include <stddef.h>
 
 #include "encnotify.h"
 #include "grpcd.h"
@@ -15,7 +18,8 @@ enum job_kind
 	J_START,					/* check, then find the last position (no resume point) */
 	J_CHECK,					/* check only (a resume point was given) */
 	J_CATCHUP,					/* the next chunk after a resuming watcher's position */
-	J_GROUP						/* the live fetch of one person */
+	J_GROUP,					/* the live fetch of one person */
+	J_GONE						/* whether one person still exists (watch_erased.c) */
 };
 
 typedef struct watch_group
@@ -26,15 +30,17 @@ typedef struct watch_group
 	bool		dirty;			/* scan mode: notified since the last live fetch was sent */
 	bool		more;			/* scan mode: the last live fetch was full */
 	bool		pinned;			/* being walked: not to be freed yet */
-	bool		noted;			/* in the list of groups the version being heard names */
 	bool		by_id_out;		/* the job out reads by id */
+	bool		gone_due;		/* gone_job must be sent */
 	watch_job	job;
-	encn_chain	chain;			/* by id: what was announced for the person */
-	struct watch_group *nnext;	/* the named list */
+	watch_job	gone_job;		/* J_GONE */
+	encn_chain	chain;			/* by id: what was announced for the person; in
+								 * the named list (encn_note) */
 	struct watch_group *hnext;
 } group;
 
 #define WATCH_BUCKETS 4096
+#define GROUP_OF_CHAIN(c) ((group *) ((char *) (c) - offsetof(group, chain)))
 
 /*
  * watch_feed.c.  It calls the live path (watch_live.c, above it) only
@@ -63,5 +69,12 @@ void		wf_watcher_drop(watcher *w);
 void		wf_caller_params(const watcher *w, const char **params, char *buf, size_t len);
 void		wf_deliver(PGresult *res, group *g, watcher *only);
 void		wf_end_live(group *g, PGresult *res);
+
+/* watch_erased.c, called by watch_feed.c */
+void		we_group_init(group *g);
+void		we_check_all(void);
+void		we_erased(const char *payload);
+bool		we_send(group *g);
+void		we_result(group *g, PGresult *res);
 
 #endif

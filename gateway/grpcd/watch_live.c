@@ -43,7 +43,7 @@ static const char SQL_BY_ID[] =
 
 static bool by_id;
 static encn_tracker trk;
-static group *named_head;		/* the groups the version being heard names */
+static encn_chain *named_head;	/* the chains the version being heard names */
 
 static bool
 wl_by_id(void)
@@ -91,9 +91,8 @@ group_lost(group *g, int64_t heard)
 static void
 all_lost(int64_t heard)
 {
-	for (group *g = named_head; g; g = g->nnext)
-		g->noted = false;
-	named_head = NULL;
+	while (encn_named_pop(&named_head))
+		;
 	for (int b = 0; b < WATCH_BUCKETS; b++)
 		for (group *g = wf_bucket(b); g; g = g->hnext)
 			group_lost(g, heard);
@@ -107,41 +106,32 @@ wl_connected(void)
 	all_lost(-1);
 }
 
-static void
-note_person(int32_t person, const encn_entry *e, int64_t version)
+/* encn_note's way to the chain of a watched person (by id) */
+static encn_chain *
+chain_of(int32_t person)
 {
 	group	   *g = *wf_group_slot(person);
 
-	if (g == NULL)
-		return;
-	if (!by_id)
-	{
+	if (g && !by_id)
 		wf_mark_dirty(g);
-		return;
-	}
-	if (!encn_chain_note(&g->chain, version, e->removed ? 0 : e->id))
-	{
-		logmsg(LOG_INFO, "watch: more than %d changes of person %d at once; its watchers"
-			   " catch up by version", ENCN_CHAIN_MAX_IDS, person);
-		group_lost(g, encn_heard(&trk));
-		return;
-	}
-	if (!g->noted)
-	{
-		g->noted = true;
-		g->nnext = named_head;
-		named_head = g;
-	}
+	return g && by_id ? &g->chain : NULL;
 }
 
 static void
-note_entry(const encn_entry *e, void *arg)
+chain_full(int32_t person, encn_chain *c)
 {
-	int64_t		version = *(const int64_t *) arg;
+	logmsg(LOG_INFO, "watch: more than %d changes of person %d at once; its watchers"
+		   " catch up by version", ENCN_CHAIN_MAX_IDS, person);
+	group_lost(GROUP_OF_CHAIN(c), encn_heard(&trk));
+}
 
-	note_person(e->a, e, version);
-	if (e->b != e->a)
-		note_person(e->b, e, version);
+/* the entries of p to the chains of the persons they name */
+static void
+note_payload(const encn_payload *p)
+{
+	encn_noter	n = {p->version, chain_of, chain_full, &named_head};
+
+	encn_each(p, encn_note, &n);
 }
 
 /* a payload of NOTIFY udaconnect_encounter (listen.c's hook) */
@@ -150,6 +140,7 @@ wl_notified(const char *payload)
 {
 	encn_payload p;
 	enum encn_verdict v;
+	encn_chain *c;
 	group	   *g;
 
 	if (!by_id)
@@ -161,7 +152,7 @@ wl_notified(const char *payload)
 			wf_all_dirty();
 		}
 		else
-			encn_each(&p, note_entry, &p.version);
+			note_payload(&p);
 		return;
 	}
 	v = encn_track(&trk, payload, &p);
@@ -173,14 +164,13 @@ wl_notified(const char *payload)
 		all_lost(trk.base);
 	}
 	if (v == ENCN_APPLY || v == ENCN_RESYNC_APPLY)
-		encn_each(&p, note_entry, &p.version);
+		note_payload(&p);
 	if (trk.cur != 0)
 		return;
 	/* heard whole: the persons it named may fetch */
-	while ((g = named_head))
+	while ((c = encn_named_pop(&named_head)))
 	{
-		named_head = g->nnext;
-		g->noted = false;
+		g = GROUP_OF_CHAIN(c);
 		if (g->nlive > 0)
 			wf_ready_push(&g->job);
 		else

@@ -340,6 +340,7 @@ extern void hub_notified(const char *payload);
 struct hub_fetch
 {
 	int32_t		person;
+	bool		check;			/* whether the person still exists (hub_erased.c) */
 	bool		live;			/* by id: versions (version, upto], ids */
 	int64_t		version;		/* a scan: after (version, id) */
 	int64_t		id;
@@ -361,6 +362,14 @@ extern void hub_deliver(int32_t person, const struct hub_change *rows, int n,
 
 /* The fetch failed: it will be made again (a live one, by version). */
 extern void hub_fetch_failed(int32_t person);
+
+/* ---- hub_erased.c: the streams of an erased person end -------------------- */
+
+/* A payload of NOTIFY udaconnect_person_erased: the person is checked. */
+extern void hub_erased(const char *payload);
+
+/* A check's answer: gone, the person's streams end ("erased"). */
+extern void hub_checked(int32_t person, bool gone);
 
 /* Heartbeats to idle subscribers; streams past their end are ended. */
 extern void hub_tick(int64_t now);

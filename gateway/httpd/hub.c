@@ -44,7 +44,11 @@
 #include "hub_int.h"
 
 #define HEARTBEAT ": heartbeat\n\n"
-/* the first text of every stream: the client's reconnection delay (ms) */
+/*
+ * the last text of the stream of an erased person: an event without an id
+ * (the client's Last-Event-ID stays the last change it had), then the end
+ */
+#define ERASED_EVENT "event: erased\ndata: {\"person_id\": %d}\n\n"
 /*
  * the first text of every stream: the client's reconnection delay (ms), and
  * the position the stream starts after as an event id without data, which
@@ -150,7 +154,7 @@ hub_group_release(group *g)
 {
 	group	  **p;
 
-	if (g->nsubs || g->pending || g->in_flight || g->noted)
+	if (g->nsubs || g->pending || g->in_flight || g->chain.named)
 		return;
 	p = hub_slot(g->person);
 	*p = g->hnext;
@@ -171,15 +175,16 @@ hub_resume(struct sub *s)
 
 /*
  * Appends n bytes of text to s's queue: 0, or -1 when they do not fit the
- * bound (an empty queue takes any one event) or memory is short.
+ * bound (an empty queue takes any one event; `last`, the stream's last
+ * event, goes past it) or memory is short.
  */
 static int
-append(struct sub *s, const char *text, size_t n)
+append_text(struct sub *s, const char *text, size_t n, bool last)
 {
 	size_t		ncap;
 	char	   *nq;
 
-	if (s->len && s->len + n > cfg.stream_queue)
+	if (s->len && s->len + n > cfg.stream_queue && !last)
 		return -1;
 	if (s->off + s->len + n > s->cap)
 	{
@@ -195,6 +200,8 @@ append(struct sub *s, const char *text, size_t n)
 				ncap *= 2;
 			if (ncap > cfg.stream_queue && s->len + n <= cfg.stream_queue)
 				ncap = cfg.stream_queue;
+			else if (ncap > cfg.stream_queue && last)
+				ncap = s->len + n;	/* past the bound by the last event only */
 			nq = realloc(s->q, ncap);
 			if (!nq)
 				return -1;
@@ -205,6 +212,12 @@ append(struct sub *s, const char *text, size_t n)
 	memcpy(s->q + s->off + s->len, text, n);
 	s->len += n;
 	return 0;
+}
+
+static int
+append(struct sub *s, const char *text, size_t n)
+{
+	return append_text(s, text, n, false);
 }
 
 /*
@@ -264,6 +277,28 @@ hub_sub_create(struct MHD_Connection *c, int32_t person, int64_t version, int64_
 	nsubs++;
 	metrics_streams(+1);
 	return s;
+}
+
+/*
+ * The person s watches was erased: its last event, "erased", goes after
+ * what is queued, then the stream ends.  (Out of memory, it ends without.)
+ */
+void
+hub_sub_erased(struct sub *s)
+{
+	char		text[sizeof(ERASED_EVENT) + 16];
+	int			n;
+
+	if (s->ended)
+		return;
+	n = snprintf(text, sizeof(text), ERASED_EVENT, (int) s->g->person);
+	if (append_text(s, text, (size_t) n, true) < 0)
+		logmsg(LOG_WARNING, "encounter streams: out of memory for the last event of a stream of "
+			   "person %d (erased); it ends without", (int) s->g->person);
+	s->ended = true;
+	s->live = false;
+	s->want = false;
+	hub_resume(s);
 }
 
 /*
@@ -424,7 +459,7 @@ hub_tick(int64_t now)
 				 * come back with a valid one */
 				if (s->expires && now >= s->expires)
 					s->ended = true;
-				else if (s->len == 0)
+				else if (s->len == 0 && !s->ended)
 					append(s, HEARTBEAT, strlen(HEARTBEAT));
 				hub_resume(s);
 			}

@@ -33,7 +33,7 @@
 #include "hub_int.h"
 
 encn_tracker hub_trk;
-static group *named_head;		/* the groups the version being heard names */
+static encn_chain *named_head;	/* the chains the version being heard names */
 
 /* The subscriber leaves the live ones: it reads from its position. */
 static void
@@ -59,7 +59,8 @@ group_lost(group *g, int64_t heard)
  * A new subscriber.  One that starts at "now" is live at once when its
  * position (the committed clock read by another connection) is at or past
  * everything this connection delivered live or cannot vouch for;
- * otherwise it reads by version first.
+ * otherwise it reads by version first.  Either way its person is checked
+ * (hub_erased.c): the person may have been erased since sse.c asked.
  */
 struct sub *
 hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
@@ -82,6 +83,7 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 			s->want = true;
 			hub_pend(s->g);
 		}
+		hub_check_due(s->g);
 	}
 	pthread_mutex_unlock(&hub_lock);
 	return s;
@@ -91,9 +93,8 @@ hub_add(struct MHD_Connection *c, int32_t person, int64_t version, int64_t id,
 static void
 all_scan(int64_t heard)
 {
-	for (group *g = named_head; g; g = g->nnext)
-		g->noted = false;
-	named_head = NULL;
+	while (encn_named_pop(&named_head))
+		;
 	for (int b = 0; b < HUB_BUCKETS; b++)
 		for (group *g = hub_groups(b); g; g = g->hnext)
 		{
@@ -113,45 +114,31 @@ hub_listening(void)
 	pthread_mutex_lock(&hub_lock);
 	encn_tracker_reset(&hub_trk);
 	all_scan(-1);
+	/* an erasure announced while nobody listened was not heard */
+	hub_check_all();
 	pthread_mutex_unlock(&hub_lock);
 }
 
-static void
-note_person(int32_t person, const encn_entry *e, int64_t version)
+/* encn_note's way to the chain of a watched person (by id) */
+static encn_chain *
+chain_of(int32_t person)
 {
 	group	   *g = *hub_slot(person);
 
-	if (g == NULL)
-		return;
-	if (!cfg.stream_by_id)
+	if (g && !cfg.stream_by_id)
 	{
 		g->dirty = true;
 		hub_pend(g);
-		return;
 	}
-	if (!encn_chain_note(&g->chain, version, e->removed ? 0 : e->id))
-	{
-		logmsg(LOG_INFO, "encounter streams: more than %d changes of person %d at once; its "
-			   "streams read them by version", ENCN_CHAIN_MAX_IDS, person);
-		group_lost(g, encn_heard(&hub_trk));
-		return;
-	}
-	if (!g->noted)
-	{
-		g->noted = true;
-		g->nnext = named_head;
-		named_head = g;
-	}
+	return g && cfg.stream_by_id ? &g->chain : NULL;
 }
 
 static void
-note_entry(const encn_entry *e, void *arg)
+chain_full(int32_t person, encn_chain *c)
 {
-	int64_t		version = *(const int64_t *) arg;
-
-	note_person(e->a, e, version);
-	if (e->b != e->a)
-		note_person(e->b, e, version);
+	logmsg(LOG_INFO, "encounter streams: more than %d changes of person %d at once; its "
+		   "streams read them by version", ENCN_CHAIN_MAX_IDS, person);
+	group_lost(GROUP_OF_CHAIN(c), encn_heard(&hub_trk));
 }
 
 void
@@ -159,7 +146,7 @@ hub_notified(const char *payload)
 {
 	encn_payload p;
 	enum encn_verdict v;
-	group	   *g;
+	encn_chain *c;
 
 	pthread_mutex_lock(&hub_lock);
 	v = encn_track(&hub_trk, payload, &p);
@@ -172,17 +159,14 @@ hub_notified(const char *payload)
 		all_scan(hub_trk.base);
 	}
 	if (v == ENCN_APPLY || v == ENCN_RESYNC_APPLY)
-		encn_each(&p, note_entry, &p.version);
-	if (hub_trk.cur == 0)
 	{
-		/* heard whole: the persons it named may fetch */
-		while ((g = named_head))
-		{
-			named_head = g->nnext;
-			g->noted = false;
-			hub_pend(g);
-		}
+		encn_noter	n = {p.version, chain_of, chain_full, &named_head};
+
+		encn_each(&p, encn_note, &n);
 	}
+	/* heard whole: the persons it named may fetch */
+	while (hub_trk.cur == 0 && (c = encn_named_pop(&named_head)))
+		hub_pend(GROUP_OF_CHAIN(c));
 	pthread_mutex_unlock(&hub_lock);
 }
 
@@ -249,7 +233,13 @@ hub_next_fetch(struct hub_fetch *f, int64_t *ids)
 	{
 		if (g->in_flight)
 			continue;			/* queued again when its fetch is back */
+		if (hub_check_take(g, f))
+		{
+			pthread_mutex_unlock(&hub_lock);
+			return true;
+		}
 		f->person = g->person;
+		f->check = false;
 		if (live_fetch(g, f, ids))
 		{
 			g->in_flight = g->flight_live = true;
@@ -371,7 +361,9 @@ hub_fetch_failed(int32_t person)
 
 	pthread_mutex_lock(&hub_lock);
 	g = *hub_slot(person);
-	if (g)
+	if (g && g->flight_check)
+		hub_check_failed(g);
+	else if (g)
 	{
 		g->in_flight = false;
 		if (g->flight_live)

@@ -6,7 +6,10 @@
  *
  * A notification announces a version's changes with their persons; the hub
  * keeps those of the watched persons (a person nobody watches costs
- * nothing).  The thread then fetches, for each person the hub names,
+ * nothing).  One of udaconnect_person_erased names an erased person: the
+ * hub has the person checked (hub_erased.c), and the thread sends the
+ * checks it asks for, whether each person still exists (api_person_public,
+ * FETCH_PERSONS a statement), on this same connection.  The thread then fetches, for each person the hub names,
  * either what was announced, by id (api_encounter_changes_by_id), for the
  * person's live subscribers, or the changes after a position
  * (api_encounter_changes), for subscribers catching up; once for all of a
@@ -67,9 +70,19 @@ static bool started;
 static int	ep = -1;
 static int	stop_fd = -1;
 static volatile int stopping;
+/*
+ * which of the persons still exist: a check (hub_erased.c), one row each
+ * in the persons' order, true when gone; not prepared (db.c prepares the
+ * API's statements; this reads the view udaconnect_api may read)
+ */
+static const char SQL_GONE[] =
+"SELECT NOT EXISTS (SELECT 1 FROM udaconnect.api_person_public q WHERE q.id = x.p) "
+"FROM unnest($1::integer[]) WITH ORDINALITY AS x(p, o) ORDER BY x.o";
+
 /* the fetches of one statement: its persons and its array parameters */
 struct batch
 {
+	bool		check;			/* SQL_GONE */
 	bool		live;			/* api_encounter_changes_by_id, else a scan */
 	int			n;
 	int32_t		persons[FETCH_PERSONS];
@@ -93,6 +106,7 @@ static PGconn *conn;
 static bool want_write;			/* EPOLLOUT registered */
 static struct batch live_b = {.live = true};
 static struct batch scan_b;
+static struct batch check_b = {.check = true};
 static struct batch *busy;		/* the batch in flight */
 static double busy_since;		/* ... sent then (monotonic seconds) */
 static bool busy_failed;		/* ... and its result was an error */
@@ -161,6 +175,7 @@ drop(const char *why)
 	want_write = false;
 	batch_fail(&live_b);
 	batch_fail(&scan_b);
+	batch_fail(&check_b);
 	busy = NULL;
 	back_off();
 }
@@ -184,7 +199,7 @@ connect_listen(void)
 		return;
 	}
 	res = PQexec(c, "SET application_name = 'udaconnect-httpd streams'; "
-				 "LISTEN udaconnect_encounter");
+				 "LISTEN udaconnect_encounter; LISTEN udaconnect_person_erased");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK || PQsetnonblocking(c, 1) != 0 ||
 		epoll_ctl(ep, EPOLL_CTL_ADD, PQsocket(c), &ev) != 0)
 	{
@@ -272,6 +287,11 @@ batch_add(struct batch *b, const struct hub_fetch *f, const int64_t *ids)
 		return;
 	}
 	array_add(b->p, &b->pn, sizeof(b->p), b->n, f->person);
+	if (b->check)
+	{
+		b->persons[b->n++] = f->person;
+		return;
+	}
 	array_add(b->v, &b->vn, sizeof(b->v), b->n, f->version);
 	array_add(b->i, &b->in, sizeof(b->i), b->n, b->live ? f->upto : f->id);
 	if (b->live)
@@ -291,28 +311,24 @@ fill(void)
 	struct hub_fetch f;
 	int			cap = solo ? 1 : FETCH_PERSONS;
 
-	while (live_b.n < cap && scan_b.n < cap && hub_next_fetch(&f, ids))
-		batch_add(f.live ? &live_b : &scan_b, &f, ids);
-	if (solo && (live_b.n || scan_b.n))
+	while (live_b.n < cap && scan_b.n < cap && check_b.n < cap && hub_next_fetch(&f, ids))
+		batch_add(f.check ? &check_b : f.live ? &live_b : &scan_b, &f, ids);
+	if (solo && (live_b.n || scan_b.n || check_b.n))
 		solo--;
 }
 
-/* Sends the next batch (live fetches first), if none is in flight. */
-static void
-send_next(void)
+/* Sends b's statement: false when libpq could not. */
+static bool
+send_batch(struct batch *b)
 {
-	struct batch *b;
 	const char *vals[9] = {"organizer", NULL};
-	bool		ok;
 
-	if (!conn || busy)
-		return;
-	if (live_b.n == 0 && scan_b.n == 0)
-		fill();
-	b = live_b.n ? &live_b : scan_b.n ? &scan_b : NULL;
-	if (!b)
-		return;
 	array_end(b->p, b->pn, sizeof(b->p));
+	if (b->check)
+	{
+		vals[0] = b->p;
+		return PQsendQueryParams(conn, SQL_GONE, 1, NULL, vals, NULL, NULL, 0);
+	}
 	array_end(b->v, b->vn, sizeof(b->v));
 	array_end(b->i, b->in, sizeof(b->i));
 	vals[2] = b->p;
@@ -327,18 +343,30 @@ send_next(void)
 		vals[6] = b->e;
 		vals[7] = b->ids;
 		vals[8] = LIVE_ROWS_TEXT;
-		ok = PQsendQueryPrepared(conn, db_stmt_name(S_ENCOUNTER_CHANGES_BY_ID), 9, vals,
-								 NULL, NULL, 0);
+		return PQsendQueryPrepared(conn, db_stmt_name(S_ENCOUNTER_CHANGES_BY_ID), 9, vals,
+								   NULL, NULL, 0);
 	}
-	else
-	{
-		vals[5] = FETCH_ROWS_TEXT;
-		ok = PQsendQueryPrepared(conn, db_stmt_name(S_ENCOUNTER_CHANGES), 6, vals, NULL, NULL, 0);
-	}
+	vals[5] = FETCH_ROWS_TEXT;
+	return PQsendQueryPrepared(conn, db_stmt_name(S_ENCOUNTER_CHANGES), 6, vals, NULL, NULL, 0);
+}
+
+/* Sends the next batch (live fetches first, checks last), if none is in flight. */
+static void
+send_next(void)
+{
+	struct batch *b;
+
+	if (!conn || busy)
+		return;
+	if (live_b.n == 0 && scan_b.n == 0 && check_b.n == 0)
+		fill();
+	b = live_b.n ? &live_b : scan_b.n ? &scan_b : check_b.n ? &check_b : NULL;
+	if (!b)
+		return;
 	busy = b;
 	busy_since = mono();
 	busy_failed = false;
-	if (!ok)
+	if (!send_batch(b))
 	{
 		drop(PQerrorMessage(conn));
 		return;
@@ -384,6 +412,22 @@ deliver(const PGresult *res, struct batch *b)
 	free(rows);
 }
 
+/* A check's answer to the hub, person by person (one row each, in order). */
+static void
+deliver_check(const PGresult *res, struct batch *b)
+{
+	if (PQntuples(res) != b->n)
+	{
+		logmsg(LOG_WARNING, "encounter streams: a check of %d person(s) came back with %d row(s)",
+			   b->n, PQntuples(res));
+		batch_fail(b);
+		return;
+	}
+	for (int k = 0; k < b->n; k++)
+		hub_checked(b->persons[k], strcmp(PQgetvalue(res, k, 0), "t") == 0);
+	batch_clear(b);
+}
+
 /* What arrived: notifications, and the result of the fetch in flight. */
 static void
 read_input(void)
@@ -403,7 +447,8 @@ read_input(void)
 		{
 			struct batch *b = busy;
 
-			metrics_stream_statement(b->live, mono() - busy_since);
+			if (!b->check)
+				metrics_stream_statement(b->live, mono() - busy_since);
 			busy = NULL;
 			if (busy_failed)
 			{
@@ -426,12 +471,15 @@ read_input(void)
 			}
 			break;
 		}
-		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && busy->check)
+			deliver_check(res, busy);
+		else if (PQresultStatus(res) == PGRES_TUPLES_OK)
 			deliver(res, busy);
 		else
 		{
-			logmsg(LOG_WARNING, "encounter streams: %s the changes of %d person(s) (%d first): %s",
-				   busy->live ? "reading by id" : "reading", busy->n,
+			logmsg(LOG_WARNING, "encounter streams: %s of %d person(s) (%d first): %s",
+				   busy->check ? "checking the existence" : busy->live ?
+				   "reading by id the changes" : "reading the changes", busy->n,
 				   busy->n ? (int) busy->persons[0] : 0, PQresultErrorMessage(res));
 			busy_failed = true;
 		}
@@ -441,6 +489,8 @@ read_input(void)
 	{
 		if (strcmp(nf->relname, "udaconnect_encounter") == 0)
 			hub_notified(nf->extra);
+		else if (strcmp(nf->relname, "udaconnect_person_erased") == 0)
+			hub_erased(nf->extra);
 		PQfreemem(nf);
 	}
 	if (PQstatus(conn) != CONNECTION_OK)

@@ -16,6 +16,8 @@
  *   data: <the encounter as JSON | {"id": ..., "merged_into": ...}>
  *
  * and ": heartbeat" comment lines keep an idle stream's connection alive.
+ * When the person is erased, the last event is "erased", without an id
+ * (hub_erased.c), and a client that comes back is answered 404 here.
  * The subscriber is then the hub's (hub.c), fed by the stream thread
  * (listen.c); a stream opened with a token ends when the token expires.
  * This file only checks and opens streams: it must not queue events.

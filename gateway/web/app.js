@@ -15,8 +15,15 @@ import { EncounterTimeline } from './encounters.js';
 const $ = (sel) => document.querySelector(sel);
 // gen: bumped on every (re)start and sign-out, so answers to requests of an
 // earlier session are dropped; seq: a newer connection search wins.
-const state = { persons: [], selected: null, seq: 0, gen: 0, attendee: null };
+const state = { persons: [], selected: null, seq: 0, gen: 0, attendee: null, erasing: false };
 const timeline = new EncounterTimeline($('#encounters'), $('#encounters-status'));
+// the signed-in attendee erased (by an organizer, or in another tab): signed
+// out; an erasure this page asked for signs out with what went (erase())
+timeline.onErased = (p) => {
+  if (state.attendee && state.attendee.id === p.id && !state.erasing) {
+    signOut('Your data was deleted: your person record and every location recorded for you. You are signed out.');
+  }
+};
 
 function setStatus(node, kind, text) {
   node.className = 'status' + (kind ? ' ' + kind : '');
@@ -281,6 +288,7 @@ async function erase() {
   const st = $('#erase-status');
   $('#erase-yes').disabled = $('#erase-no').disabled = true;
   setStatus(st, 'loading', 'Deleting…');
+  state.erasing = true;
   try {
     const r = await api.erasePerson(p.id);
     if (gen !== state.gen) return;
@@ -300,6 +308,7 @@ async function erase() {
     $('#erase-button').disabled = false;
     failed(e, st, `Could not delete ${self ? 'your data' : fullName(p)}`);
   } finally {
+    state.erasing = false;
     $('#erase-yes').disabled = $('#erase-no').disabled = false;
   }
 }

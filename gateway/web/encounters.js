@@ -12,7 +12,10 @@
 // is read; both carry each encounter's `version` (given in commit order),
 // and an older version never replaces a newer one, so nothing that happens
 // in between is lost or undone.  After a dropped connection the stream
-// resumes after the last event id it received (Last-Event-ID).
+// resumes after the last event id it received (Last-Event-ID).  An
+// "erased" event is the stream's last: the person was erased, so it is
+// not opened again (the server would answer 404), and onErased(person) is
+// told.
 import * as api from './api.js';
 
 const RETRY_MIN_MS = 1000;
@@ -41,6 +44,7 @@ export class EncounterTimeline {
     this.abort = null;
     this.lastEventId = '';
     this.gen = 0;
+    this.onErased = null;          // (person) => ..., after an "erased" event
   }
 
   // Show `person`'s encounters and follow them live; a newer call wins.
@@ -182,6 +186,15 @@ export class EncounterTimeline {
       else if (field === 'data') data.push(value);
     }
     if (id !== null) this.lastEventId = id;
+    if (kind === 'erased') {
+      const person = this.person;
+      this.stop();
+      this.items.clear();
+      this.list.textContent = '';
+      this.setStatus('error', `${this.nameOf(person)} was erased: there are no encounters to follow.`);
+      if (this.onErased) this.onErased(person);
+      return;
+    }
     if (kind !== 'encounter' && kind !== 'removed') return;
     let body;
     try { body = JSON.parse(data.join('\n')); } catch (e) { return; }

@@ -122,7 +122,10 @@ RETURNS boolean
 -- person.  What
 -- stays: the id in erased_person (so the ingest drops their messages still
 -- in Kafka and the id is never given again) and an audit row that holds no
--- personal data (when, who asked, how many rows).
+-- personal data (when, who asked, how many rows).  On commit, NOTIFY
+-- udaconnect_person_erased with the id (decimal) tells the gateways to end
+-- the person's live encounter streams (docs/encounters.md, "Live"): a
+-- channel of its own, which the gateways before 1.6 do not listen to.
 -- ---------------------------------------------------------------------------
 CREATE TABLE erased_person (
     id integer PRIMARY KEY
@@ -219,6 +222,9 @@ BEGIN
     INSERT INTO udaconnect.erased_person (id) VALUES (forget_person.id);
     INSERT INTO udaconnect.erasure_audit (requested_by, locations, rejects, persons)
     VALUES (coalesce(requested_by, 'role ' || session_user), locations, rejects, 1);
+    -- the person's live streams end: delivered on commit, after the
+    -- removals announced above; dropped with a rollback
+    PERFORM pg_catalog.pg_notify('udaconnect_person_erased', forget_person.id::text);
 END;
 $$;
 

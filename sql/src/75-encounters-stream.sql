@@ -11,8 +11,9 @@
 
 -- ---------------------------------------------------------------------------
 -- api_encounter_position(caller, person_id) -> (version, id)
--- The caller may watch person_id (42501 as api_encounters, P0002 when an
--- organizer asks for a person that does not exist), and the position after
+-- The caller may watch person_id (42501 as api_encounters; P0002 when the
+-- person does not exist, an attendee's own record too: a token outlives
+-- an erasure, and its stream would watch nobody), and the position after
 -- every change committed so far: (the last version given, the largest
 -- bigint).  Every committed encounter row has a version at most the
 -- clock's committed value, and every writer still to commit takes a larger
@@ -26,8 +27,11 @@ SET search_path = udaconnect, public, pg_temp
 AS $$
 BEGIN
     PERFORM udaconnect.api_encounters_check(caller_role, caller_id, person_id);
-    IF caller_role = 'organizer'
-       AND NOT EXISTS (SELECT 1 FROM udaconnect.person p WHERE p.id = person_id) THEN
+    IF NOT EXISTS (SELECT 1 FROM udaconnect.person p WHERE p.id = person_id) THEN
+        IF EXISTS (SELECT 1 FROM udaconnect.erased_person e WHERE e.id = person_id) THEN
+            RAISE EXCEPTION 'person % was erased', person_id USING ERRCODE = 'no_data_found',
+                DETAIL = 'udaconnect.forget_person removed the person and every row about them: there is nothing to watch.';
+        END IF;
         RAISE EXCEPTION 'person % does not exist', person_id USING ERRCODE = 'no_data_found';
     END IF;
     -- no row before the first encounter was written: nothing to skip

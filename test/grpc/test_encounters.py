@@ -10,7 +10,10 @@ own, so it reads only what it made.  Nothing here waits on a clock: a watch
 is known to be set up when its initial metadata arrived, and a daemon's
 state is read from its log.  The live path by id holds a daemon's read of
 what NOTIFY announced at an advisory lock (FetchGate) while a later
-transaction changes the same encounters.
+transaction changes the same encounters.  An erased person's watchers end
+NOT_FOUND, another person's go on, a watch set up as the erasure commits
+(its first query held at a lock: PositionGate) or while the watch
+connection is down ends too.
 """
 import os
 import re
@@ -361,10 +364,10 @@ def _():
 
 # ---------------------------------------------------------------- private daemons
 class Daemon:
-    def __init__(self, name, *args):
+    def __init__(self, name, *args, dburl=None):
         self.log = os.path.join(SUITE_DIR, name + ".log")
         env = dict(os.environ, UDACONNECT_KAFKA_BROKERS=BROKERS)
-        self.p = subprocess.Popen([GRPCD, "--bind", "127.0.0.1", "--port", "0", "--database-url", DBURL,
+        self.p = subprocess.Popen([GRPCD, "--bind", "127.0.0.1", "--port", "0", "--database-url", dburl or DBURL,
                                    "--log-level", "debug"] + list(args),
                                   env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
         self.addr = None
@@ -458,6 +461,8 @@ def enc_id(a, b, t):
 
 DB = psycopg2.connect(DBURL)
 DB.autocommit = True
+# the gateways' least-privilege role (sql/src/60-http.sql): a connection limit holds it out
+DBURL_API = re.sub(r"\buser=\S+", "user=udaconnect_api", DBURL) if "user=" in DBURL else DBURL + " user=udaconnect_api"
 live = None
 try:
     live = Daemon("live-grpcd")
@@ -538,6 +543,127 @@ try:
 finally:
     if live:
         live.stop()
+
+# ---------------------------------------------------------------- an erased person's watchers end
+def forget(pid):
+    psql("SELECT * FROM udaconnect.forget_person(%d)" % pid)
+
+
+def ended_erased(w, pid):
+    """w ends NOT_FOUND naming the erasure of pid (after any events)."""
+    code, det = rpc_error(lambda: list(w))
+    return code == grpc.StatusCode.NOT_FOUND and ("person %d was erased" % pid) in det, (code, det)
+
+
+@test("WatchEncounters: X erased (forget_person): the organizer's and X's own watchers end NOT_FOUND naming"
+      " the erasure; Y's watcher gets the removal of its encounter with X, then its next encounter")
+def _():
+    x, y, z = person(), person(), person()
+    t = T0 + 11 * 86400
+    meet(x, y, t)
+    xy = enc_id(x, y, t)
+    wo, wa, wy = watch(x), watch(x, md=att(x)), watch(y)
+    forget(x)
+    a, b = ended_erased(wo, x), ended_erased(wa, x)
+    ev = take(wy, 1)[0]
+    meet(y, z, t + 3000)
+    nxt = take(wy, 1)[0]
+    wy.cancel()
+    ok = (a[0] and b[0] and ev.kind == E.REMOVED and ev.id == xy and nxt.kind == E.ENCOUNTER
+          and nxt.encounter.person.id == z)
+    return ok, (a, b, ev, nxt)
+
+
+@test("WatchEncounters: an erased person watched again (organizer, with after, the attendee themself)"
+      " -> NOT_FOUND naming the erasure")
+def _():
+    x = person()
+    forget(x)
+    res = [rpc_error(lambda kw=kw: watch(x, **kw)) for kw in ({}, {"after": (0, 0)}, {"md": att(x)})]
+    ok = all(c == grpc.StatusCode.NOT_FOUND and ("person %d was erased" % x) in det for c, det in res)
+    return ok, res
+
+
+POS_KEY = 715520
+POS_FN = "udaconnect.api_encounter_position(text,integer,integer)"
+POS_MARK = "    -- no row before the first encounter was written"
+
+
+class PositionGate(FetchGate):
+    """Holds a watcher's first query (api_encounter_position, replaced in
+    place by itself waiting, once it has found the person, for an advisory
+    lock this object holds); restored on close."""
+
+    def __init__(self):
+        self.orig = sql_one("SELECT pg_get_functiondef(%s::regprocedure)", (POS_FN,))[0]
+        if POS_MARK not in self.orig:
+            raise RuntimeError("unexpected definition: %r" % self.orig[:300])
+        self.lk = psycopg2.connect(DBURL)
+        self.lk.autocommit = True
+        with self.lk.cursor() as c:
+            c.execute("SELECT pg_advisory_lock(%s)", (POS_KEY,))
+        sql_one(self.orig.replace(POS_MARK, "    PERFORM pg_advisory_xact_lock_shared(%d);\n%s"
+                                  % (POS_KEY, POS_MARK), 1))
+
+    def open(self):
+        with self.lk.cursor() as c:
+            c.execute("SELECT pg_advisory_unlock_all()")
+
+
+er = None
+try:
+    er = Daemon("erased-grpcd")
+
+    @test("WatchEncounters: a watcher set up as X is erased (its first query saw X, the erasure commits"
+          " before it is answered) ends NOT_FOUND naming the erasure once set up")
+    def _():
+        x = person()
+        gate = PositionGate()
+        got = []
+        th = threading.Thread(target=lambda: got.append(watch(x, stub=er.stub)))
+        try:
+            th.start()
+            held = gate.wait_held("udaconnect-grpcd-watch")
+            forget(x)
+            gate.open()
+            th.join(60)
+        finally:
+            gate.close()
+            th.join(60)
+        if not got:
+            return False, (held, "the watch did not set up", er.text()[-1500:])
+        r = ended_erased(got[0], x)
+        return held and r[0], (held, r, er.text()[-1500:])
+
+    @test("WatchEncounters: X erased while the watch connection is cut and kept out: once it is back,"
+          " X's watcher ends NOT_FOUND naming the erasure")
+    def _():
+        x = person()
+        down = Daemon("erased-down-grpcd", dburl=DBURL_API)
+        try:
+            w = watch(x, stub=down.stub)
+            sql_one("ALTER ROLE udaconnect_api CONNECTION LIMIT 0")
+            try:
+                sql_one("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE application_name = 'udaconnect-grpcd-watch' AND usename = 'udaconnect_api'")
+                gone = False
+                for _ in range(100):
+                    if not sql_one("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                                   " 'udaconnect-grpcd-watch' AND usename = 'udaconnect_api'")[0]:
+                        gone = True
+                        break
+                    time.sleep(0.1)
+                forget(x)
+            finally:
+                sql_one("ALTER ROLE udaconnect_api CONNECTION LIMIT -1")
+            r = ended_erased(w, x)
+            back = down.wait_log("watch: listening for encounter changes", 2)
+            return gone and back and r[0], (gone, back, r, down.text()[-1500:])
+        finally:
+            down.stop()
+finally:
+    if er:
+        er.stop()
 
 d = None
 try:

@@ -75,6 +75,15 @@ def start_browser():
     return d
 
 
+def new_person(first, last):
+    """A person made through the API as an organizer (its JSON)."""
+    status, p = call("POST", "/api/persons", {"first_name": first, "last_name": last,
+                                              "company_name": "Gone GmbH"})
+    if status != 201:
+        raise AssertionError("POST /api/persons: HTTP %d %r" % (status, p))
+    return p
+
+
 def mint(sub, role, ttl=3600):
     """A token as the server issues them; ttl < 0: already expired."""
     return tokens.mint({"sub": str(sub), "role": role}, ttl=ttl)
@@ -515,10 +524,7 @@ def run(b):
 
     # ---- Delete my data: a person of this test's own, with two locations
     def t_erase_self():
-        status, p = call("POST", "/api/persons", {"first_name": "Erase", "last_name": "Me " + stamp,
-                                                  "company_name": "Gone GmbH"})
-        if status != 201:
-            return ("POST /api/persons", status, p)
+        p = new_person("Erase", "Me " + stamp)
         for lat in (35.0585136, 35.0585137):
             st, loc = call("POST", "/api/locations", {"person_id": p["id"], "latitude": lat,
                                                       "longitude": -106.5719566,
@@ -547,6 +553,25 @@ def run(b):
                 and r["own token GET"] in (401, 403, 404)) or r
     test("Delete my data: cancel keeps everything; confirmed, the person is erased (organizer GET -> 404), "
          "the app says what went and signs out", t_erase_self)
+
+    # ---- erased elsewhere: an attendee's page is open on their live
+    # encounters when an organizer erases them; the stream's last event
+    # ("erased") signs the page out instead of leaving it retrying
+    def t_erased_elsewhere():
+        p = new_person("Erased", "Elsewhere " + stamp)
+        d.get(BASE + "/#token=" + mint(p["id"], "attendee"))
+        b.signed_in_as("Erased Elsewhere " + stamp, "the attendee to be erased")
+        b.wait(lambda d: b.shown("#encounters-card") and "Live" in b.text("#encounters-status"),
+               "the attendee's encounters timeline, live")
+        d.execute_script("window.__udcNoReload = true;")
+        gone = call("DELETE", "/api/persons/%d" % p["id"])[0]
+        b.sign_in_page("the sign-in page once the attendee is erased by an organizer")
+        r = {"DELETE": gone, "done": b.text("#signin-done"), "stored": b.stored_token(),
+             "same page": d.execute_script("return window.__udcNoReload === true;")}
+        return (gone == 200 and "Your data was deleted" in r["done"] and r["stored"] is None
+                and r["same page"]) or r
+    test("an attendee's page open on their live encounters, erased by an organizer meanwhile: the stream's "
+         "last event (erased) signs the page out, saying the data was deleted", t_erased_elsewhere)
 
     # The log is read (and emptied) before the second origin: a failure
     # there still reports the errors of the first part.

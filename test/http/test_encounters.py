@@ -14,7 +14,11 @@ subscribers (printed as a diagnostic line).  The live path by id: NOTIFY
 udaconnect_encounter's payload, an encounter changed again before the
 gateway read what was announced (the read held at an advisory lock),
 resuming after an event read by id, an attendee's stream given only its
-own when the announcement names others.
+own when the announcement names others.  An erased person's streams
+(organizer's, curl's, the attendee's own) end with the event erased,
+another person's goes on; reopening is 404; a stream opened as the
+erasure commits, or watched while the stream connection was down, ends
+too.
 
 Encounters are made by inserting locations with SQL (record_location: the
 trigger maintains udaconnect.encounter): two persons within 5 m and 60 s.
@@ -26,6 +30,7 @@ Prints TAP lines numbered from TAP_START.  Needs the stack's environment
 (UDACONNECT_HTTP_URL, UDACONNECT_DATABASE_URL, PG*, UDACONNECT_JWT_KEY_FILE,
 TOP, SUITE_DIR).
 """
+import contextlib
 import json
 import os
 import socket
@@ -37,6 +42,7 @@ import http.client
 
 import resource
 import select
+import threading
 
 import psycopg2
 
@@ -592,23 +598,30 @@ def stream_backends():
     return sql("SELECT pid FROM pg_stat_activity WHERE application_name = 'udaconnect-httpd streams'")
 
 
+@contextlib.contextmanager
+def streams_kept_out():
+    """The stream connections cut, and kept from coming back until the
+    block is over (a connection limit); yields whether they went."""
+    sql("ALTER ROLE udaconnect_api CONNECTION LIMIT 0")
+    try:
+        sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'udaconnect-httpd streams'")
+        for _ in range(100):
+            if not stream_backends():
+                break
+            time.sleep(0.1)
+        yield not stream_backends()
+    finally:
+        sql("ALTER ROLE udaconnect_api CONNECTION LIMIT -1")
+
+
 def t_reconnect():
     s = open_stream(A)
     try:
         s.next()
-        # the stream connections cannot come back until the limit is lifted
-        sql("ALTER ROLE udaconnect_api CONNECTION LIMIT 0")
-        try:
-            sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'udaconnect-httpd streams'")
-            for _ in range(100):
-                if not stream_backends():
-                    break
-                time.sleep(0.1)
+        with streams_kept_out():
             meet(A, D, T1 + 5000)
             time.sleep(1.5)  # attempts to reconnect are refused meanwhile
-        finally:
-            sql("ALTER ROLE udaconnect_api CONNECTION LIMIT -1")
         eid = enc_of(A, D, T1 + 5000)
         e = s.events(1, timeout=60)[0]
         return True if e["data"]["id"] == eid else "event %r, not encounter %r" % (e, eid)
@@ -827,6 +840,170 @@ def t_attendee_only_own():
         lis.close()
 
 
+# ---------------------------------------------------------------------------
+# an erased person's streams end (docs/encounters.md, "Live")
+# ---------------------------------------------------------------------------
+def forget(p):
+    sql("SELECT * FROM udaconnect.forget_person(%s)", (p,))
+
+
+def ends_erased(s, p, who):
+    """True when the next event of s is its last, "erased" naming p (no id
+    line: Last-Event-ID stays the last change), and the stream then ends."""
+    last = s.events(1)[0]
+    if last.get("event") != "erased" or last.get("data") != {"person_id": p} or "id" in last:
+        return "%s: the next event is %r, not erased naming %d" % (who, last, p)
+    try:
+        more = s.next()
+    except EOFError:
+        return True
+    return "%s: the stream went on after erased: %r" % (who, more)
+
+
+def t_erased_streams():
+    """X met Y.  An organizer's stream of X (sse client and curl), X's own
+    (an attendee's token) and Y's are open; X is erased: X's streams end
+    with the event erased; Y's stays open, gets the removal of its
+    encounter with X, then its next encounter."""
+    x, y, w = person("X"), person("Y"), person("W")
+    base = T1 + 50000
+    meet(x, y, base)
+    xy = enc_of(x, y, base)
+    subs = [open_stream(x), open_stream(x, token=tokens.attendee(x)), open_stream(y)]
+    curl = subprocess.Popen(["curl", "-sN", "--max-time", "60", "-H", "Authorization: Bearer " + ORG,
+                             "http://127.0.0.1:%d%s" % (SP, STREAM % x)], stdout=subprocess.PIPE, text=True)
+    try:
+        for s in subs:
+            if s.status != 200:
+                return "HTTP %d %r" % (s.status, s.json)
+            s.next()
+        if not curl.stdout.readline().startswith("retry:"):
+            return "curl did not get the stream's start"
+        forget(x)
+        for s, who in zip(subs, ["the organizer's stream of X", "X's own stream"]):
+            r = ends_erased(s, x, who)
+            if r is not True:
+                return r
+        out = curl.communicate(timeout=60)[0]
+        if curl.returncode != 0 or "event: erased\ndata: {\"person_id\": %d}\n" % x not in out:
+            return "curl: exit %d (0: the server ended the stream), read %r" % (curl.returncode, out[-300:])
+        e = subs[2].events(1)[0]
+        if e["event"] != "removed" or e["data"]["id"] != xy:
+            return "Y's stream: %r, not the removal of %d" % (e, xy)
+        meet(y, w, base + 1000)
+        e = subs[2].events(1)[0]
+        if e["event"] != "encounter" or e["data"]["id"] != enc_of(y, w, base + 1000):
+            return "Y's stream after the erasure: %r" % (e,)
+        return True
+    finally:
+        curl.kill()
+        curl.wait()
+        for s in subs:
+            s.close()
+
+
+def t_erased_reopen():
+    """Reopening an erased person's stream (as EventSource would, with
+    Last-Event-ID) is answered 404 naming the erasure: EventSource stops
+    there instead of retrying."""
+    x = person("X")
+    forget(x)
+    for token, headers in [(ORG, None), (ORG, {"Last-Event-ID": "1.1"}), (tokens.attendee(x), None)]:
+        s = open_stream(x, token=token, headers=headers)
+        try:
+            r = error_is(s.status, s.json, 404, "id", "person %d was erased" % x)
+        finally:
+            s.close()
+        if r is not True:
+            return "%s%s: %s" % ("an attendee" if token != ORG else "an organizer",
+                                 " with Last-Event-ID" if headers else "", r)
+    return True
+
+
+POS_KEY = 715519
+POS_FN = "udaconnect.api_encounter_position(text,integer,integer)"
+POS_MARK = "    -- no row before the first encounter was written"
+
+
+class PositionGate:
+    """Holds a stream's opening between its check and its subscribing:
+    api_encounter_position, replaced in place by itself waiting, once it
+    has found the person, for an advisory lock this object holds; restored
+    on close."""
+    wait_held = FetchGate.wait_held
+
+    def __init__(self):
+        self.orig = sql("SELECT pg_get_functiondef(%s::regprocedure)", (POS_FN,))[0][0]
+        if POS_MARK not in self.orig:
+            raise RuntimeError("unexpected definition: %r" % self.orig[:300])
+        self.lk = psycopg2.connect("")
+        self.lk.autocommit = True
+        with self.lk.cursor() as c:
+            c.execute("SELECT pg_advisory_lock(%s)", (POS_KEY,))
+        sql(self.orig.replace(POS_MARK, "    PERFORM pg_advisory_xact_lock_shared(%d);\n%s"
+                              % (POS_KEY, POS_MARK), 1))
+
+    def open(self):
+        with self.lk.cursor() as c:
+            c.execute("SELECT pg_advisory_unlock_all()")
+
+    def close(self):
+        sql(self.orig)
+        self.lk.close()
+
+
+def t_erased_while_opening():
+    """X's stream is being opened: its check found X, then X is erased and
+    the daemon hears of it (Y's next event, announced after, has come)
+    before the subscriber joins; the stream, opened, ends erased at once."""
+    x, y, w = person("X"), person("Y"), person("W")
+    base = T1 + 60000
+    ys = open_stream(y)
+    gate, opened, th = None, [], None
+    try:
+        ys.next()
+        gate = PositionGate()
+        th = threading.Thread(target=lambda: opened.append(open_stream(x)))
+        th.start()
+        held = gate.wait_held("udaconnect-httpd")
+        forget(x)
+        meet(y, w, base)
+        e = ys.events(1)[0]
+        gate.open()
+        th.join(60)
+        if not held or e["data"]["id"] != enc_of(y, w, base) or not opened:
+            return "held at the gate %r, Y's event %r, X's stream %r" % (held, e, opened)
+        s = opened[0]
+        if s.status != 200:
+            return "X's stream: HTTP %d %r (its check came before the erasure)" % (s.status, s.json)
+        s.next()
+        return ends_erased(s, x, "X's stream opened as X was erased")
+    finally:
+        if gate:
+            gate.close()
+        if th:
+            th.join(60)
+        for s in opened + [ys]:
+            s.close()
+
+
+def t_erased_while_down():
+    """X is erased while the stream connection to the database is cut and
+    kept out (the notification is heard by nobody): once it is back, X's
+    stream ends erased."""
+    x = person("X")
+    s = open_stream(x)
+    try:
+        s.next()
+        with streams_kept_out() as gone:
+            if not gone:
+                return "the stream connections did not go"
+            forget(x)
+        return ends_erased(s, x, "X's stream")
+    finally:
+        s.close()
+
+
 def t_slow_reader():
     """A client that never reads a long replay: the daemon's queue for it
     stays bounded (--stream-queue 1024) and, when nothing can be written
@@ -941,6 +1118,17 @@ def run_stream():
     check("stream by id: one commit makes encounters of an attendee and of two others; "
           "NOTIFY udaconnect_encounter names both (v<version>.1/1:<id>.<a>.<b>,...); the "
           "attendee's stream gets only its own", t_attendee_only_own)
+    check("stream: X erased (forget_person): the organizer's stream of X (sse client and curl) "
+          "and X's own end with a last event erased {\"person_id\": X} (no id line); Y's stream "
+          "stays open, gets the removal of its encounter with X, then its next encounter",
+          t_erased_streams)
+    check("stream: an erased person's stream reopened (organizer, with Last-Event-ID as "
+          "EventSource reconnects, the attendee themself) -> 404 naming the erasure",
+          t_erased_reopen)
+    check("stream: opened as X is erased (its check saw X; the erasure heard before the "
+          "subscriber joined): it ends erased once open", t_erased_while_opening)
+    check("stream: X erased while the stream connection to the database is cut and kept out: "
+          "once it is back, X's stream ends erased", t_erased_while_down)
     check("stream: over --stream-max -> 503 with Retry-After; one leaves, the next is taken",
           t_cap)
     check("stream: the stream database connection cut and kept out while A and D meet: "

@@ -142,6 +142,34 @@ SELECT pg_temp.try($$SELECT udaconnect.encounter_notify_removed(NULL, NULL, NULL
        pg_temp.try($$SELECT udaconnect.encounter_notify_removed(1, '{1,2}', '{1}', '{2}')$$) AS lengths_differ,
        udaconnect.encounter_notify_removed(1, NULL, NULL, NULL) AS nothing_named;
 
+-- An erasure ends the person's live streams (docs/encounters.md, "Live"):
+-- forget_person announces it on commit, NOTIFY udaconnect_person_erased
+-- with the id, and not when it is rolled back; api_encounter_position
+-- then refuses the person, to an organizer and to the attendee themself
+-- (whose token outlives the erasure), with P0002 naming the erasure.
+-- psql prints each notification with its sender's PID: piped through sed
+-- meanwhile (the output comes when the pipe closes, after the echo).
+INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
+VALUES (1605, 'Eve', 'Live', 'Live Path'), (1606, 'Fay', 'Live', 'Live Path');
+SELECT (udaconnect.api_encounter_position('attendee', 1605, 1605)).id > 0 AS attendee_self_before;
+\o | sed -E 's/PID [0-9]+/PID N/'
+LISTEN udaconnect_person_erased;
+BEGIN;
+SELECT locations AS rolled_back FROM udaconnect.forget_person(1605);
+ROLLBACK;
+SELECT 'no notification above: the erasure was rolled back' AS step;
+SELECT locations AS committed FROM udaconnect.forget_person(1605);
+BEGIN;
+SELECT locations AS in_a_transaction FROM udaconnect.forget_person(1606);
+SELECT 'none yet: it comes on commit' AS step;
+COMMIT;
+UNLISTEN udaconnect_person_erased;
+\o
+SELECT pg_temp.try($$SELECT udaconnect.api_encounter_position('organizer', NULL, 1605)$$) AS organizer,
+       pg_temp.try($$SELECT udaconnect.api_encounter_position('attendee', 1605, 1605)$$) AS attendee_self,
+       pg_temp.try($$SELECT udaconnect.api_encounter_position('attendee', 1606, 1605)$$) AS attendee_other,
+       pg_temp.try($$SELECT udaconnect.api_encounter_position('organizer', NULL, 1698)$$) AS never_existed;
+
 DELETE FROM udaconnect.encounter_removed WHERE id BETWEEN 9160001 AND 9160007;
 DELETE FROM udaconnect.encounter WHERE id BETWEEN 9160001 AND 9160007;
 DELETE FROM udaconnect.person WHERE id BETWEEN 1601 AND 1604;

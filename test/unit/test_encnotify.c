@@ -6,7 +6,7 @@
  * or a part was not heard; a person's chain giving each live fetch exactly
  * the ids and the versions announced since the last, and letting a stream
  * join the live fetches only when nothing delivered live is after what it
- * read.
+ * read; the step both gateways take for each entry heard (encn_note).
  */
 #include <stdio.h>
 #include <string.h>
@@ -83,6 +83,22 @@ test_parse(void)
 		ok(refused == (int) (sizeof(bad) / sizeof(bad[0])),
 		   "24 malformed payloads (old id lists, bad heads, empty or bad entries, overflow) refused");
 	}
+}
+
+static void
+test_erased(void)
+{
+	int32_t		person = 0;
+	const char *bad[] = {"", "0", "-5", "+5", " 5", "5 ", "5x", "2147483648", "v5.1/1:", "5,6"};
+	int			refused = 0;
+
+	ok(encn_parse_erased("42", &person) && person == 42 &&
+	   encn_parse_erased("2147483647", &person) && person == 2147483647,
+	   "an erased person's id: 42, the largest integer");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		refused += !encn_parse_erased(bad[i], &person);
+	ok(refused == (int) (sizeof(bad) / sizeof(bad[0])) && person == 2147483647,
+	   "anything else is not an erased person's id (0, signs, blanks, too large, a version payload)");
 }
 
 static void
@@ -181,6 +197,85 @@ test_chain(void)
 	encn_chain_free(&c);
 }
 
+/* a gateway for encn_note: persons 1..3 watched (by id), 5 watched in scan
+ * mode, 4 by nobody */
+static encn_chain chains[4];
+static int	marked[6];
+static int	lost_person;
+static int	lost_calls;
+
+static encn_chain *
+fake_chain(int32_t person)
+{
+	if (person == 5)
+		marked[5]++;
+	return person >= 1 && person <= 3 ? &chains[person] : NULL;
+}
+
+static void
+fake_lost(int32_t person, encn_chain *c)
+{
+	lost_person = person;
+	lost_calls++;
+	encn_chain_reset(c, 0);
+}
+
+static int
+chain_ids_are(const encn_chain *c, int n, int64_t a, int64_t b)
+{
+	return c->nids == n && (n < 1 || c->ids[0] == a) && (n < 2 || c->ids[1] == b);
+}
+
+static void
+test_note(void)
+{
+	encn_chain *named = NULL;
+	encn_noter	nt = {10, fake_chain, fake_lost, &named};
+	encn_payload p;
+	encn_chain *order[4];
+	int			k = 0;
+	bool		all = true;
+
+	for (int i = 1; i <= 3; i++)
+		encn_chain_reset(&chains[i], 0);
+	encn_parse("v10.1/1:7.1.2,8.2.3,-9.1.4,11.3.3,12.4.5,13.5.4", &p);
+	encn_each(&p, encn_note, &nt);
+	ok(chain_ids_are(&chains[1], 1, 7, 0) && chains[1].hi == 10 && chains[1].lv == 9,
+	   "note: person 1's chain holds 7 at version 10 (its removal 9 by version, no id)");
+	ok(chain_ids_are(&chains[2], 2, 7, 8) && chain_ids_are(&chains[3], 2, 8, 11),
+	   "note: both persons of an entry get it; an entry of one person with itself, once");
+	ok(marked[5] == 2 && lost_calls == 0,
+	   "note: a person read by version is marked by the gateway per entry, nothing chained");
+	while (k < 4 && (order[k] = encn_named_pop(&named)))
+		k++;
+	ok(k == 3 && order[0] == &chains[3] && order[1] == &chains[2] && order[2] == &chains[1],
+	   "note: the named list holds each watched person's chain once (the last named first)");
+	ok(!chains[1].named && !chains[2].named && !chains[3].named && named == NULL &&
+	   encn_named_pop(&named) == NULL, "note: popped, a chain is no longer named; the list is empty");
+
+	nt.version = 11;
+	/* 7 and these: the bound */
+	for (int i = 0; i < ENCN_CHAIN_MAX_IDS - 1; i++)
+		all &= encn_chain_note(&chains[1], 11, 1000 + i);
+	encn_parse("v11.1/1:99999.1.2", &p);
+	encn_each(&p, encn_note, &nt);
+	ok(all && lost_calls == 1 && lost_person == 1 && !chains[1].named && chains[1].nids == 0,
+	   "note: a chain past its bound is the gateway's to reset (lost), and not named");
+	ok(named == &chains[2] && chains[2].named && chains[2].nnext == NULL && chains[2].hi == 11,
+	   "note: ... the entry's other person is noted and named as usual");
+	encn_named_pop(&named);
+
+	nt.version = 9;
+	encn_parse("v9.1/1:14.2.3", &p);
+	encn_each(&p, encn_note, &nt);
+	ok(chains[3].hi == 10 && chains[3].nids == 2 && chains[3].named,
+	   "note: an entry of a version already covered: nothing chained, the chain named as before");
+	while (encn_named_pop(&named))
+		;
+	for (int i = 1; i <= 3; i++)
+		encn_chain_free(&chains[i]);
+}
+
 static void
 test_literal(void)
 {
@@ -198,8 +293,10 @@ int
 main(void)
 {
 	test_parse();
+	test_erased();
 	test_tracker();
 	test_chain();
+	test_note();
 	test_literal();
 	printf("1..%d\n", test_no);
 	return failures ? 1 : 0;
