@@ -40,55 +40,65 @@ COMMENT ON TABLE place_change IS
 SELECT pg_catalog.pg_extension_config_dump('place_change', '');
 SELECT pg_catalog.pg_extension_config_dump('place_change_id_seq', '');
 
--- Is the geometry's bounding box at most 50 m either way (as a metre a
--- degree of latitude, and of longitude at its middle, measure)?
-CREATE FUNCTION place_change_small(g geometry) RETURNS boolean
+-- Does the geometry's bounding box measure at most side_m metres either
+-- way (as a metre a degree of latitude, and of longitude at its middle
+-- latitude, measure)?
+CREATE FUNCTION place_change_fits(g geometry, side_m float8) RETURNS boolean
 LANGUAGE sql IMMUTABLE
 SET search_path = udaconnect, public, pg_temp
 AS $$
-    SELECT (ST_YMax(g) - ST_YMin(g)) * 111320 <= 50
-       AND (ST_XMax(g) - ST_XMin(g)) * 111320 * cos(radians((ST_YMin(g) + ST_YMax(g)) / 2)) <= 50
+    SELECT (ST_YMax(g) - ST_YMin(g)) * 111320 <= side_m
+       AND (ST_XMax(g) - ST_XMin(g)) * 111320 * cos(radians((ST_YMin(g) + ST_YMax(g)) / 2)) <= side_m
 $$;
 
 -- The areas to queue for a place whose area was old_area and is new_area
--- (either NULL: created or deleted): the convex hull of both when it is at
--- most 50 m either way (a booth moved or reshaped: one pass), else each of
--- them, and an area over 50 m either way as tiles of at most 50 m (a
--- quadtree of its bounding box, the tiles that touch it): a chunk then
--- places the encounters of a tile's crowd, not of a whole hall's.
+-- (either NULL: created or deleted): the convex hull of both when it
+-- measures at most 50 m either way (a booth moved or reshaped: one pass),
+-- else each of them; an area over 50 m either way as tiles (a quadtree of
+-- its bounding box, the boxes that touch it) of at most 50 m, or larger
+-- ones for an area larger than the API accepts, so that there are at most
+-- about 256: a chunk then places the encounters of a tile's crowd, not of
+-- a whole hall's.
 CREATE FUNCTION place_change_areas(old_area geometry, new_area geometry)
 RETURNS SETOF geometry
 LANGUAGE sql IMMUTABLE
 SET search_path = udaconnect, public, pg_temp
 AS $$
-    WITH RECURSIVE a AS (
-        SELECT g FROM (SELECT ST_ConvexHull(ST_Collect(old_area, new_area)) AS g) h
-         WHERE old_area IS NOT NULL AND new_area IS NOT NULL AND udaconnect.place_change_small(h.g)
+    WITH RECURSIVE both_areas AS (
+        SELECT ST_ConvexHull(ST_Collect(old_area, new_area)) AS hull
+         WHERE old_area IS NOT NULL AND new_area IS NOT NULL
+    ), a AS (
+        SELECT h.hull AS g FROM both_areas h WHERE udaconnect.place_change_fits(h.hull, 50)
         UNION ALL
-        SELECT g FROM unnest(ARRAY[old_area, new_area]) AS g
-         WHERE g IS NOT NULL
-           AND NOT (old_area IS NOT NULL AND new_area IS NOT NULL
-                    AND udaconnect.place_change_small(ST_ConvexHull(ST_Collect(old_area, new_area))))
-    ), q(g, box) AS (
-        SELECT a.g, ST_Envelope(a.g) FROM a
+        SELECT x.g FROM unnest(ARRAY[old_area, new_area]) AS x(g)
+         WHERE x.g IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM both_areas h WHERE udaconnect.place_change_fits(h.hull, 50))
+    ), sized AS (
+        SELECT a.g, greatest(50, 2 * sqrt(m.w * m.h / 256), greatest(m.w, m.h) / 128) AS side
+          FROM a, LATERAL (SELECT (ST_YMax(a.g) - ST_YMin(a.g)) * 111320 AS h,
+                                  (ST_XMax(a.g) - ST_XMin(a.g)) * 111320
+                                  * cos(radians((ST_YMin(a.g) + ST_YMax(a.g)) / 2)) AS w) m
+    ), q(g, side, box) AS (
+        SELECT s.g, s.side, ST_Envelope(s.g) FROM sized s
         UNION ALL
-        -- split the bounding box in two along each side over 50 m
-        SELECT q.g, t.box
-          FROM q, LATERAL (SELECT ST_XMin(q.box) AS x0, ST_YMin(q.box) AS y0, ST_XMax(q.box) AS x1,
-                                  ST_YMax(q.box) AS y1) b,
-               LATERAL (SELECT NOT udaconnect.place_change_small(ST_MakeLine(ST_MakePoint(b.x0, b.y0), ST_MakePoint(b.x1, b.y0))) AS wide,
-                               NOT udaconnect.place_change_small(ST_MakeLine(ST_MakePoint(b.x0, b.y0), ST_MakePoint(b.x0, b.y1))) AS tall) s,
-               LATERAL (SELECT ST_MakeEnvelope(xa, ya, xb, yb, 4326) AS box
+        -- the box halved along each side longer than the tile side
+        SELECT q.g, q.side, t.box
+          FROM q,
+               LATERAL (SELECT ST_XMin(q.box) AS x0, ST_YMin(q.box) AS y0,
+                               ST_XMax(q.box) AS x1, ST_YMax(q.box) AS y1) b,
+               LATERAL (SELECT (b.x1 - b.x0) * 111320 * cos(radians((b.y0 + b.y1) / 2)) > q.side AS wide,
+                               (b.y1 - b.y0) * 111320 > q.side AS tall) s,
+               LATERAL (SELECT ST_MakeEnvelope(xs.xa, ys.ya, xs.xb, ys.yb, 4326) AS box
                           FROM (VALUES (b.x0, CASE WHEN s.wide THEN (b.x0 + b.x1) / 2 ELSE b.x1 END),
                                        (CASE WHEN s.wide THEN (b.x0 + b.x1) / 2 END, b.x1)) xs(xa, xb),
                                (VALUES (b.y0, CASE WHEN s.tall THEN (b.y0 + b.y1) / 2 ELSE b.y1 END),
                                        (CASE WHEN s.tall THEN (b.y0 + b.y1) / 2 END, b.y1)) ys(ya, yb)
-                         WHERE xa IS NOT NULL AND ya IS NOT NULL) t
-         WHERE NOT udaconnect.place_change_small(q.box) AND ST_Intersects(t.box, q.g)
+                         WHERE xs.xa IS NOT NULL AND ys.ya IS NOT NULL) t
+         WHERE NOT udaconnect.place_change_fits(q.box, q.side) AND ST_Intersects(t.box, q.g)
     )
-    SELECT CASE WHEN udaconnect.place_change_small(q.g) THEN q.g ELSE q.box END
+    SELECT CASE WHEN udaconnect.place_change_fits(q.g, q.side) THEN q.g ELSE q.box END
       FROM q
-     WHERE udaconnect.place_change_small(q.box)
+     WHERE udaconnect.place_change_fits(q.box, q.side)
 $$;
 
 -- The areas a statement on place changed, queued: new places, deleted
@@ -298,7 +308,7 @@ BEGIN
 END;
 $$;
 
-REVOKE ALL ON FUNCTION place_change_areas(geometry, geometry), place_change_small(geometry),
+REVOKE ALL ON FUNCTION place_change_areas(geometry, geometry), place_change_fits(geometry, float8),
     place_changed(),
     place_cells(float8[], float8[], float8[], float8[], float8),
     encounter_matches_near(bigint[], bigint[], bigint[], timestamptz, timestamptz),
