@@ -163,7 +163,12 @@ read_cands(ArrayType *ids, int *ncands)
 /*
  * The locations of person_a of every candidate within its span, each once:
  * a match of an encounter has one location of each person in the span, so
- * these "own points" find every match of every candidate.
+ * these "own points" find every match of every candidate.  A person's
+ * spans less than 10 minutes apart are read as one range (a probe of the
+ * partitioned table costs more than the few points between them).  OFFSET
+ * 0 keeps the lateral subquery a probe of each partition's (person_id,
+ * creation_time) btree: flattened, the planner may hash-join a scan of
+ * every location instead.
  */
 static EncPoint *
 read_points(const Cand *c, int n, int *npts)
@@ -184,12 +189,19 @@ read_points(const Cand *c, int n, int *npts)
 	args[0] = PointerGetDatum(construct_array(p, n, INT4OID, 4, true, TYPALIGN_INT));
 	args[1] = PointerGetDatum(construct_array(s, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[2] = PointerGetDatum(construct_array(e, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	if (SPI_execute_with_args("SELECT DISTINCT l.id, l.person_id, ST_Y(l.coordinate), ST_X(l.coordinate), l.creation_time"
-							  "  FROM unnest($1, $2, $3) AS c(p, s, e)"
+	if (SPI_execute_with_args("SELECT l.id, l.person_id, ST_Y(l.coordinate), ST_X(l.coordinate), l.creation_time"
+							  "  FROM (SELECT g.p, min(g.s) AS s, max(g.e) AS e"
+							  "          FROM (SELECT x.*, sum(x.brk) OVER (PARTITION BY x.p ORDER BY x.s, x.e) AS run"
+							  "                  FROM (SELECT c.p, c.s, c.e,"
+							  "                               CASE WHEN c.s > max(c.e) OVER (PARTITION BY c.p ORDER BY c.s, c.e"
+							  "                                                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+							  "                                              + interval '10 minutes' THEN 1 ELSE 0 END AS brk"
+							  "                          FROM unnest($1, $2, $3) AS c(p, s, e)) x) g"
+							  "         GROUP BY g.p, g.run) c"
 							  "  CROSS JOIN LATERAL (SELECT l.id, l.person_id, l.coordinate, l.creation_time"
 							  "                        FROM udaconnect.location l"
 							  "                       WHERE l.person_id = c.p AND l.creation_time >= c.s"
-							  "                         AND l.creation_time <= c.e) l",
+							  "                         AND l.creation_time <= c.e OFFSET 0) l",
 							  3, types, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading udaconnect.location failed");
 	pts = palloc(sizeof(EncPoint) * Max(SPI_processed, 1));
@@ -437,20 +449,23 @@ read_near(Datum cells, Datum lo, Datum hi, TimestampTz from, TimestampTz to, int
 	Datum		args[5] = {cells, lo, hi, TimestampTzGetDatum(from), TimestampTzGetDatum(to)};
 	EncPoint   *pts;
 
-	/* a probe of the partitions' (cell, creation_time) btrees a key */
+	/*
+	 * a probe of the partitions' (cell, creation_time) btrees a key (OFFSET
+	 * 0: never flattened into a join with a scan of location)
+	 */
 	if (SPI_execute_with_args("SELECT l.id, l.person_id, ST_Y(l.coordinate), ST_X(l.coordinate), l.creation_time"
 							  "  FROM unnest($1) AS k(cell)"
 							  "  CROSS JOIN LATERAL (SELECT l.id, l.person_id, l.coordinate, l.creation_time"
 							  "                        FROM udaconnect.location l"
 							  "                       WHERE l.cell = k.cell AND l.creation_time >= $4"
-							  "                         AND l.creation_time <= $5) l"
+							  "                         AND l.creation_time <= $5 OFFSET 0) l"
 							  " UNION ALL "
 							  "SELECT l.id, l.person_id, ST_Y(l.coordinate), ST_X(l.coordinate), l.creation_time"
 							  "  FROM unnest($2, $3) AS r(lo, hi)"
 							  "  CROSS JOIN LATERAL (SELECT l.id, l.person_id, l.coordinate, l.creation_time"
 							  "                        FROM udaconnect.location l"
 							  "                       WHERE l.cell BETWEEN r.lo AND r.hi AND l.creation_time >= $4"
-							  "                         AND l.creation_time <= $5) l",
+							  "                         AND l.creation_time <= $5 OFFSET 0) l",
 							  5, types, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading udaconnect.location failed");
 	pts = palloc(sizeof(EncPoint) * Max(SPI_processed, 1));

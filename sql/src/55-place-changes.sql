@@ -218,9 +218,10 @@ $$;
 -- its own, so the ingest waits for a chunk at most), takes the oldest
 -- queued area (FOR UPDATE SKIP LOCKED: two callers never work the same
 -- one) and places anew the encounters of the matches in the area that
--- start in the next time slices after its done_to, at most 500 encounters
--- or 24 slices (an hour each, narrower where an hour holds more); an area
--- with no location near it after done_to is done and goes.  chunks:
+-- start in the next time slices after its done_to: slices while it has
+-- fewer than 250 encounters (so at most about 750), at most 24, each an
+-- hour or narrower where an hour holds more than 500; an area with no
+-- location near it after done_to is done and goes.  chunks:
 -- chunks run; changes: queued areas finished; encounters: rows rewritten;
 -- remaining: areas still queued.
 -- ---------------------------------------------------------------------------
@@ -269,11 +270,12 @@ BEGIN
             ARRAY[ST_YMin(q.area)], ARRAY[ST_XMin(q.area)], ARRAY[ST_YMax(q.area)], ARRAY[ST_XMax(q.area)],
             0.51 * udaconnect.encounter_distance() + 0.01);
         cur := coalesce(q.done_to, '-infinity');
-        w := least(q.slice * 2, interval '1 hour');
+        w := q.slice;
         ids := '{}';
         slices := 0;
         finished := false;
-        LOOP
+        -- slices while the chunk is under half full: at most 1.5 x cap
+        WHILE slices < 24 AND cardinality(ids) < cap / 2 LOOP
             -- no location near the area in [cur, nxt): no match there
             nxt := udaconnect.place_change_next(cov.cells, cov.range_lo, cov.range_hi, cur);
             IF nxt IS NULL THEN
@@ -283,15 +285,15 @@ BEGIN
             LOOP
                 got := udaconnect.place_change_slice(cov.cells, cov.range_lo, cov.range_hi, q.area, nxt, nxt + w);
                 EXIT WHEN cardinality(got) <= cap OR w <= interval '1 minute';
-                w := greatest(interval '1 minute', w * (cap::float8 / cardinality(got) * 0.9));
+                w := greatest(interval '1 minute', w * (cap::float8 / cardinality(got) * 0.8));
             END LOOP;
-            -- a slice that would overfill this chunk waits for the next one
-            EXIT WHEN slices > 0 AND cardinality(ids) + cardinality(got) > cap;
             ids := ids || got;
             cur := nxt + w;
             slices := slices + 1;
-            EXIT WHEN slices >= 24 OR cardinality(ids) >= cap;
-            w := least(w * 2, interval '1 hour');
+            -- a slice far from full: the next one twice as wide
+            IF cardinality(got) < cap / 4 THEN
+                w := least(w * 2, interval '1 hour');
+            END IF;
         END LOOP;
         n := udaconnect.encounter_places_refresh(ARRAY(SELECT DISTINCT x FROM unnest(ids) x ORDER BY 1));
         IF finished THEN
