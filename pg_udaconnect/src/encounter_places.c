@@ -35,7 +35,6 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -406,8 +405,6 @@ udc_encounter_places_refresh(PG_FUNCTION_ARGS)
 	EncMatch   *m;
 	EncIslands	is = {0};
 	int64		written;
-	MemoryContext cxt,
-				old;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -421,10 +418,7 @@ udc_encounter_places_refresh(PG_FUNCTION_ARGS)
 	if (ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) == 0)
 		PG_RETURN_INT64(0);
 
-	/* everything of the call goes with it: memory is bounded by the call's ids */
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "udaconnect encounter places",
-								ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(cxt);
+	/* what the call allocates goes with SPI_finish(): bounded by its ids */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute("SELECT udaconnect.encounter_lock()", false, 0) != SPI_OK_SELECT)
@@ -436,8 +430,6 @@ udc_encounter_places_refresh(PG_FUNCTION_ARGS)
 	written = write_places(c, n, &is);
 	written += rebuild_unmatched(c, n);
 	SPI_finish();
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
 	PG_RETURN_INT64(written);
 }
 
