@@ -6,9 +6,10 @@
  * 2^22 x 2^22 latitude/longitude grid) that the partitions'
  * (cell, creation_time) btrees are probed with, one key a probe, so that a
  * time slice bounds the second column too; when the boxes hold more than
- * FINE_MAX fine cells (a place near the 1 km² limit at a high latitude),
- * ranges of coarser cells instead (scanned whole: the time is then a
- * filter).
+ * FINE_MAX fine cells (a tile of a place far beyond the API's 1 km²,
+ * inserted directly, or a box around a pole: queued areas are otherwise
+ * at most 50 m a side), ranges of coarser cells instead (scanned whole:
+ * the time is then a filter).
  *
  * The covering is conservative as udc_cover()'s is, by the same bounds:
  * any path between two parallels is at least the meridian arc
