@@ -136,9 +136,34 @@ kept_plan(SPIPlanPtr plan, const char *sql, int nargs, Oid *types)
 	return plan;
 }
 
-/* The place of each match's midpoint (0: none), or NULL without places. */
-static int32 *
-places_of(const EncMatch *m, int n)
+/*
+ * The settings in the units the maintenance uses (metres, microseconds),
+ * for encounter_places.c, which recounts stored encounters' matches.
+ */
+double
+enc_setting_distance(void)
+{
+	return udc_encounter_distance_m;
+}
+
+int64
+enc_setting_window(void)
+{
+	return (int64) udc_encounter_window_s * USECS_PER_SEC;
+}
+
+int64
+enc_setting_gap(void)
+{
+	return (int64) udc_encounter_gap_s * USECS_PER_SEC;
+}
+
+/*
+ * The place of each match's midpoint (0: none), or NULL without places
+ * (SPI connected).  The merge and encounter_places.c place matches alike.
+ */
+int32 *
+enc_places_of(const EncMatch *m, int n)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[2] = {FLOAT8ARRAYOID, FLOAT8ARRAYOID};
@@ -191,7 +216,7 @@ merge_matches(const EncMatch *m, int n)
 
 	if (n == 0)
 		return;
-	enc_chain(m, places_of(m, n), n, (int64) udc_encounter_gap_s * USECS_PER_SEC, &is);
+	enc_chain(m, enc_places_of(m, n), n, (int64) udc_encounter_gap_s * USECS_PER_SEC, &is);
 	enc_merge(&is, (int64) udc_encounter_gap_s * USECS_PER_SEC);
 }
 

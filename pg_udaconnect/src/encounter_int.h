@@ -110,6 +110,12 @@ enc_closer(double d1, int64 a1, int64 b1, double d2, int64 a2, int64 b2)
 	return b1 < b2;
 }
 
+/* encounter.c: the settings (metres, microseconds) and the place rule */
+extern double enc_setting_distance(void);
+extern int64 enc_setting_window(void);
+extern int64 enc_setting_gap(void);
+extern int32 *enc_places_of(const EncMatch *m, int n);
+
 /* encounter_chain.c */
 extern void enc_chain(const EncMatch *m, const int32 *place, int n, int64 gap,
 					  EncIslands *out);

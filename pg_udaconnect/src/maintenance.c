@@ -14,6 +14,9 @@
  *      then udaconnect.retention_drop_partitions(now() - retention), which
  *      drops one expired partition a call, until it drops none; each call
  *      in a short transaction of its own;
+ *   3. calls udaconnect.places_refresh(1) until no changed place is left
+ *      in the queue (55-place-changes.sql): a chunk of stored encounters
+ *      placed anew a transaction, so the ingest waits for a chunk at most;
  * then sleeps on its latch.  Its state is its pg_stat_activity.query
  * (backend_type and application_name "udaconnect maintenance").
  *
@@ -84,6 +87,7 @@ typedef struct Installed
 	bool		extension;
 	bool		retention;		/* retention_sweep (1.2) */
 	bool		partitions;		/* partitions and their drop (1.5) */
+	bool		places;			/* places_refresh (1.6) */
 } Installed;
 
 static bool
@@ -99,6 +103,7 @@ installed(void)
 {
 	Installed	i = {0};
 	Oid			ts = TIMESTAMPTZOID;
+	Oid			int4 = INT4OID;
 
 	StartTransactionCommand();
 	i.extension = OidIsValid(get_extension_oid("pg_udaconnect", true));
@@ -107,6 +112,7 @@ installed(void)
 		i.retention = OidIsValid(get_relname_relid("erased_person", get_namespace_oid("udaconnect", true)));
 		i.partitions = has_function("location_partitions_maintain", 0, NULL) &&
 			has_function("retention_drop_partitions", 1, &ts);
+		i.places = has_function("places_refresh", 1, &int4);
 	}
 	CommitTransactionCommand();
 	return i;
@@ -114,10 +120,10 @@ installed(void)
 
 /*
  * One statement in its own transaction, with the retention as $1 when
- * asked; it returns one row of two bigints.
+ * asked; it returns one row of nout bigints (NULL read as 0).
  */
 static void
-call_once(const char *activity, const char *sql, bool with_retention, int64 out[2])
+call_n(const char *activity, const char *sql, bool with_retention, int64 *out, int nout)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
@@ -136,7 +142,7 @@ call_once(const char *activity, const char *sql, bool with_retention, int64 out[
 	rc = SPI_execute_with_args(sql, with_retention ? 1 : 0, types, values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "%s failed: %s", sql, SPI_result_code_string(rc));
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < nout; i++)
 	{
 		out[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &isnull));
 		if (isnull)
@@ -146,6 +152,12 @@ call_once(const char *activity, const char *sql, bool with_retention, int64 out[
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
+}
+
+static void
+call_once(const char *activity, const char *sql, bool with_retention, int64 out[2])
+{
+	call_n(activity, sql, with_retention, out, 2);
 }
 
 /* counts of the round in progress, kept when a call fails */
@@ -159,6 +171,9 @@ typedef struct Round
 	int64		dropped;		/* partitions */
 	int64		dropped_locations;
 	int			calls;
+	int64		place_chunks;	/* places_refresh */
+	int64		place_changes;
+	int64		place_encounters;
 } Round;
 
 static void
@@ -279,6 +294,59 @@ run_sweep(Round *r)
 					   (long long) r->locations, (long long) r->rejects));
 }
 
+/*
+ * Changed places: a chunk a transaction until the queue is empty.  Settings
+ * are reloaded between chunks, as between sweeps.
+ */
+static void
+places(void *arg)
+{
+	Round	   *r = (Round *) arg;
+	int64		out[4];
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		call_n("udaconnect places: placing stored encounters anew",
+			   "SELECT chunks::bigint, changes::bigint, encounters, remaining FROM udaconnect.places_refresh(1)",
+			   false, out, 4);
+		r->place_chunks += out[0];
+		r->place_changes += out[1];
+		r->place_encounters += out[2];
+		if (out[0] == 0 || out[3] == 0)
+			break;
+	}
+}
+
+static void
+run_places(Round *r)
+{
+	UdcIngestError err;
+	TimestampTz start = GetCurrentTimestamp();
+	long		secs;
+	int			usecs;
+
+	if (!udc_ingest_run_guarded(places, r, &err))
+	{
+		report_failure("places: refresh", &err,
+					   psprintf("%lld encounters were placed anew in %lld chunks before the failure; the changed places stay queued in udaconnect.place_change.",
+								(long long) r->place_encounters, (long long) r->place_chunks));
+		return;
+	}
+	if (r->place_chunks == 0)
+		return;
+	TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
+	ereport(LOG,
+			(errmsg("udaconnect places: %lld place changes applied to the stored encounters, %lld encounters placed anew, in %lld chunks, %ld.%03d s",
+					(long long) r->place_changes, (long long) r->place_encounters,
+					(long long) r->place_chunks, secs, usecs / 1000)));
+}
+
 static void
 run_round(void)
 {
@@ -293,6 +361,8 @@ run_round(void)
 	}
 	if (r.has.partitions)
 		run_partitions(&r);
+	if (r.has.places)
+		run_places(&r);
 	if (!retention)
 		set_state("idle: udaconnect.location_retention is off");
 	else if (r.has.retention)

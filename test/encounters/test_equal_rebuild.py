@@ -29,6 +29,12 @@ For each seed, in a scratch database of the stack's server:
   7. after deleting, moving and re-personing locations, an erasure and a
      retention sweep in small batches, the maintained table equals the
      rebuild again.
+While the points arrive, places change too (booths drawn, moved, reshaped,
+renumbered and deleted, halls that are queued as tiles; next to the
+antimeridian in its profile) and places_refresh(1) runs now and then from
+another connection, as the maintenance worker runs it; after the writes,
+places_refresh() works off the rest of the queue before step 4 (issue 15:
+a changed place applies to the encounters already stored).
 
 Usage: test_equal_rebuild.py [SEED...]   (default: 1 2 3; the profile is
 seed % 3: 0 random order, 1 time order with late points, 2 antimeridian;
@@ -392,6 +398,112 @@ class Writers:
             th.join()
 
 
+class PlaceChanger:
+    """changes places while the writers write, and works the queue a chunk
+    at a time now and then (what the maintenance worker does)"""
+
+    def __init__(self, db, rnd, p, booths):
+        self.db = db
+        self.rnd = random.Random(rnd.random())
+        self.p = p
+        self.booths = booths
+        self.stop = threading.Event()
+        self.stats = {}
+        self.errors = []
+        # every kind of change at least twice, in a random order, then at random
+        self.todo = ["create"] * 4 + ["move", "reshape", "delete", "renumber", "hall", "refresh"] * 2
+        self.rnd.shuffle(self.todo)
+        self.todo.append("create")           # the first: something to move
+
+    def count(self, what, n=1):
+        self.stats[what] = self.stats.get(what, 0) + n
+
+    def box(self, north, east, half):
+        """an envelope of half metres around the spot, cut at the antimeridian"""
+        lat, lon = to_deg(self.p, north, east)
+        dlat = half / 111_320.0
+        dlon = half / (111_320.0 * math.cos(math.radians(lat)))
+        x0, x1 = lon - dlon, lon + dlon
+        if x1 > 180.0:
+            x1 = 180.0
+        if x0 < -180.0:
+            x0 = -180.0
+        return (x0, lat - dlat, x1, lat + dlat)
+
+    def step(self, cur):
+        rnd = self.rnd
+        cur.execute("SELECT id FROM udaconnect.place ORDER BY id")
+        ids = [r[0] for r in cur.fetchall()]
+        if self.todo:
+            op = self.todo.pop()
+        else:
+            op = rnd.choices(["create", "move", "reshape", "delete", "renumber", "hall", "refresh"],
+                             [25, 20, 10, 12, 5, 3, 25])[0]
+        if op in ("move", "reshape", "delete", "renumber") and not ids:
+            op = "create"
+        if op == "create":
+            n, e = rnd.choice(self.booths)
+            if self.p.antimeridian and not self.stats.get("create"):
+                n, e = self.booths[0]        # the first booth: up to the antimeridian
+            else:
+                n, e = n + rnd.uniform(-3, 3), e + rnd.uniform(-3, 3)
+            cur.execute("SELECT udaconnect.create_place(%s, 'booth', ST_MakeEnvelope(%s, %s, %s, %s, 4326))",
+                        ("Drawn %d" % rnd.randrange(10 ** 6),) + self.box(n, e, rnd.uniform(1.5, 4)))
+        elif op == "move":
+            cur.execute("UPDATE udaconnect.place SET area = ST_Translate(area, %s, %s) WHERE id = %s "
+                        "AND ST_XMax(area) + %s <= 180 AND ST_XMin(area) + %s >= -180",
+                        (rnd.uniform(-4, 4) / 80_000.0, rnd.uniform(-4, 4) / 111_320.0, rnd.choice(ids),
+                         4 / 80_000.0, -4 / 80_000.0))
+        elif op == "reshape":
+            n, e = rnd.choice(self.booths)
+            cur.execute("UPDATE udaconnect.place SET area = ST_MakeEnvelope(%s, %s, %s, %s, 4326) WHERE id = %s",
+                        self.box(n + rnd.uniform(-2, 2), e + rnd.uniform(-2, 2), rnd.uniform(1, 6)) + (rnd.choice(ids),))
+        elif op == "delete":
+            cur.execute("SELECT udaconnect.delete_place(%s)", (rnd.choice(ids),))
+        elif op == "renumber":
+            cur.execute("UPDATE udaconnect.place SET id = %s WHERE id = %s",
+                        (1_000_000 + rnd.randrange(10 ** 6), rnd.choice(ids)))
+        elif op == "hall":
+            cur.execute("SELECT udaconnect.create_place('Hall part %s', 'room', ST_MakeEnvelope(%s, %s, %s, %s, 4326))",
+                        (rnd.randrange(10 ** 6),) + self.box(rnd.uniform(-20, 20), rnd.uniform(-20, 20), rnd.uniform(30, 45)))
+        else:
+            cur.execute("SELECT chunks, encounters FROM udaconnect.places_refresh(1)")
+            chunks, n = cur.fetchone()
+            self.count("refresh chunks during the writes", chunks)
+            self.count("encounters placed anew during the writes", n)
+        self.count(op)
+
+    def run(self):
+        conn = None
+        # the first changes go on after the writes if these end first
+        while not self.stop.wait(self.rnd.uniform(0.02, 0.2)) or self.todo:
+            try:
+                if conn is None or conn.closed:
+                    conn = connect(self.db)
+                self.step(conn.cursor())
+                conn.commit()
+            except psycopg2.Error as e:
+                try:
+                    conn.close()
+                except psycopg2.Error:
+                    pass
+                conn = None
+                self.errors.append("%s: %s" % (e.pgcode, str(e).strip()))
+        if conn is not None:
+            conn.close()
+
+
+def refresh_places(conn):
+    """places_refresh() until the queue is empty: (chunks, areas, encounters)"""
+    cur = conn.cursor()
+    cur.execute("SELECT count(*) FROM udaconnect.place_change")
+    areas = cur.fetchone()[0]
+    cur.execute("SELECT chunks, encounters, remaining FROM udaconnect.places_refresh()")
+    chunks, n, left = cur.fetchone()
+    conn.commit()
+    return chunks, areas, n, left
+
+
 # ---------------------------------------------------------------------------
 # 4.-7. comparisons
 # ---------------------------------------------------------------------------
@@ -618,7 +730,14 @@ def run_seed(admin, seed):
 
         started = time.time()
         w = Writers(db, rnd, p, batches, ids)
-        w.run()
+        pc = PlaceChanger(db, rnd, p, booths)
+        changer = threading.Thread(target=pc.run)
+        changer.start()
+        try:
+            w.run()
+        finally:
+            pc.stop.set()
+            changer.join()
         st = w.stats
         note("seed %d: written in %.1f s: %s" % (seed, time.time() - started,
                                                  ", ".join("%s %d" % kv for kv in sorted(st.items()))))
@@ -644,10 +763,25 @@ def run_seed(admin, seed):
                st.get("random terminations", 0), st.get("committed before the kill", 0), nloc, missing, extra),
             w.errors[:10])
 
+        chunks, areas, placed, left = refresh_places(conn)
+        ps = pc.stats
+        cur.execute("SELECT count(*) FROM udaconnect.place")
+        nplaces = cur.fetchone()[0]
+        conn.commit()
+        tap(not pc.errors and left == 0 and all(ps.get(k, 0) >= 1 for k in
+                                                 ("create", "move", "reshape", "delete", "renumber", "hall", "refresh")),
+            "seed %d: while the points arrived, places changed (%s; %d places now) and "
+            "places_refresh(1) ran %d times from another connection (%d chunks, %d encounters placed anew); "
+            "then places_refresh() worked off the %d areas left in %d chunks (%d encounters placed anew)"
+            % (seed, ", ".join("%s %d" % (k, ps.get(k, 0)) for k in ("create", "move", "reshape", "delete", "renumber", "hall")),
+               nplaces, ps.get("refresh", 0), ps.get("refresh chunks during the writes", 0),
+               ps.get("encounters placed anew during the writes", 0), areas, chunks, placed),
+            pc.errors[:10] + (["%d areas left" % left] if left else []))
         nd, diag, n, m = rebuild_equals(cur, "incremental")
         conn.commit()
         tap(nd == 0 and n > 0, "seed %d: the incrementally maintained encounters equal "
-            "encounters_rebuild('-infinity', 'infinity') row for row, every column but id and version "
+            "encounters_rebuild('-infinity', 'infinity') row for row, every column but id and version, "
+            "with the places as they are now "
             "(%d encounters, %d matches; %d rows differ)" % (seed, n, m, nd), diag)
         check_oracle(conn, seed)
         partial_rebuilds(conn, rnd, p, seed)

@@ -181,6 +181,9 @@ SQL
     fail "$from: the updated extension differs from a fresh install"; sed 's/^/#   /' "$SUITE_DIR/schema-$from.diff" | head -40
   fi
   check_encounters_after_update
+  got=$(q $db "SELECT count(*) FROM udaconnect.place_change")
+  [ "$got" = 0 ] && ok "$from: the update queues no place change (udaconnect.place_change is empty)" \
+    || fail "$from: the update left $got rows in udaconnect.place_change"
   got=$(q $db "SELECT id FROM udaconnect.record_location($pid, 1, 1, now())")
   [ "${got:-0}" -gt "${maxid:-0}" ] 2>/dev/null \
     && ok "$from: after the update new locations continue the id sequence ($got > $maxid)" \
@@ -244,6 +247,17 @@ dump_restore() {
                FROM udaconnect.location_partitions() p JOIN pg_class c ON c.oid = p.partition"
   dropdb --if-exists "$dst" 2>/dev/null
   createdb "$dst"
+  # a booth drawn where the crowd met, not yet applied: its queued area is
+  # in the dump (place_change is a configuration table)
+  q $src "SELECT udaconnect.create_place_circle('Dumped booth', 'booth', 37.5536, -122.2909, 4)" >/dev/null
+  queued_sql="SELECT string_agg(h, ',' ORDER BY h) FROM (SELECT md5(ST_AsEWKB(area)::text) AS h FROM udaconnect.place_change) x"
+  local queued
+  # what the restored queue must hold: the dumped rows, and every place
+  # once more (the restore's COPY of place is an INSERT; it changes nothing)
+  queued=$(q $src "SELECT string_agg(h, ',' ORDER BY h) FROM (
+                     SELECT md5(ST_AsEWKB(area)::text) AS h FROM udaconnect.place_change
+                     UNION ALL SELECT md5(ST_AsEWKB(a)::text) FROM udaconnect.place p,
+                                      udaconnect.place_change_areas(p.area, NULL) a) x")
   if out=$("$BINDIR/pg_dump" -d "$src" -f "$SUITE_DIR/updated-1.4.dump.sql" 2>&1) &&
      out=$("${PSQL[@]}" -d "$dst" -f "$SUITE_DIR/updated-1.4.dump.sql" 2>&1); then
     ok "restore: pg_dump of the updated 1.4 database restores without an error"
@@ -281,6 +295,21 @@ dump_restore() {
   got=$(printf '%s\n' "$out" | tail -1)
   [ "${got:-0}" -gt "${clock:-0}" ] 2>/dev/null && ok "restore: new locations go on with the restored clock (an encounter at version $got > $clock)" \
     || { fail "restore: after the restore the newest encounter version is '$got' (clock was $clock)"; printf '%s\n' "$out" | sed 's/^/#   /'; }
+  # the queued place change comes back; worked off, the booth's encounters
+  # are placed, equal to a rebuild
+  got=$(q $dst "$queued_sql")
+  [ -n "$got" ] && [ "$got" = "$queued" ] \
+    && ok "restore: the queued place change is restored (udaconnect.place_change is a configuration table)" \
+    || fail "restore: place_change holds '$got', not '$queued'"
+  local rows rebuilt placed
+  got=$(q $dst "SELECT remaining FROM udaconnect.places_refresh()")
+  placed=$(q $dst "SELECT count(*) FROM udaconnect.encounter x JOIN udaconnect.place p ON p.id = x.place_id WHERE p.name = 'Dumped booth'")
+  rows=$(q $dst "$ENC_ROWS")
+  q $dst "SELECT udaconnect.encounters_rebuild('-infinity', 'infinity')" >/dev/null
+  rebuilt=$(q $dst "$ENC_ROWS")
+  [ "$got" = 0 ] && [ "${placed:-0}" -gt 0 ] 2>/dev/null && [ -n "$rows" ] && [ "$rows" = "$rebuilt" ] \
+    && ok "restore: places_refresh() works off the restored queue: $placed encounters at the booth, the table equal to a rebuild" \
+    || fail "restore: after places_refresh() $got areas are left, $placed encounters at the booth, equal to a rebuild: $([ "$rows" = "$rebuilt" ] && echo yes || echo no)"
 }
 dump_restore
 

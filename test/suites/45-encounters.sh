@@ -5,8 +5,11 @@
 # test_equal_rebuild.py: dense conferences written in random orders and
 # batches, with late points, through every insert path, by concurrent
 # writers, some rolled back and some terminated mid-transaction; then partial
-# rebuilds, deletes, moves, an erasure and a retention sweep).  Each seed
-# runs in a scratch database of the stack's server, dropped at the end.
+# rebuilds, deletes, moves, an erasure and a retention sweep; places that
+# change meanwhile, worked off by places_refresh()).  Each seed runs in a
+# scratch database of the stack's server, dropped at the end.  Then the
+# maintenance worker applies a changed place to stored encounters on its
+# own, in the stack's database (test/encounters/test_places_worker.py).
 #
 #   UDACONNECT_ENCOUNTER_SEEDS   the seeds (default "1 2 3": one of each
 #                                profile; seed % 3 picks it).  A seed of 100
@@ -21,10 +24,14 @@ SUITE_DIR=${SUITE_DIR:-$(mktemp -d)}
 # terminated; it is noise, shown only when the script fails
 # shellcheck disable=SC2086
 /usr/bin/python3 "$TOP/test/encounters/test_equal_rebuild.py" ${UDACONNECT_ENCOUNTER_SEEDS:-1 2 3} \
-  2> "$SUITE_DIR/stderr.log"
-rc=$?
+  2> "$SUITE_DIR/stderr.log" | tee "$SUITE_DIR/equal_rebuild.tap"
+rc=${PIPESTATUS[0]}
 if [ $rc -ne 0 ]; then
   echo "# stderr of test_equal_rebuild.py (last 40 lines):"
   tail -n 40 "$SUITE_DIR/stderr.log" | sed 's/^/#   /'
 fi
+# the maintenance worker applies a changed place on its own, in the stack's
+# database (test/encounters/test_places_worker.py)
+n=$(grep -cE '^(not )?ok [0-9]+' "$SUITE_DIR/equal_rebuild.tap")
+/usr/bin/python3 "$TOP/test/encounters/test_places_worker.py" $((n + 1)) || rc=1
 exit $rc
