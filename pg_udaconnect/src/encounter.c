@@ -160,7 +160,13 @@ enc_setting_gap(void)
 
 /*
  * The place of each match's midpoint (0: none), or NULL without places
- * (SPI connected).  The merge and encounter_places.c place matches alike.
+ * (SPI connected, encounter_clock locked).  The merge and
+ * encounter_places.c place matches alike.  Places are read as they are now,
+ * not on the caller's statement snapshot: a place change committed while
+ * the caller waited for the lock may already have been worked off by a
+ * places_refresh() chunk, which held the lock before it and could not see
+ * its rows; placed on the older snapshot, these matches would keep the old
+ * places for good.
  */
 int32 *
 enc_places_of(const EncMatch *m, int n)
@@ -182,8 +188,11 @@ enc_places_of(const EncMatch *m, int n)
 	args[0] = array_of(lat, n, FLOAT8OID);
 	args[1] = array_of(lon, n, FLOAT8OID);
 	plan = kept_plan(plan, "SELECT udaconnect.encounter_places_of($1, $2)", 2, types);
+	/* on an error, the abort pops the snapshot */
+	PushActiveSnapshot(GetLatestSnapshot());
 	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "udaconnect.encounter_places_of() failed");
+	PopActiveSnapshot();
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
 	{

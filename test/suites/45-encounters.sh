@@ -9,7 +9,10 @@
 # change meanwhile, worked off by places_refresh()).  Each seed runs in a
 # scratch database of the stack's server, dropped at the end.  Then the
 # maintenance worker applies a changed place to stored encounters on its
-# own, in the stack's database (test/encounters/test_places_worker.py).
+# own, in the stack's database (test/encounters/test_places_worker.py), and
+# a writer that waited for the encounter lock while a place changed and was
+# worked off places its matches as the places are now
+# (test/encounters/test_places_race.py, in a scratch database).
 #
 #   UDACONNECT_ENCOUNTER_SEEDS   the seeds (default "1 2 3": one of each
 #                                profile; seed % 3 picks it).  A seed of 100
@@ -33,5 +36,10 @@ fi
 # the maintenance worker applies a changed place on its own, in the stack's
 # database (test/encounters/test_places_worker.py)
 n=$(grep -cE '^(not )?ok [0-9]+' "$SUITE_DIR/equal_rebuild.tap")
-/usr/bin/python3 "$TOP/test/encounters/test_places_worker.py" $((n + 1)) || rc=1
+/usr/bin/python3 "$TOP/test/encounters/test_places_worker.py" $((n + 1)) | tee "$SUITE_DIR/places_worker.tap"
+[ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+# a writer that waited for the encounter lock while a place changed and was
+# worked off places its matches as the places are now (test_places_race.py)
+n=$((n + $(grep -cE '^(not )?ok [0-9]+' "$SUITE_DIR/places_worker.tap")))
+/usr/bin/python3 "$TOP/test/encounters/test_places_race.py" $((n + 1)) || rc=1
 exit $rc
