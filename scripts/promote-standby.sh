@@ -108,9 +108,18 @@ fi
 # --- 2. fence the old primary -------------------------------------------------------
 say "2. stopping the old primary for good (StatefulSet postgres to 0)"
 k -n "$NS" scale statefulset/postgres --replicas=0
-if [ "$mode" = dry ] || [ -n "$(k -n "$NS" get pod postgres-0 --ignore-not-found -o name)" ]; then
-  [ "$mode" = dry ] && k -n "$NS" get pod postgres-0 --ignore-not-found -o name
-  k -n "$NS" wait --for=delete pod/postgres-0 --timeout="$TIMEOUT"
+# (a failed `get` must not pass for "gone": the standby would be promoted
+# while the old primary may still write)
+if [ "$mode" = dry ]; then
+  k -n "$NS" get pod postgres-0 --ignore-not-found -o name
+  old=pod/postgres-0
+else
+  old=$(k -n "$NS" get pod postgres-0 --ignore-not-found -o name) ||
+    die "cannot tell whether postgres-0 is gone (kubectl get failed): nothing was promoted; run this again"
+fi
+if [ -n "$old" ]; then
+  k -n "$NS" wait --for=delete pod/postgres-0 --timeout="$TIMEOUT" ||
+    die "postgres-0 did not go within $TIMEOUT: nothing was promoted. If its node is lost, make sure the node is down (it must not come back with the old primary), then: $KUBECTL -n $NS delete pod postgres-0 --force --grace-period=0; and run this again"
 fi
 
 # --- 3. no stale standby behind postgres-read ----------------------------------------

@@ -38,7 +38,8 @@ case "$args" in
     esac ;;
   *" exec "*"pg_promote("*) echo "${FAKE_PROMOTE:-t}" ;;
   *" exec "*"ingest_status"*) echo " worker | state"; echo " 0 | consuming" ;;
-  *" get pod postgres-0 "*) [ "${FAKE_POD:-yes}" = yes ] && echo "pod/postgres-0"; exit 0 ;;
+  *" get pod postgres-0 "*) [ "${FAKE_POD:-yes}" = fail ] && { echo "error: the server is unreachable" >&2; exit 1; }
+                            [ "${FAKE_POD:-yes}" = yes ] && echo "pod/postgres-0"; exit 0 ;;
   *" apply -f - "*) cat > "$S/applied.yaml" ;;
   *" scale "*|*" wait "*|*" patch service "*|*" rollout "*) exit 0 ;;
   *) echo "stub kubectl: unexpected call: $*" >&2; exit 3 ;;
@@ -164,6 +165,14 @@ if [ $rc -ne 0 ] && grep -q 'does not answer: nothing was changed' <<<"$out" && 
   ok "a standby that does not answer stops it before anything changes (postgres-0 is not scaled down)"
 else
   nok "a standby that does not answer stops it before anything changes" "rc=$rc" "$out" "$(cat "$calls")"
+fi
+
+# --- kubectl cannot say whether the old primary is gone: nothing is promoted --------
+FAKE_POD=fail run --yes
+if [ $rc -ne 0 ] && ! has 'pg_promote' && ! has 'wait --for=delete' && grep -q 'cannot tell whether postgres-0 is gone' <<<"$out"; then
+  ok "a failed 'get pod postgres-0' does not pass for gone: it stops before pg_promote"
+else
+  nok "a failed 'get pod postgres-0' does not pass for gone" "rc=$rc" "$out" "$(cat "$calls")"
 fi
 
 # --- pg_promote fails: the write Service stays --------------------------------------

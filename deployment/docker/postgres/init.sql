@@ -33,6 +33,13 @@ SELECT format('CREATE DATABASE %I', :'db')
 
 \connect :db
 
+-- The passwords below must reach no log: with log_statement (or an error's
+-- statement) logged at the first start, they would be written into
+-- init.log in the data directory, which pg_basebackup copies to every
+-- standby.
+SET log_statement = 'none';
+SET log_min_error_statement = 'panic';
+
 -- PostGIS comes with it (CASCADE).  The extension also creates the role
 -- udaconnect_api with EXECUTE on its api_* functions (SECURITY DEFINER):
 -- the HTTP gateway needs no table privilege at all.
