@@ -104,7 +104,7 @@ fi
   echo "method|seconds|rows removed|location on disk before -> after|ratio"
   echo "DELETE (1.4: retention_sweep x $calls)|$t_delete|$del_rows|$size_before -> $size_delete|"
   echo "  + VACUUM of location (the debt)|$t_vacuum||"
-  echo "DROP (1.5: retention_drop_partitions)|$t_drop|$drop_rows|$size_before_drop -> $size_drop|"
+  echo "DROP (1.5+: retention_drop_partitions)|$t_drop|$drop_rows|$size_before_drop -> $size_drop|"
   awk -v d="$t_delete" -v v="$t_vacuum" -v p="$t_drop" 'BEGIN {
         printf "DELETE / DROP||||%.0fx (%.0fx with the VACUUM)\n", d / p, (d + v) / p }'
 } | fmt_table
