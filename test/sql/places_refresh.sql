@@ -198,3 +198,12 @@ SELECT pg_temp.try($$SELECT udaconnect.places_refresh(0)$$) AS zero_chunks;
 SELECT pg_temp.try($$SELECT udaconnect.encounter_places_refresh(NULL)$$) AS null_ids;
 SELECT pg_temp.try($$SELECT udaconnect.place_cells('{1}', '{2}', '{0}', '{3}', 1)$$) AS south_of_north;
 SELECT pg_temp.try($$SELECT udaconnect.place_cells('{1}', '{2}', '{1}', '{3}', 0)$$) AS no_growth;
+
+-- a box too large for fine keys at the antimeridian (a huge place inserted
+-- directly): grown past 180 it wraps, and the coarse ranges cover both ends
+SELECT cardinality(c.cells) = 0 AS coarse,
+       bool_or(udaconnect.cell_key(0.5, 179.95) BETWEEN r.lo AND r.hi) AS near_side,
+       bool_or(udaconnect.cell_key(0.5, -179.9995) BETWEEN r.lo AND r.hi) AS far_side
+  FROM udaconnect.place_cells('{0}', '{179.9}', '{1}', '{180}', 100) c,
+       unnest(c.range_lo, c.range_hi) AS r(lo, hi)
+ GROUP BY c.cells;
