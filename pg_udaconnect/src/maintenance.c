@@ -295,8 +295,11 @@ run_sweep(Round *r)
 }
 
 /*
- * Changed places: a chunk a transaction until the queue is empty.  Settings
- * are reloaded between chunks, as between sweeps.
+ * Changed places: a chunk a transaction until the queue is empty, or until
+ * only areas whose chunk failed are left (places_refresh() records those,
+ * WARNING each, and skips them until their retry_after: a call then runs no
+ * chunk, so one failing area neither stops the areas behind it nor keeps
+ * this loop busy).  Settings are reloaded between chunks, as between sweeps.
  */
 static void
 places(void *arg)

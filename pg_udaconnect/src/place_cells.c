@@ -169,8 +169,16 @@ coarse_ranges(const GridBox *b, udc_key_range *r, int *n)
 		int			ncl = 0;
 		uint64		cols = 0;
 
-		for (int k = 0; k < b->nlon; k++)
+		/*
+		 * Merged in longitude order: across the antimeridian grow_box()
+		 * stores the eastern end [lo, MAX] before the western [0, hi], which
+		 * merged as they come would fold [0, hi] into [lo, MAX] and lose it.
+		 */
+		int			first = (b->nlon == 2 && b->lon[1].lo < b->lon[0].lo) ? 1 : 0;
+
+		for (int t = 0; t < b->nlon; t++)
 		{
+			int			k = (first + t) % b->nlon;
 			IdxRange	x = {b->lon[k].lo >> s, b->lon[k].hi >> s};
 
 			if (ncl > 0 && x.lo <= cl[ncl - 1].hi + 1)

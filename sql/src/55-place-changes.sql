@@ -32,7 +32,14 @@ CREATE TABLE place_change (
     done_to    timestamptz,
     slice      interval NOT NULL DEFAULT '1 hour',
     chunks     integer NOT NULL DEFAULT 0,
-    encounters bigint NOT NULL DEFAULT 0
+    encounters bigint NOT NULL DEFAULT 0,
+    -- chunks that failed (rolled back: statement_timeout, out of memory, a
+    -- bug), the last one's error, and when the area may be tried again:
+    -- until then the areas behind it go first, so one failing area never
+    -- holds up the queue
+    attempts    integer NOT NULL DEFAULT 0,
+    last_error  text,
+    retry_after timestamptz
 );
 COMMENT ON TABLE place_change IS
     'Areas where points may lie in another place since a place changed, whose stored encounters are not placed anew yet (no person data); worked off by places_refresh(), which the maintenance worker calls every udaconnect.retention_naptime.';
@@ -221,9 +228,14 @@ $$;
 -- start in the next time slices after its done_to: slices while it has
 -- fewer than 250 encounters (so at most about 750), at most 24, each an
 -- hour or narrower where an hour holds more than 500; an area with no
--- location near it after done_to is done and goes.  chunks:
--- chunks run; changes: queued areas finished; encounters: rows rewritten;
--- remaining: areas still queued.
+-- location near it after done_to is done and goes.  A chunk that fails is
+-- rolled back (a subtransaction; the encounter lock stays) and recorded on
+-- its area (attempts, last_error, retry_after: 1 minute, doubling up to an
+-- hour), with a WARNING, and the next area is taken; a cancel or
+-- statement_timeout (57014) is recorded so too and ends the call.  chunks:
+-- chunks run (failed ones too); changes: queued areas finished;
+-- encounters: rows rewritten; remaining: areas still queued (failed ones
+-- waiting for their retry_after too).
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION places_refresh(max_chunks integer DEFAULT NULL,
                                OUT chunks integer, OUT changes integer,
@@ -243,6 +255,8 @@ DECLARE
     slices integer;
     finished boolean;
     n bigint;
+    err_state text;
+    err_text text;
 BEGIN
     IF max_chunks IS NOT NULL AND max_chunks < 1 THEN
         RAISE EXCEPTION 'max_chunks must be at least 1 (or NULL: until the queue is empty), not %', max_chunks
@@ -253,7 +267,8 @@ BEGIN
     encounters := 0;
     WHILE max_chunks IS NULL OR chunks < max_chunks LOOP
         -- nothing queued: no lock taken (the worker asks every naptime)
-        EXIT WHEN NOT EXISTS (SELECT 1 FROM udaconnect.place_change);
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM udaconnect.place_change c
+                               WHERE c.retry_after IS NULL OR c.retry_after <= now());
         PERFORM udaconnect.encounter_lock();
         -- A writer whose snapshot predates this chunk would place matches
         -- as the places were before the change; touching the clock row makes
@@ -261,51 +276,71 @@ BEGIN
         -- SERIALIZABLE, as a committed merge does (at READ COMMITTED it
         -- takes its snapshot after the lock, and sees the change).
         UPDATE udaconnect.encounter_clock SET version = version;
-        SELECT * INTO q FROM udaconnect.place_change c ORDER BY c.queued_at, c.id LIMIT 1 FOR UPDATE SKIP LOCKED;
+        -- a failed area goes behind those queued before its retry_after
+        SELECT * INTO q FROM udaconnect.place_change c
+         WHERE c.retry_after IS NULL OR c.retry_after <= now()
+         ORDER BY coalesce(c.retry_after, c.queued_at), c.id LIMIT 1 FOR UPDATE SKIP LOCKED;
         EXIT WHEN NOT FOUND;
-        -- a match's midpoint is within half the distance of its two
-        -- locations (a coordinate average: within 1e-4 of the half at a
-        -- venue's size), so both are within this of the area
-        SELECT * INTO cov FROM udaconnect.place_cells(
-            ARRAY[ST_YMin(q.area)], ARRAY[ST_XMin(q.area)], ARRAY[ST_YMax(q.area)], ARRAY[ST_XMax(q.area)],
-            0.51 * udaconnect.encounter_distance() + 0.01);
-        cur := coalesce(q.done_to, '-infinity');
-        w := q.slice;
-        ids := '{}';
-        slices := 0;
-        finished := false;
-        -- slices while the chunk is under half full: at most 1.5 x cap
-        WHILE slices < 24 AND cardinality(ids) < cap / 2 LOOP
-            -- no location near the area in [cur, nxt): no match there
-            nxt := udaconnect.place_change_next(cov.cells, cov.range_lo, cov.range_hi, cur);
-            IF nxt IS NULL THEN
-                finished := true;
-                EXIT;
-            END IF;
-            LOOP
-                got := udaconnect.place_change_slice(cov.cells, cov.range_lo, cov.range_hi, q.area, nxt, nxt + w);
-                EXIT WHEN cardinality(got) <= cap OR w <= interval '1 minute';
-                w := greatest(interval '1 minute', w * (cap::float8 / cardinality(got) * 0.8));
-            END LOOP;
-            ids := ids || got;
-            cur := nxt + w;
-            slices := slices + 1;
-            -- a slice far from full: the next one twice as wide
-            IF cardinality(got) < cap / 4 THEN
-                w := least(w * 2, interval '1 hour');
-            END IF;
-        END LOOP;
-        n := udaconnect.encounter_places_refresh(ARRAY(SELECT DISTINCT x FROM unnest(ids) x ORDER BY 1));
-        IF finished THEN
-            DELETE FROM udaconnect.place_change c WHERE c.id = q.id;
-            changes := changes + 1;
-        ELSE
-            UPDATE udaconnect.place_change c
-               SET done_to = cur, slice = w, chunks = c.chunks + 1, encounters = c.encounters + n
-             WHERE c.id = q.id;
-        END IF;
         chunks := chunks + 1;
-        encounters := encounters + n;
+        BEGIN
+            -- a match's midpoint is within half the distance of its two
+            -- locations (a coordinate average: within 1e-4 of the half at a
+            -- venue's size), so both are within this of the area
+            SELECT * INTO cov FROM udaconnect.place_cells(
+                ARRAY[ST_YMin(q.area)], ARRAY[ST_XMin(q.area)], ARRAY[ST_YMax(q.area)], ARRAY[ST_XMax(q.area)],
+                0.51 * udaconnect.encounter_distance() + 0.01);
+            cur := coalesce(q.done_to, '-infinity');
+            w := q.slice;
+            ids := '{}';
+            slices := 0;
+            finished := false;
+            -- slices while the chunk is under half full: at most 1.5 x cap
+            WHILE slices < 24 AND cardinality(ids) < cap / 2 LOOP
+                -- no location near the area in [cur, nxt): no match there
+                nxt := udaconnect.place_change_next(cov.cells, cov.range_lo, cov.range_hi, cur);
+                IF nxt IS NULL THEN
+                    finished := true;
+                    EXIT;
+                END IF;
+                LOOP
+                    got := udaconnect.place_change_slice(cov.cells, cov.range_lo, cov.range_hi, q.area, nxt, nxt + w);
+                    EXIT WHEN cardinality(got) <= cap OR w <= interval '1 minute';
+                    w := greatest(interval '1 minute', w * (cap::float8 / cardinality(got) * 0.8));
+                END LOOP;
+                ids := ids || got;
+                cur := nxt + w;
+                slices := slices + 1;
+                -- a slice far from full: the next one twice as wide
+                IF cardinality(got) < cap / 4 THEN
+                    w := least(w * 2, interval '1 hour');
+                END IF;
+            END LOOP;
+            n := udaconnect.encounter_places_refresh(ARRAY(SELECT DISTINCT x FROM unnest(ids) x ORDER BY 1));
+            IF finished THEN
+                DELETE FROM udaconnect.place_change c WHERE c.id = q.id;
+                changes := changes + 1;
+            ELSE
+                UPDATE udaconnect.place_change c
+                   SET done_to = cur, slice = w, chunks = c.chunks + 1, encounters = c.encounters + n
+                 WHERE c.id = q.id;
+            END IF;
+            encounters := encounters + n;
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            -- the chunk's writes are undone, the encounter lock kept: the
+            -- failure is recorded and the area waits, the next goes on
+            GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_text = MESSAGE_TEXT;
+            UPDATE udaconnect.place_change c
+               SET attempts = c.attempts + 1, last_error = err_state || ': ' || err_text,
+                   retry_after = now() + least(interval '1 hour', interval '1 minute' * 2 ^ least(c.attempts, 6))
+             WHERE c.id = q.id
+            RETURNING c.attempts, c.retry_after INTO q.attempts, q.retry_after;
+            RAISE WARNING 'places_refresh: the chunk of queued area % failed (SQLSTATE %): %', q.id, err_state, err_text
+                USING DETAIL = format('Attempt %s: the chunk is rolled back; the area stays queued and is tried again after its retry_after (a minute after the first failure, doubling up to an hour), the areas behind it meanwhile.',
+                                      q.attempts),
+                      HINT = 'See last_error of the area in udaconnect.place_change; once the cause is fixed, set its retry_after to NULL to try it at once.';
+            -- a cancel or statement_timeout: the caller wants the call over
+            EXIT WHEN err_state = '57014';
+        END;
     END LOOP;
     remaining := (SELECT count(*) FROM udaconnect.place_change);
 END;

@@ -9,8 +9,12 @@ for the test (ALTER SYSTEM, reset at the end):
   2. a booth is drawn there: nothing in this test calls places_refresh(),
      yet within a bounded wait the encounter names the booth (same id, a
      new version), the queue is empty, and the row equals what
-     encounters_rebuild() makes of the locations;
-  3. the booth moves away: the encounter loses it the same way;
+     encounters_rebuild() makes of the locations; and the server log
+     ($RUN_DIR/log/postgresql.log, the stack's) has the worker's line
+     "udaconnect places: 1 place changes applied ..." written after the
+     booth was drawn: the worker did it, not another caller;
+  3. the booth moves away: the encounter loses it the same way (and the
+     worker logs it);
   4. the test's rows are deleted again.
 
 How long each took is printed, not tested (no timing thresholds).
@@ -18,6 +22,8 @@ Usage: test_places_worker.py [FIRST]  (the number of its first TAP line, 1)
 Connects with the libpq environment of the stack (PGHOST, PGPORT, PGUSER,
 PGDATABASE).  TAP lines.
 """
+import os
+import re
 import sys
 import time
 
@@ -58,6 +64,39 @@ def wait_for(cur, sql, args, want):
             return True, time.time() - start, got
         time.sleep(0.1)
     return False, time.time() - start, got
+
+
+LOG = os.path.join(os.environ["RUN_DIR"], "log", "postgresql.log") if os.environ.get("RUN_DIR") else None
+WORKER_LINE = re.compile(r"udaconnect places: ([1-9][0-9]*) place changes applied")
+
+
+def log_size():
+    return os.path.getsize(LOG) if LOG and os.path.exists(LOG) else None
+
+
+def worker_logged(since):
+    """waits for the worker's line in the server log after byte since; (ok, line or why)"""
+    if since is None:
+        return None, "no server log (RUN_DIR unset): not checked"
+    start = time.time()
+    while time.time() - start < WAIT_S:
+        with open(LOG, "rb") as f:
+            f.seek(since)
+            for line in f.read().decode("utf-8", "replace").splitlines():
+                if WORKER_LINE.search(line):
+                    return True, line
+        time.sleep(0.1)
+    return False, "no line matching %r in %s after byte %d" % (WORKER_LINE.pattern, LOG, since)
+
+
+def tap_worker_logged(since, what):
+    global n
+    ok, why = worker_logged(since)
+    if ok is None:
+        n += 1
+        print("ok %d - %s # SKIP %s" % (n, what, why), flush=True)
+    else:
+        tap(ok, what, [why])
 
 
 def vs_rebuild(conn, persons):
@@ -111,6 +150,7 @@ def main():
 
         # 2. a booth drawn where they met; nobody here calls places_refresh()
         started = time.time()
+        since = log_size()
         booth = one(cur, "SELECT (udaconnect.create_place_circle('Worker test booth', 'booth', %s, %s, 3)).id",
                     (LAT, LON))[0]
         ok, secs, got = wait_for(cur, "SELECT place_id FROM udaconnect.encounter WHERE id = %s", (enc_id,), (booth,))
@@ -125,10 +165,12 @@ def main():
         same, kept, rebuilt = vs_rebuild(conn, persons)
         tap(same, "the encounter as the worker left it equals what encounters_rebuild() makes of the locations",
             ["kept %s" % (kept,), "rebuilt %s" % (rebuilt,)])
+        tap_worker_logged(since, "the maintenance worker did it: its 'udaconnect places: ... applied' line is in the server log")
 
         # 3. the booth moves 50 m north: the encounter loses it
         version = row[1]
         started = time.time()
+        since = log_size()
         cur.execute("UPDATE udaconnect.place SET area = ST_Translate(area, 0, 0.00045) WHERE id = %s", (booth,))
         ok, secs, got = wait_for(cur, "SELECT place_id IS NULL FROM udaconnect.encounter WHERE id = %s",
                                  (enc_id,), (True,))
@@ -139,6 +181,7 @@ def main():
         tap(ok and row[1] > version and same,
             "the booth moved away: the worker took it off their encounter on its own (version %s -> %s), "
             "equal to the rebuild" % (version, row[1]), ["kept %s" % (kept,), "rebuilt %s" % (rebuilt,)])
+        tap_worker_logged(since, "the maintenance worker took the booth off: its line is in the server log")
         cur.execute("DELETE FROM udaconnect.place WHERE id = %s", (booth,))
     finally:
         if persons:

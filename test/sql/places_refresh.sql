@@ -171,6 +171,26 @@ SELECT * FROM udaconnect.places_refresh();
 SELECT * FROM pg_temp.advanced();
 SELECT version = :clock_before AS no_version_taken FROM udaconnect.encounter_clock;
 
+-- A queued area a chunk fails on (here one beyond the pole, which
+-- place_cells() refuses) does not hold up the areas behind it: the failed
+-- chunk is rolled back and recorded on its area, which waits for its
+-- retry_after; the kiosk queued after it is worked off (undone here)
+BEGIN;
+INSERT INTO udaconnect.place_change (id, area, queued_at)
+VALUES ('00000000-0000-0000-0000-0000000000ba', ST_MakeEnvelope(0, 95, 1, 96, 4326), '-infinity');
+SELECT name FROM udaconnect.create_place_circle('Kiosk', 'booth', pg_temp.lat(0), pg_temp.lon(0), 3);
+SELECT pg_temp.vs_rebuild() <> 'equal' AS stale_before_refresh;
+SELECT * FROM udaconnect.places_refresh();
+SELECT id, attempts, last_error, retry_after > now() AS waits, done_to IS NULL AND chunks = 0 AS no_progress
+  FROM udaconnect.place_change;
+SELECT pg_temp.vs_rebuild() AS behind_the_failed_one;
+SELECT chunks, remaining FROM udaconnect.places_refresh();
+-- once its retry_after has passed it is tried again
+UPDATE udaconnect.place_change SET retry_after = now() - interval '1 second';
+SELECT chunks, changes, remaining FROM udaconnect.places_refresh();
+SELECT attempts FROM udaconnect.place_change;
+ROLLBACK;
+
 -- A hall of 400 m x 400 m over everything (Dan and Eve too): queued as
 -- tiles of at most 50 m, worked off a chunk at most each
 SELECT name FROM udaconnect.create_place('Hall', 'room',
@@ -198,3 +218,12 @@ SELECT pg_temp.try($$SELECT udaconnect.places_refresh(0)$$) AS zero_chunks;
 SELECT pg_temp.try($$SELECT udaconnect.encounter_places_refresh(NULL)$$) AS null_ids;
 SELECT pg_temp.try($$SELECT udaconnect.place_cells('{1}', '{2}', '{0}', '{3}', 1)$$) AS south_of_north;
 SELECT pg_temp.try($$SELECT udaconnect.place_cells('{1}', '{2}', '{1}', '{3}', 0)$$) AS no_growth;
+
+-- a box too large for fine keys at the antimeridian (a huge place inserted
+-- directly): grown past 180 it wraps, and the coarse ranges cover both ends
+SELECT cardinality(c.cells) = 0 AS coarse,
+       bool_or(udaconnect.cell_key(0.5, 179.95) BETWEEN r.lo AND r.hi) AS near_side,
+       bool_or(udaconnect.cell_key(0.5, -179.9995) BETWEEN r.lo AND r.hi) AS far_side
+  FROM udaconnect.place_cells('{0}', '{179.9}', '{1}', '{180}', 100) c,
+       unnest(c.range_lo, c.range_hi) AS r(lo, hi)
+ GROUP BY c.cells;
