@@ -387,6 +387,7 @@ typedef struct listen_hooks
 	void		(*erased) (const char *payload);	/* of NOTIFY udaconnect_person_erased */
 	void		(*connected) (void);	/* listening: catch every watcher up */
 	void		(*pump) (void); /* after every wake-up: commands, new queries */
+	int			(*timeout_ms) (void);	/* the longest poll() may wait (-1: no limit) */
 } listen_hooks;
 
 void		listen_start(const listen_hooks *h);

@@ -294,6 +294,7 @@ wait_events(struct pollfd *p, int *np)
 {
 	int64_t		now = mono_ms();
 	int			timeout = -1;
+	int			hook_ms;
 
 	p[0] = (struct pollfd) {.fd = wake_fd, .events = POLLIN};
 	*np = 1;
@@ -313,6 +314,9 @@ wait_events(struct pollfd *p, int *np)
 		p[1] = (struct pollfd) {.fd = PQsocket(conn), .events = ev};
 		*np = 2;
 	}
+	/* the hooks' own timers (a failed check retried later): pump runs after */
+	if (hooks.timeout_ms && (hook_ms = hooks.timeout_ms()) >= 0 && (timeout < 0 || hook_ms < timeout))
+		timeout = hook_ms;
 	return timeout;
 }
 

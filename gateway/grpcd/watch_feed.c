@@ -599,6 +599,7 @@ feed_pump(void)
 	take_commands();
 	if (watch_draining() && !drained)
 		drain_all();
+	we_tick();
 	while (listen_can_send() && ready_head != NULL)
 	{
 		watch_job  *j = ready_head;
@@ -635,6 +636,7 @@ wf_start(const wf_live_hooks *lh)
 		.result = feed_result,
 		.connected = feed_connected,
 		.pump = feed_pump,
+		.timeout_ms = we_timeout_ms,
 	};
 
 	live = *lh;

@@ -32,6 +32,9 @@ typedef struct watch_group
 	bool		pinned;			/* being walked: not to be freed yet */
 	bool		by_id_out;		/* the job out reads by id */
 	bool		gone_due;		/* gone_job must be sent */
+	bool		gone_retry;		/* its check failed: due again at gone_retry_at */
+	int			gone_backoff_ms;	/* the wait before the next retry (0: none failed) */
+	int64_t		gone_retry_at;	/* mono_ms() */
 	watch_job	job;
 	watch_job	gone_job;		/* J_GONE */
 	encn_chain	chain;			/* by id: what was announced for the person; in
@@ -76,5 +79,7 @@ void		we_check_all(void);
 void		we_erased(const char *payload);
 bool		we_send(group *g);
 void		we_result(group *g, PGresult *res);
+int			we_timeout_ms(void);
+void		we_tick(void);
 
 #endif

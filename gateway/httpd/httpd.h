@@ -368,6 +368,10 @@ extern void hub_fetch_failed(int32_t person);
 /* A payload of NOTIFY udaconnect_person_erased: the person is checked. */
 extern void hub_erased(const char *payload);
 
+/* The check-all that unexpected payloads asked for, if due; returns when
+ * the next one is (monotonic seconds; 0: none waits). */
+extern double hub_erased_tick(void);
+
 /* A check's answer: gone, the person's streams end ("erased"). */
 extern void hub_checked(int32_t person, bool gone);
 

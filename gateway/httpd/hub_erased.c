@@ -18,12 +18,35 @@
  * check; a connection lost in between is made again, and every group is
  * checked then.
  *
+ * A payload that names no person (not the extension's: anyone may notify)
+ * has every watched person checked, but at most once per ALL_EVERY (the
+ * payloads that come meanwhile share the next such check-all and its one
+ * log line, which hub_erased_tick makes): notifying in a loop costs one
+ * round of checks a second.
+ *
  * This file decides; it must not touch a queue but through hub_sub_erased
  * (hub.c), nor talk to the database.
  */
 #include <stdio.h>
+#include <time.h>
 
 #include "hub_int.h"
+
+#define ALL_EVERY 1.0			/* seconds between check-alls of bad payloads */
+
+/* check-alls asked for by payloads that name no person (hub_lock) */
+static double all_last = -1e9;	/* when the last one was made */
+static int	all_asked;			/* payloads since it (the next one is due) */
+static char all_payload[48];	/* the first of them */
+
+static double
+mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 /* g is checked once the stream thread gets to it (hub_lock held). */
 void
@@ -42,11 +65,24 @@ hub_check_all(void)
 			hub_check_due(g);
 }
 
+/* the check-all unexpected payloads asked for, and its log line (hub_lock held) */
+static void
+check_all_asked(double now)
+{
+	logmsg(LOG_WARNING, "encounter streams: unexpected payload \"%s\" of udaconnect_person_erased"
+		   " (%d such in the last %.0f s or more); every watched person is checked", all_payload,
+		   all_asked, ALL_EVERY);
+	all_last = now;
+	all_asked = 0;
+	hub_check_all();
+}
+
 void
 hub_erased(const char *payload)
 {
 	int32_t		person;
 	group	   *g;
+	double		now = mono();
 
 	pthread_mutex_lock(&hub_lock);
 	if (encn_parse_erased(payload, &person))
@@ -56,11 +92,28 @@ hub_erased(const char *payload)
 	}
 	else
 	{
-		logmsg(LOG_WARNING, "encounter streams: unexpected payload \"%.40s\" of "
-			   "udaconnect_person_erased; every watched person is checked", payload);
-		hub_check_all();
+		if (all_asked++ == 0)
+			snprintf(all_payload, sizeof(all_payload), "%.40s", payload);
+		if (now - all_last >= ALL_EVERY)
+			check_all_asked(now);
+		/* else hub_erased_tick makes it, ALL_EVERY after the last one */
 	}
 	pthread_mutex_unlock(&hub_lock);
+}
+
+double
+hub_erased_tick(void)
+{
+	double		now = mono();
+	double		at = 0;
+
+	pthread_mutex_lock(&hub_lock);
+	if (all_asked > 0 && now - all_last >= ALL_EVERY)
+		check_all_asked(now);
+	if (all_asked > 0)
+		at = all_last + ALL_EVERY;
+	pthread_mutex_unlock(&hub_lock);
+	return at;
 }
 
 /*

@@ -530,6 +530,7 @@ stream_main(void *arg)
 {
 	struct epoll_event evs[4];
 	double		next_tick = mono() + cfg.stream_heartbeat_s;
+	double		erased_at;
 	int			timeout;
 	int			n;
 
@@ -538,10 +539,13 @@ stream_main(void *arg)
 	{
 		if (!conn)
 			connect_listen();
+		erased_at = hub_erased_tick();
 		send_next();
 		timeout = ms_until(next_tick);
 		if (!conn && ms_until(next_connect) < timeout)
 			timeout = ms_until(next_connect);
+		if (erased_at > 0 && ms_until(erased_at) < timeout)
+			timeout = ms_until(erased_at);
 		n = epoll_wait(ep, evs, 4, timeout);
 		if (n < 0 && errno != EINTR)
 		{

@@ -610,9 +610,80 @@ class PositionGate(FetchGate):
             c.execute("SELECT pg_advisory_unlock_all()")
 
 
+class CheckGate(PositionGate):
+    """Holds every api_encounter_position (a watcher's check that its person
+    still exists) before it looks at the person; restored on close."""
+
+    def __init__(self):
+        self.orig = sql_one("SELECT pg_get_functiondef(%s::regprocedure)", (POS_FN,))[0]
+        if "\nBEGIN\n" not in self.orig:
+            raise RuntimeError("unexpected definition: %r" % self.orig[:300])
+        self.lk = psycopg2.connect(DBURL)
+        self.lk.autocommit = True
+        with self.lk.cursor() as c:
+            c.execute("SELECT pg_advisory_lock(%s)", (POS_KEY,))
+        sql_one(self.orig.replace("\nBEGIN\n", "\nBEGIN\n    PERFORM pg_advisory_xact_lock_shared(%d);\n"
+                                  % POS_KEY, 1))
+
+
+def forged_logged(d, want):
+    """The counts of d's check-all log lines of payloads naming nobody, once
+    they add up to want (bounded: 60 s)."""
+    counts = []
+    for _ in range(600):
+        counts = [int(n) for n in re.findall(r'unexpected payload "forged \d+" of udaconnect_person_erased'
+                                             r' \((\d+) such', d.text())]
+        if sum(counts) >= want:
+            break
+        time.sleep(0.1)
+    return counts
+
+
 er = None
 try:
     er = Daemon("erased-grpcd")
+
+    @test("WatchEncounters: X erased, its check fails once (cancelled while held at a lock): the check is"
+          " made again later and X's watcher ends NOT_FOUND naming the erasure")
+    def _():
+        x = person()
+        w = watch(x, stub=er.stub, timeout=90)
+        gate = CheckGate()
+        try:
+            forget(x)
+            held = gate.wait_held("udaconnect-grpcd-watch")
+            cancelled = sql_one("SELECT count(pg_cancel_backend(a.pid)) FROM pg_locks l JOIN pg_stat_activity a"
+                                " ON a.pid = l.pid WHERE l.locktype = 'advisory' AND NOT l.granted"
+                                " AND a.application_name = 'udaconnect-grpcd-watch'")[0]
+            failed = er.wait_log(r"checking that person %d still exists failed \(checked again in" % x)
+            gate.open()
+        finally:
+            gate.close()
+        r = ended_erased(w, x)
+        return held and cancelled == 1 and failed and r[0], (held, cancelled, failed, r, er.text()[-1500:])
+
+    @test("WatchEncounters: NOTIFY udaconnect_person_erased forged (X's id as the gateways' role; 20 payloads"
+          " naming nobody in one commit): X's watcher stays open and gets X's next encounter; the 20 are"
+          " checked and logged at most twice")
+    def _():
+        x, y = person(), person()
+        t = T0 + 12 * 86400
+        w = watch(x, stub=er.stub)
+        api = psycopg2.connect(DBURL_API)
+        api.autocommit = True
+        try:
+            with api.cursor() as c:
+                c.execute("SELECT pg_notify('udaconnect_person_erased', %s)", (str(x),))
+        finally:
+            api.close()
+        sql_one("SELECT count(pg_notify('udaconnect_person_erased', 'forged ' || g)) FROM generate_series(1, 20) g")
+        counts = forged_logged(er, 20)
+        meet(x, y, t)
+        ev = take(w, 1)[0]
+        w.cancel()
+        ok = (ev.kind == E.ENCOUNTER and ev.id == enc_id(x, y, t) and sum(counts) == 20
+              and 1 <= len(counts) <= 2)
+        return ok, (ev, counts, er.text()[-1500:])
 
     @test("WatchEncounters: a watcher set up as X is erased (its first query saw X, the erasure commits"
           " before it is answered) ends NOT_FOUND naming the erasure once set up")

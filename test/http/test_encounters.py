@@ -33,6 +33,7 @@ TOP, SUITE_DIR).
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -1078,6 +1079,69 @@ def t_start_id():
     return (e["event"] == "encounter" and e["data"]["id"] == eid) or "after reconnecting: %r (encounter %r)" % (e, eid)
 
 
+def forged_logged(log, want):
+    """The counts of the check-all log lines of payloads naming nobody, once
+    they add up to want (bounded: 60 s)."""
+    counts = []
+    for _ in range(600):
+        with open(log) as f:
+            counts = [int(n) for n in re.findall(
+                r'unexpected payload "forged \d+" of udaconnect_person_erased \((\d+) such', f.read())]
+        if sum(counts) >= want:
+            break
+        time.sleep(0.1)
+    return counts
+
+
+def t_forged_erased():
+    """NOTIFY udaconnect_person_erased sent by hand ends no stream (any role
+    may notify any channel; only a check that finds the person gone does):
+    X's id, as the gateways' own role, and 20 payloads naming nobody, in
+    one commit, as another role.  X's streams (sse client and curl) stay
+    open and get X's next encounter; the 20 are checked and logged at most
+    twice (the first at once, the rest together a second later)."""
+    x, y = person("X"), person("Y")
+    base = T1 + 70000
+    s = open_stream(x)
+    curl = subprocess.Popen(["curl", "-sN", "--max-time", "90", "-H", "Authorization: Bearer " + ORG,
+                             "http://127.0.0.1:%d%s" % (SP, STREAM % x)], stdout=subprocess.PIPE, text=True)
+    api = None
+    try:
+        if s.status != 200:
+            return "HTTP %d %r" % (s.status, s.json)
+        s.next()
+        if not curl.stdout.readline().startswith("retry:"):
+            return "curl did not get the stream's start"
+        api = psycopg2.connect("user=udaconnect_api")
+        api.autocommit = True
+        with api.cursor() as c:
+            c.execute("SELECT pg_notify('udaconnect_person_erased', %s)", (str(x),))
+        sql("SELECT pg_notify('udaconnect_person_erased', 'forged ' || g) FROM generate_series(1, 20) g")
+        counts = forged_logged(os.path.join(SUITE_DIR, "httpd-stream-%d.log" % SP), 20)
+        meet(x, y, base)
+        want = enc_of(x, y, base)
+        e = s.events(1)[0]
+        if e.get("event") != "encounter" or e["data"]["id"] != want:
+            return "X's stream after the forged notifications: %r, not encounter %d" % (e, want)
+        ev = None
+        for line in curl.stdout:
+            if line.startswith("event: "):
+                ev = line.strip()
+            elif ev and line.startswith("data: "):
+                break
+        if ev != "event: encounter" or json.loads(line[6:])["id"] != want:
+            return "curl after the forged notifications: %r %r, not encounter %d" % (ev, line, want)
+        if sum(counts) != 20 or not 1 <= len(counts) <= 2:
+            return "the 20 payloads naming nobody were logged as %r (want 1 or 2 lines, 20 in all)" % counts
+        return True
+    finally:
+        if api:
+            api.close()
+        curl.kill()
+        curl.wait()
+        s.close()
+
+
 def run_stream():
     global SP, SPROC
     SP, SPROC = daemon(["--stream-heartbeat", "1", "--max-connections", "3000",
@@ -1129,6 +1193,9 @@ def run_stream():
           "subscriber joined): it ends erased once open", t_erased_while_opening)
     check("stream: X erased while the stream connection to the database is cut and kept out: "
           "once it is back, X's stream ends erased", t_erased_while_down)
+    check("stream: NOTIFY udaconnect_person_erased forged (X's id as the gateways' role; 20 "
+          "payloads naming nobody in one commit): X's streams (sse client and curl) stay open and "
+          "get X's next encounter; the 20 are checked and logged at most twice", t_forged_erased)
     check("stream: over --stream-max -> 503 with Retry-After; one leaves, the next is taken",
           t_cap)
     check("stream: the stream database connection cut and kept out while A and D meet: "
