@@ -159,6 +159,32 @@ enc_setting_gap(void)
 }
 
 /*
+ * The first n rows of SPI_tuptable as points: (id, person_id, latitude,
+ * longitude, creation_time), the columns every query of encounter.c and
+ * encounter_places.c reads locations with (none of them null).  The array
+ * has room for at least one point.
+ */
+EncPoint *
+enc_points_of_rows(uint64 n)
+{
+	EncPoint   *pts = palloc(sizeof(EncPoint) * Max(n, 1));
+	TupleDesc	d = SPI_tuptable->tupdesc;
+
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		bool		isnull;
+
+		pts[i].id = DatumGetInt64(SPI_getbinval(tup, d, 1, &isnull));
+		pts[i].person = DatumGetInt32(SPI_getbinval(tup, d, 2, &isnull));
+		pts[i].lat = DatumGetFloat8(SPI_getbinval(tup, d, 3, &isnull));
+		pts[i].lon = DatumGetFloat8(SPI_getbinval(tup, d, 4, &isnull));
+		pts[i].t = DatumGetTimestampTz(SPI_getbinval(tup, d, 5, &isnull));
+	}
+	return pts;
+}
+
+/*
  * The place of each match's midpoint (0: none), or NULL without places
  * (SPI connected, encounter_clock locked).  The merge and
  * encounter_places.c place matches alike.  Places are read as they are now,
@@ -451,19 +477,7 @@ add_range(TimestampTz lo, TimestampTz hi, const int32 *persons, int npersons,
 		got = SPI_processed;
 		if (got == 0)
 			break;
-		pts = palloc(sizeof(EncPoint) * got);
-		for (uint64 i = 0; i < got; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	d = SPI_tuptable->tupdesc;
-			bool		isnull;
-
-			pts[i].id = DatumGetInt64(SPI_getbinval(tup, d, 1, &isnull));
-			pts[i].person = DatumGetInt32(SPI_getbinval(tup, d, 2, &isnull));
-			pts[i].lat = DatumGetFloat8(SPI_getbinval(tup, d, 3, &isnull));
-			pts[i].lon = DatumGetFloat8(SPI_getbinval(tup, d, 4, &isnull));
-			pts[i].t = DatumGetTimestampTz(SPI_getbinval(tup, d, 5, &isnull));
-		}
+		pts = enc_points_of_rows(got);
 		SPI_freetuptable(SPI_tuptable);
 		total += add_points(pts, (int) got, &set);
 		pfree(pts);

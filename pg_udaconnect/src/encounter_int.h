@@ -115,6 +115,7 @@ extern double enc_setting_distance(void);
 extern int64 enc_setting_window(void);
 extern int64 enc_setting_gap(void);
 extern int32 *enc_places_of(const EncMatch *m, int n);
+extern EncPoint *enc_points_of_rows(uint64 n);
 
 /* encounter_chain.c */
 extern void enc_chain(const EncMatch *m, const int32 *place, int n, int64 gap,

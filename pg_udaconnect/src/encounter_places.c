@@ -203,19 +203,7 @@ read_points(const Cand *c, int n, int *npts)
 							  "                         AND l.creation_time <= c.e OFFSET 0) l",
 							  3, types, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading udaconnect.location failed");
-	pts = palloc(sizeof(EncPoint) * Max(SPI_processed, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		pts[i].id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
-		pts[i].person = DatumGetInt32(SPI_getbinval(t, d, 2, &isnull));
-		pts[i].lat = DatumGetFloat8(SPI_getbinval(t, d, 3, &isnull));
-		pts[i].lon = DatumGetFloat8(SPI_getbinval(t, d, 4, &isnull));
-		pts[i].t = DatumGetTimestampTz(SPI_getbinval(t, d, 5, &isnull));
-	}
+	pts = enc_points_of_rows(SPI_processed);
 	*npts = (int) SPI_processed;
 	SPI_freetuptable(SPI_tuptable);
 	return pts;
@@ -460,19 +448,7 @@ read_near(Datum cells, Datum lo, Datum hi, TimestampTz from, TimestampTz to, int
 							  "                         AND l.creation_time <= $5 OFFSET 0) l",
 							  5, types, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading udaconnect.location failed");
-	pts = palloc(sizeof(EncPoint) * Max(SPI_processed, 1));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		pts[i].id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
-		pts[i].person = DatumGetInt32(SPI_getbinval(t, d, 2, &isnull));
-		pts[i].lat = DatumGetFloat8(SPI_getbinval(t, d, 3, &isnull));
-		pts[i].lon = DatumGetFloat8(SPI_getbinval(t, d, 4, &isnull));
-		pts[i].t = DatumGetTimestampTz(SPI_getbinval(t, d, 5, &isnull));
-	}
+	pts = enc_points_of_rows(SPI_processed);
 	*npts = (int) SPI_processed;
 	SPI_freetuptable(SPI_tuptable);
 	return pts;
