@@ -292,20 +292,10 @@ void
 udc_encounters_add(EncPoint *pts, int n)
 {
 	EncSet		set = {0};
-	int64		min = PG_INT64_MAX,
-				max = PG_INT64_MIN;
 
 	if (n == 0)
 		return;
-	for (int i = 0; i < n; i++)
-	{
-		min = Min(min, pts[i].id);
-		max = Max(max, pts[i].id);
-	}
-	enc_idset_init(&set, min, max, n);
-	for (int i = 0; i < n; i++)
-		enc_idset_add(&set, pts[i].id);
-	enc_idset_finish(&set);
+	enc_idset_of_points(&set, pts, n);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -127,6 +127,7 @@ extern int	enc_cmp_int64(const void *a, const void *b);
 extern void enc_idset_init(EncSet *set, int64 min, int64 max, int64 count);
 extern void enc_idset_add(EncSet *set, int64 id);
 extern void enc_idset_finish(EncSet *set);
+extern void enc_idset_of_points(EncSet *set, const EncPoint *pts, int n);
 extern EncMatch *enc_find_matches(EncPoint *pts, int n, const EncSet *set,
 								  double meters, int64 window, int *nmatches);
 
@@ -182,6 +183,7 @@ extern int64 enc_write(EncWriter *w, const EncOut *o);
 extern void enc_write_removed(EncWriter *w, const EncItem *it, int64 keep,
 							  int32 pa, int32 pb);
 extern int64 enc_writer_close(EncWriter *w);
+extern int	enc_array_elems(Datum d, Oid type, Datum **out);
 
 /* encounter_notify.c: what the live streams are told (docs/encounters.md) */
 typedef struct EncNotice

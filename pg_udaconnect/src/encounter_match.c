@@ -110,6 +110,24 @@ enc_idset_finish(EncSet *set)
 		qsort(set->ids, set->nids, sizeof(int64), enc_cmp_int64);
 }
 
+/* The set of the ids of pts (n >= 1), ready for enc_find_matches(). */
+void
+enc_idset_of_points(EncSet *set, const EncPoint *pts, int n)
+{
+	int64		min = PG_INT64_MAX,
+				max = PG_INT64_MIN;
+
+	for (int i = 0; i < n; i++)
+	{
+		min = Min(min, pts[i].id);
+		max = Max(max, pts[i].id);
+	}
+	enc_idset_init(set, min, max, n);
+	for (int i = 0; i < n; i++)
+		enc_idset_add(set, pts[i].id);
+	enc_idset_finish(set);
+}
+
 static bool
 idset_contains(const EncSet *set, int64 id)
 {

@@ -97,20 +97,6 @@ cand_of(const Cand *c, int n, int32 pa, int32 pb, TimestampTz s, TimestampTz e)
 	return found;
 }
 
-/* The elements of an int4[] or int8[] without NULLs (CHECKed by the table). */
-static int
-int_array(Datum d, Oid type, Datum **out)
-{
-	int			n;
-
-	if (type == INT4OID)
-		deconstruct_array(DatumGetArrayTypeP(d), INT4OID, 4, true, TYPALIGN_INT, out, NULL, &n);
-	else
-		deconstruct_array(DatumGetArrayTypeP(d), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-						  out, NULL, &n);
-	return n;
-}
-
 /* The encounters of ids as they are stored now, by pair and start. */
 static Cand *
 read_cands(ArrayType *ids, int *ncands)
@@ -142,8 +128,8 @@ read_cands(ArrayType *ids, int *ncands)
 		c[i].matches = DatumGetInt64(SPI_getbinval(t, d, 6, &isnull));
 		c[i].closest_a = DatumGetInt64(SPI_getbinval(t, d, 7, &isnull));
 		c[i].closest_b = DatumGetInt64(SPI_getbinval(t, d, 8, &isnull));
-		c[i].nplaces = int_array(SPI_getbinval(t, d, 9, &isnull), INT4OID, &pids);
-		if (int_array(SPI_getbinval(t, d, 10, &isnull), INT8OID, &cnts) != c[i].nplaces)
+		c[i].nplaces = enc_array_elems(SPI_getbinval(t, d, 9, &isnull), INT4OID, &pids);
+		if (enc_array_elems(SPI_getbinval(t, d, 10, &isnull), INT8OID, &cnts) != c[i].nplaces)
 			c[i].nplaces = -1;	/* not what a merge writes: recomputed */
 		c[i].place_ids = palloc(sizeof(int32) * Max(c[i].nplaces, 1));
 		c[i].place_counts = palloc(sizeof(int64) * Max(c[i].nplaces, 1));
@@ -221,22 +207,12 @@ find_matches(Cand *c, int n, int *nkept)
 				k = 0;
 	EncPoint   *pts = read_points(c, n, &npts);
 	EncSet		set = {0};
-	int64		min = PG_INT64_MAX,
-				max = PG_INT64_MIN;
 	EncMatch   *m;
 
 	*nkept = 0;
 	if (npts == 0)
 		return NULL;
-	for (int i = 0; i < npts; i++)
-	{
-		min = Min(min, pts[i].id);
-		max = Max(max, pts[i].id);
-	}
-	enc_idset_init(&set, min, max, npts);
-	for (int i = 0; i < npts; i++)
-		enc_idset_add(&set, pts[i].id);
-	enc_idset_finish(&set);
+	enc_idset_of_points(&set, pts, npts);
 	/* as the merge: a snapshot taken now, after the lock */
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetLatestSnapshot());

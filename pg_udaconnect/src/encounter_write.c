@@ -174,9 +174,12 @@ enc_writer_open(int cap)
 	return w;
 }
 
-/* The elements of a stored int4[] or int8[] (no NULLs: CHECKed). */
-static int
-array_elems(Datum d, Oid type, Datum **out)
+/*
+ * The elements of a stored int4[] or int8[] (no NULLs: CHECKed): place_ids
+ * and place_matches, as the merge and encounter_places.c read them.
+ */
+int
+enc_array_elems(Datum d, Oid type, Datum **out)
 {
 	int			n;
 
@@ -208,8 +211,8 @@ stored_item(EncWriter *w, TupleTableSlot *slot, EncItem *it)
 	it->rb = DatumGetInt64(v[a[ENC_CLOSEST_B] - 1]);
 	it->lat = DatumGetFloat8(v[a[ENC_LAT] - 1]);
 	it->lon = DatumGetFloat8(v[a[ENC_LON] - 1]);
-	it->nplaces = array_elems(v[a[ENC_PLACE_IDS] - 1], INT4OID, &ids);
-	if (array_elems(v[a[ENC_PLACE_MATCHES] - 1], INT8OID, &cnts) != it->nplaces)
+	it->nplaces = enc_array_elems(v[a[ENC_PLACE_IDS] - 1], INT4OID, &ids);
+	if (enc_array_elems(v[a[ENC_PLACE_MATCHES] - 1], INT8OID, &cnts) != it->nplaces)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("encounter %lld has place_ids and place_matches of different lengths",
