@@ -1144,8 +1144,11 @@ def t_forged_erased():
 
 def run_stream():
     global SP, SPROC
+    # The gates (FetchGate, PositionGate) hold a daemon's statement while
+    # the test erases and meets persons; on a loaded machine that outlasts
+    # the default 5 s statement timeout and the held statement answers 504.
     SP, SPROC = daemon(["--stream-heartbeat", "1", "--max-connections", "3000",
-                        "--max-connections-per-ip", "3000"])
+                        "--max-connections-per-ip", "3000", "--statement-timeout", "60000"])
     check("stream: organizer watches A (sse client and curl): 200 text/event-stream, "
           "retry first, then an encounter event when A and D meet (id <version>.<id>)", t_event)
     check("stream: the first block names the start position as an id without data (the committed "
