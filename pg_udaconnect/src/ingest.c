@@ -28,6 +28,7 @@ char	   *udc_kafka_options = NULL;
 char	   *udc_database = NULL;
 int			udc_ingest_workers = 1;
 int			udc_ingest_batch_size = 10000;
+int			udc_ingest_batch_min = 1;
 int			udc_ingest_batch_timeout = 100;
 int			udc_ingest_max_future_skew = UDC_DEFAULT_MAX_FUTURE_SKEW;
 int			udc_ingest_error_log_interval = 60;
@@ -254,6 +255,11 @@ udc_ingest_init(void)
 	DefineCustomIntVariable("udaconnect.ingest_batch_size",
 							"Maximum number of messages per ingest transaction.",
 							NULL, &udc_ingest_batch_size, 10000, 1, 1000000, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("udaconnect.ingest_batch_min",
+							"Number of messages a worker waits for (at most udaconnect.ingest_batch_timeout) before it takes the ones already fetched as a batch.",
+							"With the default 1 a batch is what is ready once a message is there: what arrived while the previous batch was written.",
+							&udc_ingest_batch_min, 1, 1, 1000000, PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("udaconnect.ingest_batch_timeout",
 							"Maximum time a worker collects messages before committing a batch.",

@@ -27,6 +27,7 @@ extern char *udc_kafka_options;
 extern char *udc_database;
 extern int	udc_ingest_workers;
 extern int	udc_ingest_batch_size;
+extern int	udc_ingest_batch_min;
 extern int	udc_ingest_batch_timeout;
 extern int	udc_ingest_max_future_skew;
 extern int	udc_ingest_error_log_interval;

@@ -46,7 +46,9 @@
 # UDACONNECT_BENCH_SSE_FEW (default 200, quick 100),
 # UDACONNECT_BENCH_SSE_RATE (points/s offered, default 50000),
 # UDACONNECT_BENCH_SSE_PAIRS (encounter point pairs/s, default 100),
-# UDACONNECT_BENCH_SSE_SECONDS (default 10, quick 3);
+# UDACONNECT_BENCH_SSE_SECONDS (default 10, quick 3),
+# UDACONNECT_BENCH_SSE_LINGER (the producer's linger.ms, default 25: why in
+# sseload.c);
 # the dense hall: UDACONNECT_BENCH_SSE_DENSE_PERSONS (default 2000, quick
 # 200; a tenth as many booths), _DENSE_DAYS (default 2, quick 1),
 # _DENSE_ROUNDS (rounds per path, default 3, quick 2).
@@ -69,6 +71,7 @@ else
 fi
 RATE=${UDACONNECT_BENCH_SSE_RATE:-50000}
 PAIRS=${UDACONNECT_BENCH_SSE_PAIRS:-100}
+LINGER=${UDACONNECT_BENCH_SSE_LINGER:-25}
 if [ "${UDACONNECT_BENCH_QUICK:-0}" = 1 ]; then
   DPERSONS=${UDACONNECT_BENCH_SSE_DENSE_PERSONS:-200}; DDAYS=${UDACONNECT_BENCH_SSE_DENSE_DAYS:-1}
   DROUNDS=${UDACONNECT_BENCH_SSE_DENSE_ROUNDS:-2}
@@ -187,7 +190,7 @@ warm_up() {
   start_httpd
   SSELOAD_TOKEN=$UDACONNECT_ORGANIZER_TOKEN "$LOAD" --port "$PORT" --persons $((P0 + 1)):$((P0 + 2)) \
     --brokers "$BROKERS" --topic "$TOPIC" --rate "$RATE" --seconds 1 --pair-rate 2 --background "$BG" \
-    --drain 60 >"$BENCH_DIR/warmup.txt" 2>&1 || { echo "50-sse: the warm-up failed:"; cat "$BENCH_DIR/warmup.txt"; exit 1; }
+    --linger-ms "$LINGER" --drain 60 >"$BENCH_DIR/warmup.txt" 2>&1 || { echo "50-sse: the warm-up failed:"; cat "$BENCH_DIR/warmup.txt"; exit 1; }
   PRODUCED=$((PRODUCED + $(sed -n 's/.*\bdelivered=\([0-9]*\).*/\1/p' "$BENCH_DIR/warmup.txt")))
   caught_up
 }
@@ -200,7 +203,7 @@ run() {
   maxid=$(q "SELECT coalesce(max(id), 0) FROM udaconnect.location")
   SSELOAD_TOKEN=$UDACONNECT_ORGANIZER_TOKEN "$LOAD" --port "$PORT" --persons $((P0 + 1)):$((P0 + n)) \
     --httpd-pid "$HTTPD_PID" --settle 3 --brokers "$BROKERS" --topic "$TOPIC" --rate "$RATE" \
-    --seconds "$SECS" --pair-rate "$PAIRS" --background "$BG" --drain 30 \
+    --seconds "$SECS" --pair-rate "$PAIRS" --background "$BG" --drain 30 --linger-ms "$LINGER" \
     --dump "$BENCH_DIR/events-$n.tsv" >"$f" 2>&1
   echo $? >>"$f.rc"
   PRODUCED=$((PRODUCED + $(val "$n" delivered)))
@@ -439,7 +442,7 @@ parts() {
 cat <<TABLE
 Live encounter streams (SSE): udaconnect-httpd with its defaults (${THREADS:-?} threads, --connection-memory 32768),
 tokens on; $WORKERS ingest worker(s), Kafka topic of 32 partitions; $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)
-Offered: $RATE points/s for ${SECS}s, of which $PAIRS pairs/s create or extend encounters of watched persons
+Offered: $RATE points/s for ${SECS}s (producer linger.ms $LINGER), of which $PAIRS pairs/s create or extend encounters of watched persons
 
 | subscribers | events timed  | points/s     | p50 ms | p95 ms | p99 ms | max ms | missing |
 |-------------|---------------|--------------|--------|--------|--------|--------|---------|

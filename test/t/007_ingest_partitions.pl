@@ -37,6 +37,10 @@ udaconnect.kafka_brokers = '$kafka->{brokers}'
 udaconnect.ingest_workers = 1
 udaconnect.ingest_batch_size = 2000
 udaconnect.ingest_batch_timeout = 50
+# a batch waits for them all (or the 50 ms): the development broker answers
+# a fetch with one message set (one producer run) of a partition, so a
+# batch of what is ready would hold one day
+udaconnect.ingest_batch_min = 2000
 CONF
 $node->start;
 IngestTest::create_extension_with_persons($node);

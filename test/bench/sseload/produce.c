@@ -80,14 +80,16 @@ encode(uint8_t *buf, int32_t person, double lat, double lon, int64_t ts_us)
 }
 
 static rd_kafka_t *
-producer_new(const char *brokers)
+producer_new(const char *brokers, double linger_ms)
 {
 	char		err[512];
+	char		linger[32];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_t *rk;
 
+	snprintf(linger, sizeof(linger), "%g", linger_ms);
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err)) ||
-		rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err)) ||
+		rd_kafka_conf_set(conf, "linger.ms", linger, err, sizeof(err)) ||
 		rd_kafka_conf_set(conf, "batch.num.messages", "10000", err, sizeof(err)) ||
 		rd_kafka_conf_set(conf, "queue.buffering.max.messages", "1000000", err, sizeof(err)) ||
 		rd_kafka_conf_set(conf, "message.timeout.ms", "120000", err, sizeof(err)))
@@ -163,7 +165,7 @@ send_pair(rd_kafka_t *rk, const struct produce_opts *o, int j, int64_t *last_us)
 int
 produce_run(const struct produce_opts *o, int64_t *last_us, struct produce_result *r)
 {
-	rd_kafka_t *rk = producer_new(o->brokers);
+	rd_kafka_t *rk = producer_new(o->brokers, o->linger_ms);
 	long		total = (long) (o->rate * o->seconds);
 	int			npairs = (o->pair_hi - o->pair_lo + 1) / 2;
 	double		per_point = npairs > 0 ? 2.0 * o->pair_rate / (double) o->rate : 0;

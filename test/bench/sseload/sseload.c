@@ -5,7 +5,7 @@
  *   sseload --port PORT --persons LO:HI [--host ADDR] [--inflight N]
  *           [--open-timeout S] [--httpd-pid PID] [--settle S]
  *           [--brokers B --topic T --rate R --seconds S --pair-rate E
- *            --background LO:HI [--drain S] [--dump FILE]]
+ *            --background LO:HI [--drain S] [--dump FILE] [--linger-ms L]]
  *           [--hold-file F --dump FILE]
  *
  * 1. Opens one stream per person LO..HI (GET /api/persons/{id}/encounters/stream,
@@ -22,6 +22,12 @@
  *    has the event of the person's last point ("missing" counts those that
  *    did not), and with --httpd-pid reads httpd's VmRSS again.  --dump
  *    writes every event timed: person, ended_at, received (realtime us).
+ *    The producer lingers L ms (default 25): the development broker
+ *    (librdkafka's mock cluster) answers a fetch with one message set per
+ *    partition, found by walking the partition's log from its start, so its
+ *    CPU grows with the number of sets in its log; 5 ms sets of ~8 points
+ *    made it the largest user of the 2 cores, starving the ingest beside
+ *    it.  The linger is part of every latency timed.
  * 3. With --hold-file (instead of --brokers): the streams stay open, every
  *    encounter event they receive written to --dump as it comes (line by
  *    line: person, ended_at, received), until the file F exists; the load
@@ -47,7 +53,7 @@ static const char usage[] =
 	"usage: sseload --port PORT --persons LO:HI [--host ADDR] [--inflight N]\n"
 	"               [--open-timeout S] [--httpd-pid PID] [--settle S]\n"
 	"               [--brokers B --topic T --rate R --seconds S --pair-rate E\n"
-	"                --background LO:HI [--drain S] [--dump FILE]]\n"
+	"                --background LO:HI [--drain S] [--dump FILE] [--linger-ms L]]\n"
 	"               [--hold-file F --dump FILE]\n"
 	"  (the bearer token comes from SSELOAD_TOKEN)\n";
 
@@ -150,10 +156,11 @@ main(int argc, char **argv)
 		{"settle", 1, 0, 's'}, {"brokers", 1, 0, 'b'}, {"topic", 1, 0, 't'},
 		{"rate", 1, 0, 'r'}, {"seconds", 1, 0, 'S'}, {"pair-rate", 1, 0, 'e'},
 		{"background", 1, 0, 'B'}, {"drain", 1, 0, 'd'}, {"dump", 1, 0, 'D'},
-		{"hold-file", 1, 0, 'H'}, {0, 0, 0, 0}
+		{"hold-file", 1, 0, 'H'}, {"linger-ms", 1, 0, 'L'}, {0, 0, 0, 0}
 	};
 	struct stream_opts so = {.host = "127.0.0.1", .token = getenv("SSELOAD_TOKEN")};
-	struct produce_opts po = {.topic = "locations", .rate = 50000, .seconds = 10, .pair_rate = 100};
+	struct produce_opts po = {.topic = "locations", .rate = 50000, .seconds = 10, .pair_rate = 100,
+	.linger_ms = 25};
 	int			inflight = 64;
 	double		open_timeout = 300;
 	double		settle = 2;
@@ -189,6 +196,7 @@ main(int argc, char **argv)
 			case 'd': drain = cli_parse_double(optarg, "--drain", 0, 3600); break;
 			case 'D': dump_path = optarg; break;
 			case 'H': hold = optarg; break;
+			case 'L': po.linger_ms = cli_parse_double(optarg, "--linger-ms", 0, 900000); break;
 			default: cli_usage(usage, 2);
 		}
 	}

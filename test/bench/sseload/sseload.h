@@ -73,6 +73,7 @@ struct produce_opts
 	int			pair_hi;
 	int			bg_lo;			/* background persons */
 	int			bg_hi;
+	double		linger_ms;		/* the producer's linger.ms */
 };
 
 struct produce_result
