@@ -501,4 +501,19 @@ REVOKE ALL ON FUNCTION place_change_areas(geometry, geometry), place_change_fits
     place_change_next(bigint[], bigint[], bigint[], timestamptz),
     place_change_slice(bigint[], bigint[], bigint[], geometry, timestamptz, timestamptz),
     places_refresh(integer) FROM PUBLIC;
+
+-- Until now a place created, moved or deleted left the stored encounters
+-- placed as the places were when their matches came (nothing was queued).
+-- Queue every place's area, and the tile (0.0003 degrees, at most ~33 m
+-- either way) of every placed encounter's representative position: that
+-- is the midpoint of one of its matches, and a chunk places all of an
+-- encounter's matches anew once one of them lies in its area.  Worked off
+-- by the maintenance worker (or places_refresh()), every encounter that
+-- lies, or should lie, in a place is then placed as the places are now.
+INSERT INTO place_change (area)
+SELECT DISTINCT a FROM place p, place_change_areas(NULL, p.area) a;
+INSERT INTO place_change (area)
+SELECT ST_MakeEnvelope(gx * 0.0003, gy * 0.0003, (gx + 1) * 0.0003, (gy + 1) * 0.0003, 4326)
+  FROM (SELECT DISTINCT floor(longitude / 0.0003) AS gx, floor(latitude / 0.0003) AS gy
+          FROM encounter WHERE cardinality(place_ids) > 0) t;
 -- ====== places refresh (end) ======

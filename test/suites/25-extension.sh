@@ -105,9 +105,25 @@ check_encounters_after_update() {
     || fail "$from: after the update a new location added no match ($got -> $want)"
 }
 
+# Places changed under the old version (from 1.2, which has places): a booth
+# where the crowd stands before its locations come (from 1.3 its encounters
+# are placed there), moved 1 km away after them, and a new one among the
+# crowd after them: the stored encounters are placed as the places were.
+PLACES_BEFORE=
+PLACES_AFTER=
+places_for() {
+  case "$1" in
+    1.0|1.1) PLACES_BEFORE=; PLACES_AFTER=;;
+    *) PLACES_BEFORE="SELECT udaconnect.create_place_circle('Old booth', 'booth', 37.5536, -122.2909, 4);"
+       PLACES_AFTER="UPDATE udaconnect.place SET area = ST_Translate(area, 0.01, 0) WHERE name = 'Old booth';
+SELECT udaconnect.create_place_circle('New booth', 'booth', 37.5536, -122.2909, 2);";;
+  esac
+}
+
 update_from() {
   local from=$1 db=udaconnect_update_from_${1/./_}
-  local before counts maxid after got out pid rejects_after locs
+  local before counts maxid after got out pid rejects_after locs placed at_sql
+  places_for "$from"
   dropdb --if-exists "$db" 2>/dev/null
   createdb "$db"
   UPDATED_DBS="$UPDATED_DBS $db"
@@ -124,6 +140,7 @@ update_from() {
   "${PSQL[@]}" -d $db >/dev/null <<SQL
 CREATE FUNCTION pg_temp.varint_payload(integer) RETURNS bytea LANGUAGE sql AS \$\$ SELECT $VARINT_SQL \$\$;
 SELECT udaconnect.create_person('Crowd', 'Member ' || i, 'Upgrade Test') FROM generate_series(1, 20) i;
+$PLACES_BEFORE
 SELECT udaconnect.record_location(p.id, 37.5536 + (random() - 0.5) * 1e-4, -122.2909 + (random() - 0.5) * 1e-4,
                                   '2020-08-18 10:00Z'::timestamptz + i * interval '17 seconds')
   FROM udaconnect.person p, generate_series(1, 100) i WHERE p.company_name = 'Upgrade Test';
@@ -137,6 +154,7 @@ VALUES ('locations', 0, 7, '1', '\x0a0b', 'undecodable payload: 2 bytes', '2020-
        ('locations', 0, 10, NULL, NULL, 'empty message', '2020-08-18 10:03Z'),
        ('locations', 0, 11, '0', '\x0800', 'person_id is missing', '2020-08-18 10:04Z');
 SELECT udaconnect.ingest_pause();
+$PLACES_AFTER
 SQL
   # from 1.2 on the ingest fills person_id itself, as it decodes
   if [ "$from" != 1.0 ] && [ "$from" != 1.1 ]; then
@@ -180,10 +198,35 @@ SQL
   else
     fail "$from: the updated extension differs from a fresh install"; sed 's/^/#   /' "$SUITE_DIR/schema-$from.diff" | head -40
   fi
-  check_encounters_after_update
+  # the update queues the places' areas and the placed encounters' tiles;
+  # worked off, every encounter is placed as the places are now (then equal
+  # to a rebuild: check_encounters_after_update)
   got=$(q $db "SELECT count(*) FROM udaconnect.place_change")
-  [ "$got" = 0 ] && ok "$from: the update queues no place change (udaconnect.place_change is empty)" \
-    || fail "$from: the update left $got rows in udaconnect.place_change"
+  if [ -z "$PLACES_AFTER" ]; then
+    [ "$got" = 0 ] && ok "$from: without places the update queues no place change" \
+      || fail "$from: without places the update left $got rows in udaconnect.place_change"
+  else
+    [ "${got:-0}" -gt 0 ] 2>/dev/null && ok "$from: the update queues the areas of the places and of the placed encounters ($got)" \
+      || fail "$from: the update queued no place change ($got)"
+    # encounters with matches counted at the old booth / at the new one
+    at_sql="SELECT (SELECT count(*) FROM udaconnect.encounter x, udaconnect.place p
+                     WHERE p.name = 'Old booth' AND p.id = ANY (x.place_ids)) || ' ' ||
+                   (SELECT count(*) FROM udaconnect.encounter x, udaconnect.place p
+                     WHERE p.name = 'New booth' AND p.id = ANY (x.place_ids))"
+    placed=$(q $db "$at_sql")
+    case "$from" in
+      1.2) ;;  # its encounters were built by the update, as the places were then
+      *) [ "${placed%% *}" -gt 0 ] 2>/dev/null && [ "${placed##* }" = 0 ] \
+           && ok "$from: before places_refresh() the encounters are placed as the places were (old booth, new booth: $placed)" \
+           || fail "$from: before places_refresh() the encounters at the old and the new booth: $placed";;
+    esac
+    got=$(q $db "SELECT remaining FROM udaconnect.places_refresh()")
+    placed=$(q $db "$at_sql")
+    [ "$got" = 0 ] && [ "${placed%% *}" = 0 ] && [ "${placed##* }" -gt 0 ] 2>/dev/null \
+      && ok "$from: places_refresh() works the queue off: no match at the booth moved away, some at the new one ($placed)" \
+      || fail "$from: after places_refresh() $got areas are left; encounters at the old and the new booth: $placed"
+  fi
+  check_encounters_after_update
   got=$(q $db "SELECT id FROM udaconnect.record_location($pid, 1, 1, now())")
   [ "${got:-0}" -gt "${maxid:-0}" ] 2>/dev/null \
     && ok "$from: after the update new locations continue the id sequence ($got > $maxid)" \
