@@ -80,11 +80,15 @@ static void
 glue_init(void)
 {
 	Oid			f8f8[2] = {FLOAT8OID, FLOAT8OID};
-	Oid			geom = postgis_type("geometry");
-	Oid			geom_int[2] = {geom, INT4OID};
+	Oid			geom;
+	Oid			geom_int[2];
 
+	/* before any lookup: postgis_type() scans pg_extension */
 	if (glue_ready)
 		return;
+	geom = postgis_type("geometry");
+	geom_int[0] = geom;
+	geom_int[1] = INT4OID;
 	fmgr_info_cxt(udc_postgis_function("st_makepoint", 2, f8f8), &makepoint_fn, TopMemoryContext);
 	fmgr_info_cxt(udc_postgis_function("st_setsrid", 2, geom_int), &setsrid_fn, TopMemoryContext);
 	fmgr_info_cxt(udc_postgis_function("st_x", 1, &geom), &stx_fn, TopMemoryContext);
