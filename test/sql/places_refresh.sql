@@ -213,6 +213,44 @@ TRUNCATE udaconnect.place;
 SELECT count(*) = :areas AS truncate_queued_every_place FROM udaconnect.place_change;
 ROLLBACK;
 
+-- An area whose meetings span more slices than a chunk takes (24): Cat and
+-- Dan meet at a stand W, 1 km north, once an hour for 30 hours (a match
+-- each, 30 encounters); the stand is drawn after.  The first chunk places
+-- the first 24 and leaves its progress (done_to) on the queued area; the
+-- next call carries on from there
+INSERT INTO udaconnect.location (id, person_id, coordinate, creation_time)
+SELECT 1700500 + 2 * h + s.side, s.p, udaconnect.make_point(pg_temp.lat(1000), pg_temp.lon(s.side)),
+       '2003-04-06 00:00Z'::timestamptz + h * interval '1 hour'
+  FROM generate_series(0, 29) h, (VALUES (1703, 0), (1704, 1)) s(p, side);
+SELECT name FROM udaconnect.create_place_circle('Stand W', 'booth', pg_temp.lat(1000), pg_temp.lon(0.5), 3);
+CREATE FUNCTION pg_temp.at_w() RETURNS text LANGUAGE sql AS $$
+    SELECT count(*) FILTER (WHERE p.name = 'Stand W') || ' of ' || count(*) || ' at Stand W'
+      FROM udaconnect.encounter x LEFT JOIN udaconnect.place p ON p.id = x.place_id
+     WHERE x.person_a = 1703 AND x.person_b = 1704 AND x.started_at >= '2003-04-06' $$;
+SELECT pg_temp.at_w();
+SELECT chunks, changes, encounters, remaining FROM udaconnect.places_refresh(1);
+SELECT done_to = '2003-04-07 00:00Z' AS done_to_after_24_hours, chunks, encounters FROM udaconnect.place_change;
+SELECT pg_temp.at_w();
+SELECT chunks, changes, encounters, remaining FROM udaconnect.places_refresh();
+SELECT pg_temp.at_w();
+SELECT pg_temp.vs_rebuild() AS after_carried_over;
+
+-- A stored encounter that is not what its matches found again make (as a
+-- setting changed since would leave it: here its count is tampered with)
+-- is recomputed in full by encounters_rebuild() over its span when an
+-- area over it is worked off
+UPDATE udaconnect.encounter SET matches = matches + 5
+ WHERE person_a = 1701 AND person_b = 1702 AND started_at = '2003-04-05 10:00Z';
+SELECT pg_temp.vs_rebuild() AS tampered;
+SELECT name FROM udaconnect.create_place_circle('Stool', 'booth', pg_temp.lat(0), pg_temp.lon(0), 1);
+SELECT changes, remaining FROM udaconnect.places_refresh();
+SELECT matches FROM udaconnect.encounter
+ WHERE person_a = 1701 AND person_b = 1702 AND started_at = '2003-04-05 10:00Z';
+SELECT pg_temp.vs_rebuild() AS after_recomputed;
+SELECT udaconnect.delete_place(id) IS NOT NULL AS deleted FROM udaconnect.place WHERE name IN ('Stand W', 'Stool');
+SELECT remaining FROM udaconnect.places_refresh();
+SELECT pg_temp.vs_rebuild() AS after_both_deleted;
+
 -- bad arguments
 SELECT pg_temp.try($$SELECT udaconnect.places_refresh(0)$$) AS zero_chunks;
 SELECT pg_temp.try($$SELECT udaconnect.encounter_places_refresh(NULL)$$) AS null_ids;
