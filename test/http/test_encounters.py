@@ -955,25 +955,34 @@ class PositionGate:
 
 def t_erased_while_opening():
     """X's stream is being opened: its check found X, then X is erased and
-    the daemon hears of it (Y's next event, announced after, has come)
-    before the subscriber joins; the stream, opened, ends erased at once."""
+    the daemon hears of it before the subscriber joins; the stream, opened,
+    ends erased at once.  "Heard": the stream thread has sent the fetch of
+    Y's next change, announced after the erasure (notifications come in
+    commit order), and waits at a FetchGate.  Not Y's event itself: the
+    held check blocks its httpd thread, and with it every connection that
+    thread serves, Y's stream among them half of the time."""
     x, y, w = person("X"), person("Y"), person("W")
     base = T1 + 60000
     ys = open_stream(y)
-    gate, opened, th = None, [], None
+    gate, fgate, opened, th = None, None, [], None
     try:
         ys.next()
         gate = PositionGate()
+        fgate = FetchGate()
         th = threading.Thread(target=lambda: opened.append(open_stream(x)))
         th.start()
         held = gate.wait_held("udaconnect-httpd")
         forget(x)
         meet(y, w, base)
-        e = ys.events(1)[0]
+        heard = fgate.wait_held("udaconnect-httpd streams")
         gate.open()
         th.join(60)
-        if not held or e["data"]["id"] != enc_of(y, w, base) or not opened:
-            return "held at the gate %r, Y's event %r, X's stream %r" % (held, e, opened)
+        fgate.open()
+        if not held or not heard or not opened:
+            return "held at the gate %r, the erasure heard %r, X's stream %r" % (held, heard, opened)
+        e = ys.events(1)[0]
+        if e["data"]["id"] != enc_of(y, w, base):
+            return "Y's event %r, not encounter %d" % (e, enc_of(y, w, base))
         s = opened[0]
         if s.status != 200:
             return "X's stream: HTTP %d %r (its check came before the erasure)" % (s.status, s.json)
@@ -982,6 +991,8 @@ def t_erased_while_opening():
     finally:
         if gate:
             gate.close()
+        if fgate:
+            fgate.close()
         if th:
             th.join(60)
         for s in opened + [ys]:
