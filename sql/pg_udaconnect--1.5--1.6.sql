@@ -517,3 +517,9 @@ SELECT ST_MakeEnvelope(gx * 0.0003, gy * 0.0003, (gx + 1) * 0.0003, (gy + 1) * 0
   FROM (SELECT DISTINCT floor(longitude / 0.0003) AS gx, floor(latitude / 0.0003) AS gy
           FROM encounter WHERE cardinality(place_ids) > 0) t;
 -- ====== places refresh (end) ======
+
+-- ====== places lookup (begin) ======
+-- place_area_idx becomes SP-GiST (45-places.sql says why)
+DROP INDEX place_area_idx;
+CREATE INDEX place_area_idx ON place USING spgist (area);
+-- ====== places lookup (end) ======
