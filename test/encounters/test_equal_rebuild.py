@@ -303,7 +303,7 @@ class Writers:
                 batch, fate = self.q.get(timeout=0.2)
             except queue.Empty:
                 continue
-            fate = fate or rnd.choices(["commit", "rollback", "kill"], [96, 2, 2])[0]
+            orig = fate = fate or rnd.choices(["commit", "rollback", "kill"], [96, 2, 2])[0]
             level = rnd.choices(["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"], [80, 10, 10])[0]
             try:
                 if conn is None or conn.closed:
@@ -326,7 +326,10 @@ class Writers:
                     self.count("40001 at " + level.lower())
                     with self.lock:
                         self.active.pop(k, None)
-                    self.q.put((batch, "commit"))    # again, as the error asks
+                    # again, as the error asks; a batch meant to be rolled
+                    # back or terminated keeps that fate (the tap below
+                    # wants both to have happened, whatever the timing)
+                    self.q.put((batch, orig if orig in ("rollback", "kill") else "commit"))
                     continue
                 if level != "READ COMMITTED":
                     self.count("committed at " + level.lower())
@@ -372,7 +375,9 @@ class Writers:
                 self.count("points", len(batch))
                 self.finished(batch)
             elif got == 0 and len(self.errors) < 20:
-                self.q.put((batch, "commit"))    # again, later: a late batch
+                # again, later: a late batch (one meant to be rolled back
+                # but terminated at random first is rolled back again)
+                self.q.put((batch, "rollback" if orig == "rollback" and fate != "rollback" else "commit"))
             else:
                 self.errors.append("%s batch of %d points: %d landed" % (fate, len(batch), got))
                 self.finished(batch)
