@@ -52,6 +52,7 @@ static const opt_def opts[] = {
 		&cfg.database_read_url},
 	{"--db-user", "UDACONNECT_HTTP_DB_USER", NULL, OPT_TEXT, 0, 0, &cfg.db_user},
 	{"--threads", "UDACONNECT_HTTP_THREADS", NULL, OPT_INT, 1, 256, &cfg.threads},
+	{"--db-threads", "UDACONNECT_HTTP_DB_THREADS", NULL, OPT_INT, 1, 256, &cfg.db_threads},
 	{"--statement-timeout", "UDACONNECT_HTTP_STATEMENT_TIMEOUT", "5000", OPT_INT,
 		1, 3600000, &cfg.statement_timeout_ms},
 	{"--max-body", "UDACONNECT_HTTP_MAX_BODY", "65536", OPT_SIZE, 1, 64L << 20, &cfg.max_body},
@@ -100,8 +101,12 @@ usage(FILE *f)
 			"                              answer runs on the primary (UDACONNECT_DATABASE_READ_URL;\n"
 			"                              default: unset, every read on --database-url)\n"
 			"  --db-user ROLE              connect as ROLE (UDACONNECT_HTTP_DB_USER)\n"
-			"  --threads N                 worker threads (each with up to two database connections)\n"
+			"  --threads N                 worker threads, which never wait for the database (each\n"
+			"                              with a pipelined connection for the hot reads)\n"
 			"                              (UDACONNECT_HTTP_THREADS, default: 2 x CPUs, at most 16)\n"
+			"  --db-threads N              statement threads, each with a database connection: they\n"
+			"                              run the other statements, so a slow one holds one of them,\n"
+			"                              never a worker (UDACONNECT_HTTP_DB_THREADS, default: --threads)\n"
 			"  --statement-timeout MS      per statement (UDACONNECT_HTTP_STATEMENT_TIMEOUT, default 5000)\n"
 			"  --max-body BYTES            request body cap (UDACONNECT_HTTP_MAX_BODY, default 65536)\n"
 			"  --max-discard BYTES         the body of a refused request is read and thrown away up to\n"
@@ -192,9 +197,11 @@ computed_defaults(void)
 	cfg.openapi_path = default_openapi;
 
 	/*
-	 * Two threads per CPU this process may run on (not the whole machine's):
-	 * a worker still blocks on the routes that are not pipelined.  At most 16
-	 * by default (each has up to two database connections).
+	 * Two worker threads per CPU this process may run on (not the whole
+	 * machine's), the setting docs/http.md's figures were measured with; at
+	 * most 16 by default.  The statement threads default to as many
+	 * (config_load), which keeps the number of database connections what it
+	 * was when each worker also had a blocking one.
 	 */
 	ncpu = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus)
 		: sysconf(_SC_NPROCESSORS_ONLN);
@@ -317,5 +324,7 @@ config_load(int argc, char **argv)
 		return 2;
 	if (cfg.max_connections < (unsigned) cfg.threads)
 		cfg.max_connections = (unsigned) cfg.threads;
+	if (cfg.db_threads == 0)
+		cfg.db_threads = cfg.threads;
 	return -1;
 }

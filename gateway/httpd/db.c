@@ -172,8 +172,9 @@ static const struct
 static pthread_key_t conn_key;
 static __thread PGconn *tconn;
 static __thread double next_attempt;	/* monotonic seconds */
-static __thread bool reported_down;
-/* the read URL's connections are made by short-lived threads: one flag */
+/* "cannot connect" is logged once per outage, whichever thread meets it
+ * (the pipelined connections are made by short-lived threads) */
+static atomic_bool primary_down;
 static atomic_bool read_down;
 static __thread char last_error[256];
 
@@ -290,7 +291,7 @@ db_drop(void)
 	}
 }
 
-void
+static void
 db_connect_failed(void)
 {
 	next_attempt = mono_now() + RETRY_SECONDS;
@@ -366,12 +367,10 @@ connect_once(bool read)
 	PQsetNoticeProcessor(c, notice_to_log, NULL);
 	if (PQstatus(c) != CONNECTION_OK)
 	{
-		if (read ? !atomic_exchange(&read_down, true) : !reported_down)
+		if (!atomic_exchange(read ? &read_down : &primary_down, true))
 			logmsg(LOG_WARNING, "cannot connect to the %s: %s",
 				   read ? "read database (reads go to the primary meanwhile)" : "database",
 				   PQerrorMessage(c));
-		if (!read)
-			reported_down = true;
 		metrics_db_error("connect");
 		PQfinish(c);
 		/* the details (host, port, role) go to the log, not to clients */
@@ -384,13 +383,10 @@ connect_once(bool read)
 		PQfinish(c);
 		return NULL;
 	}
-	if (read ? atomic_exchange(&read_down, false) : reported_down)
+	if (atomic_exchange(read ? &read_down : &primary_down, false))
 		logmsg(LOG_INFO, "connected to the %s again", read ? "read database" : "database");
 	if (!read)
-	{
-		reported_down = false;
 		last_error[0] = 0;
-	}
 	return c;
 }
 
@@ -408,6 +404,16 @@ db_connect_new(void)
 		return NULL;
 	}
 	metrics_db_conn(+1);
+	return c;
+}
+
+PGconn *
+db_connect_primary(void)
+{
+	PGconn	   *c = connect_once(false);
+
+	if (c)
+		metrics_db_conn(+1);
 	return c;
 }
 

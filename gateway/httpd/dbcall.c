@@ -1,11 +1,14 @@
 /*
- * dbcall.c: running one request's statement (udaconnect-httpd).
+ * dbcall.c: one request's statement, from the handler's call to its answer
+ * (udaconnect-httpd).
  *
- * db_call() runs it on the worker's blocking connection and turns every
- * failure into the request's answer: the database unreachable (503), the
- * connection lost (a GET is retried once on a new one), the prepared
- * statement vanished (retried once), a result of the wrong shape (500), an
- * SQL error (response.c's SQLSTATE mapping).  db_call_fast() sends it on
+ * db_call() hands the statement to a statement thread (dbpool.c) and
+ * suspends the HTTP connection, so the worker thread never waits for the
+ * database; when libmicrohttpd calls the handler again, db_call() takes
+ * the outcome and turns every failure into the request's answer: the
+ * database unreachable (503), the connection lost (503; dbrun.c already
+ * ran a read again), a result of the wrong shape (500), an SQL error
+ * (response.c's SQLSTATE mapping).  db_call_fast() sends the statement on
  * the worker's pipelined connection instead when it can (worker.c) and
  * falls back to db_call() whenever that cannot give the statement's own
  * answer.  With a read URL, the GET routes' reads go to the pipelined
@@ -21,17 +24,6 @@
 
 #include "httpd.h"
 
-/* Whether a successful result has the shape statement s answers with. */
-static bool
-result_shape_ok(const PGresult *res, enum stmt s)
-{
-	return PQnfields(res) > 0 &&
-		(PQntuples(res) == 1 || (PQntuples(res) == 0 && db_stmt_may_be_empty(s)));
-}
-
-/* The most parameters of a statement, the caller's two included. */
-#define MAX_PARAMS 10
-
 /*
  * The parameters of statement s: the caller's two, then the handler's n
  * values, in `all`; their count, or -1 when the caller is not established
@@ -44,7 +36,7 @@ with_caller(const struct request *r, enum stmt s, int n, const char *const *valu
 {
 	int			k = 0;
 
-	if (n + 2 > MAX_PARAMS)
+	if (n + 2 > DB_MAX_PARAMS)
 		return -1;
 	if (db_stmt_has_caller(s))
 	{
@@ -59,83 +51,42 @@ with_caller(const struct request *r, enum stmt s, int n, const char *const *valu
 }
 
 static enum MHD_Result
-send_unavailable(struct MHD_Connection *c, struct request *r)
+send_unavailable(struct MHD_Connection *c, struct request *r, const char *why)
 {
 	char		msg[320];
-	const char *why = db_last_error();
 
 	snprintf(msg, sizeof(msg), "the database is unavailable; retry later%s%s%s",
 			 *why ? " (" : "", why, *why ? ")" : "");
 	return send_error(c, r, 503, "database_unavailable", msg, NULL);
 }
 
-/* SQLSTATE 57P01..57P03: the server ended the session (shutdown, terminated) */
-static bool
-is_termination(const PGresult *res)
-{
-	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-	return state && strncmp(state, "57P0", 4) == 0 &&
-		(state[4] == '1' || state[4] == '2' || state[4] == '3');
-}
-
-/*
- * PQexecPrepared, telling whether the statement certainly did not run
- * (*unrun): it never left, or the server reported the end of the session
- * before the statement's complete answer (CommandComplete) came back.  The
- * server commits only after that answer, at the Sync, so such a write did
- * not happen and may run again on a new connection.  libpq reports the lost
- * connection as a result of its own after the server's message: every
- * result is looked at, the last one returned.
- */
+/* The outcome's row, or NULL with the answer to its failure queued. */
 static PGresult *
-exec_prepared(PGconn *conn, enum stmt s, int n, const char *const *values, bool *unrun)
+answer(struct MHD_Connection *c, struct request *r, enum stmt s, struct db_outcome *o,
+	   const char *const *fields, const char *fallback_field, enum MHD_Result *ret)
 {
-	PGresult   *res = NULL;
-	PGresult   *next;
-	bool		answered = false;
-	bool		terminated = false;
-
-	if (PQsendQueryPrepared(conn, db_stmt_name(s), n, values, NULL, NULL, 0) != 1)
+	switch (o->kind)
 	{
-		*unrun = true;
-		return PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+		case DBO_OK:
+			if (o->wrote_lsn)
+				ryw_wrote(r, o->wrote_lsn);
+			return o->res;
+		case DBO_UNAVAILABLE:
+			*ret = send_unavailable(c, r, o->why);
+			break;
+		case DBO_LOST:
+			*ret = send_error(c, r, 503, "database_unavailable",
+							  "the database connection was lost; retry later", NULL);
+			break;
+		case DBO_SHAPE:
+			*ret = send_error(c, r, 500, "internal_error", "unexpected result shape", NULL);
+			break;
+		case DBO_ERROR:
+			*ret = send_db_error(c, r, s, o->res, fields, fallback_field);
+			PQclear(o->res);
+			break;
 	}
-	while ((next = PQgetResult(conn)) != NULL)
-	{
-		if (PQresultStatus(next) == PGRES_TUPLES_OK)
-			answered = true;
-		else if (is_termination(next))
-			terminated = true;
-		PQclear(res);
-		res = next;
-	}
-	*unrun = terminated && !answered;
-	return res ? res : PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
-}
-
-/*
- * After a write committed: the primary's position, for the caller's next
- * reads on a standby (ryw.c).  Without it (the connection broke just after
- * the commit) the write stands, only its read-your-writes is not promised.
- */
-static void
-note_write(struct request *r, enum stmt s)
-{
-	PGconn	   *conn;
-	PGresult   *res;
-	uint64_t	lsn;
-
-	if (!db_reads_split() || !db_stmt_writes(s) || !(conn = db_conn()))
-		return;
-	res = PQexecPrepared(conn, db_stmt_name(S_WRITE_LSN), 0, NULL, NULL, NULL, 0);
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-		parse_lsn(PQgetvalue(res, 0, 0), &lsn) == 0)
-		ryw_wrote(r, lsn);
-	else
-		logmsg(LOG_WARNING, "%s: the primary's WAL position is unknown after the write: %s",
-			   db_stmt_name(s), PQresultErrorMessage(res));
-	PQclear(res);
+	return NULL;
 }
 
 /*
@@ -162,71 +113,46 @@ db_call(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 		const char *const *values, const char *const *fields,
 		const char *fallback_field, enum MHD_Result *ret)
 {
-	const char *all[MAX_PARAMS];
-	int			k = with_caller(r, s, n, values, all);
+	const char *all[DB_MAX_PARAMS];
+	struct db_outcome o;
+	int			k;
 
+	if (r->job)
+	{
+		if (db_job_take(r, &o))
+			return answer(c, r, s, &o, fields, fallback_field, ret);
+		logmsg(LOG_ERROR, "%s: called again while its statement runs", db_stmt_name(s));
+		*ret = send_error(c, r, 500, "internal_error", "the statement is still running", NULL);
+		return NULL;
+	}
+	k = with_caller(r, s, n, values, all);
 	if (k < 0)
 	{
 		logmsg(LOG_ERROR, "%s: called without an established caller", db_stmt_name(s));
 		*ret = send_error(c, r, 500, "internal_error", "the caller was not established", NULL);
 		return NULL;
 	}
-	for (int attempt = 0;; attempt++)
+
+	/*
+	 * Answered before its body was read (body_plan(): Expect: 100-continue,
+	 * or more than --max-discard bytes declared): libmicrohttpd cannot
+	 * suspend the request then, and this worker must not wait for the
+	 * database.  Only a route without a body gets here, and it takes none.
+	 */
+	if (!r->may_suspend)
 	{
-		PGconn	   *conn = db_conn();
-		PGresult   *res;
-		ExecStatusType st;
-		const char *state;
-		bool		unrun;
-
-		if (!conn)
-		{
-			*ret = send_unavailable(c, r);
-			return NULL;
-		}
-		metrics_db_busy(+1);
-		res = exec_prepared(conn, s, k, all, &unrun);
-		metrics_db_busy(-1);
-		st = PQresultStatus(res);
-		if (st == PGRES_TUPLES_OK && result_shape_ok(res, s))
-		{
-			note_write(r, s);
-			return res;
-		}
-		if (st == PGRES_TUPLES_OK)
-		{
-			PQclear(res);
-			*ret = send_error(c, r, 500, "internal_error", "unexpected result shape", NULL);
-			return NULL;
-		}
-		if (PQstatus(conn) != CONNECTION_OK)
-		{
-			PQclear(res);
-			db_drop();
-			metrics_db_error("connection_lost");
-
-			/*
-			 * A read is run again; a write only when it certainly did not
-			 * happen (else the client is told, and may retry).
-			 */
-			if (attempt == 0 && ((!r->is_post && !r->is_delete) || unrun))
-				continue;
-			*ret = send_error(c, r, 503, "database_unavailable",
-							  "the database connection was lost; retry later", NULL);
-			return NULL;
-		}
-		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-		/* the prepared statement vanished (e.g. DISCARD ALL by a pooler) */
-		if (state && strcmp(state, "26000") == 0 && attempt == 0)
-		{
-			PQclear(res);
-			db_drop();
-			continue;
-		}
-		*ret = send_db_error(c, r, s, res, fields, fallback_field);
-		PQclear(res);
+		*ret = send_error(c, r, 413, "payload_too_large",
+						  "this route takes no request body; send the request without one", NULL);
 		return NULL;
 	}
+	if (db_submit(r, c, s, k, all) != 0)
+	{
+		*ret = send_error(c, r, 503, "server_busy",
+						  "the gateway is out of memory; retry later", NULL);
+		return NULL;
+	}
+	*ret = MHD_YES;				/* suspended until the outcome is in */
+	return NULL;
 }
 
 /*
@@ -241,11 +167,13 @@ db_call_fast(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 			 const char *fallback_field, enum MHD_Result *ret)
 {
 	PGresult   *res;
-	const char *all[MAX_PARAMS];
+	const char *all[DB_MAX_PARAMS];
 	int			k;
 
 	bool		split = db_reads_split();
 
+	if (r->job)					/* the pipelined round sent it here already */
+		return db_call(c, r, s, n, values, fields, fallback_field, ret);
 	if (r->pipe.done)
 	{
 		res = r->pipe.res;
@@ -258,7 +186,7 @@ db_call_fast(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 			PQclear(res);
 			res = NULL;
 		}
-		if (res && PQresultStatus(res) == PGRES_TUPLES_OK && result_shape_ok(res, s))
+		if (res && PQresultStatus(res) == PGRES_TUPLES_OK && db_result_shape_ok(res, s))
 			return res;
 		if (res && PQresultStatus(res) == PGRES_FATAL_ERROR)
 		{

@@ -115,6 +115,7 @@ struct config
 									 * database_url) */
 	const char *db_user;		/* overrides the conninfo's user */
 	int			threads;
+	int			db_threads;		/* statement threads (dbpool.c) */
 	int			statement_timeout_ms;
 	size_t		max_body;
 	size_t		max_discard;	/* body bytes read of a refused request */
@@ -165,6 +166,7 @@ extern void metrics_request(enum route r, unsigned status, double seconds);
 extern void metrics_db_error(const char *kind);
 extern void metrics_db_conn(int delta);
 extern void metrics_db_busy(int delta);
+extern void metrics_db_queued(int delta);
 extern void metrics_streams(int delta);
 extern void metrics_stream_fetch(bool by_id);
 extern void metrics_stream_statement(bool by_id, double seconds);
@@ -177,7 +179,7 @@ extern void metrics_db_read(const char *outcome);
 /* Prometheus text; malloc'ed, *len set; NULL when out of memory. */
 extern char *metrics_render(size_t *len);
 
-/* ---- db.c: the blocking connection of each worker thread ----------------- */
+/* ---- db.c: the statements, connecting, each statement thread's connection */
 
 extern void db_init(void);
 
@@ -211,10 +213,18 @@ extern bool db_stmt_writes(enum stmt s);
 extern const char *db_last_error(void);
 
 /*
- * A new connection to the database as configured (statements prepared,
- * counted in the metrics), or NULL: the thread's reconnection back-off
- * (shared by both of its connections) allows no attempt yet, or the attempt
- * failed (the reason in db_last_error(); the back-off starts).
+ * One attempt to connect to the primary (--database-url), statements
+ * prepared, counted: the connection or NULL (logged once per outage).  It
+ * waits for the database: call it on a thread that serves nobody, never a
+ * worker (connlink.c).
+ */
+extern PGconn *db_connect_primary(void);
+
+/*
+ * A new connection to the primary for this thread (the stream thread, a
+ * statement thread), or NULL: the thread's reconnection back-off allows no
+ * attempt yet, or the attempt failed (the reason in db_last_error(); the
+ * back-off starts).  It waits for the database like db_connect_primary().
  */
 extern PGconn *db_connect_new(void);
 
@@ -226,31 +236,30 @@ extern PGconn *db_connect_new(void);
  */
 extern PGconn *db_connect_read(void);
 
-/* Closes a connection of db_connect_new() or db_connect_read(). */
+/* Closes a connection of db_connect_primary() or db_connect_read(). */
 extern void db_close(PGconn *c);
 
-/* A new connection could not be set up: back off as after a failed attempt. */
-extern void db_connect_failed(void);
+/* ---- connlink.c: making a worker's pipelined connection without waiting -- */
 
-/* ---- readlink.c: making the read URL's connection without waiting -------- */
-
-/* A worker's way to its read connection (zeroed: none yet, no back-off). */
-typedef struct read_link
+/* A worker's way to its pipelined connection (zeroed but `read`: none yet,
+ * no back-off). */
+typedef struct conn_link
 {
-	struct read_attempt *attempt;	/* in progress, or done and not taken */
+	bool		read;			/* to the read URL (db_reads_split()) */
+	struct conn_attempt *attempt;	/* in progress, or done and not taken */
 	double		next_attempt;	/* monotonic seconds */
 	double		backoff;		/* seconds; 0 after a success */
-} read_link;
+} conn_link;
 
 /* The connection once an attempt (on a thread of its own) made it, else
  * NULL at once: an attempt starts when none runs and the back-off allows. */
-extern PGconn *read_link_get(read_link *rl);
+extern PGconn *conn_link_get(conn_link *cl);
 
 /* A connection it gave could not be used: back off. */
-extern void read_link_failed(read_link *rl);
+extern void conn_link_failed(conn_link *cl);
 
 /* The worker stops: an attempt in progress is left to its thread. */
-extern void read_link_abandon(read_link *rl);
+extern void conn_link_abandon(conn_link *cl);
 
 /* ---- worker.c: worker threads and the pipelined connection --------------- */
 
@@ -278,6 +287,10 @@ extern int	workers_start(int n, struct MHD_Daemon *(*make) (void *cls), void *cl
 
 /* Stops them (answering what is in flight) and their daemons. */
 extern void workers_stop(void);
+
+/* This worker's requests waiting for a statement thread: +1 or -1.  A
+ * stopping worker answers them before its daemon stops. */
+extern void workers_jobs(int delta);
 
 /* Wakes the worker running daemon d, after a connection of its was resumed
  * from another thread. */
@@ -391,6 +404,8 @@ extern void stream_stop(void);
 
 /* ---- the per-request record (libmicrohttpd's con_cls; request.c) --------- */
 
+struct db_job;					/* dbpool.c */
+
 struct request
 {
 	struct timespec t0;			/* first call (metrics, discard bound) */
@@ -412,6 +427,9 @@ struct request
 	/* a statement on the pipelined connection (worker.c fills it) */
 	bool		may_async;		/* the final call of a request without body */
 	struct pipe_wait pipe;
+	/* a statement on a statement thread (dbpool.c) */
+	bool		may_suspend;	/* the final call: libmicrohttpd may suspend */
+	struct db_job *job;
 	/* the verified caller (caller.c): the udaconnect.api_* calls' first two
 	 * parameters */
 	bool		caller_known;	/* verified (or auth off) */
@@ -512,10 +530,64 @@ extern bool caller_refused(struct MHD_Connection *c, struct request *r,
 extern char *caller_sign_attendee(int32_t person, int64_t now_s, int64_t ttl_s,
 								  char *err, size_t errlen);
 
+/* ---- dbrun.c: one statement on this thread's blocking connection -------- */
+
+/* The most parameters of a statement, the caller's two included. */
+#define DB_MAX_PARAMS 10
+
+/* What came of running a statement (db_run). */
+struct db_outcome
+{
+	enum
+	{
+		DBO_OK,					/* res: its row (db_result_shape_ok) */
+		DBO_ERROR,				/* res: the SQL error */
+		DBO_UNAVAILABLE,		/* no connection; why: the reason */
+		DBO_LOST,				/* the connection broke, not run again */
+		DBO_SHAPE				/* a result of the wrong shape */
+	}			kind;
+	PGresult   *res;
+	char		why[256];
+	uint64_t	wrote_lsn;		/* a write's commit position (0: unknown, or
+								 * no read URL) */
+};
+
+/* A successful result has the shape statement s answers with. */
+extern bool db_result_shape_ok(const PGresult *res, enum stmt s);
+
+/* Runs statement s with its n parameters (the caller's included) on this
+ * thread's blocking connection, retrying what may be retried (a write,
+ * `is_write`, only when it certainly did not run).  It waits for the
+ * database: never call it on a worker thread. */
+extern void db_run(enum stmt s, int n, const char *const *values, bool is_write,
+				   struct db_outcome *o);
+
+/* ---- dbpool.c: the statement threads ------------------------------------- */
+
+/* Starts n statement threads: 0, or -1 (logged). */
+extern int	dbpool_start(int n);
+
+/* Stops them once the queue is empty (after workers_stop()). */
+extern void dbpool_stop(void);
+
+/* Queues statement s for a statement thread and suspends c until its
+ * outcome is in: 0, or -1 (out of memory; nothing queued). */
+extern int	db_submit(struct request *r, struct MHD_Connection *c, enum stmt s, int n,
+					  const char *const *values);
+
+/* The outcome of r's statement, once in: true, *o filled (o->res is the
+ * caller's to clear). */
+extern bool db_job_take(struct request *r, struct db_outcome *o);
+
+/* The request ends: its statement, if still queued or running, is
+ * forgotten (its thread frees it). */
+extern void db_job_release(struct request *r);
+
 /* ---- dbcall.c: one statement for one request ----------------------------- */
 
 /* The result (a single row of PGRES_TUPLES_OK), or NULL with the error
- * answer queued in *ret; blocking.  `values` are the statement's own
+ * answer queued in *ret, or NULL with *ret MHD_YES: suspended while a
+ * statement thread runs it, the result comes on the next call.  `values` are the statement's own
  * parameters: the request's caller goes before them (db_stmt_has_caller). */
 extern PGresult *db_call(struct MHD_Connection *c, struct request *r, enum stmt s,
 						 int n, const char *const *values,
@@ -529,7 +601,7 @@ extern PGresult *db_call_fast(struct MHD_Connection *c, struct request *r,
 							  const char *const *fields,
 							  const char *fallback_field, enum MHD_Result *ret);
 
-/* A GET route's statement run blocking on the primary (db_call), but that
+/* A GET route's statement run on the primary (db_call), but that
  * with a read URL goes to the standby like db_call_fast(). */
 extern PGresult *db_call_read(struct MHD_Connection *c, struct request *r,
 							  enum stmt s, int n, const char *const *values,

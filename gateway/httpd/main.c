@@ -169,7 +169,7 @@ main(int argc, char **argv)
 	lfd = listen_socket(&sa);
 	if (lfd < 0)
 		return 1;
-	if (hub_init() != 0 || stream_start() != 0)
+	if (hub_init() != 0 || stream_start() != 0 || dbpool_start(cfg.db_threads) != 0)
 		return 1;
 	if (workers_start(cfg.threads, make_daemon, &lfd) != 0)
 	{
@@ -177,10 +177,12 @@ main(int argc, char **argv)
 		return 1;
 	}
 	close(lfd);					/* each daemon has its own descriptor of it */
-	logmsg(LOG_INFO, "version %s listening on %s://%s:%d/ (%s, %d threads, web root %s)",
+	logmsg(LOG_INFO, "version %s listening on %s://%s:%d/ (%s, %d threads, %d statement threads, "
+		   "web root %s)",
 		   HTTPD_VERSION, tls_on() ? "https" : "http", cfg.bind, cfg.port,
 		   tls_on() ? "HTTPS only, certificate from UDACONNECT_TLS_CERT_FILE"
-		   : "plain HTTP: no UDACONNECT_TLS_CERT_FILE", cfg.threads, static_web_root());
+		   : "plain HTTP: no UDACONNECT_TLS_CERT_FILE", cfg.threads, cfg.db_threads,
+		   static_web_root());
 	snprintf(status, sizeof(status), "listening on %s:%d", cfg.bind, cfg.port);
 	notify_ready(status);
 
@@ -189,6 +191,7 @@ main(int argc, char **argv)
 	logmsg(LOG_INFO, "signal %d, stopping", sig);
 	stream_stop();				/* the streams end while the workers still run */
 	workers_stop();
+	dbpool_stop();				/* after the workers: they answer with its help */
 	static_free();
 	caller_free();
 	tls_free();

@@ -69,6 +69,7 @@ static unsigned long db_errors[N_DB_KINDS];
 static unsigned long db_reads[N_READ_OUTCOMES];
 static long db_conns;
 static long db_busy;
+static long db_queued;
 static long streams;
 static unsigned long stream_fetches[2];	/* [0] scans, [1] by id */
 static unsigned long stream_fetch_us[2];	/* their statements' time */
@@ -154,6 +155,12 @@ metrics_db_busy(int delta)
 	INC(db_busy, delta);
 }
 
+void
+metrics_db_queued(int delta)
+{
+	INC(db_queued, delta);
+}
+
 static void
 render_requests(FILE *f)
 {
@@ -233,7 +240,7 @@ metrics_render(size_t *len)
 					db_read_outcomes[i], GET(db_reads[i]));
 	}
 	fprintf(f, "# HELP udaconnect_http_db_pool_size Database connections allowed "
-			"(two per worker thread, a pipelined one and a blocking one, and the "
+			"(a pipelined one per worker thread, one per statement thread, and the "
 			"encounter streams' one).\n"
 			"# TYPE udaconnect_http_db_pool_size gauge\n"
 			"udaconnect_http_db_pool_size %d\n"
@@ -243,10 +250,14 @@ metrics_render(size_t *len)
 			"# HELP udaconnect_http_db_busy Statements in flight (pipelined ones included).\n"
 			"# TYPE udaconnect_http_db_busy gauge\n"
 			"udaconnect_http_db_busy %ld\n"
+			"# HELP udaconnect_http_db_queued Statements waiting for a statement thread.\n"
+			"# TYPE udaconnect_http_db_queued gauge\n"
+			"udaconnect_http_db_queued %ld\n"
 			"# HELP udaconnect_http_streams Live encounter streams open (at most --stream-max).\n"
 			"# TYPE udaconnect_http_streams gauge\n"
 			"udaconnect_http_streams %ld\n",
-			2 * cfg.threads + 1, GET(db_conns), GET(db_busy), GET(streams));
+			cfg.threads + cfg.db_threads + 1, GET(db_conns), GET(db_busy),
+			GET(db_queued), GET(streams));
 	fprintf(f, "# HELP udaconnect_http_stream_fetches_total Reads of one watched person's "
 			"encounter changes for its live streams: by id (what a notification announced) "
 			"or by version (a scan after the stream's position).\n"

@@ -3,7 +3,7 @@
  *
  * libmicrohttpd calls request_handler() several times per request: first
  * with the headers only, then once per piece of body, then a final time
- * (and again after a pipelined statement resumed the connection).  This file
+ * (and again after a statement's result resumed the connection).  This file
  * keeps the per-request record across those calls: it makes it and routes
  * it on the first call, checks what can be checked before the body (limits.c)
  * and plans what happens to a body it will not use (discard.c), collects the
@@ -128,6 +128,7 @@ final_call(struct MHD_Connection *c, struct request *r, const char *method)
 		r->held = NULL;
 		return queue(c, r, r->status, resp);
 	}
+	r->may_suspend = true;
 	if (!r->is_post)
 	{
 		r->may_async = !r->pipe.done;	/* not again after a result came */
@@ -175,6 +176,7 @@ request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	metrics_request(r->route, r->status,
 					(t1.tv_sec - r->t0.tv_sec) + (t1.tv_nsec - r->t0.tv_nsec) / 1e9);
 	pipe_release(&r->pipe);
+	db_job_release(r);
 	if (r->held)
 		MHD_destroy_response(r->held);
 	free(r->body);

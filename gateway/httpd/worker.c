@@ -4,28 +4,28 @@
  *
  * Each worker thread runs its own libmicrohttpd daemon in "external epoll"
  * mode (all daemons share one listening socket, as MHD's own thread pool
- * does) and owns two libpq connections:
- *
- *   - a pipelined one (libpq pipeline mode, non-blocking) for the hot read
- *     routes: pipe_send() sends the statement and suspends the HTTP
- *     connection; after every round of the event loop the statements of all
- *     requests that arrived in it go to the server with ONE Sync, so one
- *     round trip (one wake-up of the backend and of this thread) serves many
- *     requests.  Results come back in order: each fills its request's
- *     struct pipe_wait and resumes its connection.
- *   - the blocking one of db.c for everything else, and as the fallback when
- *     the pipelined connection is down or a pipelined statement could not
- *     run (aborted pipeline, lost connection, vanished prepared statement).
+ * does).  It never waits for the database.  It owns one libpq connection,
+ * a pipelined one (libpq pipeline mode, non-blocking), for the hot read
+ * routes: pipe_send() sends the statement and suspends the HTTP connection;
+ * after every round of the event loop the statements of all requests that
+ * arrived in it go to the server with ONE Sync, so one round trip (one
+ * wake-up of the backend and of this thread) serves many requests.  Results
+ * come back in order: each fills its request's struct pipe_wait and resumes
+ * its connection.  Everything else goes to the statement threads
+ * (dbpool.c), which are also the fallback when the pipelined connection is
+ * down or a pipelined statement could not run (aborted pipeline, lost
+ * connection, vanished prepared statement).
  *
  * With a read URL (UDACONNECT_DATABASE_READ_URL) the pipelined connection
  * is the read one, normally to a hot standby, and carries only the GET
- * routes' reads; the blocking one stays on the primary.  A read the standby
+ * routes' reads; the statement threads stay on the primary.  A read the standby
  * cannot give its own answer to (lost connection, recovery conflict, a
  * caller's write not replayed yet: ryw.c) comes back NULL and so runs on the
  * primary, which is the fallback: the client sees no error.  A slow standby
  * holds only the requests waiting for it, never the thread: the connection
- * is non-blocking like the primary's pipelined one, and it is made on a
- * thread of its own (readlink.c), the reads going to the primary meanwhile.
+ * is non-blocking like the primary's pipelined one, and either is made on a
+ * thread of its own (connlink.c), the statements going to the statement
+ * threads meanwhile.
  * One that libpq's host list made on the
  * primary (the standby was down) is given up when idle after
  * READ_RETRY_STANDBY seconds, so the next one tries the standby first.
@@ -76,7 +76,7 @@ typedef struct worker
 	PGconn	   *aconn;			/* pipelined connection (NULL = down) */
 	int			asock;			/* its socket as registered in ep (-1) */
 	bool		want_write;		/* EPOLLOUT registered (output not flushed) */
-	read_link	rl;				/* how the read URL's connection is made */
+	conn_link	cl;				/* how the pipelined connection is made */
 	/* ... on a hot standby, its replay position */
 	bool		on_standby;
 	uint64_t	replayed;		/* the latest this connection reported */
@@ -87,6 +87,7 @@ typedef struct worker
 	size_t		qhead;
 	size_t		qlen;
 	int			unsynced;		/* statements sent since the last Sync */
+	int			jobs;			/* requests waiting for a statement thread */
 } worker;
 
 static worker *workers;
@@ -214,7 +215,7 @@ async_conn(worker *w)
 		async_drop(w);
 	if (w->aconn)
 		return w->aconn;
-	c = read ? read_link_get(&w->rl) : db_connect_new();
+	c = conn_link_get(&w->cl);
 	if (!c)
 		return NULL;
 	if (PQenterPipelineMode(c) != 1 || PQsetnonblocking(c, 1) != 0 ||
@@ -222,10 +223,7 @@ async_conn(worker *w)
 	{
 		logmsg(LOG_WARNING, "cannot set up the pipelined connection: %s", PQerrorMessage(c));
 		db_close(c);
-		if (read)
-			read_link_failed(&w->rl);
-		else
-			db_connect_failed();
+		conn_link_failed(&w->cl);
 		return NULL;
 	}
 	w->aconn = c;
@@ -549,24 +547,57 @@ worker_round(worker *w)
 	return true;
 }
 
+void
+workers_jobs(int delta)
+{
+	self->jobs += delta;
+}
+
+/*
+ * Stopping: serves the daemon until no request of it waits for a statement
+ * thread any more, so that each is answered, but no longer than such a
+ * statement may take (its timeout, a connection attempt and some slack).
+ */
+static void
+drain_jobs(worker *w)
+{
+	struct epoll_event evs[8];
+	uint64_t	v;
+	double		deadline = mono_s() + cfg.statement_timeout_ms / 1000.0 + 10;
+
+	while (w->jobs > 0 && mono_s() < deadline)
+	{
+		if (epoll_wait(w->ep, evs, 8, 100) < 0 && errno != EINTR)
+			break;
+		if (read(w->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			logmsg(LOG_WARNING, "eventfd: %m");
+		atomic_store(&w->wake_pending, false);
+		MHD_run(w->d);
+	}
+	if (w->jobs > 0)
+		logmsg(LOG_WARNING, "stopping with %d requests still waiting for the database", w->jobs);
+}
+
 static void *
 worker_main(void *arg)
 {
 	worker	   *w = arg;
 
 	self = w;
-	/* the read connection is made before the first read needs it */
-	if (db_reads_split())
-		read_link_get(&w->rl);
+	/* the connection is made before the first read needs it */
+	conn_link_get(&w->cl);
 	while (!stopping && worker_round(w))
 		;
-	/* stopping: waiting requests are answered synchronously, then MHD stops */
+	/*
+	 * stopping: the pipelined requests go to the statement threads, which
+	 * answer them and every other waiting request, then MHD stops
+	 */
 	async_drop(w);
-	read_link_abandon(&w->rl);
+	conn_link_abandon(&w->cl);
 	MHD_run(w->d);
+	drain_jobs(w);
 	MHD_stop_daemon(w->d);
 	w->d = NULL;
-	db_drop();
 	return NULL;
 }
 
@@ -579,6 +610,7 @@ worker_init(worker *w, struct MHD_Daemon *(*make) (void *cls), void *cls)
 	struct epoll_event wev = {.events = EPOLLIN, .data.u32 = EV_WAKE};
 
 	w->asock = -1;
+	w->cl.read = db_reads_split();
 	w->d = make(cls);
 	if (!w->d)
 		return -1;

@@ -958,9 +958,9 @@ def t_erased_while_opening():
     the daemon hears of it before the subscriber joins; the stream, opened,
     ends erased at once.  "Heard": the stream thread has sent the fetch of
     Y's next change, announced after the erasure (notifications come in
-    commit order), and waits at a FetchGate.  Not Y's event itself: the
-    held check blocks its httpd thread, and with it every connection that
-    thread serves, Y's stream among them half of the time."""
+    commit order), and waits at a FetchGate, on the stream thread's own
+    connection: that it waits there is what says the erasure was heard,
+    before the gate of the check opens."""
     x, y, w = person("X"), person("Y"), person("W")
     base = T1 + 60000
     ys = open_stream(y)
@@ -997,6 +997,86 @@ def t_erased_while_opening():
             th.join(60)
         for s in opened + [ys]:
             s.close()
+
+
+def post_person(port, name):
+    c = http.client.HTTPConnection(HOST, port, timeout=60)
+    h = {"Content-Type": "application/json"}
+    h.update(tokens.bearer(ORG))
+    c.request("POST", "/api/persons", headers=h,
+              body=json.dumps({"first_name": name, "last_name": "Held", "company_name": "Test"}))
+    r = c.getresponse()
+    b = r.read()
+    c.close()
+    return r.status, json.loads(b) if b else None
+
+
+def t_held_statement(db_threads):
+    """A daemon with ONE worker thread and `db_threads` statement threads.
+    A stream's check is held in the database (PositionGate).  Meanwhile the
+    worker serves: Y's open stream gets its next event, a pipelined read
+    (GET /api/persons/{y}) and /metrics are answered.  A write (POST
+    /api/persons) is answered at once when a statement thread is free;
+    with only one, it waits in the queue (udaconnect_http_db_queued 1)
+    and is answered once the gate opens.  Then the held stream starts.
+    Before the statement threads, the held check blocked the worker and
+    everything it serves."""
+    def f():
+        port, _p = daemon(["--threads", "1", "--db-threads", str(db_threads),
+                           "--statement-timeout", "60000"])
+        x, y, w = person("X"), person("Y"), person("W")
+        base = T1 + 70000 + 1000 * db_threads
+        ys = open_stream(y, port=port)
+        gate, opened, wrote, ths = None, [], [], []
+        try:
+            ys.next()
+            gate = PositionGate()
+            ths.append(threading.Thread(target=lambda: opened.append(open_stream(x, port=port))))
+            ths[0].start()
+            if not gate.wait_held("udaconnect-httpd"):
+                return "the stream's check never waited at the gate"
+            meet(y, w, base)
+            e = ys.events(1)[0]
+            if e["data"]["id"] != enc_of(y, w, base):
+                return "Y's event %r, not encounter %d" % (e, enc_of(y, w, base))
+            s, _h, j = get("/api/persons/%d" % y, port=port)
+            if s != 200 or j.get("id") != y:
+                return "GET /api/persons/%d while the check is held: %d %r" % (y, s, j)
+            ths.append(threading.Thread(target=lambda: wrote.append(post_person(port, "Q"))))
+            ths[1].start()
+            if db_threads > 1:
+                ths[1].join(30)
+                if not wrote or wrote[0][0] != 201:
+                    return "POST /api/persons with a statement thread free: %r" % (wrote,)
+            else:
+                queued = None
+                for _ in range(200):
+                    queued = metric(port, "udaconnect_http_db_queued")
+                    if queued == 1:
+                        break
+                    time.sleep(0.05)
+                if queued != 1 or wrote:
+                    return "POST /api/persons with the only statement thread held: " \
+                        "queued %r, answered %r" % (queued, wrote)
+            if opened or not ths[0].is_alive():
+                return "the held stream was answered before its gate opened: %r" % opened
+            gate.open()
+            for t in ths:
+                t.join(60)
+            if not wrote or wrote[0][0] != 201 or "id" not in (wrote[0][1] or {}):
+                return "POST /api/persons after the gate opened: %r" % (wrote,)
+            if not opened or opened[0].status != 200:
+                return "the held stream after its gate opened: %r" % (
+                    opened and (opened[0].status, opened[0].json))
+            return metric(port, "udaconnect_http_db_queued") == 0 or "db_queued not back to 0"
+        finally:
+            if gate:
+                gate.close()
+            for t in ths:
+                t.join(60)
+            for s in opened + [ys]:
+                s.close()
+    return f
 
 
 def t_erased_while_down():
@@ -1205,6 +1285,12 @@ def run_stream():
           t_erased_reopen)
     check("stream: opened as X is erased (its check saw X; the erasure heard before the "
           "subscriber joined): it ends erased once open", t_erased_while_opening)
+    check("a statement held in the database, with one worker thread and two statement threads: "
+          "the worker's stream gets its event, a pipelined read, /metrics and a write are "
+          "answered meanwhile; then the held stream opens", t_held_statement(2))
+    check("a statement held in the database, with one worker thread and one statement thread: "
+          "a write waits in the queue (udaconnect_http_db_queued 1) while the worker's stream "
+          "and reads are served; once the gate opens both are answered", t_held_statement(1))
     check("stream: X erased while the stream connection to the database is cut and kept out: "
           "once it is back, X's stream ends erased", t_erased_while_down)
     check("stream: NOTIFY udaconnect_person_erased forged (X's id as the gateways' role; 20 "

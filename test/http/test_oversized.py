@@ -171,6 +171,30 @@ def main():
                 and json.loads(body)["error"]["code"] == "payload_too_large") or data[:300]
     check("Expect: 100-continue with a body 2x the cap -> 413 at once, no 100 Continue", t_expect)
 
+    def t_get_expect():
+        # a GET with a body it asks to send (Expect: 100-continue): answered
+        # before the body, when the server cannot put the request aside for
+        # the database, so it is refused (413) rather than run on the thread
+        # that serves other connections
+        sk = socket.create_connection((HOST, PORT), timeout=30)
+        sk.sendall(b"GET /api/persons/5 HTTP/1.1\r\nHost: x\r\n" + AUTH_LINE +
+                   b"Expect: 100-continue\r\nContent-Length: 10\r\n\r\n")
+        data = b""
+        while True:
+            chunk = sk.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        sk.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not (head.startswith(b"HTTP/1.1 413") and b"100 Continue" not in head
+                and json.loads(body)["error"]["code"] == "payload_too_large"
+                and "no request body" in json.loads(body)["error"]["message"]):
+            return data[:300]
+        return still_serving()
+    check("GET /api/persons/5 with Expect: 100-continue and a body -> 413 (the route takes no "
+          "body), no 100 Continue; then a new connection is served", t_get_expect)
+
     def curl(*args):
         with tempfile.NamedTemporaryFile() as f:
             f.write(body_of(10 * CAP))
