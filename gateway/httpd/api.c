@@ -24,7 +24,7 @@ enum MHD_Result
 api_persons(struct MHD_Connection *c, struct request *r)
 {
 	enum MHD_Result ret;
-	PGresult   *res = db_call_read(c, r, S_PERSONS, 0, NULL, NULL, NULL, &ret);
+	PGresult   *res = db_call_fast(c, r, S_PERSONS, 0, NULL, NULL, NULL, &ret);
 
 	return res ? send_result(c, r, 200, res, NULL) : ret;
 }
@@ -294,7 +294,7 @@ api_locations(struct MHD_Connection *c, struct request *r)
 
 	if (page_params(c, r, &pg, &ret) < 0)
 		return ret;
-	res = db_call_read(c, r, S_LOCATIONS, 6, pg.vals, fields, NULL, &ret);
+	res = db_call_fast(c, r, S_LOCATIONS, 6, pg.vals, fields, NULL, &ret);
 	if (!res)
 		return ret;
 	resp = result_response(res);
@@ -524,7 +524,7 @@ enum MHD_Result
 api_places(struct MHD_Connection *c, struct request *r)
 {
 	enum MHD_Result ret;
-	PGresult   *res = db_call_read(c, r, S_PLACES, 0, NULL, NULL, NULL, &ret);
+	PGresult   *res = db_call_fast(c, r, S_PLACES, 0, NULL, NULL, NULL, &ret);
 
 	return res ? send_result(c, r, 200, res, NULL) : ret;
 }
@@ -547,7 +547,7 @@ enum MHD_Result
 api_healthz(struct MHD_Connection *c, struct request *r)
 {
 	enum MHD_Result ret;
-	PGresult   *res = db_call(c, r, S_HEALTH, 0, NULL, NULL, NULL, &ret);
+	PGresult   *res = db_call_fast(c, r, S_HEALTH, 0, NULL, NULL, NULL, &ret);
 	char	   *body;
 
 	if (!res)

@@ -154,7 +154,7 @@ static const struct
 		"coalesce(($8::bigint[])[x.s:x.e], '{}'), x.v, x.u, $9::integer) c "
 		"ORDER BY x.o, c.version, c.id", 9, true
 	},
-	[S_HEALTH] = {"health", "SELECT 1", 0, false, true},
+	[S_HEALTH] = {"health", "SELECT 1", 0, false, true, .pipeline = true},
 
 	/*
 	 * Read-your-writes (ryw.c): where a standby's replay stands (NULL on a

@@ -211,13 +211,3 @@ db_call_fast(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 	}
 	return db_call(c, r, s, n, values, fields, fallback_field, ret);
 }
-
-PGresult *
-db_call_read(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
-			 const char *const *values, const char *const *fields,
-			 const char *fallback_field, enum MHD_Result *ret)
-{
-	if (db_reads_split())
-		return db_call_fast(c, r, s, n, values, fields, fallback_field, ret);
-	return db_call(c, r, s, n, values, fields, fallback_field, ret);
-}

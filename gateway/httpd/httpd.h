@@ -594,16 +594,11 @@ extern PGresult *db_call(struct MHD_Connection *c, struct request *r, enum stmt 
 						 const char *const *fields, const char *fallback_field,
 						 enum MHD_Result *ret);
 
-/* db_call() over the pipelined connection when it can be: NULL with *ret
- * MHD_YES also means "suspended, the result comes on the next call". */
+/* A read: db_call() over the pipelined connection when it can be (a
+ * statement flagged pipeline; with a read URL, one a standby may answer,
+ * over the read one).  NULL with *ret MHD_YES: suspended, the result comes
+ * on the next call. */
 extern PGresult *db_call_fast(struct MHD_Connection *c, struct request *r,
-							  enum stmt s, int n, const char *const *values,
-							  const char *const *fields,
-							  const char *fallback_field, enum MHD_Result *ret);
-
-/* A GET route's statement run on the primary (db_call), but that
- * with a read URL goes to the standby like db_call_fast(). */
-extern PGresult *db_call_read(struct MHD_Connection *c, struct request *r,
 							  enum stmt s, int n, const char *const *values,
 							  const char *const *fields,
 							  const char *fallback_field, enum MHD_Result *ret);
