@@ -102,7 +102,7 @@ usage(FILE *f)
 			"                              default: unset, every read on --database-url)\n"
 			"  --db-user ROLE              connect as ROLE (UDACONNECT_HTTP_DB_USER)\n"
 			"  --threads N                 worker threads, which never wait for the database (each\n"
-			"                              with a pipelined connection for the hot reads)\n"
+			"                              with a pipelined connection for the reads)\n"
 			"                              (UDACONNECT_HTTP_THREADS, default: 2 x CPUs, at most 16)\n"
 			"  --db-threads N              statement threads, each with a database connection: they\n"
 			"                              run the other statements, so a slow one holds one of them,\n"

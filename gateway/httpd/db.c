@@ -1,20 +1,20 @@
 /*
  * db.c: the database connections of udaconnect-httpd: the statements, how a
- * connection is made, and the blocking connection of each worker thread.
+ * connection is made, and the blocking connection of each statement thread.
  *
- * Each worker thread runs its own libmicrohttpd daemon and event loop
- * (worker.c), so a thread-local PGconn needs no lock.  The hot reads go over
- * the worker's pipelined connection (worker.c, made here too); the blocking
- * one serves the other statements and the pipelined ones that must be run
- * again.  A connection is made on first use and again after it broke, with
- * a short back-off shared by the thread's two connections, so an
- * unreachable database costs one attempt per 500 ms per thread, not one per
- * request.  With a read URL (UDACONNECT_DATABASE_READ_URL) the pipelined
- * connection goes there instead, made by db_connect_read() on a thread of
- * its own (worker.c), never by a worker: a standby that drops packets holds
- * only that thread, for its connect timeout.  Every statement is prepared
- * once per connection.  This file must not run a request's
- * statement or answer it (dbcall.c does).
+ * The reads go over each worker's pipelined connection (worker.c), made by
+ * db_connect_primary() or, with a read URL (UDACONNECT_DATABASE_READ_URL),
+ * db_connect_read() on a thread of its own (connlink.c), never by a worker:
+ * a database that drops packets holds only that thread, for its connect
+ * timeout.  The other statements, and the pipelined ones that must be run
+ * again, run on the statement threads (dbpool.c), each with a thread-local
+ * blocking connection here (db_conn), so it needs no lock; the stream
+ * thread (listen.c) makes its own with db_connect_new().  A thread's
+ * connection is made on first use and again after it broke, with a short
+ * back-off, so an unreachable database costs one attempt per 500 ms per
+ * thread, not one per request.  Every statement is prepared once per
+ * connection.  This file must not run a request's statement or answer it
+ * (dbrun.c and dbcall.c do).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -224,7 +224,7 @@ db_close(PGconn *c)
 	metrics_db_conn(-1);
 }
 
-/* The thread ends: close its blocking connection. */
+/* A statement thread ends: close its blocking connection. */
 static void
 conn_destructor(void *p)
 {
