@@ -111,31 +111,6 @@ lock_encounters(void)
 		elog(ERROR, "udaconnect.encounter_lock() failed");
 }
 
-static Datum
-array_of(Datum *elems, int n, Oid type)
-{
-	int16		len;
-	bool		byval;
-	char		align;
-
-	get_typlenbyvalalign(type, &len, &byval, &align);
-	return PointerGetDatum(construct_array(elems, n, type, len, byval, align));
-}
-
-/* A plan prepared once per backend (the SQL is a call of one function). */
-static SPIPlanPtr
-kept_plan(SPIPlanPtr plan, const char *sql, int nargs, Oid *types)
-{
-	if (plan == NULL)
-	{
-		plan = SPI_prepare(sql, nargs, types);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-	}
-	return plan;
-}
-
 /*
  * The settings in the units the maintenance uses (metres, microseconds),
  * for encounter_places.c, which recounts stored encounters' matches.
@@ -185,7 +160,7 @@ enc_points_of_rows(uint64 n)
 }
 
 /*
- * The place of each match's midpoint (0: none), or NULL without places
+ * The place of each match's midpoint (0: none), by places_at()'s rule
  * (SPI connected, encounter_clock locked).  The merge and
  * encounter_places.c place matches alike.  Places are read as they are now,
  * not on the caller's statement snapshot: a place change committed while
@@ -197,43 +172,19 @@ enc_points_of_rows(uint64 n)
 int32 *
 enc_places_of(const EncMatch *m, int n)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[2] = {FLOAT8ARRAYOID, FLOAT8ARRAYOID};
-	Datum	   *lat = palloc(sizeof(Datum) * n);
-	Datum	   *lon = palloc(sizeof(Datum) * n);
-	Datum		args[2];
-	Datum		d;
-	bool		isnull;
-	int32	   *out = NULL;
+	double	   *lat = palloc(sizeof(double) * n);
+	double	   *lon = palloc(sizeof(double) * n);
+	int32	   *out;
 
 	for (int i = 0; i < n; i++)
 	{
-		lat[i] = Float8GetDatum(m[i].lat);
-		lon[i] = Float8GetDatum(m[i].lon);
+		lat[i] = m[i].lat;
+		lon[i] = m[i].lon;
 	}
-	args[0] = array_of(lat, n, FLOAT8OID);
-	args[1] = array_of(lon, n, FLOAT8OID);
-	plan = kept_plan(plan, "SELECT udaconnect.encounter_places_of($1, $2)", 2, types);
 	/* on an error, the abort pops the snapshot */
 	PushActiveSnapshot(GetLatestSnapshot());
-	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "udaconnect.encounter_places_of() failed");
+	out = udc_places_lookup(lat, lon, n);
 	PopActiveSnapshot();
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-	{
-		ArrayType  *arr = DatumGetArrayTypeP(d);
-		Datum	   *elems;
-		int			nelems;
-
-		deconstruct_array(arr, INT4OID, 4, true, TYPALIGN_INT, &elems, NULL, &nelems);
-		if (nelems != n)
-			elog(ERROR, "udaconnect.encounter_places_of() returned %d places for %d matches", nelems, n);
-		out = palloc(sizeof(int32) * n);
-		for (int i = 0; i < n; i++)
-			out[i] = DatumGetInt32(elems[i]);
-	}
-	SPI_freetuptable(SPI_tuptable);
 	pfree(lat);
 	pfree(lon);
 	return out;

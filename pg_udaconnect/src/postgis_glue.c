@@ -69,12 +69,19 @@ postgis_type(const char *name)
 	return typ;
 }
 
+char *
+udc_postgis_schema_name(void)
+{
+	return get_namespace_name(postgis_schema());
+}
+
 /* Cached per backend; reset if PostGIS is reinstalled would need a restart. */
 static bool glue_ready = false;
 static FmgrInfo makepoint_fn;
 static FmgrInfo setsrid_fn;
 static FmgrInfo stx_fn;
 static FmgrInfo sty_fn;
+static Oid	covers_oid;
 
 static void
 glue_init(void)
@@ -93,6 +100,7 @@ glue_init(void)
 	fmgr_info_cxt(udc_postgis_function("st_setsrid", 2, geom_int), &setsrid_fn, TopMemoryContext);
 	fmgr_info_cxt(udc_postgis_function("st_x", 1, &geom), &stx_fn, TopMemoryContext);
 	fmgr_info_cxt(udc_postgis_function("st_y", 1, &geom), &sty_fn, TopMemoryContext);
+	covers_oid = udc_postgis_function("st_covers", 2, (Oid[]) {geom, geom});
 	glue_ready = true;
 }
 
@@ -104,6 +112,13 @@ udc_point_datum(double latitude, double longitude)
 	glue_init();
 	p = FunctionCall2(&makepoint_fn, Float8GetDatum(longitude), Float8GetDatum(latitude));
 	return FunctionCall2(&setsrid_fn, p, Int32GetDatum(4326));
+}
+
+Oid
+udc_postgis_covers(void)
+{
+	glue_init();
+	return covers_oid;
 }
 
 /*

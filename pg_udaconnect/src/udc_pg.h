@@ -19,6 +19,20 @@ extern void udc_point_coordinates(Datum geom, double *latitude, double *longitud
 /* Is typid PostGIS's geometry?  *nsp (if not NULL) gets its schema. */
 extern bool udc_is_geometry_type(Oid typid, Oid *nsp);
 
+/* The schema PostGIS is installed in (palloc'd; error if missing). */
+extern char *udc_postgis_schema_name(void);
+
+/* ST_Covers(geometry, geometry) (cached per backend). */
+extern Oid	udc_postgis_covers(void);
+
+/*
+ * For each of the n points (latitude, longitude: valid coordinates), the
+ * id of the smallest place covering it (0: none), palloc'd; places_at()'s
+ * rule (src/places_lookup.c).  SPI connected; the places read are those
+ * the active snapshot sees, with the place table owner's rights.
+ */
+extern int32 *udc_places_lookup(const double *latitude, const double *longitude, int n);
+
 /* OID of a function of the PostGIS extension (error if missing). */
 extern Oid	udc_postgis_function(const char *name, int nargs, const Oid *argtypes);
 

@@ -179,21 +179,16 @@ $$;
 -- places_at(latitudes, longitudes) -> for each point, the id of the smallest
 -- place (area_m2) covering it, its boundary included; of equal ones the
 -- lowest id; NULL when none.  Coordinates are checked as everywhere
--- (make_point: 22004 / 22003).  One statement for many points (a GiST
--- probe each): the encounters ask it for every match of a batch.
--- place_at(latitude, longitude) asks it for one point.
+-- (make_point: 22004 / 22003); the arrays are paired as unnest pairs them.
+-- In C (src/places_lookup.c, from 1.7): the places whose box meets the
+-- points' are read once, then each point is tested against those whose box
+-- holds it, smallest first (ST_Covers); the encounters place every match of
+-- a batch with the same code.  It reads the places with the rights of the
+-- place table's owner.  place_at(latitude, longitude) asks it for one point.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION places_at(latitude float8[], longitude float8[]) RETURNS integer[]
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = udaconnect, public, pg_temp
-AS $$
-    SELECT coalesce(array_agg(p.id ORDER BY u.i), '{}')
-      FROM unnest(latitude, longitude) WITH ORDINALITY AS u(lat, lon, i)
-      LEFT JOIN LATERAL (SELECT q.id FROM udaconnect.place q
-                          WHERE ST_Covers(q.area, udaconnect.make_point(u.lat, u.lon))
-                          ORDER BY q.area_m2, q.id
-                          LIMIT 1) p ON true
-$$;
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'udc_places_at';
 
 CREATE FUNCTION place_at(latitude float8, longitude float8) RETURNS integer
 LANGUAGE sql STABLE PARALLEL SAFE

@@ -162,18 +162,6 @@ BEGIN
 END;
 $$;
 
--- The place of each match midpoint (0: none), for the counts per place of
--- the encounters; NULL when there are no places at all.
-CREATE FUNCTION encounter_places_of(lat float8[], lon float8[]) RETURNS integer[]
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = udaconnect, public, pg_temp
-AS $$
-    SELECT CASE WHEN EXISTS (SELECT 1 FROM udaconnect.place)
-                THEN ARRAY(SELECT coalesce(x.place, 0)
-                             FROM unnest(udaconnect.places_at(lat, lon)) WITH ORDINALITY AS x(place, i)
-                            ORDER BY x.i) END
-$$;
-
 -- ---------------------------------------------------------------------------
 -- Maintenance on INSERT and COPY (C; the ingest's direct insert path calls
 -- the same code itself).  Named to fire after location_person_fk_ins, so
@@ -340,7 +328,6 @@ AS 'MODULE_PATHNAME', 'udc_encounters';
 REVOKE ALL ON FUNCTION encounter_lock(), encounter_notify_persons(integer[]),
     encounter_notify_removed(bigint, bigint[], integer[], integer[]),
     encounter_remove(bigint[]),
-    encounter_places_of(float8[], float8[]),
     encounter_add_range(timestamptz, timestamptz, integer[]),
     encounters_rebuild(timestamptz, timestamptz, integer[]),
     encounters_locations_gone(timestamptz, timestamptz, integer[]),

@@ -186,3 +186,53 @@ SELECT f, has_function_privilege('udaconnect_api', f, 'EXECUTE') AS gateway,
                     'udaconnect.delete_place(integer)',
                     'udaconnect.place_at(float8, float8)']) f;
 SELECT has_table_privilege('udaconnect_api', 'udaconnect.place', 'SELECT') AS gateway_reads_table;
+
+-- ---------------------------------------------------------------------------
+-- places_at() in C (from 1.7) answers as the SQL it replaced, point by point:
+-- 3,000 points over the hall, 30 round booths in a grid (more places than
+-- the lookup tests one by one: through its cell lists) and the stage, and
+-- every vertex of every place (on the boundary: covered); a role that may
+-- not read the places still gets them
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION pg_temp.ref_places_at(latitude float8[], longitude float8[]) RETURNS integer[]
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(p.id ORDER BY u.i), '{}')
+      FROM unnest(latitude, longitude) WITH ORDINALITY AS u(lat, lon, i)
+      LEFT JOIN LATERAL (SELECT q.id FROM udaconnect.place q
+                          WHERE ST_Covers(q.area, udaconnect.make_point(u.lat, u.lon))
+                          ORDER BY q.area_m2, q.id
+                          LIMIT 1) p ON true
+$$;
+SELECT count(*) AS grid_booths
+  FROM (SELECT udaconnect.create_place_circle('Grid booth ' || i, 'booth', 48.0001 + (i % 6) * 0.00015,
+                                              11.0001 + (i / 6) * 0.0002, 3 + (i % 4))
+          FROM generate_series(0, 29) i) s;
+SELECT setseed(0.15);
+CREATE TEMP TABLE pts AS
+SELECT array_agg(lat ORDER BY k) AS lat, array_agg(lon ORDER BY k) AS lon
+  FROM (SELECT k, 47.9999 + random() * 0.0012 AS lat, 10.9999 + random() * 0.0107 AS lon
+          FROM generate_series(1, 3000) k
+        UNION ALL
+        SELECT 3000 + row_number() OVER (), ST_Y(d.geom), ST_X(d.geom)
+          FROM udaconnect.place p, ST_DumpPoints(p.area) d) s;
+SELECT cardinality(lat) > 3000 AS with_vertices,
+       udaconnect.places_at(lat, lon) IS NOT DISTINCT FROM pg_temp.ref_places_at(lat, lon) AS same_as_sql,
+       (SELECT count(DISTINCT x) FROM unnest(udaconnect.places_at(lat, lon)) x) AS places_met,
+       (SELECT count(*) FROM unnest(udaconnect.places_at(lat, lon)) x WHERE x IS NULL) > 0 AS some_nowhere
+  FROM pts;
+SELECT q, pg_temp.try(q) AS answer FROM (VALUES
+    ($$SELECT udaconnect.places_at('{}', '{}')$$),
+    ($$SELECT udaconnect.places_at(ARRAY[48.00015, 48.0008], ARRAY[11.00015])$$),
+    ($$SELECT udaconnect.places_at(ARRAY[48.00015, NULL], ARRAY[11.00015, 11])$$),
+    ($$SELECT udaconnect.places_at(ARRAY[48.00015, 48], ARRAY[11.00015, 'Infinity'])$$)
+) t(q);
+CREATE ROLE udc_places_reader_test;
+GRANT USAGE ON SCHEMA udaconnect TO udc_places_reader_test;
+GRANT EXECUTE ON FUNCTION udaconnect.places_at(float8[], float8[]) TO udc_places_reader_test;
+SET ROLE udc_places_reader_test;
+SELECT has_table_privilege('udaconnect.place', 'SELECT') AS may_read_places,
+       udaconnect.places_at(ARRAY[48.00015], ARRAY[11.00015]) = ARRAY[1] AS placed_anyway;
+RESET ROLE;
+REVOKE ALL ON FUNCTION udaconnect.places_at(float8[], float8[]) FROM udc_places_reader_test;
+REVOKE ALL ON SCHEMA udaconnect FROM udc_places_reader_test;
+DROP ROLE udc_places_reader_test;
