@@ -23,7 +23,11 @@
 #     - conference: finder/gen-dense.sql's dense conference (persons
 #       200001..202000 crowding around 200 booths of a 200 m hall, a report
 #       every ~2 min) in time order, as it happens, put on the topic by
-#       test/bench/fileproduce: thousands of matches per person-day.
+#       test/bench/fileproduce: thousands of matches per person-day.  The
+#       hall and its booths are drawn as places (a rectangle, and a circle
+#       of 3 m at each booth: nearly every match lies in one), so the
+#       maintenance places each match as a venue that draws its booths
+#       does (UDACONNECT_BENCH_ENC_PLACES=none: no places there).
 #  (a) the server-side binary COPY of the same rows into a table of the same
 #      shape without encounter maintenance (20-ingest.sh's practical limit).
 #  2. udaconnect.encounters(P, day, day + 1 day) at ~N locations (the
@@ -57,6 +61,7 @@ else
   N=${UDACONNECT_BENCH_ENC_ROWS:-1000000}; ROUNDS=${UDACONNECT_BENCH_ENC_ROUNDS:-2}
 fi
 NSAMPLE=${UDACONNECT_BENCH_PERSONS:-40}
+PLACES=${UDACONNECT_BENCH_ENC_PLACES:-booths}
 DAY=2025-06-11                # gen-dense.sql's first day
 CONF_PERSONS=2000 CONF_FIRST=200001 CONF_BOOTHS=200 CONF_REPORTS=270
 RUNS=$BENCH_DIR/runs.txt      # workload|maintenance|round|rows|s|rows/s|rows per CPU-s|lock waits|matches|encounters
@@ -64,7 +69,25 @@ RUNS=$BENCH_DIR/runs.txt      # workload|maintenance|round|rows|s|rows/s|rows pe
 
 die() { echo "25-encounters: $*" >&2; exit 1; }
 trigger() { q "ALTER TABLE udaconnect.location $1 TRIGGER location_track_encounters" >/dev/null; }
+# the hall and booths of gen-dense.sql, as places (bench_places on|off)
+HALL_LAT=36.1318 HALL_LON=-115.1516
+bench_places() {
+  q "SELECT count(udaconnect.delete_place(id)) FROM udaconnect.place WHERE name LIKE 'Bench hall%' OR name LIKE 'Bench booth %'" >/dev/null
+  if [ "$1" = on ]; then
+    q "SELECT count(*) FROM udaconnect.create_place('Bench hall', 'room',
+         ST_MakeEnvelope($HALL_LON - 8 / (111320.0 * cos(radians($HALL_LAT))), $HALL_LAT - 8 / 111320.0,
+                         $HALL_LON + 198 / (111320.0 * cos(radians($HALL_LAT))), $HALL_LAT + 188 / 111320.0, 4326))" >/dev/null
+    q "SELECT count(*) FROM generate_series(0, $CONF_BOOTHS - 1) b,
+         LATERAL udaconnect.create_place_circle('Bench booth ' || b, 'booth',
+                   $HALL_LAT + (b / 20) * 20.0 / 111320.0,
+                   $HALL_LON + (b % 20) * 10.0 / (111320.0 * cos(radians($HALL_LAT))), 3)" >/dev/null
+  fi
+  # the place changes queued, worked off now, not by the worker during a run
+  q "SELECT udaconnect.places_refresh()" >/dev/null
+}
+
 cleanup() {
+  [ "$PLACES" = none ] || bench_places off 2>/dev/null || true
   trigger ENABLE 2>/dev/null || true
   q "SELECT udaconnect.ingest_resume()" >/dev/null 2>&1 || true
   ingest_settings_reset
@@ -101,6 +124,7 @@ t0=$(date +%s.%N)
                          FROM bench.src ORDER BY creation_time, person_id LIMIT $N)
                    TO '$BENCH_DIR/conference.tsv'" || die "cannot write the conference"
 q "DROP SCHEMA bench CASCADE" >/dev/null
+[ "$PLACES" = none ] || bench_places on || die "cannot draw the hall and its booths"
 "$BENCH_DIR/fileproduce" -q -b "$BROKERS" -t enc_conference "$BENCH_DIR/conference.tsv" ||
   die "producing the conference failed"
 rm -f "$BENCH_DIR/conference.tsv"
@@ -237,6 +261,8 @@ run() {
   if [ "$w" = conference ] && [ "$m" = on ] && [ $READ_DONE = 0 ]; then
     READ_DONE=1
     LOCS=$(q "SELECT count(*) FROM udaconnect.location")
+    PLACED=$(q "SELECT count(*) FILTER (WHERE place_id IS NOT NULL) || ' of ' || count(*)
+                  FROM udaconnect.encounter WHERE person_a BETWEEN $CONF_FIRST AND $((CONF_FIRST + CONF_PERSONS - 1))")
     read_encounters > "$BENCH_DIR/read.txt" || die "measuring encounters() failed"
     # again once VACUUM has pruned the HOT chains the load's updates left
     # (every extension of an encounter is one; a first read of a page prunes
@@ -247,6 +273,7 @@ run() {
 }
 
 echo "Kafka ingest: $N messages a run, $PARTITIONS partitions, $WORKERS worker(s), batch size $BATCH, $ROUNDS round(s); $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "conference places: $([ "$PLACES" = none ] && echo "none at the hall" || echo "the hall and its $CONF_BOOTHS booths (3 m circles)")"
 for r in $(seq 1 "$ROUNDS"); do
   for w in scattered conference; do
     if [ $((r % 2)) = 1 ]; then run "$w" off "$r"; run "$w" on "$r"; else run "$w" on "$r"; run "$w" off "$r"; fi
@@ -275,6 +302,8 @@ SUMMARY=$(awk -F'|' -v copy_s="${COPY_RATE[scattered]}" -v copy_c="${COPY_RATE[c
   echo "$SUMMARY"; } | fmt_table
 echo "(COPY: server-side binary COPY of the same rows into a table of the same shape without encounter"
 echo " maintenance; rows per CPU-second: scattered ${COPY_CPU_RATE[scattered]}, conference ${COPY_CPU_RATE[conference]})"
+echo
+echo "conference encounters with a place after its first run with maintenance: ${PLACED:-?}"
 echo
 echo "encounters(P, $DAY) at $LOCS locations ($NSAMPLE persons of the conference; ms in the server, planning included),"
 echo "right after the load (the first read of a page prunes the HOT chains the load's updates left):"

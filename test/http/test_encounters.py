@@ -43,6 +43,7 @@ import http.client
 
 import resource
 import select
+import signal
 import threading
 
 import psycopg2
@@ -1079,6 +1080,43 @@ def t_held_statement(db_threads):
     return f
 
 
+def t_stop_answers_waiting():
+    """SIGTERM while a write waits in the database (POST /api/persons
+    behind a lock on the person table, on a statement thread): the daemon
+    answers it once the lock goes, then exits 0; nothing is cut off."""
+    port, p = daemon(["--threads", "1", "--db-threads", "1"])
+    lk = psycopg2.connect("")
+    wrote, th = [], None
+    try:
+        with lk.cursor() as c:
+            c.execute("LOCK TABLE udaconnect.person IN EXCLUSIVE MODE")
+        th = threading.Thread(target=lambda: wrote.append(post_person(port, "Stopping")))
+        th.start()
+        waiting = False
+        for _ in range(200):
+            if sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'udaconnect-httpd' "
+                   "AND wait_event_type = 'Lock'")[0][0]:
+                waiting = True
+                break
+            time.sleep(0.05)
+        if not waiting:
+            return "the POST never waited for the lock"
+        p.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        if p.poll() is not None:
+            return "the daemon exited (%r) while a request waited for the database" % p.returncode
+        lk.rollback()
+        th.join(30)
+        rc = p.wait(30)
+        if not wrote or wrote[0][0] != 201:
+            return "the waiting POST: %r" % (wrote,)
+        return rc == 0 or "exit status %r" % rc
+    finally:
+        lk.close()
+        if th:
+            th.join(30)
+
+
 def t_erased_while_down():
     """X is erased while the stream connection to the database is cut and
     kept out (the notification is heard by nobody): once it is back, X's
@@ -1291,6 +1329,8 @@ def run_stream():
     check("a statement held in the database, with one worker thread and one statement thread: "
           "a write waits in the queue (udaconnect_http_db_queued 1) while the worker's stream "
           "and reads are served; once the gate opens both are answered", t_held_statement(1))
+    check("SIGTERM while a write waits in the database on a statement thread: it is answered "
+          "(201) once the lock goes, then the daemon exits 0", t_stop_answers_waiting)
     check("stream: X erased while the stream connection to the database is cut and kept out: "
           "once it is back, X's stream ends erased", t_erased_while_down)
     check("stream: NOTIFY udaconnect_person_erased forged (X's id as the gateways' role; 20 "
