@@ -6,7 +6,7 @@
  * Connecting may wait: a host that drops packets holds libpq for the
  * connect_timeout, per host of the list, and a reachable one takes round
  * trips to log in and prepare the statements.  So each attempt runs on a
- * detached thread of its own (db_connect_primary() or db_connect_read()),
+ * detached thread of its own (db_connect_attempt()),
  * and the worker only looks whether it is done: until then, and after a
  * failed attempt, its statements go to the statement threads (dbpool.c),
  * which run them on the primary.  Failed attempts back off: for the read
@@ -62,7 +62,7 @@ attempt_main(void *arg)
 {
 	struct conn_attempt *a = arg;
 
-	a->made = a->read ? db_connect_read() : db_connect_primary();
+	a->made = db_connect_attempt(a->read);
 	if (atomic_exchange(&a->state, ATTEMPT_DONE) == ATTEMPT_ABANDONED)
 	{
 		if (a->made)

@@ -2,11 +2,11 @@
  * db.c: the database connections of udaconnect-httpd: the statements, how a
  * connection is made, and the blocking connection of each statement thread.
  *
- * The reads go over each worker's pipelined connection (worker.c), made by
- * db_connect_primary() or, with a read URL (UDACONNECT_DATABASE_READ_URL),
- * db_connect_read() on a thread of its own (connlink.c), never by a worker:
- * a database that drops packets holds only that thread, for its connect
- * timeout.  The other statements, and the pipelined ones that must be run
+ * The reads go over each worker's pipelined connection (worker.c), to the
+ * primary or, with a read URL (UDACONNECT_DATABASE_READ_URL), to that URL,
+ * made by db_connect_attempt() on a thread of its own (connlink.c), never
+ * by a worker: a database that drops packets holds only that thread, for
+ * its connect timeout.  The other statements, and the pipelined ones that must be run
  * again, run on the statement threads (dbpool.c), each with a thread-local
  * blocking connection here (db_conn), so it needs no lock; the stream
  * thread (listen.c) makes its own with db_connect_new().  A thread's
@@ -408,19 +408,9 @@ db_connect_new(void)
 }
 
 PGconn *
-db_connect_primary(void)
+db_connect_attempt(bool read)
 {
-	PGconn	   *c = connect_once(false);
-
-	if (c)
-		metrics_db_conn(+1);
-	return c;
-}
-
-PGconn *
-db_connect_read(void)
-{
-	PGconn	   *c = connect_once(true);
+	PGconn	   *c = connect_once(read);
 
 	if (c)
 		metrics_db_conn(+1);

@@ -213,30 +213,23 @@ extern bool db_stmt_writes(enum stmt s);
 extern const char *db_last_error(void);
 
 /*
- * One attempt to connect to the primary (--database-url), statements
- * prepared, counted: the connection or NULL (logged once per outage).  It
- * waits for the database: call it on a thread that serves nobody, never a
- * worker (connlink.c).
+ * One attempt to connect to the read URL (`read`, db_reads_split()) or to
+ * the primary (--database-url), statements prepared, counted: the
+ * connection or NULL (logged once per outage).  It waits for the database
+ * (connect_timeout, each host of the list): call it on a thread that
+ * serves nobody, never a worker (connlink.c).
  */
-extern PGconn *db_connect_primary(void);
+extern PGconn *db_connect_attempt(bool read);
 
 /*
  * A new connection to the primary for this thread (the stream thread, a
  * statement thread), or NULL: the thread's reconnection back-off allows no
  * attempt yet, or the attempt failed (the reason in db_last_error(); the
- * back-off starts).  It waits for the database like db_connect_primary().
+ * back-off starts).  It waits for the database like db_connect_attempt().
  */
 extern PGconn *db_connect_new(void);
 
-/*
- * One attempt to connect to the read URL (db_reads_split()), statements
- * prepared, counted: the connection or NULL (logged once per outage).  It
- * waits for the standby (connect_timeout, each host of the list): call it
- * on a thread that serves nobody, never a worker (worker.c).
- */
-extern PGconn *db_connect_read(void);
-
-/* Closes a connection of db_connect_primary() or db_connect_read(). */
+/* Closes a connection of db_connect_attempt() or db_connect_new(). */
 extern void db_close(PGconn *c);
 
 /* ---- connlink.c: making a worker's pipelined connection without waiting -- */

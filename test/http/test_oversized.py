@@ -152,13 +152,11 @@ def main():
         return (r.status == 415 and j["error"]["code"] == "unsupported_media_type") or (r.status, j)
     check("http.client: POST text/plain with a body 10x the cap -> 415, not a reset", t_415)
 
-    def t_expect():
-        # Expect: 100-continue (curl's way for bodies over 1 KiB): the 413
-        # comes back at once and the body is never sent
+    def exchange(request):
+        """Sends the request's head (no body) and reads until the server
+        closes: (the whole answer, its head, its body)."""
         sk = socket.create_connection((HOST, PORT), timeout=30)
-        sk.sendall(b"POST /api/locations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                   + AUTH_LINE +
-                   b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % (2 * CAP))
+        sk.sendall(request)
         data = b""
         while True:
             chunk = sk.recv(65536)
@@ -167,6 +165,14 @@ def main():
             data += chunk
         sk.close()
         head, _, body = data.partition(b"\r\n\r\n")
+        return data, head, body
+
+    def t_expect():
+        # Expect: 100-continue (curl's way for bodies over 1 KiB): the 413
+        # comes back at once and the body is never sent
+        data, head, body = exchange(
+            b"POST /api/locations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + AUTH_LINE + b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % (2 * CAP))
         return (head.startswith(b"HTTP/1.1 413") and b"100 Continue" not in head
                 and json.loads(body)["error"]["code"] == "payload_too_large") or data[:300]
     check("Expect: 100-continue with a body 2x the cap -> 413 at once, no 100 Continue", t_expect)
@@ -176,17 +182,8 @@ def main():
         # before the body, when the server cannot put the request aside for
         # the database, so it is refused (413) rather than run on the thread
         # that serves other connections
-        sk = socket.create_connection((HOST, PORT), timeout=30)
-        sk.sendall(b"GET /api/persons/5 HTTP/1.1\r\nHost: x\r\n" + AUTH_LINE +
-                   b"Expect: 100-continue\r\nContent-Length: 10\r\n\r\n")
-        data = b""
-        while True:
-            chunk = sk.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        sk.close()
-        head, _, body = data.partition(b"\r\n\r\n")
+        data, head, body = exchange(b"GET /api/persons/5 HTTP/1.1\r\nHost: x\r\n" + AUTH_LINE +
+                                    b"Expect: 100-continue\r\nContent-Length: 10\r\n\r\n")
         if not (head.startswith(b"HTTP/1.1 413") and b"100 Continue" not in head
                 and json.loads(body)["error"]["code"] == "payload_too_large"
                 and "no request body" in json.loads(body)["error"]["message"]):
