@@ -85,6 +85,15 @@ answer(struct MHD_Connection *c, struct request *r, enum stmt s, struct db_outco
 			*ret = send_db_error(c, r, s, o->res, fields, fallback_field);
 			PQclear(o->res);
 			break;
+		case DBO_NOT_RUN:
+			*ret = send_error(c, r, 503, "server_stopping",
+							  "the server is stopping and did not run the request; retry", NULL);
+			break;
+		case DBO_UNKNOWN:
+			*ret = send_error(c, r, 503, "server_stopping",
+							  "the server stopped before the request's statement finished: "
+							  "a write may or may not have been made", NULL);
+			break;
 	}
 	return NULL;
 }
@@ -145,6 +154,12 @@ db_call(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 						  "this route takes no request body; send the request without one", NULL);
 		return NULL;
 	}
+	if (workers_stopping() && !r->in_flight)
+	{
+		*ret = send_error(c, r, 503, "server_stopping",
+						  "the server is stopping and did not run the request; retry", NULL);
+		return NULL;
+	}
 	if (db_submit(r, c, s, k, all) != 0)
 	{
 		*ret = send_error(c, r, 503, "server_busy",
@@ -203,6 +218,7 @@ db_call_fast(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 		r->pipe.min_lsn = split ? ryw_min_lsn(c, r) : 0;
 		if (pipe_send(&r->pipe, s, k, all) == 0)
 		{
+			r->in_flight = true;
 			*ret = MHD_YES;		/* suspended until the result is in */
 			return NULL;
 		}

@@ -285,6 +285,10 @@ extern void workers_stop(void);
  * stopping worker answers them before its daemon stops. */
 extern void workers_jobs(int delta);
 
+/* The workers are stopping: answers close their connection, and a request
+ * that was not waiting for the database yet is refused (dbcall.c). */
+extern bool workers_stopping(void);
+
 /* Wakes the worker running daemon d, after a connection of its was resumed
  * from another thread. */
 extern void workers_wake(const struct MHD_Daemon *d);
@@ -419,6 +423,7 @@ struct request
 	struct MHD_Response *held;	/* queued on the final call */
 	/* a statement on the pipelined connection (worker.c fills it) */
 	bool		may_async;		/* the final call of a request without body */
+	bool		in_flight;		/* its statement was sent (pipelined) */
 	struct pipe_wait pipe;
 	/* a statement on a statement thread (dbpool.c) */
 	bool		may_suspend;	/* the final call: libmicrohttpd may suspend */
@@ -537,7 +542,9 @@ struct db_outcome
 		DBO_ERROR,				/* res: the SQL error */
 		DBO_UNAVAILABLE,		/* no connection; why: the reason */
 		DBO_LOST,				/* the connection broke, not run again */
-		DBO_SHAPE				/* a result of the wrong shape */
+		DBO_SHAPE,				/* a result of the wrong shape */
+		DBO_NOT_RUN,			/* given back unrun by a stopping worker */
+		DBO_UNKNOWN				/* given back running by a stopping worker */
 	}			kind;
 	PGresult   *res;
 	char		why[256];
@@ -575,6 +582,12 @@ extern bool db_job_take(struct request *r, struct db_outcome *o);
 /* The request ends: its statement, if still queued or running, is
  * forgotten (its thread frees it). */
 extern void db_job_release(struct request *r);
+
+/* A stopping worker (of daemon d) gives its requests' statements back:
+ * the queued ones unrun (DBO_NOT_RUN), their connections resumed; the
+ * running ones cancelled, or with `last` given back as they are
+ * (DBO_UNKNOWN), so that no connection of d stays suspended. */
+extern void db_jobs_abandon(const struct MHD_Daemon *d, bool last);
 
 /* ---- dbcall.c: one statement for one request ----------------------------- */
 

@@ -46,9 +46,10 @@ queue(struct MHD_Connection *c, struct request *r, unsigned status,
 
 	/*
 	 * A refusal decided before the body was read (or once it passed the
-	 * cap): the rest of the connection is not worth keeping.
+	 * cap): the rest of the connection is not worth keeping.  Stopping:
+	 * a keep-alive client's next request goes to a server that stays.
 	 */
-	if (r->hold || r->body_too_big)
+	if (r->hold || r->body_too_big || workers_stopping())
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	/* every answer, so a browser that once came over HTTPS never tries
 	 * plain HTTP (which this port does not speak) for a year */

@@ -553,35 +553,72 @@ workers_jobs(int delta)
 	self->jobs += delta;
 }
 
+bool
+workers_stopping(void)
+{
+	return stopping != 0;
+}
+
 /*
- * Stopping: serves the daemon until no request of it waits for a statement
- * thread any more, so that each is answered, but no longer than such a
- * statement may take (its timeout, a connection attempt and some slack).
+ * Stopping: serves the daemon for up to `seconds`, until no request of it
+ * waits for a statement thread (or, `idle`, until nothing happened for
+ * 50 ms: the answers queued are written out).
  */
 static void
-drain_jobs(worker *w)
+serve_until(worker *w, double seconds, bool idle)
 {
 	struct epoll_event evs[8];
 	uint64_t	v;
-	double		deadline = mono_s() + cfg.statement_timeout_ms / 1000.0 + 10;
+	double		deadline = mono_s() + seconds;
+	int			n;
 
-	while (w->jobs > 0 && mono_s() < deadline)
+	while ((idle || w->jobs > 0) && mono_s() < deadline)
 	{
-		if (epoll_wait(w->ep, evs, 8, 100) < 0 && errno != EINTR)
+		n = epoll_wait(w->ep, evs, 8, idle ? 50 : 100);
+		if (n < 0 && errno != EINTR)
 			break;
 		if (read(w->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 			logmsg(LOG_WARNING, "eventfd: %m");
 		atomic_store(&w->wake_pending, false);
 		MHD_run(w->d);
+		if (idle && n == 0)
+			break;
+	}
+}
+
+/*
+ * Stopping, with no new connection taken: every request of the daemon
+ * waiting for a statement thread is answered before the daemon stops
+ * (libmicrohttpd must not stop with a connection suspended).  They get as
+ * long as a statement may take (its timeout, a connection attempt, some
+ * slack); then the queued ones are given back unrun and the running ones
+ * cancelled; last, what still runs is given back without its outcome.
+ */
+static void
+drain_jobs(worker *w)
+{
+	serve_until(w, cfg.statement_timeout_ms / 1000.0 + 10, false);
+	if (w->jobs > 0)
+	{
+		logmsg(LOG_WARNING, "stopping: %d requests still wait for the database; "
+			   "their statements are cancelled", w->jobs);
+		db_jobs_abandon(w->d, false);
+		serve_until(w, 2, false);
 	}
 	if (w->jobs > 0)
-		logmsg(LOG_WARNING, "stopping with %d requests still waiting for the database", w->jobs);
+	{
+		db_jobs_abandon(w->d, true);
+		serve_until(w, 1, false);
+	}
+	/* the last answers written, not cut off by the stop */
+	serve_until(w, 2, true);
 }
 
 static void *
 worker_main(void *arg)
 {
 	worker	   *w = arg;
+	MHD_socket	lfd;
 
 	self = w;
 	/* the connection is made before the first read needs it */
@@ -589,15 +626,19 @@ worker_main(void *arg)
 	while (!stopping && worker_round(w))
 		;
 	/*
-	 * stopping: the pipelined requests go to the statement threads, which
-	 * answer them and every other waiting request, then MHD stops
+	 * stopping: no new connection; the pipelined requests go to the
+	 * statement threads, which answer them and every other waiting request,
+	 * then MHD stops
 	 */
+	lfd = MHD_quiesce_daemon(w->d);
 	async_drop(w);
 	conn_link_abandon(&w->cl);
 	MHD_run(w->d);
 	drain_jobs(w);
 	MHD_stop_daemon(w->d);
 	w->d = NULL;
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
 	return NULL;
 }
 

@@ -45,6 +45,8 @@
 /* with fewer candidates every point looks at all of them */
 #define GRID_MIN_CANDIDATES 16
 #define GRID_MAX_SIDE 64
+/* cell list entries at most (many large places over many cells: linear) */
+#define GRID_MAX_ITEMS (4 * 1024 * 1024)
 
 typedef struct Candidate
 {
@@ -71,23 +73,42 @@ typedef struct Grid
 	int		   *items;
 } Grid;
 
+/* clamped in double before the cast: a tiny d makes the quotient huge */
 static int
 cell_of(double v, double v0, double d, int n)
 {
-	int			k;
+	double		q;
 
-	if (d <= 0)
+	if (!(d > 0))
 		return 0;
-	k = (int) floor((v - v0) / d);
-	return k < 0 ? 0 : k >= n ? n - 1 : k;
+	q = floor((v - v0) / d);
+	if (!(q >= 0))
+		return 0;
+	return q >= n ? n - 1 : (int) q;
 }
 
+/* The cells of candidate c: [*x0, *x1] x [*y0, *y1]. */
 static void
+cells_of(const Grid *g, const Candidate *c, int *x0, int *x1, int *y0, int *y1)
+{
+	*x0 = cell_of(c->xmin, g->x0, g->dx, g->nx);
+	*x1 = cell_of(c->xmax, g->x0, g->dx, g->nx);
+	*y0 = cell_of(c->ymin, g->y0, g->dy, g->ny);
+	*y1 = cell_of(c->ymax, g->y0, g->dy, g->ny);
+}
+
+/* The cell lists over the points' box; false (no grid) when too many. */
+static bool
 grid_build(Grid *g, const Candidate *c, int nc, double x0, double y0, double x1, double y1)
 {
 	int			side = (int) ceil(sqrt((double) nc));
 	int			cells;
 	int		   *fill;
+	int64		items = 0;
+	int			cx0,
+				cx1,
+				cy0,
+				cy1;
 
 	side = side > GRID_MAX_SIDE ? GRID_MAX_SIDE : side;
 	g->nx = x1 > x0 ? side : 1;
@@ -96,38 +117,40 @@ grid_build(Grid *g, const Candidate *c, int nc, double x0, double y0, double x1,
 	g->y0 = y0;
 	g->dx = (x1 - x0) / g->nx;
 	g->dy = (y1 - y0) / g->ny;
+	for (int i = 0; i < nc; i++)
+	{
+		cells_of(g, &c[i], &cx0, &cx1, &cy0, &cy1);
+		items += (int64) (cx1 - cx0 + 1) * (cy1 - cy0 + 1);
+	}
+	if (items > GRID_MAX_ITEMS)
+		return false;
 	cells = g->nx * g->ny;
 	g->start = palloc0(sizeof(int) * (cells + 1));
+	g->items = palloc(sizeof(int) * Max(items, 1));
 	fill = palloc0(sizeof(int) * cells);
-	/* two passes: count each cell's candidates, then place them */
-	for (int pass = 0; pass < 2; pass++)
+	/* each cell's count, then each candidate placed, in order */
+	for (int i = 0; i < nc; i++)
 	{
-		for (int i = 0; i < nc; i++)
-		{
-			int			cx0 = cell_of(c[i].xmin, g->x0, g->dx, g->nx);
-			int			cx1 = cell_of(c[i].xmax, g->x0, g->dx, g->nx);
-			int			cy0 = cell_of(c[i].ymin, g->y0, g->dy, g->ny);
-			int			cy1 = cell_of(c[i].ymax, g->y0, g->dy, g->ny);
+		cells_of(g, &c[i], &cx0, &cx1, &cy0, &cy1);
+		for (int cy = cy0; cy <= cy1; cy++)
+			for (int cx = cx0; cx <= cx1; cx++)
+				g->start[cy * g->nx + cx + 1]++;
+	}
+	for (int k = 0; k < cells; k++)
+		g->start[k + 1] += g->start[k];
+	for (int i = 0; i < nc; i++)
+	{
+		cells_of(g, &c[i], &cx0, &cx1, &cy0, &cy1);
+		for (int cy = cy0; cy <= cy1; cy++)
+			for (int cx = cx0; cx <= cx1; cx++)
+			{
+				int			k = cy * g->nx + cx;
 
-			for (int cy = cy0; cy <= cy1; cy++)
-				for (int cx = cx0; cx <= cx1; cx++)
-				{
-					int			k = cy * g->nx + cx;
-
-					if (pass == 0)
-						g->start[k + 1]++;
-					else
-						g->items[g->start[k] + fill[k]++] = i;
-				}
-		}
-		if (pass == 0)
-		{
-			for (int k = 0; k < cells; k++)
-				g->start[k + 1] += g->start[k];
-			g->items = palloc(sizeof(int) * Max(g->start[cells], 1));
-		}
+				g->items[g->start[k] + fill[k]++] = i;
+			}
 	}
 	pfree(fill);
+	return true;
 }
 
 /* The owner of udaconnect.place, whose rights read it. */
@@ -148,7 +171,7 @@ place_owner(void)
 
 /* The places whose box meets [x0, x1] x [y0, y1], by area then id. */
 static Candidate *
-read_candidates(double x0, double y0, double x1, double y1, int *nc)
+read_candidates(MemoryContext cxt, double x0, double y0, double x1, double y1, int *nc)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			types[4] = {FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID};
@@ -182,6 +205,8 @@ read_candidates(double x0, double y0, double x1, double y1, int *nc)
 	SetUserIdAndSecContext(save_user, save_sec);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading udaconnect.place failed: %s", SPI_result_code_string(rc));
+	/* SPI returns in its procedure's context: the candidates go to ours */
+	MemoryContextSwitchTo(cxt);
 	*nc = (int) SPI_processed;
 	c = palloc0(sizeof(Candidate) * Max(*nc, 1));
 	for (int i = 0; i < *nc; i++)
@@ -195,7 +220,7 @@ read_candidates(double x0, double y0, double x1, double y1, int *nc)
 		for (int k = 0; k < 4; k++)
 			*box[k] = DatumGetFloat8(SPI_getbinval(t, d, k + 2, &isnull));
 		c[i].area = PointerGetDatum(PG_DETOAST_DATUM_COPY(SPI_getbinval(t, d, 6, &isnull)));
-		fmgr_info(udc_postgis_covers(), &c[i].covers);
+		fmgr_info_cxt(udc_postgis_covers(), &c[i].covers, cxt);
 	}
 	SPI_freetuptable(SPI_tuptable);
 	return c;
@@ -249,6 +274,7 @@ udc_places_lookup(const double *latitude, const double *longitude, int n)
 	Candidate  *c;
 	int			nc;
 	Grid		g = {0};
+	bool		gridded;
 
 	if (n == 0)
 		return out;
@@ -265,12 +291,11 @@ udc_places_lookup(const double *latitude, const double *longitude, int n)
 	scratch = AllocSetContextCreate(cxt, "udaconnect places lookup point",
 									ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	c = read_candidates(x0, y0, x1, y1, &nc);
-	if (nc >= GRID_MIN_CANDIDATES)
-		grid_build(&g, c, nc, x0, y0, x1, y1);
+	c = read_candidates(cxt, x0, y0, x1, y1, &nc);
+	gridded = nc >= GRID_MIN_CANDIDATES && grid_build(&g, c, nc, x0, y0, x1, y1);
 	for (int i = 0; nc > 0 && i < n; i++)
 	{
-		if (nc < GRID_MIN_CANDIDATES)
+		if (!gridded)
 			out[i] = place_of(c, NULL, nc, latitude[i], longitude[i], scratch);
 		else
 		{
@@ -291,23 +316,21 @@ udc_places_lookup(const double *latitude, const double *longitude, int n)
 /*
  * places_at(latitudes, longitudes) -> integer[]: each point's place, NULL
  * for none.  The arrays are paired as unnest(latitude, longitude) pairs
- * them (the shorter one padded with NULLs); a NULL or invalid coordinate
- * is an error, as make_point() makes it (22004, 22003).
+ * them (the shorter one, or a NULL one, padded with NULLs); a NULL or
+ * invalid coordinate is an error, as make_point() makes it (22004, 22003).
  */
 PG_FUNCTION_INFO_V1(udc_places_at);
 Datum
 udc_places_at(PG_FUNCTION_ARGS)
 {
-	ArrayType  *alat = PG_GETARG_ARRAYTYPE_P(0);
-	ArrayType  *alon = PG_GETARG_ARRAYTYPE_P(1);
-	Datum	   *vlat,
-			   *vlon,
+	Datum	   *vlat = NULL,
+			   *vlon = NULL,
 			   *ids;
-	bool	   *nlat,
-			   *nlon,
+	bool	   *nlat = NULL,
+			   *nlon = NULL,
 			   *nulls;
-	int			klat,
-				klon,
+	int			klat = 0,
+				klon = 0,
 				n;
 	double	   *lat,
 			   *lon;
@@ -315,8 +338,13 @@ udc_places_at(PG_FUNCTION_ARGS)
 	int			dims[1];
 	int			lbs[1] = {1};
 
-	deconstruct_array(alat, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &vlat, &nlat, &klat);
-	deconstruct_array(alon, FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &vlon, &nlon, &klon);
+	/* a NULL array pairs as an empty one (unnest(NULL, ...) gives no row) */
+	if (!PG_ARGISNULL(0))
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), FLOAT8OID, 8, FLOAT8PASSBYVAL,
+						  TYPALIGN_DOUBLE, &vlat, &nlat, &klat);
+	if (!PG_ARGISNULL(1))
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), FLOAT8OID, 8, FLOAT8PASSBYVAL,
+						  TYPALIGN_DOUBLE, &vlon, &nlon, &klon);
 	n = Max(klat, klon);
 	lat = palloc(sizeof(double) * Max(n, 1));
 	lon = palloc(sizeof(double) * Max(n, 1));

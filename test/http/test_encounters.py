@@ -1117,6 +1117,59 @@ def t_stop_answers_waiting():
             th.join(30)
 
 
+def t_stop_gives_back():
+    """SIGTERM with more writes waiting than the drain allows (one statement
+    thread, --statement-timeout 1000, 14 POSTs behind a lock: each times
+    out after 1 s, the drain gives up after 11 s): the ones still queued
+    are answered 503 server_stopping, not run; every POST is answered
+    (503 or 504), none is cut off; the daemon exits 0 (libmicrohttpd
+    stopped with no connection suspended); nothing was written."""
+    port, p = daemon(["--threads", "1", "--db-threads", "1", "--statement-timeout", "1000"])
+    lk = psycopg2.connect("")
+    answers, ths = [], []
+    before = sql("SELECT count(*) FROM udaconnect.person WHERE first_name = 'GivenBack'")[0][0]
+    try:
+        with lk.cursor() as c:
+            c.execute("LOCK TABLE udaconnect.person IN EXCLUSIVE MODE")
+
+        def one():
+            try:
+                answers.append(post_person(port, "GivenBack"))
+            except Exception as e:       # a connection cut off: the failure looked for
+                answers.append(("no answer", repr(e)))
+        for _ in range(14):
+            ths.append(threading.Thread(target=one))
+            ths[-1].start()
+        queued = None
+        for _ in range(200):
+            queued = metric(port, "udaconnect_http_db_queued")
+            if queued == 13:
+                break
+            time.sleep(0.05)
+        if queued != 13:
+            return "13 POSTs should wait in the queue, not %r" % queued
+        p.send_signal(signal.SIGTERM)
+        for t in ths:
+            t.join(60)
+        rc = p.wait(60)
+        lk.rollback()
+        statuses = sorted(a[0] for a in answers)
+        stopping = [a for a in answers if a[0] == 503 and (a[1] or {}).get("error", {}).get(
+            "code") == "server_stopping" and "did not run" in a[1]["error"]["message"]]
+        after = sql("SELECT count(*) FROM udaconnect.person WHERE first_name = 'GivenBack'")[0][0]
+        if len(answers) != 14 or any(st not in (503, 504) for st in statuses):
+            return "answers %r" % answers
+        if not stopping:
+            return "no POST given back unrun (503 server_stopping): %r" % statuses
+        if after != before:
+            return "%d persons were written" % (after - before)
+        return rc == 0 or "exit status %r (statuses %r)" % (rc, statuses)
+    finally:
+        lk.close()
+        for t in ths:
+            t.join(30)
+
+
 def t_erased_while_down():
     """X is erased while the stream connection to the database is cut and
     kept out (the notification is heard by nobody): once it is back, X's
@@ -1331,6 +1384,9 @@ def run_stream():
           "and reads are served; once the gate opens both are answered", t_held_statement(1))
     check("SIGTERM while a write waits in the database on a statement thread: it is answered "
           "(201) once the lock goes, then the daemon exits 0", t_stop_answers_waiting)
+    check("SIGTERM with 14 writes waiting behind a lock, more than the drain allows: the queued "
+          "ones are answered 503 server_stopping (not run), every one is answered, nothing is "
+          "written, the daemon exits 0", t_stop_gives_back)
     check("stream: X erased while the stream connection to the database is cut and kept out: "
           "once it is back, X's stream ends erased", t_erased_while_down)
     check("stream: NOTIFY udaconnect_person_erased forged (X's id as the gateways' role; 20 "

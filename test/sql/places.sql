@@ -220,8 +220,21 @@ SELECT cardinality(lat) > 3000 AS with_vertices,
        (SELECT count(DISTINCT x) FROM unnest(udaconnect.places_at(lat, lon)) x) AS places_met,
        (SELECT count(*) FROM unnest(udaconnect.places_at(lat, lon)) x WHERE x IS NULL) > 0 AS some_nowhere
   FROM pts;
+-- points a hair apart under 16 floors (the grid over their tiny box must
+-- still list every floor in every cell)
+SELECT count(*) AS floors
+  FROM (SELECT udaconnect.create_place('Floor ' || i, 'room',
+                 ST_MakeEnvelope(11.00015 - 0.0001 * i, 48.00015 - 0.0001 * i,
+                                 11.00015 + 0.0001 * i, 48.00015 + 0.0001 * i, 4326), i)
+          FROM generate_series(1, 16) i) s;
+SELECT udaconnect.places_at(a, o) IS NOT DISTINCT FROM pg_temp.ref_places_at(a, o) AS tiny_box_same,
+       (udaconnect.places_at(a, o))[2] IS NOT NULL AS placed
+  FROM (SELECT ARRAY[48.00015, 48.00015 + 1e-13] AS a, ARRAY[11.00015, 11.00015 + 1e-13] AS o) t;
+SELECT count(udaconnect.delete_place(id)) AS floors_gone FROM udaconnect.place WHERE name LIKE 'Floor %';
 SELECT q, pg_temp.try(q) AS answer FROM (VALUES
     ($$SELECT udaconnect.places_at('{}', '{}')$$),
+    ($$SELECT udaconnect.places_at(NULL, NULL)$$),
+    ($$SELECT udaconnect.places_at(NULL, ARRAY[11.00015])$$),
     ($$SELECT udaconnect.places_at(ARRAY[48.00015, 48.0008], ARRAY[11.00015])$$),
     ($$SELECT udaconnect.places_at(ARRAY[48.00015, NULL], ARRAY[11.00015, 11])$$),
     ($$SELECT udaconnect.places_at(ARRAY[48.00015, 48], ARRAY[11.00015, 'Infinity'])$$)

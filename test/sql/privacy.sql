@@ -198,7 +198,8 @@ SELECT string_agg(tbl || ':' || nrows, ' ' ORDER BY tbl) AS eve_mentioned_in FRO
 SELECT string_agg(column_name, ', ' ORDER BY ordinal_position) AS audit_columns
   FROM information_schema.columns WHERE table_schema = 'udaconnect' AND table_name = 'erasure_audit';
 SELECT requested_by, locations, rejects, persons, erased_at IS NOT NULL AS has_time,
-       row(a.*)::text !~ '(Eve|905)' AS nothing_personal
+       -- (its time left out: its digits may happen to read 905)
+       (to_jsonb(a) - 'erased_at')::text !~ '(Eve|\y905\y)' AS nothing_personal
   FROM udaconnect.erasure_audit a ORDER BY a.id;
 -- an erased id is never given again
 SELECT pg_temp.try($$INSERT INTO udaconnect.person (id, first_name, last_name, company_name) VALUES (905, 'New', 'Eve', 'X') RETURNING 'inserted'$$) AS insert_erased_id;
