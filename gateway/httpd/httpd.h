@@ -167,6 +167,7 @@ extern void metrics_db_error(const char *kind);
 extern void metrics_db_conn(int delta);
 extern void metrics_db_busy(int delta);
 extern void metrics_db_queued(int delta);
+extern void metrics_db_pipe_stalled(void);
 extern void metrics_streams(int delta);
 extern void metrics_stream_fetch(bool by_id);
 extern void metrics_stream_statement(bool by_id, double seconds);

@@ -70,6 +70,7 @@ static unsigned long db_reads[N_READ_OUTCOMES];
 static long db_conns;
 static long db_busy;
 static long db_queued;
+static unsigned long pipe_stalled;
 static long streams;
 static unsigned long stream_fetches[2];	/* [0] scans, [1] by id */
 static unsigned long stream_fetch_us[2];	/* their statements' time */
@@ -159,6 +160,12 @@ void
 metrics_db_queued(int delta)
 {
 	INC(db_queued, delta);
+}
+
+void
+metrics_db_pipe_stalled(void)
+{
+	INC(pipe_stalled, 1);
 }
 
 static void
@@ -253,11 +260,15 @@ metrics_render(size_t *len)
 			"# HELP udaconnect_http_db_queued Statements waiting for a statement thread.\n"
 			"# TYPE udaconnect_http_db_queued gauge\n"
 			"udaconnect_http_db_queued %ld\n"
+			"# HELP udaconnect_http_db_pipe_stalled_total Reads sent to a statement thread because "
+			"the oldest statement on their worker's pipelined connection was out over 100 ms.\n"
+			"# TYPE udaconnect_http_db_pipe_stalled_total counter\n"
+			"udaconnect_http_db_pipe_stalled_total %lu\n"
 			"# HELP udaconnect_http_streams Live encounter streams open (at most --stream-max).\n"
 			"# TYPE udaconnect_http_streams gauge\n"
 			"udaconnect_http_streams %ld\n",
 			cfg.threads + cfg.db_threads + 1, GET(db_conns), GET(db_busy),
-			GET(db_queued), GET(streams));
+			GET(db_queued), GET(pipe_stalled), GET(streams));
 	fprintf(f, "# HELP udaconnect_http_stream_fetches_total Reads of one watched person's "
 			"encounter changes for its live streams: by id (what a notification announced) "
 			"or by version (a scan after the stream's position).\n"

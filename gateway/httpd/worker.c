@@ -53,6 +53,14 @@
 /* a read connection that landed on the primary tries the standby again after */
 #define READ_RETRY_STANDBY 30.0
 
+/*
+ * Results come back in order: while the oldest statement in flight has
+ * been out this long (a slow plan, a lock), new reads go to the statement
+ * threads rather than queue behind it.  Far above a normal round trip (a
+ * few ms), far below a statement timeout.
+ */
+#define PIPE_STALL_SECONDS 0.1
+
 /* the epoll tags of the pipelined connection's socket and of wake_fd (MHD's: 0) */
 #define EV_DB 1
 #define EV_WAKE 2
@@ -63,6 +71,7 @@ typedef struct qent
 {
 	struct pipe_wait *pw;		/* NULL: forgotten (pipe_release) */
 	bool		check;			/* S_REPLAY_LSN for pw's read */
+	double		sent_at;		/* monotonic seconds */
 } qent;
 
 typedef struct worker
@@ -145,13 +154,13 @@ q_push(worker *w, struct pipe_wait *pw, bool check)
 		w->qcap = ncap;
 		w->qhead = 0;
 	}
-	w->q[(w->qhead + w->qlen) % w->qcap] = (qent) {pw, check};
+	w->q[(w->qhead + w->qlen) % w->qcap] = (qent) {pw, check, mono_s()};
 	w->qlen++;
 	return 0;
 }
 
-/* The result of a waiting request's statement (NULL: run it with the
- * blocking connection); libmicrohttpd calls its handler again. */
+/* The result of a waiting request's statement (NULL: a statement thread
+ * runs it); libmicrohttpd calls its handler again. */
 static void
 deliver(struct pipe_wait *pw, PGresult *res)
 {
@@ -243,6 +252,11 @@ pipe_send(struct pipe_wait *pw, enum stmt s, int n, const char *const *values)
 
 	if (!w || stopping || !(c = async_conn(w)))
 		return -1;
+	if (w->qlen > 0 && mono_s() - w->q[w->qhead].sent_at > PIPE_STALL_SECONDS)
+	{
+		metrics_db_pipe_stalled();
+		return -1;
+	}
 	w->on_standby = in_hot_standby(c);
 	pw->stale = false;
 	pw->standby = false;

@@ -1080,6 +1080,50 @@ def t_held_statement(db_threads):
     return f
 
 
+def t_pipeline_stalled():
+    """One worker thread.  A pipelined read held by a lock (GET /api/places
+    while the place table is locked) does not hold the worker's next reads
+    behind it: once it has been out 100 ms, GET /api/persons/{id} goes to a
+    statement thread and is answered while the first still waits
+    (udaconnect_http_db_pipe_stalled_total counts it); the lock gone, the
+    held read is answered too."""
+    port, _p = daemon(["--threads", "1", "--db-threads", "2", "--statement-timeout", "60000"])
+    x = person("X")
+    lk = psycopg2.connect("")
+    held, th = [], None
+    try:
+        get("/api/persons/%d" % x, port=port)     # the pipelined connection made
+        with lk.cursor() as c:
+            c.execute("LOCK TABLE udaconnect.place IN ACCESS EXCLUSIVE MODE")
+        th = threading.Thread(target=lambda: held.append(get("/api/places", port=port)))
+        th.start()
+        waiting = False
+        for _ in range(200):
+            if sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'udaconnect-httpd' "
+                   "AND wait_event_type = 'Lock'")[0][0]:
+                waiting = True
+                break
+            time.sleep(0.05)
+        if not waiting:
+            return "GET /api/places never waited for the lock"
+        time.sleep(0.2)
+        s, _h, j = get("/api/persons/%d" % x, port=port)
+        if s != 200 or (j or {}).get("id") != x:
+            return "GET /api/persons/%d behind the held read: %d %r" % (x, s, j)
+        if held or not th.is_alive():
+            return "the held read was answered before the lock went: %r" % held
+        stalled = metric(port, "udaconnect_http_db_pipe_stalled_total")
+        lk.rollback()
+        th.join(30)
+        if not held or held[0][0] != 200:
+            return "GET /api/places after the lock went: %r" % (held,)
+        return (stalled or 0) >= 1 or "udaconnect_http_db_pipe_stalled_total %r" % stalled
+    finally:
+        lk.close()
+        if th:
+            th.join(30)
+
+
 def t_stop_answers_waiting():
     """SIGTERM while a write waits in the database (POST /api/persons
     behind a lock on the person table, on a statement thread): the daemon
@@ -1382,6 +1426,9 @@ def run_stream():
     check("a statement held in the database, with one worker thread and one statement thread: "
           "a write waits in the queue (udaconnect_http_db_queued 1) while the worker's stream "
           "and reads are served; once the gate opens both are answered", t_held_statement(1))
+    check("one worker thread: a pipelined read held by a lock (GET /api/places) does not hold the "
+          "next read (GET /api/persons/{id}): it goes to a statement thread and is answered "
+          "meanwhile (pipe_stalled counted); then the held read is answered", t_pipeline_stalled)
     check("SIGTERM while a write waits in the database on a statement thread: it is answered "
           "(201) once the lock goes, then the daemon exits 0", t_stop_answers_waiting)
     check("SIGTERM with 14 writes waiting behind a lock, more than the drain allows: the queued "
