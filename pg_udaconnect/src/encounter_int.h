@@ -221,4 +221,21 @@ extern Relation enc_open_btree(Oid nsp, Relation heap, const char *name,
 extern Relation enc_open_pair_idx(Oid nsp, Relation enc, const AttrNumber *att);
 extern Relation enc_open_b_idx(Oid nsp, Relation enc, const AttrNumber *att);
 
+/*
+ * encounter_clock.longest_us (from 1.7): the longest ended_at - started_at
+ * of any encounter written, so that a reader of [from, to) may start its
+ * index scans at started_at >= from - longest.  Its attribute number, or
+ * InvalidAttrNumber on an older version's table (the library serves them
+ * too: nothing is tracked nor bounded there).
+ */
+extern AttrNumber enc_clock_longest_att(Relation clock);
+
+/* Its value as the active snapshot sees it: -1 when unknown (no column, no
+ * row). */
+extern int64 enc_clock_longest(Oid nsp);
+
+/* Raise it to at least span (encounter_clock locked by the caller), with
+ * the table owner's rights, as encounter_lock() writes the clock. */
+extern void enc_clock_raise_longest(Oid nsp, int64 span);
+
 #endif							/* UDC_ENCOUNTER_INT_H */

@@ -80,9 +80,11 @@ typedef struct EncRows
  */
 static void
 scan_side(Relation heap, Relation idx, const AttrNumber *att, int32 person, int tcol,
-		  bool person_is_a, TimestampTz from_t, TimestampTz to_t, EncRows *out)
+		  bool person_is_a, TimestampTz lower, TimestampTz from_t, TimestampTz to_t,
+		  EncRows *out)
 {
-	ScanKeyData keys[2];
+	ScanKeyData keys[3];
+	int			nkeys = 2;
 	IndexScanDesc scan;
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
 	int			maxatt = 0;
@@ -92,8 +94,12 @@ scan_side(Relation heap, Relation idx, const AttrNumber *att, int32 person, int 
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(person));
 	ScanKeyInit(&keys[1], tcol, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
 				TimestampTzGetDatum(to_t));
-	scan = index_beginscan(heap, idx, GetActiveSnapshot(), 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
+	/* no encounter that started before lower can reach from_t */
+	if (lower != DT_NOBEGIN)
+		ScanKeyInit(&keys[nkeys++], tcol, BTGreaterEqualStrategyNumber, F_TIMESTAMPTZ_GE,
+					TimestampTzGetDatum(lower));
+	scan = index_beginscan(heap, idx, GetActiveSnapshot(), nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		Datum	   *v = slot->tts_values;
@@ -270,8 +276,18 @@ udc_encounters(PG_FUNCTION_ARGS)
 	Relation	b_idx;
 	AttrNumber	att[ENC_NCOLS];
 	EncRows		rows = {palloc(sizeof(EncRow) * 256), 0, 256};
+	int64		longest;
+	TimestampTz lower = DT_NOBEGIN;
 
 	InitMaterializedSRF(fcinfo, 0);
+	/*
+	 * An encounter overlapping [from, to) started at most the longest span
+	 * ever written before from: the scans start there, not at the person's
+	 * first encounter (a later day of a conference, a long history).
+	 */
+	longest = enc_clock_longest(nsp);
+	if (longest >= 0 && !TIMESTAMP_NOT_FINITE(from_t) && from_t - longest >= MIN_TIMESTAMP)
+		lower = from_t - longest;
 	heap = table_open(enc_relid(nsp, "encounter"), AccessShareLock);
 	check_readable(RelationGetRelid(heap));
 	check_readable(enc_relid(nsp, "place"));
@@ -279,8 +295,8 @@ udc_encounters(PG_FUNCTION_ARGS)
 	pair_idx = enc_open_pair_idx(nsp, heap, att);
 	b_idx = enc_open_b_idx(nsp, heap, att);
 
-	scan_side(heap, pair_idx, att, person, 3, true, from_t, to_t, &rows);
-	scan_side(heap, b_idx, att, person, 2, false, from_t, to_t, &rows);
+	scan_side(heap, pair_idx, att, person, 3, true, lower, from_t, to_t, &rows);
+	scan_side(heap, b_idx, att, person, 2, false, lower, from_t, to_t, &rows);
 	index_close(b_idx, NoLock);
 	index_close(pair_idx, NoLock);
 	table_close(heap, NoLock);

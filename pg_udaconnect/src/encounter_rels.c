@@ -18,6 +18,14 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_class.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "catalog/pg_type.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am_d.h"
@@ -142,4 +150,81 @@ enc_open_b_idx(Oid nsp, Relation enc, const AttrNumber *att)
 
 	return enc_open_btree(nsp, enc, "encounter_b_idx", keys, 2,
 						  "CREATE INDEX encounter_b_idx ON udaconnect.encounter (person_b, started_at);");
+}
+
+AttrNumber
+enc_clock_longest_att(Relation clock)
+{
+	AttrNumber	att = get_attnum(RelationGetRelid(clock), "longest_us");
+
+	if (att == InvalidAttrNumber || TupleDescAttr(RelationGetDescr(clock), att - 1)->atttypid != INT8OID)
+		return InvalidAttrNumber;
+	return att;
+}
+
+int64
+enc_clock_longest(Oid nsp)
+{
+	Relation	clock = table_open(enc_relid(nsp, "encounter_clock"), AccessShareLock);
+	AttrNumber	att = enc_clock_longest_att(clock);
+	int64		longest = -1;
+
+	if (att != InvalidAttrNumber)
+	{
+		TupleTableSlot *slot = table_slot_create(clock, NULL);
+		TableScanDesc scan = table_beginscan(clock, GetActiveSnapshot(), 0, NULL);
+		bool		isnull;
+
+		if (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+		{
+			Datum		d = slot_getattr(slot, att, &isnull);
+
+			longest = isnull ? -1 : DatumGetInt64(d);
+		}
+		table_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+	}
+	table_close(clock, NoLock);
+	return longest;
+}
+
+void
+enc_clock_raise_longest(Oid nsp, int64 span)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			relid = enc_relid(nsp, "encounter_clock");
+	Oid			type = INT8OID;
+	Datum		arg = Int64GetDatum(span);
+	HeapTuple	tup;
+	Oid			owner;
+	Oid			save_user;
+	int			save_sec;
+	int			rc;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "table udaconnect.encounter_clock not found");
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("UPDATE udaconnect.encounter_clock SET longest_us = "
+									"greatest(longest_us, $1)", 1, &type);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plan = p;
+	}
+	/* restored by the abort on an error, as for a SECURITY DEFINER call */
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	rc = SPI_execute_plan(plan, &arg, NULL, false, 0);
+	SetUserIdAndSecContext(save_user, save_sec);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "raising udaconnect.encounter_clock.longest_us failed: %s",
+			 SPI_result_code_string(rc));
+	SPI_finish();
 }

@@ -70,6 +70,9 @@ struct EncWriter
 	TupleTableSlot *row_slot;
 	TupleTableSlot *removed_slot;
 	int64		version;
+	AttrNumber	longest_att;	/* encounter_clock.longest_us (0: none) */
+	int64		longest_stored; /* its value when opened */
+	int64		longest;		/* the longest span written */
 	TimestampTz now;
 	/* the encounters written and removed, and their persons, to notify */
 	EncNotice  *notes;
@@ -133,6 +136,8 @@ next_version(EncWriter *w)
 	memcpy(upd->tts_values, old->tts_values, sizeof(Datum) * old->tts_nvalid);
 	memcpy(upd->tts_isnull, old->tts_isnull, sizeof(bool) * old->tts_nvalid);
 	v = DatumGetInt64(old->tts_values[w->clock_att - 1]) + 1;
+	if (w->longest_att != InvalidAttrNumber && !old->tts_isnull[w->longest_att - 1])
+		w->longest_stored = DatumGetInt64(old->tts_values[w->longest_att - 1]);
 	upd->tts_values[w->clock_att - 1] = Int64GetDatum(v);
 	ExecStoreVirtualTuple(upd);
 	ExecSimpleRelationUpdate(w->rri[2], w->estate, &w->epq, old, upd);
@@ -158,6 +163,7 @@ enc_writer_open(int cap)
 	enc_columns(w->enc, enc_encounter_cols, ENC_NCOLS, true, w->att);
 	enc_columns(w->removed, removed_cols, R_NCOLS, true, w->ratt);
 	enc_columns(w->clock, clock_cols, 1, false, &w->clock_att);
+	w->longest_att = enc_clock_longest_att(w->clock);
 	w->pair_idx = enc_open_pair_idx(nsp, w->enc, w->att);
 	w->id_seq = getIdentitySequence(RelationGetRelid(w->enc), w->att[ENC_ID], false);
 
@@ -323,6 +329,7 @@ enc_write(EncWriter *w, const EncOut *o)
 	v[a[ENC_CLOSEST_B] - 1] = Int64GetDatum(o->closest->rb);
 	v[a[ENC_VERSION] - 1] = Int64GetDatum(w->version);
 	ExecStoreVirtualTuple(slot);
+	w->longest = Max(w->longest, o->end - o->start);
 	if (o->keep)
 	{
 		TupleTableSlot *search = w->scan_slot;
@@ -394,6 +401,9 @@ enc_writer_close(EncWriter *w)
 	table_close(w->clock, NoLock);
 	table_close(w->removed, NoLock);
 	table_close(w->enc, NoLock);
+	/* a reader bounds its scans by it: raised in the same transaction */
+	if (w->longest_att != InvalidAttrNumber && w->longest > w->longest_stored)
+		enc_clock_raise_longest(get_namespace_oid("udaconnect", false), w->longest);
 
 	enc_notify_version(w->version, w->notes, w->nnotes);
 	enc_notify_persons(w->persons, w->npersons);

@@ -77,9 +77,16 @@ CREATE INDEX encounter_removed_at_idx ON encounter_removed (removed_at);
 -- configuration table (pg_dump dumps its row), and the CREATE EXTENSION
 -- of a restore must leave room for the dump's row, or the restored clock
 -- would start again below the versions streams were given.
+--
+-- longest_us (from 1.7): the longest ended_at - started_at (microseconds)
+-- of any encounter written, raised by the writer in the same transaction
+-- (src/encounter_write.c).  A reader of [from, to) starts its index scans
+-- at started_at >= from - longest_us, not at the person's first encounter
+-- (encounters(), api_encounters()).  Deletions leave it: it only bounds.
 CREATE TABLE encounter_clock (
     one     boolean PRIMARY KEY DEFAULT true CHECK (one),
-    version bigint NOT NULL DEFAULT 0
+    version bigint NOT NULL DEFAULT 0,
+    longest_us bigint NOT NULL DEFAULT 0
 );
 
 SELECT pg_catalog.pg_extension_config_dump('encounter', '');

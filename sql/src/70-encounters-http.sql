@@ -76,6 +76,7 @@ DECLARE
     after_t timestamptz;
     after_id bigint;
     parts text[];
+    lower_t timestamptz;
 BEGIN
     PERFORM udaconnect.api_encounters_check(caller_role, caller_id, person_id);
     IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
@@ -106,10 +107,15 @@ BEGIN
        AND NOT EXISTS (SELECT 1 FROM udaconnect.person p WHERE p.id = person_id) THEN
         RAISE EXCEPTION 'person % does not exist', person_id USING ERRCODE = 'no_data_found';
     END IF;
+    -- no encounter that started before this can reach from_time (see
+    -- encounter_clock.longest_us): the index scans start there
+    SELECT coalesce(from_time, '-infinity') - c.longest_us * interval '1 microsecond'
+      INTO lower_t FROM udaconnect.encounter_clock c;
     WITH page AS (
         SELECT x.* FROM udaconnect.encounter x
          WHERE (x.person_a = person_id OR x.person_b = person_id)
            AND x.started_at < coalesce(to_time, 'infinity')
+           AND x.started_at >= coalesce(lower_t, '-infinity')
            AND x.ended_at >= coalesce(from_time, '-infinity')
            AND (after_t IS NULL OR (x.started_at, x.id) > (after_t, after_id))
          ORDER BY x.started_at, x.id

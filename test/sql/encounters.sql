@@ -496,4 +496,33 @@ SELECT pg_temp.try($$INSERT INTO udaconnect.location (person_id, coordinate, cre
                      VALUES (1511, pg_temp.pt(0, 6000), pg_temp.t('19:00')), (1512, pg_temp.pt(1, 6000), pg_temp.t('19:00'))$$)
        AS partial_pair_index;
 ROLLBACK;
+-- ---------------------------------------------------------------------------
+-- The readers start their scans at from - encounter_clock.longest_us (the
+-- longest span written): an encounter that began two days before the day
+-- asked for is found (encounters() and api_encounters()); an earlier short
+-- one of the person is not even read
+-- ---------------------------------------------------------------------------
+INSERT INTO udaconnect.person (id, first_name, last_name, company_name)
+VALUES (1521, 'Long', 'Enc', 'Encounters'), (1522, 'Stay', 'Enc', 'Encounters'),
+       (1523, 'Brief', 'Enc', 'Encounters');
+INSERT INTO udaconnect.location (person_id, coordinate, creation_time)
+SELECT p, pg_temp.pt(0, 9000 + (p - 1521)), timestamptz '2001-02-05 10:00Z' + d * interval '1 min'
+  FROM (VALUES (1521), (1523)) v(p), generate_series(0, 1) d;
+INSERT INTO udaconnect.location (person_id, coordinate, creation_time)
+SELECT p, pg_temp.pt(0, 7000 + (p - 1521)), timestamptz '2001-02-05 22:00Z' + k * interval '4 min'
+  FROM (VALUES (1521), (1522)) v(p), generate_series(0, 765) k;
+SELECT pg_temp.name(other_person_id) AS met, started_at, ended_at, duration
+  FROM udaconnect.encounters(1522, '2001-02-07', '2001-02-08');
+SELECT (SELECT longest_us FROM udaconnect.encounter_clock)
+         >= (SELECT max((extract(epoch FROM ended_at - started_at) * 1000000)::bigint) FROM udaconnect.encounter)
+       AS longest_covers_every_span,
+       json_array_length((udaconnect.api_encounters('organizer', NULL, 1522, '2001-02-07', '2001-02-08', 10, NULL)).body)
+       AS api_finds_it;
+BEGIN;
+CREATE TEMP TABLE fetched0 AS
+SELECT coalesce(sum(idx_tup_fetch), 0) AS n FROM pg_stat_xact_user_tables WHERE relid = 'udaconnect.encounter'::regclass;
+SELECT count(*) AS on_the_8th FROM udaconnect.encounters(1521, '2001-02-08', '2001-02-09');
+SELECT coalesce(sum(idx_tup_fetch), 0) - (SELECT n FROM fetched0) AS heap_rows_read
+  FROM pg_stat_xact_user_tables WHERE relid = 'udaconnect.encounter'::regclass;
+COMMIT;
 SELECT pg_temp.vs_rebuild() AS at_the_end;

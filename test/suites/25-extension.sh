@@ -91,6 +91,13 @@ check_encounters_after_update() {
       || fail "$from: the data has no close pairs ($got)";;
     *) fail "$from: after the update: $got; a self-join counts $want close pairs";;
   esac
+  # the readers' bound (1.7): the clock's longest span covers every stored one
+  got=$(q $db "SELECT c.longest_us || ' ' || coalesce((SELECT max((extract(epoch FROM e.ended_at - e.started_at) * 1000000)::bigint)
+                                                        FROM udaconnect.encounter e), 0)
+                 FROM udaconnect.encounter_clock c")
+  [ -n "$got" ] && [ "${got%% *}" -ge "${got##* }" ] 2>/dev/null && [ "${got##* }" -gt 0 ] \
+    && ok "$from: encounter_clock.longest_us covers the longest stored encounter ($got)" \
+    || fail "$from: encounter_clock.longest_us against the longest stored encounter: '$got'"
   rows=$(q $db "$ENC_ROWS")
   q $db "SELECT udaconnect.encounters_rebuild('-infinity', 'infinity')" >/dev/null
   rebuilt=$(q $db "$ENC_ROWS")
