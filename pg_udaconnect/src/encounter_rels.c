@@ -20,12 +20,9 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
-#include "catalog/pg_class.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
-#include "miscadmin.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 #include "catalog/pg_type.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am_d.h"
@@ -35,6 +32,7 @@
 #include "utils/rel.h"
 
 #include "encounter_int.h"
+#include "udc_pg.h"
 
 const EncColumn enc_encounter_cols[ENC_NCOLS] = {
 	[ENC_ID] = {"id", INT8OID},
@@ -192,20 +190,10 @@ void
 enc_clock_raise_longest(Oid nsp, int64 span)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			relid = enc_relid(nsp, "encounter_clock");
 	Oid			type = INT8OID;
 	Datum		arg = Int64GetDatum(span);
-	HeapTuple	tup;
-	Oid			owner;
-	Oid			save_user;
-	int			save_sec;
 	int			rc;
 
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "table udaconnect.encounter_clock not found");
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (plan == NULL)
@@ -218,11 +206,7 @@ enc_clock_raise_longest(Oid nsp, int64 span)
 		SPI_keepplan(p);
 		plan = p;
 	}
-	/* restored by the abort on an error, as for a SECURITY DEFINER call */
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	rc = SPI_execute_plan(plan, &arg, NULL, false, 0);
-	SetUserIdAndSecContext(save_user, save_sec);
+	rc = udc_spi_as_owner(enc_relid(nsp, "encounter_clock"), plan, &arg, false);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "raising udaconnect.encounter_clock.longest_us failed: %s",
 			 SPI_result_code_string(rc));

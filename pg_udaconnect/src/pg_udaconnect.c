@@ -1,12 +1,18 @@
 /*
- * pg_udaconnect.c — module entry point and the small SQL-callable geodesy
- * wrappers.  The algorithms live in core/geodesy.c (no PostgreSQL headers).
+ * pg_udaconnect.c — module entry point, the small SQL-callable geodesy
+ * wrappers and the shared helpers of udc_pg.h.  The algorithms live in
+ * core/geodesy.c (no PostgreSQL headers).
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
+#include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
+#include "utils/syscache.h"
 
 #include "encounter.h"
 #include "geodesy.h"
@@ -30,6 +36,27 @@ _PG_init(void)
 	/* after the ingest's: its worker uses udaconnect.database */
 	udc_retention_init();
 	udc_maintenance_init();
+}
+
+int
+udc_spi_as_owner(Oid relid, SPIPlanPtr plan, Datum *args, bool read_only)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+	Oid			save_user;
+	int			save_sec;
+	int			rc;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	/* restored by the abort on an error, as for a SECURITY DEFINER call */
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	rc = SPI_execute_plan(plan, args, NULL, read_only, 0);
+	SetUserIdAndSecContext(save_user, save_sec);
+	return rc;
 }
 
 void

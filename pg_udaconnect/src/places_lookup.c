@@ -27,9 +27,7 @@
 
 #include <math.h>
 
-#include "access/htup_details.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -38,7 +36,6 @@
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/syscache.h"
 
 #include "udc_pg.h"
 
@@ -153,22 +150,6 @@ grid_build(Grid *g, const Candidate *c, int nc, double x0, double y0, double x1,
 	return true;
 }
 
-/* The owner of udaconnect.place, whose rights read it. */
-static Oid
-place_owner(void)
-{
-	Oid			relid = get_relname_relid("place", get_namespace_oid("udaconnect", false));
-	HeapTuple	tup;
-	Oid			owner;
-
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "table udaconnect.place not found");
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
 /* The places whose box meets [x0, x1] x [y0, y1], by area then id. */
 static Candidate *
 read_candidates(MemoryContext cxt, double x0, double y0, double x1, double y1, int *nc)
@@ -177,8 +158,6 @@ read_candidates(MemoryContext cxt, double x0, double y0, double x1, double y1, i
 	Oid			types[4] = {FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID};
 	Datum		args[4] = {Float8GetDatum(x0), Float8GetDatum(y0),
 	Float8GetDatum(x1), Float8GetDatum(y1)};
-	Oid			save_user;
-	int			save_sec;
 	Candidate  *c;
 	int			rc;
 
@@ -197,12 +176,8 @@ read_candidates(MemoryContext cxt, double x0, double y0, double x1, double y1, i
 		SPI_keepplan(p);
 		plan = p;
 	}
-	/* restored by the abort on an error, as for a SECURITY DEFINER call */
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(place_owner(),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	rc = SPI_execute_plan(plan, args, NULL, true, 0);
-	SetUserIdAndSecContext(save_user, save_sec);
+	rc = udc_spi_as_owner(get_relname_relid("place", get_namespace_oid("udaconnect", false)),
+						  plan, args, true);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading udaconnect.place failed: %s", SPI_result_code_string(rc));
 	/* SPI returns in its procedure's context: the candidates go to ours */

@@ -5,7 +5,15 @@
 #define UDC_PG_H
 
 #include "postgres.h"
+#include "executor/spi.h"
 #include "fmgr.h"
+
+/*
+ * SPI_execute_plan (SPI connected) with the rights of relation relid's
+ * owner, as a SECURITY DEFINER function of the extension would run it: for
+ * the maintenance and lookups that any role's write may set off.
+ */
+extern int	udc_spi_as_owner(Oid relid, SPIPlanPtr plan, Datum *args, bool read_only);
 
 /* ereport(ERROR) with SQLSTATE 22003 naming the value unless valid. */
 extern void udc_check_coordinates_or_error(double latitude, double longitude);

@@ -1080,6 +1080,17 @@ def t_held_statement(db_threads):
     return f
 
 
+def waits_for_lock():
+    """True once a session of the daemons (application udaconnect-httpd)
+    waits for a lock (within 10 s)."""
+    for _ in range(200):
+        if sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'udaconnect-httpd' "
+               "AND wait_event_type = 'Lock'")[0][0]:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def t_pipeline_stalled():
     """One worker thread.  A pipelined read held by a lock (GET /api/places
     while the place table is locked) does not hold the worker's next reads
@@ -1097,14 +1108,7 @@ def t_pipeline_stalled():
             c.execute("LOCK TABLE udaconnect.place IN ACCESS EXCLUSIVE MODE")
         th = threading.Thread(target=lambda: held.append(get("/api/places", port=port)))
         th.start()
-        waiting = False
-        for _ in range(200):
-            if sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'udaconnect-httpd' "
-                   "AND wait_event_type = 'Lock'")[0][0]:
-                waiting = True
-                break
-            time.sleep(0.05)
-        if not waiting:
+        if not waits_for_lock():
             return "GET /api/places never waited for the lock"
         time.sleep(0.2)
         s, _h, j = get("/api/persons/%d" % x, port=port)
@@ -1136,14 +1140,7 @@ def t_stop_answers_waiting():
             c.execute("LOCK TABLE udaconnect.person IN EXCLUSIVE MODE")
         th = threading.Thread(target=lambda: wrote.append(post_person(port, "Stopping")))
         th.start()
-        waiting = False
-        for _ in range(200):
-            if sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'udaconnect-httpd' "
-                   "AND wait_event_type = 'Lock'")[0][0]:
-                waiting = True
-                break
-            time.sleep(0.05)
-        if not waiting:
+        if not waits_for_lock():
             return "the POST never waited for the lock"
         p.send_signal(signal.SIGTERM)
         time.sleep(1)
