@@ -391,29 +391,25 @@ connect_once(bool read)
 }
 
 PGconn *
-db_connect_new(void)
-{
-	PGconn	   *c;
-
-	if (mono_now() < next_attempt)
-		return NULL;
-	c = connect_once(false);
-	if (!c)
-	{
-		db_connect_failed();
-		return NULL;
-	}
-	metrics_db_conn(+1);
-	return c;
-}
-
-PGconn *
 db_connect_attempt(bool read)
 {
 	PGconn	   *c = connect_once(read);
 
 	if (c)
 		metrics_db_conn(+1);
+	return c;
+}
+
+PGconn *
+db_connect_new(void)
+{
+	PGconn	   *c;
+
+	if (mono_now() < next_attempt)
+		return NULL;
+	c = db_connect_attempt(false);
+	if (!c)
+		db_connect_failed();
 	return c;
 }
 

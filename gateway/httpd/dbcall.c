@@ -60,6 +60,14 @@ send_unavailable(struct MHD_Connection *c, struct request *r, const char *why)
 	return send_error(c, r, 503, "database_unavailable", msg, NULL);
 }
 
+/* Stopping, the statement certainly not run: safe to retry elsewhere. */
+static enum MHD_Result
+send_not_run(struct MHD_Connection *c, struct request *r)
+{
+	return send_error(c, r, 503, "server_stopping",
+					  "the server is stopping and did not run the request; retry", NULL);
+}
+
 /* The outcome's row, or NULL with the answer to its failure queued. */
 static PGresult *
 answer(struct MHD_Connection *c, struct request *r, enum stmt s, struct db_outcome *o,
@@ -86,8 +94,7 @@ answer(struct MHD_Connection *c, struct request *r, enum stmt s, struct db_outco
 			PQclear(o->res);
 			break;
 		case DBO_NOT_RUN:
-			*ret = send_error(c, r, 503, "server_stopping",
-							  "the server is stopping and did not run the request; retry", NULL);
+			*ret = send_not_run(c, r);
 			break;
 		case DBO_UNKNOWN:
 			*ret = send_error(c, r, 503, "server_stopping",
@@ -156,8 +163,7 @@ db_call(struct MHD_Connection *c, struct request *r, enum stmt s, int n,
 	}
 	if (workers_stopping() && !r->in_flight)
 	{
-		*ret = send_error(c, r, 503, "server_stopping",
-						  "the server is stopping and did not run the request; retry", NULL);
+		*ret = send_not_run(c, r);
 		return NULL;
 	}
 	if (db_submit(r, c, s, k, all) != 0)

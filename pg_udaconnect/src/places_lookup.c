@@ -84,16 +84,6 @@ cell_of(double v, double v0, double d, int n)
 	return q >= n ? n - 1 : (int) q;
 }
 
-/* The cells of candidate c: [*x0, *x1] x [*y0, *y1]. */
-static void
-cells_of(const Grid *g, const Candidate *c, int *x0, int *x1, int *y0, int *y1)
-{
-	*x0 = cell_of(c->xmin, g->x0, g->dx, g->nx);
-	*x1 = cell_of(c->xmax, g->x0, g->dx, g->nx);
-	*y0 = cell_of(c->ymin, g->y0, g->dy, g->ny);
-	*y1 = cell_of(c->ymax, g->y0, g->dy, g->ny);
-}
-
 /* The cell lists over the points' box; false (no grid) when too many. */
 static bool
 grid_build(Grid *g, const Candidate *c, int nc, double x0, double y0, double x1, double y1)
@@ -101,11 +91,8 @@ grid_build(Grid *g, const Candidate *c, int nc, double x0, double y0, double x1,
 	int			side = (int) ceil(sqrt((double) nc));
 	int			cells;
 	int		   *fill;
+	int		   *span = palloc(sizeof(int) * 4 * nc);	/* x0, x1, y0, y1 */
 	int64		items = 0;
-	int			cx0,
-				cx1,
-				cy0,
-				cy1;
 
 	side = side > GRID_MAX_SIDE ? GRID_MAX_SIDE : side;
 	g->nx = x1 > x0 ? side : 1;
@@ -116,8 +103,13 @@ grid_build(Grid *g, const Candidate *c, int nc, double x0, double y0, double x1,
 	g->dy = (y1 - y0) / g->ny;
 	for (int i = 0; i < nc; i++)
 	{
-		cells_of(g, &c[i], &cx0, &cx1, &cy0, &cy1);
-		items += (int64) (cx1 - cx0 + 1) * (cy1 - cy0 + 1);
+		int		   *k = &span[4 * i];
+
+		k[0] = cell_of(c[i].xmin, g->x0, g->dx, g->nx);
+		k[1] = cell_of(c[i].xmax, g->x0, g->dx, g->nx);
+		k[2] = cell_of(c[i].ymin, g->y0, g->dy, g->ny);
+		k[3] = cell_of(c[i].ymax, g->y0, g->dy, g->ny);
+		items += (int64) (k[1] - k[0] + 1) * (k[3] - k[2] + 1);
 	}
 	if (items > GRID_MAX_ITEMS)
 		return false;
@@ -126,27 +118,28 @@ grid_build(Grid *g, const Candidate *c, int nc, double x0, double y0, double x1,
 	g->items = palloc(sizeof(int) * Max(items, 1));
 	fill = palloc0(sizeof(int) * cells);
 	/* each cell's count, then each candidate placed, in order */
-	for (int i = 0; i < nc; i++)
+	for (int pass = 0; pass < 2; pass++)
 	{
-		cells_of(g, &c[i], &cx0, &cx1, &cy0, &cy1);
-		for (int cy = cy0; cy <= cy1; cy++)
-			for (int cx = cx0; cx <= cx1; cx++)
-				g->start[cy * g->nx + cx + 1]++;
-	}
-	for (int k = 0; k < cells; k++)
-		g->start[k + 1] += g->start[k];
-	for (int i = 0; i < nc; i++)
-	{
-		cells_of(g, &c[i], &cx0, &cx1, &cy0, &cy1);
-		for (int cy = cy0; cy <= cy1; cy++)
-			for (int cx = cx0; cx <= cx1; cx++)
-			{
-				int			k = cy * g->nx + cx;
+		for (int i = 0; i < nc; i++)
+		{
+			const int  *k = &span[4 * i];
 
-				g->items[g->start[k] + fill[k]++] = i;
-			}
+			for (int cy = k[2]; cy <= k[3]; cy++)
+				for (int cx = k[0]; cx <= k[1]; cx++)
+				{
+					int			cell = cy * g->nx + cx;
+
+					if (pass == 0)
+						g->start[cell + 1]++;
+					else
+						g->items[g->start[cell] + fill[cell]++] = i;
+				}
+		}
+		for (int k = 0; pass == 0 && k < cells; k++)
+			g->start[k + 1] += g->start[k];
 	}
 	pfree(fill);
+	pfree(span);
 	return true;
 }
 
