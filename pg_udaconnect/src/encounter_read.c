@@ -35,6 +35,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -73,24 +74,37 @@ typedef struct EncRows
 	int			cap;
 } EncRows;
 
+/* TIDs of the person's index entries, fetched in block order later */
+typedef struct EncTids
+{
+	uint64	   *tids;			/* block << 16 | offset */
+	int			n;
+	int			cap;
+} EncTids;
+
+#define ST_SORT sort_tids
+#define ST_ELEMENT_TYPE uint64
+#define ST_COMPARE(a, b) ((*(a) > *(b)) - (*(a) < *(b)))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
 /*
- * Append the rows of one index scan: the person's encounters on one side
- * (index column 1 = person) with started_at < to_t (index column tcol), and
- * ended_at >= from_t checked on the heap row.
+ * Append the heap TIDs of one side's index entries: the person (index
+ * column 1) with started_at (index column tcol) in [lower, to_t).  Only
+ * the index is read here: fetch_rows() reads the rows in block order, so a
+ * page holding many of them (a batch writes its new encounters of a person
+ * side by side) is looked up and locked once, not once a row.
  */
 static void
-scan_side(Relation heap, Relation idx, const AttrNumber *att, int32 person, int tcol,
-		  bool person_is_a, TimestampTz lower, TimestampTz from_t, TimestampTz to_t,
-		  EncRows *out)
+collect_side(Relation heap, Relation idx, int32 person, int tcol,
+			 TimestampTz lower, TimestampTz to_t, EncTids *out)
 {
 	ScanKeyData keys[3];
 	int			nkeys = 2;
 	IndexScanDesc scan;
-	TupleTableSlot *slot = table_slot_create(heap, NULL);
-	int			maxatt = 0;
+	ItemPointer tid;
 
-	for (int c = 0; c < ENC_NCOLS; c++)
-		maxatt = Max(maxatt, att[c]);
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(person));
 	ScanKeyInit(&keys[1], tcol, BTLessStrategyNumber, F_TIMESTAMPTZ_LT,
 				TimestampTzGetDatum(to_t));
@@ -100,48 +114,103 @@ scan_side(Relation heap, Relation idx, const AttrNumber *att, int32 person, int 
 					TimestampTzGetDatum(lower));
 	scan = index_beginscan(heap, idx, GetActiveSnapshot(), nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	while ((tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
 	{
-		Datum	   *v = slot->tts_values;
-		EncRow	   *r;
+		CHECK_FOR_INTERRUPTS();
+		if (out->n == out->cap)
+		{
+			out->cap *= 2;
+			out->tids = repalloc_huge(out->tids, sizeof(uint64) * out->cap);
+		}
+		out->tids[out->n++] = ((uint64) ItemPointerGetBlockNumber(tid) << 16) |
+			ItemPointerGetOffsetNumber(tid);
+	}
+	index_endscan(scan);
+}
+
+/* One fetched row into r, seen from the person's side. */
+static void
+fill_row(EncRow *r, TupleTableSlot *slot, const AttrNumber *att, int32 person)
+{
+	Datum	   *v = slot->tts_values;
+	int32		a = DatumGetInt32(v[att[ENC_A] - 1]);
+
+	r->id = DatumGetInt64(v[att[ENC_ID] - 1]);
+	r->other = a == person ? DatumGetInt32(v[att[ENC_B] - 1]) : a;
+	r->start = DatumGetTimestampTz(v[att[ENC_START] - 1]);
+	r->end = DatumGetTimestampTz(v[att[ENC_END] - 1]);
+	r->matches = DatumGetInt64(v[att[ENC_MATCHES] - 1]);
+	r->min_distance_m = DatumGetFloat8(v[att[ENC_MIND] - 1]);
+	r->has_place = !slot->tts_isnull[att[ENC_PLACE] - 1];
+	r->place_id = r->has_place ? DatumGetInt32(v[att[ENC_PLACE] - 1]) : 0;
+	r->lat = DatumGetFloat8(v[att[ENC_LAT] - 1]);
+	r->lon = DatumGetFloat8(v[att[ENC_LON] - 1]);
+	r->version = DatumGetInt64(v[att[ENC_VERSION] - 1]);
+}
+
+/*
+ * Fetch the rows the TIDs point to, in block order, as the snapshot sees
+ * them (a HOT chain is followed from its root, as an index scan does),
+ * keeping those with ended_at >= from_t.
+ */
+static void
+fetch_rows(Relation heap, const AttrNumber *att, int32 person, TimestampTz from_t,
+		   EncTids *tids, EncRows *out)
+{
+	IndexFetchTableData *fetch = table_index_fetch_begin(heap);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	Snapshot	snap = GetActiveSnapshot();
+	int			maxatt = 0;
+
+	for (int c = 0; c < ENC_NCOLS; c++)
+		maxatt = Max(maxatt, att[c]);
+	sort_tids(tids->tids, tids->n);
+	for (int i = 0; i < tids->n; i++)
+	{
+		ItemPointerData tid;
+		bool		call_again = false;
 
 		CHECK_FOR_INTERRUPTS();
+		if (i > 0 && tids->tids[i] == tids->tids[i - 1])
+			continue;
+		ItemPointerSet(&tid, (BlockNumber) (tids->tids[i] >> 16),
+					   (OffsetNumber) (tids->tids[i] & 0xFFFF));
+		/* counted as an index scan's fetches are (pg_stat_*_tables) */
+		pgstat_count_heap_fetch(heap);
+		if (!table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, NULL))
+			continue;
 		slot_getsomeattrs(slot, maxatt);
-		if (DatumGetTimestampTz(v[att[ENC_END] - 1]) < from_t)
+		if (DatumGetTimestampTz(slot->tts_values[att[ENC_END] - 1]) < from_t)
 			continue;
 		if (out->n == out->cap)
 		{
 			out->cap *= 2;
 			out->rows = repalloc_huge(out->rows, sizeof(EncRow) * out->cap);
 		}
-		r = &out->rows[out->n++];
-		r->id = DatumGetInt64(v[att[ENC_ID] - 1]);
-		r->other = DatumGetInt32(v[att[person_is_a ? ENC_B : ENC_A] - 1]);
-		r->start = DatumGetTimestampTz(v[att[ENC_START] - 1]);
-		r->end = DatumGetTimestampTz(v[att[ENC_END] - 1]);
-		r->matches = DatumGetInt64(v[att[ENC_MATCHES] - 1]);
-		r->min_distance_m = DatumGetFloat8(v[att[ENC_MIND] - 1]);
-		r->has_place = !slot->tts_isnull[att[ENC_PLACE] - 1];
-		r->place_id = r->has_place ? DatumGetInt32(v[att[ENC_PLACE] - 1]) : 0;
-		r->lat = DatumGetFloat8(v[att[ENC_LAT] - 1]);
-		r->lon = DatumGetFloat8(v[att[ENC_LON] - 1]);
-		r->version = DatumGetInt64(v[att[ENC_VERSION] - 1]);
+		fill_row(&out->rows[out->n++], slot, att, person);
 	}
-	index_endscan(scan);
+	table_index_fetch_end(fetch);
 	ExecDropSingleTupleTableSlot(slot);
 }
 
-/* qsort of pointers: the rows are too wide to move around */
-static int
-row_cmp(const void *x, const void *y)
+/* order of the result: started_at, then id */
+static inline int
+row_cmp(const EncRow *a, const EncRow *b)
 {
-	const EncRow *a = *(EncRow *const *) x;
-	const EncRow *b = *(EncRow *const *) y;
-
 	if (a->start != b->start)
 		return a->start < b->start ? -1 : 1;
-	return a->id < b->id ? -1 : a->id > b->id;
+	return (a->id > b->id) - (a->id < b->id);
 }
+
+/* sorts pointers: the rows are too wide to move around */
+typedef EncRow *EncRowPtr;
+
+#define ST_SORT sort_rows
+#define ST_ELEMENT_TYPE EncRowPtr
+#define ST_COMPARE(a, b) row_cmp(*(a), *(b))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 /*
  * The names of the places the rows name, in one scan of place_pkey with
@@ -202,6 +271,23 @@ place_names(Oid nsp, const EncRows *rows, int32 **ids, text ***names, int *n)
 	table_close(heap, NoLock);
 }
 
+/*
+ * ended_at - started_at as timestamp_mi() gives it (days of 24 hours and
+ * the rest), without its two calls and two allocations a row; the span is
+ * never negative (encounter_times_check).
+ */
+static Interval *
+span_interval(int64 span)
+{
+	Interval   *iv = palloc(sizeof(Interval));
+
+	Assert(span >= 0);
+	iv->month = 0;
+	iv->day = (int32) (span / USECS_PER_DAY);
+	iv->time = span % USECS_PER_DAY;
+	return iv;
+}
+
 /* The rows, sorted, into the function's tuplestore. */
 static void
 return_rows(ReturnSetInfo *rsinfo, const EncRows *rows, Oid nsp)
@@ -213,7 +299,7 @@ return_rows(ReturnSetInfo *rsinfo, const EncRows *rows, Oid nsp)
 
 	for (int i = 0; i < rows->n; i++)
 		order[i] = &rows->rows[i];
-	qsort(order, rows->n, sizeof(EncRow *), row_cmp);
+	sort_rows(order, rows->n);
 	place_names(nsp, rows, &ids, &names, &nplaces);
 	for (int i = 0; i < rows->n; i++)
 	{
@@ -227,8 +313,7 @@ return_rows(ReturnSetInfo *rsinfo, const EncRows *rows, Oid nsp)
 		values[1] = Int32GetDatum(r->other);
 		values[2] = TimestampTzGetDatum(r->start);
 		values[3] = TimestampTzGetDatum(r->end);
-		values[4] = DirectFunctionCall2(timestamp_mi, TimestampTzGetDatum(r->end),
-										TimestampTzGetDatum(r->start));
+		values[4] = IntervalPGetDatum(span_interval(r->end - r->start));
 		values[5] = Int64GetDatum(r->matches);
 		values[6] = Float8GetDatum(r->min_distance_m);
 		values[7] = Int32GetDatum(r->place_id);
@@ -276,6 +361,7 @@ udc_encounters(PG_FUNCTION_ARGS)
 	Relation	b_idx;
 	AttrNumber	att[ENC_NCOLS];
 	EncRows		rows = {palloc(sizeof(EncRow) * 256), 0, 256};
+	EncTids		tids = {palloc(sizeof(uint64) * 256), 0, 256};
 	int64		longest;
 	TimestampTz lower = DT_NOBEGIN;
 
@@ -295,8 +381,9 @@ udc_encounters(PG_FUNCTION_ARGS)
 	pair_idx = enc_open_pair_idx(nsp, heap, att);
 	b_idx = enc_open_b_idx(nsp, heap, att);
 
-	scan_side(heap, pair_idx, att, person, 3, true, lower, from_t, to_t, &rows);
-	scan_side(heap, b_idx, att, person, 2, false, lower, from_t, to_t, &rows);
+	collect_side(heap, pair_idx, person, 3, lower, to_t, &tids);
+	collect_side(heap, b_idx, person, 2, lower, to_t, &tids);
+	fetch_rows(heap, att, person, from_t, &tids, &rows);
 	index_close(b_idx, NoLock);
 	index_close(pair_idx, NoLock);
 	table_close(heap, NoLock);
