@@ -5,23 +5,27 @@
  * (docs/encounters.md, "Live", "The end of an erased person's streams").
  *
  * What this file holds (on the watch thread, as watch_feed.c): each
- * watched person's check, a query on the watch connection whether the
- * person still exists (api_encounter_position as an organizer: P0002 when
- * not), due when NOTIFY udaconnect_person_erased names the person (any
- * role may notify any channel: the notification alone ends nothing), and
- * for every watched person when the connection listens anew (an erasure
- * announced while it was down was not heard).  A person found gone ends
- * every watcher of it, whatever its state.  A new watcher needs no check
+ * watched person's check, whether the person still exists, due when
+ * NOTIFY udaconnect_person_erased names the person (any role may notify
+ * any channel: the notification alone ends nothing), and for every watched
+ * person when the connection listens anew (an erasure announced while it
+ * was down was not heard).  The persons due wait in one list; one query at
+ * a time on the watch connection asks api_persons_gone() about up to
+ * CHECK_BATCH of them (the extension's rule, which httpd asks too), so a
+ * check of every watched person costs one statement per CHECK_BATCH, not
+ * one per person.  A person found gone ends every watcher of it, whatever
+ * its state.  A new watcher needs no check
  * of its own: its first query (api_encounter_position, J_START or J_CHECK)
  * runs on this connection after LISTEN and after the watcher joined its
  * group, so either it sees the erasure, or the erasure commits after it
  * was sent and its notification, heard on this connection, finds the
  * watcher in its group.
  *
- * A check that fails otherwise (a statement timeout, a transient error)
- * is made again, later: after RETRY_MIN_MS, doubling per failure of the
- * same person up to RETRY_MAX_MS (a check failing every time must not
- * run in a loop), on listen.c's poll() timer (we_timeout_ms, we_tick).  A
+ * A check that fails (a statement timeout, a transient error) is made
+ * again, later, for each person it asked about: after RETRY_MIN_MS,
+ * doubling per failure of the same person up to RETRY_MAX_MS (a check
+ * failing every time must not run in a loop), on listen.c's poll() timer
+ * (we_timeout_ms, we_tick).  A
  * payload that names no person (not the extension's: anyone may notify)
  * has every watched person checked, but at most once per ALL_EVERY_MS:
  * the payloads that come meanwhile share the next such check, and its
@@ -39,16 +43,26 @@
 #define RETRY_MIN_MS 500
 #define RETRY_MAX_MS 8000
 #define ALL_EVERY_MS 1000
+#define CHECK_BATCH 256			/* persons a statement (api_persons_gone: 1000) */
 
-/* P0002 when the person does not exist (as an organizer: no caller's right) */
-static const char SQL_EXISTS[] =
-"SELECT 1 FROM udaconnect.api_encounter_position('organizer', NULL, $1::int4)";
+/* one row per person, in the array's order: whether the person is gone */
+static const char SQL_GONE[] =
+"SELECT gone FROM udaconnect.api_persons_gone($1::integer[]) ORDER BY ord";
+
+/* the persons due for a check, in the order they became due */
+static group *due_head,
+		   *due_tail;
+
+/* the one check in flight: its persons (each gone_busy) */
+static watch_job check_job = {.kind = J_GONE};
+static group *batch[CHECK_BATCH];
+static int	batch_n;
 
 void
 we_group_init(group *g)
 {
-	g->gone_job.kind = J_GONE;
-	g->gone_job.obj = g;
+	g->gone_listed = false;
+	g->gone_busy = false;
 }
 
 /* g is checked once the connection can take the query */
@@ -56,7 +70,16 @@ static void
 check_due(group *g)
 {
 	g->gone_due = true;
-	wf_ready_push(&g->gone_job);
+	if (g->gone_listed || g->gone_busy)
+		return;					/* it is in the list, or listed again after its check */
+	g->gone_listed = true;
+	g->gone_next = NULL;
+	if (due_tail)
+		due_tail->gone_next = g;
+	else
+		due_head = g;
+	due_tail = g;
+	wf_ready_push(&check_job);
 }
 
 /* the timers: the earliest retry of a failed check (0: none) */
@@ -162,51 +185,114 @@ retry_later(group *g)
 		retry_next = g->gone_retry_at;
 }
 
-/* job_send for J_GONE: false when no check is due or nobody watches */
-bool
-we_send(group *g)
+/* the first persons of the batch, for a log line: "12, 13, ..." */
+static void
+batch_names(char *buf, size_t len)
 {
-	char		p_person[16];
-	const char *params[1] = {p_person};
+	size_t		used = 0;
+	int			k;
 
-	if (!g->gone_due || g->head == NULL)
+	buf[0] = '\0';
+	for (k = 0; k < batch_n && used + 16 < len; k++)
+		used += snprintf(buf + used, len - used, "%s%d", k ? ", " : "", batch[k]->person);
+	if (k < batch_n)
+		snprintf(buf + used, len - used, ", ...");
+}
+
+/*
+ * job_send for J_GONE: one query about the first CHECK_BATCH persons due
+ * that someone still watches (false: none); the others are let go.
+ */
+bool
+we_send(void)
+{
+	static char arr[CHECK_BATCH * 12 + 3];
+	const char *params[1] = {arr};
+	size_t		used = 1;
+	group	   *g;
+
+	arr[0] = '{';
+	batch_n = 0;
+	while (batch_n < CHECK_BATCH && (g = due_head) != NULL)
+	{
+		if ((due_head = g->gone_next) == NULL)
+			due_tail = NULL;
+		g->gone_listed = false;
+		if (!g->gone_due || g->head == NULL)
+		{
+			wf_group_maybe_free(g);
+			continue;
+		}
+		g->gone_due = false;
+		g->gone_busy = true;
+		batch[batch_n++] = g;
+		used += snprintf(arr + used, sizeof(arr) - used, "%s%d", batch_n > 1 ? "," : "", g->person);
+	}
+	if (batch_n == 0)
 		return false;
-	g->gone_due = false;
-	snprintf(p_person, sizeof(p_person), "%d", g->person);
-	g->gone_job.busy = true;
-	listen_send(&g->gone_job, SQL_EXISTS, 1, params);
+	snprintf(arr + used, sizeof(arr) - used, "}");
+	check_job.busy = true;
+	listen_send(&check_job, SQL_GONE, 1, params);
 	return true;
 }
 
-/* the check came back (g pinned; res NULL: the connection was lost first) */
-void
-we_result(group *g, PGresult *res)
+/* g was found gone: every watcher of it ends */
+static void
+end_gone(group *g)
 {
-	const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	int			n = 0;
 
-	if (res == NULL)
-		g->gone_due = true;		/* checked again once the connection is back */
-	else if (PQresultStatus(res) != PGRES_TUPLES_OK && st && strcmp(st, "P0002") == 0)
+	for (watcher *x = g->head, *next; x; x = next)
 	{
-		for (watcher *x = g->head, *next; x; x = next)
-		{
-			next = x->gnext;
-			watcher_end(x, GRPC_STATUS_NOT_FOUND, "person %d was erased (udaconnect.forget_person):"
-						" there is nothing left to watch", g->person);
-			wf_watcher_drop(x);
-			n++;
-		}
-		logmsg(LOG_INFO, "watch: person %d was erased; %d watcher(s) of it end", g->person, n);
+		next = x->gnext;
+		watcher_end(x, GRPC_STATUS_NOT_FOUND, "person %d was erased (udaconnect.forget_person):"
+					" there is nothing left to watch", g->person);
+		wf_watcher_drop(x);
+		n++;
 	}
-	else if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	logmsg(LOG_INFO, "watch: person %d was erased; %d watcher(s) of it end", g->person, n);
+}
+
+/*
+ * The check came back (res NULL: the connection was lost first; each
+ * person is checked again once it is back, as every watched person is).
+ * Each person of the batch is pinned while its answer is applied.
+ */
+void
+we_result(PGresult *res)
+{
+	bool		ok = res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK &&
+		PQntuples(res) == batch_n && PQnfields(res) == 1;
+
+	if (res != NULL && !ok)
 	{
-		retry_later(g);
-		logmsg(LOG_ERROR, "watch: checking that person %d still exists failed (checked again in"
-			   " %d ms): %s", g->person, g->gone_backoff_ms, PQresultErrorMessage(res));
+		char		names[200];
+
+		batch_names(names, sizeof(names));
+		for (int k = 0; k < batch_n; k++)
+			retry_later(batch[k]);
+		logmsg(LOG_ERROR, "watch: checking that person(s) %s still exist failed (checked again in"
+			   " %d ms or more): %s", names, batch_n ? batch[0]->gone_backoff_ms : 0,
+			   PQresultStatus(res) == PGRES_TUPLES_OK ? "unexpected rows" : PQresultErrorMessage(res));
 	}
-	else
-		g->gone_backoff_ms = 0;
-	if (res != NULL && g->gone_due && g->head != NULL)
-		wf_ready_push(&g->gone_job);
+	for (int k = 0; k < batch_n; k++)
+	{
+		group	   *g = batch[k];
+
+		g->gone_busy = false;
+		g->pinned = true;
+		if (res == NULL)
+			g->gone_due = true;
+		else if (ok && strcmp(PQgetvalue(res, k, 0), "t") == 0)
+			end_gone(g);
+		else if (ok)
+			g->gone_backoff_ms = 0;
+		g->pinned = false;
+		if (res != NULL && g->gone_due && g->head != NULL)
+			check_due(g);		/* named again while its check was out */
+		wf_group_maybe_free(g);
+	}
+	batch_n = 0;
+	if (due_head != NULL)
+		wf_ready_push(&check_job);
 }

@@ -93,7 +93,7 @@ wf_group_maybe_free(group *g)
 	group	  **p;
 
 	if (g->head != NULL || g->job.busy || g->job.queued || g->pinned || g->chain.named ||
-		g->gone_job.busy || g->gone_job.queued)
+		g->gone_busy || g->gone_listed)
 		return;
 	p = wf_group_slot(g->person);
 	*p = g->hnext;
@@ -216,7 +216,7 @@ job_send(watch_job *j)
 				id;
 
 	if (j->kind == J_GONE)
-		return we_send(j->obj);
+		return we_send();
 	if (g != NULL && live.by_id())
 		return live.group_send(g);
 	if (g != NULL)
@@ -498,15 +498,14 @@ feed_result(void *ctx, PGresult *res)
 	watch_job  *j = ctx;
 
 	j->busy = false;
-	if (j->kind == J_GROUP || j->kind == J_GONE)
+	if (j->kind == J_GONE)
+		we_result(res);			/* pins each person of the check itself */
+	else if (j->kind == J_GROUP)
 	{
 		group	   *g = j->obj;
 
 		g->pinned = true;
-		if (j->kind == J_GONE)
-			we_result(g, res);
-		else
-			group_result(g, res);
+		group_result(g, res);
 		g->pinned = false;
 		wf_group_maybe_free(g);
 	}
@@ -609,9 +608,9 @@ feed_pump(void)
 		j->queued = false;
 		if (!job_send(j))
 		{
-			if (j->kind == J_GROUP || j->kind == J_GONE)
+			if (j->kind == J_GROUP)
 				wf_group_maybe_free(j->obj);
-			else
+			else if (j->kind != J_GONE)	/* it let its persons go itself */
 				watcher_maybe_release(j->obj);
 		}
 	}

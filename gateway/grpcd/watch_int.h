@@ -19,7 +19,7 @@ enum job_kind
 	J_CHECK,					/* check only (a resume point was given) */
 	J_CATCHUP,					/* the next chunk after a resuming watcher's position */
 	J_GROUP,					/* the live fetch of one person */
-	J_GONE						/* whether one person still exists (watch_erased.c) */
+	J_GONE						/* whether the persons due still exist (watch_erased.c) */
 };
 
 typedef struct watch_group
@@ -31,15 +31,17 @@ typedef struct watch_group
 	bool		more;			/* scan mode: the last live fetch was full */
 	bool		pinned;			/* being walked: not to be freed yet */
 	bool		by_id_out;		/* the job out reads by id */
-	bool		gone_due;		/* gone_job must be sent */
+	bool		gone_due;		/* a check must be made */
+	bool		gone_listed;	/* in watch_erased.c's list of persons due */
+	bool		gone_busy;		/* in its check in flight */
 	bool		gone_retry;		/* its check failed: due again at gone_retry_at */
 	int			gone_backoff_ms;	/* the wait before the next retry (0: none failed) */
 	int64_t		gone_retry_at;	/* mono_ms() */
 	watch_job	job;
-	watch_job	gone_job;		/* J_GONE */
 	encn_chain	chain;			/* by id: what was announced for the person; in
 								 * the named list (encn_note) */
 	struct watch_group *hnext;
+	struct watch_group *gone_next;	/* in the list of persons due */
 } group;
 
 #define WATCH_BUCKETS 4096
@@ -77,8 +79,8 @@ void		wf_end_live(group *g, PGresult *res);
 void		we_group_init(group *g);
 void		we_check_all(void);
 void		we_erased(const char *payload);
-bool		we_send(group *g);
-void		we_result(group *g, PGresult *res);
+bool		we_send(void);
+void		we_result(PGresult *res);
 int			we_timeout_ms(void);
 void		we_tick(void);
 

@@ -8,7 +8,7 @@
  * keeps those of the watched persons (a person nobody watches costs
  * nothing).  One of udaconnect_person_erased names an erased person: the
  * hub has the person checked (hub_erased.c), and the thread sends the
- * checks it asks for, whether each person still exists (api_person_public,
+ * checks it asks for, whether each person still exists (api_persons_gone,
  * FETCH_PERSONS a statement), on this same connection.  The thread then fetches, for each person the hub names,
  * either what was announced, by id (api_encounter_changes_by_id), for the
  * person's live subscribers, or the changes after a position
@@ -72,12 +72,11 @@ static int	stop_fd = -1;
 static volatile int stopping;
 /*
  * which of the persons still exist: a check (hub_erased.c), one row each
- * in the persons' order, true when gone; not prepared (db.c prepares the
- * API's statements; this reads the view udaconnect_api may read)
+ * in the persons' order, true when gone (the extension's rule, shared with
+ * grpcd); not prepared (db.c prepares the API's statements)
  */
 static const char SQL_GONE[] =
-"SELECT NOT EXISTS (SELECT 1 FROM udaconnect.api_person_public q WHERE q.id = x.p) "
-"FROM unnest($1::integer[]) WITH ORDINALITY AS x(p, o) ORDER BY x.o";
+"SELECT gone FROM udaconnect.api_persons_gone($1::integer[]) ORDER BY ord";
 
 /* the fetches of one statement: its persons and its array parameters */
 struct batch

@@ -134,3 +134,40 @@ REVOKE ALL ON FUNCTION
     api_encounter_changes_by_id(text, integer, integer, bigint[], bigint, bigint, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     api_encounter_changes_by_id(text, integer, integer, bigint[], bigint, bigint, integer) TO udaconnect_api;
+
+-- ---------------------------------------------------------------------------
+-- api_persons_gone(person_ids) -> rows (ord, gone)
+-- Whether each person of person_ids (in its order, ord from 1) no longer
+-- exists: erased (forget_person) or never made.  What a gateway asks before
+-- it ends the live streams of a person that NOTIFY udaconnect_person_erased
+-- named (any role may notify any channel: the notification alone ends
+-- nothing), for up to 1000 watched persons in one statement.  Who may call
+-- it: the gateways' roles only (not PUBLIC); it tells no more than whether
+-- a person id is in use, which udaconnect_api reads in api_person_public
+-- anyway.  22004 for a NULL array or a NULL in it, 22023 for more than
+-- 1000 persons.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION api_persons_gone(person_ids integer[])
+RETURNS TABLE (ord bigint, gone boolean)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = udaconnect, public, pg_temp
+AS $$
+BEGIN
+    IF person_ids IS NULL OR array_position(person_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'person_ids must be an array of person ids without NULLs'
+            USING ERRCODE = 'null_value_not_allowed', COLUMN = 'person_ids';
+    END IF;
+    IF cardinality(person_ids) > 1000 THEN
+        RAISE EXCEPTION 'at most 1000 persons a call, not %', cardinality(person_ids)
+            USING ERRCODE = 'invalid_parameter_value', COLUMN = 'person_ids',
+                  HINT = 'Ask for the rest in another call.';
+    END IF;
+    RETURN QUERY
+    SELECT x.o, NOT EXISTS (SELECT 1 FROM udaconnect.person p WHERE p.id = x.p)
+      FROM unnest(person_ids) WITH ORDINALITY AS x(p, o)
+     ORDER BY x.o;
+END;
+$$;
+
+REVOKE ALL ON FUNCTION api_persons_gone(integer[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api_persons_gone(integer[]) TO udaconnect_api;

@@ -174,11 +174,12 @@ t "udaconnect_api with a wrong password is refused" \
 pid1=$(sock_psql -c "SELECT min(id) FROM udaconnect.person" 2>/dev/null)
 t "udaconnect_reader (grpcd) runs api_find_connections, with its caller rules" \
   tcp_psql udaconnect_reader "$READER_PW" "SELECT count(*) >= 0 FROM udaconnect.api_find_connections('organizer', NULL, ${pid1:-1}, '2020-01-01', '2020-12-30', 5, NULL)"
-t "udaconnect_reader (grpcd) reads and watches encounters through api_encounters, api_encounter_changes, api_encounter_changes_by_id and api_encounter_position" \
+t "udaconnect_reader (grpcd) reads and watches encounters through api_encounters, api_encounter_changes, api_encounter_changes_by_id, api_encounter_position and api_persons_gone" \
   tcp_psql udaconnect_reader "$READER_PW" "SELECT (SELECT body IS NOT NULL FROM udaconnect.api_encounters('organizer', NULL, ${pid1:-1}, NULL, NULL, 10, NULL))
                                                  AND (SELECT count(*) >= 0 FROM udaconnect.api_encounter_changes('organizer', NULL, ${pid1:-1}, 0, 0, 10))
                                                  AND (SELECT count(*) >= 0 FROM udaconnect.api_encounter_changes_by_id('organizer', NULL, ${pid1:-1}, '{1}', 0, 1, 10))
-                                                 AND (SELECT version >= 0 FROM udaconnect.api_encounter_position('organizer', NULL, ${pid1:-1}))"
+                                                 AND (SELECT version >= 0 FROM udaconnect.api_encounter_position('organizer', NULL, ${pid1:-1}))
+                                                 AND (SELECT array_agg(gone ORDER BY ord) = '{f,t}' FROM udaconnect.api_persons_gone(ARRAY[${pid1:-1}, -1]))"
 t "udaconnect_reader cannot call the raw finder (it would bypass the caller rules)" \
   bash -c "$(declare -f expect_fail tcp_psql); expect_fail 'ERROR:  42501' tcp_psql udaconnect_reader '$READER_PW' \"SELECT count(*) FROM udaconnect.find_connections(${pid1:-1}, '2020-01-01', '2020-12-30', 5)\" &&
            expect_fail 'ERROR:  42501' tcp_psql udaconnect_reader '$READER_PW' \"SELECT count(*) FROM udaconnect.connected_persons(${pid1:-1}, '2020-01-01', '2020-12-30', 5)\" &&
@@ -233,10 +234,26 @@ fi
 
 # The copy as the standby container runs it: the walreceiver's password from
 # PGPASSWORD in its environment.
+# The test's ports lie in the kernel's range of ephemeral ports, so any
+# outgoing connection on this machine may hold COPY_PORT as its local port
+# at the moment the copy binds (it happened once in CI): such a start is
+# made again on another port that nothing answers on.
+start_copy() {
+  local try
+  for try in 1 2 3 4 5; do
+    : >"$W/copy.log"
+    env PGPASSWORD="$REPL_PW" "$PGBIN/pg_ctl" -D "$W/copy" -l "$W/copy.log" -w -t 120 \
+        -o "-p $COPY_PORT" start >/dev/null 2>&1 && return 0
+    grep -q "Address already in use" "$W/copy.log" || return 1
+    echo "# the copy could not bind port $COPY_PORT (in use); trying another" >&2
+    COPY_PORT=$((COPY_PORT + 100 + try))
+    while "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$COPY_PORT"; do COPY_PORT=$((COPY_PORT + 1)); done
+  done
+  return 1
+}
+
 streaming=""
-if [ -s "$W/copy/PG_VERSION" ] &&
-   env PGPASSWORD="$REPL_PW" "$PGBIN/pg_ctl" -D "$W/copy" -l "$W/copy.log" -w -t 120 \
-       -o "-p $COPY_PORT" start >/dev/null 2>&1; then
+if [ -s "$W/copy/PG_VERSION" ] && start_copy; then
   for _ in $(seq 1 240); do
     streaming=$(sock_psql -c "SELECT usename || ' ' || state FROM pg_stat_replication" 2>/dev/null)
     [ "$streaming" = "udaconnect_replicator streaming" ] && break

@@ -610,12 +610,15 @@ class PositionGate(FetchGate):
             c.execute("SELECT pg_advisory_unlock_all()")
 
 
+GONE_FN = "udaconnect.api_persons_gone(integer[])"
+
+
 class CheckGate(PositionGate):
-    """Holds every api_encounter_position (a watcher's check that its person
-    still exists) before it looks at the person; restored on close."""
+    """Holds every api_persons_gone (the check whether watched persons still
+    exist) before it looks at them; restored on close."""
 
     def __init__(self):
-        self.orig = sql_one("SELECT pg_get_functiondef(%s::regprocedure)", (POS_FN,))[0]
+        self.orig = sql_one("SELECT pg_get_functiondef(%s::regprocedure)", (GONE_FN,))[0]
         if "\nBEGIN\n" not in self.orig:
             raise RuntimeError("unexpected definition: %r" % self.orig[:300])
         self.lk = psycopg2.connect(DBURL)
@@ -624,6 +627,30 @@ class CheckGate(PositionGate):
             c.execute("SELECT pg_advisory_lock(%s)", (POS_KEY,))
         sql_one(self.orig.replace("\nBEGIN\n", "\nBEGIN\n    PERFORM pg_advisory_xact_lock_shared(%d);\n"
                                   % POS_KEY, 1))
+
+
+class CheckCount:
+    """Counts the calls of api_persons_gone made by grpcd's watch connection
+    as udaconnect_api (not httpd's, not another daemon's), and the persons
+    they asked about; restored on close."""
+
+    def __init__(self):
+        self.orig = sql_one("SELECT pg_get_functiondef(%s::regprocedure)", (GONE_FN,))[0]
+        psql("CREATE TABLE IF NOT EXISTS public.gone_calls (n int); TRUNCATE public.gone_calls")
+        # a STABLE function may not INSERT: the count goes through a VOLATILE one
+        psql("CREATE OR REPLACE FUNCTION public.gone_count(n int) RETURNS void LANGUAGE sql VOLATILE"
+             " AS 'INSERT INTO public.gone_calls VALUES (n)'")
+        sql_one(self.orig.replace("\nBEGIN\n", "\nBEGIN\n    IF session_user = 'udaconnect_api' AND"
+                                  " current_setting('application_name') = 'udaconnect-grpcd-watch' THEN"
+                                  " PERFORM public.gone_count(cardinality(person_ids)); END IF;\n", 1))
+
+    def counts(self):
+        """(statements, persons asked about)"""
+        return tuple(sql_one("SELECT count(*), coalesce(sum(n), 0) FROM public.gone_calls"))
+
+    def close(self):
+        sql_one(self.orig)
+        psql("DROP FUNCTION public.gone_count(int); DROP TABLE public.gone_calls")
 
 
 def forged_logged(d, want):
@@ -655,7 +682,8 @@ try:
             cancelled = sql_one("SELECT count(pg_cancel_backend(a.pid)) FROM pg_locks l JOIN pg_stat_activity a"
                                 " ON a.pid = l.pid WHERE l.locktype = 'advisory' AND NOT l.granted"
                                 " AND a.application_name = 'udaconnect-grpcd-watch'")[0]
-            failed = er.wait_log(r"checking that person %d still exists failed \(checked again in" % x)
+            failed = er.wait_log(r"checking that person\(s\) (?:\d+, )*%d\b[^(]* still exist failed"
+                                 r" \(checked again in" % x)
             gate.open()
         finally:
             gate.close()
@@ -684,6 +712,42 @@ try:
         ok = (ev.kind == E.ENCOUNTER and ev.id == enc_id(x, y, t) and sum(counts) == 20
               and 1 <= len(counts) <= 2)
         return ok, (ev, counts, er.text()[-1500:])
+
+    @test("WatchEncounters: 40 watched persons and a payload naming nobody: all 40 checked in one statement"
+          " (api_persons_gone; before 1.8, one statement a person); two of them erased in one commit: both"
+          " their watchers end NOT_FOUND naming the erasure, another's stays open and gets its next encounter")
+    def _():
+        xs = [person() for _ in range(40)]
+        y = person()
+        t = T0 + 13 * 86400
+        bd = Daemon("batch-grpcd", dburl=DBURL_API)
+        cc = None
+        try:
+            ws = [watch(x, stub=bd.stub) for x in xs]
+            cc = CheckCount()
+            sql_one("SELECT pg_notify('udaconnect_person_erased', 'forged batch')")
+            logged = bd.wait_log(r'unexpected payload "forged batch"')
+            for _ in range(100):
+                if cc.counts()[1] >= 40:
+                    break
+                time.sleep(0.1)
+            time.sleep(0.5)     # a second statement, if any, has come by now
+            all40 = cc.counts()
+            psql("BEGIN; SELECT * FROM udaconnect.forget_person(%d); SELECT * FROM udaconnect.forget_person(%d);"
+                 " COMMIT" % (xs[0], xs[1]))
+            ended = [ended_erased(ws[0], xs[0]), ended_erased(ws[1], xs[1])]
+            meet(xs[2], y, t)
+            ev = take(ws[2], 1)[0]
+            two = cc.counts()
+            for w in ws[2:]:
+                w.cancel()
+            ok = (logged and all40 == (1, 40) and all(e[0] for e in ended) and ev.kind == E.ENCOUNTER
+                  and ev.id == enc_id(xs[2], y, t) and 2 <= two[1] - all40[1] <= 4)
+            return ok, (logged, all40, two, ended, ev, bd.text()[-1500:])
+        finally:
+            if cc:
+                cc.close()
+            bd.stop()
 
     @test("WatchEncounters: a watcher set up as X is erased (its first query saw X, the erasure commits"
           " before it is answered) ends NOT_FOUND naming the erasure once set up")

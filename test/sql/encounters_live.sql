@@ -170,6 +170,20 @@ SELECT pg_temp.try($$SELECT udaconnect.api_encounter_position('organizer', NULL,
        pg_temp.try($$SELECT udaconnect.api_encounter_position('attendee', 1606, 1605)$$) AS attendee_other,
        pg_temp.try($$SELECT udaconnect.api_encounter_position('organizer', NULL, 1698)$$) AS never_existed;
 
+-- api_persons_gone: the same rule for many persons at once, in the array's
+-- order (erased 1605, 1606; 1601 still here; 1698 never made; repeats
+-- answered each time); bad arrays refused with their SQLSTATE; not PUBLIC's
+SELECT array_agg(gone ORDER BY ord) AS gone, array_agg(ord ORDER BY ord) AS ords
+  FROM udaconnect.api_persons_gone(ARRAY[1605, 1601, 1698, 1606, 1601]);
+SELECT count(*) AS none_asked FROM udaconnect.api_persons_gone('{}');
+SELECT count(*) AS a_thousand FROM udaconnect.api_persons_gone(ARRAY(SELECT 1601 FROM generate_series(1, 1000)));
+SELECT pg_temp.try($$SELECT count(*) FROM udaconnect.api_persons_gone(NULL)$$) AS null_array,
+       pg_temp.try($$SELECT count(*) FROM udaconnect.api_persons_gone(ARRAY[1601, NULL])$$) AS a_null,
+       pg_temp.try($$SELECT count(*) FROM udaconnect.api_persons_gone(ARRAY(SELECT 1601 FROM generate_series(1, 1001)))$$)
+         AS too_many;
+SELECT has_function_privilege('public', 'udaconnect.api_persons_gone(integer[])', 'EXECUTE') AS public_may,
+       has_function_privilege('udaconnect_api', 'udaconnect.api_persons_gone(integer[])', 'EXECUTE') AS api_may;
+
 DELETE FROM udaconnect.encounter_removed WHERE id BETWEEN 9160001 AND 9160007;
 DELETE FROM udaconnect.encounter WHERE id BETWEEN 9160001 AND 9160007;
 DELETE FROM udaconnect.person WHERE id BETWEEN 1601 AND 1604;

@@ -55,9 +55,10 @@ ALTER ROLE udaconnect_api LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATIO
 
 -- udaconnect-grpcd logs in as udaconnect_reader for FindConnections,
 -- ListEncounters and WatchEncounters: EXECUTE on api_find_connections,
--- api_encounters, api_encounter_changes, api_encounter_changes_by_id and
--- api_encounter_position (SECURITY DEFINER), which apply
--- the caller rules (docs/security.md), nothing else: not the raw finder.
+-- api_encounters, api_encounter_changes, api_encounter_changes_by_id,
+-- api_encounter_position and api_persons_gone (SECURITY DEFINER), which
+-- apply the caller rules (docs/security.md), nothing else: not the raw
+-- finder.
 SELECT 'CREATE ROLE udaconnect_reader NOINHERIT'
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'udaconnect_reader') \gexec
 ALTER ROLE udaconnect_reader LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
@@ -72,7 +73,8 @@ SELECT format('GRANT EXECUTE ON FUNCTION %s TO udaconnect_reader', p.oid::regpro
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = 'udaconnect'
    AND p.proname IN ('api_find_connections', 'api_encounters', 'api_encounter_changes',
-                     'api_encounter_changes_by_id', 'api_encounter_position')
+                     'api_encounter_changes_by_id', 'api_encounter_position',
+                     'api_persons_gone')
  ORDER BY 1 \gexec
 
 -- A bounded statement time for every gateway connection unless it sets its own.
