@@ -78,6 +78,18 @@ static volatile int stopping;
 static const char SQL_GONE[] =
 "SELECT gone FROM udaconnect.api_persons_gone($1::integer[]) ORDER BY ord";
 
+/*
+ * The same against an extension older than 1.8 (no api_persons_gone: the
+ * package is upgraded, the daemon restarted, ALTER EXTENSION ... UPDATE
+ * not yet run): read from the view udaconnect_api may read.  Otherwise
+ * every check would fail, and with it the connection, again and again.
+ * Chosen after a 42883 on the connection; a new connection tries anew.
+ */
+static const char SQL_GONE_OLD[] =
+"SELECT NOT EXISTS (SELECT 1 FROM udaconnect.api_person_public q WHERE q.id = x.p) "
+"FROM unnest($1::integer[]) WITH ORDINALITY AS x(p, o) ORDER BY x.o";
+static bool gone_old;
+
 /* the fetches of one statement: its persons and its array parameters */
 struct batch
 {
@@ -109,6 +121,7 @@ static struct batch check_b = {.check = true};
 static struct batch *busy;		/* the batch in flight */
 static double busy_since;		/* ... sent then (monotonic seconds) */
 static bool busy_failed;		/* ... and its result was an error */
+static bool busy_old;			/* ... a check the extension is too old for */
 static int	solo;				/* fetches to make of one person each */
 static double next_connect;		/* monotonic seconds */
 static double backoff = BACKOFF_MIN;
@@ -210,6 +223,7 @@ connect_listen(void)
 	}
 	PQclear(res);
 	conn = c;
+	gone_old = false;
 	connected_at = mono();
 	logmsg(LOG_INFO, "encounter streams: listening for encounter changes (%s)",
 		   cfg.stream_by_id ? "read by id" : "read by version");
@@ -326,7 +340,8 @@ send_batch(struct batch *b)
 	if (b->check)
 	{
 		vals[0] = b->p;
-		return PQsendQueryParams(conn, SQL_GONE, 1, NULL, vals, NULL, NULL, 0);
+		return PQsendQueryParams(conn, gone_old ? SQL_GONE_OLD : SQL_GONE, 1, NULL, vals,
+								 NULL, NULL, 0);
 	}
 	array_end(b->v, b->vn, sizeof(b->v));
 	array_end(b->i, b->in, sizeof(b->i));
@@ -365,6 +380,7 @@ send_next(void)
 	busy = b;
 	busy_since = mono();
 	busy_failed = false;
+	busy_old = false;
 	if (!send_batch(b))
 	{
 		drop(PQerrorMessage(conn));
@@ -449,6 +465,11 @@ read_input(void)
 			if (!b->check)
 				metrics_stream_statement(b->live, mono() - busy_since);
 			busy = NULL;
+			if (busy_old)
+			{
+				batch_fail(b);	/* asked again at once, the old way */
+				break;
+			}
 			if (busy_failed)
 			{
 				int			k = b->n;
@@ -474,6 +495,16 @@ read_input(void)
 			deliver_check(res, busy);
 		else if (PQresultStatus(res) == PGRES_TUPLES_OK)
 			deliver(res, busy);
+		else if (busy->check && !gone_old &&
+				 strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE) ?
+						PQresultErrorField(res, PG_DIAG_SQLSTATE) : "", "42883") == 0)
+		{
+			logmsg(LOG_WARNING, "encounter streams: the database's pg_udaconnect is older than 1.8"
+				   " (no api_persons_gone): the persons' checks read api_person_public until it is"
+				   " updated (ALTER EXTENSION pg_udaconnect UPDATE)");
+			gone_old = true;
+			busy_old = true;
+		}
 		else
 		{
 			logmsg(LOG_WARNING, "encounter streams: %s of %d person(s) (%d first): %s",

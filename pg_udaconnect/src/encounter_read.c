@@ -77,7 +77,7 @@ typedef struct EncRows
 /* TIDs of the person's index entries, fetched in block order later */
 typedef struct EncTids
 {
-	uint64	   *tids;			/* block << 16 | offset */
+	uint64	   *tids;			/* block << 17 | offset << 1 | side */
 	int			n;
 	int			cap;
 } EncTids;
@@ -94,10 +94,13 @@ typedef struct EncTids
  * column 1) with started_at (index column tcol) in [lower, to_t).  Only
  * the index is read here: fetch_rows() reads the rows in block order, so a
  * page holding many of them (a batch writes its new encounters of a person
- * side by side) is looked up and locked once, not once a row.
+ * side by side) is looked up and pinned once, not once a row.  The
+ * entries of dead rows stay in the index until VACUUM (an index scan would
+ * have marked them, as this walk cannot).  side (0 or 1) says which index
+ * the TID came from, for the statistics.
  */
 static void
-collect_side(Relation heap, Relation idx, int32 person, int tcol,
+collect_side(Relation heap, Relation idx, int side, int32 person, int tcol,
 			 TimestampTz lower, TimestampTz to_t, EncTids *out)
 {
 	ScanKeyData keys[3];
@@ -122,8 +125,8 @@ collect_side(Relation heap, Relation idx, int32 person, int tcol,
 			out->cap *= 2;
 			out->tids = repalloc_huge(out->tids, sizeof(uint64) * out->cap);
 		}
-		out->tids[out->n++] = ((uint64) ItemPointerGetBlockNumber(tid) << 16) |
-			ItemPointerGetOffsetNumber(tid);
+		out->tids[out->n++] = ((uint64) ItemPointerGetBlockNumber(tid) << 17) |
+			((uint64) ItemPointerGetOffsetNumber(tid) << 1) | side;
 	}
 	index_endscan(scan);
 }
@@ -154,8 +157,8 @@ fill_row(EncRow *r, TupleTableSlot *slot, const AttrNumber *att, int32 person)
  * keeping those with ended_at >= from_t.
  */
 static void
-fetch_rows(Relation heap, const AttrNumber *att, int32 person, TimestampTz from_t,
-		   EncTids *tids, EncRows *out)
+fetch_rows(Relation heap, Relation *idx, const AttrNumber *att, int32 person,
+		   TimestampTz from_t, EncTids *tids, EncRows *out)
 {
 	IndexFetchTableData *fetch = table_index_fetch_begin(heap);
 	TupleTableSlot *slot = table_slot_create(heap, NULL);
@@ -171,14 +174,14 @@ fetch_rows(Relation heap, const AttrNumber *att, int32 person, TimestampTz from_
 		bool		call_again = false;
 
 		CHECK_FOR_INTERRUPTS();
-		if (i > 0 && tids->tids[i] == tids->tids[i - 1])
+		if (i > 0 && tids->tids[i] >> 1 == tids->tids[i - 1] >> 1)
 			continue;
-		ItemPointerSet(&tid, (BlockNumber) (tids->tids[i] >> 16),
-					   (OffsetNumber) (tids->tids[i] & 0xFFFF));
-		/* counted as an index scan's fetches are (pg_stat_*_tables) */
-		pgstat_count_heap_fetch(heap);
+		ItemPointerSet(&tid, (BlockNumber) (tids->tids[i] >> 17),
+					   (OffsetNumber) ((tids->tids[i] >> 1) & 0xFFFF));
 		if (!table_index_fetch_tuple(fetch, &tid, snap, slot, &call_again, NULL))
 			continue;
+		/* counted on its index, as index_fetch_heap() does */
+		pgstat_count_heap_fetch(idx[tids->tids[i] & 1]);
 		slot_getsomeattrs(slot, maxatt);
 		if (DatumGetTimestampTz(slot->tts_values[att[ENC_END] - 1]) < from_t)
 			continue;
@@ -277,10 +280,17 @@ place_names(Oid nsp, const EncRows *rows, int32 **ids, text ***names, int *n)
  * never negative (encounter_times_check).
  */
 static Interval *
-span_interval(int64 span)
+span_interval(TimestampTz start, TimestampTz end)
 {
 	Interval   *iv = palloc(sizeof(Interval));
+	int64		span;
 
+	/* only a row written by hand can hold one; as timestamp_mi() says */
+	if (TIMESTAMP_NOT_FINITE(start) || TIMESTAMP_NOT_FINITE(end))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("cannot subtract infinite timestamps")));
+	span = end - start;
 	Assert(span >= 0);
 	iv->month = 0;
 	iv->day = (int32) (span / USECS_PER_DAY);
@@ -313,7 +323,7 @@ return_rows(ReturnSetInfo *rsinfo, const EncRows *rows, Oid nsp)
 		values[1] = Int32GetDatum(r->other);
 		values[2] = TimestampTzGetDatum(r->start);
 		values[3] = TimestampTzGetDatum(r->end);
-		values[4] = IntervalPGetDatum(span_interval(r->end - r->start));
+		values[4] = IntervalPGetDatum(span_interval(r->start, r->end));
 		values[5] = Int64GetDatum(r->matches);
 		values[6] = Float8GetDatum(r->min_distance_m);
 		values[7] = Int32GetDatum(r->place_id);
@@ -359,6 +369,7 @@ udc_encounters(PG_FUNCTION_ARGS)
 	Relation	heap;
 	Relation	pair_idx;
 	Relation	b_idx;
+	Relation	idx[2];
 	AttrNumber	att[ENC_NCOLS];
 	EncRows		rows = {palloc(sizeof(EncRow) * 256), 0, 256};
 	EncTids		tids = {palloc(sizeof(uint64) * 256), 0, 256};
@@ -381,9 +392,11 @@ udc_encounters(PG_FUNCTION_ARGS)
 	pair_idx = enc_open_pair_idx(nsp, heap, att);
 	b_idx = enc_open_b_idx(nsp, heap, att);
 
-	collect_side(heap, pair_idx, person, 3, lower, to_t, &tids);
-	collect_side(heap, b_idx, person, 2, lower, to_t, &tids);
-	fetch_rows(heap, att, person, from_t, &tids, &rows);
+	idx[0] = pair_idx;
+	idx[1] = b_idx;
+	collect_side(heap, pair_idx, 0, person, 3, lower, to_t, &tids);
+	collect_side(heap, b_idx, 1, person, 2, lower, to_t, &tids);
+	fetch_rows(heap, idx, att, person, from_t, &tids, &rows);
 	index_close(b_idx, NoLock);
 	index_close(pair_idx, NoLock);
 	table_close(heap, NoLock);

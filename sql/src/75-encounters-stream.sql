@@ -62,10 +62,9 @@ GRANT EXECUTE ON FUNCTION api_encounter_position(text, integer, integer) TO udac
 -- A gateway calls it for every person a notification names, a few rows
 -- each, so what is paid per call counts: the plan is generic (planned once
 -- per session: the ids are looked up by primary key whatever their
--- number), and the body is api_encounter_json()'s (70-encounters-http.sql)
--- written out, because that function, called per row, is planned again at
--- every call of this one (~3x the rest).  pg_regress encounters_live holds
--- the two bodies equal.
+-- number), and the body is api_encounter_json()'s (70-encounters-http.sql),
+-- which the planner inlines (until 1.7 it was written out here: a call per
+-- row was planned again at every call of this one, ~3x the rest).
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION api_encounter_changes_by_id(caller_role text, caller_id integer, person_id integer,
                                             ids bigint[], after_version bigint,
@@ -94,23 +93,7 @@ BEGIN
     RETURN QUERY
     SELECT c.version, c.id, c.kind, c.body FROM (
         SELECT x.version, x.id, 'encounter'::text AS kind,
-               json_build_object(
-                   'id', x.id,
-                   'person', CASE WHEN o.id IS NOT NULL THEN
-                                 json_build_object('id', o.id, 'first_name', o.first_name,
-                                                   'last_name', o.last_name,
-                                                   'company_name', o.company_name) END,
-                   'started_at', to_char(x.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                   'ended_at', to_char(x.ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                   'duration_seconds', extract(epoch FROM x.ended_at - x.started_at),
-                   'matches', x.matches,
-                   'min_distance_m', round(x.min_distance_m::numeric, 3),
-                   'place', CASE WHEN pl.id IS NOT NULL THEN
-                                json_build_object('id', pl.id, 'name', pl.name, 'kind', pl.kind,
-                                                  'floor', pl.floor) END,
-                   'latitude', x.latitude,
-                   'longitude', x.longitude,
-                   'version', x.version) AS body
+               udaconnect.api_encounter_json(x, o, pl) AS body
           FROM udaconnect.encounter x
           LEFT JOIN udaconnect.person o
                  ON o.id = CASE WHEN x.person_a = person_id THEN x.person_b ELSE x.person_a END

@@ -244,7 +244,10 @@ start_copy() {
     : >"$W/copy.log"
     env PGPASSWORD="$REPL_PW" "$PGBIN/pg_ctl" -D "$W/copy" -l "$W/copy.log" -w -t 120 \
         -o "-p $COPY_PORT" start >/dev/null 2>&1 && return 0
-    grep -q "Address already in use" "$W/copy.log" || return 1
+    # only a postmaster that gave up for want of its port (not one that
+    # merely lost one of several addresses, or timed out) is tried again
+    grep -q "Address already in use" "$W/copy.log" &&
+      grep -q "could not create any TCP/IP sockets" "$W/copy.log" || return 1
     echo "# the copy could not bind port $COPY_PORT (in use); trying another" >&2
     COPY_PORT=$((COPY_PORT + 100 + try))
     while "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$COPY_PORT"; do COPY_PORT=$((COPY_PORT + 1)); done

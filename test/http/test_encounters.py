@@ -1228,6 +1228,42 @@ def t_erased_while_down():
         s.close()
 
 
+def t_erased_old_extension():
+    """Against an extension older than 1.8 (api_persons_gone renamed away,
+    as before ALTER EXTENSION ... UPDATE): the stream connection's checks
+    fall back to api_person_public (logged once) instead of failing again
+    and again, and X's stream still ends erased.  Afterwards the function
+    is back and the stream connection remade (it asks the function again)."""
+    x = person("X")
+    log = os.path.join(SUITE_DIR, "httpd-stream-%d.log" % SP)
+    before = open(log).read().count("older than 1.8")
+    sql("ALTER FUNCTION udaconnect.api_persons_gone(integer[]) RENAME TO api_persons_gone_hidden")
+    s = None
+    try:
+        s = open_stream(x)
+        if s.status != 200:
+            return "HTTP %d %r" % (s.status, s.json)
+        s.next()
+        forget(x)
+        r = ends_erased(s, x, "X's stream")
+        if r is not True:
+            return r
+        logged = open(log).read().count("older than 1.8") - before
+        return True if logged == 1 else "the fallback was logged %d times, not once" % logged
+    finally:
+        sql("ALTER FUNCTION udaconnect.api_persons_gone_hidden(integer[]) RENAME TO api_persons_gone")
+        listening = open(log).read().count("listening for encounter changes")
+        sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'udaconnect-httpd streams'")
+        if s:
+            s.close()
+        # the next tests need the stream connection listening again
+        for _ in range(300):
+            if open(log).read().count("listening for encounter changes") > listening:
+                break
+            time.sleep(0.1)
+
+
 def t_slow_reader():
     """A client that never reads a long replay: the daemon's queue for it
     stays bounded (--stream-queue 1024) and, when nothing can be written
@@ -1433,6 +1469,9 @@ def run_stream():
           "written, the daemon exits 0", t_stop_gives_back)
     check("stream: X erased while the stream connection to the database is cut and kept out: "
           "once it is back, X's stream ends erased", t_erased_while_down)
+    check("stream against an extension older than 1.8 (no api_persons_gone): the checks fall "
+          "back to api_person_public, logged once, and an erased person's stream still ends "
+          "erased", t_erased_old_extension)
     check("stream: NOTIFY udaconnect_person_erased forged (X's id as the gateways' role; 20 "
           "payloads naming nobody in one commit): X's streams (sse client and curl) stay open and "
           "get X's next encounter; the 20 are checked and logged at most twice", t_forged_erased)

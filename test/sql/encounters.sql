@@ -293,6 +293,20 @@ SELECT (SELECT count(*) FROM calls) > 1000 AS many_calls, (SELECT count(*) FROM 
        (SELECT count(*) FROM (SELECT * FROM got EXCEPT ALL SELECT * FROM want) d) AS extra,
        (SELECT count(*) FROM (SELECT * FROM want EXCEPT ALL SELECT * FROM got) d) AS missing;
 SELECT count(*) AS null_args FROM udaconnect.encounters(1501, NULL, 'infinity');
+-- api_encounter_json is inlined into the statements that call it (1.8: no
+-- function call of its own per row, which was most of a REST page's time)
+CREATE FUNCTION pg_temp.plan_names(q text, word text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE l text;
+BEGIN
+    FOR l IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || q LOOP
+        IF l LIKE '%' || word || '%' THEN RETURN true; END IF;
+    END LOOP;
+    RETURN false;
+END $$;
+SELECT NOT pg_temp.plan_names('SELECT udaconnect.api_encounter_json(x, o, pl) FROM udaconnect.encounter x
+                                 LEFT JOIN udaconnect.person o ON o.id = x.person_b
+                                 LEFT JOIN udaconnect.place pl ON pl.id = x.place_id',
+                              'api_encounter_json') AS json_inlined;
 
 -- ---------------------------------------------------------------------------
 -- api_encounters: who may ask, its errors, its pages
