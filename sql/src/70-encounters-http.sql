@@ -164,25 +164,28 @@ BEGIN
         RAISE EXCEPTION 'limit must be between 1 and 10000, not %', coalesce(lim::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', COLUMN = 'limit';
     END IF;
+    -- the page first, then the JSON of its rows only (a watcher resuming
+    -- from far back asks for a chunk of a long history)
     RETURN QUERY
-    SELECT c.version, c.id, c.kind, c.body FROM (
-        SELECT x.version, x.id, 'encounter'::text AS kind,
-               udaconnect.api_encounter_json(x, o, pl) AS body
-          FROM udaconnect.encounter x
-          LEFT JOIN udaconnect.person o
-                 ON o.id = CASE WHEN x.person_a = person_id THEN x.person_b ELSE x.person_a END
-          LEFT JOIN udaconnect.place pl ON pl.id = x.place_id
-         WHERE (x.person_a = person_id OR x.person_b = person_id)
-           AND (x.version, x.id) > (coalesce(after_version, 0), coalesce(after_id, 0))
-        UNION ALL
-        SELECT r.version, r.id, 'removed',
-               json_build_object('id', r.id, 'merged_into', r.merged_into)
-          FROM udaconnect.encounter_removed r
-         WHERE r.person_id = api_encounter_changes.person_id
-           AND (r.version, r.id) > (coalesce(after_version, 0), coalesce(after_id, 0))
-    ) c
-    ORDER BY c.version, c.id
-    LIMIT lim;
+    SELECT c.version, c.id, c.kind,
+           CASE WHEN c.kind = 'encounter' THEN udaconnect.api_encounter_json(x, o, pl)
+                ELSE json_build_object('id', c.id, 'merged_into', c.merged_into) END
+      FROM (SELECT e.version, e.id, 'encounter'::text AS kind, NULL::bigint AS merged_into
+              FROM udaconnect.encounter e
+             WHERE (e.person_a = person_id OR e.person_b = person_id)
+               AND (e.version, e.id) > (coalesce(after_version, 0), coalesce(after_id, 0))
+            UNION ALL
+            SELECT r.version, r.id, 'removed', r.merged_into
+              FROM udaconnect.encounter_removed r
+             WHERE r.person_id = api_encounter_changes.person_id
+               AND (r.version, r.id) > (coalesce(after_version, 0), coalesce(after_id, 0))
+             ORDER BY 1, 2
+             LIMIT lim) c
+      LEFT JOIN udaconnect.encounter x ON c.kind = 'encounter' AND x.id = c.id
+      LEFT JOIN udaconnect.person o
+             ON o.id = CASE WHEN x.person_a = person_id THEN x.person_b ELSE x.person_a END
+      LEFT JOIN udaconnect.place pl ON pl.id = x.place_id
+     ORDER BY c.version, c.id;
 END;
 $$;
 
