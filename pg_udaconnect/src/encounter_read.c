@@ -31,6 +31,7 @@
 #include "catalog/pg_am_d.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -290,8 +291,11 @@ span_interval(TimestampTz start, TimestampTz end)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("cannot subtract infinite timestamps")));
-	span = end - start;
-	Assert(span >= 0);
+	/* and a hand-written span too long for an interval, as PostgreSQL 16 does */
+	if (pg_sub_s64_overflow(end, start, &span))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("interval out of range")));
 	iv->month = 0;
 	iv->day = (int32) (span / USECS_PER_DAY);
 	iv->time = span % USECS_PER_DAY;
