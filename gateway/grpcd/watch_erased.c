@@ -58,13 +58,6 @@ static watch_job check_job = {.kind = J_GONE};
 static group *batch[CHECK_BATCH];
 static int	batch_n;
 
-void
-we_group_init(group *g)
-{
-	g->gone_listed = false;
-	g->gone_busy = false;
-}
-
 /* g is checked once the connection can take the query */
 static void
 check_due(group *g)

@@ -152,7 +152,6 @@ watcher_add(watcher *w)
 		g->person = w->person;
 		g->job.kind = J_GROUP;
 		g->job.obj = g;
-		we_group_init(g);
 		live.group_new(g);
 		*p = g;
 	}

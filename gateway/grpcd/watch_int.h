@@ -76,7 +76,6 @@ void		wf_deliver(PGresult *res, group *g, watcher *only);
 void		wf_end_live(group *g, PGresult *res);
 
 /* watch_erased.c, called by watch_feed.c */
-void		we_group_init(group *g);
 void		we_check_all(void);
 void		we_erased(const char *payload);
 bool		we_send(void);
