@@ -22,7 +22,10 @@
  * of its own: each partition has two, named after it
  * (location_p20261207_person_time_idx, ..._cell_time_idx), which
  * finder_check_part() opens for finder_parts.c and checks the same way; its
- * errors name the partition.  The
+ * errors name the partition.  A partition checked once is remembered
+ * (finder_memo.c) until the relcache is told it or its indexes changed:
+ * a search over a season of day partitions would otherwise spend more on
+ * looking up and checking their indexes than on reading them.  The
  * relations stay locked (AccessShareLock) to the end of the transaction, as
  * a query's do: no partition can be detached or dropped under a later call.
  *
@@ -575,12 +578,55 @@ finder_open_rels(FinderRels *r)
 	r->parts = NULL;
 }
 
-/* A partition's columns, and its own two indexes opened and checked. */
+/*
+ * A partition checked before (finder_memo.c): its two indexes opened by the
+ * OIDs remembered, if neither they nor the partition changed since, which
+ * opening them (taking their locks) would have told the memo.
+ */
+static bool
+open_remembered(FinderPart *p)
+{
+	FinderPartMemo m;
+	uint64		gen = finder_memo_generation();
+	Relation	pt;
+	Relation	ct = NULL;
+
+	if (!finder_memo_get(RelationGetRelid(p->heap), &m))
+		return false;
+	pt = try_relation_open(m.person_time, AccessShareLock);
+	if (pt != NULL)
+		ct = try_relation_open(m.cell_time, AccessShareLock);
+	if (pt == NULL || ct == NULL || finder_memo_generation() != gen)
+	{
+		/* the locks stay, as those of any relation the call opened */
+		if (ct != NULL)
+			relation_close(ct, NoLock);
+		if (pt != NULL)
+			relation_close(pt, NoLock);
+		return false;
+	}
+	p->person_time = pt;
+	p->cell_time = ct;
+	p->att_id = m.att_id;
+	p->att_person = m.att_person;
+	p->att_coord = m.att_coord;
+	p->att_time = m.att_time;
+	return true;
+}
+
+/*
+ * A partition's columns, and its own two indexes opened and checked; once
+ * checked, remembered until either changes.  An index with indcheckxmin is
+ * not remembered: whether this transaction may use it is checked per call.
+ */
 void
 finder_check_part(FinderPart *p)
 {
 	AttrNumber	att[LOC_NCOLS];
+	FinderPartMemo m;
 
+	if (open_remembered(p))
+		return;
 	check_columns(p->heap, location_cols, LOC_NCOLS, att);
 	p->person_time = open_part_index(p->heap, &person_time_spec);
 	check_index(p->person_time, p->heap, p->heap, &person_time_spec, location_cols, att);
@@ -590,6 +636,16 @@ finder_check_part(FinderPart *p)
 	p->att_person = att[LOC_PERSON];
 	p->att_coord = att[LOC_COORD];
 	p->att_time = att[LOC_TIME];
+	if (p->person_time->rd_index->indcheckxmin || p->cell_time->rd_index->indcheckxmin)
+		return;
+	m.part = RelationGetRelid(p->heap);
+	m.person_time = RelationGetRelid(p->person_time);
+	m.cell_time = RelationGetRelid(p->cell_time);
+	m.att_id = p->att_id;
+	m.att_person = p->att_person;
+	m.att_coord = p->att_coord;
+	m.att_time = p->att_time;
+	finder_memo_put(&m);
 }
 
 /*

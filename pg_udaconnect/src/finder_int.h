@@ -229,6 +229,29 @@ extern void finder_close_rels(FinderRels *r);
  */
 extern void finder_check_part(FinderPart *p);
 
+/* finder_memo.c */
+
+/* A partition as finder_index.c verified it: its indexes and columns. */
+typedef struct FinderPartMemo
+{
+	Oid			part;			/* hash key */
+	Oid			person_time;
+	Oid			cell_time;
+	AttrNumber	att_id;
+	AttrNumber	att_person;
+	AttrNumber	att_coord;
+	AttrNumber	att_time;
+} FinderPartMemo;
+
+/*
+ * Whether part is remembered (and what, into *out unless NULL); remember
+ * one; the count of forgettings, which moves whenever an entry is dropped
+ * because its relations changed.
+ */
+extern bool finder_memo_get(Oid part, FinderPartMemo *out);
+extern void finder_memo_put(const FinderPartMemo *m);
+extern uint64 finder_memo_generation(void);
+
 /* finder_parts.c */
 
 /*

@@ -10,8 +10,9 @@
  * descriptor, without a query.  A partition whose range does not overlap the
  * span is neither opened nor locked, as the planner prunes it; one whose
  * heap is empty is locked but not read (a SERIALIZABLE transaction still
- * gets its relation-level predicate lock); the DEFAULT partition is read
- * last, unless the span is covered by other partitions (it can then hold no
+ * gets its relation-level predicate lock; one that had rows when it was
+ * last checked, finder_memo.c, is read without asking for its size); the
+ * DEFAULT partition is read last, unless the span is covered by other partitions (it can then hold no
  * row of the span).  A table partitioned some other way (not by range on
  * creation_time alone) has every partition read.  A plain location table
  * (the 1.4 layout) is one partition with an unbounded range, read through the
@@ -19,7 +20,7 @@
  *
  * This file must not read index pages or rows (finder_scan.c does) nor
  * judge an index's layout (finder_index.c does); it calls only
- * finder_index.c.
+ * finder_index.c and finder_memo.c.
  */
 #include "postgres.h"
 
@@ -70,7 +71,13 @@ open_part(FinderRels *r, Oid relid, bool leaf, TimestampTz lo, TimestampTz hi)
 						qualified_relid(relid)),
 				 errdetail("The connection finder reads each partition's rows and indexes directly."),
 				 errhint("Attach plain tables as the partitions of udaconnect.location.")));
-	if (RelationGetNumberOfBlocks(heap) == 0)
+	/*
+	 * A partition checked before had rows then (finder_memo.c): its indexes
+	 * are opened without asking the kernel for the heap's size (a system
+	 * call per partition and search).  Should it have been emptied since, its
+	 * index scans find nothing, and take the SERIALIZABLE predicate locks.
+	 */
+	if (!finder_memo_get(relid, NULL) && RelationGetNumberOfBlocks(heap) == 0)
 	{
 		/* as a scan of the empty heap would, for SERIALIZABLE */
 		PredicateLockRelation(heap, GetActiveSnapshot());
