@@ -579,6 +579,20 @@ finder_open_rels(FinderRels *r)
 }
 
 /*
+ * What check_index() found of a remembered index and the relcache may have
+ * changed since without the memo hearing of it in this transaction: the
+ * state flags that CREATE and DROP INDEX CONCURRENTLY move.
+ */
+static bool
+usable_as_checked(Relation irel)
+{
+	Form_pg_index ind = irel->rd_index;
+
+	return irel->rd_rel->relkind == RELKIND_INDEX && ind->indislive &&
+		ind->indisready && ind->indisvalid && !ind->indcheckxmin;
+}
+
+/*
  * A partition checked before (finder_memo.c): its two indexes opened by the
  * OIDs remembered, if neither they nor the partition changed since, which
  * opening them (taking their locks) would have told the memo.
@@ -596,7 +610,8 @@ open_remembered(FinderPart *p)
 	pt = try_relation_open(m.person_time, AccessShareLock);
 	if (pt != NULL)
 		ct = try_relation_open(m.cell_time, AccessShareLock);
-	if (pt == NULL || ct == NULL || finder_memo_generation() != gen)
+	if (pt == NULL || ct == NULL || finder_memo_generation() != gen ||
+		!usable_as_checked(pt) || !usable_as_checked(ct))
 	{
 		/* the locks stay, as those of any relation the call opened */
 		if (ct != NULL)
@@ -624,9 +639,12 @@ finder_check_part(FinderPart *p)
 {
 	AttrNumber	att[LOC_NCOLS];
 	FinderPartMemo m;
+	uint64		gen;
 
 	if (open_remembered(p))
 		return;
+	/* the heap is locked: what its own invalidations said is in its relcache */
+	gen = finder_memo_generation();
 	check_columns(p->heap, location_cols, LOC_NCOLS, att);
 	p->person_time = open_part_index(p->heap, &person_time_spec);
 	check_index(p->person_time, p->heap, p->heap, &person_time_spec, location_cols, att);
@@ -636,7 +654,8 @@ finder_check_part(FinderPart *p)
 	p->att_person = att[LOC_PERSON];
 	p->att_coord = att[LOC_COORD];
 	p->att_time = att[LOC_TIME];
-	if (p->person_time->rd_index->indcheckxmin || p->cell_time->rd_index->indcheckxmin)
+	if (p->person_time->rd_index->indcheckxmin || p->cell_time->rd_index->indcheckxmin ||
+		finder_memo_generation() != gen)
 		return;
 	m.part = RelationGetRelid(p->heap);
 	m.person_time = RelationGetRelid(p->person_time);

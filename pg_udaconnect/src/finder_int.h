@@ -245,8 +245,8 @@ typedef struct FinderPartMemo
 
 /*
  * Whether part is remembered (and what, into *out unless NULL); remember
- * one; the count of forgettings, which moves whenever an entry is dropped
- * because its relations changed.
+ * one; the count of relcache invalidations this backend processed since it
+ * first asked, which moves whenever an entry may have become stale.
  */
 extern bool finder_memo_get(Oid part, FinderPartMemo *out);
 extern void finder_memo_put(const FinderPartMemo *m);

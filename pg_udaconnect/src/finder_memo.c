@@ -11,10 +11,14 @@
  * either of its indexes changed (DDL of any kind, a rename, ANALYZE or
  * VACUUM updating pg_class, the state changes of CREATE or DROP INDEX
  * CONCURRENTLY, the undoing of an aborted transaction's catalog changes)
- * and when the whole relcache is reset.  Each forgetting moves the
- * generation on: finder_index.c opens the remembered indexes by OID, which
- * takes their locks and so processes pending invalidations, and uses them
- * only if the generation has not moved meanwhile.
+ * and when the whole relcache is reset.  Every invalidation this backend
+ * processes moves the generation on, whatever it names: finder_index.c
+ * opens the remembered indexes by OID, which takes their locks and so
+ * processes pending invalidations, and uses them only if the generation
+ * has not moved meanwhile; and it remembers a partition only if the
+ * generation did not move while it opened and checked the indexes (an
+ * invalidation of the first index, processed while the second is locked,
+ * would otherwise find no entry to remove and be lost to the memo).
  *
  * This file must not open relations or judge a layout (finder_index.c
  * does); it holds OIDs and numbers only.
@@ -27,6 +31,7 @@
 #include "finder_int.h"
 
 static HTAB *memo;
+static bool registered;
 static uint64 generation;
 
 /* Forget every entry that names relid (InvalidOid: all of them). */
@@ -36,6 +41,7 @@ memo_inval(Datum arg, Oid relid)
 	HASH_SEQ_STATUS seq;
 	FinderPartMemo *m;
 
+	generation++;
 	if (memo == NULL)
 		return;
 	hash_seq_init(&seq, memo);
@@ -46,8 +52,17 @@ memo_inval(Datum arg, Oid relid)
 			continue;
 		/* removing the entry just returned is allowed during a scan */
 		hash_search(memo, &m->part, HASH_REMOVE, NULL);
-		generation++;
 	}
+}
+
+/* once per backend, before the first generation is read */
+static void
+memo_register(void)
+{
+	if (registered)
+		return;
+	CacheRegisterRelcacheCallback(memo_inval, (Datum) 0);
+	registered = true;
 }
 
 static void
@@ -55,12 +70,12 @@ memo_init(void)
 {
 	HASHCTL		ctl;
 
+	memo_register();
 	if (memo != NULL)
 		return;
 	ctl.keysize = sizeof(Oid);
 	ctl.entrysize = sizeof(FinderPartMemo);
 	memo = hash_create("udaconnect finder partitions", 64, &ctl, HASH_ELEM | HASH_BLOBS);
-	CacheRegisterRelcacheCallback(memo_inval, (Datum) 0);
 }
 
 bool
@@ -91,5 +106,6 @@ finder_memo_put(const FinderPartMemo *m)
 uint64
 finder_memo_generation(void)
 {
+	memo_register();
 	return generation;
 }
