@@ -29,6 +29,8 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	/* first: in the postmaster, so that every server process inherits it */
+	udc_backend_memory_init();
 	/* components that need shared_preload_libraries register here */
 	udc_ingest_init();
 	udc_encounter_init();

@@ -13,6 +13,9 @@
  * owner, as a SECURITY DEFINER function of the extension would run it: for
  * the maintenance and lookups that any role's write may set off.
  */
+/* backend_memory.c: udaconnect.backend_memory_keep, applied at once */
+extern void udc_backend_memory_init(void);
+
 extern int	udc_spi_as_owner(Oid relid, SPIPlanPtr plan, Datum *args, bool read_only);
 
 /* ereport(ERROR) with SQLSTATE 22003 naming the value unless valid. */
