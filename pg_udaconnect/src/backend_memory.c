@@ -19,9 +19,11 @@
  * thresholds would after the first large free, but from the start and
  * bounded.  0 leaves glibc's defaults.
  *
- * It is set when the library loads (the postmaster, with
- * shared_preload_libraries, so every server process inherits it), hence
- * PGC_POSTMASTER.  This file must not allocate or free anything itself.
+ * It is set when the library loads in the postmaster (with
+ * shared_preload_libraries), so that every server process inherits it,
+ * hence PGC_POSTMASTER; a library loaded later by one backend (no preload)
+ * has no such setting, and glibc's defaults stay.  This file must not
+ * allocate or free anything itself.
  */
 #include "postgres.h"
 
@@ -29,6 +31,7 @@
 #include <malloc.h>
 #endif
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "udc_pg.h"
@@ -38,6 +41,9 @@ static int	udc_backend_memory_keep_kb = 4096;
 void
 udc_backend_memory_init(void)
 {
+	/* PostgreSQL refuses a PGC_POSTMASTER setting defined after startup */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
 	DefineCustomIntVariable("udaconnect.backend_memory_keep",
 							"Freed heap memory each server process keeps for its next statements instead of returning it to the kernel.",
 							"Up to this much at the top of the heap is kept, and allocations below half of it come from the heap; 0 leaves the C library's defaults. Needs a restart.",

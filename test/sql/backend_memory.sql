@@ -3,7 +3,9 @@
 -- defaults a statement that builds a few hundred kilobytes gives them back
 -- to the kernel when it ends and faults them in again in the next one:
 -- the sort below, repeated, costs ~85 minor page faults a call that way,
--- and next to none when the memory is kept (the default, 4 MB).
+-- and next to none when the memory is kept (the default, 4 MB).  Without
+-- shared_preload_libraries (25-extension's run) there is no such setting
+-- and glibc's defaults stay: expected/backend_memory_1.out.
 SHOW udaconnect.backend_memory_keep;
 CREATE TEMP TABLE faults (at text, n bigint);
 CREATE FUNCTION pg_temp.minflt() RETURNS bigint LANGUAGE sql AS $$

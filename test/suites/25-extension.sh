@@ -290,6 +290,7 @@ update_from 1.4
 update_from 1.5
 update_from 1.6
 update_from 1.7
+update_from 1.8
 
 # --- pg_dump and restore of the updated 1.4 database: the partitions, their
 # rows, the configuration tables and the encounter clock come back -----------
