@@ -14,22 +14,27 @@
  * docs/encounters.md, "Reading").  glibc raises its thresholds by itself
  * only after freeing a single allocation of 128 kB or more, which many
  * statements never make.
- * So each process keeps up to the setting at the top of its heap, and
- * requests below half of it come from the heap, as glibc's own adaptive
- * thresholds would after the first large free, but from the start and
- * bounded.  0 leaves glibc's defaults.
+ * So the postmaster, when it loads the library, allocates and frees one
+ * block of half the setting: glibc serves it from a fresh mapping and, on
+ * freeing it, raises its own thresholds as it would after any large free
+ * (no fresh mapping below that size; the top of the heap is kept up to
+ * twice it).  Every server process inherits that, and glibc goes on
+ * adjusting upwards for statements that free larger blocks, as it always
+ * did (a fixed threshold set with mallopt() would stop that, and would
+ * map and unmap every larger block for ever).  Below 256 kB the setting
+ * changes nothing (glibc's thresholds start at 128 kB); 0 leaves them.
+ * The ingest workers set their own (ingest_worker.c); glibc only (another
+ * allocator ignores it).
  *
- * It is set when the library loads in the postmaster (with
+ * It takes effect when the library loads in the postmaster (with
  * shared_preload_libraries), so that every server process inherits it,
  * hence PGC_POSTMASTER; a library loaded later by one backend (no preload)
  * has no such setting, and glibc's defaults stay.  This file must not
- * allocate or free anything itself.
+ * keep any memory itself.
  */
 #include "postgres.h"
 
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
+#include <stdlib.h>
 
 #include "miscadmin.h"
 #include "utils/guc.h"
@@ -46,17 +51,19 @@ udc_backend_memory_init(void)
 		return;
 	DefineCustomIntVariable("udaconnect.backend_memory_keep",
 							"Freed heap memory each server process keeps for its next statements instead of returning it to the kernel.",
-							"Up to this much at the top of the heap is kept, and allocations below half of it come from the heap; 0 leaves the C library's defaults. Needs a restart.",
+							"glibc only: the postmaster frees one block of half this size, which raises glibc's thresholds in every process it starts (the heap top is kept up to this, no fresh mapping below half of it). Below 256kB it changes nothing; 0 leaves the defaults. Needs a restart.",
 							&udc_backend_memory_keep_kb, 4096, 0, 64 * 1024, PGC_POSTMASTER,
 							GUC_UNIT_KB, NULL, NULL, NULL);
-#if defined(__GLIBC__) && defined(M_TRIM_THRESHOLD) && defined(M_MMAP_THRESHOLD)
-	if (udc_backend_memory_keep_kb > 0)
+#ifdef __GLIBC__
+	if (udc_backend_memory_keep_kb >= 256)
 	{
-		int			keep = udc_backend_memory_keep_kb * 1024;
+		/*
+		 * Freed at once: what stays is glibc's raised thresholds.  Through a
+		 * volatile pointer, or the compiler may drop the pair as unused.
+		 */
+		char	   *volatile block = malloc((size_t) udc_backend_memory_keep_kb * 1024 / 2);
 
-		/* glibc's own adaptive rule keeps the trim threshold at twice this */
-		mallopt(M_MMAP_THRESHOLD, keep / 2);
-		mallopt(M_TRIM_THRESHOLD, keep);
+		free(block);
 	}
 #endif
 }
