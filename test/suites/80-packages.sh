@@ -167,7 +167,7 @@ body() {
   rm -rf "$src"; mkdir -p "$src/pg_udaconnect" "$src/test"
   cp -r "$TOP/debian" "$src/"
   cp "$TOP/pg_udaconnect/Makefile" "$TOP/pg_udaconnect/ingest.mk" "$TOP/pg_udaconnect/pg_udaconnect.control" "$src/pg_udaconnect/"
-  cp -r "$TOP/test/sql" "$TOP/test/expected" "$src/test/"
+  cp -r "$TOP/test/sql" "$TOP/test/expected" "$TOP/test/specs" "$src/test/"
   local runas=()
   if [ "$(id -u)" = 0 ]; then chown -R postgres: "$src"; runas=(runuser -u postgres --); fi
   (cd "$src" && "${runas[@]}" env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config \
