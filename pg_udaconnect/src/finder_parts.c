@@ -12,9 +12,10 @@
  * heap is empty is locked but not read (a SERIALIZABLE transaction still
  * gets its relation-level predicate lock; one that had rows when it was
  * last checked, finder_memo.c, is read without asking for its size); the
- * DEFAULT partition is read last, unless the span is covered by other partitions (it can then hold no
- * row of the span).  A table partitioned some other way (not by range on
- * creation_time alone) has every partition read.  A plain location table
+ * DEFAULT partition is read last, unless the span is covered by other
+ * partitions (it can then hold no row of the span).  A table partitioned
+ * some other way (not by range on creation_time alone) has every
+ * partition read.  A plain location table
  * (the 1.4 layout) is one partition with an unbounded range, read through the
  * indexes finder_open_rels() found by name, exactly as before partitioning.
  *
