@@ -494,6 +494,13 @@ index_not_valid(const IndexSpec *spec, Relation irel, Relation part)
 					 spec->drop, spec->create)));
 }
 
+/* What CREATE and DROP INDEX CONCURRENTLY move: may the index be read? */
+static bool
+index_usable(Form_pg_index ind)
+{
+	return ind->indislive && ind->indisready && ind->indisvalid;
+}
+
 /*
  * Verify an open index against its spec: a live, ready and valid btree on
  * `table`, without predicate or expressions, with the spec's columns, and
@@ -515,7 +522,7 @@ check_index(Relation irel, Relation table, Relation part, const IndexSpec *spec,
 						 psprintf("It is an index of table %s.%s; expected %s.",
 								  get_namespace_name(get_rel_namespace(ind->indrelid)),
 								  get_rel_name(ind->indrelid), qualified_name(table)));
-	if (!ind->indislive || !ind->indisready || !ind->indisvalid)
+	if (!index_usable(ind))
 		index_not_valid(spec, irel, part);
 	if (!heap_attisnull(irel->rd_indextuple, Anum_pg_index_indpred, NULL))
 		index_bad_layout(spec, irel, part,
@@ -579,17 +586,16 @@ finder_open_rels(FinderRels *r)
 }
 
 /*
- * What check_index() found of a remembered index and the relcache may have
- * changed since without the memo hearing of it in this transaction: the
- * state flags that CREATE and DROP INDEX CONCURRENTLY move.
+ * Whether an index checked by check_index() may be remembered, and a
+ * remembered one used: what the relcache may have changed since without
+ * the memo hearing of it in this transaction are the state flags; an index
+ * with indcheckxmin is checked per call (which transactions may use it).
  */
 static bool
 usable_as_checked(Relation irel)
 {
-	Form_pg_index ind = irel->rd_index;
-
-	return irel->rd_rel->relkind == RELKIND_INDEX && ind->indislive &&
-		ind->indisready && ind->indisvalid && !ind->indcheckxmin;
+	return irel->rd_rel->relkind == RELKIND_INDEX && index_usable(irel->rd_index) &&
+		!irel->rd_index->indcheckxmin;
 }
 
 /*
@@ -654,7 +660,7 @@ finder_check_part(FinderPart *p)
 	p->att_person = att[LOC_PERSON];
 	p->att_coord = att[LOC_COORD];
 	p->att_time = att[LOC_TIME];
-	if (p->person_time->rd_index->indcheckxmin || p->cell_time->rd_index->indcheckxmin ||
+	if (!usable_as_checked(p->person_time) || !usable_as_checked(p->cell_time) ||
 		finder_memo_generation() != gen)
 		return;
 	m.part = RelationGetRelid(p->heap);
